@@ -1,0 +1,3 @@
+"""agentseat: a device-local AI agent's own Microsoft Entra Agent ID seat, event-driven."""
+
+__version__ = "0.1.0"

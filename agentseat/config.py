@@ -1,0 +1,165 @@
+"""Settings: the only place defaults live.
+
+Every value comes from an `AGENTSEAT_*` environment variable, a `.env` file in the
+working directory, or the config file written by `agentseat setup`
+(`AGENTSEAT_CONFIG_FILE`, default `<state_dir>/agentseat.env`). Every Microsoft
+endpoint is a setting so the sandbox, national clouds and production share one
+code path.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import cached_property
+from pathlib import Path
+from typing import Annotated, Literal
+from urllib.parse import urlsplit
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+#: The Microsoft Graph Change Tracking app: the only legitimate caller of our
+#: webhook (change-notifications-with-resource-data, "How to validate").
+GRAPH_CHANGE_TRACKING_APP_ID = "0bf30f3b-4a52-48df-9a82-234910c4a086"
+
+Mode = Literal["auto", "webhook", "poll"]
+TunnelKind = Literal["ngrok", "static", "none"]
+
+
+def default_state_dir() -> Path:
+    base = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
+    return Path(base) / "agentseat"
+
+
+def _env_files() -> tuple[str, ...]:
+    # The setup-written config file comes first so a local `.env` can override it.
+    config_file = os.environ.get("AGENTSEAT_CONFIG_FILE")
+    if config_file is None:
+        state = os.environ.get("AGENTSEAT_STATE_DIR")
+        config_file = str(Path(state) / "agentseat.env") if state else str(default_state_dir() / "agentseat.env")
+    return (config_file, ".env")
+
+
+class Settings(BaseSettings):
+    """All of agentseat's configuration."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="AGENTSEAT_",
+        env_file=_env_files(),
+        env_file_encoding="utf-8",
+        extra="ignore",
+        validate_default=True,
+    )
+
+    # --- where things live ---------------------------------------------------
+    state_dir: Path = Field(default_factory=default_state_dir, description="Inbox, keys, locks and subscription state.")
+    config_file: Path | None = Field(default=None, description="Where `agentseat setup` writes settings.")
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["console", "json"] = "console"
+
+    # --- Microsoft endpoints (sandbox and national clouds use the same path) ---
+    authority_host: str = "https://login.microsoftonline.com"
+    graph_url: str = "https://graph.microsoft.com/v1.0"
+    jwks_url: str = "https://login.microsoftonline.com/common/discovery/v2.0/keys"
+    ca_bundle: Path | None = Field(default=None, description="Extra CA bundle (PEM) trusted for Entra and Graph.")
+
+    # --- identity --------------------------------------------------------------
+    tenant_id: str = ""
+    blueprint_app_id: str = ""
+    blueprint_object_id: str = ""
+    agent_id: str = Field(default="", description="The Agent Identity's client (app) id.")
+    agent_object_id: str = ""
+    agent_user_id: str = Field(default="", description="The Agent User's object id.")
+    agent_user_upn: str = ""
+    cert_thumbprint: str = Field(default="", description="SHA-1 thumbprint (hex) of the active certificate.")
+    key_passphrase: SecretStr | None = Field(
+        default=None, description="Passphrase of the encrypted key file when no keyring backend exists."
+    )
+    keyring_service: str = "agentseat"
+    sponsors: Annotated[list[str], NoDecode] = Field(default_factory=list, description="Sponsor UPNs or object ids (comma-separated).")
+    persona_file: Path | None = None
+
+    # --- provisioning (agentseat setup) ----------------------------------------
+    provisioner_app_id: str = ""
+    provisioner_cert_path: Path | None = None
+    provisioner_key_path: Path | None = None
+    provisioner_key_passphrase: SecretStr | None = None
+    agent_display_name: str = "agentseat agent"
+    license_sku_id: str = ""
+
+    # --- runtime ---------------------------------------------------------------
+    mode: Mode = "auto"
+    tunnel: TunnelKind = "ngrok"
+    public_url: str | None = Field(default=None, description="Public https URL for `--tunnel static`.")
+    ngrok_path: Path | None = None
+    ngrok_authtoken: SecretStr | None = None
+    webhook_host: str = "127.0.0.1"
+    webhook_port: int = Field(default=0, ge=0, le=65535, description="0 picks a free port.")
+    webhook_max_body: int = Field(default=1_048_576, ge=1024)
+    notification_audience: str = Field(
+        default="", description="Expected `aud` of validation tokens; defaults to agent_id (AMBIGUOUS in Graph docs)."
+    )
+    change_tracking_app_id: str = GRAPH_CHANGE_TRACKING_APP_ID
+
+    # Subscription lifetimes (subscription resource, "Subscription lifetime").
+    chat_subscription_minutes: int = Field(default=4320, ge=45)
+    mail_subscription_minutes: int = Field(default=1440, ge=45)
+    renew_fraction: float = Field(default=0.5, gt=0, lt=1, description="Renew when this much lifetime is left.")
+
+    # Polling. Teams asks apps to poll for changes rarely (teams-api-overview,
+    # "Polling requirements"); the poll mode reads one chat list per interval,
+    # far under the 1 request/s per user limit on GET /me/chats.
+    chat_poll_seconds: float = Field(default=10.0, ge=1.0)
+    mail_poll_seconds: float = Field(default=30.0, ge=1.0)
+    reconcile_seconds: float = Field(default=86_400.0, ge=60.0, description="Reconciliation behind webhooks.")
+
+    # Graph client.
+    graph_deadline_seconds: float = Field(default=60.0, gt=0)
+    graph_timeout_seconds: float = Field(default=30.0, gt=0)
+    token_refresh_margin_seconds: float = Field(default=300.0, ge=0)
+
+    # Bot.
+    bot_timeout_seconds: float = Field(default=60.0, gt=0)
+
+    @field_validator("sponsors", mode="before")
+    @classmethod
+    def _split_csv(cls, value: object) -> object:
+        if isinstance(value, str):
+            stripped = value.strip()
+            if stripped.startswith("["):
+                return value  # JSON list; pydantic parses it
+            return [item.strip() for item in stripped.split(",") if item.strip()]
+        return value
+
+    @field_validator("authority_host", "graph_url", "jwks_url")
+    @classmethod
+    def _must_be_https_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("https", "http") or not parts.netloc:
+            raise ValueError(f"{value!r} is not an absolute URL")
+        return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _derive(self) -> Settings:
+        if self.config_file is None:
+            self.config_file = self.state_dir / "agentseat.env"
+        return self
+
+    @cached_property
+    def graph_host(self) -> str:
+        """The only host that ever receives the agent's bearer token."""
+        return urlsplit(self.graph_url).netloc.lower()
+
+    @property
+    def audience(self) -> str:
+        return self.notification_audience or self.agent_id
+
+    def missing_identity(self) -> list[str]:
+        """Names of identity settings a runtime needs but does not have."""
+        required = ("tenant_id", "blueprint_app_id", "agent_id", "agent_user_id", "cert_thumbprint")
+        return [f"AGENTSEAT_{name.upper()}" for name in required if not getattr(self, name)]
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read settings from the environment and env files, with explicit overrides."""
+    return Settings(**overrides)  # type: ignore[arg-type]
