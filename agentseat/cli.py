@@ -1,0 +1,127 @@
+"""The `agentseat` command: parse arguments, load settings, call the right part.
+
+Wiring only: each command hands off to the module that owns the work. Errors
+from the `AgentSeatError` hierarchy become one clear line on stderr and an
+exit code; stdout carries only the command's real output (or, for `serve`,
+the MCP protocol).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import anyio
+
+from . import __version__
+from .config import Settings
+from .errors import AgentSeatError
+from .logging import configure
+
+Command = Callable[[argparse.Namespace, Settings], int]
+
+
+def _runtime_options(parser: argparse.ArgumentParser) -> None:
+    """Options shared by serve, watch and bot."""
+    parser.add_argument("--mode", choices=["auto", "webhook", "poll"], help="event source (default: auto)")
+    parser.add_argument("--tunnel", choices=["ngrok", "static", "none"], help="how Graph reaches the webhook")
+    parser.add_argument("--public-url", help="public https URL that forwards to the webhook (--tunnel static)")
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, object]:
+    names = ("mode", "tunnel", "public_url", "state_dir")
+    found = {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
+    if found.get("public_url") and "tunnel" not in found:
+        found["tunnel"] = "static"
+    return found
+
+
+# --- commands ------------------------------------------------------------------------
+
+
+def cmd_sandbox(args: argparse.Namespace, settings: Settings) -> int:
+    from .sandbox.app import Sandbox, SandboxOptions
+
+    state = Path(args.dir) if args.dir else settings.state_dir / "sandbox"
+    options = SandboxOptions(host=args.host, port=args.port, reset=args.reset, speed=args.speed)
+    sandbox = Sandbox(state, options)
+
+    async def run() -> None:
+        async with sandbox.running():
+            print(f"agentseat sandbox listening on {sandbox.url}", flush=True)
+            print(f"settings for a runtime: {sandbox.env_path}", flush=True)
+            print("press Ctrl-C to stop", flush=True)
+            await anyio.sleep_forever()
+
+    try:
+        anyio.run(run)
+    except KeyboardInterrupt:
+        pass
+    print("sandbox stopped", flush=True)
+    return 0
+
+
+def _not_ready(name: str) -> Command:
+    def command(args: argparse.Namespace, settings: Settings) -> int:
+        raise AgentSeatError(f"`agentseat {name}` is not available in this build", hint="see README.md")
+
+    return command
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="agentseat", description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--version", action="version", version=f"agentseat {__version__}")
+    parser.add_argument("--state-dir", type=Path, help="state directory (default: ~/.local/state/agentseat)")
+    parser.add_argument("--env-file", type=Path, help="read settings from this file (e.g. a sandbox.env)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("sandbox", help="run the local Microsoft 365 sandbox tenant in the foreground")
+    p.add_argument("--dir", help="sandbox state directory (default: <state-dir>/sandbox)")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=0, help="0 picks a free port")
+    p.add_argument("--speed", type=float, default=1.0, help="run the sandbox clock this many times faster")
+    p.add_argument("--reset", action="store_true", help="discard the stored tenant and start afresh")
+    p.set_defaults(func=cmd_sandbox)
+
+    for name, help_text in (
+        ("serve", "run the MCP stdio server (what Claude Code starts)"),
+        ("watch", "run the runtime and print one JSON line per event"),
+        ("bot", "run a handler command for each message and reply with its output"),
+        ("demo", "one-command tour on the embedded sandbox"),
+        ("setup", "provision the agent's identity, key and consent"),
+        ("teardown", "reverse `agentseat setup`"),
+        ("token", "print the agent's current access token"),
+        ("status", "show mode, subscriptions and inbox counts"),
+        ("doctor", "check settings, key, token hops, Graph and scopes"),
+    ):
+        p = sub.add_parser(name, help=help_text)
+        if name in ("serve", "watch", "bot"):
+            _runtime_options(p)
+        p.set_defaults(func=_not_ready(name))
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        overrides = _overrides(args)
+        if args.env_file is not None:
+            overrides["_env_file"] = (str(args.env_file),)
+        settings = Settings(**overrides)  # type: ignore[arg-type]
+        configure("debug" if args.verbose else settings.log_level, settings.log_format)
+        return int(args.func(args, settings))
+    except AgentSeatError as exc:
+        print(f"agentseat: {exc.message}", file=sys.stderr)
+        if exc.hint:
+            print(f"  hint: {exc.hint}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

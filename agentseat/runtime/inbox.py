@@ -1,0 +1,480 @@
+"""The durable inbox: a SQLite event log in the state dir.
+
+It owns the `Event` contract, deduplication by event key, the `seq` order,
+per-sink cursors, atomic claims for a shared push group, and wake-ups for
+sinks waiting on new events. It does not parse notifications, decide trust,
+or deliver anything: producers hand it normalised Events, sinks read them.
+
+Sync methods are the core; each is one short transaction. The `a*` wrappers
+run them in a worker thread because a write may wait up to `busy_timeout` on
+another process's lock (DESIGN: blocking sqlite goes through anyio.to_thread).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import sqlite3
+import threading
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+import anyio
+import structlog
+
+from agentseat.errors import InboxError
+
+log = structlog.get_logger(__name__)
+
+Kind = Literal["teams", "mail"]
+Trust = Literal["sponsor", "colleague", "external"]
+Source = Literal["webhook", "poll"]
+_KINDS = ("teams", "mail")
+_TRUSTS = ("sponsor", "colleague", "external")
+_SOURCES = ("webhook", "poll")
+_SCHEMA_VERSION = 1
+_T = TypeVar("_T")
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat()
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One inbound chat or mail message, as every sink sees it (DESIGN, "Contracts: Event")."""
+
+    seq: int
+    key: str
+    kind: Kind
+    chat_id: str | None
+    message_id: str
+    sender_id: str
+    sender_upn: str
+    sender_name: str
+    trust: Trust
+    text: str
+    subject: str | None
+    created_at: str
+    received_at: str
+    source: Source
+
+    def __post_init__(self) -> None:
+        problem = self._problem()
+        if problem:
+            raise InboxError(f"invalid event: {problem}", hint="this is a bug in the normaliser; the event was not stored")
+
+    def _problem(self) -> str | None:
+        # Checked here so a bad event fails where it is built, never half-way through a batch.
+        if not isinstance(self.seq, int) or self.seq < 0:
+            return "seq must be a non-negative int"
+        for name in ("key", "message_id", "sender_id", "sender_upn", "sender_name", "text", "created_at", "received_at"):
+            value = getattr(self, name)
+            if not isinstance(value, str):
+                return f"{name} must be a string"
+            try:
+                value.encode("utf-8")  # lone surrogates would fail inside the transaction
+            except UnicodeEncodeError:
+                return f"{name} is not valid UTF-8 text"
+        if self.kind not in _KINDS or self.trust not in _TRUSTS or self.source not in _SOURCES:
+            return "kind, trust or source is not one of the allowed values"
+        if not self.message_id:
+            return "message_id is empty"
+        if self.kind == "teams" and not (isinstance(self.chat_id, str) and self.chat_id):
+            return "a teams event needs a chat_id"
+        if self.kind == "mail" and self.chat_id is not None:
+            return "a mail event has no chat_id"
+        if self.subject is not None and not isinstance(self.subject, str):
+            return "subject must be a string or None"
+        if self.key != event_key(self.kind, self.chat_id, self.message_id):
+            return "key does not match kind, chat_id and message_id"
+        for name in ("created_at", "received_at"):
+            try:
+                datetime.fromisoformat(getattr(self, name))
+            except ValueError:
+                return f"{name} is not ISO 8601"
+        return None
+
+    @classmethod
+    def teams(cls, *, chat_id: str, message_id: str, sender_id: str, sender_upn: str, sender_name: str,
+              trust: Trust, text: str, created_at: str, source: Source, received_at: str | None = None) -> Event:
+        return cls(0, event_key("teams", chat_id, message_id), "teams", chat_id, message_id, sender_id, sender_upn,
+                   sender_name, trust, text, None, created_at, received_at or _now(), source)
+
+    @classmethod
+    def mail(cls, *, message_id: str, sender_id: str, sender_upn: str, sender_name: str, trust: Trust, text: str,
+             subject: str | None, created_at: str, source: Source, received_at: str | None = None) -> Event:
+        return cls(0, event_key("mail", None, message_id), "mail", None, message_id, sender_id, sender_upn,
+                   sender_name, trust, text, subject, created_at, received_at or _now(), source)
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any] | sqlite3.Row) -> Event:
+        return cls(**{name: row[name] for name in _FIELDS})
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), ensure_ascii=False, separators=(",", ":"))
+
+
+_FIELDS = tuple(f.name for f in dataclasses.fields(Event))
+_COLUMNS = ", ".join(_FIELDS)
+_INSERT = f"INSERT OR IGNORE INTO events({', '.join(_FIELDS[1:])}) VALUES ({', '.join('?' * (len(_FIELDS) - 1))})"
+
+
+def event_key(kind: str, chat_id: str | None, message_id: str) -> str:
+    """The dedupe key: the same message from webhook, poll or replay has one key."""
+    return f"teams:{chat_id}:{message_id}" if kind == "teams" else f"mail:{message_id}"
+
+
+def _check_limit(limit: int) -> None:
+    # SQLite reads a negative LIMIT as "no limit"; refuse it instead of returning the whole log.
+    if not isinstance(limit, int) or limit < 1:
+        raise InboxError(f"limit must be a positive int, not {limit!r}", hint="pass limit >= 1")
+
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS events(
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, key TEXT NOT NULL UNIQUE, kind TEXT NOT NULL, chat_id TEXT,
+    message_id TEXT NOT NULL, sender_id TEXT NOT NULL, sender_upn TEXT NOT NULL, sender_name TEXT NOT NULL,
+    trust TEXT NOT NULL, text TEXT NOT NULL, subject TEXT, created_at TEXT NOT NULL, received_at TEXT NOT NULL,
+    source TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS events_kind_seq ON events(kind, seq);
+CREATE TABLE IF NOT EXISTS cursors(sink TEXT PRIMARY KEY, seq INTEGER NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS groups(name TEXT PRIMARY KEY, start_seq INTEGER NOT NULL,
+    claimed_through INTEGER NOT NULL, created_at TEXT NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS claims(grp TEXT NOT NULL, seq INTEGER NOT NULL, claimant TEXT NOT NULL,
+    claimed_at TEXT NOT NULL, PRIMARY KEY(grp, seq)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS meta(k TEXT PRIMARY KEY, v TEXT NOT NULL) WITHOUT ROWID;
+"""
+
+
+class Inbox:
+    """The event log of one agent, shared by every process of that agent on this machine.
+
+    Groups and claims: a group (for example "push") is a set of processes of which
+    exactly one receives each event. `ensure_group(group, start_seq)` creates the
+    group once, delivering events with seq > start_seq; later calls change nothing,
+    so a restarted server resumes where the group stopped and gets what it missed.
+    `claim_next` hands events out in seq order, each at most once per group, and
+    the claims outlive every process. Delivery is therefore at most once: a
+    claimant that dies between claim and push loses that batch (claim small
+    batches and push them before the next checkpoint, shielded from cancellation).
+
+    Cursors: `cursor(sink)`/`advance(sink, seq)` store how far a lone sink has read
+    (at least once: a sink advances after it has handled the events).
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, own_ids: Iterable[str] = (),
+                 poll_interval: float = 0.05, busy_timeout: float = 5.0) -> None:
+        self.path = Path(path)
+        # Lower-cased, empties removed: an event with an empty upn must not match an unset id.
+        self._own = frozenset(i.strip().lower() for i in own_ids if i and i.strip())
+        self._poll_interval = poll_interval
+        self._busy_timeout = busy_timeout
+        # One connection, used by one thread at a time under this lock: sqlite3
+        # connections must not be used concurrently, and a connection per anyio
+        # worker thread could not be closed deterministically. Writers in this
+        # process would serialise on SQLite's write lock anyway.
+        self._lock = threading.Lock()
+        # Wake-ups: waiters in this process park on their own anyio.Event; appends
+        # made on the event-loop thread set them at once.
+        self._waiters: set[anyio.Event] = set()
+        self._loop_thread: int | None = None
+        with self._errors("open"):
+            self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            # Messages are private: create the file 0600; SQLite gives -wal and -shm the same mode.
+            os.close(os.open(self.path, os.O_CREAT | os.O_RDWR, 0o600))
+            self._conn = self._connect()
+            # A second connection only reads PRAGMA data_version, which changes when any
+            # *other* connection commits (this process's main one included).
+            self._watch = self._connect()
+            self._init_schema()
+        log.debug("inbox_opened", path=str(self.path))
+
+    def _connect(self) -> sqlite3.Connection:
+        # isolation_level=None: we issue BEGIN IMMEDIATE ourselves, so every write
+        # takes the write lock up front and never fails upgrading a read (SQLITE_BUSY_SNAPSHOT).
+        conn = sqlite3.connect(self.path, timeout=self._busy_timeout, isolation_level=None, check_same_thread=False)
+        conn.row_factory = sqlite3.Row
+        conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout * 1000)}")
+        mode = conn.execute("PRAGMA journal_mode = WAL").fetchall()[0][0]
+        if mode != "wal":
+            log.warning("inbox_not_wal", journal_mode=mode, path=str(self.path))
+        # WAL + NORMAL: a commit has been written to the WAL (the OS page cache) before
+        # COMMIT returns; only the fsync waits for checkpoints. So a killed process
+        # (kill -9, crash) loses nothing it committed; a power cut may lose the last
+        # commits, which the poller's reconciliation fetches again (dedupe makes that safe).
+        conn.execute("PRAGMA synchronous = NORMAL")
+        return conn
+
+    def _init_schema(self) -> None:
+        with self._tx() as conn:
+            version = conn.execute("PRAGMA user_version").fetchall()[0][0]
+            if version > _SCHEMA_VERSION:
+                raise InboxError(f"the inbox at {self.path} was written by a newer agentseat",
+                                 hint="upgrade agentseat, or move the file aside to start a new inbox")
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {_SCHEMA_VERSION}")
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+            self._watch.close()
+
+    def __enter__(self) -> Inbox:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- errors and transactions ----------------------------------------------
+
+    @contextmanager
+    def _errors(self, op: str) -> Iterator[None]:
+        try:
+            yield
+        except sqlite3.Error as exc:
+            raise self._inbox_error(op, exc) from exc
+        except OSError as exc:
+            raise InboxError(f"cannot open the inbox at {self.path}: {exc.strerror}",
+                             hint=f"check that {self.path.parent} exists and is writable") from exc
+
+    def _inbox_error(self, op: str, exc: sqlite3.Error) -> InboxError:
+        code = getattr(exc, "sqlite_errorcode", 0) & 0xFF
+        name = getattr(exc, "sqlite_errorname", type(exc).__name__)
+        log.warning("inbox_error", op=op, code=name, path=str(self.path))  # never the event, only the code
+        where = self.path.parent
+        if code == sqlite3.SQLITE_FULL or "full" in str(exc):
+            return InboxError(f"inbox {op} failed: the disk is full",
+                              hint=f"free space in {where}; nothing from this write was stored")
+        if code == sqlite3.SQLITE_IOERR:
+            return InboxError(f"inbox {op} failed: disk I/O error",
+                              hint=f"check free space and the disk holding {where}; nothing from this write was stored")
+        if code in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB):
+            return InboxError(f"the inbox at {self.path} is corrupt",
+                              hint="stop agentseat, move the file aside (with its -wal and -shm files) and restart; "
+                                   "messages still on Graph are fetched again")
+        if code in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+            return InboxError(f"inbox {op} timed out waiting for another agentseat process",
+                              hint="retry; if it persists, look for a hung agentseat process")
+        if code in (sqlite3.SQLITE_READONLY, sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_PERM):
+            return InboxError(f"cannot write the inbox at {self.path}", hint=f"check permissions of {where}")
+        return InboxError(f"inbox {op} failed ({name})", hint=f"check {self.path}")
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction: BEGIN IMMEDIATE ... COMMIT, rolled back on any error."""
+        with self._lock:
+            conn = self._conn
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:  # SQLite may already have rolled back (for example on SQLITE_FULL)
+                    try:
+                        conn.execute("ROLLBACK")
+                    except sqlite3.Error:
+                        pass
+                raise
+
+    def _query(self, sql: str, params: Iterable[Any] = ()) -> list[sqlite3.Row]:
+        # fetchall() runs the statement to completion, so no read transaction stays open
+        # (an open reader would stop WAL checkpoints and let the WAL grow).
+        with self._errors("read"), self._lock:
+            return self._conn.execute(sql, tuple(params)).fetchall()
+
+    # --- events ------------------------------------------------------------------
+
+    def _is_own(self, event: Event) -> bool:
+        return event.sender_id.lower() in self._own or event.sender_upn.lower() in self._own
+
+    def append(self, events: Iterable[Event]) -> list[Event]:
+        """Store the events whose key is new, in one transaction; return them with their seq.
+
+        Duplicates (within the batch or already stored) and the agent's own messages
+        are skipped. All or nothing: on any error nothing of the batch is stored.
+        """
+        batch = list(events)
+        if not all(isinstance(e, Event) for e in batch):
+            raise InboxError("append() takes Event objects only", hint="this is a bug in the caller; nothing was stored")
+        stored: list[Event] = []
+        with self._errors("append"), self._tx() as conn:
+            for event in batch:
+                if self._is_own(event):
+                    log.debug("own_event_dropped", key=event.key)
+                    continue
+                values = [getattr(event, name) for name in _FIELDS[1:]]
+                cur = conn.execute(_INSERT, values)  # OR IGNORE: a known key is a duplicate, not an error
+                if cur.rowcount == 1:
+                    stored.append(dataclasses.replace(event, seq=cur.lastrowid))
+        if stored:
+            log.debug("events_appended", count=len(stored), last_seq=stored[-1].seq)
+            if threading.get_ident() == self._loop_thread:
+                self._wake()
+        return stored
+
+    def read(self, since_seq: int, limit: int = 100, kind: str | None = None) -> list[Event]:
+        """Events with seq > since_seq, in seq order, at most `limit`, optionally of one kind."""
+        _check_limit(limit)
+        if kind is None:
+            rows = self._query(f"SELECT {_COLUMNS} FROM events WHERE seq > ? ORDER BY seq LIMIT ?", (since_seq, limit))
+        else:
+            rows = self._query(f"SELECT {_COLUMNS} FROM events WHERE kind = ? AND seq > ? ORDER BY seq LIMIT ?",
+                               (kind, since_seq, limit))
+        return [Event.from_row(r) for r in rows]
+
+    def latest_seq(self, kind: str | None = None) -> int:
+        """The highest stored seq (of one kind), 0 when there is none."""
+        if kind is None:
+            rows = self._query("SELECT seq FROM events ORDER BY seq DESC LIMIT 1")
+        else:
+            rows = self._query("SELECT seq FROM events WHERE kind = ? ORDER BY seq DESC LIMIT 1", (kind,))
+        return rows[0][0] if rows else 0
+
+    def count(self, kind: str | None = None) -> int:
+        if kind is None:
+            return self._query("SELECT count(*) FROM events")[0][0]
+        return self._query("SELECT count(*) FROM events WHERE kind = ?", (kind,))[0][0]
+
+    def last_event(self) -> Event | None:
+        rows = self._query(f"SELECT {_COLUMNS} FROM events ORDER BY seq DESC LIMIT 1")
+        return Event.from_row(rows[0]) if rows else None
+
+    # --- cursors -----------------------------------------------------------------
+
+    def cursor(self, sink: str) -> int:
+        """The last seq `sink` has handled; 0 for a sink never seen."""
+        rows = self._query("SELECT seq FROM cursors WHERE sink = ?", (sink,))
+        return rows[0][0] if rows else 0
+
+    def advance(self, sink: str, seq: int) -> int:
+        """Move `sink`'s cursor to `seq`, never backwards; return the cursor."""
+        with self._errors("advance"), self._tx() as conn:
+            conn.execute("INSERT INTO cursors(sink, seq) VALUES (?, ?) "
+                         "ON CONFLICT(sink) DO UPDATE SET seq = max(seq, excluded.seq)", (sink, seq))
+            return conn.execute("SELECT seq FROM cursors WHERE sink = ?", (sink,)).fetchall()[0][0]
+
+    # --- claim groups ------------------------------------------------------------
+
+    def ensure_group(self, group: str, start_seq: int) -> int:
+        """Create `group` delivering events after `start_seq`, unless it exists; return its position.
+
+        The position is the seq through which the group has claimed events. Use
+        `latest_seq()` as start on a group's first start, so history is not replayed.
+        """
+        with self._errors("ensure_group"), self._tx() as conn:
+            conn.execute("INSERT OR IGNORE INTO groups(name, start_seq, claimed_through, created_at) VALUES (?, ?, ?, ?)",
+                         (group, start_seq, start_seq, _now()))
+            return conn.execute("SELECT claimed_through FROM groups WHERE name = ?", (group,)).fetchall()[0][0]
+
+    def group_position(self, group: str) -> int | None:
+        rows = self._query("SELECT claimed_through FROM groups WHERE name = ?", (group,))
+        return rows[0][0] if rows else None
+
+    def claim_next(self, group: str, claimant: str, limit: int = 50) -> list[Event]:
+        """Claim, in seq order, up to `limit` events no member of `group` has claimed.
+
+        One BEGIN IMMEDIATE transaction: concurrent claimants in any process are
+        serialised by SQLite's write lock, so no event is handed out twice and, as
+        claims always take the lowest unclaimed seqs, none is skipped.
+        """
+        _check_limit(limit)
+        with self._errors("claim"), self._tx() as conn:
+            rows = conn.execute("SELECT claimed_through FROM groups WHERE name = ?", (group,)).fetchall()
+            if not rows:
+                raise InboxError(f"unknown claim group {group!r}", hint="call ensure_group() before claim_next()")
+            events = [Event.from_row(r) for r in conn.execute(
+                f"SELECT {_COLUMNS} FROM events WHERE seq > ? ORDER BY seq LIMIT ?", (rows[0][0], limit)).fetchall()]
+            if events:
+                now = _now()
+                # The primary key (grp, seq) makes a double claim fail loudly even if this logic were wrong.
+                conn.executemany("INSERT INTO claims(grp, seq, claimant, claimed_at) VALUES (?, ?, ?, ?)",
+                                 [(group, e.seq, claimant, now) for e in events])
+                conn.execute("UPDATE groups SET claimed_through = ? WHERE name = ?", (events[-1].seq, group))
+        if events:
+            log.debug("events_claimed", group=group, claimant=claimant, first=events[0].seq, last=events[-1].seq)
+        return events
+
+    # --- meta --------------------------------------------------------------------
+
+    def get_meta(self, k: str) -> str | None:
+        rows = self._query("SELECT v FROM meta WHERE k = ?", (k,))
+        return rows[0][0] if rows else None
+
+    def set_meta(self, k: str, v: str | None) -> None:
+        """Store a small string (for example subscription state); None deletes it."""
+        with self._errors("set_meta"), self._tx() as conn:
+            if v is None:
+                conn.execute("DELETE FROM meta WHERE k = ?", (k,))
+            else:
+                conn.execute("INSERT INTO meta(k, v) VALUES (?, ?) ON CONFLICT(k) DO UPDATE SET v = excluded.v", (k, v))
+
+    # --- async -------------------------------------------------------------------
+
+    async def _run(self, func: Callable[..., _T], *args: Any) -> _T:
+        # Not abandoned on cancel: the thread finishes, and its result (a claim, an
+        # append) reaches the caller, who is cancelled at its next checkpoint.
+        return await anyio.to_thread.run_sync(func, *args)
+
+    async def aappend(self, events: Iterable[Event]) -> list[Event]:
+        stored = await self._run(self.append, list(events))
+        if stored:
+            self._wake()  # back on the loop thread: wake same-process sinks now
+        return stored
+
+    async def aread(self, since_seq: int, limit: int = 100, kind: str | None = None) -> list[Event]:
+        return await self._run(self.read, since_seq, limit, kind)
+
+    async def aadvance(self, sink: str, seq: int) -> int:
+        return await self._run(self.advance, sink, seq)
+
+    async def aensure_group(self, group: str, start_seq: int) -> int:
+        return await self._run(self.ensure_group, group, start_seq)
+
+    async def aclaim_next(self, group: str, claimant: str, limit: int = 50) -> list[Event]:
+        return await self._run(self.claim_next, group, claimant, limit)
+
+    def _wake(self) -> None:
+        waiters, self._waiters = self._waiters, set()
+        for waiter in waiters:
+            waiter.set()
+
+    def _data_version(self) -> int:
+        # Called on the loop thread: it reads the WAL index in shared memory, microseconds.
+        with self._errors("watch"):
+            return self._watch.execute("PRAGMA data_version").fetchall()[0][0]
+
+    async def wait_for_new(self, after_seq: int, timeout: float | None = None, *, kind: str | None = None) -> bool:
+        """Wait until an event (of `kind`) with seq > after_seq exists; False on timeout.
+
+        Appends through this Inbox on the event loop wake waiters at once; commits by
+        other connections or processes are seen by polling `PRAGMA data_version`
+        every `poll_interval` seconds.
+        """
+        self._loop_thread = threading.get_ident()
+        with anyio.move_on_after(timeout):
+            while True:
+                waiter = anyio.Event()
+                self._waiters.add(waiter)
+                try:
+                    version = self._data_version()  # taken before the read, so no commit slips between
+                    if await self._run(self.latest_seq, kind) > after_seq:
+                        return True
+                    while not waiter.is_set():
+                        with anyio.move_on_after(self._poll_interval):
+                            await waiter.wait()
+                        if self._data_version() != version:
+                            break
+                finally:
+                    self._waiters.discard(waiter)
+        return False

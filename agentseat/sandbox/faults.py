@@ -1,0 +1,78 @@
+"""Fault injection for tests and benchmarks (`POST /_sandbox/faults`).
+
+Notification faults act on the delivery engine (drop, duplicate, delay,
+reorder); Graph faults answer a share of requests on matching routes with 429
+or a 5xx before any handler runs. All randomness is seeded, so a failing run
+can be replayed.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import random
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class RouteFault:
+    pattern: str  # fnmatch over "METHOD /path/template", e.g. "GET /me/chats" or "* /chats/*"
+    rate: float  # 0..1
+    status: int  # 429, 500, 502, 503, 504
+    retry_after: float | None = None
+
+
+@dataclass
+class Faults:
+    drop: float = 0.0
+    duplicate: float = 0.0
+    delay_ms: float = 0.0
+    reorder: float = 0.0  # chance a batch is held back and sent after the next one
+    routes: list[RouteFault] = field(default_factory=list)
+    seed: int | None = None
+    rng: random.Random = field(default_factory=random.Random, repr=False)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Faults:
+        notif = data.get("notifications", data)
+        routes = [
+            RouteFault(
+                pattern=str(r.get("route", "*")),
+                rate=float(r.get("rate", 0)),
+                status=int(r.get("status", 429)),
+                retry_after=None if r.get("retry_after") is None else float(r["retry_after"]),
+            )
+            for r in data.get("graph", [])
+        ]
+        for name in ("drop", "duplicate", "reorder"):
+            value = float(notif.get(name, 0.0))
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"{name} must be between 0 and 1")
+        faults = cls(
+            drop=float(notif.get("drop", 0.0)),
+            duplicate=float(notif.get("duplicate", 0.0)),
+            delay_ms=float(notif.get("delay_ms", 0.0)),
+            reorder=float(notif.get("reorder", 0.0)),
+            routes=routes,
+            seed=data.get("seed"),
+        )
+        faults.rng = random.Random(faults.seed)
+        return faults
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "notifications": {
+                "drop": self.drop, "duplicate": self.duplicate, "delay_ms": self.delay_ms, "reorder": self.reorder
+            },
+            "graph": [r.__dict__ for r in self.routes],
+            "seed": self.seed,
+        }
+
+    def chance(self, p: float) -> bool:
+        return p > 0 and self.rng.random() < p
+
+    def route_fault(self, route: str) -> RouteFault | None:
+        for fault in self.routes:
+            if fnmatch.fnmatchcase(route, fault.pattern) and self.chance(fault.rate):
+                return fault
+        return None

@@ -1,0 +1,314 @@
+"""The sandbox tenant: its directory, chats, mailboxes and subscriptions.
+
+Plain dataclasses held in memory and saved as one JSON file in the state dir,
+so `agentseat sandbox` keeps its tenant across restarts (`--reset` starts
+afresh). Route modules mutate it and call `mark_dirty()`; a flusher writes it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import secrets
+import tempfile
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+TENANT_FILE = "tenant.json"
+GRAPH_APP_ID = "00000003-0000-0000-c000-000000000000"
+GRAPH_RESOURCE = "https://graph.microsoft.com"
+TOKEN_EXCHANGE_AUDIENCE = "api://AzureADTokenExchange"
+
+#: Delegated scopes the agent runtime needs, including what subscriptions need
+#: (Chat.Read for getAllMessages, Mail.Read for inbox subscriptions).
+AGENT_SCOPES = (
+    "User.Read",
+    "User.ReadBasic.All",
+    "Chat.Create",
+    "Chat.ReadWrite",
+    "ChatMessage.Send",
+    "ChatMember.ReadWrite",
+    "Mail.Read",
+    "Mail.Send",
+)
+
+#: App roles of the provisioner (entrabot-anchor §7.1).
+PROVISIONER_ROLES = (
+    "Application.ReadWrite.All",
+    "AppRoleAssignment.ReadWrite.All",
+    "DelegatedPermissionGrant.ReadWrite.All",
+    "LicenseAssignment.ReadWrite.All",
+    "Organization.Read.All",
+    "User.ReadWrite.All",
+    "AgentIdentityBlueprint.ReadWrite.All",
+    "AgentIdentity.ReadWrite.All",
+    "AgentIdUser.ReadWrite.All",
+)
+
+
+AGENT_DISPLAY_NAME = "agentseat agent"
+#: Microsoft 365 E3's SKU id: Teams-capable, with a mailbox.
+TEAMS_SKU_ID = "05e9a617-0261-4cee-bb44-138d3ef5d965"
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
+
+
+@dataclass
+class KeyCredential:
+    key_id: str
+    sha1: str  # uppercase hex
+    cert_der_b64: str
+    start: float
+    end: float
+    display_name: str = ""
+
+
+@dataclass
+class App:
+    """An application registration with its service principal folded in."""
+
+    app_id: str
+    object_id: str
+    sp_object_id: str
+    display_name: str
+    kind: str  # "blueprint" | "agentIdentity" | "provisioner" | "application"
+    key_credentials: list[KeyCredential] = field(default_factory=list)
+    blueprint_app_id: str = ""  # for an agent identity: its parent blueprint
+    sponsors: list[str] = field(default_factory=list)  # user object ids
+    roles: list[str] = field(default_factory=list)  # application permissions granted
+    has_principal: bool = True
+
+
+@dataclass
+class User:
+    id: str
+    upn: str
+    display_name: str
+    mail: str
+    kind: str = "user"  # "user" | "agentUser"
+    identity_parent_id: str = ""  # agent user: the Agent Identity's app id
+    licenses: list[str] = field(default_factory=list)
+    usage_location: str = ""
+    account_enabled: bool = True
+
+
+@dataclass
+class Grant:
+    """A delegated permission grant (oauth2PermissionGrant, consentType Principal)."""
+
+    id: str
+    client_app_id: str
+    principal_id: str
+    scope: str
+    resource: str = GRAPH_APP_ID
+
+
+@dataclass
+class Chat:
+    id: str
+    chat_type: str  # "oneOnOne" | "group"
+    member_ids: list[str]
+    created: float
+    topic: str | None = None
+    last_updated: float = 0.0
+
+
+@dataclass
+class ChatMessage:
+    id: str
+    chat_id: str
+    from_id: str
+    content: str
+    content_type: str  # "text" | "html"
+    created: float
+    last_modified: float
+
+
+@dataclass
+class MailMessage:
+    id: str
+    owner_id: str  # mailbox owner
+    folder: str  # "inbox" | "sentitems"
+    subject: str
+    body: str
+    body_type: str  # "text" | "html"
+    from_address: str
+    from_name: str
+    to: list[str]
+    received: float
+    conversation_id: str
+    internet_message_id: str
+    is_read: bool = False
+    deleted: bool = False
+    change_seq: int = 0  # position in the mailbox's change log (for delta)
+
+
+@dataclass
+class Subscription:
+    id: str
+    app_id: str
+    creator_id: str
+    resource: str
+    change_type: str
+    notification_url: str
+    expiration: float
+    client_state: str | None = None
+    lifecycle_url: str | None = None
+    include_resource_data: bool = False
+    encryption_certificate: str | None = None
+    encryption_certificate_id: str | None = None
+    latest_supported_tls_version: str = "v1_2"
+    notification_url_app_id: str | None = None
+    token_expires: float = 0.0  # the access token behind it; delivery pauses after this
+    created: float = 0.0
+    last_reauthorize: float = 0.0
+    last_patch: float = 0.0
+
+
+@dataclass
+class Tenant:
+    tenant_id: str
+    domain: str
+    users: dict[str, User] = field(default_factory=dict)
+    apps: dict[str, App] = field(default_factory=dict)  # by app_id
+    grants: dict[str, Grant] = field(default_factory=dict)
+    chats: dict[str, Chat] = field(default_factory=dict)
+    messages: dict[str, list[ChatMessage]] = field(default_factory=dict)  # chat id -> oldest first
+    mail: dict[str, list[MailMessage]] = field(default_factory=dict)  # owner id -> oldest first
+    subscriptions: dict[str, Subscription] = field(default_factory=dict)
+    mail_seq: int = 0
+    tokens_not_before: float = 0.0  # tokens issued before this instant are rejected
+    roles: dict[str, str] = field(default_factory=dict)  # well-known names -> ids (agent, sponsor, ...)
+
+    # --- lookups -----------------------------------------------------------------
+    def user(self, ref: str) -> User | None:
+        """Find a user by object id, UPN or mail (case-insensitive)."""
+        if ref in self.users:
+            return self.users[ref]
+        low = ref.lower()
+        for user in self.users.values():
+            if user.upn.lower() == low or user.mail.lower() == low or user.id.lower() == low:
+                return user
+        return None
+
+    def app(self, app_id: str) -> App | None:
+        return self.apps.get(app_id)
+
+    def app_by_object_id(self, object_id: str) -> App | None:
+        for app in self.apps.values():
+            if object_id in (app.object_id, app.sp_object_id):
+                return app
+        return None
+
+    def one_on_one(self, a: str, b: str) -> Chat | None:
+        pair = {a, b}
+        for chat in self.chats.values():
+            if chat.chat_type == "oneOnOne" and set(chat.member_ids) == pair:
+                return chat
+        return None
+
+    def granted_scopes(self, client_app_id: str, principal_id: str) -> set[str]:
+        scopes: set[str] = set()
+        for grant in self.grants.values():
+            if grant.client_app_id == client_app_id and grant.principal_id == principal_id:
+                scopes.update(grant.scope.split())
+        return scopes
+
+    # --- persistence -------------------------------------------------------------
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Tenant:
+        apps = {
+            k: App(**{**v, "key_credentials": [KeyCredential(**kc) for kc in v["key_credentials"]]})
+            for k, v in data["apps"].items()
+        }
+        return cls(
+            tenant_id=data["tenant_id"],
+            domain=data["domain"],
+            users={k: User(**v) for k, v in data["users"].items()},
+            apps=apps,
+            grants={k: Grant(**v) for k, v in data["grants"].items()},
+            chats={k: Chat(**v) for k, v in data["chats"].items()},
+            messages={k: [ChatMessage(**m) for m in v] for k, v in data["messages"].items()},
+            mail={k: [MailMessage(**m) for m in v] for k, v in data["mail"].items()},
+            subscriptions={k: Subscription(**v) for k, v in data["subscriptions"].items()},
+            mail_seq=data.get("mail_seq", 0),
+            tokens_not_before=data.get("tokens_not_before", 0.0),
+            roles=data.get("roles", {}),
+        )
+
+
+def save_tenant(tenant: Tenant, directory: Path) -> None:
+    """Write atomically so a crash never leaves half a tenant."""
+    directory.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tenant-", suffix=".json")
+    try:
+        with os.fdopen(fd, "w") as fh:
+            json.dump(tenant.to_json(), fh)
+        os.replace(tmp, directory / TENANT_FILE)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load_tenant(directory: Path) -> Tenant | None:
+    path = directory / TENANT_FILE
+    if not path.exists():
+        return None
+    return Tenant.from_json(json.loads(path.read_text()))
+
+
+def demo_tenant() -> Tenant:
+    """The demo organization: an agent (Blueprint, Agent Identity, Agent User), a
+    sponsor, two colleagues, and a provisioner app for `agentseat setup`.
+
+    The agent's identity objects exist but have no certificate and no consent
+    yet: `agentseat setup` adds those, as it would in a real tenant where an
+    administrator pre-created nothing.
+    """
+    tenant = Tenant(tenant_id=new_id(), domain="contoso.test")
+    d = tenant.domain
+
+    def add_user(key: str, upn: str, name: str, kind: str = "user") -> User:
+        user = User(id=new_id(), upn=f"{upn}@{d}", display_name=name, mail=f"{upn}@{d}", kind=kind)
+        tenant.users[user.id] = user
+        tenant.roles[key] = user.id
+        return user
+
+    sponsor = add_user("sponsor", "ada", "Ada Lovelace")
+    add_user("colleague1", "grace", "Grace Hopper")
+    add_user("colleague2", "alan", "Alan Turing")
+
+    provisioner = App(
+        app_id=new_id(), object_id=new_id(), sp_object_id=new_id(), display_name="agentseat provisioner",
+        kind="provisioner", roles=list(PROVISIONER_ROLES),
+    )
+    tenant.apps[provisioner.app_id] = provisioner
+    tenant.roles["provisioner"] = provisioner.app_id
+    graph = App(app_id=GRAPH_APP_ID, object_id=new_id(), sp_object_id=new_id(), display_name="Microsoft Graph",
+                kind="application")
+    tenant.apps[graph.app_id] = graph
+    blueprint = App(
+        app_id=new_id(), object_id=new_id(), sp_object_id=new_id(), display_name=AGENT_DISPLAY_NAME,
+        kind="blueprint", sponsors=[sponsor.id],
+    )
+    identity = App(
+        app_id=new_id(), object_id=new_id(), sp_object_id=new_id(), display_name=AGENT_DISPLAY_NAME,
+        kind="agentIdentity", blueprint_app_id=blueprint.app_id, sponsors=[sponsor.id],
+    )
+    for app in (blueprint, identity):
+        tenant.apps[app.app_id] = app
+    tenant.roles["blueprint"] = blueprint.app_id
+    tenant.roles["agent_identity"] = identity.app_id
+    agent = add_user("agent_user", "agent", AGENT_DISPLAY_NAME, kind="agentUser")
+    agent.identity_parent_id = identity.app_id
+    agent.licenses = [TEAMS_SKU_ID]
+    tenant.roles["secret_seed"] = secrets.token_hex(8)
+    return tenant

@@ -1,0 +1,80 @@
+"""Minting the tokens the sandbox's Entra half issues.
+
+Claims follow Entra's v2 access tokens: `aud`, `iss`, `tid`, `oid`, `azp`/`appid`,
+`idtyp`, and `scp` (delegated) or `roles` (app-only).
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import TYPE_CHECKING, Any
+
+from .tenant import GRAPH_RESOURCE, TOKEN_EXCHANGE_AUDIENCE
+
+if TYPE_CHECKING:
+    from .app import Sandbox
+
+
+def issuer(sb: Sandbox) -> str:
+    return f"{sb.url}/{sb.tenant.tenant_id}/v2.0"
+
+
+def _base(sb: Sandbox, *, aud: str, app_id: str, lifetime: int | None) -> dict[str, Any]:
+    now = int(sb.clock.now())
+    return {
+        "aud": aud,
+        "iss": issuer(sb),
+        "iat": now,
+        "nbf": now,
+        "exp": now + (lifetime if lifetime is not None else sb.options.access_token_seconds),
+        "tid": sb.tenant.tenant_id,
+        "azp": app_id,
+        "appid": app_id,
+        "ver": "2.0",
+        "uti": uuid.uuid4().hex[:22],
+    }
+
+
+def delegated_token(sb: Sandbox, *, user_id: str, app_id: str, scopes: list[str] | set[str],
+                    lifetime: int | None = None, aud: str = GRAPH_RESOURCE) -> tuple[str, dict[str, Any]]:
+    """A user token (`idtyp=user`) for `app_id` acting as `user_id`."""
+    claims = {**_base(sb, aud=aud, app_id=app_id, lifetime=lifetime), "idtyp": "user", "oid": user_id,
+              "sub": user_id, "scp": " ".join(sorted(scopes))}
+    user = sb.tenant.users.get(user_id)
+    if user is not None:
+        claims["upn"] = user.upn
+        claims["name"] = user.display_name
+    return sb.pki.sign(claims), claims
+
+
+def app_token(sb: Sandbox, *, app_id: str, roles: list[str] | set[str], lifetime: int | None = None,
+              aud: str = GRAPH_RESOURCE) -> tuple[str, dict[str, Any]]:
+    """An app-only token (`idtyp=app`) carrying application `roles`."""
+    app = sb.tenant.apps.get(app_id)
+    oid = app.sp_object_id if app else app_id
+    claims = {**_base(sb, aud=aud, app_id=app_id, lifetime=lifetime), "idtyp": "app", "oid": oid, "sub": oid,
+              "roles": sorted(roles)}
+    return sb.pki.sign(claims), claims
+
+
+def exchange_token(sb: Sandbox, *, app_id: str, subject: str, lifetime: int | None = None,
+                   fmi_path: str | None = None) -> tuple[str, dict[str, Any]]:
+    """A federated-credential token for `api://AzureADTokenExchange` (hops 1 and 2).
+
+    `sub` names who may present it as an assertion: hop 1 mints it for the
+    Agent Identity named by `fmi_path`.
+    """
+    claims = {**_base(sb, aud=TOKEN_EXCHANGE_AUDIENCE, app_id=app_id, lifetime=lifetime), "idtyp": "app",
+              "sub": subject, "oid": subject}
+    if fmi_path:
+        claims["fmi_path"] = fmi_path
+    return sb.pki.sign(claims), claims
+
+
+def user_graph_token(sb: Sandbox, user_id: str, scopes: list[str] | None = None) -> str:
+    """Test and demo helper: a delegated Graph token for any user of the tenant
+    (colleagues have no app of their own in the sandbox)."""
+    from .tenant import AGENT_SCOPES
+
+    app_id = sb.tenant.roles.get("agent_identity", "sandbox-client")
+    return delegated_token(sb, user_id=user_id, app_id=app_id, scopes=scopes or list(AGENT_SCOPES))[0]

@@ -1,0 +1,52 @@
+"""A second OS process for the inbox tests (claims across processes, kill -9, cross-process wake-up).
+
+Usage: python _inbox_child.py claim DB GROUP CLAIMANT | append DB | append_one DB MESSAGE_ID
+Reports go to stdout, one line each, flushed; logs go to stderr.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+
+from agentseat.logging import configure
+from agentseat.runtime.inbox import Event, Inbox
+
+
+def _mail(message_id: str) -> Event:
+    return Event.mail(message_id=message_id, sender_id="u-1", sender_upn="one@contoso.com", sender_name="One",
+                      trust="colleague", text="hello", subject="s", created_at="2026-01-01T00:00:00+00:00",
+                      source="poll")
+
+
+def _say(line: str) -> None:
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+
+
+def main(argv: list[str]) -> None:
+    configure(level="warning")
+    mode, db = argv[0], argv[1]
+    inbox = Inbox(db)
+    if mode == "claim":
+        group, claimant = argv[2], argv[3]
+        _say("ready")
+        sys.stdin.readline()  # both claimants start together
+        while batch := inbox.claim_next(group, claimant, limit=7):
+            for event in batch:
+                _say(str(event.seq))
+            time.sleep(0.001)  # let the other process take the lock in between
+    elif mode == "append":
+        i = 0
+        while True:
+            batch = [_mail(f"kill-{i + j}") for j in range(1 + i % 3)]
+            i += len(batch)
+            # Printed only after append() returned, i.e. after COMMIT.
+            _say("\n".join(f"{e.key} {e.seq}" for e in inbox.append(batch)))
+    elif mode == "append_one":
+        inbox.append([_mail(argv[2])])
+    inbox.close()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
