@@ -1,13 +1,13 @@
 """The agent's certificate and private key: generation and safe storage.
 
-Owns the RSA key pair and self-signed certificate the agent signs in with, and where
-they live: `<state_dir>/keys/`. The private key is only ever on disk as an encrypted
-PKCS#8 file (mode 0600) whose random passphrase sits in the OS keyring, or else comes
-from AGENTSEAT_KEY_PASSPHRASE. It does not upload certificates (provision.py) and
-does not mint tokens (tokens.py).
+Owns the RSA key pair and self-signed certificate the agent signs in with, and where they
+live: `<state_dir>/keys/`. The private key is only ever on disk as an encrypted PKCS#8 file
+(mode 0600) whose random passphrase sits in the OS keyring, or else comes from
+AGENTSEAT_KEY_PASSPHRASE. Uploading certificates (provision.py) and minting tokens
+(tokens.py) live elsewhere.
 
-Every function here is synchronous and may block (keyring over D-Bus, fsync); async
-callers wrap them with `anyio.to_thread.run_sync`.
+Everything here is synchronous and may block (keyring over D-Bus, fsync); async callers
+wrap it with `anyio.to_thread.run_sync`.
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ log = structlog.get_logger(__name__)
 _SHA1 = re.compile(r"[0-9A-F]{40}")
 _ENCRYPTED_PEM = b"-----BEGIN ENCRYPTED PRIVATE KEY-----"
 _SETUP_HINT = "run `agentseat setup` to create and register a certificate"
-# Backends that keep nothing (fail, null) or keep it readable to anyone who can read the
+# Backends that keep nothing (fail, null) or keep it readable by anyone who can read the
 # home directory (keyrings.alt's PlaintextKeyring is base64 only): python-ecosystem §5.
 _UNTRUSTED_KEYRING_MODULES = ("keyring.backends.fail", "keyring.backends.null", "keyrings.alt")
 # Mode and owner bits mean nothing on Windows, where %LOCALAPPDATA% is per-user by ACL.
@@ -81,7 +81,7 @@ class AgentCertificate:
 
     @property
     def der_b64(self) -> str:
-        """Standard base64 of the DER: keyCredentials `key` and Graph `encryptionCertificate`."""
+        """Base64 of the DER: keyCredentials `key` and the Graph `encryptionCertificate`."""
         return base64.b64encode(self.certificate.public_bytes(serialization.Encoding.DER)).decode("ascii")
 
     @property
@@ -100,14 +100,18 @@ class StoredCertificate:
 
 
 def generate_certificate(common_name: str, *, days: int = 365) -> AgentCertificate:
-    """Make an RSA-2048 key and a self-signed certificate for it, valid `days` days."""
-    if not common_name.strip():
-        raise ValueError("common_name must not be empty")
-    if days < 1:
-        raise ValueError("days must be at least 1")
+    """Make an RSA-2048 key and a self-signed certificate for it, valid for `days` days."""
+    if not common_name.strip() or days < 1:
+        raise ValueError("need a non-empty common_name and days >= 1")
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
     now = dt.datetime.now(dt.timezone.utc)
+    # Signing is for client assertions; key encipherment because Graph wraps each rich
+    # notification's AES key with this certificate (changeNotificationEncryptedContent).
+    usage = x509.KeyUsage(
+        digital_signature=True, key_encipherment=True, content_commitment=False, data_encipherment=False,
+        key_agreement=False, key_cert_sign=False, crl_sign=False, encipher_only=False, decipher_only=False,
+    )
     certificate = (
         x509.CertificateBuilder()
         .subject_name(name)
@@ -118,16 +122,7 @@ def generate_certificate(common_name: str, *, days: int = 365) -> AgentCertifica
         .not_valid_before(now - dt.timedelta(minutes=5))
         .not_valid_after(now + dt.timedelta(days=days))
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        # Signing: client assertions. Key encipherment: Graph wraps each rich
-        # notification's AES key with this certificate (changeNotificationEncryptedContent).
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True, key_encipherment=True, content_commitment=False,
-                data_encipherment=False, key_agreement=False, key_cert_sign=False,
-                crl_sign=False, encipher_only=False, decipher_only=False,
-            ),
-            critical=True,
-        )
+        .add_extension(usage, critical=True)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
         .sign(key, hashes.SHA256())
     )
@@ -137,12 +132,10 @@ def generate_certificate(common_name: str, *, days: int = 365) -> AgentCertifica
 class KeyStore:
     """Certificates and encrypted private keys under `<state_dir>/keys/`.
 
-    Layout: `<SHA1>.crt.pem` (public), `<SHA1>.key.pem` (encrypted PKCS#8, 0600) and
-    `active` (the thumbprint in use). Several certificates may be stored at once so a
-    rotation can upload the new one before the old one is retired.
-
-    The API is synchronous and blocking (keyring, file IO); from async code call it
-    through `anyio.to_thread.run_sync`.
+    Files: `<SHA1>.crt.pem` (public), `<SHA1>.key.pem` (encrypted PKCS#8, 0600) and `active`
+    (the thumbprint in use). Several may be stored at once, so a rotation can register the
+    new certificate before it retires the old one. The API is synchronous and blocking
+    (keyring, file IO): from async code, call it through `anyio.to_thread.run_sync`.
     """
 
     def __init__(self, settings: Settings) -> None:
@@ -152,13 +145,11 @@ class KeyStore:
         self._setting_passphrase = secret or None
         self._pinned = _normalise(settings.cert_thumbprint) if settings.cert_thumbprint else None
 
-    # --- public API ------------------------------------------------------------
-
     def add(self, cert: AgentCertificate) -> StoredCertificate:
-        """Store `cert` next to the ones already stored.
+        """Store `cert` next to those already stored.
 
-        The first certificate becomes active; later ones wait for `set_active`, so a
-        rotation can register the new certificate in Entra before switching to it.
+        The first certificate becomes active; later ones wait for `set_active`, so a rotation
+        can append the new certificate in Entra before the agent switches to it.
         """
         sha1 = cert.sha1_thumbprint
         self._ensure_dir()
@@ -166,36 +157,33 @@ class KeyStore:
         if key_path.exists() or cert_path.exists():
             raise KeyStoreError(f"certificate {sha1} is already stored", hint="generate a new certificate to rotate")
         passphrase, source = self._new_passphrase(sha1)
-        # Encrypted before the first byte is written: no plaintext key ever reaches disk.
-        encrypted = cert.private_key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.BestAvailableEncryption(passphrase.encode("utf-8")),
-        )
         try:
+            # Encrypted in memory before the first byte is written: no plaintext key on disk.
+            encrypted = cert.private_key.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                serialization.BestAvailableEncryption(passphrase.encode("utf-8")),
+            )
             _write_atomic(key_path, encrypted, 0o600)
             _write_atomic(cert_path, cert.cert_pem.encode("ascii"), 0o644)
             activate = not self._active_path.exists()
             if activate:
                 _write_atomic(self._active_path, f"{sha1}\n".encode("ascii"), 0o644)
         except BaseException as exc:
-            # Leave nothing half-stored: no key without a certificate, no orphan passphrase.
+            # Leave nothing half-stored: no key without its certificate, no orphan passphrase.
             for path in (key_path, cert_path):
                 with contextlib.suppress(OSError):
                     path.unlink()
             if source == "keyring":
                 _forget_passphrase(self._service, sha1)
             if isinstance(exc, OSError):
-                raise KeyStoreError(
-                    f"cannot write the key files in {self.dir}: {exc.strerror}",
-                    hint="check that the state directory is writable and the disk is not full",
-                ) from None
+                raise KeyStoreError(f"cannot write the key files in {self.dir}: {exc.strerror}",
+                                    hint="check that the state directory is writable and the disk not full") from None
             raise
         log.info("certificate_stored", thumbprint=sha1, passphrase_source=source, active=activate)
         return StoredCertificate(sha1, cert.sha256_thumbprint, cert.not_after, activate)
 
     def list(self) -> builtins.list[StoredCertificate]:
-        """The stored certificates, oldest expiry first. Reads no private key."""
+        """The stored certificates, soonest expiry first. Reads no private key."""
         if not self.dir.exists():
             return []
         self._check_dir()
@@ -203,14 +191,13 @@ class KeyStore:
         stored = []
         for path in self.dir.glob("*.crt.pem"):
             sha1 = path.name.removesuffix(".crt.pem")
-            if not _SHA1.fullmatch(sha1):
-                continue
-            cert = self._read_cert(path, sha1)
-            stored.append(StoredCertificate(sha1, _sha256_of(cert), cert.not_valid_after_utc, sha1 == active))
+            if _SHA1.fullmatch(sha1):
+                cert = self._read_cert(path, sha1)
+                stored.append(StoredCertificate(sha1, _sha256_of(cert), cert.not_valid_after_utc, sha1 == active))
         return sorted(stored, key=lambda item: (item.not_after, item.sha1))
 
     def active(self) -> str | None:
-        """The active thumbprint: the `active` file, else the AGENTSEAT_CERT_THUMBPRINT pin."""
+        """The active thumbprint: the `active` file, else the AGENTSEAT_CERT_THUMBPRINT setting."""
         try:
             if self.dir.exists():
                 self._check_dir()
@@ -222,28 +209,25 @@ class KeyStore:
         return _normalise(text)
 
     def set_active(self, sha1: str) -> None:
-        """Make `sha1` the certificate the agent signs in with (it must load first)."""
+        """Make `sha1` the certificate the agent signs in with. It must load first."""
         sha1 = self.load(sha1).sha1_thumbprint
         _write_atomic(self._active_path, f"{sha1}\n".encode("ascii"), 0o644)
         log.info("active_certificate_set", thumbprint=sha1)
 
     def retire(self, sha1: str) -> None:
-        """Delete a certificate, its key and its keyring entry. Never the active one.
+        """Delete a certificate, its key and its keyring entry; never the active one.
 
-        This only forgets it locally; removing it from Entra's keyCredentials is
-        provisioning's job.
+        Local only: removing it from Entra's keyCredentials is provisioning's job.
         """
         sha1 = _normalise(sha1)
         if sha1 == self.active():
-            raise KeyStoreError(
-                f"refusing to retire {sha1}: it is the active certificate",
-                hint="activate the new certificate first (KeyStore.set_active), then retire the old one",
-            )
+            raise KeyStoreError(f"refusing to retire {sha1}: it is the active certificate",
+                                hint="make the new certificate active first (set_active), then retire the old one")
         self._check_dir()
         key_path, cert_path = self._paths(sha1)
         if not key_path.exists() and not cert_path.exists():
-            raise KeyStoreError(f"no certificate {sha1} in {self.dir}", hint="`agentseat status` lists the stored ones")
-        # Key first, certificate last: until the end, `list` still shows what is left.
+            raise KeyStoreError(f"no certificate {sha1} in {self.dir}", hint="`agentseat status` lists stored ones")
+        # Key first, certificate last: if we stop half-way, `list` still shows what is left.
         with contextlib.suppress(FileNotFoundError):
             key_path.unlink()
         _forget_passphrase(self._service, sha1)
@@ -253,12 +237,10 @@ class KeyStore:
         log.info("certificate_retired", thumbprint=sha1)
 
     def load(self, sha1: str | None = None) -> AgentCertificate:
-        """Load and decrypt the active certificate's key (or that of `sha1`)."""
+        """Load and decrypt the active certificate and key (or those of `sha1`)."""
+        sha1 = _normalise(sha1) if sha1 is not None else self.active()
         if sha1 is None:
-            sha1 = self.active()
-            if sha1 is None:
-                raise KeyStoreError(f"no active certificate in {self.dir}", hint=_SETUP_HINT)
-        sha1 = _normalise(sha1)
+            raise KeyStoreError(f"no active certificate in {self.dir}", hint=_SETUP_HINT)
         if not self.dir.exists():
             raise KeyStoreError(f"no key store at {self.dir}", hint=_SETUP_HINT)
         self._check_dir()
@@ -267,22 +249,20 @@ class KeyStore:
         cert = self._read_cert(cert_path, sha1)
         key = self._decrypt(data, key_path, sha1)
         if key.public_key().public_numbers() != cert.public_key().public_numbers():
-            raise KeyStoreError(
-                f"{cert_path} does not belong to the private key in {key_path}",
-                hint=f"restore the original certificate or retire {sha1} and {_SETUP_HINT}",
-            )
+            raise KeyStoreError(f"{cert_path} does not belong to the private key in {key_path}",
+                                hint=f"restore the original certificate, or retire {sha1} and {_SETUP_HINT}")
         return AgentCertificate(private_key=key, certificate=cert)
 
     def load_pem_credential(self, sha1: str | None = None) -> dict[str, str]:
-        """msal's `client_credential` for a certificate: `{"private_key", "thumbprint"}`.
+        """msal's certificate `client_credential`: `{"private_key": PEM, "thumbprint": SHA-1}`.
 
-        The PEM is unencrypted and lives in memory only; never log or persist it.
+        The PEM is unencrypted and must stay in memory: never log or persist it.
         """
         cert = self.load(sha1)
         pem = cert.private_key.private_bytes(
             serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        ).decode("ascii")
-        return {"private_key": pem, "thumbprint": cert.sha1_thumbprint}
+        )
+        return {"private_key": pem.decode("ascii"), "thumbprint": cert.sha1_thumbprint}
 
     # --- helpers ---------------------------------------------------------------
 
@@ -304,15 +284,13 @@ class KeyStore:
         self._check_dir()
 
     def _check_dir(self) -> None:
-        """Refuse a keys directory that someone else could write into."""
+        """Refuse a keys directory that another user could put files into."""
         if not _POSIX:
             return
         st = os.stat(self.dir)
         if st.st_uid != os.getuid():
-            raise KeyStoreError(
-                f"refusing to use {self.dir}: owned by uid {st.st_uid}, not the current user (uid {os.getuid()})",
-                hint=f"chown {os.getuid()} {self.dir} && chmod 700 {self.dir}",
-            )
+            raise KeyStoreError(f"refusing to use {self.dir}: owned by uid {st.st_uid}, not by you (uid {os.getuid()})",
+                                hint=f"chown {os.getuid()} {self.dir} && chmod 700 {self.dir}")
         if st.st_mode & 0o022:
             raise KeyStoreError(
                 f"refusing to use {self.dir}: mode {stat.S_IMODE(st.st_mode):04o} lets other users replace keys in it",
@@ -331,9 +309,8 @@ class KeyStore:
         return cert
 
     def _new_passphrase(self, sha1: str) -> tuple[str, str]:
-        # Only the short passphrase goes to the keyring, not the PEM: Windows Credential
-        # Manager caps a blob at 2560 bytes and an RSA-2048 PEM is ~1700 characters of
-        # UTF-16 (python-ecosystem §5).
+        # Only this short passphrase goes to the keyring, never the PEM: Windows Credential
+        # Manager caps a blob at 2560 bytes and an RSA-2048 PEM is ~1700 UTF-16 characters.
         backend = _trusted_keyring()
         if backend is not None:
             passphrase = secrets.token_urlsafe(32)
@@ -345,16 +322,16 @@ class KeyStore:
         if self._setting_passphrase:
             return self._setting_passphrase, "setting"
         raise KeyStoreError(
-            f"nowhere safe to keep the passphrase of the private key: the keyring backend "
-            f"({_backend_name(keyring.get_keyring())}) is not a secure store and AGENTSEAT_KEY_PASSPHRASE is not set",
-            hint="either set AGENTSEAT_KEY_PASSPHRASE to a long random secret (for example the output of "
-            "`python -c 'import secrets; print(secrets.token_urlsafe(32))'`) and keep it as safe as the key, "
+            "nowhere safe to keep the private key's passphrase: the keyring backend "
+            f"{_backend_name(keyring.get_keyring())} is not a secure store and AGENTSEAT_KEY_PASSPHRASE is not set",
+            hint="either set AGENTSEAT_KEY_PASSPHRASE to a long random secret (e.g. the output of "
+            "`python -c 'import secrets; print(secrets.token_urlsafe(32))'`) and guard it like the key, "
             "or run where an OS keyring works (macOS Keychain, Windows Credential Manager, "
-            "Secret Service with a D-Bus session)",
+            "or Secret Service with a D-Bus session)",
         )
 
-    def _passphrases(self, sha1: str) -> builtins.list[tuple[str, str]]:
-        found: builtins.list[tuple[str, str]] = []
+    def _passphrase(self, sha1: str) -> tuple[str, str] | None:
+        """The keyring entry if there is one, else the setting (a key saved without keyring)."""
         backend = _trusted_keyring()
         if backend is not None:
             try:
@@ -363,39 +340,32 @@ class KeyStore:
                 log.warning("keyring_read_failed", backend=_backend_name(backend), error=type(exc).__name__)
                 value = None
             if value:
-                found.append((value, "keyring"))
+                return value, f"keyring entry {_username(sha1)!r} (service {self._service!r})"
         if self._setting_passphrase:
-            found.append((self._setting_passphrase, "setting"))
-        return found
+            return self._setting_passphrase, "AGENTSEAT_KEY_PASSPHRASE"
+        return None
 
     def _decrypt(self, data: bytes, path: Path, sha1: str) -> rsa.RSAPrivateKey:
-        candidates = self._passphrases(sha1)
-        if not candidates:
+        found = self._passphrase(sha1)
+        if found is None:
             raise KeyStoreError(
-                f"no passphrase for {path}: the keyring has no entry {_username(sha1)!r} in service "
-                f"{self._service!r} and AGENTSEAT_KEY_PASSPHRASE is not set",
-                hint="set AGENTSEAT_KEY_PASSPHRASE to the passphrase the key was saved with, "
-                f"or {_SETUP_HINT}",
+                f"no passphrase for {path}: the keyring has no entry {_username(sha1)!r} "
+                f"(service {self._service!r}) and AGENTSEAT_KEY_PASSPHRASE is not set",
+                hint=f"set AGENTSEAT_KEY_PASSPHRASE to the passphrase the key was saved with, or {_SETUP_HINT}",
             )
-        for passphrase, _source in candidates:
-            try:
-                key = serialization.load_pem_private_key(data, password=passphrase.encode("utf-8"))
-            except ValueError:
-                continue  # wrong passphrase (or a damaged file): try the next source
-            except (TypeError, UnsupportedAlgorithm):
-                break
-            if not isinstance(key, rsa.RSAPrivateKey):
-                raise KeyStoreError(f"{path} does not hold an RSA key", hint=_SETUP_HINT)
-            return key
-        sources = " and ".join(
-            f"keyring entry {_username(sha1)!r}" if source == "keyring" else "AGENTSEAT_KEY_PASSPHRASE"
-            for _, source in candidates
-        )
-        raise KeyStoreError(
-            f"cannot decrypt {path} with the passphrase from {sources}: wrong passphrase or damaged file",
-            hint="set AGENTSEAT_KEY_PASSPHRASE to the passphrase the key was saved with (or restore the keyring "
-            f"entry), or {_SETUP_HINT} to make a new certificate",
-        )
+        passphrase, source = found
+        try:
+            key = serialization.load_pem_private_key(data, password=passphrase.encode("utf-8"))
+        except (ValueError, TypeError, UnsupportedAlgorithm):
+            # cryptography says ValueError for both a wrong passphrase and a damaged file.
+            raise KeyStoreError(
+                f"cannot decrypt {path} with the passphrase from {source}: wrong passphrase or damaged file",
+                hint="use the passphrase the key was saved with (AGENTSEAT_KEY_PASSPHRASE or the keyring "
+                f"entry), or {_SETUP_HINT} to make a new certificate",
+            ) from None
+        if not isinstance(key, rsa.RSAPrivateKey):
+            raise KeyStoreError(f"{path} does not hold an RSA key", hint=_SETUP_HINT)
+        return key
 
 
 def _sha1_of(cert: x509.Certificate) -> str:
@@ -407,8 +377,8 @@ def _sha256_of(cert: x509.Certificate) -> str:
 
 
 def _normalise(sha1: str) -> str:
-    """Accept `ab:cd...` or lowercase; the result is also safe to use in a file name."""
-    value = sha1.replace(":", "").replace(" ", "").strip().upper()
+    """Accept `ab:cd:...` or lowercase; the result is also safe inside a file name."""
+    value = sha1.replace(":", "").replace(" ", "").upper()
     if not _SHA1.fullmatch(value):
         raise KeyStoreError(f"{sha1!r} is not a SHA-1 thumbprint", hint="use the 40 hex digits `agentseat status` shows")
     return value
@@ -425,15 +395,15 @@ def _backend_name(backend: KeyringBackend) -> str:
 def _is_trusted(backend: KeyringBackend) -> bool:
     if isinstance(backend, ChainerBackend):
         # The chainer writes to the first link that accepts, so every link must be safe.
-        links = list(backend.backends)
+        links = builtins.list(backend.backends)
         return bool(links) and all(_is_trusted(link) for link in links)
     module = type(backend).__module__
     if any(module == bad or module.startswith(bad + ".") for bad in _UNTRUSTED_KEYRING_MODULES):
         return False
     try:
-        # keyring's own rule: a priority below 1 marks a backend it does not recommend.
+        # keyring's own convention: a priority below 1 marks a backend it does not recommend.
         return float(backend.priority) >= 1  # type: ignore[arg-type]
-    except Exception:  # noqa: BLE001 - a backend that cannot say is not trusted
+    except Exception:  # a backend that cannot tell is not trusted
         return False
 
 
@@ -443,23 +413,21 @@ def _trusted_keyring() -> KeyringBackend | None:
 
 
 def _forget_passphrase(service: str, sha1: str) -> None:
-    # Best effort: the entry may never have existed (setting passphrase) or the
-    # keyring may be gone; an orphan passphrase without its key file unlocks nothing.
+    # Best effort: the entry may never have existed (setting passphrase) or the keyring may
+    # be gone, and a passphrase whose key file is deleted unlocks nothing.
     with contextlib.suppress(keyring.errors.KeyringError):
         keyring.get_keyring().delete_password(service, _username(sha1))
 
 
 def _read_private(path: Path) -> bytes:
-    """Read a key file, refusing it unless only its owner, the current user, can read it."""
+    """Read a key file, refusing it unless only its owner, the current user, can use it."""
     try:
-        # O_NOFOLLOW and fstat: check the very file we read, not what a symlink points at.
+        # O_NOFOLLOW plus fstat: judge the very file we read, not what a symlink points at.
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
     except FileNotFoundError:
         raise KeyStoreError(f"no private key at {path}", hint=_SETUP_HINT) from None
     except OSError as exc:
-        raise KeyStoreError(
-            f"cannot open {path}: {exc.strerror}", hint="the key file must be a regular file, not a symlink"
-        ) from None
+        raise KeyStoreError(f"cannot open {path}: {exc.strerror}", hint="the key file must be a regular file") from None
     with os.fdopen(fd, "rb") as fh:
         st = os.fstat(fh.fileno())
         mode = stat.S_IMODE(st.st_mode)
@@ -467,28 +435,25 @@ def _read_private(path: Path) -> bytes:
             raise KeyStoreError(f"refusing to read {path}: not a regular file", hint=_SETUP_HINT)
         if _POSIX and st.st_uid != os.getuid():
             raise KeyStoreError(
-                f"refusing to read {path} (mode {mode:04o}): owned by uid {st.st_uid}, "
-                f"not the current user (uid {os.getuid()})",
+                f"refusing to read {path} (mode {mode:04o}): owned by uid {st.st_uid}, not by you (uid {os.getuid()})",
                 hint=f"chown {os.getuid()} {path} && chmod 600 {path}",
             )
         if _POSIX and mode & 0o077:
             raise KeyStoreError(
-                f"refusing to read {path}: mode {mode:04o} lets group or other users access the private key",
+                f"refusing to read {path}: mode {mode:04o} lets group or other users read the private key",
                 hint=f"chmod 600 {path}",
             )
         data = fh.read()
     if not data.startswith(_ENCRYPTED_PEM):
-        raise KeyStoreError(
-            f"refusing to read {path}: it is not an encrypted PKCS#8 key",
-            hint=f"delete it and {_SETUP_HINT}; agentseat never keeps a private key unencrypted on disk",
-        )
+        raise KeyStoreError(f"refusing to read {path}: it is not an encrypted PKCS#8 key",
+                            hint=f"delete it and {_SETUP_HINT}; agentseat never keeps a key unencrypted on disk")
     return data
 
 
 def _write_atomic(path: Path, data: bytes, mode: int) -> None:
-    """Replace `path` with `data` so a crash leaves the old file or the new, never half."""
-    # mkstemp creates the file 0600 in the same directory, so os.replace is atomic
-    # and the content is never readable by others, even for a moment.
+    """Replace `path` with `data`: a crash leaves the old file or the new one, never half."""
+    # mkstemp creates the file 0600 beside the target, so os.replace is atomic and the
+    # content is never readable by others, not even for a moment.
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as fh:
@@ -506,11 +471,10 @@ def _write_atomic(path: Path, data: bytes, mode: int) -> None:
 
 
 def _fsync_dir(directory: Path) -> None:
-    # Makes the rename itself durable; Windows cannot open a directory, so skip there.
-    if not _POSIX:
-        return
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    # Makes the rename itself durable; Windows cannot open a directory, so skip it there.
+    if _POSIX:
+        fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
