@@ -1,13 +1,9 @@
-"""The agent's certificate and private key: generation and safe storage.
+"""The agent's certificate and private key: generation and safe storage in `<state_dir>/keys/`.
 
-Owns the RSA key pair and self-signed certificate the agent signs in with, and where they
-live: `<state_dir>/keys/`. The private key is only ever on disk as an encrypted PKCS#8 file
-(mode 0600) whose random passphrase sits in the OS keyring, or else comes from
-AGENTSEAT_KEY_PASSPHRASE. Uploading certificates (provision.py) and minting tokens
-(tokens.py) live elsewhere.
-
-Everything here is synchronous and may block (keyring over D-Bus, fsync); async callers
-wrap it with `anyio.to_thread.run_sync`.
+The key is only ever on disk as an encrypted PKCS#8 file (0600) whose random passphrase sits in
+the OS keyring, else comes from AGENTSEAT_KEY_PASSPHRASE. Uploading certificates (provision.py)
+and minting tokens (tokens.py) live elsewhere. All of it is synchronous and may block (keyring
+over D-Bus, fsync): async callers use `anyio.to_thread.run_sync`.
 """
 
 from __future__ import annotations
@@ -23,30 +19,29 @@ import stat
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import keyring
-import keyring.errors
 import structlog
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.serialization import BestAvailableEncryption, Encoding, NoEncryption, PrivateFormat
+from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from cryptography.x509.oid import NameOID
+from keyring.backend import KeyringBackend
 from keyring.backends.chainer import ChainerBackend
+from keyring.errors import KeyringError
 
+from agentseat.config import Settings
 from agentseat.errors import KeyStoreError
-
-if TYPE_CHECKING:
-    from keyring.backend import KeyringBackend
-
-    from agentseat.config import Settings
 
 log = structlog.get_logger(__name__)
 
 _SHA1 = re.compile(r"[0-9A-F]{40}")
 _ENCRYPTED_PEM = b"-----BEGIN ENCRYPTED PRIVATE KEY-----"
 _SETUP_HINT = "run `agentseat setup` to create and register a certificate"
+_USERNAME = "key-passphrase:{}"  # keyring username of a key's passphrase, by SHA-1
 # Backends that keep nothing (fail, null) or keep it readable by anyone who can read the
 # home directory (keyrings.alt's PlaintextKeyring is base64 only): python-ecosystem §5.
 _UNTRUSTED_KEYRING_MODULES = ("keyring.backends.fail", "keyring.backends.null", "keyrings.alt")
@@ -56,24 +51,21 @@ _POSIX = os.name == "posix"
 
 @dataclass(frozen=True, eq=False)
 class AgentCertificate:
-    """A private key and its self-signed certificate, held in memory."""
+    """A private key and its self-signed certificate, in memory. `sha1_thumbprint` is uppercase hex (Entra keyCredentials and msal's "thumbprint");
+    `sha256_thumbprint` is base64url without padding (a JWT header's `x5t#S256`); `der_b64`
+    is the base64 DER for keyCredentials `key` and Graph's `encryptionCertificate`.
+    """
 
     private_key: rsa.RSAPrivateKey = field(repr=False)
     certificate: x509.Certificate
 
     @property
     def sha1_thumbprint(self) -> str:
-        """Uppercase hex SHA-1: what Entra keyCredentials and msal call the thumbprint."""
         return _sha1_of(self.certificate)
 
     @property
     def sha256_thumbprint(self) -> str:
-        """Base64url SHA-256 without padding: the JWT header's `x5t#S256`."""
         return _sha256_of(self.certificate)
-
-    @property
-    def not_before(self) -> dt.datetime:
-        return self.certificate.not_valid_before_utc
 
     @property
     def not_after(self) -> dt.datetime:
@@ -81,12 +73,11 @@ class AgentCertificate:
 
     @property
     def der_b64(self) -> str:
-        """Base64 of the DER: keyCredentials `key` and the Graph `encryptionCertificate`."""
-        return base64.b64encode(self.certificate.public_bytes(serialization.Encoding.DER)).decode("ascii")
+        return base64.b64encode(self.certificate.public_bytes(Encoding.DER)).decode("ascii")
 
     @property
     def cert_pem(self) -> str:
-        return self.certificate.public_bytes(serialization.Encoding.PEM).decode("ascii")
+        return self.certificate.public_bytes(Encoding.PEM).decode("ascii")
 
 
 @dataclass(frozen=True)
@@ -113,14 +104,10 @@ def generate_certificate(common_name: str, *, days: int = 365) -> AgentCertifica
         key_agreement=False, key_cert_sign=False, crl_sign=False, encipher_only=False, decipher_only=False,
     )
     certificate = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
+        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
         .serial_number(x509.random_serial_number())
         # Backdated so a verifier whose clock runs a little slow accepts it at once.
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=days))
+        .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + dt.timedelta(days=days))
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(usage, critical=True)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
@@ -130,12 +117,9 @@ def generate_certificate(common_name: str, *, days: int = 365) -> AgentCertifica
 
 
 class KeyStore:
-    """Certificates and encrypted private keys under `<state_dir>/keys/`.
-
-    Files: `<SHA1>.crt.pem` (public), `<SHA1>.key.pem` (encrypted PKCS#8, 0600) and `active`
-    (the thumbprint in use). Several may be stored at once, so a rotation can register the
-    new certificate before it retires the old one. The API is synchronous and blocking
-    (keyring, file IO): from async code, call it through `anyio.to_thread.run_sync`.
+    """Certificates and encrypted private keys under `<state_dir>/keys/`. Files: `<SHA1>.crt.pem`, `<SHA1>.key.pem` (encrypted PKCS#8, 0600) and `active`. Several
+    may be stored at once, so a rotation can register the new certificate before retiring the
+    old. Synchronous and blocking (keyring, file IO): from async code use `anyio.to_thread.run_sync`.
     """
 
     def __init__(self, settings: Settings) -> None:
@@ -143,14 +127,11 @@ class KeyStore:
         self._service = settings.keyring_service
         secret = settings.key_passphrase.get_secret_value() if settings.key_passphrase else ""
         self._setting_passphrase = secret or None
-        self._pinned = _normalise(settings.cert_thumbprint) if settings.cert_thumbprint else None
+        self._active_path = self.dir / "active"
 
     def add(self, cert: AgentCertificate) -> StoredCertificate:
-        """Store `cert` next to those already stored.
-
-        The first certificate becomes active; later ones wait for `set_active`, so a rotation
-        can append the new certificate in Entra before the agent switches to it.
-        """
+        """Store `cert` beside the others. Only the first becomes active by itself, so a
+        rotation can append the new certificate in Entra before the agent switches to it."""
         sha1 = cert.sha1_thumbprint
         self._ensure_dir()
         key_path, cert_path = self._paths(sha1)
@@ -159,11 +140,8 @@ class KeyStore:
         passphrase, source = self._new_passphrase(sha1)
         try:
             # Encrypted in memory before the first byte is written: no plaintext key on disk.
-            encrypted = cert.private_key.private_bytes(
-                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                serialization.BestAvailableEncryption(passphrase.encode("utf-8")),
-            )
-            _write_atomic(key_path, encrypted, 0o600)
+            encryption = BestAvailableEncryption(passphrase.encode("utf-8"))
+            _write_atomic(key_path, cert.private_key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, encryption), 0o600)
             _write_atomic(cert_path, cert.cert_pem.encode("ascii"), 0o644)
             activate = not self._active_path.exists()
             if activate:
@@ -171,8 +149,7 @@ class KeyStore:
         except BaseException as exc:
             # Leave nothing half-stored: no key without its certificate, no orphan passphrase.
             for path in (key_path, cert_path):
-                with contextlib.suppress(OSError):
-                    path.unlink()
+                path.unlink(missing_ok=True)
             if source == "keyring":
                 _forget_passphrase(self._service, sha1)
             if isinstance(exc, OSError):
@@ -187,8 +164,7 @@ class KeyStore:
         if not self.dir.exists():
             return []
         self._check_dir()
-        active = self.active()
-        stored = []
+        active, stored = self.active(), []
         for path in self.dir.glob("*.crt.pem"):
             sha1 = path.name.removesuffix(".crt.pem")
             if _SHA1.fullmatch(sha1):
@@ -197,13 +173,13 @@ class KeyStore:
         return sorted(stored, key=lambda item: (item.not_after, item.sha1))
 
     def active(self) -> str | None:
-        """The active thumbprint: the `active` file, else the AGENTSEAT_CERT_THUMBPRINT setting."""
+        """The active thumbprint, from the `active` file; None before the first `add`."""
         try:
             if self.dir.exists():
                 self._check_dir()
             text = self._active_path.read_text("ascii").strip()
         except FileNotFoundError:
-            return self._pinned
+            return None
         except (OSError, UnicodeDecodeError) as exc:
             raise KeyStoreError(f"cannot read {self._active_path}: {exc}", hint=_SETUP_HINT) from None
         return _normalise(text)
@@ -216,9 +192,7 @@ class KeyStore:
 
     def retire(self, sha1: str) -> None:
         """Delete a certificate, its key and its keyring entry; never the active one.
-
-        Local only: removing it from Entra's keyCredentials is provisioning's job.
-        """
+        Local only: removing it from Entra's keyCredentials is provisioning's job."""
         sha1 = _normalise(sha1)
         if sha1 == self.active():
             raise KeyStoreError(f"refusing to retire {sha1}: it is the active certificate",
@@ -228,11 +202,9 @@ class KeyStore:
         if not key_path.exists() and not cert_path.exists():
             raise KeyStoreError(f"no certificate {sha1} in {self.dir}", hint="`agentseat status` lists stored ones")
         # Key first, certificate last: if we stop half-way, `list` still shows what is left.
-        with contextlib.suppress(FileNotFoundError):
-            key_path.unlink()
+        key_path.unlink(missing_ok=True)
         _forget_passphrase(self._service, sha1)
-        with contextlib.suppress(FileNotFoundError):
-            cert_path.unlink()
+        cert_path.unlink(missing_ok=True)
         _fsync_dir(self.dir)
         log.info("certificate_retired", thumbprint=sha1)
 
@@ -241,8 +213,6 @@ class KeyStore:
         sha1 = _normalise(sha1) if sha1 is not None else self.active()
         if sha1 is None:
             raise KeyStoreError(f"no active certificate in {self.dir}", hint=_SETUP_HINT)
-        if not self.dir.exists():
-            raise KeyStoreError(f"no key store at {self.dir}", hint=_SETUP_HINT)
         self._check_dir()
         key_path, cert_path = self._paths(sha1)
         data = _read_private(key_path)
@@ -255,55 +225,34 @@ class KeyStore:
 
     def load_pem_credential(self, sha1: str | None = None) -> dict[str, str]:
         """msal's certificate `client_credential`: `{"private_key": PEM, "thumbprint": SHA-1}`.
-
-        The PEM is unencrypted and must stay in memory: never log or persist it.
-        """
+        The PEM is unencrypted: keep it in memory, never log or persist it."""
         cert = self.load(sha1)
-        pem = cert.private_key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
-        return {"private_key": pem.decode("ascii"), "thumbprint": cert.sha1_thumbprint}
-
-    # --- helpers ---------------------------------------------------------------
-
-    @property
-    def _active_path(self) -> Path:
-        return self.dir / "active"
+        pem = cert.private_key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption()).decode("ascii")
+        return {"private_key": pem, "thumbprint": cert.sha1_thumbprint}
 
     def _paths(self, sha1: str) -> tuple[Path, Path]:
         return self.dir / f"{sha1}.key.pem", self.dir / f"{sha1}.crt.pem"
 
     def _ensure_dir(self) -> None:
-        self.dir.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            self.dir.mkdir(mode=0o700)
-        except FileExistsError:
-            pass
-        else:
-            os.chmod(self.dir, 0o700)  # mkdir's mode is masked by the umask
+        self.dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         self._check_dir()
+        if _POSIX:
+            os.chmod(self.dir, 0o700)  # mkdir's mode is masked by the umask; 0755 loses nothing
 
     def _check_dir(self) -> None:
-        """Refuse a keys directory that another user could put files into."""
-        if not _POSIX:
-            return
-        st = os.stat(self.dir)
-        if st.st_uid != os.getuid():
-            raise KeyStoreError(f"refusing to use {self.dir}: owned by uid {st.st_uid}, not by you (uid {os.getuid()})",
-                                hint=f"chown {os.getuid()} {self.dir} && chmod 700 {self.dir}")
-        if st.st_mode & 0o022:
-            raise KeyStoreError(
-                f"refusing to use {self.dir}: mode {stat.S_IMODE(st.st_mode):04o} lets other users replace keys in it",
-                hint=f"chmod 700 {self.dir}",
-            )
+        # A directory others can write to lets them swap in their own key and certificate.
+        try:
+            st = os.stat(self.dir)
+        except FileNotFoundError:
+            raise KeyStoreError(f"no key store at {self.dir}", hint=_SETUP_HINT) from None
+        _refuse_unless_private(self.dir, st, 0o022, "replace keys in it", f"chmod 700 {self.dir}")
 
     def _read_cert(self, path: Path, sha1: str) -> x509.Certificate:
         try:
             cert = x509.load_pem_x509_certificate(path.read_bytes())
-        except FileNotFoundError:
-            raise KeyStoreError(f"no certificate at {path}", hint=_SETUP_HINT) from None
-        except ValueError:
-            raise KeyStoreError(f"{path} is not a PEM certificate", hint=_SETUP_HINT) from None
+        except (FileNotFoundError, ValueError) as exc:
+            problem = "is missing" if isinstance(exc, FileNotFoundError) else "is not a PEM certificate"
+            raise KeyStoreError(f"certificate {path} {problem}", hint=_SETUP_HINT) from None
         if _sha1_of(cert) != sha1:
             raise KeyStoreError(f"{path} holds a certificate with another thumbprint", hint=_SETUP_HINT)
         return cert
@@ -315,54 +264,36 @@ class KeyStore:
         if backend is not None:
             passphrase = secrets.token_urlsafe(32)
             try:
-                backend.set_password(self._service, _username(sha1), passphrase)
+                backend.set_password(self._service, _USERNAME.format(sha1), passphrase)
                 return passphrase, "keyring"
-            except keyring.errors.KeyringError as exc:
-                log.warning("keyring_write_failed", backend=_backend_name(backend), error=type(exc).__name__)
+            except KeyringError as exc:
+                log.warning("keyring_write_failed", backend=str(backend), error=type(exc).__name__)
         if self._setting_passphrase:
             return self._setting_passphrase, "setting"
         raise KeyStoreError(
             "nowhere safe to keep the private key's passphrase: the keyring backend "
-            f"{_backend_name(keyring.get_keyring())} is not a secure store and AGENTSEAT_KEY_PASSPHRASE is not set",
-            hint="either set AGENTSEAT_KEY_PASSPHRASE to a long random secret (e.g. the output of "
-            "`python -c 'import secrets; print(secrets.token_urlsafe(32))'`) and guard it like the key, "
-            "or run where an OS keyring works (macOS Keychain, Windows Credential Manager, "
-            "or Secret Service with a D-Bus session)",
+            f"{keyring.get_keyring()} is not a secure store and AGENTSEAT_KEY_PASSPHRASE is not set",
+            hint="either set AGENTSEAT_KEY_PASSPHRASE to a long random secret (`python -c 'import secrets; "
+            "print(secrets.token_urlsafe(32))'`) and guard it like the key, or run where an OS keyring works "
+            "(macOS Keychain, Windows Credential Manager, Secret Service with a D-Bus session)",
         )
 
-    def _passphrase(self, sha1: str) -> tuple[str, str] | None:
-        """The keyring entry if there is one, else the setting (a key saved without keyring)."""
-        backend = _trusted_keyring()
-        if backend is not None:
-            try:
-                value = backend.get_password(self._service, _username(sha1))
-            except keyring.errors.KeyringError as exc:
-                log.warning("keyring_read_failed", backend=_backend_name(backend), error=type(exc).__name__)
-                value = None
-            if value:
-                return value, f"keyring entry {_username(sha1)!r} (service {self._service!r})"
-        if self._setting_passphrase:
-            return self._setting_passphrase, "AGENTSEAT_KEY_PASSPHRASE"
-        return None
-
     def _decrypt(self, data: bytes, path: Path, sha1: str) -> rsa.RSAPrivateKey:
-        found = self._passphrase(sha1)
-        if found is None:
-            raise KeyStoreError(
-                f"no passphrase for {path}: the keyring has no entry {_username(sha1)!r} "
-                f"(service {self._service!r}) and AGENTSEAT_KEY_PASSPHRASE is not set",
-                hint=f"set AGENTSEAT_KEY_PASSPHRASE to the passphrase the key was saved with, or {_SETUP_HINT}",
-            )
-        passphrase, source = found
+        entry = f"keyring entry {_USERNAME.format(sha1)!r} (service {self._service!r})"
+        # The keyring entry if there is one, else the setting (a key saved without a keyring).
+        passphrase, source = _keyring_get(self._service, _USERNAME.format(sha1)), entry
+        if not passphrase:
+            passphrase, source = self._setting_passphrase, "AGENTSEAT_KEY_PASSPHRASE"
+        if not passphrase:
+            raise KeyStoreError(f"no passphrase for {path}: no {entry} and AGENTSEAT_KEY_PASSPHRASE is not set",
+                                hint=f"set AGENTSEAT_KEY_PASSPHRASE to the one the key was saved with, or {_SETUP_HINT}")
         try:
-            key = serialization.load_pem_private_key(data, password=passphrase.encode("utf-8"))
+            key = load_pem_private_key(data, password=passphrase.encode("utf-8"))
         except (ValueError, TypeError, UnsupportedAlgorithm):
-            # cryptography says ValueError for both a wrong passphrase and a damaged file.
-            raise KeyStoreError(
-                f"cannot decrypt {path} with the passphrase from {source}: wrong passphrase or damaged file",
-                hint="use the passphrase the key was saved with (AGENTSEAT_KEY_PASSPHRASE or the keyring "
-                f"entry), or {_SETUP_HINT} to make a new certificate",
-            ) from None
+            # cryptography raises ValueError alike for a wrong passphrase and a damaged file.
+            raise KeyStoreError(f"cannot decrypt {path} with the passphrase from {source}: wrong passphrase "
+                                "or damaged file", hint="use the passphrase the key was saved with "
+                                f"(AGENTSEAT_KEY_PASSPHRASE or the keyring entry), or {_SETUP_HINT}") from None
         if not isinstance(key, rsa.RSAPrivateKey):
             raise KeyStoreError(f"{path} does not hold an RSA key", hint=_SETUP_HINT)
         return key
@@ -384,27 +315,16 @@ def _normalise(sha1: str) -> str:
     return value
 
 
-def _username(sha1: str) -> str:
-    return f"key-passphrase:{sha1}"
-
-
-def _backend_name(backend: KeyringBackend) -> str:
-    return f"{type(backend).__module__}.{type(backend).__name__}"
-
-
 def _is_trusted(backend: KeyringBackend) -> bool:
-    if isinstance(backend, ChainerBackend):
-        # The chainer writes to the first link that accepts, so every link must be safe.
-        links = builtins.list(backend.backends)
-        return bool(links) and all(_is_trusted(link) for link in links)
+    if isinstance(backend, ChainerBackend):  # it writes to the first link that accepts: all must be safe
+        return bool(backend.backends) and all(_is_trusted(link) for link in backend.backends)
     module = type(backend).__module__
     if any(module == bad or module.startswith(bad + ".") for bad in _UNTRUSTED_KEYRING_MODULES):
         return False
-    try:
-        # keyring's own convention: a priority below 1 marks a backend it does not recommend.
+    # keyring's own convention: a priority below 1 marks a backend it does not recommend.
+    with contextlib.suppress(Exception):  # one that cannot tell its priority is not trusted
         return float(backend.priority) >= 1  # type: ignore[arg-type]
-    except Exception:  # a backend that cannot tell is not trusted
-        return False
+    return False
 
 
 def _trusted_keyring() -> KeyringBackend | None:
@@ -412,48 +332,55 @@ def _trusted_keyring() -> KeyringBackend | None:
     return backend if _is_trusted(backend) else None
 
 
+def _keyring_get(service: str, username: str) -> str | None:
+    backend = _trusted_keyring()
+    try:
+        return backend.get_password(service, username) if backend is not None else None
+    except KeyringError as exc:  # a locked or broken keyring reads as "no entry", loudly
+        log.warning("keyring_read_failed", backend=str(backend), error=type(exc).__name__)
+        return None
+
+
 def _forget_passphrase(service: str, sha1: str) -> None:
-    # Best effort: the entry may never have existed (setting passphrase) or the keyring may
-    # be gone, and a passphrase whose key file is deleted unlocks nothing.
-    with contextlib.suppress(keyring.errors.KeyringError):
-        keyring.get_keyring().delete_password(service, _username(sha1))
+    # Best effort: the entry may not exist or the keyring be gone; without its key it unlocks nothing.
+    with contextlib.suppress(KeyringError):
+        keyring.get_keyring().delete_password(service, _USERNAME.format(sha1))
+
+
+def _refuse_unless_private(path: Path, st: os.stat_result, forbidden: int, risk: str, fix: str) -> None:
+    if not _POSIX:
+        return
+    mode = stat.S_IMODE(st.st_mode)
+    if st.st_uid != os.getuid():
+        raise KeyStoreError(f"refusing to use {path} (mode {mode:04o}): owned by uid {st.st_uid}, "
+                            f"not by you (uid {os.getuid()})", hint=f"chown {os.getuid()} {path} && {fix}")
+    if mode & forbidden:
+        raise KeyStoreError(f"refusing to use {path}: mode {mode:04o} lets group or other users {risk}", hint=fix)
 
 
 def _read_private(path: Path) -> bytes:
-    """Read a key file, refusing it unless only its owner, the current user, can use it."""
+    """Read a key file, refusing it unless only the current user, its owner, can read it."""
     try:
         # O_NOFOLLOW plus fstat: judge the very file we read, not what a symlink points at.
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
-    except FileNotFoundError:
-        raise KeyStoreError(f"no private key at {path}", hint=_SETUP_HINT) from None
-    except OSError as exc:
-        raise KeyStoreError(f"cannot open {path}: {exc.strerror}", hint="the key file must be a regular file") from None
+    except OSError as exc:  # ENOENT, or ELOOP for a symlink
+        problem = "no private key at" if isinstance(exc, FileNotFoundError) else f"{exc.strerror}:"
+        raise KeyStoreError(f"{problem} {path}", hint=_SETUP_HINT) from None
     with os.fdopen(fd, "rb") as fh:
         st = os.fstat(fh.fileno())
-        mode = stat.S_IMODE(st.st_mode)
         if not stat.S_ISREG(st.st_mode):
-            raise KeyStoreError(f"refusing to read {path}: not a regular file", hint=_SETUP_HINT)
-        if _POSIX and st.st_uid != os.getuid():
-            raise KeyStoreError(
-                f"refusing to read {path} (mode {mode:04o}): owned by uid {st.st_uid}, not by you (uid {os.getuid()})",
-                hint=f"chown {os.getuid()} {path} && chmod 600 {path}",
-            )
-        if _POSIX and mode & 0o077:
-            raise KeyStoreError(
-                f"refusing to read {path}: mode {mode:04o} lets group or other users read the private key",
-                hint=f"chmod 600 {path}",
-            )
+            raise KeyStoreError(f"refusing to use {path}: not a regular file", hint=_SETUP_HINT)
+        _refuse_unless_private(path, st, 0o077, "read the private key", f"chmod 600 {path}")
         data = fh.read()
     if not data.startswith(_ENCRYPTED_PEM):
-        raise KeyStoreError(f"refusing to read {path}: it is not an encrypted PKCS#8 key",
+        raise KeyStoreError(f"refusing to use {path}: it is not an encrypted PKCS#8 key",
                             hint=f"delete it and {_SETUP_HINT}; agentseat never keeps a key unencrypted on disk")
     return data
 
 
 def _write_atomic(path: Path, data: bytes, mode: int) -> None:
-    """Replace `path` with `data`: a crash leaves the old file or the new one, never half."""
-    # mkstemp creates the file 0600 beside the target, so os.replace is atomic and the
-    # content is never readable by others, not even for a moment.
+    """Replace `path` with `data`: a crash leaves the old file or the new one, never half.
+    mkstemp creates the file 0600 beside the target: the rename is atomic, the bytes never public."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as fh:
@@ -464,15 +391,13 @@ def _write_atomic(path: Path, data: bytes, mode: int) -> None:
                 os.fchmod(fh.fileno(), mode)
         os.replace(tmp, path)
     except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
+        Path(tmp).unlink(missing_ok=True)
         raise
     _fsync_dir(path.parent)
 
 
 def _fsync_dir(directory: Path) -> None:
-    # Makes the rename itself durable; Windows cannot open a directory, so skip it there.
-    if _POSIX:
+    if _POSIX:  # makes the rename itself durable; Windows cannot open a directory
         fd = os.open(directory, os.O_RDONLY)
         try:
             os.fsync(fd)

@@ -429,7 +429,7 @@ class Inbox:
     async def aappend(self, events: Iterable[Event]) -> list[Event]:
         stored = await self._run(self.append, list(events))
         if stored:
-            pass  #: wake same-process sinks now
+            self._wake()  # back on the loop thread: wake same-process sinks now
         return stored
 
     async def aread(self, since_seq: int, limit: int = 100, kind: str | None = None) -> list[Event]:

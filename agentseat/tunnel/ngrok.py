@@ -29,6 +29,7 @@ from urllib.parse import urlsplit
 import anyio
 import structlog
 from pyngrok import conf, ngrok
+from pyngrok import process as pyngrok_process
 from pyngrok.exception import PyngrokError
 from pyngrok.ngrok import NgrokTunnel as _PyngrokTunnel
 from pyngrok.process import NgrokProcess
@@ -277,14 +278,27 @@ def _teardown(session: _Session) -> None:
 
 
 def _kill(config: conf.PyngrokConfig, process: NgrokProcess | None) -> None:
+    if process is None and pyngrok_process.is_process_running(config.ngrok_path):
+        process = ngrok.get_ngrok_process(config)  # running, so pyngrok returns it without a restart
     try:
         ngrok.kill(config)
     except (PyngrokError, OSError) as exc:
         log.warning("tunnel_kill_failed", kind="ngrok", error=type(exc).__name__)
+    if process is None:
+        return
     # pyngrok kills the agent it tracks for this path; ours may no longer be it.
-    if process is not None and process.proc.poll() is None:
+    if process.proc.poll() is None:
         process.proc.kill()
         process.proc.wait()
+    # pyngrok never closes the agent's stdout pipe and keeps the Popen alive in an
+    # atexit hook, so each restart would leak a descriptor. Its log thread reads
+    # that pipe until EOF; let it finish before closing (a private attribute, hence
+    # the getattr).
+    reader = getattr(process, "_monitor_thread", None)
+    if reader is not None:
+        reader.join(timeout=2)
+    if process.proc.stdout is not None and (reader is None or not reader.is_alive()):
+        process.proc.stdout.close()
 
 
 def _remove(temp_dir: Path | None) -> None:

@@ -7,7 +7,6 @@ Reports go to stdout, one line each, flushed; logs go to stderr.
 from __future__ import annotations
 
 import sys
-import time
 
 from agentseat.logging import configure
 from agentseat.runtime.inbox import Event, Inbox
@@ -32,10 +31,11 @@ def main(argv: list[str]) -> None:
         group, claimant = argv[2], argv[3]
         _say("ready")
         sys.stdin.readline()  # both claimants start together
+        # No pause between claims: both processes contend for every batch, so a
+        # non-atomic claim would hand some event out twice.
         while batch := inbox.claim_next(group, claimant, limit=7):
             for event in batch:
                 _say(str(event.seq))
-            time.sleep(0.001)  # let the other process take the lock in between
     elif mode == "append":
         i = 0
         while True:
