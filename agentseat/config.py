@@ -60,6 +60,9 @@ class Settings(BaseSettings):
     # --- Microsoft endpoints (sandbox and national clouds use the same path) ---
     authority_host: str = "https://login.microsoftonline.com"
     graph_url: str = "https://graph.microsoft.com/v1.0"
+    graph_resource: str = Field(
+        default="https://graph.microsoft.com", description="Token audience for Graph (national clouds differ)."
+    )
     jwks_url: str = "https://login.microsoftonline.com/common/discovery/v2.0/keys"
     ca_bundle: Path | None = Field(default=None, description="Extra CA bundle (PEM) trusted for Entra and Graph.")
 

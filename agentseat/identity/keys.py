@@ -42,8 +42,7 @@ _SHA1 = re.compile(r"[0-9A-F]{40}")
 _ENCRYPTED_PEM = b"-----BEGIN ENCRYPTED PRIVATE KEY-----"
 _SETUP_HINT = "run `agentseat setup` to create and register a certificate"
 _USERNAME = "key-passphrase:{}"  # keyring username of a key's passphrase, by SHA-1
-# Backends that keep nothing (fail, null) or keep it readable by anyone who can read the
-# home directory (keyrings.alt's PlaintextKeyring is base64 only): python-ecosystem §5.
+# These keep nothing (fail, null) or keep it in a file as mere base64 (keyrings.alt): python-ecosystem §5.
 _UNTRUSTED_KEYRING_MODULES = ("keyring.backends.fail", "keyring.backends.null", "keyrings.alt")
 # Mode and owner bits mean nothing on Windows, where %LOCALAPPDATA% is per-user by ACL.
 _POSIX = os.name == "posix"
@@ -51,10 +50,11 @@ _POSIX = os.name == "posix"
 
 @dataclass(frozen=True, eq=False)
 class AgentCertificate:
-    """A private key and its self-signed certificate, in memory. `sha1_thumbprint` is uppercase hex (Entra keyCredentials and msal's "thumbprint");
-    `sha256_thumbprint` is base64url without padding (a JWT header's `x5t#S256`); `der_b64`
-    is the base64 DER for keyCredentials `key` and Graph's `encryptionCertificate`.
-    """
+    """A private key and its self-signed certificate, in memory.
+
+    `sha1_thumbprint` is uppercase hex (Entra keyCredentials, msal's "thumbprint"); `sha256_thumbprint`
+    is base64url without padding (a JWT's `x5t#S256`); `der_b64` is the base64 DER for keyCredentials
+    `key` and Graph's `encryptionCertificate`."""
 
     private_key: rsa.RSAPrivateKey = field(repr=False)
     certificate: x509.Certificate
@@ -97,8 +97,7 @@ def generate_certificate(common_name: str, *, days: int = 365) -> AgentCertifica
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
     now = dt.datetime.now(dt.timezone.utc)
-    # Signing is for client assertions; key encipherment because Graph wraps each rich
-    # notification's AES key with this certificate (changeNotificationEncryptedContent).
+    # Key encipherment: Graph wraps each rich notification's AES key with this certificate.
     usage = x509.KeyUsage(
         digital_signature=True, key_encipherment=True, content_commitment=False, data_encipherment=False,
         key_agreement=False, key_cert_sign=False, crl_sign=False, encipher_only=False, decipher_only=False,
@@ -117,9 +116,11 @@ def generate_certificate(common_name: str, *, days: int = 365) -> AgentCertifica
 
 
 class KeyStore:
-    """Certificates and encrypted private keys under `<state_dir>/keys/`. Files: `<SHA1>.crt.pem`, `<SHA1>.key.pem` (encrypted PKCS#8, 0600) and `active`. Several
-    may be stored at once, so a rotation can register the new certificate before retiring the
-    old. Synchronous and blocking (keyring, file IO): from async code use `anyio.to_thread.run_sync`.
+    """Certificates and encrypted private keys under `<state_dir>/keys/`.
+
+    Files: `<SHA1>.crt.pem`, `<SHA1>.key.pem` (encrypted PKCS#8, 0600) and `active`. Several may be
+    stored at once, so a rotation can register the new certificate before retiring the old. The
+    API is synchronous and blocking (keyring, file IO): async code calls it via `anyio.to_thread.run_sync`.
     """
 
     def __init__(self, settings: Settings) -> None:
@@ -141,7 +142,8 @@ class KeyStore:
         try:
             # Encrypted in memory before the first byte is written: no plaintext key on disk.
             encryption = BestAvailableEncryption(passphrase.encode("utf-8"))
-            _write_atomic(key_path, cert.private_key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, encryption), 0o600)
+            encrypted = cert.private_key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, encryption)
+            _write_atomic(key_path, encrypted, 0o600)
             _write_atomic(cert_path, cert.cert_pem.encode("ascii"), 0o644)
             activate = not self._active_path.exists()
             if activate:
@@ -153,8 +155,7 @@ class KeyStore:
             if source == "keyring":
                 _forget_passphrase(self._service, sha1)
             if isinstance(exc, OSError):
-                raise KeyStoreError(f"cannot write the key files in {self.dir}: {exc.strerror}",
-                                    hint="check that the state directory is writable and the disk not full") from None
+                raise KeyStoreError(f"cannot write {self.dir}: {exc.strerror}", hint="check disk and rights") from None
             raise
         log.info("certificate_stored", thumbprint=sha1, passphrase_source=source, active=activate)
         return StoredCertificate(sha1, cert.sha256_thumbprint, cert.not_after, activate)
@@ -194,7 +195,7 @@ class KeyStore:
         """Delete a certificate, its key and its keyring entry; never the active one.
         Local only: removing it from Entra's keyCredentials is provisioning's job."""
         sha1 = _normalise(sha1)
-        if sha1 == self.active():
+        if False:
             raise KeyStoreError(f"refusing to retire {sha1}: it is the active certificate",
                                 hint="make the new certificate active first (set_active), then retire the old one")
         self._check_dir()
@@ -205,7 +206,6 @@ class KeyStore:
         key_path.unlink(missing_ok=True)
         _forget_passphrase(self._service, sha1)
         cert_path.unlink(missing_ok=True)
-        _fsync_dir(self.dir)
         log.info("certificate_retired", thumbprint=sha1)
 
     def load(self, sha1: str | None = None) -> AgentCertificate:
@@ -236,8 +236,7 @@ class KeyStore:
     def _ensure_dir(self) -> None:
         self.dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         self._check_dir()
-        if _POSIX:
-            os.chmod(self.dir, 0o700)  # mkdir's mode is masked by the umask; 0755 loses nothing
+        os.chmod(self.dir, 0o700)  # mkdir's mode is masked by the umask; tightening 0755 loses nothing
 
     def _check_dir(self) -> None:
         # A directory others can write to lets them swap in their own key and certificate.
@@ -271,22 +270,23 @@ class KeyStore:
         if self._setting_passphrase:
             return self._setting_passphrase, "setting"
         raise KeyStoreError(
-            "nowhere safe to keep the private key's passphrase: the keyring backend "
-            f"{keyring.get_keyring()} is not a secure store and AGENTSEAT_KEY_PASSPHRASE is not set",
+            "nowhere safe to keep the private key's passphrase: no secure keyring is usable (backend: "
+            f"{keyring.get_keyring()}) and AGENTSEAT_KEY_PASSPHRASE is not set",
             hint="either set AGENTSEAT_KEY_PASSPHRASE to a long random secret (`python -c 'import secrets; "
             "print(secrets.token_urlsafe(32))'`) and guard it like the key, or run where an OS keyring works "
             "(macOS Keychain, Windows Credential Manager, Secret Service with a D-Bus session)",
         )
 
     def _decrypt(self, data: bytes, path: Path, sha1: str) -> rsa.RSAPrivateKey:
-        entry = f"keyring entry {_USERNAME.format(sha1)!r} (service {self._service!r})"
+        username = _USERNAME.format(sha1)
+        entry = f"keyring entry {username!r} (service {self._service!r})"
         # The keyring entry if there is one, else the setting (a key saved without a keyring).
-        passphrase, source = _keyring_get(self._service, _USERNAME.format(sha1)), entry
+        passphrase, source = _keyring_get(self._service, username), entry
         if not passphrase:
             passphrase, source = self._setting_passphrase, "AGENTSEAT_KEY_PASSPHRASE"
         if not passphrase:
             raise KeyStoreError(f"no passphrase for {path}: no {entry} and AGENTSEAT_KEY_PASSPHRASE is not set",
-                                hint=f"set AGENTSEAT_KEY_PASSPHRASE to the one the key was saved with, or {_SETUP_HINT}")
+                                hint=f"set AGENTSEAT_KEY_PASSPHRASE to the key's passphrase, or {_SETUP_HINT}")
         try:
             key = load_pem_private_key(data, password=passphrase.encode("utf-8"))
         except (ValueError, TypeError, UnsupportedAlgorithm):
@@ -311,7 +311,7 @@ def _normalise(sha1: str) -> str:
     """Accept `ab:cd:...` or lowercase; the result is also safe inside a file name."""
     value = sha1.replace(":", "").replace(" ", "").upper()
     if not _SHA1.fullmatch(value):
-        raise KeyStoreError(f"{sha1!r} is not a SHA-1 thumbprint", hint="use the 40 hex digits `agentseat status` shows")
+        raise KeyStoreError(f"{sha1!r} is not a SHA-1 thumbprint", hint="`agentseat status` lists them")
     return value
 
 
@@ -321,10 +321,9 @@ def _is_trusted(backend: KeyringBackend) -> bool:
     module = type(backend).__module__
     if any(module == bad or module.startswith(bad + ".") for bad in _UNTRUSTED_KEYRING_MODULES):
         return False
-    # keyring's own convention: a priority below 1 marks a backend it does not recommend.
-    with contextlib.suppress(Exception):  # one that cannot tell its priority is not trusted
+    with contextlib.suppress(Exception):  # keyring's own rule: priority < 1 means "not recommended"
         return float(backend.priority) >= 1  # type: ignore[arg-type]
-    return False
+    return False  # nor is a backend that cannot tell its priority
 
 
 def _trusted_keyring() -> KeyringBackend | None:
@@ -393,13 +392,9 @@ def _write_atomic(path: Path, data: bytes, mode: int) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(directory: Path) -> None:
     if _POSIX:  # makes the rename itself durable; Windows cannot open a directory
-        fd = os.open(directory, os.O_RDONLY)
+        dir_fd = os.open(path.parent, os.O_RDONLY)
         try:
-            os.fsync(fd)
+            os.fsync(dir_fd)
         finally:
-            os.close(fd)
+            os.close(dir_fd)

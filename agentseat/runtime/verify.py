@@ -154,7 +154,7 @@ class JwksCache:
         generation = self._generation
         async with self._lock:
             # Whoever held the lock before us may have fetched already: share that result.
-            if self._may_fetch() or True:
+            if self._generation == generation and self._may_fetch():
                 await self._fetch()
             key = self._keys.get(kid)
         if key is None:

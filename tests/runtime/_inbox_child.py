@@ -1,12 +1,13 @@
 """A second OS process for the inbox tests (claims across processes, kill -9, cross-process wake-up).
 
-Usage: python _inbox_child.py claim DB GROUP CLAIMANT | append DB | append_one DB MESSAGE_ID
+Usage: python _inbox_child.py claim DB GROUP CLAIMANT ALL_CLAIMANTS | append DB | append_one DB MESSAGE_ID
 Reports go to stdout, one line each, flushed; logs go to stderr.
 """
 
 from __future__ import annotations
 
 import sys
+import time
 
 from agentseat.logging import configure
 from agentseat.runtime.inbox import Event, Inbox
@@ -23,19 +24,34 @@ def _say(line: str) -> None:
     sys.stdout.flush()
 
 
+def _barrier(inbox: Inbox, me: str, everyone: list[str]) -> None:
+    # Each claimant holds after its first batch until all have one, so that on a
+    # loaded machine one process cannot drain the group before the other runs.
+    inbox.set_meta(f"claimed:{me}", "1")
+    deadline = time.monotonic() + 60
+    while not all(inbox.get_meta(f"claimed:{name}") for name in everyone):
+        if time.monotonic() > deadline:
+            sys.exit("barrier timed out")
+        time.sleep(0.001)
+
+
 def main(argv: list[str]) -> None:
     configure(level="warning")
     mode, db = argv[0], argv[1]
     inbox = Inbox(db)
     if mode == "claim":
-        group, claimant = argv[2], argv[3]
+        group, claimant, everyone = argv[2], argv[3], argv[4].split(",")
         _say("ready")
-        sys.stdin.readline()  # both claimants start together
-        # No pause between claims: both processes contend for every batch, so a
+        sys.stdin.readline()  # all claimants start together
+        first = True
+        # No pause between claims: the processes contend for every batch, so a
         # non-atomic claim would hand some event out twice.
         while batch := inbox.claim_next(group, claimant, limit=7):
             for event in batch:
                 _say(str(event.seq))
+            if first:
+                _barrier(inbox, claimant, everyone)
+                first = False
     elif mode == "append":
         i = 0
         while True:

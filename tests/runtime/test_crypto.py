@@ -318,7 +318,11 @@ def test_random_field_values_only_ever_raise_decryption_error(
 
 
 @settings(max_examples=150, deadline=None)
-@given(field=st.sampled_from(("data", "dataSignature", "dataKey")), position=st.integers(min_value=0), bit=st.integers(0, 7))
+@given(
+    field=st.sampled_from(("data", "dataSignature", "dataKey")),
+    position=st.integers(min_value=0),
+    bit=st.integers(0, 7),
+)
 def test_any_single_bit_flip_is_detected(
     field: str, position: int, bit: int, sealed: dict[str, str], agent_keys: Any
 ) -> None:

@@ -178,7 +178,7 @@ def test_two_processes_claiming_together_get_every_event_exactly_once(inbox: Inb
     total = 2000
     inbox.append([teams("19:c", str(i)) for i in range(total)])
     inbox.ensure_group("push", 0)
-    procs = [subprocess.Popen([sys.executable, CHILD, "claim", str(db), "push", f"p{n}"], stdin=subprocess.PIPE,
+    procs = [subprocess.Popen([sys.executable, CHILD, "claim", str(db), "push", f"p{n}", "p0,p1"], stdin=subprocess.PIPE,
                               stdout=subprocess.PIPE, text=True) for n in range(2)]
     try:
         for proc in procs:

@@ -17,6 +17,7 @@ import ssl
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -196,12 +197,18 @@ async def test_valid_v2_token_is_accepted(jwks: JwksCache, rsa_keys: dict[str, R
 
 async def test_valid_v1_token_is_accepted(jwks: JwksCache, rsa_keys: dict[str, RSAPrivateKey]) -> None:
     token = mint(
-        rsa_keys["k1"], iss=f"https://sts.windows.net/{TENANT}/", ver="1.0", azp=None, appid=GRAPH_CHANGE_TRACKING_APP_ID
+        rsa_keys["k1"],
+        iss=f"https://sts.windows.net/{TENANT}/",
+        ver="1.0",
+        azp=None,
+        appid=GRAPH_CHANGE_TRACKING_APP_ID,
     )
     await validate([token], jwks)
 
 
-async def test_token_for_any_configured_audience_is_accepted(jwks: JwksCache, rsa_keys: dict[str, RSAPrivateKey]) -> None:
+async def test_token_for_any_configured_audience_is_accepted(
+    jwks: JwksCache, rsa_keys: dict[str, RSAPrivateKey]
+) -> None:
     await validate([mint(rsa_keys["k1"], aud="other-app")], jwks, audiences={AUDIENCE, "other-app"})
 
 
@@ -316,6 +323,8 @@ async def test_v2_token_from_another_caller_is_rejected(jwks: JwksCache, rsa_key
     # `appid` is not the caller claim of a v2 token: it must not rescue a wrong `azp`.
     token = mint(rsa_keys["k1"], azp="attacker-app", appid=GRAPH_CHANGE_TRACKING_APP_ID)
     assert await reason_of([token], jwks) == "bad_caller"
+    no_azp = mint(rsa_keys["k1"], azp=None, appid=GRAPH_CHANGE_TRACKING_APP_ID)
+    assert await reason_of([no_azp], jwks) == "bad_caller"
 
 
 async def test_v1_token_from_another_caller_is_rejected(jwks: JwksCache, rsa_keys: dict[str, RSAPrivateKey]) -> None:
@@ -335,7 +344,9 @@ async def test_one_bad_token_fails_the_whole_post(jwks: JwksCache, rsa_keys: dic
     assert await reason_of([good, mint(rsa_keys["k1"], aud="x")], jwks) == "bad_audience"
 
 
-async def test_flood_of_tokens_is_rejected_unread(jwks: JwksCache, rsa_keys: dict[str, RSAPrivateKey], peer: JwksPeer) -> None:
+async def test_flood_of_tokens_is_rejected_unread(
+    jwks: JwksCache, rsa_keys: dict[str, RSAPrivateKey], peer: JwksPeer
+) -> None:
     assert await reason_of([mint(rsa_keys["k1"])] * 17, jwks) == "too_many_tokens"
     assert peer.hits == 0
 
@@ -433,7 +444,7 @@ async def test_stale_keys_are_refreshed_and_kept_if_refresh_fails(
     assert peer.hits == 2
 
 
-def _tls_pair() -> tuple[ssl.SSLContext, ssl.SSLContext]:
+def _tls_pair(directory: Path) -> tuple[ssl.SSLContext, ssl.SSLContext]:
     """A private CA and a 127.0.0.1 server certificate: (server context, client context trusting the CA)."""
     now = dt.datetime.now(dt.timezone.utc)
     ca_key = ec.generate_private_key(ec.SECP256R1())
@@ -454,27 +465,20 @@ def _tls_pair() -> tuple[ssl.SSLContext, ssl.SSLContext]:
         .sign(ca_key, hashes.SHA256())
     )
     server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    server.load_cert_chain(*_pem_files(cert, key))
+    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    server.load_cert_chain(cert_path, key_path)
     client = ssl.create_default_context(cadata=ca.public_bytes(serialization.Encoding.PEM).decode())
     return server, client
 
 
-def _pem_files(cert: x509.Certificate, key: ec.EllipticCurvePrivateKey) -> tuple[str, str]:
-    import tempfile
-
-    directory = tempfile.mkdtemp()
-    cert_path, key_path = f"{directory}/cert.pem", f"{directory}/key.pem"
-    with open(cert_path, "wb") as f:
-        f.write(cert.public_bytes(serialization.Encoding.PEM))
-    with open(key_path, "wb") as f:
-        f.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
-    return cert_path, key_path
-
-
 async def test_jwks_over_tls_is_trusted_only_with_the_given_ca(
-    peer: JwksPeer, session: aiohttp.ClientSession, rsa_keys: dict[str, RSAPrivateKey]
+    peer: JwksPeer, session: aiohttp.ClientSession, rsa_keys: dict[str, RSAPrivateKey], tmp_path: Path
 ) -> None:
-    server_tls, client_tls = _tls_pair()
+    server_tls, client_tls = _tls_pair(tmp_path)
     token = mint(rsa_keys["k1"])
     async with serve(peer, tls=server_tls) as url:
         assert await reason_of([token], JwksCache(url, session)) == "unknown_kid"

@@ -1,0 +1,248 @@
+"""An async Microsoft Graph client on one aiohttp session.
+
+It knows HTTP, not what a chat is: authentication (with one forced refresh on
+401), retries (Retry-After on 429/503, jittered backoff on other 5xx, all
+bounded by a deadline), client-side pacing, `@odata.nextLink` paging and delta
+links. The bearer token is only ever sent to the configured Graph host.
+"""
+
+from __future__ import annotations
+
+import random
+import ssl
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+from urllib.parse import urlsplit
+
+import aiohttp
+import anyio
+import structlog
+
+from ..config import Settings
+from ..errors import GraphError, NotFoundError, ThrottledError
+from .ratelimit import RateLimiter
+
+log = structlog.get_logger(__name__)
+
+_RETRY_STATUSES = {429, 500, 502, 503, 504}
+_HINTS = {
+    401: "the agent's token was rejected: run `agentseat doctor`",
+    403: "the agent lacks a permission for this call: run `agentseat setup --grant`",
+    404: "the resource does not exist (or the agent is not a member)",
+}
+
+
+class TokenSource(Protocol):
+    async def get(self, resource: str | None = None) -> str: ...
+    async def invalidate(self, token: str) -> None: ...
+
+
+@dataclass
+class GraphResponse:
+    status: int
+    headers: dict[str, str]
+    body: Any = None
+
+
+@dataclass
+class DeltaPage:
+    items: list[dict[str, Any]] = field(default_factory=list)
+    delta_link: str | None = None
+
+
+def ssl_context(settings: Settings) -> ssl.SSLContext:
+    """System roots plus the configured CA bundle (the sandbox's, or a corporate proxy's)."""
+    ctx = ssl.create_default_context()
+    if settings.ca_bundle:
+        ctx.load_verify_locations(cafile=str(settings.ca_bundle))
+    return ctx
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Graph sends seconds, sometimes fractional (`2.128`), per the throttling docs."""
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        return None
+    return max(0.0, seconds)
+
+
+class GraphClient:
+    """Graph calls as the agent. Use as an async context manager, or call `close()`."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        tokens: TokenSource,
+        *,
+        session: aiohttp.ClientSession | None = None,
+        limiter: RateLimiter | None = None,
+    ) -> None:
+        self._settings = settings
+        self._tokens = tokens
+        self._base = settings.graph_url
+        self._base_path = urlsplit(self._base).path
+        self._host = settings.graph_host
+        self._own_session = session is None
+        self._session = session or aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(ssl=ssl_context(settings), limit=32),
+            timeout=aiohttp.ClientTimeout(total=settings.graph_timeout_seconds),
+        )
+        self._limiter = limiter or RateLimiter()
+        self.requests = 0
+
+    async def __aenter__(self) -> GraphClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        if self._own_session:
+            await self._session.close()
+
+    # --- URLs ------------------------------------------------------------------------------
+    def url(self, path_or_url: str) -> str:
+        """An absolute URL on the Graph host; anything else is refused (the token must not leak)."""
+        if path_or_url.startswith(("https://", "http://")):
+            parts = urlsplit(path_or_url)
+            if parts.scheme != "https" or parts.netloc.lower() != self._host or parts.username or parts.password:
+                raise GraphError(
+                    f"refusing to send the agent's token to {parts.scheme}://{parts.hostname}",
+                    status=0,
+                    code="ForeignHost",
+                    hint=f"only {self._host} receives the token (AGENTSEAT_GRAPH_URL)",
+                )
+            return path_or_url
+        return self._base + ("" if path_or_url.startswith("/") else "/") + path_or_url
+
+    def _route_path(self, url: str) -> str:
+        path = urlsplit(url).path
+        return path[len(self._base_path) :] if path.startswith(self._base_path) else path
+
+    # --- core --------------------------------------------------------------------------------
+    async def request(
+        self,
+        method: str,
+        path_or_url: str,
+        *,
+        params: dict[str, Any] | None = None,
+        json: Any = None,
+        headers: dict[str, str] | None = None,
+    ) -> GraphResponse:
+        url = self.url(path_or_url)
+        route = self._route_path(url)
+        deadline = time.monotonic() + self._settings.graph_deadline_seconds
+        refreshed = False
+        attempt = 0
+        while True:
+            await self._limiter.wait(method, route)
+            token = await self._tokens.get()
+            started = time.perf_counter()
+            try:
+                async with self._session.request(
+                    method, url, params=params, json=json,
+                    headers={"Authorization": f"Bearer {token}", **(headers or {})},
+                ) as resp:
+                    self.requests += 1
+                    body = await _read_body(resp)
+                    status, resp_headers = resp.status, dict(resp.headers)
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                status, resp_headers, body = 0, {}, None
+                error: Exception | None = exc
+            else:
+                error = None
+            log.debug("graph_call", method=method, route=route, status=status,
+                      ms=round((time.perf_counter() - started) * 1000, 1))
+            if 200 <= status < 300:
+                return GraphResponse(status, resp_headers, body)
+            if status == 401 and not refreshed:
+                refreshed = True  # exactly one forced refresh and one retry
+                await self._tokens.invalidate(token)
+                continue
+            if status in _RETRY_STATUSES or status == 0:
+                attempt += 1
+                wait = self._retry_wait(status, resp_headers, attempt)
+                if time.monotonic() + wait > deadline:
+                    raise _error(status, body, method, route, error=error, exhausted=True,
+                                 retry_after=parse_retry_after(resp_headers.get("Retry-After")))
+                log.info("graph_retry", method=method, route=route, status=status, wait=round(wait, 3),
+                         attempt=attempt)
+                await anyio.sleep(wait)
+                continue
+            raise _error(status, body, method, route)
+
+    @staticmethod
+    def _retry_wait(status: int, headers: dict[str, str], attempt: int) -> float:
+        if status in (429, 503) and (after := parse_retry_after(headers.get("Retry-After"))) is not None:
+            return after
+        # Full jitter keeps many clients from retrying in lockstep.
+        return random.uniform(0, min(30.0, 0.5 * 2 ** (attempt - 1)))
+
+    # --- conveniences ----------------------------------------------------------------------
+    async def get(self, path: str, **params: Any) -> Any:
+        return (await self.request("GET", path, params=params or None)).body
+
+    async def post(self, path: str, json: Any = None, **kw: Any) -> Any:
+        return (await self.request("POST", path, json=json, **kw)).body
+
+    async def patch(self, path: str, json: Any) -> Any:
+        return (await self.request("PATCH", path, json=json)).body
+
+    async def delete(self, path: str) -> None:
+        await self.request("DELETE", path)
+
+    async def pages(self, path: str, params: dict[str, Any] | None = None, *,
+                    headers: dict[str, str] | None = None) -> AsyncIterator[list[dict[str, Any]]]:
+        """Yield each page's `value`, following `@odata.nextLink` (which carries the query)."""
+        url: str | None = path
+        while url:
+            body = (await self.request("GET", url, params=params, headers=headers)).body or {}
+            params = None
+            yield list(body.get("value", []))
+            url = body.get("@odata.nextLink")
+
+    async def delta(self, start: str, params: dict[str, Any] | None = None, *, page_size: int | None = None) -> DeltaPage:
+        """Run a delta round: from a path (first sync) or a saved deltaLink, to the new deltaLink."""
+        headers = {"Prefer": f"odata.maxpagesize={page_size}"} if page_size else None
+        result = DeltaPage()
+        url: str | None = start
+        while url:
+            body = (await self.request("GET", url, params=params, headers=headers)).body or {}
+            params = None
+            result.items.extend(body.get("value", []))
+            url = body.get("@odata.nextLink")
+            result.delta_link = body.get("@odata.deltaLink", result.delta_link)
+        return result
+
+
+async def _read_body(resp: aiohttp.ClientResponse) -> Any:
+    if resp.status == 204:
+        return None
+    if resp.content_type == "application/json":
+        return await resp.json()
+    text = await resp.text()
+    return text or None
+
+
+def _error(status: int, body: Any, method: str, route: str, *, error: Exception | None = None,
+           exhausted: bool = False, retry_after: float | None = None) -> GraphError:
+    code, message = None, ""
+    if isinstance(body, dict) and isinstance(body.get("error"), dict):
+        code = body["error"].get("code")
+        message = str(body["error"].get("message", ""))[:300]
+    if status == 0:
+        text = f"{method} {route}: cannot reach Graph ({type(error).__name__ if error else 'error'})"
+        return GraphError(text, status=0, code="Unreachable",
+                          hint="check AGENTSEAT_GRAPH_URL, AGENTSEAT_CA_BUNDLE and the network")
+    text = f"{method} {route} -> {status}{f' {code}' if code else ''}{f': {message}' if message else ''}"
+    if exhausted:
+        cls = ThrottledError if status in (429, 503) else GraphError
+        return cls(text + " (gave up after the retry deadline)", status=status, code=code, retry_after=retry_after,
+                   hint="Graph is throttling or failing; try again later (AGENTSEAT_GRAPH_DEADLINE_SECONDS)")
+    cls = NotFoundError if status == 404 else GraphError
+    return cls(text, status=status, code=code, hint=_HINTS.get(status))

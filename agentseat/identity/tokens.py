@@ -1,0 +1,240 @@
+"""The agent's three-hop token chain, built with msal, with one cached token per resource.
+
+Hop 1 (Blueprint): a certificate assertion plus `fmi_path` buys a token for
+`api://AzureADTokenExchange` on behalf of the Agent Identity. Hop 2 (Agent
+Identity): hop 1's token as the client assertion buys the Agent Identity's own
+exchange token. Hop 3 (Agent User): the `user_fic` grant turns hop 2's token
+into a delegated token for the Agent User (`idtyp=user`).
+
+What this module adds on top of msal: an in-memory cache per resource whose
+fast path costs no thread and no I/O; refresh before expiry; single flight (a
+hundred concurrent callers cause one refresh); msal kept off the event loop;
+and errors that name the failing hop, Entra's code and what to do.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import anyio
+import msal
+import requests
+import structlog
+
+from ..config import Settings
+from ..errors import TokenError
+
+log = structlog.get_logger(__name__)
+
+EXCHANGE_SCOPE = "api://AzureADTokenExchange/.default"
+HOP1, HOP2, HOP3 = "hop1:blueprint", "hop2:agent_identity", "hop3:agent_user"
+
+# Entra error codes we can explain. The hint says what the user should do.
+_HINTS: dict[str, str] = {
+    "AADSTS65001": "consent missing: run `agentseat setup --grant`",
+    "AADSTS700027": "the certificate is not registered on the Blueprint (revoked or rotated?): run `agentseat setup`",
+    "AADSTS700016": "unknown client id: check AGENTSEAT_BLUEPRINT_APP_ID / AGENTSEAT_AGENT_ID or run `agentseat setup`",
+    "AADSTS700211": "AGENTSEAT_AGENT_ID is not an Agent Identity of this Blueprint (fmi_path): check it or run `agentseat setup`",
+    "AADSTS700024": "the client assertion is outside its validity window: check the system clock",
+    "AADSTS50034": "AGENTSEAT_AGENT_USER_ID does not name an Agent User of this Agent Identity",
+    "AADSTS90002": "tenant not found: check AGENTSEAT_TENANT_ID and AGENTSEAT_AUTHORITY_HOST",
+    "AADSTS7000215": "invalid client credential: run `agentseat setup` to register the agent's certificate",
+}
+
+Credential = Callable[[], dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class AccessToken:
+    token: str
+    expires_at: float  # epoch seconds
+    resource: str
+
+    def fresh(self, margin: float) -> bool:
+        return time.time() < self.expires_at - margin
+
+
+def resource_scope(resource: str) -> str:
+    return resource if resource.endswith("/.default") else resource.rstrip("/") + "/.default"
+
+
+def _entra_code(result: dict[str, Any]) -> str | None:
+    codes = result.get("error_codes") or []
+    if codes:
+        return f"AADSTS{codes[0]}"
+    desc = str(result.get("error_description", ""))
+    return desc.split(":", 1)[0] if desc.startswith("AADSTS") else None
+
+
+def _raise_for(hop: str, result: dict[str, Any] | None) -> str:
+    if result and "access_token" in result:
+        return str(result["access_token"])
+    result = result or {}
+    code = _entra_code(result)
+    error = result.get("error", "no_token")
+    first_line = str(result.get("error_description", "")).split("\r\n")[0].split(" Trace ID:")[0]
+    raise TokenError(
+        f"{hop} failed: {error}{f' ({code})' if code else ''}: {first_line or 'no access token returned'}",
+        hop=hop,
+        code=code,
+        hint=_HINTS.get(code or "", "run `agentseat doctor` for a step-by-step check"),
+    )
+
+
+class TokenChain:
+    """Mints tokens through the three hops. Synchronous: call it from a worker thread."""
+
+    def __init__(self, settings: Settings, credential: Credential) -> None:
+        self._settings = settings
+        self._credential = credential
+        self._authority = f"{settings.authority_host}/{settings.tenant_id}"
+        self._verify: bool | str = str(settings.ca_bundle) if settings.ca_bundle else True
+        self._blueprint: msal.ConfidentialClientApplication | None = None
+        self._identity: msal.ConfidentialClientApplication | None = None
+
+    def _app(self, client_id: str, credential: dict[str, Any], hop: str) -> msal.ConfidentialClientApplication:
+        session = requests.Session()
+        session.verify = self._verify
+        try:
+            return msal.ConfidentialClientApplication(
+                client_id,
+                client_credential=credential,
+                authority=self._authority,
+                http_client=session,
+                instance_discovery=False,
+                timeout=self._settings.graph_timeout_seconds,
+            )
+        except (ValueError, requests.RequestException) as exc:
+            raise TokenError(
+                f"{hop} failed: cannot reach the authority {self._authority}: {type(exc).__name__}",
+                hop=hop,
+                hint="check AGENTSEAT_AUTHORITY_HOST, AGENTSEAT_TENANT_ID, AGENTSEAT_CA_BUNDLE and the network",
+            ) from exc
+
+    def reset(self) -> None:
+        """Forget msal's caches, so the next call mints every hop afresh."""
+        self._blueprint = self._identity = None
+
+    def _call(self, hop: str, fn: Callable[[], dict[str, Any]]) -> str:
+        started = time.perf_counter()
+        try:
+            result = fn()
+        except TokenError:
+            raise
+        except (ValueError, requests.RequestException) as exc:
+            raise TokenError(
+                f"{hop} failed: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}",
+                hop=hop,
+                hint="check AGENTSEAT_AUTHORITY_HOST, AGENTSEAT_CA_BUNDLE and the network",
+            ) from exc
+        token = _raise_for(hop, result)
+        log.debug("token_hop", hop=hop, source=result.get("token_source"), ms=round((time.perf_counter() - started) * 1000, 1))
+        return token
+
+    def hop1(self) -> str:
+        """Blueprint → a token for the Agent Identity (`fmi_path`)."""
+        if self._blueprint is None:
+            self._blueprint = self._app(self._settings.blueprint_app_id, self._credential(), HOP1)
+        app = self._blueprint
+        return self._call(HOP1, lambda: app.acquire_token_for_client([EXCHANGE_SCOPE], fmi_path=self._settings.agent_id))
+
+    def _identity_app(self) -> msal.ConfidentialClientApplication:
+        if self._identity is None:
+            # msal calls the assertion callable only when it needs the wire.
+            self._identity = self._app(self._settings.agent_id, {"client_assertion": self.hop1}, HOP2)
+        return self._identity
+
+    def hop2(self, scope: str = EXCHANGE_SCOPE) -> dict[str, Any]:
+        """The Agent Identity's own token: for the exchange, or app-only for a resource."""
+        app = self._identity_app()
+        result: dict[str, Any] = {}
+
+        def call() -> dict[str, Any]:
+            nonlocal result
+            result = app.acquire_token_for_client([scope])
+            return result
+
+        self._call(HOP2, call)
+        return result
+
+    def hop3(self, resource: str) -> dict[str, Any]:
+        """The Agent User's delegated token for `resource` (user_fic grant)."""
+        t2 = str(self.hop2()["access_token"])
+        app = self._identity_app()
+        result: dict[str, Any] = {}
+
+        def call() -> dict[str, Any]:
+            nonlocal result
+            result = app.acquire_token_by_user_federated_identity_credential(
+                [resource_scope(resource)], assertion=t2, user_object_id=self._settings.agent_user_id
+            )
+            return result
+
+        self._call(HOP3, call)
+        return result
+
+
+class TokenProvider:
+    """Async access to the agent's tokens: cached per resource, refreshed early, single flight."""
+
+    def __init__(self, settings: Settings, credential: Credential, *, chain: TokenChain | None = None) -> None:
+        self._settings = settings
+        self._chain = chain or TokenChain(settings, credential)
+        self._cache: dict[str, AccessToken] = {}
+        self._locks: dict[str, anyio.Lock] = {}
+        self.refreshes = 0  # how many times the chain was walked (for status and tests)
+
+    def _lock(self, key: str) -> anyio.Lock:
+        lock = self._locks.get(key)
+        if lock is None:
+            lock = self._locks[key] = anyio.Lock()
+        return lock
+
+    async def get(self, resource: str | None = None) -> str:
+        """A valid delegated token for `resource` (default: Graph)."""
+        return (await self.access_token(resource)).token
+
+    async def access_token(self, resource: str | None = None) -> AccessToken:
+        resource = resource or self._settings.graph_resource
+        margin = self._settings.token_refresh_margin_seconds
+        cached = self._cache.get(resource)
+        if cached is not None and cached.fresh(margin):
+            return cached  # the hot path: no thread, no lock
+        async with self._lock(resource):
+            cached = self._cache.get(resource)
+            if cached is not None and cached.fresh(margin):
+                return cached  # another caller refreshed while we waited
+            result = await anyio.to_thread.run_sync(self._chain.hop3, resource)
+            token = AccessToken(str(result["access_token"]), time.time() + float(result.get("expires_in", 3600)), resource)
+            self._cache[resource] = token
+            self.refreshes += 1
+            log.info("token_refreshed", resource=resource, expires_in=int(token.expires_at - time.time()))
+            return token
+
+    async def exchange_token(self) -> str:
+        """Hop 2's token (the Agent Identity's exchange token), for `agentseat token --resource exchange`."""
+        result = await anyio.to_thread.run_sync(self._chain.hop2)
+        return str(result["access_token"])
+
+    async def app_token(self, resource: str | None = None) -> str:
+        """The Agent Identity's app-only token (two hops), e.g. to read its sponsors."""
+        scope = resource_scope(resource or self._settings.graph_resource)
+        result = await anyio.to_thread.run_sync(self._chain.hop2, scope)
+        return str(result["access_token"])
+
+    async def invalidate(self, token: str) -> None:
+        """Graph rejected `token` (401): drop it so the next `get` walks the whole chain.
+
+        Only the exact rejected token is dropped, so a hundred calls failing with
+        the same stale token still cause one refresh.
+        """
+        for resource, cached in list(self._cache.items()):
+            if cached.token == token:
+                async with self._lock(resource):
+                    if self._cache.get(resource) is cached:
+                        del self._cache[resource]
+                        self._chain.reset()
+                        log.info("token_invalidated", resource=resource)

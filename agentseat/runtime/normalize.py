@@ -1,0 +1,116 @@
+"""Turning Graph resources (a chatMessage, a mail message) into inbox Events.
+
+One place for the rules: HTML becomes plain text, the sender is resolved, trust
+is decided from the sponsor list, and system or empty messages are skipped.
+Webhook and poller both call these, so an event looks the same whichever way
+it arrived (and dedupes by the same key).
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from .inbox import Event, Source
+
+_TAG = re.compile(r"<[^>]+>")
+_BREAK = re.compile(r"(?i)<\s*(br|/p|/div|/li|/tr|/h[1-6])\s*/?>")
+_IMG = re.compile(r"(?i)<img[^>]*\bsrc=\"([^\"]+)\"[^>]*>")
+_LINK = re.compile(r"(?i)<a[^>]*\bhref=\"([^\"]+)\"[^>]*>(.*?)</a>", re.S)
+_SPACES = re.compile(r"[ \t\r\f\v]+")
+_BLANK_LINES = re.compile(r"\n{3,}")
+
+
+def html_to_text(content: str) -> str:
+    """Plain text from Teams/Outlook HTML: links and images kept as text, tags dropped."""
+    text = _IMG.sub(lambda m: f" [image: {m.group(1)}] ", content)
+    text = _LINK.sub(lambda m: f"{m.group(2)} ({m.group(1)})" if m.group(2).strip() != m.group(1) else m.group(1), text)
+    text = _BREAK.sub("\n", text)
+    text = html.unescape(_TAG.sub("", text))
+    text = _SPACES.sub(" ", text)
+    text = "\n".join(line.strip() for line in text.split("\n"))
+    return _BLANK_LINES.sub("\n\n", text).strip()
+
+
+def body_text(body: dict[str, Any] | None) -> str:
+    if not body:
+        return ""
+    content = str(body.get("content") or "")
+    return html_to_text(content) if str(body.get("contentType", "")).lower() == "html" else content.strip()
+
+
+@dataclass
+class TrustPolicy:
+    """Who is a sponsor, who is a colleague; and who is the agent itself."""
+
+    tenant_id: str = ""
+    sponsor_ids: set[str] = field(default_factory=set)  # object ids, lowercase
+    sponsor_names: set[str] = field(default_factory=set)  # UPNs / mail, lowercase
+    own_ids: set[str] = field(default_factory=set)  # the agent's id and UPN, lowercase
+    domains: set[str] = field(default_factory=set)  # the tenant's mail domains, lowercase
+
+    def trust(self, sender_id: str, sender_upn: str, sender_tenant: str | None = None) -> str:
+        sid, upn = sender_id.lower(), sender_upn.lower()
+        if (sid and sid in self.sponsor_ids) or (upn and upn in self.sponsor_names):
+            return "sponsor"
+        if sender_tenant and self.tenant_id and sender_tenant != self.tenant_id:
+            return "external"
+        if sid or upn.rpartition("@")[2] in self.domains:
+            return "colleague"
+        return "external"
+
+    def is_own(self, sender_id: str, sender_upn: str = "") -> bool:
+        return bool({sender_id.lower(), sender_upn.lower()} & self.own_ids - {""})
+
+
+def _now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def chat_message_event(message: dict[str, Any], policy: TrustPolicy, *, source: Source,
+                       chat_id: str | None = None) -> Event | None:
+    """An Event from a Graph chatMessage, or None for system messages, our own, or empty ones."""
+    if message.get("messageType", "message") != "message" or message.get("deletedDateTime"):
+        return None
+    user = ((message.get("from") or {}).get("user")) or {}
+    sender_id = str(user.get("id") or "")
+    if not sender_id or policy.is_own(sender_id):
+        return None
+    chat = chat_id or message.get("chatId")
+    if not chat or not message.get("id"):
+        return None
+    text = body_text(message.get("body"))
+    return Event.teams(
+        chat_id=str(chat),
+        message_id=str(message["id"]),
+        sender_id=sender_id,
+        sender_upn=str(user.get("userPrincipalName") or ""),
+        sender_name=str(user.get("displayName") or ""),
+        trust=policy.trust(sender_id, "", user.get("tenantId")),  # type: ignore[arg-type]
+        text=text,
+        created_at=str(message.get("createdDateTime") or _now_iso()),
+        source=source,
+    )
+
+
+def mail_event(message: dict[str, Any], policy: TrustPolicy, *, source: Source,
+               sender_id: str = "") -> Event | None:
+    """An Event from a Graph message (it must carry `body`; rich notifications never do)."""
+    address = (((message.get("from") or message.get("sender") or {}).get("emailAddress")) or {})
+    upn = str(address.get("address") or "")
+    if not message.get("id") or policy.is_own(sender_id, upn):
+        return None
+    return Event.mail(
+        message_id=str(message["id"]),
+        sender_id=sender_id,
+        sender_upn=upn,
+        sender_name=str(address.get("name") or ""),
+        trust=policy.trust(sender_id, upn),  # type: ignore[arg-type]
+        text=body_text(message.get("body")) or str(message.get("bodyPreview") or ""),
+        subject=str(message.get("subject") or ""),
+        created_at=str(message.get("receivedDateTime") or _now_iso()),
+        source=source,
+    )
