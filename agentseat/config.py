@@ -23,7 +23,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 GRAPH_CHANGE_TRACKING_APP_ID = "0bf30f3b-4a52-48df-9a82-234910c4a086"
 
 Mode = Literal["auto", "webhook", "poll"]
-TunnelKind = Literal["ngrok", "static", "none"]
+TunnelKind = Literal["ngrok", "static", "loopback", "none"]
 
 
 def default_state_dir() -> Path:

@@ -7,6 +7,7 @@ except for reading its state to assert on it.
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +20,8 @@ from agentseat.sandbox.app import Sandbox, SandboxOptions
 from agentseat.sandbox.pki import SandboxPki
 
 configure("debug")
+# Tests never touch a developer's real keyring: key passphrases come from settings.
+os.environ["PYTHON_KEYRING_BACKEND"] = "keyring.backends.fail.Keyring"
 
 
 @pytest.fixture(scope="session")
@@ -44,3 +47,60 @@ def sandbox(tmp_path: Path, _pki_template: Path, sandbox_options: SandboxOptions
     with start_blocking_portal() as portal, portal.wrap_async_context_manager(sb.running()):
         sb.portal = portal  # type: ignore[attr-defined]
         yield sb
+
+
+def provision_agent(sandbox: Sandbox, state_dir: Path, **overrides: object) -> dict[str, str]:
+    """A working agent on `sandbox` without `agentseat setup`: its key in a KeyStore under
+    `state_dir`, its certificate appended to the Blueprint, and delegated consent.
+
+    Returns the AGENTSEAT_* environment a runtime (or a subprocess) needs.
+    """
+    from agentseat.config import Settings
+    from agentseat.identity.keys import KeyStore, generate_certificate
+    from agentseat.sandbox.envfile import sandbox_settings
+    from tests.sandbox._agent import add_key_credential, grant_agent_consent
+
+    env = {k: v for k, v in sandbox_settings(sandbox).items() if k != "AGENTSEAT_SANDBOX_URL"}
+    env |= {
+        "AGENTSEAT_STATE_DIR": str(state_dir),
+        "AGENTSEAT_CONFIG_FILE": str(state_dir / "agentseat.env"),
+        "AGENTSEAT_KEY_PASSPHRASE": "test-passphrase-not-secret",
+        "AGENTSEAT_BLUEPRINT_APP_ID": sandbox.role("blueprint"),
+        "AGENTSEAT_AGENT_ID": sandbox.role("agent_identity"),
+        "AGENTSEAT_AGENT_OBJECT_ID": sandbox.tenant.apps[sandbox.role("agent_identity")].sp_object_id,
+        "AGENTSEAT_AGENT_USER_ID": sandbox.role("agent_user"),
+        "AGENTSEAT_TUNNEL": "loopback",
+        "AGENTSEAT_LOG_LEVEL": "debug",
+    }
+    env |= {f"AGENTSEAT_{k.upper()}": str(v) for k, v in overrides.items()}
+    state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    settings = Settings(_env_file=None, **{k[len("AGENTSEAT_"):].lower(): v for k, v in env.items()})  # type: ignore[arg-type]
+    cert = generate_certificate("agentseat test agent")
+    KeyStore(settings).add(cert)
+    add_key_credential(sandbox, sandbox.role("blueprint"), cert.certificate.public_bytes(_der()))
+    grant_agent_consent(sandbox)
+    env["AGENTSEAT_CERT_THUMBPRINT"] = cert.sha1_thumbprint
+    return env
+
+
+def _der():  # noqa: ANN202 - tiny helper to keep the import local
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    return Encoding.DER
+
+
+def settings_from_env(env: dict[str, str]):  # noqa: ANN201
+    from agentseat.config import Settings
+
+    return Settings(_env_file=None, **{k[len("AGENTSEAT_"):].lower(): v for k, v in env.items()})  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def agent_env(sandbox: Sandbox, tmp_path: Path) -> dict[str, str]:
+    """The AGENTSEAT_* environment of a provisioned agent on this test's sandbox."""
+    return provision_agent(sandbox, tmp_path / "agent")
+
+
+@pytest.fixture
+def agent_settings(agent_env: dict[str, str]):  # noqa: ANN201
+    return settings_from_env(agent_env)

@@ -195,7 +195,7 @@ class KeyStore:
         """Delete a certificate, its key and its keyring entry; never the active one.
         Local only: removing it from Entra's keyCredentials is provisioning's job."""
         sha1 = _normalise(sha1)
-        if False:
+        if sha1 == self.active():
             raise KeyStoreError(f"refusing to retire {sha1}: it is the active certificate",
                                 hint="make the new certificate active first (set_active), then retire the old one")
         self._check_dir()

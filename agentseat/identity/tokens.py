@@ -238,3 +238,20 @@ class TokenProvider:
                         del self._cache[resource]
                         self._chain.reset()
                         log.info("token_invalidated", resource=resource)
+
+
+class AppOnlyTokens:
+    """The Agent Identity's own app-only tokens (two hops), shaped for `GraphClient`.
+
+    Some reads need app-only auth, such as an Agent Identity's sponsors
+    (entrabot-anchor §1.3); msal caches hop 2, so this stays cheap.
+    """
+
+    def __init__(self, provider: TokenProvider) -> None:
+        self._provider = provider
+
+    async def get(self, resource: str | None = None) -> str:
+        return await self._provider.app_token(resource)
+
+    async def invalidate(self, token: str) -> None:
+        self._provider._chain.reset()  # noqa: SLF001 - the same chain, forced to mint afresh

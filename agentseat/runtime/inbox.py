@@ -5,9 +5,8 @@ per-sink cursors, atomic claims for a shared push group, and wake-ups for
 sinks waiting on new events. It does not parse notifications, decide trust,
 or deliver anything: producers hand it normalised Events, sinks read them.
 
-Sync methods are the core; each is one short transaction. The `a*` wrappers
-run them in a worker thread because a write may wait up to `busy_timeout` on
-another process's lock (DESIGN: blocking sqlite goes through anyio.to_thread).
+Sync methods are the core, each one short transaction; the `a*` wrappers run them
+in a worker thread, as a write may wait `busy_timeout` for another process's lock.
 """
 
 from __future__ import annotations
@@ -18,7 +17,7 @@ import os
 import sqlite3
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -65,32 +64,29 @@ class Event:
     source: Source
 
     def __post_init__(self) -> None:
-        problem = self._problem()
-        if problem:
-            raise InboxError(f"invalid event: {problem}", hint="this is a bug in the normaliser; the event was not stored")
+        if problem := self._problem():
+            raise InboxError(f"invalid event: {problem}", hint="a bug in the normaliser; the event was not stored")
 
     def _problem(self) -> str | None:
-        # Checked here so a bad event fails where it is built, never half-way through a batch.
+        # Checked where the event is built, so a bad one never fails half-way through a batch.
         if not isinstance(self.seq, int) or self.seq < 0:
             return "seq must be a non-negative int"
-        for name in ("key", "message_id", "sender_id", "sender_upn", "sender_name", "text", "created_at", "received_at"):
+        for name in _FIELDS[1:]:
             value = getattr(self, name)
+            if value is None and name in ("chat_id", "subject"):
+                continue
             if not isinstance(value, str):
                 return f"{name} must be a string"
             try:
-                value.encode("utf-8")  # lone surrogates would fail inside the transaction
+                value.encode("utf-8")  # a lone surrogate would fail inside the transaction
             except UnicodeEncodeError:
                 return f"{name} is not valid UTF-8 text"
         if self.kind not in _KINDS or self.trust not in _TRUSTS or self.source not in _SOURCES:
             return "kind, trust or source is not one of the allowed values"
         if not self.message_id:
             return "message_id is empty"
-        if self.kind == "teams" and not (isinstance(self.chat_id, str) and self.chat_id):
-            return "a teams event needs a chat_id"
-        if self.kind == "mail" and self.chat_id is not None:
-            return "a mail event has no chat_id"
-        if self.subject is not None and not isinstance(self.subject, str):
-            return "subject must be a string or None"
+        if (self.kind == "teams" and not self.chat_id) or (self.kind == "mail" and self.chat_id is not None):
+            return "a teams event needs a chat_id and a mail event has none"
         if self.key != event_key(self.kind, self.chat_id, self.message_id):
             return "key does not match kind, chat_id and message_id"
         for name in ("created_at", "received_at"):
@@ -133,10 +129,14 @@ def event_key(kind: str, chat_id: str | None, message_id: str) -> str:
     return f"teams:{chat_id}:{message_id}" if kind == "teams" else f"mail:{message_id}"
 
 
-def _check_limit(limit: int) -> None:
-    # SQLite reads a negative LIMIT as "no limit"; refuse it instead of returning the whole log.
-    if not isinstance(limit, int) or limit < 1:
-        raise InboxError(f"limit must be a positive int, not {limit!r}", hint="pass limit >= 1")
+def _kind_filter(kind: str | None) -> tuple[str, tuple[str, ...]]:  # served by the index (kind, seq)
+    return ("kind = ? AND", (kind,)) if kind is not None else ("", ())
+
+
+def _check_int(name: str, value: int, minimum: int) -> None:
+    # SQLite reads a negative LIMIT as "no limit" and would store a str as a seq: refuse both.
+    if not isinstance(value, int) or value < minimum:
+        raise InboxError(f"{name} must be an int >= {minimum}, not {value!r}", hint="a bug in the caller")
 
 
 _SCHEMA = """
@@ -158,17 +158,12 @@ CREATE TABLE IF NOT EXISTS meta(k TEXT PRIMARY KEY, v TEXT NOT NULL) WITHOUT ROW
 class Inbox:
     """The event log of one agent, shared by every process of that agent on this machine.
 
-    Groups and claims: a group (for example "push") is a set of processes of which
-    exactly one receives each event. `ensure_group(group, start_seq)` creates the
-    group once, delivering events with seq > start_seq; later calls change nothing,
-    so a restarted server resumes where the group stopped and gets what it missed.
-    `claim_next` hands events out in seq order, each at most once per group, and
-    the claims outlive every process. Delivery is therefore at most once: a
-    claimant that dies between claim and push loses that batch (claim small
-    batches and push them before the next checkpoint, shielded from cancellation).
-
-    Cursors: `cursor(sink)`/`advance(sink, seq)` store how far a lone sink has read
-    (at least once: a sink advances after it has handled the events).
+    Groups: of the processes in a group (for example "push") exactly one gets each
+    event. `ensure_group(group, start_seq)` creates a group once, to deliver events
+    after start_seq; later calls change nothing, so a restarted server gets what it
+    missed. Claims outlive processes; delivery is at most once: a claimant that dies
+    between claim and push loses that batch (claim small batches, push them shielded).
+    Cursors: `advance(sink, seq)` after handling events gives a lone sink at-least-once.
     """
 
     def __init__(self, path: str | os.PathLike[str], *, own_ids: Iterable[str] = (),
@@ -178,13 +173,11 @@ class Inbox:
         self._own = frozenset(i.strip().lower() for i in own_ids if i and i.strip())
         self._poll_interval = poll_interval
         self._busy_timeout = busy_timeout
-        # One connection, used by one thread at a time under this lock: sqlite3
-        # connections must not be used concurrently, and a connection per anyio
-        # worker thread could not be closed deterministically. Writers in this
-        # process would serialise on SQLite's write lock anyway.
+        # One connection, one thread at a time under this lock: a sqlite3 connection must not be
+        # used concurrently, and connections per anyio worker thread could not be closed
+        # deterministically. Writers in one process serialise on SQLite's write lock anyway.
         self._lock = threading.Lock()
-        # Wake-ups: waiters in this process park on their own anyio.Event; appends
-        # made on the event-loop thread set them at once.
+        # Waiters in this process park on their own anyio.Event; appends on the loop set them.
         self._waiters: set[anyio.Event] = set()
         self._loop_thread: int | None = None
         with self._errors("open"):
@@ -192,25 +185,27 @@ class Inbox:
             # Messages are private: create the file 0600; SQLite gives -wal and -shm the same mode.
             os.close(os.open(self.path, os.O_CREAT | os.O_RDWR, 0o600))
             self._conn = self._connect()
-            # A second connection only reads PRAGMA data_version, which changes when any
-            # *other* connection commits (this process's main one included).
-            self._watch = self._connect()
-            self._init_schema()
+            try:
+                self._init_schema()
+                # A second connection only reads PRAGMA data_version, which changes when
+                # any *other* connection commits (this process's main one included).
+                self._watch = self._connect()
+            except BaseException:
+                self._conn.close()
+                raise
         log.debug("inbox_opened", path=str(self.path))
 
     def _connect(self) -> sqlite3.Connection:
-        # isolation_level=None: we issue BEGIN IMMEDIATE ourselves, so every write
-        # takes the write lock up front and never fails upgrading a read (SQLITE_BUSY_SNAPSHOT).
+        # timeout= is SQLite's busy_timeout. isolation_level=None: we issue BEGIN IMMEDIATE, so a
+        # write takes the lock up front and never fails upgrading a read (SQLITE_BUSY_SNAPSHOT).
         conn = sqlite3.connect(self.path, timeout=self._busy_timeout, isolation_level=None, check_same_thread=False)
         conn.row_factory = sqlite3.Row
-        conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout * 1000)}")
         mode = conn.execute("PRAGMA journal_mode = WAL").fetchall()[0][0]
         if mode != "wal":
             log.warning("inbox_not_wal", journal_mode=mode, path=str(self.path))
-        # WAL + NORMAL: a commit has been written to the WAL (the OS page cache) before
-        # COMMIT returns; only the fsync waits for checkpoints. So a killed process
-        # (kill -9, crash) loses nothing it committed; a power cut may lose the last
-        # commits, which the poller's reconciliation fetches again (dedupe makes that safe).
+        # WAL + NORMAL: COMMIT returns once the commit is in the WAL (OS page cache); only fsync
+        # waits for checkpoints. A killed process (kill -9) loses nothing committed; a power cut
+        # may lose the last commits, which reconciliation polls fetch again (dedupe makes it safe).
         conn.execute("PRAGMA synchronous = NORMAL")
         return conn
 
@@ -220,9 +215,8 @@ class Inbox:
             if version > _SCHEMA_VERSION:
                 raise InboxError(f"the inbox at {self.path} was written by a newer agentseat",
                                  hint="upgrade agentseat, or move the file aside to start a new inbox")
-            for statement in _SCHEMA.split(";"):
-                if statement.strip():
-                    conn.execute(statement)
+            for statement in filter(str.strip, _SCHEMA.split(";")):
+                conn.execute(statement)
             conn.execute(f"PRAGMA user_version = {_SCHEMA_VERSION}")
 
     def close(self) -> None:
@@ -236,8 +230,6 @@ class Inbox:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    # --- errors and transactions ----------------------------------------------
-
     @contextmanager
     def _errors(self, op: str) -> Iterator[None]:
         try:
@@ -249,16 +241,14 @@ class Inbox:
                              hint=f"check that {self.path.parent} exists and is writable") from exc
 
     def _inbox_error(self, op: str, exc: sqlite3.Error) -> InboxError:
-        code = getattr(exc, "sqlite_errorcode", 0) & 0xFF
+        code = getattr(exc, "sqlite_errorcode", 0) & 0xFF  # the primary code of an extended one
         name = getattr(exc, "sqlite_errorname", type(exc).__name__)
-        log.warning("inbox_error", op=op, code=name, path=str(self.path))  # never the event, only the code
-        where = self.path.parent
-        if code == sqlite3.SQLITE_FULL or "full" in str(exc):
-            return InboxError(f"inbox {op} failed: the disk is full",
-                              hint=f"free space in {where}; nothing from this write was stored")
+        log.warning("inbox_error", op=op, code=name, path=str(self.path))  # the code only, never an event
+        where, kept = self.path.parent, "nothing from this write was stored"
+        if code == sqlite3.SQLITE_FULL or "disk is full" in str(exc):
+            return InboxError(f"inbox {op} failed: the disk is full", hint=f"free space in {where}; {kept}")
         if code == sqlite3.SQLITE_IOERR:
-            return InboxError(f"inbox {op} failed: disk I/O error",
-                              hint=f"check free space and the disk holding {where}; nothing from this write was stored")
+            return InboxError(f"inbox {op} failed: disk I/O error", hint=f"check the disk of {where}; {kept}")
         if code in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB):
             return InboxError(f"the inbox at {self.path} is corrupt",
                               hint="stop agentseat, move the file aside (with its -wal and -shm files) and restart; "
@@ -281,22 +271,14 @@ class Inbox:
                 conn.execute("COMMIT")
             except BaseException:
                 if conn.in_transaction:  # SQLite may already have rolled back (for example on SQLITE_FULL)
-                    try:
+                    with suppress(sqlite3.Error):
                         conn.execute("ROLLBACK")
-                    except sqlite3.Error:
-                        pass
                 raise
 
     def _query(self, sql: str, params: Iterable[Any] = ()) -> list[sqlite3.Row]:
-        # fetchall() runs the statement to completion, so no read transaction stays open
-        # (an open reader would stop WAL checkpoints and let the WAL grow).
+        # fetchall() finishes the statement: an open read would stall WAL checkpoints.
         with self._errors("read"), self._lock:
             return self._conn.execute(sql, tuple(params)).fetchall()
-
-    # --- events ------------------------------------------------------------------
-
-    def _is_own(self, event: Event) -> bool:
-        return event.sender_id.lower() in self._own or event.sender_upn.lower() in self._own
 
     def append(self, events: Iterable[Event]) -> list[Event]:
         """Store the events whose key is new, in one transaction; return them with their seq.
@@ -306,11 +288,11 @@ class Inbox:
         """
         batch = list(events)
         if not all(isinstance(e, Event) for e in batch):
-            raise InboxError("append() takes Event objects only", hint="this is a bug in the caller; nothing was stored")
+            raise InboxError("append() takes Event objects only", hint="a bug in the caller; nothing was stored")
         stored: list[Event] = []
         with self._errors("append"), self._tx() as conn:
             for event in batch:
-                if self._is_own(event):
+                if event.sender_id.lower() in self._own or event.sender_upn.lower() in self._own:
                     log.debug("own_event_dropped", key=event.key)
                     continue
                 values = [getattr(event, name) for name in _FIELDS[1:]]
@@ -325,32 +307,25 @@ class Inbox:
 
     def read(self, since_seq: int, limit: int = 100, kind: str | None = None) -> list[Event]:
         """Events with seq > since_seq, in seq order, at most `limit`, optionally of one kind."""
-        _check_limit(limit)
-        if kind is None:
-            rows = self._query(f"SELECT {_COLUMNS} FROM events WHERE seq > ? ORDER BY seq LIMIT ?", (since_seq, limit))
-        else:
-            rows = self._query(f"SELECT {_COLUMNS} FROM events WHERE kind = ? AND seq > ? ORDER BY seq LIMIT ?",
-                               (kind, since_seq, limit))
+        _check_int("limit", limit, 1)
+        where, args = _kind_filter(kind)
+        rows = self._query(f"SELECT {_COLUMNS} FROM events WHERE {where} seq > ? ORDER BY seq LIMIT ?",
+                           (*args, since_seq, limit))
         return [Event.from_row(r) for r in rows]
 
     def latest_seq(self, kind: str | None = None) -> int:
         """The highest stored seq (of one kind), 0 when there is none."""
-        if kind is None:
-            rows = self._query("SELECT seq FROM events ORDER BY seq DESC LIMIT 1")
-        else:
-            rows = self._query("SELECT seq FROM events WHERE kind = ? ORDER BY seq DESC LIMIT 1", (kind,))
+        where, args = _kind_filter(kind)
+        rows = self._query(f"SELECT seq FROM events WHERE {where} seq > 0 ORDER BY seq DESC LIMIT 1", args)
         return rows[0][0] if rows else 0
 
     def count(self, kind: str | None = None) -> int:
-        if kind is None:
-            return self._query("SELECT count(*) FROM events")[0][0]
-        return self._query("SELECT count(*) FROM events WHERE kind = ?", (kind,))[0][0]
+        where, args = _kind_filter(kind)
+        return self._query(f"SELECT count(*) FROM events WHERE {where} seq > 0", args)[0][0]
 
     def last_event(self) -> Event | None:
         rows = self._query(f"SELECT {_COLUMNS} FROM events ORDER BY seq DESC LIMIT 1")
         return Event.from_row(rows[0]) if rows else None
-
-    # --- cursors -----------------------------------------------------------------
 
     def cursor(self, sink: str) -> int:
         """The last seq `sink` has handled; 0 for a sink never seen."""
@@ -359,12 +334,11 @@ class Inbox:
 
     def advance(self, sink: str, seq: int) -> int:
         """Move `sink`'s cursor to `seq`, never backwards; return the cursor."""
+        _check_int("seq", seq, 0)
         with self._errors("advance"), self._tx() as conn:
             conn.execute("INSERT INTO cursors(sink, seq) VALUES (?, ?) "
                          "ON CONFLICT(sink) DO UPDATE SET seq = max(seq, excluded.seq)", (sink, seq))
             return conn.execute("SELECT seq FROM cursors WHERE sink = ?", (sink,)).fetchall()[0][0]
-
-    # --- claim groups ------------------------------------------------------------
 
     def ensure_group(self, group: str, start_seq: int) -> int:
         """Create `group` delivering events after `start_seq`, unless it exists; return its position.
@@ -372,9 +346,10 @@ class Inbox:
         The position is the seq through which the group has claimed events. Use
         `latest_seq()` as start on a group's first start, so history is not replayed.
         """
+        _check_int("start_seq", start_seq, 0)
         with self._errors("ensure_group"), self._tx() as conn:
-            conn.execute("INSERT OR IGNORE INTO groups(name, start_seq, claimed_through, created_at) VALUES (?, ?, ?, ?)",
-                         (group, start_seq, start_seq, _now()))
+            conn.execute("INSERT OR IGNORE INTO groups(name, start_seq, claimed_through, created_at) "
+                         "VALUES (?, ?, ?, ?)", (group, start_seq, start_seq, _now()))
             return conn.execute("SELECT claimed_through FROM groups WHERE name = ?", (group,)).fetchall()[0][0]
 
     def group_position(self, group: str) -> int | None:
@@ -388,7 +363,7 @@ class Inbox:
         serialised by SQLite's write lock, so no event is handed out twice and, as
         claims always take the lowest unclaimed seqs, none is skipped.
         """
-        _check_limit(limit)
+        _check_int("limit", limit, 1)
         with self._errors("claim"), self._tx() as conn:
             rows = conn.execute("SELECT claimed_through FROM groups WHERE name = ?", (group,)).fetchall()
             if not rows:
@@ -405,8 +380,6 @@ class Inbox:
             log.debug("events_claimed", group=group, claimant=claimant, first=events[0].seq, last=events[-1].seq)
         return events
 
-    # --- meta --------------------------------------------------------------------
-
     def get_meta(self, k: str) -> str | None:
         rows = self._query("SELECT v FROM meta WHERE k = ?", (k,))
         return rows[0][0] if rows else None
@@ -418,8 +391,6 @@ class Inbox:
                 conn.execute("DELETE FROM meta WHERE k = ?", (k,))
             else:
                 conn.execute("INSERT INTO meta(k, v) VALUES (?, ?) ON CONFLICT(k) DO UPDATE SET v = excluded.v", (k, v))
-
-    # --- async -------------------------------------------------------------------
 
     async def _run(self, func: Callable[..., _T], *args: Any) -> _T:
         # Not abandoned on cancel: the thread finishes, and its result (a claim, an
@@ -457,9 +428,8 @@ class Inbox:
     async def wait_for_new(self, after_seq: int, timeout: float | None = None, *, kind: str | None = None) -> bool:
         """Wait until an event (of `kind`) with seq > after_seq exists; False on timeout.
 
-        Appends through this Inbox on the event loop wake waiters at once; commits by
-        other connections or processes are seen by polling `PRAGMA data_version`
-        every `poll_interval` seconds.
+        Appends on this loop wake waiters at once; other processes' commits are seen
+        by polling `PRAGMA data_version` every `poll_interval` seconds.
         """
         self._loop_thread = threading.get_ident()
         with anyio.move_on_after(timeout):

@@ -12,6 +12,8 @@ from datetime import UTC, datetime
 
 import anyio
 
+from ..graph.times import parse_graph_time, to_graph_time
+
 
 class Clock:
     """Sandbox time in epoch seconds: `speed` times faster than real, plus jumps."""
@@ -49,22 +51,5 @@ class Clock:
             await anyio.sleep(min(left / self._speed, 0.25))
 
 
-def iso(ts: float) -> str:
-    """Graph's DateTimeOffset format: UTC with seven fractional digits and a Z."""
-    dt = datetime.fromtimestamp(ts, UTC)
-    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond:06d}0Z"
-
-
-def parse_iso(value: str) -> float:
-    """Parse a Graph DateTimeOffset (any fraction length, Z or offset) to epoch seconds."""
-    text = value.strip().replace("Z", "+00:00")
-    if "." in text:
-        head, _, rest = text.partition(".")
-        digits = ""
-        while rest and rest[0].isdigit():
-            digits, rest = digits + rest[0], rest[1:]
-        text = f"{head}.{(digits + '000000')[:6]}{rest}"
-    dt = datetime.fromisoformat(text)
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=UTC)
-    return dt.timestamp()
+iso = to_graph_time
+parse_iso = parse_graph_time

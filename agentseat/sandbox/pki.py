@@ -190,7 +190,9 @@ class SandboxPki:
             public,
             algorithms=["RS256"],
             audience=audience,
-            options={"verify_aud": audience is not None, "verify_exp": False, "verify_nbf": False},
+            # Lifetimes are judged on the sandbox clock below, not wall time (which iat would use).
+            options={"verify_aud": audience is not None, "verify_exp": False, "verify_nbf": False,
+                     "verify_iat": False},
         )
         if verify_exp:
             t = now if now is not None else dt.datetime.now(dt.UTC).timestamp()

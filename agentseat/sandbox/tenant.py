@@ -44,6 +44,7 @@ PROVISIONER_ROLES = (
     "Organization.Read.All",
     "User.ReadWrite.All",
     "AgentIdentityBlueprint.ReadWrite.All",
+    "AgentIdentityBlueprintPrincipal.ReadWrite.All",  # agentidentityblueprintprincipal-post
     "AgentIdentity.ReadWrite.All",
     "AgentIdUser.ReadWrite.All",
 )

@@ -5,9 +5,8 @@ endpoint, watching that the endpoint stays up, and tearing it down. It never let
 pyngrok download ngrok (pyngrok would fetch it from bin.ngrok.com when the binary is
 missing): a missing binary is a `TunnelError` with a hint instead.
 
-pyngrok keeps one agent process per binary path in module state, so two
-`NgrokTunnel`s on the same binary in one Python process share an agent, and stopping
-either kills it. agentseat runs one tunnel per runtime.
+pyngrok keeps one agent per binary path in module state: two `NgrokTunnel`s on one
+binary in one process share it, and stopping either kills it (agentseat runs one).
 
 The authtoken never reaches a log line or ngrok's command line (which other local
 users can read in /proc): it is written to a private 0600 config file in a 0700
@@ -49,16 +48,33 @@ _API_FAILURES_BEFORE_LOST = 2
 
 
 def find_ngrok_binary(configured: Path | None) -> Path:
-    """The ngrok executable to run: the configured path, else `ngrok` on PATH."""
+    """The ngrok agent to run: the configured path, else the first real `ngrok` on PATH."""
     if configured is not None:
         path = configured.expanduser().absolute()
         if not (path.is_file() and os.access(path, os.X_OK)):
             raise TunnelError(f"no executable ngrok binary at {path}", hint=NO_BINARY_HINT)
+        if _is_pyngrok_script(path):
+            raise TunnelError(f"{path} is pyngrok's `ngrok` script, not the agent", hint=NO_BINARY_HINT)
         return path
-    found = shutil.which("ngrok")
-    if found is None:
-        raise TunnelError("no ngrok binary on PATH and AGENTSEAT_NGROK_PATH is not set", hint=NO_BINARY_HINT)
-    return Path(found).absolute()
+    for directory in os.get_exec_path():
+        found = shutil.which("ngrok", path=directory)
+        if found is not None and not _is_pyngrok_script(Path(found)):
+            return Path(found).absolute()
+    raise TunnelError("no ngrok agent on PATH and AGENTSEAT_NGROK_PATH is not set", hint=NO_BINARY_HINT)
+
+
+def _is_pyngrok_script(path: Path) -> bool:
+    # Installing pyngrok puts an `ngrok` console script next to `agentseat`; it
+    # downloads the real agent when run, so it must never be mistaken for one.
+    # The script text sits at the start (POSIX) or the end (Windows launcher).
+    try:
+        with path.open("rb") as handle:
+            head = handle.read(4096)
+            handle.seek(max(0, handle.seek(0, os.SEEK_END) - 4096))
+            tail = handle.read()
+    except OSError:
+        return False
+    return b"pyngrok" in head or b"pyngrok" in tail
 
 
 def _upstream_url(host: str, port: int) -> str:
@@ -72,7 +88,6 @@ def _upstream_url(host: str, port: int) -> str:
 @dataclass
 class _Session:
     """One running agent with our endpoint on it."""
-
     config: conf.PyngrokConfig
     process: NgrokProcess
     endpoint: _PyngrokTunnel
@@ -84,16 +99,8 @@ class _Session:
 class NgrokTunnel:
     """A public https URL from an ngrok agent, watched for loss."""
 
-    def __init__(
-        self,
-        ngrok_path: Path | None,
-        authtoken: str | None,
-        config_path: Path | None = None,
-        check_interval: float = 5.0,
-        *,
-        upstream_host: str = "127.0.0.1",
-        startup_timeout: int = 15,
-    ) -> None:
+    def __init__(self, ngrok_path: Path | None, authtoken: str | None, config_path: Path | None = None,
+                 check_interval: float = 5.0, *, upstream_host: str = "127.0.0.1", startup_timeout: int = 15) -> None:
         if check_interval <= 0:
             raise ValueError("check_interval must be positive")
         self._ngrok_path = ngrok_path
@@ -132,13 +139,8 @@ class NgrokTunnel:
             self._starting = False
         session = self._session
         assert session is not None  # set by _start_blocking or it raised
-        log.info(
-            "tunnel_started",
-            kind="ngrok",
-            public_url=session.public_url,
-            binary=str(binary),
-            authtoken_configured=self._authtoken is not None,
-        )
+        log.info("tunnel_started", kind="ngrok", public_url=session.public_url, binary=str(binary),
+                 authtoken_configured=self._authtoken is not None)
         return session.public_url
 
     async def stop(self) -> None:
@@ -235,8 +237,7 @@ class NgrokTunnel:
         text = str(exc)
         if self._authtoken:
             text = text.replace(self._authtoken, "[redacted]")
-        lowered = text.lower()
-        if "authtoken" in lowered or "err_ngrok_4018" in lowered or "err_ngrok_105" in lowered:
+        if any(marker in text.lower() for marker in ("authtoken", "err_ngrok_4018", "err_ngrok_105")):
             hint = f"set AGENTSEAT_NGROK_AUTHTOKEN to the authtoken from dashboard.ngrok.com, {_FALLBACK_HINT}"
         else:
             hint = f"check that the ngrok binary is a v3 agent and can reach ngrok.com, {_FALLBACK_HINT}"
@@ -244,17 +245,14 @@ class NgrokTunnel:
 
 
 def _probe(session: _Session) -> str | None:
-    """None while healthy, else why the tunnel is lost.
-
-    Reads the process and the agent API directly: pyngrok's `get_tunnels` would
-    start a new agent if ours had died, hiding the loss.
-    """
+    """None while healthy, else why the tunnel is lost."""
+    # The process and the agent API directly: pyngrok's `get_tunnels` would start
+    # a new agent if ours had died, hiding the loss.
     if session.process.proc.poll() is not None:
         return "process_exited"
     try:
-        listing = ngrok.api_request(
-            f"{session.process.api_url}/api/endpoints", method="GET", timeout=session.config.request_timeout
-        )
+        url = f"{session.process.api_url}/api/endpoints"
+        listing = ngrok.api_request(url, method="GET", timeout=session.config.request_timeout)
     except (PyngrokError, OSError):
         return "api_unreachable"
     items = listing.get("endpoints") or listing.get("tunnels") or []
@@ -266,11 +264,8 @@ def _teardown(session: _Session) -> None:
     if session.process.proc.poll() is None and session.endpoint.uri:
         try:
             # Direct API call: pyngrok's `disconnect` may respawn a dead agent.
-            ngrok.api_request(
-                f"{session.process.api_url}{session.endpoint.uri}",
-                method="DELETE",
-                timeout=session.config.request_timeout,
-            )
+            url = f"{session.process.api_url}{session.endpoint.uri}"
+            ngrok.api_request(url, method="DELETE", timeout=session.config.request_timeout)
         except (PyngrokError, OSError) as exc:
             log.debug("tunnel_disconnect_failed", kind="ngrok", error=type(exc).__name__)
     _kill(session.config, session.process)
@@ -290,12 +285,10 @@ def _kill(config: conf.PyngrokConfig, process: NgrokProcess | None) -> None:
     if process.proc.poll() is None:
         process.proc.kill()
         process.proc.wait()
-    # pyngrok never closes the agent's stdout pipe and keeps the Popen alive in an
-    # atexit hook, so each restart would leak a descriptor. Its log thread reads
-    # that pipe until EOF; let it finish before closing (a private attribute, hence
-    # the getattr).
-    reader = getattr(process, "_monitor_thread", None)
-    if reader is not None:
+    # pyngrok never closes the agent's stdout pipe and keeps the Popen in an atexit
+    # hook, so each restart would leak a descriptor. Its log thread (private, hence
+    # getattr) reads that pipe to EOF; let it finish before closing.
+    if (reader := getattr(process, "_monitor_thread", None)) is not None:
         reader.join(timeout=2)
     if process.proc.stdout is not None and (reader is None or not reader.is_alive()):
         process.proc.stdout.close()

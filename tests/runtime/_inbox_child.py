@@ -46,7 +46,7 @@ def main(argv: list[str]) -> None:
         first = True
         # No pause between claims: the processes contend for every batch, so a
         # non-atomic claim would hand some event out twice.
-        while batch := inbox.claim_next(group, claimant, limit=7):
+        while batch := inbox.claim_next(group, claimant, limit=3):
             for event in batch:
                 _say(str(event.seq))
             if first:

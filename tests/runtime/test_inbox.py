@@ -129,6 +129,8 @@ def test_cursor_resumes_after_reopening_and_never_moves_back(db: Path):
         assert inbox.cursor("bot") == 0
         assert inbox.advance("bot", 4) == 4
         assert inbox.advance("bot", 2) == 4
+        with pytest.raises(InboxError):
+            inbox.advance("bot", "9")  # type: ignore[arg-type]
     with Inbox(db) as inbox:
         assert inbox.cursor("bot") == 4 and inbox.cursor("events") == 0
         assert [e.seq for e in inbox.read(inbox.cursor("bot"))] == [5, 6]
@@ -156,6 +158,21 @@ def test_new_group_starts_at_its_start_seq_and_ignores_later_starts(inbox: Inbox
     assert inbox.claim_next("push", "w2") == []
 
 
+async def test_claimants_in_one_process_share_a_group_without_overlap(inbox: Inbox):
+    await inbox.aensure_group("push", 0)
+    await inbox.aappend([mail(str(i)) for i in range(30)])
+    got: dict[str, list[int]] = {"a": [], "b": []}
+
+    async def claim(name: str) -> None:
+        while batch := await inbox.aclaim_next("push", name, limit=2):
+            got[name] += [e.seq for e in batch]
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(claim, "a")
+        tg.start_soon(claim, "b")
+    assert sorted(got["a"] + got["b"]) == list(range(1, 31))
+
+
 def test_claim_on_unknown_group_is_an_error(inbox: Inbox):
     with pytest.raises(InboxError, match="unknown claim group"):
         inbox.claim_next("nope", "w1")
@@ -178,8 +195,8 @@ def test_two_processes_claiming_together_get_every_event_exactly_once(inbox: Inb
     total = 2000
     inbox.append([teams("19:c", str(i)) for i in range(total)])
     inbox.ensure_group("push", 0)
-    procs = [subprocess.Popen([sys.executable, CHILD, "claim", str(db), "push", f"p{n}", "p0,p1"], stdin=subprocess.PIPE,
-                              stdout=subprocess.PIPE, text=True) for n in range(2)]
+    procs = [subprocess.Popen([sys.executable, CHILD, "claim", str(db), "push", f"p{n}", "p0,p1"],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True) for n in range(2)]
     try:
         for proc in procs:
             assert proc.stdout.readline().strip() == "ready"  # type: ignore[union-attr]

@@ -68,7 +68,7 @@ def _find_authtoken(argv: list[str]) -> tuple[str | None, str | None]:
 
 class _Api(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib signature
-        _emit(f'lvl=info msg="api request" obj=web line="{format % args}"')
+        _emit(f'lvl=info msg="api request" obj=web method={self.command} path={self.path}')
 
     def _reply(self, status: int, body: object | None = None) -> None:
         payload = b"" if body is None else json.dumps(body).encode()

@@ -1,0 +1,276 @@
+"""The composition root: builds every part of the runtime and supervises it.
+
+One `Runtime` per process. All processes of one agent share the inbox; the one
+holding the owner lock also runs the webhook, the tunnel, the subscriptions and
+the poller, in the mode the settings ask for:
+
+- `poll`: the poller reads chats and mail at its intervals; no public endpoint.
+- `webhook`: notifications through the tunnel; the poller only reconciles.
+- `auto`: webhooks while a public URL validates and Graph accepts the
+  subscriptions; polling for whatever is not covered, switching back and forth
+  as the tunnel comes and goes.
+
+Sinks (the MCP channel, `watch`, the bot) read the inbox and run beside it.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+import anyio
+import structlog
+from anyio.abc import TaskStatus
+
+from ..config import Settings
+from ..errors import AgentSeatError, ConfigError, TunnelError
+from ..graph.client import GraphClient, ssl_context
+from ..identity.keys import KeyStore
+from ..identity.tokens import AppOnlyTokens, TokenProvider
+from ..subscriptions.manager import SubscriptionManager, load_client_state
+from ..tunnel import LoopbackTunnel, make_tunnel
+from ..tunnel.base import Tunnel
+from .crypto import KeyRing
+from .inbox import Inbox
+from .lock import OwnerLock
+from .normalize import TrustPolicy
+from .pipeline import KnownSubscription, NotificationPipeline
+from .poller import Poller
+from .verify import JwksCache
+from .webhook import WebhookServer
+
+log = structlog.get_logger(__name__)
+
+ALL_KINDS = frozenset({"teams", "mail"})
+Sink = Callable[["Runtime"], Awaitable[None]]
+
+
+@dataclass
+class RuntimeStatus:
+    role: str = "starting"  # starting | owner | sink
+    mode: str = ""
+    source: str = ""  # webhook | poll | webhook+poll
+    public_url: str = ""
+    polling: list[str] = field(default_factory=list)
+    started_at: float = field(default_factory=time.time)
+    notes: list[str] = field(default_factory=list)
+
+
+class Runtime:
+    """Everything one agent needs at run time, built from settings."""
+
+    def __init__(self, settings: Settings, *, tunnel: Tunnel | None = None) -> None:
+        missing = settings.missing_identity()
+        if missing:
+            raise ConfigError(f"missing settings: {', '.join(missing)}",
+                              hint="run `agentseat setup`, or `agentseat demo` to try the sandbox")
+        self.settings = settings
+        settings.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        own = {settings.agent_user_id, settings.agent_user_upn} - {""}
+        self.inbox = Inbox(settings.state_dir / "inbox.db", own_ids=own)
+        self.keys = KeyStore(settings)
+        self.tokens = TokenProvider(settings, lambda: self.keys.load_pem_credential(settings.cert_thumbprint or None))
+        self.graph = GraphClient(settings, self.tokens)
+        self.policy = TrustPolicy(
+            tenant_id=settings.tenant_id,
+            sponsor_names={s.lower() for s in settings.sponsors if "@" in s},
+            sponsor_ids={s.lower() for s in settings.sponsors if "@" not in s},
+            own_ids={o.lower() for o in own},
+            domains={settings.agent_user_upn.rpartition("@")[2].lower()} - {""},
+        )
+        self.poller = Poller(settings, self.graph, self.inbox, self.policy)
+        self.lock = OwnerLock(settings.state_dir / "runtime.lock")
+        self.status = RuntimeStatus(mode=settings.mode)
+        self._tunnel_override = tunnel
+        self.manager: SubscriptionManager | None = None
+
+    async def aclose(self) -> None:
+        await self.graph.close()
+        self.inbox.close()
+        self.lock.release()
+
+    # --- shared by every process -------------------------------------------------------
+    async def resolve_sponsors(self) -> None:
+        """Sponsors come from settings and from the Agent Identity in Graph; ids make matching exact."""
+        for name in list(self.policy.sponsor_names):
+            try:
+                user = await self.graph.get(f"/users/{name}", **{"$select": "id,userPrincipalName"})
+                self.policy.sponsor_ids.add(str(user["id"]).lower())
+            except AgentSeatError as exc:
+                log.warning("sponsor_lookup_failed", sponsor=name, error=exc.message)
+        if self.settings.agent_object_id:
+            try:
+                async with GraphClient(self.settings, AppOnlyTokens(self.tokens)) as app_graph:
+                    body = await app_graph.get(f"/servicePrincipals/{self.settings.agent_object_id}"
+                                               "/microsoft.graph.agentIdentity/sponsors")
+                for item in body.get("value", []):
+                    self.policy.sponsor_ids.add(str(item["id"]).lower())
+            except AgentSeatError as exc:
+                log.info("graph_sponsors_unavailable", error=exc.message)
+
+    async def run(self, sinks: list[Sink] = (), *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Run sinks and, once elected, the owner's duties, until cancelled."""
+        try:
+            await self.resolve_sponsors()
+            async with anyio.create_task_group() as tg:
+                for sink in sinks:
+                    tg.start_soon(sink, self)
+                self.status.role = "sink" if not self.lock.try_acquire() else "owner"
+                task_status.started()
+                if self.status.role == "sink":
+                    log.info("runtime_attached_as_sink", owner_pid=self.lock.owner_pid())
+                    await self.lock.acquire()
+                    self.status.role = "owner"
+                    log.info("runtime_took_over", pid=os.getpid())
+                await self._own()
+        finally:
+            with anyio.CancelScope(shield=True):
+                await self.aclose()
+
+    # --- the owner's duties -----------------------------------------------------------
+    async def _own(self) -> None:
+        mode = self.settings.mode
+        if mode == "poll" or (mode == "auto" and self.settings.tunnel == "none" and self._tunnel_override is None):
+            self.status.source, self.status.polling = "poll", sorted(ALL_KINDS)
+            await self.poller.run(set(ALL_KINDS))
+            return
+        await self._webhooks(fallback=mode == "auto")
+
+    def _tunnel(self) -> Tunnel:
+        if self._tunnel_override is not None:
+            return self._tunnel_override
+        if self.settings.tunnel == "loopback":
+            return LoopbackTunnel(self.settings.webhook_host)
+        tunnel = make_tunnel(self.settings)
+        if tunnel is None:
+            raise ConfigError("webhook mode needs a tunnel", hint="use --tunnel ngrok|static, or --mode poll")
+        return tunnel
+
+    async def _webhooks(self, *, fallback: bool) -> None:
+        settings = self.settings
+        certs = await anyio.to_thread.run_sync(self._keyring)
+        ring, active = certs
+        client_state = load_client_state(settings.state_dir)
+        session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=ssl_context(settings)))
+        fetches_send, fetches_recv = anyio.create_memory_object_stream[str](1000)
+        lifecycle_send, lifecycle_recv = anyio.create_memory_object_stream[tuple[KnownSubscription, str]](100)
+        self.manager = manager = SubscriptionManager(
+            settings, self.graph, self.inbox, certificate_b64=active.der_b64, certificate_id=active.sha1_thumbprint,
+            client_state=client_state, on_resync=self.poller.resync,
+        )
+
+        async def on_mail_fetch(message_id: str, partial: dict[str, Any]) -> None:
+            await fetches_send.send(message_id)
+
+        async def on_lifecycle(known: KnownSubscription, event: str) -> None:
+            await lifecycle_send.send((known, event))
+
+        pipeline = NotificationPipeline(
+            settings=settings, inbox=self.inbox, keyring=ring,
+            jwks=JwksCache(settings.jwks_url, session, ssl=ssl_context(settings)),
+            policy=self.policy, subscriptions=manager.known, on_lifecycle=on_lifecycle, on_mail_fetch=on_mail_fetch,
+        )
+        tunnel = self._tunnel()
+        try:
+            async with anyio.create_task_group() as tg:
+                port = await tg.start(WebhookServer(settings, pipeline).run)
+                tg.start_soon(self._fetch_worker, fetches_recv)
+                tg.start_soon(self._lifecycle_worker, lifecycle_recv)
+                tg.start_soon(self.poller.reconcile_forever)
+                await self.poller.resync("teams", "startup")
+                await self.poller.resync("mail", "startup")
+                await self._tunnel_loop(tunnel, port, fallback=fallback)
+        finally:
+            with anyio.CancelScope(shield=True):
+                await tunnel.stop()
+                await session.close()
+
+    def _keyring(self) -> tuple[KeyRing, Any]:
+        ring = KeyRing()
+        active = self.keys.load(self.settings.cert_thumbprint or None)
+        for stored in self.keys.list():
+            cert = self.keys.load(stored.sha1)
+            ring.add(cert.private_key, certificate=cert.certificate, certificate_id=cert.sha1_thumbprint)
+        return ring, active
+
+    async def _tunnel_loop(self, tunnel: Tunnel, port: int, *, fallback: bool) -> None:
+        """Keep a public URL; while there is none (or Graph refuses a kind), poll instead."""
+        assert self.manager is not None
+        backoff = 1.0
+        while True:
+            try:
+                url = await tunnel.start(port)
+            except (TunnelError, ConfigError) as exc:
+                if not fallback:
+                    raise
+                self._note(f"no public URL ({exc.message}); polling until the tunnel comes back")
+                with anyio.move_on_after(backoff):
+                    await self._poll(set(ALL_KINDS))
+                backoff = min(backoff * 2, 60.0)
+                continue
+            backoff = 1.0
+            self.status.public_url = url
+            active = await self.manager.sync(url)
+            uncovered = set(ALL_KINDS) - active
+            for kind in sorted(uncovered):
+                self._note(f"{kind}: {self.manager.states[kind].error or 'not subscribed'}")
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(self.manager.maintain)
+                self.status.source = "webhook" if not uncovered else "webhook+poll"
+                self.status.polling = sorted(uncovered) if fallback else []
+                if uncovered and fallback:
+                    tg.start_soon(self.poller.run, uncovered)
+                await tunnel.wait_lost()
+                tg.cancel_scope.cancel()
+            log.warning("tunnel_lost", public_url=url)
+            self.status.public_url = ""
+            if not fallback:
+                continue  # webhook mode: get a new URL and move the subscriptions there
+
+    async def _poll(self, kinds: set[str]) -> None:
+        self.status.source, self.status.polling = "poll", sorted(kinds)
+        await self.poller.run(kinds)
+
+    async def _fetch_worker(self, ids: Any) -> None:
+        async with ids:
+            async for message_id in ids:
+                try:
+                    await self.poller.fetch_mail(message_id)
+                except AgentSeatError as exc:
+                    log.warning("mail_fetch_failed", message=message_id, error=exc.message)
+                    await self.poller.resync("mail", "fetch_failed")
+
+    async def _lifecycle_worker(self, events: Any) -> None:
+        assert self.manager is not None
+        async with events:
+            async for known, event in events:
+                try:
+                    await self.manager.handle_lifecycle(known, event)
+                except AgentSeatError as exc:
+                    log.warning("lifecycle_failed", lifecycle_event=event, error=exc.message)
+
+    def _note(self, text: str) -> None:
+        log.info("runtime_note", note=text)
+        self.status.notes = [*self.status.notes[-9:], text]
+
+    def describe(self) -> dict[str, Any]:
+        """What `status` shows: mode, subscriptions, last event, counts."""
+        last = self.inbox.last_event()
+        return {
+            "role": self.status.role,
+            "mode": self.status.mode,
+            "source": self.status.source,
+            "public_url": self.status.public_url,
+            "polling": self.status.polling,
+            "subscriptions": self.manager.status() if self.manager else {},
+            "events": {"total": self.inbox.count(), "teams": self.inbox.count("teams"), "mail": self.inbox.count("mail")},
+            "last_event": None if last is None else {"kind": last.kind, "at": last.received_at, "seq": last.seq},
+            "poller": vars(self.poller.counters),
+            "token_refreshes": self.tokens.refreshes,
+            "notes": self.status.notes,
+        }
+

@@ -1,0 +1,447 @@
+"""The notification pipeline: from the body of a Graph POST to stored events and queued fetches.
+
+Steps, each a function testable alone: `parse_collection` -> `screen_items` ->
+`check_tokens` -> `decrypt_items` -> `plan_actions` -> store (one `Inbox.aappend`)
+-> dispatch (callbacks). `NotificationPipeline.process` runs them in order and
+logs every drop once per (reason, subscription) per minute.
+
+It owns the drop rules and their log lines. It does not own HTTP (runtime/webhook.py),
+the trust primitives (runtime/verify.py), the crypto (runtime/crypto.py), the Event
+shape (runtime/normalize.py, runtime/inbox.py) or any Graph call: bodies that a
+notification cannot carry are fetched by the runtime behind the callbacks.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+import anyio
+import structlog
+from pydantic import ValidationError
+
+from agentseat.errors import InboxError
+from agentseat.graph.models import ChangeNotification, ChangeNotificationCollection
+
+from .crypto import DecryptionError, KeyRing
+from .inbox import Event, Inbox
+from .normalize import TrustPolicy, chat_message_event
+from .verify import JwksCache, VerificationError, validate_tokens, verify_notification_item
+
+if TYPE_CHECKING:
+    from agentseat.config import Settings
+
+__all__ = [
+    "ChatFetchCallback", "Drop", "DropLog", "Item", "KnownSubscription", "LifecycleCallback", "MailFetchCallback",
+    "NotificationPipeline", "Plan", "ProcessResult", "check_tokens", "decrypt_items", "parse_collection",
+    "plan_actions", "screen_items",
+]
+
+log = structlog.get_logger(__name__)
+
+#: Drop-log window: one line per (reason, subscription) per this many seconds.
+DROP_LOG_WINDOW = 60.0
+_DROP_LOG_KEYS = 512
+# Token failures that a later delivery can cure: the signing key is not in our JWKS
+# copy yet (keys "are rotated daily", How to validate) or the JWKS endpoint was down.
+# Only a sender that knows the clientState gets this far, so retrying is no oracle.
+_RETRYABLE_TOKEN_REASONS = frozenset({"unknown_kid"})
+_GUID = re.compile(r"^[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")
+# `resource` is an opaque relative path; Graph writes both `chats('x')/messages('y')`
+# and `chats/x/messages/y` forms (change-notifications-delivery-webhooks examples).
+_CHAT_IN_RESOURCE = re.compile(r"(?i)\bchats(?:\('([^']+)'\)|/([^/('?]+))")
+_MESSAGE_IN_RESOURCE = re.compile(r"(?i)\bmessages(?:\('([^']+)'\)|/([^/('?]+))")
+
+Kind = Literal["teams", "mail"]
+
+
+@dataclass(frozen=True, slots=True)
+class KnownSubscription:
+    """A subscription we created. `client_state` is a secret, so it stays out of repr."""
+
+    id: str
+    kind: Kind
+    client_state: str = field(repr=False)
+
+
+LifecycleCallback = Callable[[KnownSubscription, str], Awaitable[None]]
+MailFetchCallback = Callable[[str, dict[str, Any]], Awaitable[None]]
+ChatFetchCallback = Callable[[str, str], Awaitable[None]]
+
+
+@dataclass
+class ProcessResult:
+    """What one POST amounted to. `dropped` counts items by reason (1 for an unreadable body).
+
+    `retry` asks the caller to answer 5xx so Graph delivers again: "If the
+    notification isn't processed or queued, return a 5xx" (change-notifications-delivery-webhooks).
+    """
+
+    received: int = 0
+    accepted: int = 0
+    stored: int = 0
+    fetches: int = 0
+    lifecycle: int = 0
+    ignored: int = 0
+    dropped: Counter[str] = field(default_factory=Counter)
+    retry: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Item:
+    """An item that passed the checks so far; `resource` is the decrypted resource of a rich item."""
+
+    notification: ChangeNotification
+    subscription: KnownSubscription
+    resource: dict[str, Any] | None = None
+
+    @property
+    def rich(self) -> bool:
+        return self.notification.encrypted_content is not None
+
+
+@dataclass(frozen=True, slots=True)
+class Drop:
+    """An item (or body) dropped. `subscription` is one of ours, `unknown` or `-`: never sender text."""
+
+    reason: str
+    subscription: str = "-"
+    items: int = 1
+    claimed: str | None = None  # an unknown subscription's id, kept only if it is a GUID
+
+
+@dataclass
+class Plan:
+    """What the accepted items ask for: events to store, fetches and lifecycle reactions to queue."""
+
+    events: list[Event] = field(default_factory=list)
+    chat_fetches: list[tuple[str, str]] = field(default_factory=list)
+    mail_fetches: dict[str, dict[str, Any]] = field(default_factory=dict)
+    lifecycle: list[tuple[KnownSubscription, str]] = field(default_factory=list)
+    ignored: int = 0
+    drops: list[Drop] = field(default_factory=list)
+
+
+# --- steps ---------------------------------------------------------------------------
+
+
+def parse_collection(body: bytes) -> ChangeNotificationCollection:
+    """Parse a POST body; `VerificationError("malformed")` for bad UTF-8, bad JSON or a wrong shape."""
+    try:
+        return ChangeNotificationCollection.model_validate_json(body)
+    except ValidationError:
+        # The pydantic message quotes the input, so it is neither kept nor logged.
+        raise VerificationError("malformed") from None
+
+
+def screen_items(
+    collection: ChangeNotificationCollection,
+    subscriptions: Mapping[str, KnownSubscription],
+    *,
+    tenant_id: str,
+    lifecycle_endpoint: bool,
+) -> tuple[list[Item], list[Drop]]:
+    """Keep the items of our subscriptions whose clientState and tenant match; the rest of a batch still counts."""
+    items: list[Item] = []
+    drops: list[Drop] = []
+    tenants = (tenant_id,) if tenant_id else ()  # no tenant configured: nothing is ours (fail closed)
+    for notification in collection.value:
+        sub = subscriptions.get(notification.subscription_id)
+        expected = {sub.id: sub.client_state} if sub is not None else {}
+        reason = verify_notification_item(notification, expected, tenant_ids=tenants)
+        # A lifecycle URL receives only lifecycle events (change-notifications-lifecycle-events);
+        # the notification URL takes both, as a subscription may use one URL for both.
+        if reason is None and lifecycle_endpoint and not notification.is_lifecycle:
+            reason = "wrong_endpoint"
+        if reason is None and sub is not None:
+            items.append(Item(notification, sub))
+        elif sub is None:
+            claimed = notification.subscription_id if _GUID.match(notification.subscription_id) else None
+            drops.append(Drop(reason or "unknown_subscription", "unknown", claimed=claimed))
+        else:
+            drops.append(Drop(reason or "malformed", sub.id))
+    return items, drops
+
+
+async def check_tokens(
+    collection: ChangeNotificationCollection,
+    items: list[Item],
+    *,
+    jwks: JwksCache,
+    settings: Settings,
+) -> tuple[list[Item], list[Drop], bool]:
+    """Validate `validationTokens` when the items rely on them; return (kept, drops, retry).
+
+    Rich items always need them; lifecycle items are checked when tokens are
+    present. "If any tokens fail, consider the change notification suspicious"
+    (change-notifications-with-resource-data, How to validate): every item that
+    relies on them is dropped. Basic items never rely on them: their clientState
+    was checked, and what they name is fetched from Graph with our own token.
+    """
+    tokens_present = collection.validation_tokens is not None
+    relies = [i for i in items if i.rich or (i.notification.is_lifecycle and tokens_present)]
+    if not relies:
+        return items, [], False
+    try:
+        await validate_tokens(
+            collection.validation_tokens,
+            jwks=jwks,
+            audiences={a for a in (settings.audience,) if a},  # empty: "not_configured", never aud ""
+            tenant_ids={t for t in (settings.tenant_id,) if t},
+            caller_app_id=settings.change_tracking_app_id,
+        )
+    except VerificationError as exc:
+        suspicious = {id(i) for i in relies}
+        kept = [i for i in items if id(i) not in suspicious]
+        drops = [Drop(f"token_{exc.reason}", i.subscription.id) for i in relies]
+        return kept, drops, exc.reason in _RETRYABLE_TOKEN_REASONS
+    return items, [], False
+
+
+def decrypt_items(items: list[Item], keyring: KeyRing) -> tuple[list[Item], list[Drop]]:
+    """Decrypt every rich item (CPU bound: the caller runs this in a worker thread, once per POST)."""
+    kept: list[Item] = []
+    drops: list[Drop] = []
+    for item in items:
+        encrypted = item.notification.encrypted_content
+        if encrypted is None:
+            kept.append(item)
+            continue
+        try:
+            resource = json.loads(keyring.decrypt(encrypted))
+        except DecryptionError as exc:
+            drops.append(Drop(f"decrypt_{exc.reason}", item.subscription.id))
+            continue
+        except ValueError:  # not UTF-8 or not JSON (UnicodeDecodeError is a ValueError)
+            resource = None
+        if not isinstance(resource, dict):
+            drops.append(Drop("decrypt_not_json", item.subscription.id))
+            continue
+        kept.append(dataclasses.replace(item, resource=resource))
+    return kept, drops
+
+
+def _from_resource(pattern: re.Pattern[str], resource: str | None) -> str | None:
+    match = pattern.search(resource or "")
+    return (match.group(1) or match.group(2)) if match else None
+
+
+def plan_actions(items: Iterable[Item], policy: TrustPolicy) -> Plan:
+    """Normalise accepted items into events, fetches and lifecycle reactions (no I/O)."""
+    plan = Plan()
+    for item in items:
+        n, sub = item.notification, item.subscription
+        if n.lifecycle_event is not None:
+            plan.lifecycle.append((sub, n.lifecycle_event))
+            continue
+        if n.change_type != "created":
+            # We subscribe to `created` only (subscriptions/specs.py); an edit or a
+            # deletion is not a new message, and the poller reconciles the rest.
+            plan.ignored += 1
+            continue
+        data_id = n.resource_data.id if n.resource_data is not None else None
+        resource = item.resource
+        if sub.kind == "teams":
+            chat_id = _from_resource(_CHAT_IN_RESOURCE, n.resource)
+            if resource is None:
+                message_id = data_id or _from_resource(_MESSAGE_IN_RESOURCE, n.resource)
+                if not chat_id or not message_id:
+                    plan.drops.append(Drop("malformed", sub.id))
+                    continue
+                plan.chat_fetches.append((chat_id, message_id))
+                continue
+            try:
+                event = chat_message_event(resource, policy, source="webhook",
+                                           chat_id=str(resource.get("chatId") or chat_id or "") or None)
+            except (InboxError, AttributeError, TypeError, ValueError, KeyError):
+                # A chatMessage we cannot turn into a valid Event (odd types or dates).
+                plan.drops.append(Drop("unusable", sub.id))
+                continue
+            if event is None:  # system message, our own, deleted or without a sender
+                plan.ignored += 1
+            else:
+                plan.events.append(event)
+            continue
+        # Mail: a rich payload has only the $select-ed fields and never the body
+        # (outlook-change-notifications-overview), so the runtime fetches the message.
+        message_id = (resource or {}).get("id") or data_id or _from_resource(_MESSAGE_IN_RESOURCE, n.resource)
+        if not isinstance(message_id, str) or not message_id:
+            plan.drops.append(Drop("malformed", sub.id))
+            continue
+        plan.mail_fetches.setdefault(message_id, resource or {})
+    return plan
+
+
+# --- logging -------------------------------------------------------------------------
+
+
+class DropLog:
+    """Logs a drop once per (reason, subscription) per window and counts the rest.
+
+    Keys are bounded: `subscription` is one of ours or a fixed word, never sender
+    text. The counts suppressed in a window are reported with the next line.
+    """
+
+    def __init__(self, *, window: float = DROP_LOG_WINDOW, clock: Callable[[], float] = time.monotonic) -> None:
+        self._window = window
+        self._clock = clock
+        self._entries: dict[tuple[str, str], list[float]] = {}  # key -> [opened_at, posts, items]
+
+    def record(self, drop: Drop, *, endpoint: str, event: str = "notification_dropped") -> bool:
+        """Log `drop` as `event` unless its key was logged this window; True if a line was written."""
+        now = self._clock()
+        key = (drop.reason, drop.subscription)
+        entry = self._entries.get(key)
+        if entry is not None and now - entry[0] < self._window:
+            entry[1] += 1
+            entry[2] += drop.items
+            return False
+        if len(self._entries) >= _DROP_LOG_KEYS:
+            self._entries = {k: e for k, e in self._entries.items() if now - e[0] < self._window}
+        self._entries[key] = [now, 0, 0]
+        # Never the clientState, a token, encrypted data or message text: ids, reason and counts only.
+        log.warning(
+            event,
+            reason=drop.reason,
+            subscription=drop.subscription,
+            claimed_subscription=drop.claimed,
+            items=drop.items,
+            endpoint=endpoint,
+            suppressed_posts=int(entry[1]) if entry else 0,
+            suppressed_items=int(entry[2]) if entry else 0,
+        )
+        return True
+
+
+def _grouped(drops: Iterable[Drop]) -> list[Drop]:
+    counts: dict[tuple[str, str], Drop] = {}
+    for drop in drops:
+        key = (drop.reason, drop.subscription)
+        seen = counts.get(key)
+        counts[key] = drop if seen is None else dataclasses.replace(seen, items=seen.items + drop.items)
+    return list(counts.values())
+
+
+# --- the pipeline --------------------------------------------------------------------
+
+
+class NotificationPipeline:
+    """Runs the steps for one POST body and tells the caller whether Graph should retry.
+
+    `subscriptions` is a live view owned by the subscription manager. The callbacks
+    must only queue work (a memory stream send, a task-group start): they run while
+    Graph waits for our answer, so none may call Graph. They may run again for the
+    same item after a retry, so they must be idempotent; an exception in one makes
+    the POST answer 5xx so Graph delivers it again.
+    """
+
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        inbox: Inbox,
+        keyring: KeyRing,
+        jwks: JwksCache,
+        policy: TrustPolicy,
+        subscriptions: Mapping[str, KnownSubscription],
+        on_lifecycle: LifecycleCallback | None = None,
+        on_mail_fetch: MailFetchCallback | None = None,
+        on_chat_fetch: ChatFetchCallback | None = None,
+        drop_log: DropLog | None = None,
+    ) -> None:
+        self._settings, self._inbox, self._keyring, self._jwks = settings, inbox, keyring, jwks
+        self._policy, self._subscriptions = policy, subscriptions
+        self._on_lifecycle, self._on_mail_fetch, self._on_chat_fetch = on_lifecycle, on_mail_fetch, on_chat_fetch
+        self._drop_log = drop_log or DropLog()
+
+    def reject(self, reason: str, *, lifecycle_endpoint: bool = False) -> ProcessResult:
+        """Record a body dropped before parsing (too large, wrong content type, unreadable)."""
+        result = ProcessResult()
+        self._report([Drop(reason)], result, lifecycle_endpoint)
+        return result
+
+    async def process(self, body: bytes, *, lifecycle_endpoint: bool) -> ProcessResult:
+        """Parse, verify, decrypt, normalise, store and dispatch one POST body.
+
+        Never raises for bad input: a drop is counted and logged. `InboxError`
+        and callback failures set `retry`.
+        """
+        try:
+            collection = parse_collection(body)
+        except VerificationError as exc:
+            return self.reject(exc.reason, lifecycle_endpoint=lifecycle_endpoint)
+        result = ProcessResult(received=len(collection.value))
+        items, drops = screen_items(collection, self._subscriptions, tenant_id=self._settings.tenant_id,
+                                    lifecycle_endpoint=lifecycle_endpoint)
+        items, token_drops, retry = await check_tokens(collection, items, jwks=self._jwks, settings=self._settings)
+        if retry:
+            # Nothing of this POST is used: Graph redelivers all of it, and the keys may be known by then.
+            result.retry = True
+            self._report(token_drops, result, lifecycle_endpoint, deferred=True)
+            return result
+        drops += token_drops
+        if any(item.rich for item in items):
+            # One thread hop for the whole POST: RSA work per item is ~1 ms, a hop costs more.
+            items, decrypt_drops = await anyio.to_thread.run_sync(decrypt_items, items, self._keyring)
+            drops += decrypt_drops
+        result.accepted = len(items)
+        plan = plan_actions(items, self._policy)
+        self._report(drops + plan.drops, result, lifecycle_endpoint)
+        result.ignored = plan.ignored
+        if plan.events:
+            try:
+                stored = await self._inbox.aappend(plan.events)  # one SQLite transaction per POST
+            except InboxError as exc:
+                # Callbacks are skipped too: Graph redelivers the whole POST.
+                log.error("notification_store_failed", error=exc.message, events=len(plan.events))
+                result.retry = True
+                return result
+            result.stored = len(stored)
+        await self._dispatch(plan, result, lifecycle_endpoint)
+        log.debug("notification_processed", endpoint=_endpoint(lifecycle_endpoint), received=result.received,
+                  accepted=result.accepted, stored=result.stored, fetches=result.fetches,
+                  lifecycle=result.lifecycle, ignored=result.ignored, dropped=sum(result.dropped.values()))
+        return result
+
+    async def _dispatch(self, plan: Plan, result: ProcessResult, lifecycle_endpoint: bool) -> None:
+        calls: list[tuple[str, Any, tuple[Any, ...], str]] = []
+        for sub, event in plan.lifecycle:
+            log.info("lifecycle_notification", subscription=sub.id, lifecycle_event=event[:64])
+            calls.append(("lifecycle", self._on_lifecycle, (sub, event), sub.id))
+        calls += [("mail", self._on_mail_fetch, (mid, partial), "-") for mid, partial in plan.mail_fetches.items()]
+        calls += [("chat", self._on_chat_fetch, pair, "-") for pair in plan.chat_fetches]
+        unhandled: list[Drop] = []
+        for kind, callback, args, sub_id in calls:
+            if callback is None:
+                unhandled.append(Drop(f"unhandled_{kind}", sub_id))
+                continue
+            try:
+                await callback(*args)
+            except Exception as exc:  # a failed queue: Graph must deliver again ("not processed or queued")
+                log.error("notification_callback_failed", callback=kind, error=type(exc).__name__)
+                result.retry = True
+                continue
+            if kind == "lifecycle":
+                result.lifecycle += 1
+            else:
+                result.fetches += 1
+        self._report(unhandled, result, lifecycle_endpoint)
+
+    def _report(self, drops: Iterable[Drop], result: ProcessResult, lifecycle_endpoint: bool,
+                *, deferred: bool = False) -> None:
+        for drop in _grouped(drops):
+            if deferred:  # not dropped: Graph delivers these items again
+                self._drop_log.record(drop, endpoint=_endpoint(lifecycle_endpoint), event="notification_deferred")
+            else:
+                result.dropped[drop.reason] += drop.items
+                self._drop_log.record(drop, endpoint=_endpoint(lifecycle_endpoint))
+
+
+def _endpoint(lifecycle_endpoint: bool) -> str:
+    return "lifecycle" if lifecycle_endpoint else "notifications"

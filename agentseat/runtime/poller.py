@@ -1,0 +1,209 @@
+"""Reading chats and mail by polling: the fallback behind webhooks, and the whole
+event source in poll mode.
+
+Teams asks apps not to poll for changes in a loop (teams-api-overview, "Polling
+requirements"), so a chat round costs one request when nothing changed: the chat
+list ordered by newest message, read until the first chat whose newest message
+we already know. Only chats whose preview changed are read, from their own
+watermark, page by page, so a burst or a long downtime loses nothing. Mail uses
+a delta query. Every message becomes an Event through the same normaliser as
+the webhook, so the inbox dedupes a message that arrived both ways.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import anyio
+import structlog
+
+from ..config import Settings
+from ..errors import AgentSeatError, GraphError, NotFoundError
+from ..graph.times import parse_graph_time, to_graph_time
+from .inbox import Event, Inbox
+from .normalize import TrustPolicy, chat_message_event, mail_event
+
+log = structlog.get_logger(__name__)
+
+CHAT_LIST_PARAMS = {
+    "$expand": "lastMessagePreview",
+    "$orderby": "lastMessagePreview/createdDateTime desc",
+    "$top": "50",
+}
+MAIL_FIELDS = "id,subject,from,sender,receivedDateTime,body,bodyPreview,conversationId,internetMessageId"
+_CHATS_KEY, _MAIL_KEY = "poll.chats", "poll.mail"
+
+Store = Callable[[list[Event]], Awaitable[list[Event]]]
+
+
+@dataclass
+class PollCounters:
+    chat_rounds: int = 0
+    mail_rounds: int = 0
+    chats_read: int = 0
+    events: int = 0
+    errors: int = 0
+    last_error: str = ""
+    by_reason: dict[str, int] = field(default_factory=dict)
+
+
+class Poller:
+    """Reads what changed since the last round; state lives in the inbox so it survives restarts."""
+
+    def __init__(self, settings: Settings, graph: Any, inbox: Inbox, policy: TrustPolicy) -> None:
+        self._settings = settings
+        self._graph = graph
+        self._inbox = inbox
+        self._policy = policy
+        self._chat_lock = anyio.Lock()
+        self._mail_lock = anyio.Lock()
+        self.counters = PollCounters()
+        self._chats: dict[str, Any] = json.loads(inbox.get_meta(_CHATS_KEY) or "{}")
+        self._mail: dict[str, Any] = json.loads(inbox.get_meta(_MAIL_KEY) or "{}")
+        now = to_graph_time(datetime.now(UTC).timestamp())
+        # First start: nothing older than now is news. Later starts resume from the watermarks.
+        self._chats.setdefault("since", now)
+        self._chats.setdefault("chats", {})
+        self._mail.setdefault("since", now)
+
+    async def _store(self, events: list[Event]) -> int:
+        stored = await self._inbox.aappend(events) if events else []
+        self.counters.events += len(stored)
+        return len(stored)
+
+    # --- chats ----------------------------------------------------------------------------
+    async def sync_chats(self, reason: str = "poll") -> int:
+        """One round over the chat list; returns how many new events were stored."""
+        async with self._chat_lock:
+            self.counters.chat_rounds += 1
+            self.counters.by_reason[reason] = self.counters.by_reason.get(reason, 0) + 1
+            known: dict[str, dict[str, str]] = self._chats["chats"]
+            since = self._chats["since"]
+            stored = 0
+            done = False
+            async for page in self._graph.pages("/me/chats", dict(CHAT_LIST_PARAMS)):
+                for chat in page:
+                    preview = chat.get("lastMessagePreview") or {}
+                    chat_id, preview_id = str(chat.get("id")), str(preview.get("id") or "")
+                    if not preview_id:
+                        continue
+                    state = known.get(chat_id, {})
+                    if state.get("preview") == preview_id:
+                        done = True  # ordered newest first: every later chat is unchanged too
+                        break
+                    watermark = state.get("watermark", since)
+                    if parse_graph_time(str(preview.get("createdDateTime", since))) <= parse_graph_time(watermark):
+                        known[chat_id] = {"preview": preview_id, "watermark": watermark}
+                        continue  # nothing newer than what we have
+                    stored += await self._read_chat(chat_id, watermark, known)
+                    known[chat_id]["preview"] = preview_id
+                if done:
+                    break
+            self._inbox.set_meta(_CHATS_KEY, json.dumps(self._chats))
+            return stored
+
+    async def _read_chat(self, chat_id: str, watermark: str, known: dict[str, dict[str, str]]) -> int:
+        """Every message modified after `watermark`, across pages (not just the newest ten)."""
+        self.counters.chats_read += 1
+        params = {
+            "$orderby": "lastModifiedDateTime desc",
+            # Graph applies $filter only with a $orderby on the same property (chat-list-messages).
+            "$filter": f"lastModifiedDateTime gt {watermark}",
+            "$top": "50",
+        }
+        newest = watermark
+        events: list[Event] = []
+        async for page in self._graph.pages(f"/chats/{chat_id}/messages", params):
+            for message in page:
+                modified = str(message.get("lastModifiedDateTime") or message.get("createdDateTime") or "")
+                if modified and parse_graph_time(modified) > parse_graph_time(newest):
+                    newest = modified
+                event = chat_message_event(message, self._policy, source="poll", chat_id=chat_id)
+                if event is not None:
+                    events.append(event)
+        events.reverse()  # oldest first, so inbox order follows conversation order
+        stored = await self._store(events)
+        known[chat_id] = {"preview": known.get(chat_id, {}).get("preview", ""), "watermark": newest}
+        return stored
+
+    # --- mail -----------------------------------------------------------------------------
+    async def sync_mail(self, reason: str = "poll") -> int:
+        """One delta round on the inbox folder; new messages (with body) become events."""
+        async with self._mail_lock:
+            self.counters.mail_rounds += 1
+            self.counters.by_reason[reason] = self.counters.by_reason.get(reason, 0) + 1
+            link = self._mail.get("delta_link")
+            start = link or "/me/mailFolders/inbox/messages/delta"
+            params = None if link else {"$select": MAIL_FIELDS}
+            try:
+                page = await self._graph.delta(start, params, page_size=50)
+            except GraphError as exc:
+                if link and exc.status in (400, 404, 410):
+                    log.warning("mail_delta_reset", status=exc.status, code=exc.code)
+                    self._mail.pop("delta_link", None)  # an expired token: start a fresh round
+                    self._inbox.set_meta(_MAIL_KEY, json.dumps(self._mail))
+                raise
+            since = parse_graph_time(self._mail["since"])
+            events = []
+            for item in page.items:
+                if "@removed" in item:
+                    continue
+                received = item.get("receivedDateTime")
+                if received and parse_graph_time(str(received)) <= since:
+                    continue
+                event = mail_event(item, self._policy, source="poll")
+                if event is not None:
+                    events.append(event)
+            stored = await self._store(events)
+            if page.delta_link:
+                self._mail["delta_link"] = page.delta_link
+            self._inbox.set_meta(_MAIL_KEY, json.dumps(self._mail))
+            return stored
+
+    async def fetch_mail(self, message_id: str, source: str = "webhook") -> int:
+        """Read one message with its body (rich mail notifications never carry it)."""
+        try:
+            message = await self._graph.get(f"/me/messages/{message_id}", **{"$select": MAIL_FIELDS})
+        except NotFoundError:
+            log.info("mail_vanished", message=message_id)
+            return 0
+        event = mail_event(message, self._policy, source=source)  # type: ignore[arg-type]
+        return await self._store([event]) if event else 0
+
+    # --- scheduling -------------------------------------------------------------------------
+    async def resync(self, kind: str, reason: str) -> None:
+        """Read what a gap may have hidden; errors are logged, never raised to the caller."""
+        try:
+            count = await (self.sync_chats(reason) if kind == "teams" else self.sync_mail(reason))
+            log.info("resync_done", kind=kind, reason=reason, events=count)
+        except AgentSeatError as exc:
+            self._note_error(exc)
+
+    def _note_error(self, exc: AgentSeatError) -> None:
+        self.counters.errors += 1
+        self.counters.last_error = str(exc)
+        log.warning("poll_failed", error=exc.message, hint=exc.hint)
+
+    async def run(self, kinds: set[str]) -> None:
+        """Poll the given kinds at their intervals until cancelled."""
+        async with anyio.create_task_group() as tg:
+            if "teams" in kinds:
+                tg.start_soon(self._every, self._settings.chat_poll_seconds, "teams")
+            if "mail" in kinds:
+                tg.start_soon(self._every, self._settings.mail_poll_seconds, "mail")
+
+    async def reconcile_forever(self) -> None:
+        """Behind webhooks: a slow timer that catches whatever a lost notification hid."""
+        while True:
+            await anyio.sleep(self._settings.reconcile_seconds)
+            await self.resync("teams", "timer")
+            await self.resync("mail", "timer")
+
+    async def _every(self, seconds: float, kind: str) -> None:
+        while True:
+            await self.resync(kind, "poll")
+            await anyio.sleep(seconds)
