@@ -63,11 +63,32 @@ def cmd_sandbox(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    from .tools.server import serve
+
+    anyio.run(serve, settings)
+    return 0
+
+
+def cmd_watch(args: argparse.Namespace, settings: Settings) -> int:
+    from .runtime.app import Runtime
+    from .runtime.watch import run_watch
+
+    try:
+        run_watch(Runtime(settings))
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
 def _not_ready(name: str) -> Command:
     def command(args: argparse.Namespace, settings: Settings) -> int:
         raise AgentSeatError(f"`agentseat {name}` is not available in this build", hint="see README.md")
 
     return command
+
+
+COMMANDS: dict[str, Command] = {"watch": cmd_watch}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -100,7 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_text)
         if name in ("serve", "watch", "bot"):
             _runtime_options(p)
-        p.set_defaults(func=_not_ready(name))
+        p.set_defaults(func=cmd_serve if name == "serve" else _not_ready(name))
     return parser
 
 

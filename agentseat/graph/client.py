@@ -8,6 +8,7 @@ links. The bearer token is only ever sent to the configured Graph host.
 
 from __future__ import annotations
 
+import json
 import random
 import ssl
 import time
@@ -164,6 +165,11 @@ class GraphClient:
                 refreshed = True  # exactly one forced refresh and one retry
                 await self._tokens.invalidate(token)
                 continue
+            if status == 0 and method.upper() == "POST" and not isinstance(error, aiohttp.ClientConnectorError):
+                # The request may have reached Graph before the connection broke: sending a
+                # POST again could post a chat message twice. Only GET/PATCH/PUT/DELETE are
+                # safe to repeat blindly; a POST is repeated only if it never connected.
+                raise _error(status, body, method, route, error=error)
             if status in _RETRY_STATUSES or status == 0:
                 attempt += 1
                 wait = self._retry_wait(status, resp_headers, attempt)
@@ -223,9 +229,12 @@ class GraphClient:
 async def _read_body(resp: aiohttp.ClientResponse) -> Any:
     if resp.status == 204:
         return None
-    if resp.content_type == "application/json":
-        return await resp.json()
     text = await resp.text()
+    if resp.content_type == "application/json" and text:
+        try:
+            return json.loads(text)
+        except ValueError:
+            return text  # a proxy's or gateway's broken "JSON" error page: keep it as text
     return text or None
 
 

@@ -14,6 +14,8 @@ and errors that name the failing hop, Entra's code and what to do.
 
 from __future__ import annotations
 
+import base64
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -47,6 +49,45 @@ _HINTS: dict[str, str] = {
 Credential = Callable[[], dict[str, Any]]
 
 
+class _PinnedSession(requests.Session):
+    """A requests session whose `verify` the environment cannot override.
+
+    requests lets REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE replace `Session.verify`
+    (`merge_environment_settings`), which would drop AGENTSEAT_CA_BUNDLE on hosts that
+    export those variables; proxies from the environment still apply.
+    """
+
+    def merge_environment_settings(self, url: Any, proxies: Any, stream: Any, verify: Any, cert: Any) -> Any:
+        merged = super().merge_environment_settings(url, proxies, stream, verify, cert)
+        merged["verify"] = self.verify
+        return merged
+
+
+def msal_http_client(settings: Settings) -> requests.Session:
+    """The HTTP client msal uses: AGENTSEAT_CA_BUNDLE if set (the sandbox's CA), else system roots."""
+    session = _PinnedSession()
+    session.verify = str(settings.ca_bundle) if settings.ca_bundle else True
+    return session
+
+
+def decode_jwt(token: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Header and claims of a JWT, unverified (for display and scope checks, never for trust)."""
+    parts = token.split(".")
+    if len(parts) != 3:
+        raise ValueError("not a JWT (expected three dot-separated parts)")
+
+    def segment(text: str) -> dict[str, Any]:
+        data = json.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
+        if not isinstance(data, dict):
+            raise ValueError("a JWT segment is not a JSON object")
+        return data
+
+    try:
+        return segment(parts[0]), segment(parts[1])
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ValueError(f"not a JWT: {type(exc).__name__}") from None
+
+
 @dataclass(frozen=True)
 class AccessToken:
     token: str
@@ -69,7 +110,7 @@ def _entra_code(result: dict[str, Any]) -> str | None:
     return desc.split(":", 1)[0] if desc.startswith("AADSTS") else None
 
 
-def _raise_for(hop: str, result: dict[str, Any] | None) -> str:
+def token_or_raise(hop: str, result: dict[str, Any] | None) -> str:
     if result and "access_token" in result:
         return str(result["access_token"])
     result = result or {}
@@ -91,27 +132,32 @@ class TokenChain:
         self._settings = settings
         self._credential = credential
         self._authority = f"{settings.authority_host}/{settings.tenant_id}"
-        self._verify: bool | str = str(settings.ca_bundle) if settings.ca_bundle else True
         self._blueprint: msal.ConfidentialClientApplication | None = None
         self._identity: msal.ConfidentialClientApplication | None = None
 
     def _app(self, client_id: str, credential: dict[str, Any], hop: str) -> msal.ConfidentialClientApplication:
-        session = requests.Session()
-        session.verify = self._verify
         try:
             return msal.ConfidentialClientApplication(
                 client_id,
                 client_credential=credential,
                 authority=self._authority,
-                http_client=session,
+                http_client=msal_http_client(self._settings),
                 instance_discovery=False,
                 timeout=self._settings.graph_timeout_seconds,
             )
-        except (ValueError, requests.RequestException) as exc:
+        except requests.RequestException as exc:
             raise TokenError(
                 f"{hop} failed: cannot reach the authority {self._authority}: {type(exc).__name__}",
                 hop=hop,
                 hint="check AGENTSEAT_AUTHORITY_HOST, AGENTSEAT_TENANT_ID, AGENTSEAT_CA_BUNDLE and the network",
+            ) from exc
+        except ValueError as exc:
+            # msal raises ValueError both for a failed discovery and for an unusable credential.
+            raise TokenError(
+                f"{hop} failed: {str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__}",
+                hop=hop,
+                hint="check AGENTSEAT_AUTHORITY_HOST, AGENTSEAT_TENANT_ID and AGENTSEAT_CA_BUNDLE, "
+                "and that the certificate and key load (`agentseat doctor`)",
             ) from exc
 
     def reset(self) -> None:
@@ -130,7 +176,7 @@ class TokenChain:
                 hop=hop,
                 hint="check AGENTSEAT_AUTHORITY_HOST, AGENTSEAT_CA_BUNDLE and the network",
             ) from exc
-        token = _raise_for(hop, result)
+        token = token_or_raise(hop, result)
         log.debug("token_hop", hop=hop, source=result.get("token_source"), ms=round((time.perf_counter() - started) * 1000, 1))
         return token
 
@@ -185,6 +231,7 @@ class TokenProvider:
         self._chain = chain or TokenChain(settings, credential)
         self._cache: dict[str, AccessToken] = {}
         self._locks: dict[str, anyio.Lock] = {}
+        self._failures: dict[str, tuple[float, TokenError]] = {}
         self.refreshes = 0  # how many times the chain was walked (for status and tests)
 
     def _lock(self, key: str) -> anyio.Lock:
@@ -203,13 +250,24 @@ class TokenProvider:
         cached = self._cache.get(resource)
         if cached is not None and cached.fresh(margin):
             return cached  # the hot path: no thread, no lock
+        waited_since = time.monotonic()
         async with self._lock(resource):
             cached = self._cache.get(resource)
             if cached is not None and cached.fresh(margin):
                 return cached  # another caller refreshed while we waited
-            result = await anyio.to_thread.run_sync(self._chain.hop3, resource)
+            failed = self._failures.get(resource)
+            if failed is not None and failed[0] >= waited_since:
+                # The refresh we queued behind has just failed: share its error instead of
+                # walking the chain again once per waiting caller (single flight for failures too).
+                raise failed[1]
+            try:
+                result = await anyio.to_thread.run_sync(self._chain.hop3, resource)
+            except TokenError as exc:
+                self._failures[resource] = (time.monotonic(), exc)
+                raise
             token = AccessToken(str(result["access_token"]), time.time() + float(result.get("expires_in", 3600)), resource)
             self._cache[resource] = token
+            self._failures.pop(resource, None)
             self.refreshes += 1
             log.info("token_refreshed", resource=resource, expires_in=int(token.expires_at - time.time()))
             return token

@@ -390,8 +390,8 @@ class NotificationPipeline:
             # One thread hop for the whole POST: RSA work per item is ~1 ms, a hop costs more.
             items, decrypt_drops = await anyio.to_thread.run_sync(decrypt_items, items, self._keyring)
             drops += decrypt_drops
-        result.accepted = len(items)
         plan = plan_actions(items, self._policy)
+        result.accepted = len(items) - len(plan.drops)
         self._report(drops + plan.drops, result, lifecycle_endpoint)
         result.ignored = plan.ignored
         if plan.events:

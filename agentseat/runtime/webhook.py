@@ -106,7 +106,8 @@ class WebhookStats:
         self.lifecycle += result.lifecycle
         self.dropped.update(result.dropped)
         self.failures += int(result.retry)
-        self.failing = result.retry
+        if result.retry or result.accepted:  # a forged POST must not make a failing store look healthy
+            self.failing = result.retry
 
     def public(self) -> dict[str, int]:
         # Per-reason counts stay in logs and `WebhookServer.stats`: on a public URL they

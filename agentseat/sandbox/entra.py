@@ -65,7 +65,7 @@ def openid_configuration(sb: Sandbox, segment: str, *, v2: bool = True) -> dict[
         oauth = f"{base}/oauth2/v2.0"
     else:
         # v1 tokens name the STS host (graph-change-notifications §6); the sandbox has no second host.
-        issuer = "https://sts.windows.net/{tenantid}/" if tenant in MULTI_TENANT else f"https://sts.windows.net/{tenant}/"
+        issuer = f"https://sts.windows.net/{'{tenantid}' if tenant in MULTI_TENANT else tenant}/"
         jwks = f"{sb.url}/common/discovery/keys"
         oauth = f"{base}/oauth2"
     doc: dict[str, Any] = {

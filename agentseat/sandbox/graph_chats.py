@@ -48,11 +48,11 @@ LIST_ROLES = ("Chat.ReadBasic.All", "Chat.Read.All", "Chat.ReadWrite.All")
 CREATE_SCOPES = ("Chat.Create", "Chat.ReadWrite")
 MEMBER_WRITE_SCOPES = ("ChatMember.ReadWrite", "Chat.ReadWrite")
 MEMBER_READ_SCOPES = ("ChatMember.Read", "ChatMember.ReadWrite", "Chat.ReadBasic", "Chat.Read", "Chat.ReadWrite")
-#: chat-list: "$orderby: Currently supports lastMessagePreview/createdDateTime in descending order only".
+#: chat-list: $orderby supports only lastMessagePreview/createdDateTime, descending.
 CHAT_ORDER = "lastmessagepreview/createddatetime desc"
 CHATS_PAGE_DEFAULT = 20  # Graph pages /chats by 20 when no $top is given (microsoft-graph-docs-contrib#4360)
 CHATS_PAGE_MAX = 50
-EXPAND_MEMBERS_MAX = 25  # chat-list: "$expand=members ... returns at most 25 members"
+EXPAND_MEMBERS_MAX = 25  # chat-list: with $expand=members, only 25 members are returned
 MEMBER_TYPE = "#microsoft.graph.aadUserConversationMember"
 _BIND = re.compile(r"users(?:\('([^']+)'\)|/([^/?#]+))\s*$", re.I)
 
@@ -121,9 +121,7 @@ def post_chat_message(sb: Sandbox, chat: Chat, from_id: str, content: str,
     sb.tenant.messages.setdefault(chat.id, []).append(msg)
     chat.last_updated = created
     sb.mark_dirty()
-    notify = getattr(sb.delivery, "chat_message", None)
-    if notify is not None:
-        notify(chat, msg)
+    sb.delivery.chat_message(chat, msg)  # enqueues only: a slow webhook never slows the sender
     log.info("chat_message_posted", chat=chat.id, message=msg.id)
     return msg
 
@@ -162,7 +160,11 @@ def chat_for(sb: Sandbox, chat_id: str, viewer: str | None, *, outsider: int = 4
 def viewer_of(request: web.Request) -> str | None:
     """The signed-in user for delegated calls; None for app-only calls (tenant-wide roles)."""
     who = principal(request)
-    return who.oid if who.kind == "user" else None
+    if who.kind == "user":
+        return who.oid
+    if request.path.startswith("/v1.0/me/"):
+        raise bad_request("/me request is only valid with delegated authentication flow.")
+    return None
 
 
 def resolve_path_user(request: web.Request) -> User:

@@ -1,9 +1,9 @@
 """The sandbox's Graph directory: users (including Agent Users), the organization and licences.
 
 Applications, key credentials and blueprints live in `graph_directory_apps`;
-service principals, agent identities, sponsors, app roles and delegated
-grants in `graph_directory_sps`. `routes()` here returns all three, so the
-server wires one module. Shapes and errors follow the Microsoft Graph pages
+service principals, agent identities, sponsors and app roles in
+`graph_directory_sps`; delegated grants in `graph_directory_grants`.
+`routes()` here returns them all, so the server wires one module. Shapes and errors follow the Microsoft Graph pages
 named beside each rule.
 """
 
@@ -173,6 +173,8 @@ async def create_user(request: web.Request) -> web.Response:
                                     "exists.")
     parent_app_id = ""
     if agent:
+        # agentuser-post: identityParentId is the agent identity's object id; its app id is accepted too,
+        # and the tenant stores the app id (what the token endpoint's user_fic hop compares).
         ref = str(body["identityParentId"])
         parent = tenant.app(ref) or tenant.app_by_object_id(ref)
         if parent is None or parent.kind != "agentIdentity":
@@ -205,22 +207,23 @@ async def update_user(request: web.Request) -> web.Response:
     body = await read_json(request)
     if isinstance(body, web.Response):
         return body
-    for prop in body:
-        if prop not in ("usageLocation", "displayName", "accountEnabled"):
+    checks = {
+        # user resource: usageLocation is a two-letter ISO 3166 country code (null clears it).
+        "usageLocation": lambda v: v is None or (isinstance(v, str) and bool(_COUNTRY.match(v))),
+        "displayName": lambda v: isinstance(v, str) and bool(v.strip()),
+        "accountEnabled": lambda v: isinstance(v, bool),
+    }
+    for prop, value in body.items():
+        if prop not in checks:
             return bad_request(request, f"Invalid property '{prop}'.")
+        if not checks[prop](value):
+            return invalid_property(request, prop, "User")
+    # Every property was valid: only now change the user, so a refused PATCH changes nothing.
     if "usageLocation" in body:
-        value = body["usageLocation"]
-        # user resource: usageLocation is a two-letter ISO 3166 country code.
-        if value is not None and not (isinstance(value, str) and _COUNTRY.match(value)):
-            return invalid_property(request, "usageLocation", "User")
-        user.usage_location = (value or "").upper()
+        user.usage_location = (body["usageLocation"] or "").upper()
     if "displayName" in body:
-        if not isinstance(body["displayName"], str) or not body["displayName"]:
-            return invalid_property(request, "displayName", "User")
         user.display_name = body["displayName"]
     if "accountEnabled" in body:
-        if not isinstance(body["accountEnabled"], bool):
-            return invalid_property(request, "accountEnabled", "User")
         user.account_enabled = body["accountEnabled"]
     sb.mark_dirty()
     return web.Response(status=204)

@@ -204,8 +204,8 @@ def verify_proof(sb: Sandbox, app: App, proof: object) -> str | None:
     for kc in valid:
         cert = x509.load_der_x509_certificate(base64.b64decode(kc.cert_der_b64))
         try:
-            claims = jwt.decode(proof, cert.public_key(), algorithms=["RS256", "RS384", "RS512", "PS256"],  # type: ignore[arg-type]
-                                audience=list(PROOF_AUDIENCES),
+            claims = jwt.decode(proof, cert.public_key(),  # type: ignore[arg-type]
+                                algorithms=["RS256", "RS384", "RS512", "PS256"], audience=list(PROOF_AUDIENCES),
                                 options={"verify_exp": False, "verify_nbf": False,
                                          "require": ["aud", "iss", "nbf", "exp"]})
             break

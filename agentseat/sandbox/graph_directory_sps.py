@@ -190,7 +190,9 @@ async def create_agent_identity(request: web.Request) -> web.Response:
     name = body.get("displayName")
     if not isinstance(name, str) or not name.strip():
         return invalid_property(request, "displayName", "ServicePrincipal")
-    blueprint = sb.tenant.app(str(body.get("agentIdentityBlueprintId", "")))
+    # The page's example names agentIdentityBlueprintId; its prose says agentIdentityBlueprintAppId.
+    blueprint_ref = body.get("agentIdentityBlueprintId") or body.get("agentIdentityBlueprintAppId") or ""
+    blueprint = sb.tenant.app(str(blueprint_ref))
     if blueprint is None or blueprint.kind != "blueprint":
         return invalid_property(request, "agentIdentityBlueprintId", "ServicePrincipal")
     if not blueprint.has_principal:

@@ -67,9 +67,8 @@ def _next_seq(sb: Sandbox) -> int:
 
 
 def _notify(sb: Sandbox, msg: MailMessage, change_type: str) -> None:
-    notify = getattr(sb.delivery, "mail_message", None)
-    if notify is not None:
-        notify(msg, change_type)
+    # The engine filters by subscription resource (inbox, sent items, whole mailbox); it only enqueues.
+    sb.delivery.mail_message(msg, change_type)
 
 
 def mailbox(sb: Sandbox, owner_id: str) -> list[MailMessage]:

@@ -146,6 +146,8 @@ def parse_resource(sb: Sandbox, resource: str, caller_id: str) -> ResourceSpec:
         raise _unsupported(resource)
 
     if rest_low == ["chats", "getallmessages"]:
+        # `/me/chats/getAllMessages` is on the Teams licensing page but not in the
+        # permission table (reference §1.1, AMBIGUOUS); accepted as users/{me}.
         return _chat_spec(USER_CHATS, user_id, "", options)
     if rest_low == ["messages"]:
         return _mail_spec(user_id, None, options)

@@ -396,3 +396,17 @@ async def test_server_binds_the_configured_port_and_stops_on_cancel(world: World
     with pytest.raises(aiohttp.ClientConnectionError):
         async with world.session.get(f"{base}/health"):
             pass
+
+
+async def test_body_announced_too_large_is_dropped_without_reading_it(world: World) -> None:
+    async with serving(world) as (base, _):
+        request = (f"POST /notifications HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                   f"Content-Length: {MAX_BODY + 1}\r\n\r\n{{")
+        with structlog.testing.capture_logs() as logs:
+            async with await anyio.connect_tcp("127.0.0.1", URL(base).port) as stream:
+                await stream.send(request.encode())
+                with anyio.fail_after(10):  # a hang guard: the body never comes
+                    received = await stream.receive()
+    assert received.startswith(b"HTTP/1.1 202")
+    assert dropped_reasons(logs) == ["too_large"]
+

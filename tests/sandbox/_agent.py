@@ -39,7 +39,8 @@ def make_cert(common_name: str = "agentseat test") -> tuple[str, str, bytes]:
     key_pem = key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     ).decode()
-    return key_pem, cert.public_bytes(serialization.Encoding.PEM).decode(), cert.public_bytes(serialization.Encoding.DER)
+    cert_pem = cert.public_bytes(serialization.Encoding.PEM).decode()
+    return key_pem, cert_pem, cert.public_bytes(serialization.Encoding.DER)
 
 
 def add_key_credential(sandbox: Sandbox, app_id: str, der: bytes, *, start: float | None = None,
@@ -105,7 +106,10 @@ def identity_app(sandbox: Sandbox, t1: str, client_id: str | None = None) -> msa
 
 def hop1(sandbox: Sandbox, key_pem: str, sha1_hex: str, fmi_path: str | None = None) -> dict[str, Any]:
     app = blueprint_app(sandbox, key_pem, sha1_hex)
-    return app.acquire_token_for_client([EXCHANGE_SCOPE], fmi_path=fmi_path or sandbox.role("agent_identity"))  # type: ignore[no-any-return]
+    result: dict[str, Any] = app.acquire_token_for_client(
+        [EXCHANGE_SCOPE], fmi_path=fmi_path or sandbox.role("agent_identity")
+    )
+    return result
 
 
 def agent_user_token(sandbox: Sandbox, key_pem: str, sha1_hex: str, scopes: list[str] | None = None) -> dict[str, Any]:

@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 import base64
-import datetime as dt
 from typing import Any
 
 import aiohttp
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.x509.oid import NameOID
 
 from agentseat.sandbox import tenant as tenant_mod
 from agentseat.sandbox import tokens
 from agentseat.sandbox.app import Sandbox
+from agentseat.sandbox.pki import sha1_thumbprint_hex
+from tests.sandbox._agent import make_cert
 
 
 async def graph(sb: Sandbox, method: str, path: str, token: str | None = None, body: Any = None,
@@ -45,18 +42,10 @@ def user_ref(sb: Sandbox, role: str = "sponsor") -> str:
 
 
 class Cert:
-    """A self-signed certificate and its key, as `agentseat setup` would generate."""
+    """A self-signed certificate and its private key, as `agentseat setup` would generate."""
 
-    def __init__(self, name: str = "agent", days: int = 365) -> None:
-        self.key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        now = dt.datetime.now(dt.UTC)
-        subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-        self.cert = (
-            x509.CertificateBuilder().subject_name(subject).issuer_name(subject).public_key(self.key.public_key())
-            .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(days=1))
-            .not_valid_after(now + dt.timedelta(days=days)).sign(self.key, hashes.SHA256())
-        )
-        self.der = self.cert.public_bytes(serialization.Encoding.DER)
+    def __init__(self, name: str = "agent") -> None:
+        self.key_pem, _, self.der = make_cert(name)
 
     @property
     def b64(self) -> str:
@@ -64,7 +53,7 @@ class Cert:
 
     @property
     def sha1(self) -> str:
-        return self.cert.fingerprint(hashes.SHA1()).hex().upper()  # noqa: S303 - a thumbprint
+        return sha1_thumbprint_hex(self.der)
 
     def credential(self, **extra: Any) -> dict[str, Any]:
         return {"type": "AsymmetricX509Cert", "usage": "Verify", "key": self.b64, "displayName": "device", **extra}

@@ -158,9 +158,13 @@ def https_session(sandbox: Sandbox) -> aiohttp.ClientSession:
     return aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=sandbox.client_ssl_context()))
 
 
-@lru_cache(maxsize=4)
 def certificate(bits: int = 2048) -> tuple[rsa.RSAPrivateKey, x509.Certificate, str]:
     """A self-signed certificate for rich notifications: (private key, certificate, base64 DER)."""
+    return _certificate(bits)
+
+
+@lru_cache(maxsize=4)
+def _certificate(bits: int) -> tuple[rsa.RSAPrivateKey, x509.Certificate, str]:
     key = rsa.generate_private_key(public_exponent=65537, key_size=bits)
     now = dt.datetime.now(dt.UTC)
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "agentseat notifications")])

@@ -78,8 +78,8 @@ async def test_control_mail_delivers_to_inboxes_and_lists_a_mailbox(sandbox: San
     status, listing, _ = await call(sandbox, "GET", "/_sandbox/mail/agent@contoso.test")
     assert status == 200 and [m["subject"] for m in listing["messages"]] == ["Invoice"]
     assert listing["messages"][0]["from"] == "vendor@example.org"
-    status, _, _ = await call(sandbox, "POST", "/_sandbox/mail",
-                              body={"from": "ada@contoso.test", "to": "outsider@example.org", "subject": "", "body": ""})
+    outside = {"from": "ada@contoso.test", "to": "outsider@example.org", "subject": "", "body": ""}
+    status, _, _ = await call(sandbox, "POST", "/_sandbox/mail", body=outside)
     assert status == 404
     assert (await call(sandbox, "POST", "/_sandbox/mail", body={"from": "ada@contoso.test", "to": 5}))[0] == 400
     assert (await call(sandbox, "GET", "/_sandbox/mail/nobody@contoso.test"))[0] == 404
@@ -89,7 +89,8 @@ async def test_control_users_names_the_well_known_roles(sandbox: Sandbox) -> Non
     status, body, _ = await call(sandbox, "GET", "/_sandbox/users")
     assert status == 200
     by_upn = {u["upn"]: u for u in body["users"]}
-    assert by_upn["agent@contoso.test"]["kind"] == "agentUser" and "agent_user" in by_upn["agent@contoso.test"]["roles"]
+    agent = by_upn["agent@contoso.test"]
+    assert agent["kind"] == "agentUser" and "agent_user" in agent["roles"]
     assert by_upn["ada@contoso.test"]["roles"] == ["sponsor"]
 
 
@@ -125,7 +126,8 @@ async def test_key_rotation_returns_the_new_kid_and_new_tokens_still_work(sandbo
     status, body, _ = await call(sandbox, "POST", "/_sandbox/keys/rotate")
     assert status == 200 and body["kid"] != old_kid and body["kid"] == sandbox.pki.active.kid
     await call(sandbox, "POST", "/_sandbox/throttle", body={"enabled": False})
-    assert (await call(sandbox, "GET", "/v1.0/me/chats", user_graph_token(sandbox, sandbox.role("agent_user"))))[0] == 200
+    fresh = user_graph_token(sandbox, sandbox.role("agent_user"))
+    assert (await call(sandbox, "GET", "/v1.0/me/chats", fresh))[0] == 200
     assert (await call(sandbox, "GET", "/v1.0/me/chats", token_before))[0] == 200  # older keys stay published
 
 
@@ -150,7 +152,8 @@ async def test_clock_advances_and_changes_speed_but_never_rewinds(sandbox: Sandb
     for bad in ({"advance_seconds": -1}, {"speed": 0}, {"speed": "fast"}, {}):
         assert (await call(sandbox, "POST", "/_sandbox/clock", body=bad))[0] == 400, bad
     # Tokens minted after a jump are judged on the sandbox clock, so they still work.
-    assert (await call(sandbox, "GET", "/v1.0/me/chats", user_graph_token(sandbox, sandbox.role("agent_user"))))[0] == 200
+    fresh = user_graph_token(sandbox, sandbox.role("agent_user"))
+    assert (await call(sandbox, "GET", "/v1.0/me/chats", fresh))[0] == 200
 
 
 async def test_expiring_tokens_rejects_old_tokens_and_accepts_new_ones(sandbox: Sandbox) -> None:

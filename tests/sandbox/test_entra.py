@@ -66,7 +66,8 @@ def _assertion(sb: Sandbox, key_pem: str, der: bytes, *, alg: str = "RS256", hea
     body = {"aud": sb.token_endpoint, "iss": sb.role("blueprint"), "sub": sb.role("blueprint"),
             "jti": str(uuid.uuid4()), "nbf": now, "iat": now, "exp": now + 600, **claims}
     key = serialization.load_pem_private_key(key_pem.encode(), None)
-    return jwt.encode(body, key, algorithm=alg, headers=header if header is not None else {"x5t": x5t(der)})  # type: ignore[arg-type]
+    headers = header if header is not None else {"x5t": x5t(der)}
+    return jwt.encode(body, key, algorithm=alg, headers=headers)  # type: ignore[arg-type]
 
 
 def _hop1_form(sb: Sandbox, assertion: str, **extra: str) -> dict[str, str]:
@@ -131,7 +132,8 @@ def test_unknown_tenant_is_aadsts90002_for_discovery_msal_and_token(sandbox: San
             sandbox.role("blueprint"), client_credential={"client_assertion": lambda: "x"},
             authority=f"{sandbox.url}/not-a-tenant", http_client=_session(sandbox), instance_discovery=False,
         )
-    _error(_post(sandbox, {"grant_type": "client_credentials"}, tenant=str(uuid.uuid4())), 400, "invalid_request", 90002)
+    _error(_post(sandbox, {"grant_type": "client_credentials"}, tenant=str(uuid.uuid4())),
+           400, "invalid_request", 90002)
     # A multi-tenant alias cannot say whose app-only token this is.
     _error(_post(sandbox, {"grant_type": "client_credentials"}, tenant="common"), 400, "invalid_request", 50059)
     _error(_get(sandbox, "/not-a-tenant/discovery/v2.0/keys"), 400, "invalid_request", 90002)
@@ -323,7 +325,8 @@ def test_unknown_or_revoked_certificate_is_invalid_client_700027(
     assert "The key was not found" in body["error_description"]
     # Revoke: take the Blueprint's certificate off the app. A fresh msal client is refused.
     assert "access_token" in hop1(sandbox, key_pem, sha1)
-    sandbox.portal.call(sandbox.tenant.apps[sandbox.role("blueprint")].key_credentials.clear)  # type: ignore[attr-defined]
+    certificates = sandbox.tenant.apps[sandbox.role("blueprint")].key_credentials
+    sandbox.portal.call(certificates.clear)  # type: ignore[attr-defined]
     _msal_error(hop1(sandbox, key_pem, sha1), "invalid_client", 700027)
     assert sandbox.stats.token_errors["AADSTS700027"] == 2
 

@@ -312,7 +312,8 @@ async def test_message_filter_applies_only_with_orderby_on_the_same_property(san
     assert await listed(f"$orderby=createdDateTime%20desc&$filter=createdDateTime%20lt%20{cut}") == [old.id]
     # Without $orderby, or with it on another property, the filter is ignored.
     assert await listed(f"$filter=lastModifiedDateTime%20gt%20{cut}") == [new.id, old.id]
-    assert await listed(f"$orderby=lastModifiedDateTime%20desc&$filter=createdDateTime%20lt%20{cut}") == [new.id, old.id]
+    mismatched = f"$orderby=lastModifiedDateTime%20desc&$filter=createdDateTime%20lt%20{cut}"
+    assert await listed(mismatched) == [new.id, old.id]
     # createdDateTime supports only lt.
     status, _, _ = await call(sandbox, "GET",
                               f"{path}?$orderby=createdDateTime%20desc&$filter=createdDateTime%20gt%20{cut}", token)
@@ -343,6 +344,8 @@ async def test_app_only_get_all_messages_delta_returns_only_new_messages(sandbox
     second = on_loop(sandbox, post_chat_message, sandbox, chat, agent, "two")
     status, body, _ = await call(sandbox, "GET", delta_link, token)
     assert status == 200 and [m["id"] for m in body["value"]] == [second.id]
+    status, body, _ = await call(sandbox, "GET", f"/v1.0/me/chats/{chat.id}", token)
+    assert status == 400 and "/me request is only valid with delegated" in body["error"]["message"]
     no_role = app_token(sandbox, app_id=sandbox.role("provisioner"), roles=["User.Read.All"])[0]
     assert (await call(sandbox, "GET", path, no_role))[0] == 403
 
@@ -353,3 +356,33 @@ async def test_chat_routes_without_token_are_401(sandbox: Sandbox, path: str) ->
     chat, _ = on_loop(sandbox, ensure_one_on_one, sandbox, agent, sponsor)
     status, body, _ = await call(sandbox, "GET", path.format(chat=chat.id))
     assert status == 401 and body["error"]["code"] == "InvalidAuthenticationToken"
+
+
+async def test_expand_members_returns_at_most_25_members(sandbox: Sandbox) -> None:
+    from agentseat.sandbox.tenant import User, new_id
+
+    agent = sandbox.role("agent_user")
+
+    def seed() -> str:
+        extra = []
+        for i in range(30):
+            user = User(id=new_id(), upn=f"u{i}@contoso.test", display_name=f"User {i}", mail=f"u{i}@contoso.test")
+            sandbox.tenant.users[user.id] = user
+            extra.append(user.id)
+        return create_group_chat(sandbox, [agent, *extra], "crowd").id
+
+    chat_id = on_loop(sandbox, seed)
+    status, body, _ = await call(sandbox, "GET", "/v1.0/me/chats?$expand=members", user_graph_token(sandbox, agent))
+    assert status == 200 and body["value"][0]["id"] == chat_id
+    assert len(body["value"][0]["members"]) == 25
+
+
+async def test_users_chats_path_serves_the_caller_and_refuses_others(sandbox: Sandbox) -> None:
+    agent, sponsor, *_ = ids(sandbox)
+    no_throttle(sandbox)
+    chat, _ = on_loop(sandbox, ensure_one_on_one, sandbox, agent, sponsor)
+    token = user_graph_token(sandbox, agent)
+    status, body, _ = await call(sandbox, "GET", "/v1.0/users/agent@contoso.test/chats", token)
+    assert status == 200 and [c["id"] for c in body["value"]] == [chat.id]
+    status, _, _ = await call(sandbox, "GET", f"/v1.0/users/{sponsor}/chats", token)
+    assert status == 403

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import base64
+
+import anyio
 import pytest
 
 from agentseat.sandbox.app import Sandbox
-from agentseat.sandbox.tenant import TEAMS_SKU_ID
-from tests.sandbox._directory_client import app_with, graph, provisioner, user
+from agentseat.sandbox.tenant import TEAMS_SKU_ID, Grant
+from tests.sandbox._agent import agent_user_token, make_cert
+from tests.sandbox._directory_client import app_with, graph, provisioner, user, user_ref
 
 
 def _agent_user_body(sb: Sandbox, upn: str, parent: str | None = None) -> dict[str, object]:
@@ -141,8 +145,6 @@ async def test_delegated_token_without_agent_user_permission_cannot_create_one(s
 
 
 async def test_deleting_a_user_removes_its_grants_and_then_it_is_404(sandbox: Sandbox) -> None:
-    from agentseat.sandbox.tenant import Grant
-
     colleague = sandbox.role("colleague2")
     sandbox.portal.call(lambda: sandbox.tenant.grants.update(
         g=Grant(id="g", client_app_id=sandbox.role("agent_identity"), principal_id=colleague, scope="User.Read")))
@@ -151,6 +153,15 @@ async def test_deleting_a_user_removes_its_grants_and_then_it_is_404(sandbox: Sa
     assert "g" not in sandbox.tenant.grants
     assert (await graph(sandbox, "GET", f"/users/{colleague}", token))[0] == 404
     assert (await graph(sandbox, "DELETE", f"/users/{colleague}", token))[0] == 404
+
+
+async def test_refused_user_patch_changes_nothing(sandbox: Sandbox) -> None:
+    grace = sandbox.role("colleague1")
+    status, _ = await graph(sandbox, "PATCH", f"/users/{grace}", provisioner(sandbox),
+                            {"usageLocation": "GB", "accountEnabled": "yes"})
+    assert status == 400
+    assert sandbox.tenant.users[grace].usage_location == "" and sandbox.tenant.users[grace].account_enabled
+    assert (await graph(sandbox, "PATCH", f"/users/{grace}", user(sandbox), {"usageLocation": "GB"}))[0] == 403
 
 
 # --- licences and organization ---------------------------------------------------------------
@@ -208,3 +219,41 @@ async def test_organization_names_the_tenant_and_its_verified_domain(sandbox: Sa
     org = body["value"][0]
     assert org["id"] == sandbox.tenant.tenant_id
     assert [d["name"] for d in org["verifiedDomains"]] == ["contoso.test"]
+
+
+# --- the whole setup flow ---------------------------------------------------------------------
+async def test_agent_provisioned_through_graph_gets_a_three_hop_token(sandbox: Sandbox) -> None:
+    """Teardown then setup, as `agentseat setup` does it, then the token chain works for the new agent."""
+    token, sb = provisioner(sandbox), sandbox
+    old = {k: sb.role(k) for k in ("agent_user", "agent_identity", "blueprint")}
+    assert (await graph(sb, "DELETE", f"/users/{old['agent_user']}", token))[0] == 204
+    assert (await graph(sb, "DELETE", f"/servicePrincipals(appId='{old['agent_identity']}')", token))[0] == 204
+    assert (await graph(sb, "DELETE", f"/applications(appId='{old['blueprint']}')", token))[0] == 204
+
+    _, bp = await graph(sb, "POST", "/applications/microsoft.graph.agentIdentityBlueprint", token,
+                        {"displayName": "agentseat agent", "sponsors@odata.bind": [user_ref(sb)]})
+    assert (await graph(sb, "POST", "/servicePrincipals/microsoft.graph.agentIdentityBlueprintPrincipal", token,
+                        {"appId": bp["appId"]}))[0] == 201
+    key_pem, _, der = make_cert()
+    cert = {"type": "AsymmetricX509Cert", "usage": "Verify", "key": base64.b64encode(der).decode()}
+    assert (await graph(sb, "PATCH", f"/applications/{bp['id']}", token, {"keyCredentials": [cert]}))[0] == 204
+    _, identity = await graph(sb, "POST", "/servicePrincipals/microsoft.graph.agentIdentity", token, {
+        "displayName": "agentseat agent", "agentIdentityBlueprintId": bp["appId"],
+        "sponsors@odata.bind": [user_ref(sb)]})
+    status, agent = await graph(sb, "POST", "/users", token, _agent_user_body(sb, "agent@contoso.test",
+                                                                               identity["id"]), version="beta")
+    assert status == 201
+    graph_sp = (await graph(sb, "GET", "/servicePrincipals(appId='00000003-0000-0000-c000-000000000000')",
+                            token))[1]["id"]
+    assert (await graph(sb, "POST", "/oauth2PermissionGrants", token, {
+        "clientId": identity["id"], "consentType": "Principal", "principalId": agent["id"], "resourceId": graph_sp,
+        "scope": "User.Read Chat.ReadWrite"}))[0] == 201
+    # The well-known names follow the re-created objects.
+    assert (sb.role("agent_user"), sb.role("agent_identity"), sb.role("blueprint")) == (
+        agent["id"], identity["appId"], bp["appId"])
+
+    sha1 = (await graph(sb, "GET", f"/applications/{bp['id']}", token))[1]["keyCredentials"][0]["customKeyIdentifier"]
+    result = await anyio.to_thread.run_sync(agent_user_token, sb, key_pem, sha1)
+    assert "access_token" in result, result
+    status, me = await graph(sb, "GET", "/me", result["access_token"])
+    assert status == 200 and me["id"] == agent["id"] and me["identityParentId"] == identity["id"]

@@ -23,7 +23,7 @@ async def _blueprint(sb: Sandbox, name: str = "agentseat blueprint") -> dict[str
 def _proof(cert: Cert, object_id: str, *, lifetime: int = 600, aud: str = "00000002-0000-0000-c000-000000000000",
            nbf: float | None = None) -> str:
     start = int(nbf if nbf is not None else time.time())
-    return jwt.encode({"aud": aud, "iss": object_id, "nbf": start, "exp": start + lifetime}, cert.key,
+    return jwt.encode({"aud": aud, "iss": object_id, "nbf": start, "exp": start + lifetime}, cert.key_pem,
                       algorithm="RS256")
 
 
@@ -154,7 +154,7 @@ async def test_patch_with_unknown_key_id_and_no_key_is_400_and_changes_nothing(s
 async def test_patch_refuses_bad_certificates_and_dates(sandbox: Sandbox) -> None:
     bp = await _blueprint(sandbox)
     token = provisioner(sandbox)
-    cert = Cert(days=30)
+    cert = Cert()
     bad = [
         {**cert.credential(), "key": "bm90IGEgY2VydA=="},
         cert.credential(usage="Sign"),

@@ -49,7 +49,8 @@ async def test_send_mail_is_202_and_lands_in_the_recipient_inbox_and_sent_items(
                                  body=send_body(["ada@contoso.test", "someone@example.org"]))
     assert status == 202 and body == ""
     [received] = inbox(sandbox, sponsor)
-    assert received.subject == "Status" and received.body == "All good." and received.from_address == "agent@contoso.test"
+    assert received.subject == "Status" and received.body == "All good."
+    assert received.from_address == "agent@contoso.test"
     assert received.internet_message_id.endswith("@contoso.test>")
     [sent] = inbox(sandbox, agent, "sentitems")
     assert sent.conversation_id == received.conversation_id and sent.is_read

@@ -1,0 +1,475 @@
+"""`agentseat setup` and `agentseat teardown`: plan, then apply.
+
+Planning only reads: it finds what already exists (Blueprint, its principal, the Agent
+Identity and its sponsors, the Agent User, the app role, the delegated grant, a licence, the
+certificate on the Blueprint, the settings file) and lists a `Step` for each piece, done or to
+do. Applying runs the steps that are not done, in order; each fills in what later ones need. So
+a re-run finds everything done and reports "no changes", and `--dry-run` prints the plan only.
+The Graph calls live in `provision_graph.py`, the certificate store in `keys.py`.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, TextIO
+
+import anyio
+import structlog
+
+from ..config import Settings
+from ..errors import GraphError, ProvisionError
+from ..graph.client import GraphClient
+from .configfile import read_env_file, update_env_file
+from .keys import KeyStore
+from .provision_graph import APPLICATION_READ_ALL, REQUIRED_SCOPES, Directory, ProvisionerTokens
+from .provision_keys import KeySteps
+
+log = structlog.get_logger(__name__)
+
+Action = Callable[[], Awaitable[None]]
+# Entra replicates new objects for seconds to minutes (entrabot Learnings #2 and #8): a call that
+# names an object created moments ago may fail with 400/404 until then.
+_PROPAGATION_DELAYS = (5.0, 10.0, 20.0)
+_IDENTITY_KEYS = ("AGENTSEAT_BLUEPRINT_APP_ID", "AGENTSEAT_BLUEPRINT_OBJECT_ID", "AGENTSEAT_AGENT_ID",
+                  "AGENTSEAT_AGENT_OBJECT_ID", "AGENTSEAT_AGENT_USER_ID", "AGENTSEAT_CERT_THUMBPRINT")
+
+
+@dataclass
+class Step:
+    """One piece of the agent's seat: what it is, why it is needed, and whether it is in place."""
+
+    what: str
+    why: str
+    done: bool = False
+    action: Action | None = field(default=None, repr=False)
+
+
+@dataclass
+class Plan:
+    title: str
+    steps: list[Step] = field(default_factory=list)
+
+    def check(self, done: bool, done_text: str, todo_text: str, why: str, action: Action | None = None) -> None:
+        self.steps.append(Step(done_text if done else todo_text, why, done, None if done else action))
+
+    @property
+    def changes(self) -> list[Step]:
+        return [s for s in self.steps if not s.done]
+
+    def render(self) -> str:
+        lines = [self.title]
+        for step in self.steps:
+            lines.append(f"  {'✓' if step.done else '+'} {step.what}")
+            if not step.done:
+                lines.append(f"      why: {step.why}")
+        return "\n".join(lines)
+
+
+@dataclass
+class SetupOptions:
+    dry_run: bool = False
+    grant_only: bool = False
+    license_sku: str = ""
+    rotate_key: bool = False
+    retire_old: bool = False
+
+
+@dataclass
+class Seat:
+    """What the tenant holds for this agent, as found and as created while applying."""
+
+    tenant_id: str = ""
+    domain: str = ""
+    country: str = "US"
+    sponsor_ids: list[str] = field(default_factory=list)
+    blueprint: dict[str, Any] | None = None
+    principal: dict[str, Any] | None = None
+    identity: dict[str, Any] | None = None
+    user: dict[str, Any] | None = None
+    upn: str = ""
+    graph_sp_id: str = ""
+    cert_sha1: str = ""
+    created: int = 0  # objects created in this run: later calls may have to wait for replication
+
+
+class Provisioner:
+    """Plans and applies setup or teardown against one tenant."""
+
+    def __init__(self, settings: Settings, directory: Directory, store: KeyStore, err: TextIO) -> None:
+        self.settings = settings
+        self.d = directory
+        self.store = store
+        self.err = err
+        self.seat = Seat()
+
+    # --- discovery ------------------------------------------------------------------------
+    async def _discover(self, *, teardown: bool = False) -> None:
+        s, d, seat = self.settings, self.d, self.seat
+        org = await d.organization()
+        seat.tenant_id = str(org.get("id") or s.tenant_id)
+        domains = [v for v in org.get("verifiedDomains", []) if v.get("name")]
+        default = next((v for v in domains if v.get("isDefault")), domains[0] if domains else None)
+        seat.domain = str(default["name"]) if default else ""
+        seat.country = str(org.get("countryLetterCode") or "US")
+        for ref in ([] if teardown else s.sponsors):
+            user = await d.user(ref)
+            if user is None:
+                raise ProvisionError(f"sponsor {ref!r} is not a user of tenant {seat.tenant_id}",
+                                     hint="set AGENTSEAT_SPONSORS to the UPNs or object ids of people in this tenant")
+            seat.sponsor_ids.append(str(user["id"]))
+        found = await d.blueprints(app_id=s.blueprint_app_id) if s.blueprint_app_id else []
+        found = found or await d.blueprints(name=s.agent_display_name)
+        if len(found) > 1:
+            raise ProvisionError(f"{len(found)} Agent Identity Blueprints are named {s.agent_display_name!r}",
+                                 hint="set AGENTSEAT_BLUEPRINT_APP_ID to the one to use, or pick another "
+                                 "AGENTSEAT_AGENT_DISPLAY_NAME")
+        seat.blueprint = found[0] if found else None
+        if seat.blueprint is None:
+            return
+        bp_app_id = str(seat.blueprint["appId"])
+        seat.principal = await d.blueprint_principal(bp_app_id)
+        ids = [i for i in (await d.agent_identities(app_id=s.agent_id) if s.agent_id else [])
+               if i.get("agentIdentityBlueprintId") == bp_app_id]
+        if not ids:
+            ids = await d.agent_identities(blueprint_app_id=bp_app_id)
+            if len(ids) > 1:
+                ids = [i for i in ids if i.get("displayName") == s.agent_display_name] or ids
+            if len(ids) > 1:
+                raise ProvisionError(f"the Blueprint {bp_app_id} has {len(ids)} Agent Identities",
+                                     hint="set AGENTSEAT_AGENT_ID to the one this agent uses")
+        seat.identity = ids[0] if ids else None
+        await self._discover_user(teardown)
+
+    async def _discover_user(self, teardown: bool) -> None:
+        s, d, seat = self.settings, self.d, self.seat
+        nickname = s.agent_user_upn.partition("@")[0] or _nickname(s.agent_display_name)
+        seat.upn = f"{nickname}@{seat.domain}"
+        parent = str(seat.identity["id"]) if seat.identity else ""
+        user = await d.agent_user(parent_id=parent) if parent else None
+        if user is None:
+            by_upn = await d.agent_user(upn=seat.upn)
+            if by_upn is not None and (not parent or by_upn.get("identityParentId") != parent):
+                if teardown:
+                    return  # someone else's user: never ours to delete
+                raise ProvisionError(f"the user name {seat.upn} is taken by another account",
+                                     hint="set AGENTSEAT_AGENT_USER_UPN to a free name for the Agent User")
+            user = by_upn
+        seat.user = user
+
+    # --- setup ----------------------------------------------------------------------------
+    async def plan_setup(self, options: SetupOptions) -> Plan:
+        await self._discover()
+        s, d, seat = self.settings, self.d, self.seat
+        plan = Plan(f"agentseat setup: tenant {seat.tenant_id}")
+        if options.grant_only:
+            if not (seat.identity and seat.user):
+                raise ProvisionError("`--grant` needs the Agent Identity and Agent User to exist",
+                                     hint="run `agentseat setup` without --grant first")
+            await self._plan_permissions(plan)
+            return plan
+        name = s.agent_display_name
+        if seat.blueprint is None and not seat.sponsor_ids:
+            raise ProvisionError("creating the Agent Identity Blueprint needs a sponsor",
+                                 hint="set AGENTSEAT_SPONSORS to the UPN of the person responsible for the agent")
+        bp = seat.blueprint
+        plan.check(bp is not None, f"Agent Identity Blueprint {name!r} exists ({bp and bp['appId']})",
+                   f"create the Agent Identity Blueprint {name!r}",
+                   "the agent's application: it holds the certificate and parents the Agent Identity "
+                   "(agentidentityblueprint-post)", self._create_blueprint)
+        plan.check(seat.principal is not None, "the Blueprint's service principal exists",
+                   "create the Blueprint's service principal",
+                   "Entra issues no token to a Blueprint without one; it is never implicit (entrabot Learning #2)",
+                   self._create_principal)
+        ident = seat.identity
+        plan.check(ident is not None, f"Agent Identity {name!r} exists ({ident and ident['appId']})",
+                   f"create the Agent Identity {name!r} with sponsors {', '.join(s.sponsors)}",
+                   "the identity the agent acts as; the Blueprint impersonates it with fmi_path (agentidentity-post)",
+                   self._create_identity)
+        if ident is not None:
+            present = await d.sponsors(str(ident["id"]))
+            for user_id in [u for u in seat.sponsor_ids if u not in present]:
+                plan.check(False, "", f"add sponsor {user_id} to the Agent Identity",
+                           "sponsors are the people the agent trusts and answers to (agentidentity-post-sponsors)",
+                           self._sponsor_action(user_id))
+        user = seat.user
+        plan.check(user is not None, f"Agent User {user and user['userPrincipalName']} exists",
+                   f"create the Agent User {seat.upn}",
+                   "the user account with a mailbox and a Teams presence the agent signs in as (agentuser-post)",
+                   self._create_user)
+        await self._plan_permissions(plan)
+        await self._plan_licence(plan, options.license_sku or s.license_sku_id)
+        keys = KeySteps(self, options)
+        await keys.plan(plan)
+        self._plan_config(plan)
+        return plan
+
+    async def _graph_sp(self) -> str:
+        if not self.seat.graph_sp_id:
+            self.seat.graph_sp_id = str((await self.d.graph_principal())["id"])
+        return self.seat.graph_sp_id
+
+    async def _plan_permissions(self, plan: Plan) -> None:
+        seat, d = self.seat, self.d
+        graph_sp = await self._graph_sp()
+        roles = await d.app_roles(str(seat.identity["id"])) if seat.identity else set()
+        plan.check(APPLICATION_READ_ALL in roles, "the Agent Identity holds Application.Read.All",
+                   "grant the Agent Identity the app role Application.Read.All",
+                   "its app-only token reads its own sponsors (entrabot-anchor §7.2 step 5)", self._assign_role)
+        grant = await d.grant(str(seat.identity["id"]), str(seat.user["id"]), graph_sp) \
+            if seat.identity and seat.user else None
+        have = str(grant.get("scope", "")).split() if grant else []
+        missing = [sc for sc in REQUIRED_SCOPES if sc not in have]
+        todo = (f"add delegated scopes {' '.join(missing)} to the existing grant" if grant
+                else f"grant delegated consent for {' '.join(REQUIRED_SCOPES)}")
+        plan.check(not missing, "delegated consent covers every scope the runtime needs", todo,
+                   "hop 3 (user_fic) fails with AADSTS65001 without it; subscriptions need Chat.ReadWrite and "
+                   "Mail.Read (oauth2permissiongrant-post, consentType Principal)", self._grant_action(grant, have))
+
+    async def _plan_licence(self, plan: Plan, sku: str) -> None:
+        if not sku:
+            return
+        seat = self.seat
+        skus = await self.d.subscribed_skus()
+        match = next((x for x in skus if sku.lower() in (str(x.get("skuId")).lower(),
+                                                         str(x.get("skuPartNumber")).lower())), None)
+        if match is None:
+            raise ProvisionError(f"the tenant has no licence {sku!r}",
+                                 hint="`--license` takes a skuId or skuPartNumber from GET /subscribedSkus")
+        sku_id = str(match["skuId"])
+        user = seat.user or {}
+        assigned = {str(x.get("skuId")) for x in user.get("assignedLicenses") or []}
+        if sku_id not in assigned:
+            free = int((match.get("prepaidUnits") or {}).get("enabled", 0)) - int(match.get("consumedUnits", 0))
+            if free <= 0:
+                raise ProvisionError(f"no {match.get('skuPartNumber')} licence is free",
+                                     hint="free one or buy more, then re-run `agentseat setup`")
+        plan.check(bool(user.get("usageLocation")), f"the Agent User's usage location is {user.get('usageLocation')}",
+                   f"set the Agent User's usage location to {seat.country}",
+                   "a licence cannot be assigned without one (user-assignlicense)", self._usage_location)
+        plan.check(sku_id in assigned, f"the Agent User holds licence {match.get('skuPartNumber')}",
+                   f"assign licence {match.get('skuPartNumber')} to the Agent User",
+                   "Teams and a mailbox need a licence; provisioning them takes minutes to hours",
+                   self._licence_action(sku_id))
+
+    def _plan_config(self, plan: Plan) -> None:
+        path = self.settings.config_file
+        assert path is not None
+        done = False
+        if self.seat.user and self.seat.identity and self.seat.blueprint and self.seat.cert_sha1:
+            current = read_env_file(path)
+            done = all(current.get(k) == v for k, v in self.config_values().items())
+        plan.check(done, f"settings in {path} are current", f"write the agent's settings to {path}",
+                   "the runtime reads its identity ids and certificate thumbprint from there", self._write_config)
+
+    def config_values(self) -> dict[str, str]:
+        s, seat = self.settings, self.seat
+        assert seat.blueprint and seat.identity and seat.user
+        values = {
+            "AGENTSEAT_TENANT_ID": seat.tenant_id,
+            "AGENTSEAT_BLUEPRINT_APP_ID": str(seat.blueprint["appId"]),
+            "AGENTSEAT_BLUEPRINT_OBJECT_ID": str(seat.blueprint["id"]),
+            "AGENTSEAT_AGENT_ID": str(seat.identity["appId"]),
+            "AGENTSEAT_AGENT_OBJECT_ID": str(seat.identity["id"]),
+            "AGENTSEAT_AGENT_USER_ID": str(seat.user["id"]),
+            "AGENTSEAT_AGENT_USER_UPN": str(seat.user["userPrincipalName"]),
+            "AGENTSEAT_CERT_THUMBPRINT": seat.cert_sha1,
+            "AGENTSEAT_AUTHORITY_HOST": s.authority_host,
+            "AGENTSEAT_GRAPH_URL": s.graph_url,
+            "AGENTSEAT_GRAPH_RESOURCE": s.graph_resource,
+            "AGENTSEAT_JWKS_URL": s.jwks_url,
+        }
+        if s.ca_bundle:
+            values["AGENTSEAT_CA_BUNDLE"] = str(s.ca_bundle)
+        if s.sponsors:
+            values["AGENTSEAT_SPONSORS"] = ",".join(s.sponsors)
+        return values
+
+    # --- setup actions --------------------------------------------------------------------
+    async def eventually(self, call: Callable[[], Awaitable[Any]]) -> Any:
+        """Run `call`, waiting out replication if it names something created in this run."""
+        for delay in (*_PROPAGATION_DELAYS, None):
+            try:
+                return await call()
+            except GraphError as exc:
+                if delay is None or not self.seat.created or exc.status not in (400, 404):
+                    raise
+                print(f"    waiting {delay:g} s for Entra to replicate what was just created", file=self.err,
+                      flush=True)
+                log.info("provision_waiting_for_replication", status=exc.status, code=exc.code, wait=delay)
+                await anyio.sleep(delay)
+        raise AssertionError("unreachable")
+
+    async def _create_blueprint(self) -> None:
+        self.seat.blueprint = await self.d.create_blueprint(self.settings.agent_display_name, self.seat.sponsor_ids)
+        self.seat.created += 1
+
+    async def _create_principal(self) -> None:
+        assert self.seat.blueprint
+        app_id = str(self.seat.blueprint["appId"])
+        self.seat.principal = await self.eventually(lambda: self.d.create_blueprint_principal(app_id))
+        self.seat.created += 1
+
+    async def _create_identity(self) -> None:
+        assert self.seat.blueprint
+        app_id = str(self.seat.blueprint["appId"])
+        self.seat.identity = await self.eventually(
+            lambda: self.d.create_agent_identity(self.settings.agent_display_name, app_id, self.seat.sponsor_ids))
+        self.seat.created += 1
+
+    def _sponsor_action(self, user_id: str) -> Action:
+        async def add() -> None:
+            assert self.seat.identity
+            await self.d.add_sponsor(str(self.seat.identity["id"]), user_id)
+        return add
+
+    async def _create_user(self) -> None:
+        assert self.seat.identity
+        parent = str(self.seat.identity["id"])
+        self.seat.user = await self.eventually(
+            lambda: self.d.create_agent_user(self.settings.agent_display_name, self.seat.upn, parent))
+        self.seat.created += 1
+
+    async def _assign_role(self) -> None:
+        assert self.seat.identity
+        sp_id = str(self.seat.identity["id"])
+        graph_sp = await self._graph_sp()
+        await self.eventually(lambda: self.d.assign_app_role(sp_id, graph_sp, APPLICATION_READ_ALL))
+
+    def _grant_action(self, grant: dict[str, Any] | None, have: list[str]) -> Action:
+        async def apply() -> None:
+            assert self.seat.identity and self.seat.user
+            merged = [*have, *[sc for sc in REQUIRED_SCOPES if sc not in have]]
+            if grant is not None:
+                # One grant per client, resource and user: scopes are merged into it (oauth2permissiongrant-update).
+                await self.d.set_grant_scopes(str(grant["id"]), merged)
+                return
+            client, user, graph_sp = str(self.seat.identity["id"]), str(self.seat.user["id"]), await self._graph_sp()
+            await self.eventually(lambda: self.d.create_grant(client, user, graph_sp, merged))
+        return apply
+
+    async def _usage_location(self) -> None:
+        assert self.seat.user
+        user_id = str(self.seat.user["id"])
+        await self.eventually(lambda: self.d.set_usage_location(user_id, self.seat.country))
+
+    def _licence_action(self, sku_id: str) -> Action:
+        async def apply() -> None:
+            assert self.seat.user
+            await self.d.assign_licence(str(self.seat.user["id"]), sku_id)
+        return apply
+
+    async def _write_config(self) -> None:
+        assert self.settings.config_file is not None
+        update_env_file(self.settings.config_file, self.config_values())
+
+    # --- teardown -------------------------------------------------------------------------
+    async def plan_teardown(self) -> Plan:
+        await self._discover(teardown=True)
+        seat, d = self.seat, self.d
+        plan = Plan(f"agentseat teardown: tenant {seat.tenant_id}")
+        ident, user, bp = seat.identity, seat.user, seat.blueprint
+        grants = await d.grants_of(str(ident["id"])) if ident else []
+        why_grant = "the Agent Identity's delegated consent"
+        for grant in grants:
+            plan.check(False, "", f"delete the delegated grant {grant['id']}", why_grant,
+                       self._delete(f"/oauth2PermissionGrants/{grant['id']}"))
+        if not grants:
+            plan.check(True, "no delegated grant", "", why_grant)
+        plan.check(user is None, "no Agent User", f"delete the Agent User {user and user['userPrincipalName']}",
+                   "the account the agent signs in as", self._delete(f"/users/{user and user['id']}"))
+        plan.check(ident is None, "no Agent Identity", f"delete the Agent Identity {ident and ident['appId']}",
+                   "the identity the agent acts as", self._delete(f"/servicePrincipals/{ident and ident['id']}"))
+        principal = seat.principal
+        plan.check(principal is None, "no Blueprint service principal", "delete the Blueprint's service principal",
+                   "the Blueprint's presence in the tenant", self._delete(f"/servicePrincipals/{principal and principal['id']}"))
+        plan.check(bp is None, "no Agent Identity Blueprint", f"delete the Agent Identity Blueprint {bp and bp['appId']}",
+                   "the agent's application and its certificates", self._delete(f"/applications/{bp and bp['id']}"))
+        stored = await anyio.to_thread.run_sync(self.store.list)
+        for cert in stored:
+            plan.check(False, "", f"delete the local certificate and key {cert.sha1}",
+                       "a key for a deleted Blueprint opens nothing; it should not linger", self._retire(cert.sha1))
+        path = self.settings.config_file
+        assert path is not None
+        present = [k for k in _IDENTITY_KEYS if k in read_env_file(path)]
+        plan.check(not present, f"no identity settings in {path}", f"remove the identity settings from {path}",
+                   "they name objects that no longer exist",
+                   lambda: anyio.to_thread.run_sync(update_env_file, path, dict.fromkeys(_IDENTITY_KEYS)))
+        return plan
+
+    def _delete(self, path: str) -> Action:
+        async def apply() -> None:
+            if not await self.d.delete(path):
+                log.info("provision_already_deleted", path=path)
+        return apply
+
+    def _retire(self, sha1: str) -> Action:
+        def retire() -> None:
+            if self.store.active() == sha1:
+                # KeyStore retires only inactive certificates; teardown retires them all,
+                # so the active marker (the `active` file of its documented layout) goes first.
+                (self.store.dir / "active").unlink(missing_ok=True)
+            self.store.retire(sha1)
+
+        async def apply() -> None:
+            await anyio.to_thread.run_sync(retire)
+        return apply
+
+
+async def apply_plan(plan: Plan, err: TextIO) -> int:
+    """Run every step not done yet, in order, with a progress line on stderr for each."""
+    count = 0
+    for step in plan.changes:
+        print(f"  → {step.what}", file=err, flush=True)
+        assert step.action is not None
+        await step.action()
+        log.info("provision_step_applied", step=step.what)
+        count += 1
+    return count
+
+
+def _nickname(display_name: str) -> str:
+    """A mailNickname from the display name: user-post-users allows A-Z a-z 0-9 ' . - _ ! # ^ ~."""
+    return re.sub(r"[^a-z0-9._-]+", "-", display_name.lower()).strip("-.") or "agent"
+
+
+async def _run(settings: Settings, work: Callable[[Provisioner], Awaitable[int]], err: TextIO) -> int:
+    store = KeyStore(settings)
+    async with GraphClient(settings, ProvisionerTokens(settings)) as graph:
+        return await work(Provisioner(settings, Directory(settings, graph), store, err))
+
+
+async def setup(settings: Settings, options: SetupOptions, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
+    """`agentseat setup`: print the plan on `out`, then apply it unless it is a dry run."""
+    async def work(p: Provisioner) -> int:
+        plan = await p.plan_setup(options)
+        print(plan.render(), file=out, flush=True)
+        if not plan.changes:
+            print("no changes", file=out)
+        elif options.dry_run:
+            print(f"dry run: {len(plan.changes)} change(s) planned, nothing changed", file=out)
+        else:
+            print(f"applied {await apply_plan(plan, err)} change(s)", file=out)
+        return 0
+    return await _run(settings, work, err)
+
+
+async def teardown(settings: Settings, *, dry_run: bool = False, yes: bool = False, out: TextIO = sys.stdout,
+                   err: TextIO = sys.stderr) -> int:
+    """`agentseat teardown`: print the plan; delete only with `yes` and not a dry run."""
+    async def work(p: Provisioner) -> int:
+        plan = await p.plan_teardown()
+        print(plan.render().replace("  + ", "  - "), file=out, flush=True)
+        if not plan.changes:
+            print("no changes", file=out)
+        elif dry_run:
+            print(f"dry run: {len(plan.changes)} change(s) planned, nothing changed", file=out)
+        elif not yes:
+            raise ProvisionError("teardown deletes the agent's identity, mailbox and keys; nothing was changed",
+                                 hint="re-run with --yes to confirm, or --dry-run to only see the plan")
+        else:
+            print(f"applied {await apply_plan(plan, err)} change(s)", file=out)
+        return 0
+    return await _run(settings, work, err)

@@ -1,0 +1,1 @@
+"""The agent's body prompt (agent_system.md + anatomy/*.md) and its loader."""

@@ -1,0 +1,335 @@
+"""The notification pipeline, step by step and as a whole (no HTTP: see test_webhook.py).
+
+Notifications are genuine: resource data encrypted for a real certificate,
+validation tokens signed by a key that a loopback JWKS server publishes.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+import structlog
+
+from agentseat.graph.models import ChangeNotificationCollection
+from agentseat.runtime import pipeline as pipeline_module
+from agentseat.runtime.crypto import encrypt_content
+from agentseat.runtime.pipeline import (
+    Drop,
+    DropLog,
+    Item,
+    KnownSubscription,
+    check_tokens,
+    decrypt_items,
+    parse_collection,
+    plan_actions,
+    screen_items,
+)
+from agentseat.runtime.verify import VerificationError
+
+from ._notify import (
+    AGENT_ID,
+    CERT_ID,
+    CHAT_ID,
+    CLIENT_STATE,
+    MAIL_SUB,
+    OTHER_TENANT,
+    TEAMS_SUB,
+    TENANT,
+    Keys,
+    World,
+    body,
+    chat_message,
+    change_item,
+    lifecycle_item,
+    mail_partial,
+    make_certificate,
+    make_keys,
+    make_world,
+    new_id,
+    rich_chat_item,
+    rich_mail_item,
+)
+
+
+@pytest.fixture(scope="module")
+def keys() -> Keys:
+    return make_keys()
+
+
+@pytest.fixture
+async def world(tmp_path: Path, keys: Keys) -> AsyncIterator[World]:
+    async with make_world(tmp_path, keys) as w:
+        yield w
+
+
+def collection(items: list[dict[str, Any]], tokens: list[str] | None = None) -> ChangeNotificationCollection:
+    return parse_collection(body(items, tokens))
+
+
+def screened(world: World, items: list[dict[str, Any]], tokens: list[str] | None = None,
+             *, lifecycle_endpoint: bool = False) -> tuple[ChangeNotificationCollection, list[Item], list[Drop]]:
+    parsed = collection(items, tokens)
+    kept, drops = screen_items(parsed, world.subscriptions, tenant_id=TENANT, lifecycle_endpoint=lifecycle_endpoint)
+    return parsed, kept, drops
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+# --- parse ----------------------------------------------------------------------------------
+
+
+def test_graph_timestamps_with_seven_fractional_digits_parse(keys: Keys) -> None:
+    parsed = collection([rich_chat_item(keys)], ["t"])
+    assert parsed.value[0].subscription_expiration_date_time.microsecond == 909756
+    assert parsed.validation_tokens == ["t"]
+
+
+@pytest.mark.parametrize("raw", [b"", b"\xff\xfe", b"null", b"[]", b'{"value": 1}', b'{"value": [{}]}',
+                                 b'{"value": []} trailing', b"[" * 10_000])
+def test_bad_bodies_are_malformed(raw: bytes) -> None:
+    with pytest.raises(VerificationError) as caught:
+        parse_collection(raw)
+    assert caught.value.reason == "malformed"
+
+
+# --- screen -----------------------------------------------------------------------------------
+
+
+def test_screen_keeps_ours_and_names_each_other_reason(world: World) -> None:
+    stranger = new_id()
+    items = [change_item(), change_item(client_state="forged"), change_item(subscription=stranger),
+             change_item(tenant=OTHER_TENANT), change_item(subscription="not-a-guid"),
+             {**change_item(), "lifecycleEvent": "missed"}]
+    _, kept, drops = screened(world, items)
+    assert [i.subscription.id for i in kept] == [TEAMS_SUB]
+    assert [(d.reason, d.subscription, d.claimed) for d in drops] == [
+        ("client_state_mismatch", TEAMS_SUB, None), ("unknown_subscription", "unknown", stranger),
+        ("wrong_tenant", TEAMS_SUB, None), ("unknown_subscription", "unknown", None), ("malformed", TEAMS_SUB, None)]
+
+
+def test_subscriptions_are_a_live_view(world: World) -> None:
+    world.subscriptions.pop(TEAMS_SUB)
+    assert [d.reason for d in screened(world, [change_item()])[2]] == ["unknown_subscription"]
+    world.subscriptions[TEAMS_SUB] = KnownSubscription(TEAMS_SUB, "teams", "rotated")
+    assert [d.reason for d in screened(world, [change_item()])[2]] == ["client_state_mismatch"]
+
+
+def test_unconfigured_tenant_accepts_nothing(world: World) -> None:
+    parsed = collection([change_item()])
+    kept, drops = screen_items(parsed, world.subscriptions, tenant_id="", lifecycle_endpoint=False)
+    assert kept == [] and [d.reason for d in drops] == ["wrong_tenant"]
+
+
+def test_lifecycle_url_takes_only_lifecycle_events(world: World) -> None:
+    _, kept, drops = screened(world, [change_item(), lifecycle_item()], lifecycle_endpoint=True)
+    assert [i.notification.lifecycle_event for i in kept] == ["reauthorizationRequired"]
+    assert [d.reason for d in drops] == ["wrong_endpoint"]
+    _, kept, _ = screened(world, [change_item(), lifecycle_item()], lifecycle_endpoint=False)
+    assert len(kept) == 2
+
+
+def test_known_subscription_repr_hides_the_client_state() -> None:
+    assert CLIENT_STATE not in repr(KnownSubscription(TEAMS_SUB, "teams", CLIENT_STATE))
+
+
+# --- tokens -----------------------------------------------------------------------------------
+
+
+async def test_forged_client_state_never_makes_us_fetch_keys(world: World) -> None:
+    result = await world.pipeline.process(body([rich_chat_item(world.keys, client_state="x")], ["junk"]),
+                                          lifecycle_endpoint=False)
+    assert result.dropped == {"client_state_mismatch": 1}
+    assert world.peer.hits == 0
+
+
+async def test_basic_items_need_no_tokens_and_rich_ones_do(world: World) -> None:
+    parsed, items, _ = screened(world, [change_item(), rich_chat_item(world.keys)])
+    kept, drops, retry = await check_tokens(parsed, items, jwks=world.jwks, settings=world.settings)
+    assert [i.rich for i in kept] == [False]
+    assert [d.reason for d in drops] == ["token_missing_tokens"] and not retry
+    parsed, items, _ = screened(world, [change_item(), rich_chat_item(world.keys)], [world.token()])
+    kept, drops, retry = await check_tokens(parsed, items, jwks=world.jwks, settings=world.settings)
+    assert len(kept) == 2 and drops == [] and not retry
+
+
+async def test_one_bad_token_drops_every_rich_and_lifecycle_item(world: World) -> None:
+    parsed, items, _ = screened(world, [rich_chat_item(world.keys), lifecycle_item(), change_item()],
+                                [world.token(), world.token(azp=new_id())])
+    kept, drops, _ = await check_tokens(parsed, items, jwks=world.jwks, settings=world.settings)
+    assert [i.rich or i.notification.is_lifecycle for i in kept] == [False]
+    assert [d.reason for d in drops] == ["token_bad_caller", "token_bad_caller"]
+
+
+async def test_unconfigured_audience_fails_closed(world: World) -> None:
+    world.settings.agent_id = ""
+    parsed, items, _ = screened(world, [rich_chat_item(world.keys)], [world.token(aud="")])
+    kept, drops, _ = await check_tokens(parsed, items, jwks=world.jwks, settings=world.settings)
+    assert kept == [] and [d.reason for d in drops] == ["token_not_configured"]
+
+
+async def test_unknown_signing_key_defers_the_whole_post(world: World) -> None:
+    token = world.token(kid="tomorrow")
+    result = await world.pipeline.process(body([rich_chat_item(world.keys), change_item()], [token]),
+                                          lifecycle_endpoint=False)
+    assert result.retry and result.dropped == {}
+    assert world.calls.chat == [] and world.inbox.count() == 0
+
+
+# --- decrypt ----------------------------------------------------------------------------------
+
+
+def test_decrypt_attaches_the_resource_or_names_the_failure(world: World) -> None:
+    other = make_certificate(world.keys.evil)
+    not_json = change_item(encrypted=encrypt_content(b"\xff not json", world.keys.certificate, CERT_ID))
+    a_list = change_item(encrypted=encrypt_content(b"[1, 2]", world.keys.certificate, CERT_ID))
+    stranger = change_item(encrypted={**encrypt_content(b"{}", other, "other-cert")})
+    _, items, _ = screened(world, [rich_chat_item(world.keys), not_json, a_list, stranger, change_item()])
+    kept, drops = decrypt_items(items, world.keyring)
+    assert [i.resource["id"] if i.resource else None for i in kept] == ["1612289765949", None]
+    assert [d.reason for d in drops] == ["decrypt_not_json", "decrypt_not_json", "decrypt_unknown_certificate"]
+
+
+async def test_a_post_decrypts_in_one_worker_thread_call(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    hops: list[int] = []
+    real = anyio.to_thread.run_sync
+
+    async def counting(func: Any, *args: Any, **kwargs: Any) -> Any:
+        if func is decrypt_items:
+            hops.append(len(args[0]))
+        return await real(func, *args, **kwargs)
+
+    monkeypatch.setattr(pipeline_module.anyio.to_thread, "run_sync", counting)
+    items = [rich_chat_item(world.keys, chat_message(str(i))) for i in range(10)]
+    result = await world.pipeline.process(body(items, [world.token()]), lifecycle_endpoint=False)
+    assert result.stored == 10
+    assert hops == [10]
+
+
+# --- plan -------------------------------------------------------------------------------------
+
+
+def _plan(world: World, items: list[dict[str, Any]]) -> Any:
+    _, kept, _ = screened(world, items)
+    kept, _ = decrypt_items(kept, world.keyring)
+    return plan_actions(kept, world.policy)
+
+
+def test_plan_skips_what_is_not_a_new_message(world: World) -> None:
+    items = [
+        rich_chat_item(world.keys, chat_message("1", messageType="systemEventMessage")),
+        rich_chat_item(world.keys, chat_message("2", sender_id=AGENT_ID)),
+        rich_chat_item(world.keys, chat_message("3", deletedDateTime="2026-02-02T18:00:00Z")),
+        rich_chat_item(world.keys, chat_message("4"), change_type="updated"),
+        rich_chat_item(world.keys, chat_message("5")),
+    ]
+    plan = _plan(world, items)
+    assert [e.message_id for e in plan.events] == ["5"]
+    assert plan.ignored == 4 and plan.drops == []
+
+
+def test_plan_drops_a_chat_message_that_cannot_become_an_event(world: World) -> None:
+    plan = _plan(world, [rich_chat_item(world.keys, chat_message("1", createdDateTime="yesterday")),
+                         rich_chat_item(world.keys, chat_message("2", **{"from": "someone"}))])
+    assert plan.events == [] and [d.reason for d in plan.drops] == ["unusable", "unusable"]
+
+
+def test_plan_reads_ids_from_every_resource_form(world: World) -> None:
+    items = [change_item(resource=f"chats/{CHAT_ID}/messages/11", resource_id="11"),
+             change_item(resource=f"chats('{CHAT_ID}')/messages('12')", resource_id="12"),
+             {**change_item(resource=f"chats('{CHAT_ID}')/messages('13')"), "resourceData": None},
+             change_item(resource="teams('x')/channels('y')/messages('14')", resource_id="14"),
+             {**change_item(subscription=MAIL_SUB, client_state="cs-Mail-0e9d8c7b6a5f4e3d2c1b",
+                            resource=f"Users('{AGENT_ID}')/messages('AAMk15')"), "resourceData": None},
+             rich_mail_item(world.keys, mail_partial("AAMk16")),
+             rich_mail_item(world.keys, mail_partial("AAMk16"))]
+    plan = _plan(world, items)
+    assert plan.chat_fetches == [(CHAT_ID, "11"), (CHAT_ID, "12"), (CHAT_ID, "13")]
+    assert [d.reason for d in plan.drops] == ["malformed"]  # a channel message is not a chat message
+    assert list(plan.mail_fetches) == ["AAMk15", "AAMk16"]
+    assert plan.mail_fetches["AAMk15"] == {} and plan.mail_fetches["AAMk16"]["subject"] == "Quarterly numbers"
+
+
+# --- drop log ---------------------------------------------------------------------------------
+
+
+def test_drop_log_writes_one_line_per_reason_and_subscription_per_window() -> None:
+    clock = FakeClock()
+    drops = DropLog(window=60, clock=clock)
+    with structlog.testing.capture_logs() as logs:
+        assert drops.record(Drop("client_state_mismatch", TEAMS_SUB, items=3), endpoint="notifications")
+        assert not drops.record(Drop("client_state_mismatch", TEAMS_SUB, items=2), endpoint="notifications")
+        assert drops.record(Drop("wrong_tenant", TEAMS_SUB), endpoint="notifications")
+        assert drops.record(Drop("client_state_mismatch", MAIL_SUB), endpoint="notifications")
+        clock.now += 59.9
+        assert not drops.record(Drop("client_state_mismatch", TEAMS_SUB), endpoint="notifications")
+        clock.now += 0.1
+        assert drops.record(Drop("client_state_mismatch", TEAMS_SUB, items=4), endpoint="notifications")
+    assert [(e["reason"], e["subscription"], e["items"]) for e in logs] == [
+        ("client_state_mismatch", TEAMS_SUB, 3), ("wrong_tenant", TEAMS_SUB, 1),
+        ("client_state_mismatch", MAIL_SUB, 1), ("client_state_mismatch", TEAMS_SUB, 4)]
+    assert (logs[-1]["suppressed_posts"], logs[-1]["suppressed_items"]) == (2, 3)
+
+
+def test_drop_log_memory_stays_bounded() -> None:
+    clock = FakeClock()
+    drops = DropLog(window=60, clock=clock)
+    for i in range(2_000):
+        clock.now += 1
+        drops.record(Drop(f"reason_{i}", TEAMS_SUB), endpoint="notifications")
+    assert len(drops._entries) <= 512
+
+
+async def test_a_post_logs_each_reason_once_with_its_item_count(world: World) -> None:
+    items = [change_item(client_state="forged") for _ in range(7)] + [change_item(subscription=new_id())] * 2
+    with structlog.testing.capture_logs() as logs:
+        result = await world.pipeline.process(body(items), lifecycle_endpoint=False)
+    assert result.dropped == {"client_state_mismatch": 7, "unknown_subscription": 2}
+    assert [(e["reason"], e["items"]) for e in logs if e["event"] == "notification_dropped"] == [
+        ("client_state_mismatch", 7), ("unknown_subscription", 2)]
+
+
+# --- the whole pipeline -----------------------------------------------------------------------
+
+
+async def test_events_are_stored_before_any_callback_runs(world: World) -> None:
+    seen: list[int] = []
+
+    async def on_mail_fetch(message_id: str, partial: dict[str, Any]) -> None:
+        seen.append(world.inbox.count())
+
+    world.replace_pipeline(on_mail_fetch=on_mail_fetch)
+    items = [rich_mail_item(world.keys), rich_chat_item(world.keys)]
+    result = await world.pipeline.process(body(items, [world.token()]), lifecycle_endpoint=False)
+    assert seen == [1]
+    assert (result.received, result.accepted, result.stored, result.fetches) == (2, 2, 1, 1)
+
+
+async def test_missing_callbacks_drop_with_a_reason_instead_of_failing(world: World) -> None:
+    world.replace_pipeline(on_lifecycle=None, on_mail_fetch=None, on_chat_fetch=None)
+    items = [lifecycle_item(), change_item(), rich_mail_item(world.keys)]
+    result = await world.pipeline.process(body(items, [world.token()]), lifecycle_endpoint=False)
+    assert result.dropped == {"unhandled_lifecycle": 1, "unhandled_chat": 1, "unhandled_mail": 1}
+    assert not result.retry
+
+
+async def test_process_never_logs_message_text_or_secrets(world: World) -> None:
+    token = world.token()
+    message = chat_message("1", text="the launch code is 0000")
+    items = [rich_chat_item(world.keys, message), rich_chat_item(world.keys, message, client_state="forged"),
+             rich_mail_item(world.keys)]
+    with structlog.testing.capture_logs() as logs:
+        await world.pipeline.process(body(items, [token]), lifecycle_endpoint=False)
+    text = json.dumps(logs, default=str)
+    for secret in (token, CLIENT_STATE, "launch code", "Quarterly numbers", items[0]["encryptedContent"]["data"]):
+        assert secret not in text

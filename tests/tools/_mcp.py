@@ -1,0 +1,104 @@
+"""Test helpers: run `agentseat serve` as a subprocess and talk to it with mcp's real stdio client."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import anyio
+import mcp_types as types
+from mcp import ClientSession, StdioServerParameters
+from mcp.client.extension import NotificationBinding
+from mcp.client.stdio import stdio_client
+
+from agentseat.sandbox.app import Sandbox
+from agentseat.tools.channel import METHOD, ChannelParams
+
+#: A safety bound only: every wait ends as soon as its condition holds.
+BOUND = 60
+
+
+@dataclass
+class Served:
+    session: ClientSession
+    init: types.InitializeResult
+    pushes: list[ChannelParams] = field(default_factory=list)
+    _changed: anyio.Event = field(default_factory=anyio.Event)
+
+    async def on_channel(self, params: ChannelParams) -> None:
+        self.pushes.append(params)
+        self._changed.set()
+
+    async def wait_pushes(self, count: int) -> list[ChannelParams]:
+        with anyio.fail_after(BOUND):
+            while len(self.pushes) < count:
+                self._changed = anyio.Event()
+                await self._changed.wait()
+        return self.pushes
+
+    async def call(self, name: str, **arguments: Any) -> types.CallToolResult:
+        with anyio.fail_after(BOUND + 10):
+            return await self.session.call_tool(name, arguments)
+
+    async def call_json(self, name: str, **arguments: Any) -> Any:
+        result = await self.call(name, **arguments)
+        text = result.content[0].text  # type: ignore[union-attr]
+        assert not result.is_error, text
+        return json.loads(text)
+
+    async def channel_caught_up(self, seq: int = 0) -> dict[str, Any]:
+        """Wait until this server's channel sink runs and has seen the group through `seq`.
+
+        Its pushes for everything up to `seq` were sent before the status answer that says so.
+        """
+        with anyio.fail_after(BOUND):
+            while True:
+                channel = (await self.call_json("status"))["channel"]
+                if channel["position"] is not None and channel["position"] >= seq:
+                    return channel  # type: ignore[no-any-return]
+                await anyio.sleep(0.05)
+
+
+@asynccontextmanager
+async def serve(env: dict[str, str], workdir: Path, log_name: str = "serve") -> AsyncIterator[Served]:
+    """`agentseat serve` in a subprocess with `env`, connected over stdio; stopped (stdin closed) on exit."""
+    params = StdioServerParameters(command=sys.executable, args=["-m", "agentseat.cli", "serve"], env=env,
+                                   cwd=str(workdir))
+    log_path = workdir / f"{log_name}.log"
+    with log_path.open("a") as errlog:
+        served: Served | None = None
+
+        async def on_channel(p: ChannelParams) -> None:
+            assert served is not None
+            await served.on_channel(p)
+
+        binding = NotificationBinding(method=METHOD, params_type=ChannelParams, handler=on_channel)
+        async with stdio_client(params, errlog=errlog) as (read, write):
+            async with ClientSession(read, write, notification_bindings=[binding]) as session:
+                with anyio.fail_after(BOUND):
+                    init = await session.initialize()
+                served = Served(session, init)
+                yield served
+
+
+async def post_dm(sandbox: Sandbox, sender: str, to: str, text: str) -> dict[str, Any]:
+    """A direct message from `sender` to `to`, posted through the sandbox's control API."""
+    async with aiohttp.ClientSession() as http:
+        async with http.post(f"{sandbox.url}/_sandbox/messages", json={"from": sender, "to": to, "text": text},
+                             ssl=sandbox.client_ssl_context()) as resp:
+            assert resp.status == 201, await resp.text()
+            return await resp.json()  # type: ignore[no-any-return]
+
+
+async def chat_messages(sandbox: Sandbox, chat_id: str) -> list[dict[str, Any]]:
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"{sandbox.url}/_sandbox/chats/{chat_id}/messages",
+                            ssl=sandbox.client_ssl_context()) as resp:
+            assert resp.status == 200, await resp.text()
+            return (await resp.json())["messages"]  # type: ignore[no-any-return]
