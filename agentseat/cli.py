@@ -81,6 +81,67 @@ def cmd_watch(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+# --- identity: setup, teardown, token, status, doctor (work in identity/ and runtime/status.py) ----
+def _with_config(args: argparse.Namespace, settings: Settings) -> Settings:
+    from .identity.configfile import with_config_file
+
+    return with_config_file(settings, args.env_file, _overrides(args))
+
+
+def cmd_setup(args: argparse.Namespace, settings: Settings) -> int:
+    from .identity.provision import SetupOptions, setup
+
+    if args.retire_old and args.grant:
+        raise AgentSeatError("--grant only (re)applies consent; it cannot be combined with --retire-old")
+    options = SetupOptions(dry_run=args.dry_run, grant_only=args.grant, license_sku=args.license or "",
+                           rotate_key=args.rotate_key, retire_old=args.retire_old)
+    return anyio.run(setup, _with_config(args, settings), options)
+
+
+def cmd_teardown(args: argparse.Namespace, settings: Settings) -> int:
+    from .identity.teardown import teardown
+
+    return anyio.run(lambda: teardown(_with_config(args, settings), dry_run=args.dry_run, yes=args.yes))
+
+
+def cmd_token(args: argparse.Namespace, settings: Settings) -> int:
+    from .identity.doctor import token
+
+    return anyio.run(lambda: token(_with_config(args, settings), args.resource, decode=args.decode))
+
+
+def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
+    from .runtime.status import status
+
+    return status(_with_config(args, settings))
+
+
+def cmd_doctor(args: argparse.Namespace, settings: Settings) -> int:
+    from .identity.doctor import doctor
+
+    return anyio.run(doctor, _with_config(args, settings))
+
+
+def _identity_commands(parsers: dict[str, argparse.ArgumentParser]) -> None:
+    p = parsers["setup"]
+    p.add_argument("--dry-run", action="store_true", help="print the plan and change nothing")
+    p.add_argument("--grant", action="store_true", help="only (re)apply the agent's permissions (app role, consent)")
+    p.add_argument("--license", metavar="SKU", help="assign this licence (skuId or skuPartNumber) to the Agent User")
+    p.add_argument("--rotate-key", action="store_true", help="append a new certificate and make it the active one")
+    p.add_argument("--retire-old", action="store_true", help="remove every non-active certificate from Entra and disk")
+    p.set_defaults(func=cmd_setup)
+    p = parsers["teardown"]
+    p.add_argument("--dry-run", action="store_true", help="print the plan and change nothing")
+    p.add_argument("--yes", action="store_true", help="confirm: delete the agent's identity objects and keys")
+    p.set_defaults(func=cmd_teardown)
+    p = parsers["token"]
+    p.add_argument("--resource", default="graph", help="graph (default), exchange (hop 2) or a resource URI")
+    p.add_argument("--decode", action="store_true", help="print the header and claims as JSON, without the signature")
+    p.set_defaults(func=cmd_token)
+    parsers["status"].set_defaults(func=cmd_status)
+    parsers["doctor"].set_defaults(func=cmd_doctor)
+
+
 def _not_ready(name: str) -> Command:
     def command(args: argparse.Namespace, settings: Settings) -> int:
         raise AgentSeatError(f"`agentseat {name}` is not available in this build", hint="see README.md")
@@ -122,6 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
         if name in ("serve", "watch", "bot"):
             _runtime_options(p)
         p.set_defaults(func=cmd_serve if name == "serve" else _not_ready(name))
+    _identity_commands(sub.choices)
     return parser
 
 

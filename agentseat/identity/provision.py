@@ -33,8 +33,6 @@ Action = Callable[[], Awaitable[None]]
 # Entra replicates new objects for seconds to minutes (entrabot Learnings #2 and #8): a call that
 # names an object created moments ago may fail with 400/404 until then.
 _PROPAGATION_DELAYS = (5.0, 10.0, 20.0)
-_IDENTITY_KEYS = ("AGENTSEAT_BLUEPRINT_APP_ID", "AGENTSEAT_BLUEPRINT_OBJECT_ID", "AGENTSEAT_AGENT_ID",
-                  "AGENTSEAT_AGENT_OBJECT_ID", "AGENTSEAT_AGENT_USER_ID", "AGENTSEAT_CERT_THUMBPRINT")
 
 
 @dataclass
@@ -50,6 +48,7 @@ class Step:
 @dataclass
 class Plan:
     title: str
+    mark: str = "+"  # how a step to do is shown: "+" adds, "-" deletes
     steps: list[Step] = field(default_factory=list)
 
     def check(self, done: bool, done_text: str, todo_text: str, why: str, action: Action | None = None) -> None:
@@ -62,7 +61,7 @@ class Plan:
     def render(self) -> str:
         lines = [self.title]
         for step in self.steps:
-            lines.append(f"  {'✓' if step.done else '+'} {step.what}")
+            lines.append(f"  {'✓' if step.done else self.mark} {step.what}")
             if not step.done:
                 lines.append(f"      why: {step.why}")
         return "\n".join(lines)
@@ -106,7 +105,7 @@ class Provisioner:
         self.seat = Seat()
 
     # --- discovery ------------------------------------------------------------------------
-    async def _discover(self, *, teardown: bool = False) -> None:
+    async def discover(self, *, teardown: bool = False) -> None:
         s, d, seat = self.settings, self.d, self.seat
         org = await d.organization()
         seat.tenant_id = str(org.get("id") or s.tenant_id)
@@ -161,7 +160,7 @@ class Provisioner:
 
     # --- setup ----------------------------------------------------------------------------
     async def plan_setup(self, options: SetupOptions) -> Plan:
-        await self._discover()
+        await self.discover()
         s, d, seat = self.settings, self.d, self.seat
         plan = Plan(f"agentseat setup: tenant {seat.tenant_id}")
         if options.grant_only:
@@ -365,59 +364,6 @@ class Provisioner:
         assert self.settings.config_file is not None
         update_env_file(self.settings.config_file, self.config_values())
 
-    # --- teardown -------------------------------------------------------------------------
-    async def plan_teardown(self) -> Plan:
-        await self._discover(teardown=True)
-        seat, d = self.seat, self.d
-        plan = Plan(f"agentseat teardown: tenant {seat.tenant_id}")
-        ident, user, bp = seat.identity, seat.user, seat.blueprint
-        grants = await d.grants_of(str(ident["id"])) if ident else []
-        why_grant = "the Agent Identity's delegated consent"
-        for grant in grants:
-            plan.check(False, "", f"delete the delegated grant {grant['id']}", why_grant,
-                       self._delete(f"/oauth2PermissionGrants/{grant['id']}"))
-        if not grants:
-            plan.check(True, "no delegated grant", "", why_grant)
-        plan.check(user is None, "no Agent User", f"delete the Agent User {user and user['userPrincipalName']}",
-                   "the account the agent signs in as", self._delete(f"/users/{user and user['id']}"))
-        plan.check(ident is None, "no Agent Identity", f"delete the Agent Identity {ident and ident['appId']}",
-                   "the identity the agent acts as", self._delete(f"/servicePrincipals/{ident and ident['id']}"))
-        principal = seat.principal
-        plan.check(principal is None, "no Blueprint service principal", "delete the Blueprint's service principal",
-                   "the Blueprint's presence in the tenant", self._delete(f"/servicePrincipals/{principal and principal['id']}"))
-        plan.check(bp is None, "no Agent Identity Blueprint", f"delete the Agent Identity Blueprint {bp and bp['appId']}",
-                   "the agent's application and its certificates", self._delete(f"/applications/{bp and bp['id']}"))
-        stored = await anyio.to_thread.run_sync(self.store.list)
-        for cert in stored:
-            plan.check(False, "", f"delete the local certificate and key {cert.sha1}",
-                       "a key for a deleted Blueprint opens nothing; it should not linger", self._retire(cert.sha1))
-        path = self.settings.config_file
-        assert path is not None
-        present = [k for k in _IDENTITY_KEYS if k in read_env_file(path)]
-        plan.check(not present, f"no identity settings in {path}", f"remove the identity settings from {path}",
-                   "they name objects that no longer exist",
-                   lambda: anyio.to_thread.run_sync(update_env_file, path, dict.fromkeys(_IDENTITY_KEYS)))
-        return plan
-
-    def _delete(self, path: str) -> Action:
-        async def apply() -> None:
-            if not await self.d.delete(path):
-                log.info("provision_already_deleted", path=path)
-        return apply
-
-    def _retire(self, sha1: str) -> Action:
-        def retire() -> None:
-            if self.store.active() == sha1:
-                # KeyStore retires only inactive certificates; teardown retires them all,
-                # so the active marker (the `active` file of its documented layout) goes first.
-                (self.store.dir / "active").unlink(missing_ok=True)
-            self.store.retire(sha1)
-
-        async def apply() -> None:
-            await anyio.to_thread.run_sync(retire)
-        return apply
-
-
 async def apply_plan(plan: Plan, err: TextIO) -> int:
     """Run every step not done yet, in order, with a progress line on stderr for each."""
     count = 0
@@ -435,14 +381,17 @@ def _nickname(display_name: str) -> str:
     return re.sub(r"[^a-z0-9._-]+", "-", display_name.lower()).strip("-.") or "agent"
 
 
-async def _run(settings: Settings, work: Callable[[Provisioner], Awaitable[int]], err: TextIO) -> int:
+async def run_provisioner(settings: Settings, work: Callable[[Provisioner], Awaitable[int]], err: TextIO) -> int:
+    """Build the provisioner's Graph client around `work`."""
     store = KeyStore(settings)
     async with GraphClient(settings, ProvisionerTokens(settings)) as graph:
         return await work(Provisioner(settings, Directory(settings, graph), store, err))
 
 
-async def setup(settings: Settings, options: SetupOptions, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
-    """`agentseat setup`: print the plan on `out`, then apply it unless it is a dry run."""
+async def setup(settings: Settings, options: SetupOptions, out: TextIO | None = None,
+                err: TextIO | None = None) -> int:
+    """`agentseat setup`: print the plan on `out` (stdout), then apply it unless it is a dry run."""
+    out, err = out or sys.stdout, err or sys.stderr
     async def work(p: Provisioner) -> int:
         plan = await p.plan_setup(options)
         print(plan.render(), file=out, flush=True)
@@ -453,23 +402,4 @@ async def setup(settings: Settings, options: SetupOptions, out: TextIO = sys.std
         else:
             print(f"applied {await apply_plan(plan, err)} change(s)", file=out)
         return 0
-    return await _run(settings, work, err)
-
-
-async def teardown(settings: Settings, *, dry_run: bool = False, yes: bool = False, out: TextIO = sys.stdout,
-                   err: TextIO = sys.stderr) -> int:
-    """`agentseat teardown`: print the plan; delete only with `yes` and not a dry run."""
-    async def work(p: Provisioner) -> int:
-        plan = await p.plan_teardown()
-        print(plan.render().replace("  + ", "  - "), file=out, flush=True)
-        if not plan.changes:
-            print("no changes", file=out)
-        elif dry_run:
-            print(f"dry run: {len(plan.changes)} change(s) planned, nothing changed", file=out)
-        elif not yes:
-            raise ProvisionError("teardown deletes the agent's identity, mailbox and keys; nothing was changed",
-                                 hint="re-run with --yes to confirm, or --dry-run to only see the plan")
-        else:
-            print(f"applied {await apply_plan(plan, err)} change(s)", file=out)
-        return 0
-    return await _run(settings, work, err)
+    return await run_provisioner(settings, work, err)

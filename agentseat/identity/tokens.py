@@ -195,6 +195,9 @@ class TokenChain:
 
     def hop2(self, scope: str = EXCHANGE_SCOPE) -> dict[str, Any]:
         """The Agent Identity's own token: for the exchange, or app-only for a resource."""
+        # Hop 1 first, on its own: msal would mint it inside hop 2 (the assertion callable), and a
+        # failure there (authority unreachable, certificate revoked) must name hop 1. msal caches T1.
+        self.hop1()
         app = self._identity_app()
         result: dict[str, Any] = {}
 

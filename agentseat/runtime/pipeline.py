@@ -302,8 +302,9 @@ class DropLog:
             entry[1] += 1
             entry[2] += drop.items
             return False
-        if len(self._entries) >= _DROP_LOG_KEYS:
-            self._entries = {k: e for k, e in self._entries.items() if now - e[0] < self._window}
+        if len(self._entries) >= _DROP_LOG_KEYS:  # forget closed windows; if none closed, start over
+            live = {k: e for k, e in self._entries.items() if now - e[0] < self._window}
+            self._entries = live if len(live) < _DROP_LOG_KEYS else {}
         self._entries[key] = [now, 0, 0]
         # Never the clientState, a token, encrypted data or message text: ids, reason and counts only.
         log.warning(

@@ -208,8 +208,8 @@ async def update_user(request: web.Request) -> web.Response:
     if isinstance(body, web.Response):
         return body
     checks = {
-        # user resource: usageLocation is a two-letter ISO 3166 country code (null clears it).
-        "usageLocation": lambda v: v is None or (isinstance(v, str) and bool(_COUNTRY.match(v))),
+        # agentUser/user resource: usageLocation is a two-letter ISO 3166 code, not nullable.
+        "usageLocation": lambda v: isinstance(v, str) and bool(_COUNTRY.match(v)),
         "displayName": lambda v: isinstance(v, str) and bool(v.strip()),
         "accountEnabled": lambda v: isinstance(v, bool),
     }
@@ -220,7 +220,7 @@ async def update_user(request: web.Request) -> web.Response:
             return invalid_property(request, prop, "User")
     # Every property was valid: only now change the user, so a refused PATCH changes nothing.
     if "usageLocation" in body:
-        user.usage_location = (body["usageLocation"] or "").upper()
+        user.usage_location = body["usageLocation"].upper()
     if "displayName" in body:
         user.display_name = body["displayName"]
     if "accountEnabled" in body:

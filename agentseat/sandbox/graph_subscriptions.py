@@ -9,7 +9,7 @@ delivery.py's job.
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 from aiohttp import web
@@ -38,6 +38,9 @@ from .subscription_rules import (
     subscription_json,
 )
 from .tenant import Subscription, new_id
+
+if TYPE_CHECKING:
+    from .app import Sandbox
 
 log = structlog.get_logger(__name__)
 
@@ -78,9 +81,10 @@ async def _handshake(request: web.Request, url: str) -> None:
         raise bad(_VALIDATION_FAILED, "ValidationError")
 
 
-def _note_token_refresh(sub: Subscription, who: Principal, now: float, *, kind: str, sb: Any) -> None:
+def _note_token_refresh(sb: Sandbox, sub: Subscription, who: Principal, *, kind: str) -> None:
     """Renewal and reauthorization both refresh the access token behind the subscription
     ("When you renew your subscription, your access token is also refreshed")."""
+    now = sb.clock.now()
     other = sub.last_patch if kind == "reauthorize" else sub.last_reauthorize
     if other and now - other < _REAUTHORIZE_PATCH_WINDOW:
         sb.stats.notifications["reauthorize_and_patch_within_10min"] += 1
@@ -208,7 +212,7 @@ async def update_subscription(request: web.Request) -> web.Response:
     if find(sb, sub_id, who) is None:  # deleted or expired while the handshake ran
         return _not_found(request, sub_id)
     sub.expiration, sub.notification_url = expiration, url
-    _note_token_refresh(sub, who, sb.clock.now(), kind="patch", sb=sb)
+    _note_token_refresh(sb, sub, who, kind="patch")
     sb.mark_dirty()
     log.info("subscription_updated", subscription=sub.id)
     return web.json_response(subscription_json(sub))
@@ -239,7 +243,7 @@ async def reauthorize_subscription(request: web.Request) -> web.Response:
         authorize_resource(sb, spec_of(sb, sub), who)
     except ResourceError as exc:
         return _error(request, exc)
-    _note_token_refresh(sub, who, sb.clock.now(), kind="reauthorize", sb=sb)
+    _note_token_refresh(sb, sub, who, kind="reauthorize")
     sb.mark_dirty()
     log.info("subscription_reauthorized", subscription=sub.id)
     return web.Response(status=204)

@@ -41,10 +41,10 @@ def tools(runtime: Runtime, extra_status: Callable[[], dict[str, Any]] | None = 
         }
 
     async def status(_: NoArgs) -> dict[str, Any]:
-        out = runtime.describe()
-        if extra_status is not None:
-            out |= extra_status()
-        return out
+        extra = extra_status() if extra_status is not None else {}
+        if "runtime_error" in extra:  # the runtime closed its inbox and Graph client on the way out
+            return {"role": "stopped", "mode": settings.mode, **extra}
+        return runtime.describe() | extra
 
     return [
         Tool("whoami", "Who the agent is (its user principal name and ids), its tenant, and its sponsors: the "

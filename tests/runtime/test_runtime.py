@@ -99,3 +99,108 @@ async def test_poll_mode_delivers_the_same_events_without_a_tunnel(sandbox: Sand
         assert sorted((e.kind, e.source) for e in running.events) == [("mail", "poll"), ("teams", "poll")]
         assert sandbox.stats.throttled.total() == 0
         tg.cancel_scope.cancel()
+
+
+async def _dm(sandbox: Sandbox, sender: str, text: str) -> dict[str, Any]:
+    return await control(sandbox, "POST", "/_sandbox/messages",
+                         {"from": upn(sandbox, sender), "to": upn(sandbox, "agent_user"), "text": text})
+
+
+def _texts(running: Running) -> list[str]:
+    return [e.text for e in running.events]
+
+
+async def test_500_messages_arrive_exactly_once_despite_dropped_duplicated_reordered_notifications(
+    sandbox: Sandbox, env: dict[str, str]
+) -> None:
+    async with anyio.create_task_group() as tg:
+        running = await start(tg, env, reconcile_seconds="60")
+        await wait_for(lambda: running.runtime.status.source == "webhook")
+        await control(sandbox, "POST", "/_sandbox/faults",
+                      {"notifications": {"drop": 0.2, "duplicate": 0.1, "reorder": 0.1}, "seed": 7})
+        sent = [f"m{i}" for i in range(500)]
+        for i, text in enumerate(sent):
+            await _dm(sandbox, "colleague1" if i % 2 else "colleague2", text)
+        await control(sandbox, "DELETE", "/_sandbox/faults")
+        # Dropped notifications are Graph's loss; the reconciliation behind webhooks recovers them.
+        await running.runtime.poller.resync("teams", "test")
+        await wait_for(lambda: len(running.events) >= 500, timeout=60)
+        assert sorted(_texts(running)) == sorted(sent)
+        assert len({e.key for e in running.events}) == 500
+        assert sandbox.stats.notifications["dropped"] > 0 and sandbox.stats.notifications["duplicated"] > 0
+        tg.cancel_scope.cancel()
+
+
+async def test_lifecycle_events_lose_no_message(sandbox: Sandbox, env: dict[str, str]) -> None:
+    async with anyio.create_task_group() as tg:
+        running = await start(tg, env)
+        await wait_for(lambda: running.runtime.status.source == "webhook")
+        manager = running.runtime.manager
+        assert manager is not None
+        teams_id = manager.states["teams"].id
+        mail_id = manager.states["mail"].id
+
+        # reauthorizationRequired: exactly one PATCH (renew + reauthorize), no reauthorize call.
+        patches = sandbox.stats.requests["PATCH /subscriptions/{sub_id}"]
+        await control(sandbox, "POST", f"/_sandbox/subscriptions/{teams_id}/reauthorize")
+        await wait_for(lambda: sandbox.stats.requests["PATCH /subscriptions/{sub_id}"] == patches + 1)
+        assert sandbox.stats.requests["POST /subscriptions/{sub_id}/reauthorize"] == 0
+
+        # subscriptionRemoved: messages sent while it was gone are resynced, the subscription recreated.
+        await control(sandbox, "POST", f"/_sandbox/subscriptions/{teams_id}/remove")
+        await _dm(sandbox, "sponsor", "during removal")
+        await wait_for(lambda: manager.states["teams"].id not in ("", teams_id))
+        await wait_for(lambda: "during removal" in _texts(running))
+
+        # missed (mail only): a delta resync picks up what Graph did not deliver.
+        await control(sandbox, "POST", "/_sandbox/faults", {"notifications": {"drop": 1.0}})
+        await control(sandbox, "POST", "/_sandbox/mail", {"from": upn(sandbox, "colleague1"),
+                      "to": upn(sandbox, "agent_user"), "subject": "missed one", "body": "x"})
+        await control(sandbox, "DELETE", "/_sandbox/faults")
+        await control(sandbox, "POST", f"/_sandbox/subscriptions/{mail_id}/missed")
+        await wait_for(lambda: any(e.subject == "missed one" for e in running.events))
+
+        # Expiry: Graph deletes it silently; the next renewal finds a 404 and recreates.
+        await control(sandbox, "POST", f"/_sandbox/subscriptions/{manager.states['teams'].id}/expire")
+        await _dm(sandbox, "colleague2", "after expiry")
+        await manager.renew("teams", reason="test")
+        await wait_for(lambda: "after expiry" in _texts(running))
+        assert len(running.events) == len({e.key for e in running.events})
+        tg.cancel_scope.cancel()
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def test_restart_adopts_its_subscriptions_instead_of_duplicating(sandbox: Sandbox, env: dict[str, str]) -> None:
+    port = str(free_port())  # the same public URL across restarts
+    for _ in range(2):
+        async with anyio.create_task_group() as tg:
+            running = await start(tg, env, webhook_port=port)
+            await wait_for(lambda: running.runtime.status.source == "webhook")
+            tg.cancel_scope.cancel()
+    assert len(sandbox.tenant.subscriptions) == 2
+    assert sandbox.stats.requests["POST /subscriptions"] == 2
+
+
+async def test_a_new_public_url_moves_every_subscription_and_loses_nothing(sandbox: Sandbox, env: dict[str, str]) -> None:
+    async with anyio.create_task_group() as tg:
+        running = await start(tg, env)
+        await wait_for(lambda: running.runtime.status.source == "webhook")
+        tg.cancel_scope.cancel()
+    first_urls = {s.notification_url for s in sandbox.tenant.subscriptions.values()}
+    await _dm(sandbox, "sponsor", "while the runtime was down")
+    async with anyio.create_task_group() as tg:
+        running = await start(tg, env)  # a new port: the tunnel URL changed
+        await wait_for(lambda: running.runtime.status.source == "webhook")
+        await _dm(sandbox, "sponsor", "after the move")
+        await wait_for(lambda: {"while the runtime was down", "after the move"} <= set(_texts(running)))
+        urls = {s.notification_url for s in sandbox.tenant.subscriptions.values()}
+        assert len(sandbox.tenant.subscriptions) == 2 and not urls & first_urls
+        assert [e.source for e in running.events if e.text == "after the move"] == ["webhook"]
+        tg.cancel_scope.cancel()

@@ -194,7 +194,9 @@ async def test_licence_bodies_are_validated(sandbox: Sandbox) -> None:
                             {"addLicenses": [{"skuId": TEAMS_SKU_ID}]})
     assert status == 400  # removeLicenses is required
     assert sandbox.tenant.users[grace].licenses == []
-    assert (await graph(sandbox, "PATCH", f"/users/{grace}", token, {"usageLocation": "USA"}))[0] == 400
+    for bad in ("USA", None):
+        assert (await graph(sandbox, "PATCH", f"/users/{grace}", token, {"usageLocation": bad}))[0] == 400
+    assert sandbox.tenant.users[grace].usage_location == "US"
 
 
 async def test_licence_assignment_needs_a_licence_permission(sandbox: Sandbox) -> None:

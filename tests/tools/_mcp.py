@@ -14,6 +14,7 @@ import aiohttp
 import anyio
 import mcp_types as types
 from mcp import ClientSession, StdioServerParameters
+from mcp.client import _probe
 from mcp.client.extension import NotificationBinding
 from mcp.client.stdio import stdio_client
 
@@ -66,8 +67,13 @@ class Served:
 
 
 @asynccontextmanager
-async def serve(env: dict[str, str], workdir: Path, log_name: str = "serve") -> AsyncIterator[Served]:
-    """`agentseat serve` in a subprocess with `env`, connected over stdio; stopped (stdin closed) on exit."""
+async def serve(env: dict[str, str], workdir: Path, log_name: str = "serve", *,
+                negotiate_auto: bool = False) -> AsyncIterator[Served]:
+    """`agentseat serve` in a subprocess with `env`, connected over stdio; stopped (stdin closed) on exit.
+
+    `negotiate_auto` connects as Claude Code does with MCP_PROTOCOL_NEGOTIATION=auto: a
+    `server/discover` probe first, `initialize` only if the server does not take it.
+    """
     params = StdioServerParameters(command=sys.executable, args=["-m", "agentseat.cli", "serve"], env=env,
                                    cwd=str(workdir))
     log_path = workdir / f"{log_name}.log"
@@ -82,7 +88,12 @@ async def serve(env: dict[str, str], workdir: Path, log_name: str = "serve") -> 
         async with stdio_client(params, errlog=errlog) as (read, write):
             async with ClientSession(read, write, notification_bindings=[binding]) as session:
                 with anyio.fail_after(BOUND):
-                    init = await session.initialize()
+                    if negotiate_auto:
+                        await _probe.negotiate_auto(session)
+                        init = session.initialize_result
+                        assert init is not None, "the server took the modern era: no channel capability there"
+                    else:
+                        init = await session.initialize()
                 served = Served(session, init)
                 yield served
 
@@ -96,9 +107,34 @@ async def post_dm(sandbox: Sandbox, sender: str, to: str, text: str) -> dict[str
             return await resp.json()  # type: ignore[no-any-return]
 
 
+async def post_chat(sandbox: Sandbox, sender: str, chat_id: str, text: str) -> dict[str, Any]:
+    """A message from `sender` in an existing chat, through the control API."""
+    async with aiohttp.ClientSession() as http:
+        async with http.post(f"{sandbox.url}/_sandbox/messages", json={"from": sender, "chat_id": chat_id,
+                             "text": text}, ssl=sandbox.client_ssl_context()) as resp:
+            assert resp.status == 201, await resp.text()
+            return await resp.json()  # type: ignore[no-any-return]
+
+
 async def chat_messages(sandbox: Sandbox, chat_id: str) -> list[dict[str, Any]]:
     async with aiohttp.ClientSession() as http:
         async with http.get(f"{sandbox.url}/_sandbox/chats/{chat_id}/messages",
                             ssl=sandbox.client_ssl_context()) as resp:
+            assert resp.status == 200, await resp.text()
+            return (await resp.json())["messages"]  # type: ignore[no-any-return]
+
+
+async def post_mail(sandbox: Sandbox, sender: str, to: str, subject: str, body: str) -> dict[str, Any]:
+    """Mail from `sender` delivered to `to`, through the control API."""
+    async with aiohttp.ClientSession() as http:
+        async with http.post(f"{sandbox.url}/_sandbox/mail", json={"from": sender, "to": to, "subject": subject,
+                             "body": body}, ssl=sandbox.client_ssl_context()) as resp:
+            assert resp.status == 201, await resp.text()
+            return await resp.json()  # type: ignore[no-any-return]
+
+
+async def mailbox(sandbox: Sandbox, upn: str) -> list[dict[str, Any]]:
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"{sandbox.url}/_sandbox/mail/{upn}", ssl=sandbox.client_ssl_context()) as resp:
             assert resp.status == 200, await resp.text()
             return (await resp.json())["messages"]  # type: ignore[no-any-return]

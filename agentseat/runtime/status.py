@@ -1,0 +1,108 @@
+"""`agentseat status`: what the state directory says, without a running runtime.
+
+It reads the durable inbox (event counts, the last event, the subscriptions the manager keeps
+in the inbox's `subscriptions` meta key), the owner lock (is a runtime running, and which pid)
+and the key store (the active certificate and its expiry). It calls no service and changes
+nothing; it never prints a message's text, only its kind, sender and times.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import sys
+from typing import Any, TextIO
+
+from ..config import Settings
+from ..errors import AgentSeatError
+from ..identity.keys import KeyStore
+from .inbox import Inbox
+from .lock import OwnerLock
+
+
+def _alive(pid: int | None) -> bool:
+    if pid is None:
+        return False
+    try:
+        os.kill(pid, 0)  # signal 0 checks existence and sends nothing
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _when(epoch: float) -> str:
+    if not epoch:
+        return "-"
+    moment = dt.datetime.fromtimestamp(epoch, dt.timezone.utc)
+    left = moment - dt.datetime.now(dt.timezone.utc)
+    hours = left.total_seconds() / 3600
+    return f"{moment:%Y-%m-%d %H:%M} UTC ({'in ' if hours >= 0 else ''}{abs(hours):.1f} h{' ago' if hours < 0 else ''})"
+
+
+def collect(settings: Settings) -> dict[str, Any]:
+    """The status as data (also what `--json` style callers would want)."""
+    state = settings.state_dir
+    info: dict[str, Any] = {"state_dir": str(state), "agent": settings.agent_user_upn or settings.agent_user_id or None}
+    pid = OwnerLock(state / "runtime.lock").owner_pid() if (state / "runtime.lock").exists() else None
+    info["runtime"] = {"running": _alive(pid), "pid": pid if _alive(pid) else None}
+    try:
+        certs = KeyStore(settings).list()
+        info["certificates"] = [{"thumbprint": c.sha1, "active": c.active, "expires": c.not_after.isoformat()}
+                                for c in certs]
+    except AgentSeatError as exc:
+        info["certificates"] = {"error": exc.message}
+    path = state / "inbox.db"
+    if not path.exists():
+        info["inbox"] = None
+        return info
+    inbox = Inbox(path)
+    try:
+        last = inbox.last_event()
+        info["inbox"] = {
+            "events": inbox.count(), "teams": inbox.count("teams"), "mail": inbox.count("mail"),
+            "last_event": None if last is None else {
+                "seq": last.seq, "kind": last.kind, "from": last.sender_upn or last.sender_name,
+                "trust": last.trust, "source": last.source, "received_at": last.received_at},
+        }
+        raw = inbox.get_meta("subscriptions")
+        info["subscriptions"] = json.loads(raw) if raw else {}
+    finally:
+        inbox.close()
+    return info
+
+
+def status(settings: Settings, out: TextIO | None = None) -> int:
+    """Print the status; 0 always (a missing inbox is a state, not an error)."""
+    out = out or sys.stdout
+    info = collect(settings)
+    run = info["runtime"]
+    print(f"agent:          {info['agent'] or 'not set up (run `agentseat setup`)'}", file=out)
+    print(f"state dir:      {info['state_dir']}", file=out)
+    print(f"runtime:        {'running, pid ' + str(run['pid']) if run['running'] else 'not running'}", file=out)
+    certs = info["certificates"]
+    if isinstance(certs, dict):
+        print(f"certificates:   unreadable: {certs['error']}", file=out)
+    for cert in certs if isinstance(certs, list) else []:
+        mark = "active" if cert["active"] else "old"
+        print(f"certificate:    {cert['thumbprint']} ({mark}, expires {cert['expires'][:10]})", file=out)
+    inbox = info.get("inbox")
+    if inbox is None:
+        print("inbox:          empty (no runtime has run in this state dir yet)", file=out)
+        return 0
+    print(f"inbox:          {inbox['events']} events ({inbox['teams']} teams, {inbox['mail']} mail)", file=out)
+    last = inbox["last_event"]
+    if last:
+        print(f"last event:     #{last['seq']} {last['kind']} from {last['from']} ({last['trust']}, via "
+              f"{last['source']}) at {last['received_at']}", file=out)
+    subs = info.get("subscriptions") or {}
+    if not subs:
+        print("subscriptions:  none recorded", file=out)
+    for kind, sub in sorted(subs.items()):
+        detail = f"{sub.get('state', '?')}, expires {_when(float(sub.get('expires') or 0))}"
+        if sub.get("error"):
+            detail += f", error: {sub['error']}"
+        print(f"subscription:   {kind}: {detail}", file=out)
+    return 0

@@ -1,0 +1,70 @@
+"""A tool call becomes a result or a tool error that says what to do; never a crash."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import Field
+
+from agentseat.errors import GraphError
+from agentseat.tools.base import Args, Tool
+from agentseat.tools.server import ToolBox
+
+
+class EchoArgs(Args):
+    text: str = Field(min_length=1)
+    times: int = Field(1, ge=1, le=3)
+
+
+async def _echo(args: EchoArgs) -> dict[str, Any]:
+    return {"echo": args.text * args.times}
+
+
+async def _graph_fails(args: EchoArgs) -> None:
+    raise GraphError("POST /chats/x/messages -> 403 Forbidden", status=403, hint="run `agentseat setup --grant`")
+
+
+async def _bug(args: EchoArgs) -> None:
+    raise KeyError("oops")
+
+
+BOX = ToolBox([Tool("echo", "Echo.", EchoArgs, _echo), Tool("graph", "Fails.", EchoArgs, _graph_fails),
+               Tool("bug", "Has a bug.", EchoArgs, _bug)])
+
+
+def _text(result: Any) -> str:
+    return result.content[0].text  # type: ignore[no-any-return]
+
+
+async def test_valid_call_returns_json_text() -> None:
+    result = await BOX.call("echo", {"text": "ab", "times": 2})
+    assert not result.is_error and '"echo": "abab"' in _text(result)
+
+
+async def test_invalid_arguments_are_a_tool_error_naming_the_field() -> None:
+    for args in ({}, {"text": "a", "times": 9}, {"text": "a", "extra": 1}):
+        result = await BOX.call("echo", args)
+        assert result.is_error and "invalid arguments for echo" in _text(result) and "what to do" in _text(result)
+    assert "times" in _text(await BOX.call("echo", {"text": "a", "times": 9}))
+    assert "extra" in _text(await BOX.call("echo", {"text": "a", "extra": 1}))
+
+
+async def test_agentseat_errors_carry_their_hint() -> None:
+    text = _text(result := await BOX.call("graph", {"text": "a"}))
+    assert result.is_error and "403 Forbidden" in text and "agentseat setup --grant" in text
+
+
+async def test_unexpected_exceptions_do_not_escape() -> None:
+    result = await BOX.call("bug", {"text": "a"})
+    assert result.is_error and "KeyError" in _text(result)
+
+
+async def test_unknown_tool_lists_the_real_ones() -> None:
+    result = await BOX.call("nope", {})
+    assert result.is_error and "bug, echo, graph" in _text(result)
+
+
+def test_schemas_are_json_schema_objects_without_titles() -> None:
+    [tool, *_] = BOX.listing()
+    assert tool.input_schema["type"] == "object" and tool.input_schema["required"] == ["text"]
+    assert tool.input_schema["additionalProperties"] is False and "title" not in tool.input_schema
