@@ -182,7 +182,7 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_text)
         if name in ("serve", "watch", "bot"):
             _runtime_options(p)
-        p.set_defaults(func=cmd_serve if name == "serve" else _not_ready(name))
+        p.set_defaults(func={"serve": cmd_serve, **COMMANDS}.get(name) or _not_ready(name))
     _identity_commands(sub.choices)
     return parser
 

@@ -89,10 +89,7 @@ class GraphClient:
         self._base_path = urlsplit(self._base).path
         self._host = settings.graph_host
         self._own_session = session is None
-        self._session = session or aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(ssl=ssl_context(settings), limit=32),
-            timeout=aiohttp.ClientTimeout(total=settings.graph_timeout_seconds),
-        )
+        self._session_obj = session  # created on first use: aiohttp needs a running loop
         self._limiter = limiter or RateLimiter()
         self.requests = 0
 
@@ -102,9 +99,19 @@ class GraphClient:
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
+    @property
+    def _session(self) -> aiohttp.ClientSession:
+        if self._session_obj is None:
+            self._session_obj = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(ssl=ssl_context(self._settings), limit=32),
+                timeout=aiohttp.ClientTimeout(total=self._settings.graph_timeout_seconds),
+            )
+        return self._session_obj
+
     async def close(self) -> None:
-        if self._own_session:
-            await self._session.close()
+        if self._own_session and self._session_obj is not None:
+            await self._session_obj.close()
+            self._session_obj = None
 
     # --- URLs ------------------------------------------------------------------------------
     def url(self, path_or_url: str) -> str:

@@ -126,9 +126,12 @@ class Provisioner:
                                  hint="set AGENTSEAT_BLUEPRINT_APP_ID to the one to use, or pick another "
                                  "AGENTSEAT_AGENT_DISPLAY_NAME")
         seat.blueprint = found[0] if found else None
-        if seat.blueprint is None:
-            return
-        bp_app_id = str(seat.blueprint["appId"])
+        if seat.blueprint is not None:
+            await self._discover_identity(str(seat.blueprint["appId"]))
+        await self._discover_user(teardown)
+
+    async def _discover_identity(self, bp_app_id: str) -> None:
+        s, d, seat = self.settings, self.d, self.seat
         seat.principal = await d.blueprint_principal(bp_app_id)
         ids = [i for i in (await d.agent_identities(app_id=s.agent_id) if s.agent_id else [])
                if i.get("agentIdentityBlueprintId") == bp_app_id]
@@ -140,7 +143,6 @@ class Provisioner:
                 raise ProvisionError(f"the Blueprint {bp_app_id} has {len(ids)} Agent Identities",
                                      hint="set AGENTSEAT_AGENT_ID to the one this agent uses")
         seat.identity = ids[0] if ids else None
-        await self._discover_user(teardown)
 
     async def _discover_user(self, teardown: bool) -> None:
         s, d, seat = self.settings, self.d, self.seat

@@ -11,7 +11,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import anyio
-import structlog
 from pydantic import Field
 
 from ..runtime.inbox import Event
@@ -19,8 +18,6 @@ from .base import Args, Tool, sender_label, wrap_untrusted
 
 if TYPE_CHECKING:
     from ..runtime.app import Runtime
-
-log = structlog.get_logger(__name__)
 
 #: Some hosts kill tool calls that run 60 s or longer, so a wait always returns before that.
 MAX_WAIT_SECONDS = 55

@@ -121,7 +121,7 @@ async def test_dry_run_prints_the_plan_and_changes_nothing(sandbox: Sandbox, tmp
     control(sandbox, "DELETE", "/_sandbox/stats")
     out = await run_setup(settings, dry_run=True, license_sku="SPE_E3")
     assert "+ create the Agent Identity Blueprint 'dry agent'" in out and "+ create the Agent User dry-agent@" in out
-    assert "dry run: 11 change(s) planned, nothing changed" in out
+    assert "dry run: 10 change(s) planned, nothing changed" in out
     assert writes(sandbox) == {}
     assert KeyStore(settings).list() == [] and not (tmp_path / "state" / "agentseat.env").exists()
 
@@ -130,7 +130,7 @@ async def test_setup_creates_every_object_from_nothing(sandbox: Sandbox, tmp_pat
     state = tmp_path / "state"
     settings = seat_settings(sandbox, state, agent_display_name="fresh agent", agent_user_upn="")
     out = await run_setup(settings, license_sku="SPE_E3")
-    assert "applied 11 change(s)" in out
+    assert "applied 10 change(s)" in out
     config = read_env_file(state / "agentseat.env")
     tenant = sandbox.tenant
     blueprint = tenant.apps[config["AGENTSEAT_BLUEPRINT_APP_ID"]]
@@ -210,7 +210,8 @@ async def test_grant_only_reapplies_permissions_and_nothing_else(sandbox: Sandbo
 
 
 async def test_setup_refuses_to_create_a_blueprint_without_a_sponsor(sandbox: Sandbox, tmp_path: Path) -> None:
-    settings = seat_settings(sandbox, tmp_path / "state", agent_display_name="orphan", sponsors=[])
+    settings = seat_settings(sandbox, tmp_path / "state", agent_display_name="orphan", sponsors=[],
+                             agent_user_upn="")
     control(sandbox, "DELETE", "/_sandbox/stats")
     with pytest.raises(ProvisionError) as caught:
         await run_setup(settings)
