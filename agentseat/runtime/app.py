@@ -156,15 +156,19 @@ class Runtime:
         ring, active = certs
         client_state = load_client_state(settings.state_dir)
         session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=ssl_context(settings)))
-        fetches_send, fetches_recv = anyio.create_memory_object_stream[str](1000)
+        fetches_send, fetches_recv = anyio.create_memory_object_stream[tuple[str, ...]](1000)
         lifecycle_send, lifecycle_recv = anyio.create_memory_object_stream[tuple[KnownSubscription, str]](100)
         self.manager = manager = SubscriptionManager(
             settings, self.graph, self.inbox, certificate_b64=active.der_b64, certificate_id=active.sha1_thumbprint,
             client_state=client_state, on_resync=self.poller.resync,
         )
 
+        # The webhook must answer fast: a full queue fails the POST (500) so Graph retries later.
         async def on_mail_fetch(message_id: str, partial: dict[str, Any]) -> None:
-            await fetches_send.send(message_id)
+            fetches_send.send_nowait(("mail", message_id))
+
+        async def on_chat_fetch(chat_id: str, message_id: str) -> None:
+            fetches_send.send_nowait(("teams", chat_id, message_id))
 
         async def on_lifecycle(known: KnownSubscription, event: str) -> None:
             await lifecycle_send.send((known, event))
@@ -173,6 +177,7 @@ class Runtime:
             settings=settings, inbox=self.inbox, keyring=ring,
             jwks=JwksCache(settings.jwks_url, session, ssl=ssl_context(settings)),
             policy=self.policy, subscriptions=manager.known, on_lifecycle=on_lifecycle, on_mail_fetch=on_mail_fetch,
+            on_chat_fetch=on_chat_fetch,
         )
         tunnel = self._tunnel()
         try:
@@ -235,14 +240,17 @@ class Runtime:
         self.status.source, self.status.polling = "poll", sorted(kinds)
         await self.poller.run(kinds)
 
-    async def _fetch_worker(self, ids: Any) -> None:
-        async with ids:
-            async for message_id in ids:
+    async def _fetch_worker(self, jobs: Any) -> None:
+        async with jobs:
+            async for kind, *ids in jobs:
                 try:
-                    await self.poller.fetch_mail(message_id)
+                    if kind == "mail":
+                        await self.poller.fetch_mail(ids[0])
+                    else:
+                        await self.poller.fetch_chat_message(ids[0], ids[1])
                 except AgentSeatError as exc:
-                    log.warning("mail_fetch_failed", message=message_id, error=exc.message)
-                    await self.poller.resync("mail", "fetch_failed")
+                    log.warning("fetch_failed", kind=kind, error=exc.message)
+                    await self.poller.resync(kind, "fetch_failed")
 
     async def _lifecycle_worker(self, events: Any) -> None:
         assert self.manager is not None

@@ -174,12 +174,22 @@ class Poller:
         event = mail_event(message, self._policy, source=source)  # type: ignore[arg-type]
         return await self._store([event]) if event else 0
 
+    async def fetch_chat_message(self, chat_id: str, message_id: str, source: str = "webhook") -> int:
+        """Read one chat message (a notification without resource data names only its id)."""
+        try:
+            message = await self._graph.get(f"/chats/{chat_id}/messages/{message_id}")
+        except NotFoundError:
+            log.info("chat_message_vanished", chat=chat_id, message=message_id)
+            return 0
+        event = chat_message_event(message, self._policy, source=source, chat_id=chat_id)  # type: ignore[arg-type]
+        return await self._store([event]) if event else 0
+
     # --- scheduling -------------------------------------------------------------------------
     async def resync(self, kind: str, reason: str) -> None:
         """Read what a gap may have hidden; errors are logged, never raised to the caller."""
         try:
             count = await (self.sync_chats(reason) if kind == "teams" else self.sync_mail(reason))
-            log.info("resync_done", kind=kind, reason=reason, events=count)
+            (log.debug if reason == "poll" else log.info)("resync_done", kind=kind, reason=reason, events=count)
         except AgentSeatError as exc:
             self._note_error(exc)
 

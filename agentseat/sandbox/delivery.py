@@ -11,9 +11,10 @@ sandbox's event loop; `run` owns every worker in one task group.
 from __future__ import annotations
 
 import math
+import re
 import uuid
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote
+from urllib.parse import quote_plus
 
 import aiohttp
 import anyio
@@ -216,7 +217,7 @@ class DeliveryEngine:
         assert self.sb.http is not None, "the sandbox's HTTP session starts with the server"
         token = f"Validation: Testing client application reachability for subscription Request-Id: {uuid.uuid4()}"
         base = str(URL(url))
-        target = URL(f"{base}{'&' if '?' in base else '?'}validationToken={quote(token, safe='')}", encoded=True)
+        target = URL(f"{base}{'&' if '?' in base else '?'}validationToken={_form_encode(token)}", encoded=True)
         headers = {"Content-Type": "text/plain; charset=utf-8"}
         try:
             with anyio.fail_after(self.sb.options.validation_timeout):
@@ -241,3 +242,9 @@ class DeliveryEngine:
             self.sb.stats.notifications["validation_failed"] += 1
             log.info("validation_failed", url=url, reason=failure)
         return failure
+
+
+def _form_encode(token: str) -> str:
+    """Encode as Graph does on the wire: form encoding, spaces as `+`, lowercase
+    escapes (observed: `validationToken=Validation%3a+Testing+client+...`)."""
+    return re.sub(r"%[0-9A-F]{2}", lambda m: m.group(0).lower(), quote_plus(token, safe=""))

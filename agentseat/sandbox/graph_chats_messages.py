@@ -146,6 +146,20 @@ async def list_messages(request: web.Request) -> web.Response:
     return _page(sb, request, messages, prop, "messages", context)
 
 
+@graph_route(scopes=READ_SCOPES, roles=READ_ROLES, limits=throttle.CHAT_GET)
+@graph_errors
+async def get_message(request: web.Request) -> web.Response:
+    """GET /chats/{chat-id}/messages/{message-id} (chatmessage-get)."""
+    sb = request.app[SANDBOX_KEY]
+    viewer = viewer_of(request)
+    chat = chat_for(sb, request.match_info["chat_id"], viewer, outsider=403)
+    wanted = request.match_info["message_id"]
+    for message in sb.tenant.messages.get(chat.id, []):
+        if message.id == wanted:
+            return web.json_response(chat_message_json(sb, message))
+    return graph_error(404, "NotFound", f"Message {wanted} was not found in this chat.", request=request)
+
+
 @graph_route(scopes=SEND_SCOPES, limits=throttle.CHAT_MESSAGES_POST, delegated_only=True)
 @graph_errors
 async def send_message(request: web.Request) -> web.Response:
@@ -268,5 +282,7 @@ def routes() -> list[web.RouteDef]:
         web.get("/v1.0/me/chats/{chat_id}/messages", list_messages),
         web.get("/v1.0/users/{user_id}/chats/{chat_id}/messages", list_messages),
         web.post("/v1.0/chats/{chat_id}/messages", send_message),
+        web.get("/v1.0/chats/{chat_id}/messages/{message_id}", get_message),
+        web.get("/v1.0/me/chats/{chat_id}/messages/{message_id}", get_message),
         web.post("/v1.0/me/chats/{chat_id}/messages", send_message),
     ]

@@ -204,3 +204,76 @@ async def test_a_new_public_url_moves_every_subscription_and_loses_nothing(sandb
         assert len(sandbox.tenant.subscriptions) == 2 and not urls & first_urls
         assert [e.source for e in running.events if e.text == "after the move"] == ["webhook"]
         tg.cancel_scope.cancel()
+
+
+class FlakyTunnel:
+    """A tunnel test peer whose URL can be taken away and given back (as ngrok loss would)."""
+
+    def __init__(self) -> None:
+        self.up = anyio.Event()
+        self.up.set()
+        self.lost = anyio.Event()
+        self.public_url: str | None = None
+        self.starts = 0
+
+    async def start(self, port: int) -> str:
+        from agentseat.errors import TunnelError
+
+        if not self.up.is_set():
+            raise TunnelError("tunnel is down")
+        self.starts += 1
+        self.lost = anyio.Event()
+        self.public_url = f"http://127.0.0.1:{port}"
+        return self.public_url
+
+    async def stop(self) -> None:
+        self.public_url = None
+
+    async def wait_lost(self) -> None:
+        await self.lost.wait()
+
+    def take_down(self) -> None:
+        self.up = anyio.Event()
+        self.lost.set()
+
+
+async def test_auto_mode_polls_while_the_tunnel_is_gone_and_returns_to_webhooks(
+    sandbox: Sandbox, env: dict[str, str]
+) -> None:
+    tunnel = FlakyTunnel()
+    settings = settings_from_env({**env, "AGENTSEAT_MODE": "auto", "AGENTSEAT_CHAT_POLL_SECONDS": "1"})
+    runtime = Runtime(settings, tunnel=tunnel)  # type: ignore[arg-type]
+    running = Running(runtime)
+    async with anyio.create_task_group() as tg:
+        await tg.start(lambda task_status: runtime.run([running.sink], task_status=task_status))
+        await wait_for(lambda: runtime.status.source == "webhook")
+        tunnel.take_down()
+        # Graph cannot reach a lost tunnel: nothing it sends arrives.
+        await control(sandbox, "POST", "/_sandbox/faults", {"notifications": {"drop": 1.0}})
+        await wait_for(lambda: runtime.status.source == "poll")
+        await _dm(sandbox, "sponsor", "while polling")
+        await wait_for(lambda: "while polling" in _texts(running))
+        assert [e.source for e in running.events if e.text == "while polling"] == ["poll"]
+        await control(sandbox, "DELETE", "/_sandbox/faults")
+        tunnel.up.set()
+        await wait_for(lambda: runtime.status.source == "webhook", timeout=90)
+        await _dm(sandbox, "sponsor", "webhooks again")
+        await wait_for(lambda: "webhooks again" in _texts(running))
+        assert [e.source for e in running.events if e.text == "webhooks again"] == ["webhook"]
+        tg.cancel_scope.cancel()
+
+
+async def test_refused_subscription_is_explained_and_polled_in_auto_mode(sandbox: Sandbox, env: dict[str, str]) -> None:
+    from tests.sandbox._agent import grant_agent_consent
+
+    # Without Mail.Read consent Graph refuses the mail subscription (403).
+    sandbox.portal.call(lambda: sandbox.tenant.grants.clear())  # type: ignore[attr-defined]
+    grant_agent_consent(sandbox, ["User.Read", "User.ReadBasic.All", "Chat.ReadWrite", "ChatMessage.Send"])
+    async with anyio.create_task_group() as tg:
+        running = await start(tg, env, mode="auto")
+        await wait_for(lambda: running.runtime.status.source == "webhook+poll")
+        described = running.runtime.describe()
+        assert described["subscriptions"]["mail"]["state"] == "refused"
+        assert "403" in described["subscriptions"]["mail"]["error"]
+        assert described["polling"] == ["mail"]
+        tg.cancel_scope.cancel()

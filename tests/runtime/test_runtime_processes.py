@@ -103,3 +103,24 @@ async def test_two_runtimes_share_one_set_of_subscriptions_and_hand_over(
         for p in procs:
             p.kill()
             p.wait()
+
+
+async def test_watch_prints_one_json_line_per_event(sandbox: Sandbox, agent_env: dict[str, str]) -> None:
+    import json
+
+    env = {**os.environ, **agent_env, "AGENTSEAT_MODE": "webhook"}
+    proc = await anyio.open_process([sys.executable, "-m", "agentseat.cli", "watch"], env=env,
+                                    stderr=subprocess.DEVNULL)
+    try:
+        await wait_for(lambda: _live_subscriptions(sandbox) == 2, timeout=60)
+        await _dm(sandbox, "sponsor", "watch me")
+        assert proc.stdout is not None
+        buffer = b""
+        with anyio.fail_after(30):
+            while b"\n" not in buffer:
+                buffer += await proc.stdout.receive()
+        event = json.loads(buffer.split(b"\n")[0])
+        assert (event["kind"], event["text"], event["source"], event["trust"]) == ("teams", "watch me", "webhook", "sponsor")
+    finally:
+        proc.kill()
+        await proc.wait()
