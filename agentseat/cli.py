@@ -91,8 +91,9 @@ def _with_config(args: argparse.Namespace, settings: Settings) -> Settings:
 def cmd_setup(args: argparse.Namespace, settings: Settings) -> int:
     from .identity.provision import SetupOptions, setup
 
-    if args.retire_old and args.grant:
-        raise AgentSeatError("--grant only (re)applies consent; it cannot be combined with --retire-old")
+    if args.grant and (args.rotate_key or args.retire_old or args.license):
+        raise AgentSeatError("--grant only (re)applies the agent's permissions",
+                             hint="run --rotate-key, --retire-old or --license without --grant")
     options = SetupOptions(dry_run=args.dry_run, grant_only=args.grant, license_sku=args.license or "",
                            rotate_key=args.rotate_key, retire_old=args.retire_old)
     return anyio.run(setup, _with_config(args, settings), options)

@@ -61,7 +61,8 @@ def test_doctor_names_the_failing_hop_when_the_certificate_is_revoked(
         sandbox: Sandbox, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     state = tmp_path / "state"
     assert run(sandbox, state, "setup") == 0
-    sandbox.portal.call(sandbox.tenant.apps[sandbox.role("blueprint")].key_credentials.clear)  # type: ignore[attr-defined]
+    blueprint = sandbox.tenant.apps[sandbox.role("blueprint")]
+    sandbox.portal.call(blueprint.key_credentials.clear)  # type: ignore[attr-defined]
     capsys.readouterr()
     assert run(sandbox, state, "doctor") == 1
     out = capsys.readouterr().out
@@ -124,12 +125,11 @@ def test_status_reads_the_inbox_and_subscriptions_without_a_runtime(
     assert run(sandbox, state, "status") == 0
     assert "inbox:          empty" in capsys.readouterr().out
     inbox = Inbox(state / "inbox.db")
+    when = "2026-01-01T00:00:00+00:00"
     inbox.append([Event.teams(chat_id="19:chat", message_id="m1", sender_id="u1", sender_upn="ada@contoso.test",
-                              sender_name="Ada", trust="sponsor", text="secret plans", created_at="2026-01-01T00:00:00+00:00",
-                              source="webhook"),
+                              sender_name="Ada", trust="sponsor", text="secret plans", created_at=when, source="webhook"),
                   Event.mail(message_id="m2", sender_id="u2", sender_upn="grace@contoso.test", sender_name="Grace",
-                             trust="colleague", text="hello", subject="hi", created_at="2026-01-01T00:00:00+00:00",
-                             source="poll")])
+                             trust="colleague", text="hello", subject="hi", created_at=when, source="poll")])
     inbox.set_meta("subscriptions", json.dumps({
         "teams": {"kind": "teams", "id": "sub-1", "expires": 4_102_444_800.0, "url": "https://x", "state": "active",
                   "error": ""},

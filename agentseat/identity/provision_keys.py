@@ -20,7 +20,7 @@ from .keys import AgentCertificate, StoredCertificate, generate_certificate
 from .provision_graph import credential_sha1
 
 if TYPE_CHECKING:
-    from .provision import Plan, Provisioner, SetupOptions
+    from .provision import Action, Plan, Provisioner, SetupOptions
 
 log = structlog.get_logger(__name__)
 
@@ -44,16 +44,18 @@ class KeySteps:
         now = dt.datetime.now(dt.timezone.utc)
         rotate = self.options.rotate_key or (active is not None and active.not_after <= now)
         if rotate:
-            reason = "--rotate-key" if self.options.rotate_key else f"the active certificate expired {active and active.not_after:%Y-%m-%d}"
-            plan.check(False, "", f"generate a new certificate, append it to the Blueprint and make it active ({reason})",
-                       _WHY_APPEND + "; the old one stays valid until --retire-old", self._rotate)
+            reason = "--rotate-key" if self.options.rotate_key else \
+                f"the active certificate expired {active and active.not_after:%Y-%m-%d}"
+            plan.check(False, "", f"generate a new certificate, append it to the Blueprint and make it active "
+                       f"({reason})", _WHY_APPEND + "; the old one stays valid until --retire-old", self._rotate)
         elif active is None:
             plan.check(False, "", "generate a certificate, store its key encrypted and append it to the Blueprint",
                        _WHY_APPEND, self._first)
         else:
             seat.cert_sha1 = active.sha1
+            expires = f"{active.not_after:%Y-%m-%d}"
             plan.check(active.sha1 in registered,
-                       f"certificate {active.sha1} is registered on the Blueprint (expires {active.not_after:%Y-%m-%d})",
+                       f"certificate {active.sha1} is registered on the Blueprint (expires {expires})",
                        f"append the active certificate {active.sha1} to the Blueprint", _WHY_APPEND,
                        self._append_active)
         if self.options.retire_old:
@@ -123,7 +125,7 @@ class KeySteps:
         await anyio.to_thread.run_sync(self.store.set_active, cert.sha1_thumbprint)
         self.p.seat.cert_sha1 = cert.sha1_thumbprint
 
-    def _retire_action(self, sha1: str) -> Any:
+    def _retire_action(self, sha1: str) -> Action:
         async def retire() -> None:
             blueprint = self.p.seat.blueprint
             assert blueprint is not None

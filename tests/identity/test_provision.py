@@ -96,9 +96,11 @@ async def test_setup_gives_the_demo_agent_key_permissions_and_settings(sandbox: 
     assert config["UNRELATED"] == "keep me" and config["AGENTSEAT_LOG_LEVEL"] == "debug"
     assert "# my notes" in (state / "agentseat.env").read_text()
     identity = sandbox.tenant.apps[sandbox.role("agent_identity")]
-    assert config["AGENTSEAT_AGENT_ID"] == identity.app_id and config["AGENTSEAT_AGENT_OBJECT_ID"] == identity.sp_object_id
+    assert config["AGENTSEAT_AGENT_ID"] == identity.app_id
+    assert config["AGENTSEAT_AGENT_OBJECT_ID"] == identity.sp_object_id
     assert config["AGENTSEAT_AGENT_USER_ID"] == sandbox.role("agent_user")
-    assert config["AGENTSEAT_GRAPH_URL"] == sandbox.graph_url and config["AGENTSEAT_TENANT_ID"] == sandbox.tenant.tenant_id
+    assert config["AGENTSEAT_GRAPH_URL"] == sandbox.graph_url
+    assert config["AGENTSEAT_TENANT_ID"] == sandbox.tenant.tenant_id
     assert blueprint_sha1s(sandbox) == {config["AGENTSEAT_CERT_THUMBPRINT"]}
     assert "Application.Read.All" in identity.roles
     assert sandbox.tenant.granted_scopes(identity.app_id, sandbox.role("agent_user")) == set(AGENT_SCOPES)
@@ -140,7 +142,8 @@ async def test_setup_creates_every_object_from_nothing(sandbox: Sandbox, tmp_pat
     assert blueprint.object_id == config["AGENTSEAT_BLUEPRINT_OBJECT_ID"]
     assert identity.kind == "agentIdentity" and identity.blueprint_app_id == blueprint.app_id
     assert identity.sponsors == [sandbox.role("sponsor")]
-    assert user.kind == "agentUser" and user.upn == "fresh-agent@contoso.test" and user.identity_parent_id == identity.app_id
+    assert user.kind == "agentUser" and user.upn == "fresh-agent@contoso.test"
+    assert user.identity_parent_id == identity.app_id
     assert user.licenses == [TEAMS_SKU_ID] and user.usage_location == "US"
     assert (await me(configured(sandbox, state)))["userPrincipalName"] == "fresh-agent@contoso.test"
     assert (await run_setup(settings, license_sku="SPE_E3")).rstrip().endswith("no changes")
