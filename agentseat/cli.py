@@ -18,6 +18,7 @@ import anyio
 from . import __version__
 from .config import Settings
 from .errors import AgentSeatError
+from .identity.configfile import with_config_file
 from .logging import configure
 
 Command = Callable[[argparse.Namespace, Settings], int]
@@ -82,12 +83,6 @@ def cmd_watch(args: argparse.Namespace, settings: Settings) -> int:
 
 
 # --- identity: setup, teardown, token, status, doctor (work in identity/ and runtime/status.py) ----
-def _with_config(args: argparse.Namespace, settings: Settings) -> Settings:
-    from .identity.configfile import with_config_file
-
-    return with_config_file(settings, args.env_file, _overrides(args))
-
-
 def cmd_setup(args: argparse.Namespace, settings: Settings) -> int:
     from .identity.provision import SetupOptions, setup
 
@@ -96,31 +91,31 @@ def cmd_setup(args: argparse.Namespace, settings: Settings) -> int:
                              hint="run --rotate-key, --retire-old or --license without --grant")
     options = SetupOptions(dry_run=args.dry_run, grant_only=args.grant, license_sku=args.license or "",
                            rotate_key=args.rotate_key, retire_old=args.retire_old)
-    return anyio.run(setup, _with_config(args, settings), options)
+    return anyio.run(setup, settings, options)
 
 
 def cmd_teardown(args: argparse.Namespace, settings: Settings) -> int:
     from .identity.teardown import teardown
 
-    return anyio.run(lambda: teardown(_with_config(args, settings), dry_run=args.dry_run, yes=args.yes))
+    return anyio.run(lambda: teardown(settings, dry_run=args.dry_run, yes=args.yes))
 
 
 def cmd_token(args: argparse.Namespace, settings: Settings) -> int:
     from .identity.doctor import token
 
-    return anyio.run(lambda: token(_with_config(args, settings), args.resource, decode=args.decode))
+    return anyio.run(lambda: token(settings, args.resource, decode=args.decode))
 
 
 def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
     from .runtime.status import status
 
-    return status(_with_config(args, settings))
+    return status(settings)
 
 
 def cmd_doctor(args: argparse.Namespace, settings: Settings) -> int:
     from .identity.doctor import doctor
 
-    return anyio.run(doctor, _with_config(args, settings))
+    return anyio.run(doctor, settings)
 
 
 def _identity_commands(parsers: dict[str, argparse.ArgumentParser]) -> None:
@@ -143,6 +138,31 @@ def _identity_commands(parsers: dict[str, argparse.ArgumentParser]) -> None:
     parsers["doctor"].set_defaults(func=cmd_doctor)
 
 
+# --- bot and demo (work in bot.py and demo.py) ----------------------------------------------------
+def cmd_bot(args: argparse.Namespace, settings: Settings) -> int:
+    from .bot import BotOptions, run_bot
+
+    timeout = settings.bot_timeout_seconds if args.timeout is None else args.timeout
+    return run_bot(settings, BotOptions.parse(args.exec, args.allow or [], timeout))
+
+
+def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
+    from .demo import run_demo
+
+    return run_demo(Path(args.dir) if args.dir else None, verbose=args.verbose)
+
+
+def _reactive_commands(parsers: dict[str, argparse.ArgumentParser]) -> None:
+    p = parsers["bot"]
+    p.add_argument("--exec", required=True, metavar="CMD",
+                   help="handler command (split like a shell, run without one); the event arrives as JSON on stdin")
+    p.add_argument("--allow", action="append", metavar="UPN",
+                   help="also run the handler for this person (repeatable), or '*' for everyone (default: sponsors)")
+    p.add_argument("--timeout", type=float, metavar="S",
+                   help="seconds a handler may run (default: AGENTSEAT_BOT_TIMEOUT_SECONDS)")
+    parsers["demo"].add_argument("--dir", help="keep the sandbox and agent state here (default: a temporary directory)")
+
+
 def _not_ready(name: str) -> Command:
     def command(args: argparse.Namespace, settings: Settings) -> int:
         raise AgentSeatError(f"`agentseat {name}` is not available in this build", hint="see README.md")
@@ -150,7 +170,7 @@ def _not_ready(name: str) -> Command:
     return command
 
 
-COMMANDS: dict[str, Command] = {"watch": cmd_watch}
+COMMANDS: dict[str, Command] = {"watch": cmd_watch, "bot": cmd_bot, "demo": cmd_demo}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -185,6 +205,7 @@ def build_parser() -> argparse.ArgumentParser:
             _runtime_options(p)
         p.set_defaults(func={"serve": cmd_serve, **COMMANDS}.get(name) or _not_ready(name))
     _identity_commands(sub.choices)
+    _reactive_commands(sub.choices)
     return parser
 
 
@@ -195,7 +216,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         overrides = _overrides(args)
         if args.env_file is not None:
             overrides["_env_file"] = (str(args.env_file),)
-        settings = Settings(**overrides)  # type: ignore[arg-type]
+        settings = with_config_file(Settings(**overrides), args.env_file, _overrides(args))  # type: ignore[arg-type]
         configure("debug" if args.verbose else settings.log_level, settings.log_format)
         return int(args.func(args, settings))
     except AgentSeatError as exc:

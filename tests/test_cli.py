@@ -14,8 +14,12 @@ from pathlib import Path
 import pytest
 
 from agentseat.cli import main
+from agentseat.config import Settings
+from agentseat.identity.configfile import update_env_file
+from agentseat.identity.keys import KeyStore, generate_certificate
 from agentseat.runtime.inbox import Event, Inbox
 from agentseat.sandbox.app import Sandbox
+from tests.sandbox._agent import add_key_credential
 
 _JWT = re.compile(r"^eyJ[A-Za-z0-9_-]+\.eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$")
 
@@ -70,6 +74,29 @@ def test_doctor_names_the_failing_hop_when_the_certificate_is_revoked(
     assert "fix: the certificate is not registered on the Blueprint" in out
     assert re.search(r"^– hop 2: needs hop 1", out, re.M) and re.search(r"^– graph: ", out, re.M)
     assert "1 check(s) failed: hop 1" in out
+
+
+def test_doctor_warns_about_a_certificate_that_expires_within_30_days(
+        sandbox: Sandbox, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    state = tmp_path / "state"
+    assert run(sandbox, state, "setup") == 0
+    store = KeyStore(Settings(_env_file=None, state_dir=state, key_passphrase="cli-test-passphrase"))  # type: ignore[call-arg]
+    short = generate_certificate("short-lived", days=10)
+    store.add(short)
+    add_key_credential(sandbox, sandbox.role("blueprint"), short.certificate.public_bytes(_der()))
+    store.set_active(short.sha1_thumbprint)
+    update_env_file(state / "agentseat.env", {"AGENTSEAT_CERT_THUMBPRINT": short.sha1_thumbprint})
+    capsys.readouterr()
+    assert run(sandbox, state, "doctor") == 0  # a warning is not a failure
+    out = capsys.readouterr().out
+    assert re.search(r"^! certificate: expires on \S+, in 9 days", out, re.M), out
+    assert "fix: run `agentseat setup --rotate-key`" in out and re.search(r"^✓ hop 1: ", out, re.M)
+
+
+def _der():  # noqa: ANN202
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    return Encoding.DER
 
 
 def test_doctor_without_setup_says_what_is_missing(
@@ -127,7 +154,8 @@ def test_status_reads_the_inbox_and_subscriptions_without_a_runtime(
     inbox = Inbox(state / "inbox.db")
     when = "2026-01-01T00:00:00+00:00"
     inbox.append([Event.teams(chat_id="19:chat", message_id="m1", sender_id="u1", sender_upn="ada@contoso.test",
-                              sender_name="Ada", trust="sponsor", text="secret plans", created_at=when, source="webhook"),
+                              sender_name="Ada", trust="sponsor", text="secret plans", created_at=when,
+                              source="webhook"),
                   Event.mail(message_id="m2", sender_id="u2", sender_upn="grace@contoso.test", sender_name="Grace",
                              trust="colleague", text="hello", subject="hi", created_at=when, source="poll")])
     inbox.set_meta("subscriptions", json.dumps({

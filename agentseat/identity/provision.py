@@ -111,7 +111,10 @@ class Provisioner:
         seat.tenant_id = str(org.get("id") or s.tenant_id)
         domains = [v for v in org.get("verifiedDomains", []) if v.get("name")]
         default = next((v for v in domains if v.get("isDefault")), domains[0] if domains else None)
-        seat.domain = str(default["name"]) if default else ""
+        wanted = s.agent_user_upn.partition("@")[2].lower()
+        # A UPN must use one of the tenant's verified domains (user-post-users); the default one unless asked.
+        chosen = next((v for v in domains if str(v["name"]).lower() == wanted), default)
+        seat.domain = str(chosen["name"]) if chosen else ""
         seat.country = str(org.get("countryLetterCode") or "US")
         for ref in ([] if teardown else s.sponsors):
             user = await d.user(ref)
@@ -191,8 +194,8 @@ class Provisioner:
                    self._create_identity)
         if ident is not None:
             present = await d.sponsors(str(ident["id"]))
-            for user_id in [u for u in seat.sponsor_ids if u not in present]:
-                plan.check(False, "", f"add sponsor {user_id} to the Agent Identity",
+            for ref, user_id in [(r, u) for r, u in zip(s.sponsors, seat.sponsor_ids) if u not in present]:
+                plan.check(False, "", f"add sponsor {ref} to the Agent Identity",
                            "sponsors are the people the agent trusts and answers to (agentidentity-post-sponsors)",
                            self._sponsor_action(user_id))
         user = seat.user

@@ -16,6 +16,7 @@ import stat
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import anyio
 import jwt
@@ -188,7 +189,8 @@ class Directory:
         return orgs[0]
 
     async def user(self, ref: str, select: str = "id,userPrincipalName,displayName") -> dict[str, Any] | None:
-        return await self._one(f"/users/{ref}", **{"$select": select})
+        # Guest UPNs carry '#EXT#': quoted, or the rest of the path would read as a fragment.
+        return await self._one(f"/users/{quote(ref, safe='@')}", **{"$select": select})
 
     # blueprints (agentidentityblueprint-post) and their principals (agentidentityblueprintprincipal-post)
     async def blueprints(self, *, app_id: str = "", name: str = "") -> list[dict[str, Any]]:

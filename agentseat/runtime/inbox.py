@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import socket
 import sqlite3
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -124,6 +125,26 @@ _COLUMNS = ", ".join(_FIELDS)
 _INSERT = f"INSERT OR IGNORE INTO events({', '.join(_FIELDS[1:])}) VALUES ({', '.join('?' * (len(_FIELDS) - 1))})"
 
 
+RELEASED = "released"
+
+
+def claimant_alive(claimant: str) -> bool:
+    """Whether a `host:pid[:...]` claimant still runs. The inbox is local to one
+    machine, so a claimant from this host whose pid is gone has died."""
+    host, _, rest = claimant.partition(":")
+    if claimant == RELEASED:
+        return False
+    if host != socket.gethostname():
+        return True  # cannot tell; never steal from a live process
+    try:
+        os.kill(int(rest.split(":")[0]), 0)
+    except ProcessLookupError:
+        return False
+    except (ValueError, PermissionError, OverflowError):
+        return True
+    return True
+
+
 def event_key(kind: str, chat_id: str | None, message_id: str) -> str:
     """The dedupe key: the same message from webhook, poll or replay has one key."""
     return f"teams:{chat_id}:{message_id}" if kind == "teams" else f"mail:{message_id}"
@@ -150,7 +171,8 @@ CREATE TABLE IF NOT EXISTS cursors(sink TEXT PRIMARY KEY, seq INTEGER NOT NULL) 
 CREATE TABLE IF NOT EXISTS groups(name TEXT PRIMARY KEY, start_seq INTEGER NOT NULL,
     claimed_through INTEGER NOT NULL, created_at TEXT NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS claims(grp TEXT NOT NULL, seq INTEGER NOT NULL, claimant TEXT NOT NULL,
-    claimed_at TEXT NOT NULL, PRIMARY KEY(grp, seq)) WITHOUT ROWID;
+    claimed_at TEXT NOT NULL, done INTEGER NOT NULL DEFAULT 0, PRIMARY KEY(grp, seq)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS claims_open ON claims(grp, done, claimant);
 CREATE TABLE IF NOT EXISTS meta(k TEXT PRIMARY KEY, v TEXT NOT NULL) WITHOUT ROWID;
 """
 
@@ -356,29 +378,61 @@ class Inbox:
         rows = self._query("SELECT claimed_through FROM groups WHERE name = ?", (group,))
         return rows[0][0] if rows else None
 
-    def claim_next(self, group: str, claimant: str, limit: int = 50) -> list[Event]:
-        """Claim, in seq order, up to `limit` events no member of `group` has claimed.
+    def claim_next(self, group: str, claimant: str, limit: int = 50,
+                   alive: Callable[[str], bool] | None = None) -> list[Event]:
+        """Claim, in seq order, up to `limit` events no live member of `group` holds.
 
         One BEGIN IMMEDIATE transaction: concurrent claimants in any process are
         serialised by SQLite's write lock, so no event is handed out twice and, as
-        claims always take the lowest unclaimed seqs, none is skipped.
+        claims always take the lowest unclaimed seqs, none is skipped. Claims that a
+        dead claimant took but never acknowledged (it crashed between claim and
+        push) are taken over first, so an event is never lost to a crash; the price
+        is that an event pushed just before such a crash is pushed again.
         """
         _check_int("limit", limit, 1)
+        alive = alive or claimant_alive
         with self._errors("claim"), self._tx() as conn:
             rows = conn.execute("SELECT claimed_through FROM groups WHERE name = ?", (group,)).fetchall()
             if not rows:
                 raise InboxError(f"unknown claim group {group!r}", hint="call ensure_group() before claim_next()")
+            now = _now()
+            holders = [r[0] for r in conn.execute(
+                "SELECT DISTINCT claimant FROM claims WHERE grp = ? AND done = 0 AND claimant != ?", (group, claimant))]
+            dead = [h for h in holders if not alive(h)]
+            orphans = [Event.from_row(r) for r in conn.execute(
+                f"SELECT {_COLUMNS} FROM events WHERE seq IN (SELECT seq FROM claims WHERE grp = ? AND done = 0 "
+                f"AND claimant IN ({', '.join('?' * len(dead))})) ORDER BY seq LIMIT ?",
+                (group, *dead, limit)).fetchall()] if dead else []
+            if orphans:
+                conn.executemany("UPDATE claims SET claimant = ?, claimed_at = ? WHERE grp = ? AND seq = ?",
+                                 [(claimant, now, group, e.seq) for e in orphans])
+                log.info("claims_taken_over", group=group, claimant=claimant, count=len(orphans))
             events = [Event.from_row(r) for r in conn.execute(
-                f"SELECT {_COLUMNS} FROM events WHERE seq > ? ORDER BY seq LIMIT ?", (rows[0][0], limit)).fetchall()]
+                f"SELECT {_COLUMNS} FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
+                (rows[0][0], limit - len(orphans))).fetchall()] if len(orphans) < limit else []
             if events:
-                now = _now()
                 # The primary key (grp, seq) makes a double claim fail loudly even if this logic were wrong.
                 conn.executemany("INSERT INTO claims(grp, seq, claimant, claimed_at) VALUES (?, ?, ?, ?)",
                                  [(group, e.seq, claimant, now) for e in events])
                 conn.execute("UPDATE groups SET claimed_through = ? WHERE name = ?", (events[-1].seq, group))
+        events = orphans + events
         if events:
             log.debug("events_claimed", group=group, claimant=claimant, first=events[0].seq, last=events[-1].seq)
         return events
+
+    def ack(self, group: str, seqs: Iterable[int]) -> None:
+        """Mark claimed events as delivered: nobody takes them over any more."""
+        values = [(group, int(seq)) for seq in seqs]
+        if values:
+            with self._errors("ack"), self._tx() as conn:
+                conn.executemany("UPDATE claims SET done = 1 WHERE grp = ? AND seq = ?", values)
+
+    def release(self, group: str, claimant: str) -> int:
+        """Give back this claimant's unacknowledged claims (on shutdown or a failed push)."""
+        with self._errors("release"), self._tx() as conn:
+            cur = conn.execute("UPDATE claims SET claimant = ? WHERE grp = ? AND claimant = ? AND done = 0",
+                               (RELEASED, group, claimant))
+            return cur.rowcount
 
     def get_meta(self, k: str) -> str | None:
         rows = self._query("SELECT v FROM meta WHERE k = ?", (k,))
@@ -411,6 +465,12 @@ class Inbox:
 
     async def aensure_group(self, group: str, start_seq: int) -> int:
         return await self._run(self.ensure_group, group, start_seq)
+
+    async def aack(self, group: str, seqs: Iterable[int]) -> None:
+        await self._run(self.ack, group, list(seqs))
+
+    async def arelease(self, group: str, claimant: str) -> int:
+        return await self._run(self.release, group, claimant)
 
     async def aclaim_next(self, group: str, claimant: str, limit: int = 50) -> list[Event]:
         return await self._run(self.claim_next, group, claimant, limit)

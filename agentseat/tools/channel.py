@@ -144,27 +144,41 @@ class ChannelSink:
         position = await self.prepare(inbox)
         log.info("channel_sink_started", claimant=self.claimant, position=position)
         await self._ready.wait()
-        while True:
-            self.position = position
-            await inbox.wait_for_new(position)
-            # Claim and push as one step that a shutdown cannot split: a claimed event is
-            # this server's alone, so dropping it between claim and push would lose it.
+        try:
+            while True:
+                self.position = position
+                await inbox.wait_for_new(position)
+                # Claim, push and acknowledge as one step a shutdown cannot split. A claim this
+                # process never acknowledges (it crashed, or a push failed) is taken over by
+                # the next claimant, so a crash can repeat an event but never lose one.
+                with anyio.CancelScope(shield=True):
+                    events = await inbox.aclaim_next(GROUP, self.claimant, self.batch)
+                    delivered = [event.seq for event in events if await self._deliver(event)]
+                    await inbox.aack(GROUP, delivered)
+                    if len(delivered) < len(events):
+                        await inbox.arelease(GROUP, self.claimant)
+                if events:
+                    position = max(position, events[-1].seq)
+                else:  # another server claimed them; catch up with the group
+                    position = await anyio.to_thread.run_sync(inbox.group_position, GROUP) or position
+        finally:
             with anyio.CancelScope(shield=True):
-                events = await inbox.aclaim_next(GROUP, self.claimant, self.batch)
-                for event in events:
-                    await self._deliver(event)
-            if events:
-                position = events[-1].seq
-            else:  # another server claimed them; catch up with the group
-                position = await anyio.to_thread.run_sync(inbox.group_position, GROUP) or position
+                await inbox.arelease(GROUP, self.claimant)
 
-    async def _deliver(self, event: Event) -> None:
+    async def _deliver(self, event: Event) -> bool:
+        """Push one event; False when the host could not take it (the claim is given back)."""
         assert self._push is not None
         try:
-            await self._push(envelope(event))
+            params = envelope(event)
         except Exception as exc:  # a bad event must not stop the channel for the ones after it
+            log.warning("channel_envelope_failed", seq=event.seq, key=event.key, error=type(exc).__name__)
+            return True  # acknowledged as handled: retrying cannot make it pushable
+        try:
+            await self._push(params)
+        except Exception as exc:
             log.warning("channel_push_failed", seq=event.seq, key=event.key, error=type(exc).__name__)
-            return
+            return False
         self.pushed += 1
         self.last_pushed_seq = event.seq
         log.info("channel_pushed", seq=event.seq, kind=event.kind, trust=event.trust)
+        return True

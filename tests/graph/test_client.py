@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import json
 import random
+import re
 import ssl
 import urllib.request
 from collections.abc import AsyncIterator, Iterator
@@ -47,6 +48,11 @@ def logs() -> Iterator[io.StringIO]:
     configure("debug", "json", stream=buffer)
     yield buffer
     configure("debug")
+
+
+def assert_no_secrets(text: str) -> None:
+    assert text.strip() and not re.search(r"eyJ[A-Za-z0-9_-]+\.eyJ[A-Za-z0-9_-]+", text)
+    assert not re.search(r"BEGIN [A-Z ]*PRIVATE KEY", text) and "test-passphrase-not-secret" not in text
 
 
 def _events(buffer: io.StringIO, name: str) -> list[dict[str, Any]]:
@@ -105,6 +111,7 @@ async def test_a_429_with_fractional_retry_after_is_retried_once_then_succeeds(
     assert stats["requests"] == {"GET /me": 2} and stats["throttled"] == {"fault 429": 1}
     retries = _events(logs, "graph_retry")
     assert [(r["status"], r["wait"], r["attempt"]) for r in retries] == [(429, 2.128, 1)]
+    assert_no_secrets(logs.getvalue())
 
 
 async def test_a_5xx_storm_past_the_deadline_ends_in_a_clear_error(
@@ -122,6 +129,7 @@ async def test_a_5xx_storm_past_the_deadline_ends_in_a_clear_error(
     sent = control(sandbox, "GET", "/_sandbox/stats")["requests"]["GET /me"]
     # Retried with backoff (no Retry-After), and given up on rather than retried forever.
     assert sent >= 2 and len(_events(logs, "graph_retry")) == sent - 1
+    assert_no_secrets(logs.getvalue())
 
 
 async def test_a_second_401_is_not_retried_again(sandbox: Sandbox, agent_settings: Settings) -> None:
@@ -164,16 +172,10 @@ async def counting_listener() -> AsyncIterator[tuple[int, list[int]]]:
 
 
 @asynccontextmanager
-async def graph_host(sandbox: Sandbox, pages: dict[str, dict[str, Any]]) -> AsyncIterator[tuple[str, list[str]]]:
-    """A stand-in Graph host on https://localhost (the sandbox's certificate) serving fixed pages."""
-    seen: list[str] = []
-
-    async def page(request: web.Request) -> web.Response:
-        seen.append(request.headers.get("Authorization", ""))
-        return web.json_response(pages[request.path])
-
+async def https_server(sandbox: Sandbox, handler: Any) -> AsyncIterator[str]:
+    """A stand-in Graph host on https://localhost (with the sandbox's certificate); yields its base URL."""
     app = web.Application()
-    app.router.add_get("/{tail:.*}", page)
+    app.router.add_route("*", "/{tail:.*}", handler)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
@@ -181,9 +183,45 @@ async def graph_host(sandbox: Sandbox, pages: dict[str, dict[str, Any]]) -> Asyn
     site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=ctx)
     await site.start()
     try:
-        yield f"https://localhost:{runner.addresses[0][1]}/v1.0", seen
+        yield f"https://localhost:{runner.addresses[0][1]}/v1.0"
     finally:
         await runner.cleanup()
+
+
+@asynccontextmanager
+async def graph_host(sandbox: Sandbox, pages: dict[str, dict[str, Any]]) -> AsyncIterator[tuple[str, list[str]]]:
+    """Serves fixed pages and records the Authorization header of each request."""
+    seen: list[str] = []
+
+    async def page(request: web.Request) -> web.Response:
+        seen.append(request.headers.get("Authorization", ""))
+        return web.json_response(pages[request.path])
+
+    async with https_server(sandbox, page) as url:
+        yield url, seen
+
+
+async def test_a_post_cut_off_after_sending_is_not_sent_twice(sandbox: Sandbox, agent_settings: Settings) -> None:
+    hits: list[str] = []
+
+    async def hang_up(request: web.Request) -> web.Response:
+        hits.append(request.method)
+        await request.read()
+        assert request.transport is not None
+        request.transport.close()  # the request arrived; the answer never will
+        return web.Response()
+
+    async with https_server(sandbox, hang_up) as url:
+        settings = agent_settings.model_copy(update={"graph_url": url, "graph_deadline_seconds": 1.0})
+        async with GraphClient(settings, FixedToken()) as graph:
+            with pytest.raises(GraphError) as caught:
+                await graph.post("/me/sendMail", {"message": {"subject": "once"}})
+            assert hits == ["POST"], "a POST that may have been processed was sent again"
+            assert caught.value.code == "Unreachable"
+            hits.clear()
+            with pytest.raises(GraphError):
+                await graph.get("/me")
+    assert len(hits) >= 2 and set(hits) == {"GET"}  # a GET is safe to repeat, until the deadline
 
 
 async def test_a_next_link_to_another_host_is_refused_and_nothing_reaches_it(

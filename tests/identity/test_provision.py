@@ -9,8 +9,10 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import stat
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,13 +20,14 @@ import anyio
 import pytest
 
 from agentseat.config import Settings
-from agentseat.errors import KeyStoreError, ProvisionError, TokenError
+from agentseat.errors import ConfigError, KeyStoreError, ProvisionError, TokenError
 from agentseat.graph.client import GraphClient
 from agentseat.identity.configfile import read_env_file
 from agentseat.identity.keys import KeyStore
 from agentseat.identity.provision import SetupOptions, setup
 from agentseat.identity.teardown import teardown
 from agentseat.identity.tokens import TokenChain, TokenProvider
+from agentseat.logging import configure
 from agentseat.sandbox.app import Sandbox
 from agentseat.sandbox.envfile import sandbox_settings
 from agentseat.sandbox.tenant import AGENT_SCOPES, TEAMS_SKU_ID
@@ -161,7 +164,16 @@ async def test_setup_appends_and_an_existing_credential_survives(sandbox: Sandbo
     assert "access_token" in hop1(sandbox, key_pem, other_sha1), "the other machine's certificate stopped working"
 
 
-async def test_rotation_keeps_the_old_certificate_valid_until_retired(sandbox: Sandbox, tmp_path: Path) -> None:
+@pytest.fixture
+def logs() -> Iterator[io.StringIO]:
+    buffer = io.StringIO()
+    configure("debug", "console", stream=buffer)
+    yield buffer
+    configure("debug")
+
+
+async def test_rotation_keeps_the_old_certificate_valid_until_retired(
+        sandbox: Sandbox, tmp_path: Path, logs: io.StringIO) -> None:
     state = tmp_path / "state"
     settings = seat_settings(sandbox, state)
     await run_setup(settings)
@@ -188,6 +200,20 @@ async def test_rotation_keeps_the_old_certificate_valid_until_retired(sandbox: S
         await anyio.to_thread.run_sync(retired.hop1)
     assert caught.value.hop == "hop1:blueprint" and caught.value.code == "AADSTS700027"
     assert (await me(config))["id"] == sandbox.role("agent_user")
+    text = logs.getvalue()  # setup, addKey proofs, removeKey, sign-ins: none of it leaks
+    assert "certificate_registered" in text and not re.search(r"eyJ[A-Za-z0-9_-]+\.eyJ[A-Za-z0-9_-]+", text)
+    assert not re.search(r"BEGIN [A-Z ]*PRIVATE KEY", text) and PASSPHRASE not in text
+
+
+async def test_the_provisioner_key_must_be_private(sandbox: Sandbox, tmp_path: Path) -> None:
+    settings = seat_settings(sandbox, tmp_path / "state")
+    assert settings.provisioner_key_path is not None
+    leaky = tmp_path / "provisioner.key.pem"
+    leaky.write_bytes(Path(settings.provisioner_key_path).read_bytes())
+    leaky.chmod(0o644)
+    with pytest.raises(ConfigError) as caught:
+        await run_setup(settings.model_copy(update={"provisioner_key_path": leaky}))
+    assert "mode 0644" in caught.value.message and caught.value.hint == f"chmod 600 {leaky}"
 
 
 async def test_consent_is_merged_into_an_existing_grant(sandbox: Sandbox, tmp_path: Path) -> None:
@@ -261,3 +287,13 @@ async def test_teardown_needs_yes_then_removes_everything_once(sandbox: Sandbox,
     out = io.StringIO()
     await teardown(config, yes=True, out=out, err=io.StringIO())
     assert out.getvalue().rstrip().endswith("no changes")
+
+
+async def test_a_missing_sponsor_is_added_to_the_agent_identity(sandbox: Sandbox, tmp_path: Path) -> None:
+    settings = seat_settings(sandbox, tmp_path / "state", sponsors=["ada@contoso.test", "grace@contoso.test"])
+    control(sandbox, "DELETE", "/_sandbox/stats")
+    out = await run_setup(settings)
+    assert "+ add sponsor grace@contoso.test to the Agent Identity" in out and "sponsor ada" not in out
+    identity = sandbox.tenant.apps[sandbox.role("agent_identity")]
+    assert identity.sponsors == [sandbox.role("sponsor"), sandbox.role("colleague1")]
+    assert writes(sandbox).get("POST /servicePrincipals/{sp_id}/microsoft.graph.agentIdentity/sponsors/$ref") == 1

@@ -309,3 +309,23 @@ def test_corrupt_inbox_is_a_clear_error_and_is_left_untouched(db: Path):
         Inbox(db)
     assert "corrupt" in err.value.message and "move the file aside" in (err.value.hint or "")
     assert db.read_bytes() == garbage
+
+
+def test_claims_of_a_dead_claimant_are_taken_over_and_acked_ones_are_not(tmp_path) -> None:  # noqa: ANN001
+    from agentseat.runtime.inbox import Event, Inbox
+
+    with Inbox(tmp_path / "inbox.db") as inbox:
+        inbox.ensure_group("g", 0)
+        inbox.append([Event.teams(chat_id="c", message_id=str(i), sender_id="u", sender_upn="", sender_name="",
+                                  trust="colleague", text=f"t{i}", created_at="2026-01-01T00:00:00Z",
+                                  source="poll") for i in range(4)])
+        alive = {"a": True, "b": True}
+        first = inbox.claim_next("g", "a", 2, alive=alive.get)
+        inbox.ack("g", [first[0].seq])  # "a" pushed one, then died before acking the other
+        alive["a"] = False
+        taken = inbox.claim_next("g", "b", 10, alive=alive.get)
+        assert [e.text for e in taken] == ["t1", "t2", "t3"]
+        assert inbox.claim_next("g", "b", 10, alive=alive.get) == []  # its own claims are not handed out twice
+        inbox.release("g", "b")  # "b" shuts down without pushing
+        again = inbox.claim_next("g", "c", 10, alive={**alive, "b": True}.get)
+        assert [e.text for e in again] == ["t1", "t2", "t3"]

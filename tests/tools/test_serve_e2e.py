@@ -32,11 +32,11 @@ def _ids(served: Served) -> list[str]:
     return [p.meta["message_id"] for p in served.pushes if p.meta]
 
 
-async def _flush(*servers: Served) -> None:
-    """A round trip to each server: whatever it pushed before answering has reached us."""
+async def _settled(*servers: Served) -> None:
+    """Each server's channel has moved past the newest stored event: any push of it has been sent."""
+    last = (await servers[0].call_json("status"))["last_event"]["seq"]
     for served in servers:
-        await served.call_json("status")
-    await anyio.sleep(0)
+        await served.channel_caught_up(last)
 
 
 async def test_capability_declared_and_dm_pushed_once(sandbox: Sandbox, env: dict[str, str], tmp_path: Path) -> None:
@@ -52,7 +52,7 @@ async def test_capability_declared_and_dm_pushed_once(sandbox: Sandbox, env: dic
 
         posted = await post_dm(sandbox, sponsor, agent, "Please <b>summarise</b> the report")
         [push] = await served.wait_pushes(1)
-        await _flush(served)
+        await _settled(served)
 
         assert len(served.pushes) == 1
         assert push.meta is not None and set(push.meta) <= ALLOWED_META
@@ -144,7 +144,7 @@ async def test_restart_replays_nothing_already_pushed(sandbox: Sandbox, env: dic
         await second.wait_pushes(2)
         after = await post_dm(sandbox, sponsor, agent, "after the restart")
         await second.wait_pushes(3)
-        await second.channel_caught_up((await second.call_json("status"))["last_event"]["seq"])
+        await _settled(second)
     assert _ids(first) == [before["message_id"]]
     assert _ids(second) == [stored.message_id, during["message_id"], after["message_id"]]
 
@@ -161,10 +161,7 @@ async def test_two_servers_push_each_event_exactly_once(sandbox: Sandbox, env: d
         with anyio.fail_after(60):
             while len(a.pushes) + len(b.pushes) < len(posted):
                 await anyio.sleep(0.05)
-        last = (await a.call_json("status"))["last_event"]["seq"]
-        # Each sink has moved past the last event, so any second push of it would already be here.
-        await a.channel_caught_up(last)
-        await b.channel_caught_up(last)
+        await _settled(a, b)  # so a second push of any event would already be here
         pushed = _ids(a) + _ids(b)
         assert sorted(pushed) == sorted(p["message_id"] for p in posted)
         assert len(set(pushed)) == len(pushed)

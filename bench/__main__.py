@@ -1,0 +1,86 @@
+"""`python -m bench`: run the benchmarks, print a table, and end with one JSON line.
+
+    python -m bench                  # full run (~15 minutes)
+    python -m bench --quick          # under 2 minutes, same figures, shorter windows
+    python -m bench --markdown BENCHMARKS.md   # also write the figures there
+    python -m bench soak ...         # bench/soak.py, when present
+    python -m bench attack ...       # bench/attack.py, when present
+
+stdout: the table, then the last line, a JSON object with every figure (for
+comparing commits). Progress goes to stderr; logs of the sandbox and the runtimes
+go to files in the work directory. Benchmarks print numbers; they assert nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import json
+import math
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+_SUBCOMMANDS = ("soak", "attack")
+
+
+def _dispatch(name: str, argv: list[str]) -> int:
+    if importlib.util.find_spec(f"bench.{name}") is None:
+        print(f"bench: `{name}` is not available in this checkout (bench/{name}.py is missing)", file=sys.stderr)
+        return 2
+    module = importlib.import_module(f"bench.{name}")
+    return int(module.main(argv) or 0)
+
+
+def _clean(value: Any) -> Any:
+    """JSON has no NaN: missing figures become null."""
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_clean(v) for v in value]
+    return value
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in _SUBCOMMANDS:
+        return _dispatch(argv[0], argv[1:])
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="short windows: the whole run in under 2 minutes")
+    parser.add_argument("--workdir", type=Path, help="keep state and logs here (default: a fresh temp dir)")
+    parser.add_argument("--markdown", type=Path, help="also write the figures to this file (e.g. BENCHMARKS.md)")
+    parser.add_argument("--json", type=Path, help="also write the full results (every sample summary) here")
+    args = parser.parse_args(argv)
+
+    import anyio
+
+    from . import report
+    from .harness import quiet_logging
+    from .run import FULL, QUICK, run
+
+    root = args.workdir or Path(tempfile.mkdtemp(prefix="agentseat-bench-"))
+    root.mkdir(parents=True, exist_ok=True)
+    profile = QUICK if args.quick else FULL
+    log = root.parent / f"{root.name}-bench.log"
+    quiet_logging(log)
+    results = anyio.run(run, profile, root)
+    results = _clean(results)
+    results["figures"] = _clean(report.figures(results))
+    print(report.table(results))
+    if args.markdown:
+        args.markdown.write_text(report.markdown(results))
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=1))
+    print(json.dumps({"profile": profile.name, "machine": results["machine"], **results["figures"],
+                      "details": {k: results.get(k) for k in ("latency", "throughput", "idle", "cold_start", "rss",
+                                                               "hotpath", "profile")}},
+                     separators=(",", ":")))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

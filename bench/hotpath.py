@@ -1,0 +1,143 @@
+"""The webhook hot path, step by step, in-process: what one notification costs where.
+
+The runtime's pipeline functions (runtime/pipeline.py, runtime/inbox.py,
+tools/channel.py) are called directly on genuine sandbox-built notifications,
+and each step is timed alone: parse, screen (clientState), validation tokens,
+decrypt, normalise, store (one SQLite commit), claim for the channel, build the
+MCP push, one structlog line, one worker-thread hop. Then the whole
+`NotificationPipeline.process`, as the webhook calls it. This is the deterministic
+half of the profile; `profile.py` samples the real process under load.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from statistics import median
+from typing import Any
+
+import aiohttp
+import anyio
+
+from agentseat.graph.client import ssl_context
+from agentseat.identity.keys import KeyStore
+from agentseat.runtime.crypto import KeyRing
+from agentseat.runtime.inbox import Inbox
+from agentseat.runtime.normalize import TrustPolicy
+from agentseat.runtime.pipeline import (
+    KnownSubscription,
+    NotificationPipeline,
+    check_tokens,
+    decrypt_items,
+    parse_collection,
+    plan_actions,
+    screen_items,
+)
+from agentseat.runtime.verify import JwksCache
+from agentseat.tools.channel import ChannelNotification, ChannelParams, envelope
+
+from .harness import SandboxHost, quiet_logging, settings_from_env
+
+STEPS = ("parse", "screen", "tokens", "decrypt", "normalise", "store", "claim", "push_build", "log_line")
+
+
+def _log_line_seconds(samples: int = 2000) -> float:
+    """One info line through agentseat's real structlog pipeline (redaction included), to a null stream."""
+    import io
+
+    import structlog
+
+    from agentseat.logging import configure
+
+    sink = io.StringIO()
+    configure("info", "console", stream=sink)
+    log = structlog.get_logger("bench.hotpath")
+    began = time.perf_counter()
+    for i in range(samples):
+        log.info("channel_pushed", seq=i, kind="teams", trust="colleague")
+    took = (time.perf_counter() - began) / samples
+    quiet_logging()
+    return took
+
+
+async def measure(host: SandboxHost, env: dict[str, str], workdir: Path, *, posts: int) -> dict[str, Any]:
+    """Per-step medians in microseconds, per POST and per item, for batches of 1 and 20."""
+    settings = settings_from_env(env)
+    cert = KeyStore(settings).load(settings.cert_thumbprint)
+    ring = KeyRing()
+    ring.add(cert.private_key, certificate=cert.certificate, certificate_id=cert.sha1_thumbprint)
+    synthetic = {"client_state": "bench-state", "der_b64": cert.der_b64, "certificate_id": cert.sha1_thumbprint}
+
+    async def bodies(posts: int, batch: int) -> list[tuple[list[str], bytes]]:
+        return await host.notification_bodies(posts, batch, synthetic=synthetic)
+
+    first = (await bodies(1, 1))[0][1]
+    sub_id = json.loads(first)["value"][0]["subscriptionId"]
+    known = {sub_id: KnownSubscription(sub_id, "teams", "bench-state")}
+    own = {settings.agent_user_id.lower(), settings.agent_user_upn.lower()} - {""}
+    policy = TrustPolicy(tenant_id=settings.tenant_id, own_ids=own,
+                         domains={settings.agent_user_upn.rpartition("@")[2].lower()})
+    inbox = Inbox(workdir / "hotpath-inbox.db", own_ids=own)
+    inbox.ensure_group("channel", 0)
+    results: dict[str, Any] = {}
+    log_line = _log_line_seconds()
+    try:
+        async with aiohttp.ClientSession() as http:
+            jwks = JwksCache(settings.jwks_url, http, ssl=ssl_context(settings))
+            pipeline = NotificationPipeline(settings=settings, inbox=inbox, keyring=ring, jwks=jwks,
+                                            policy=policy, subscriptions=known)
+            # Warm: the first token fetches the JWKS.
+            await pipeline.process(first, lifecycle_endpoint=False)
+            hop = []
+            for _ in range(200):
+                began = time.perf_counter()
+                await anyio.to_thread.run_sync(lambda: None)
+                hop.append(time.perf_counter() - began)
+            results["thread_hop_us"] = round(median(hop) * 1e6, 1)
+            results["log_line_us"] = round(log_line * 1e6, 1)
+            for batch in (1, 20):
+                steps: dict[str, list[float]] = {s: [] for s in STEPS}
+                for _, body in await bodies(posts, batch):
+                    t0 = time.perf_counter()
+                    collection = parse_collection(body)
+                    t1 = time.perf_counter()
+                    items, _ = screen_items(collection, known, tenant_id=settings.tenant_id, lifecycle_endpoint=False)
+                    t2 = time.perf_counter()
+                    items, _, _ = await check_tokens(collection, items, jwks=jwks, settings=settings)
+                    t3 = time.perf_counter()
+                    items, _ = decrypt_items(items, ring)
+                    t4 = time.perf_counter()
+                    plan = plan_actions(items, policy)
+                    t5 = time.perf_counter()
+                    inbox.append(plan.events)
+                    t6 = time.perf_counter()
+                    events = inbox.claim_next("channel", "bench", batch)
+                    t7 = time.perf_counter()
+                    for event in events:
+                        ChannelNotification(params=ChannelParams(**envelope(event))).model_dump_json(
+                            by_alias=True, exclude_none=True)
+                    t8 = time.perf_counter()
+                    assert len(events) == batch, "every notification must become one pushed event"
+                    for name, took in zip(STEPS, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4, t6 - t5, t7 - t6,
+                                                  t8 - t7, log_line * batch), strict=True):
+                        steps[name].append(took)
+                whole = []
+                for _, body in await bodies(posts, batch):
+                    began = time.perf_counter()
+                    result = await pipeline.process(body, lifecycle_endpoint=False)
+                    whole.append(time.perf_counter() - began)
+                    assert result.stored == batch
+                per_post = {name: round(median(v) * 1e6, 1) for name, v in steps.items()}
+                total = sum(per_post.values())
+                results[f"batch{batch}"] = {
+                    "steps_us_per_post": per_post,
+                    "steps_us_per_item": {k: round(v / batch, 1) for k, v in per_post.items()},
+                    "share": {k: round(v / total, 3) for k, v in per_post.items()},
+                    "sum_of_steps_us_per_item": round(total / batch, 1),
+                    "process_us_per_post": round(median(whole) * 1e6, 1),
+                    "process_us_per_item": round(median(whole) * 1e6 / batch, 1),
+                }
+    finally:
+        inbox.close()
+    return results

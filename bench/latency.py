@@ -1,0 +1,117 @@
+"""Figure 1: inbound latency, from the sandbox accepting a chat message to a real MCP
+client receiving its `notifications/claude/channel` push.
+
+Three ways: webhook mode; poll mode at entrabot's intervals (5 s chats, 60 s mail);
+poll mode at our defaults. A steady 10 messages/s (open loop: each send is scheduled,
+none waits for the one before) of DMs to the agent from three users. Latency is
+`push received - message created`, both on the sandbox clock.
+
+In webhook mode the sandbox also records when each notification's POST started
+(bench/sandbox_server.py), which splits the total into the emulated Graph's
+queueing (`created -> POST start`) and our own overhead (`POST start -> push received`:
+the loopback HTTP hop, verify, decrypt, store, claim, the MCP write and the pipe to the
+client, whose parse is counted too: an upper bound on the time inside our process).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from .harness import SandboxHost, Served, summary_ms
+
+RATE = 10.0  # messages per second
+SENDERS = ("sponsor", "colleague1", "colleague2")
+
+
+@dataclass
+class Traffic:
+    """What one latency run sent and what came back."""
+
+    sent: list[str] = field(default_factory=list)  # message ids, in send order
+    late_sends: int = 0  # sends that started > 50 ms behind schedule (the generator lagged)
+
+
+async def steady_dms(host: SandboxHost, seconds: float, *, rate: float = RATE,
+                     tag: str = "lat") -> Traffic:
+    """`rate` DMs per second to the agent for `seconds`, open loop, rotating senders."""
+    traffic = Traffic()
+    agent = host.upn("agent_user")
+    senders = [host.upn(r) for r in SENDERS]
+    count = int(seconds * rate)
+
+    async def one(i: int) -> None:
+        posted = await host.dm(senders[i % len(senders)], agent, f"{tag} message {i}")
+        traffic.sent.append(posted["message_id"])
+
+    start = anyio.current_time() + 0.05
+    async with anyio.create_task_group() as tg:
+        for i in range(count):
+            due = start + i / rate
+            delay = due - anyio.current_time()
+            if delay > 0:
+                await anyio.sleep(delay)
+            elif delay < -0.05:
+                traffic.late_sends += 1
+            tg.start_soon(one, i)
+    return traffic
+
+
+async def measure(host: SandboxHost, served: Served, traffic: Traffic, *, with_sends: bool) -> dict[str, Any]:
+    """Latency summaries for the messages of `traffic` that `served` pushed."""
+    created = await host.created_times()
+    got = served.received(traffic.sent)
+    total = [got[m].at - created[m] for m in traffic.sent if m in got]
+    out: dict[str, Any] = {"sent": len(traffic.sent), "received": len(got), "late_sends": traffic.late_sends,
+                           "total_ms": summary_ms(total)}
+    if with_sends:
+        sends = await host.sends()
+        both = [m for m in traffic.sent if m in got and m in sends]
+        out["graph_queue_ms"] = summary_ms([sends[m][0] - created[m] for m in both])
+        out["own_overhead_ms"] = summary_ms([got[m].at - sends[m][0] for m in both])
+        out["webhook_answer_ms"] = summary_ms([sends[m][1] - sends[m][0] for m in both])
+    return out
+
+
+async def run_traffic(host: SandboxHost, served: Served, seconds: float, drain: float,
+                      *, with_sends: bool, tag: str) -> dict[str, Any]:
+    traffic = await steady_dms(host, seconds, tag=tag)
+    await served.wait_for(traffic.sent, drain)
+    return await measure(host, served, traffic, with_sends=with_sends)
+
+
+async def warm_up(host: SandboxHost, served: Served, count: int = 5,
+                  timeout: float = 60.0) -> bool:
+    """A few messages first: the first notification fetches the JWKS, the first push warms caches."""
+    agent = host.upn("agent_user")
+    ids = []
+    for i in range(count):
+        ids.append((await host.dm(host.upn(SENDERS[i % 3]), agent, f"warm-up {i}"))["message_id"])
+        await anyio.sleep(0.05)
+    return await served.wait_for(ids, timeout)
+
+
+def poll_env(env: dict[str, str], chat_seconds: float | None, mail_seconds: float | None) -> dict[str, str]:
+    """Poll mode (no tunnel) at the given intervals; None keeps our default."""
+    out = {**env, "AGENTSEAT_MODE": "poll", "AGENTSEAT_TUNNEL": "none"}
+    if chat_seconds is not None:
+        out["AGENTSEAT_CHAT_POLL_SECONDS"] = str(chat_seconds)
+    if mail_seconds is not None:
+        out["AGENTSEAT_MAIL_POLL_SECONDS"] = str(mail_seconds)
+    return out
+
+
+def webhook_env(env: dict[str, str], port: int | None = None) -> dict[str, str]:
+    out = {**env, "AGENTSEAT_MODE": "webhook", "AGENTSEAT_TUNNEL": "loopback"}
+    if port:
+        out["AGENTSEAT_WEBHOOK_PORT"] = str(port)
+    return out
+
+
+def workdir(root: Path, name: str) -> Path:
+    path = root / name
+    path.mkdir(parents=True, exist_ok=True)
+    return path

@@ -1,0 +1,188 @@
+"""Turning a run's results into the headline figures, the goals, a table, and BENCHMARKS.md.
+
+`figures(results)` is the flat summary that also goes, whole, into the JSON line;
+`goals(results)` puts each goal beside its figure with an honest "met" / "not met".
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime
+from typing import Any
+
+MODES = (("webhook", "webhook"), ("poll_entrabot_intervals", "poll at entrabot's intervals (5 s / 60 s)"),
+         ("poll_defaults", "poll at our defaults"))
+
+
+def _get(data: Any, *path: str, default: Any = math.nan) -> Any:
+    for key in path:
+        if not isinstance(data, dict) or key not in data or data[key] is None:
+            return default
+        data = data[key]
+    return data
+
+
+def _ratio(a: float, b: float) -> float:
+    return round(a / b, 1) if b and not math.isnan(a) and not math.isnan(b) else math.nan
+
+
+def figures(r: dict[str, Any]) -> dict[str, Any]:
+    lat = r.get("latency", {})
+    out: dict[str, Any] = {}
+    for key, _ in MODES:
+        for q in ("p50", "p95", "p99"):
+            out[f"latency_{key}_{q}_ms"] = _get(lat, key, "total_ms", q)
+        out[f"latency_{key}_lost"] = _get(lat, key, "sent", default=0) - _get(lat, key, "received", default=0)
+    for q in ("p50", "p95", "p99"):
+        out[f"own_overhead_{q}_ms"] = _get(lat, "webhook", "own_overhead_ms", q)
+        out[f"latency_ratio_entrabot_intervals_vs_webhook_{q}"] = _ratio(
+            out[f"latency_poll_entrabot_intervals_{q}_ms"], out[f"latency_webhook_{q}_ms"])
+        out[f"latency_ratio_poll_defaults_vs_webhook_{q}"] = _ratio(
+            out[f"latency_poll_defaults_{q}_ms"], out[f"latency_webhook_{q}_ms"])
+    out["webhook_answer_p99_ms"] = _get(lat, "webhook", "webhook_answer_ms", "p99")
+    tp = r.get("throughput", {})
+    for batch in ("batch1", "batch20"):
+        out[f"throughput_{batch}_items_per_s"] = _get(tp, batch, "max_zero_loss_items_per_s")
+        out[f"throughput_{batch}_cpu_cores"] = _get(tp, batch, "at_max", "cpu_cores")
+        out[f"throughput_{batch}_cpu_ms_per_item"] = _get(tp, batch, "at_max", "cpu_ms_per_item")
+        out[f"throughput_{batch}_capped"] = _get(tp, batch, "capped", default=False)
+    out["peak_rss_mb"] = _get(tp, "rss_mb", "VmHWM")
+    idle = r.get("idle", {})
+    for key in ("webhook", "poll_entrabot_intervals", "poll_defaults", "entrabot"):
+        out[f"idle_{key}_graph_per_hour"] = _get(idle, key, "graph_per_hour")
+        out[f"idle_{key}_tokens_per_hour"] = _get(idle, key, "tokens_per_hour")
+    out["idle_ratio_entrabot_vs_webhook"] = _ratio(out["idle_entrabot_graph_per_hour"],
+                                                   out["idle_webhook_graph_per_hour"])
+    out["idle_ratio_entrabot_vs_poll_defaults"] = _ratio(out["idle_entrabot_graph_per_hour"],
+                                                         out["idle_poll_defaults_graph_per_hour"])
+    cs = r.get("cold_start", {})
+    out["cold_start_initialize_s"] = _get(cs, "initialize_s", "median")
+    out["cold_start_subscriptions_s"] = _get(cs, "subscriptions_s", "median")
+    out["cold_start_first_event_s"] = _get(cs, "first_event_s", "median")
+    out["cold_start_ready_s"] = max(out["cold_start_subscriptions_s"], out["cold_start_first_event_s"])
+    out["cold_start_restart_first_event_s"] = _get(cs, "restart", "first_event_s")
+    out["import_s"] = _get(cs, "import_s")
+    out["idle_rss_mb"] = _get(r, "rss", "idle", "VmRSS")
+    return out
+
+
+def goals(f: dict[str, Any]) -> list[tuple[str, str, str, bool]]:
+    """(what, goal, figure, met) rows."""
+    def met(value: float, ok: bool) -> bool:
+        return not math.isnan(value) and ok
+
+    rows = [
+        ("own overhead (webhook POST start -> push received), p99", "< 25 ms",
+         f"{f['own_overhead_p99_ms']} ms", met(f["own_overhead_p99_ms"], f["own_overhead_p99_ms"] < 25)),
+        ("latency vs polling at entrabot's intervals, p50", "lower (ratio > 1)",
+         f"{f['latency_ratio_entrabot_intervals_vs_webhook_p50']}x lower",
+         met(f["latency_ratio_entrabot_intervals_vs_webhook_p50"], f["latency_ratio_entrabot_intervals_vs_webhook_p50"] > 1)),
+        ("idle Graph requests, entrabot (computed) / webhook mode", ">= 1,000x fewer",
+         f"{f['idle_ratio_entrabot_vs_webhook']}x", met(f["idle_ratio_entrabot_vs_webhook"],
+                                                        f["idle_ratio_entrabot_vs_webhook"] >= 1000)),
+        ("cold start: spawn -> subscriptions live and first event pushed (median)", "< 2 s",
+         f"{f['cold_start_ready_s']} s", met(f["cold_start_ready_s"], f["cold_start_ready_s"] < 2)),
+        ("RSS at idle", "< 150 MB", f"{f['idle_rss_mb']} MB", met(f["idle_rss_mb"], f["idle_rss_mb"] < 150)),
+    ]
+    return rows
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return "n/a" if math.isnan(value) else f"{value:g}"
+    return str(value)
+
+
+def table(r: dict[str, Any]) -> str:
+    f = figures(r)
+    lat = r.get("latency", {})
+    lines = [f"agentseat benchmarks ({r['profile']}) on {r['machine']['cpu']}, {r['machine']['cores']} cores, "
+             f"{r['machine']['ram_gb']} GB, Python {r['machine']['python']}", ""]
+    lines.append("1. inbound latency, created -> MCP client push, 10 msg/s (ms)")
+    lines.append(f"   {'mode':46} {'p50':>9} {'p95':>9} {'p99':>9} {'recv/sent':>10}")
+    for key, label in MODES:
+        lines.append(f"   {label:46} {_fmt(f[f'latency_{key}_p50_ms']):>9} {_fmt(f[f'latency_{key}_p95_ms']):>9} "
+                     f"{_fmt(f[f'latency_{key}_p99_ms']):>9} "
+                     f"{_get(lat, key, 'received', default='-')}/{_get(lat, key, 'sent', default='-'):<5}")
+    own = _get(lat, "webhook", "own_overhead_ms", default={})
+    queue = _get(lat, "webhook", "graph_queue_ms", default={})
+    lines.append(f"   {'  of which emulated Graph queue':46} {_fmt(_get(queue, 'p50')):>9} {_fmt(_get(queue, 'p95')):>9} "
+                 f"{_fmt(_get(queue, 'p99')):>9}")
+    lines.append(f"   {'  of which our own overhead':46} {_fmt(_get(own, 'p50')):>9} {_fmt(_get(own, 'p95')):>9} "
+                 f"{_fmt(_get(own, 'p99')):>9}")
+    lines.append(f"   ratios vs webhook (p50/p95/p99): entrabot intervals "
+                 f"{_fmt(f['latency_ratio_entrabot_intervals_vs_webhook_p50'])}/"
+                 f"{_fmt(f['latency_ratio_entrabot_intervals_vs_webhook_p95'])}/"
+                 f"{_fmt(f['latency_ratio_entrabot_intervals_vs_webhook_p99'])}x, our poll defaults "
+                 f"{_fmt(f['latency_ratio_poll_defaults_vs_webhook_p50'])}/"
+                 f"{_fmt(f['latency_ratio_poll_defaults_vs_webhook_p95'])}/"
+                 f"{_fmt(f['latency_ratio_poll_defaults_vs_webhook_p99'])}x")
+    lines.append("")
+    lines.append("2. throughput, encrypted rich notifications, zero loss")
+    for batch in ("batch1", "batch20"):
+        at = _get(r, "throughput", batch, "at_max", default={})
+        capped = " (generator cap reached)" if f[f"throughput_{batch}_capped"] else ""
+        lines.append(f"   {batch:8} {_fmt(f[f'throughput_{batch}_items_per_s']):>7} items/s{capped}  "
+                     f"cpu {_fmt(_get(at, 'cpu_cores'))} cores, {_fmt(_get(at, 'cpu_ms_per_item'))} ms/item, "
+                     f"answer p99 {_fmt(_get(at, 'answer_ms', 'p99'))} ms; first failing "
+                     f"{_fmt(_get(r, 'throughput', batch, 'first_failing_items_per_s', default='-'))} items/s")
+    lines.append(f"   peak RSS (VmHWM) {_fmt(f['peak_rss_mb'])} MB")
+    hp = r.get("hotpath", {})
+    if hp:
+        for batch in ("batch1", "batch20"):
+            steps = _get(hp, batch, "steps_us_per_item", default={})
+            top = sorted(steps.items(), key=lambda kv: -kv[1])[:4]
+            lines.append(f"   hot path {batch}, us per item: " + ", ".join(f"{k} {v:g}" for k, v in top)
+                         + f"; whole process() {_fmt(_get(hp, batch, 'process_us_per_item'))}")
+    prof = r.get("profile", {})
+    for batch, data in prof.items():
+        if "self" in data:
+            lines.append(f"   py-spy {batch} self: " + ", ".join(f"{e['function']} {e['share']:.0%}"
+                                                             for e in data["self"][:5]))
+        elif "skipped" in data:
+            lines.append(f"   py-spy {batch}: {data['skipped']}")
+    lines.append("")
+    lines.append("3. idle cost, 20 chats + mailbox, no traffic (per hour)")
+    idle = r.get("idle", {})
+    for key, label in (("webhook", "webhook mode"), ("poll_entrabot_intervals", "our poll at entrabot's intervals"),
+                       ("poll_defaults", "our poll at defaults"), ("entrabot", "entrabot")):
+        lines.append(f"   {label:34} graph {_fmt(f[f'idle_{key}_graph_per_hour']):>9}  tokens "
+                     f"{_fmt(f[f'idle_{key}_tokens_per_hour']):>6}  ({_get(idle, key, 'how', default='-')})")
+    lines.append(f"   entrabot / webhook: {_fmt(f['idle_ratio_entrabot_vs_webhook'])}x fewer Graph requests")
+    lines.append("")
+    lines.append("4. cold start (median of runs, s from spawn)")
+    lines.append(f"   initialize {_fmt(f['cold_start_initialize_s'])}, subscriptions live "
+                 f"{_fmt(f['cold_start_subscriptions_s'])}, first event pushed {_fmt(f['cold_start_first_event_s'])}"
+                 f" ({_get(r, 'cold_start', 'count', default=0)} runs); restart first event "
+                 f"{_fmt(f['cold_start_restart_first_event_s'])}; imports alone {_fmt(f['import_s'])}")
+    lines.append(f"   RSS at idle {_fmt(f['idle_rss_mb'])} MB")
+    lines.append("")
+    lines.append("goals")
+    for what, goal, figure, ok in goals(f):
+        lines.append(f"   {'met    ' if ok else 'NOT MET'}  {what}: {goal}; measured {figure}")
+    return "\n".join(lines)
+
+
+def markdown(r: dict[str, Any]) -> str:
+    """BENCHMARKS.md: the figures of the latest full run, with the machine and the goals."""
+    f = figures(r)
+    m = r["machine"]
+    when = datetime.now(UTC).strftime("%Y-%m-%d")
+    lines = [
+        "# Benchmarks",
+        "",
+        f"Latest run: `python -m bench` ({r['profile']} profile), {when}, commit `{m.get('commit') or '?'}`.",
+        f"Machine: {m['cpu']}, {m['cores']} cores, {m['ram_gb']} GB RAM, Python {m['python']}, {m['os']}.",
+        "Everything runs against the embedded sandbox on loopback; the runtime under test is",
+        "`agentseat serve` in its own process, and latencies end at a real MCP client",
+        "(mcp's `ClientSession` over `stdio_client`) receiving `notifications/claude/channel`.",
+        "",
+        "## Goals",
+        "",
+        "| what | goal | measured | |",
+        "|---|---|---|---|",
+    ]
+    for what, goal, figure, ok in goals(f):
+        lines.append(f"| {what} | {goal} | {figure} | {'met' if ok else '**not met**'} |")
+    lines += ["", "## Figures", "", "```", table(r), "```", ""]
+    return "\n".join(lines)

@@ -1,0 +1,172 @@
+"""The benchmark run: every figure of issue #6 (items 1-4) against one sandbox, in order.
+
+Phases, each with a runtime of its own (a fresh agent state dir, `agentseat serve` spawned anew):
+1. webhook: cold start, idle RSS, latency at 10 msg/s, an idle window, one renewal notice per subscription;
+2. poll at entrabot's intervals (5 s / 60 s): an idle window, then latency;
+3. poll at our defaults: an idle window, then latency;
+4. more cold starts and a restart (full profile only);
+5. throughput for batches of 1 and 20, peak RSS, and a py-spy profile (full profile, if installed);
+6. the hot path step by step, in-process.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from agentseat.config import Settings
+
+from . import coldstart, hotpath, idle, latency, profile, throughput
+from .harness import SandboxHost, fresh_dir, free_port, import_seconds, machine, memory_mb, serve
+from .latency import poll_env, webhook_env
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    latency_seconds: float  # traffic per mode, at 10 msg/s
+    warmup_seconds: float  # webhook traffic before measuring (first requests are slower)
+    idle_seconds: float  # idle window per mode
+    step_seconds: float  # per throughput step
+    bisect: int  # throughput refinement steps after the first failure
+    hotpath_posts: int
+    extra_cold_starts: int
+    restart: bool
+    profile_seconds: float  # py-spy; 0 skips
+
+
+QUICK = Profile("quick", latency_seconds=5, warmup_seconds=2, idle_seconds=6, step_seconds=2, bisect=0,
+                hotpath_posts=20, extra_cold_starts=0, restart=False, profile_seconds=0)
+FULL = Profile("full", latency_seconds=60, warmup_seconds=10, idle_seconds=120, step_seconds=6, bisect=2,
+               hotpath_posts=200, extra_cold_starts=4, restart=True, profile_seconds=10)
+
+_DEFAULTS = Settings.model_fields
+DEFAULT_CHAT_POLL = float(_DEFAULTS["chat_poll_seconds"].default)
+DEFAULT_MAIL_POLL = float(_DEFAULTS["mail_poll_seconds"].default)
+
+
+def say(text: str) -> None:
+    """Progress goes to stderr: stdout is the report."""
+    print(f"[bench] {text}", file=sys.stderr, flush=True)
+
+
+async def _warm(host: SandboxHost, served: Any, seconds: float) -> None:
+    if seconds > 0:
+        traffic = await latency.steady_dms(host, seconds, tag="warm-up")
+        await served.wait_for(traffic.sent, 30)
+
+
+async def _wait_subscriptions(host: SandboxHost, count: int = 2, timeout: float = 120) -> None:
+    with anyio.fail_after(timeout):
+        while len(await host.live_subscriptions()) < count:
+            await anyio.sleep(0.05)
+
+
+async def webhook_phase(host: SandboxHost, p: Profile, root: Path, out: dict[str, Any]) -> None:
+    say("webhook: cold start, latency, idle")
+    env = webhook_env(await host.provision(root / "agent-webhook"))
+    async with coldstart.cold_serve(host, env, root / "webhook", "serve") as (served, marks):
+        out["cold_start"]["runs"].append(marks.as_dict())
+        out["rss"]["idle"] = await coldstart.idle_rss(served)
+        await _warm(host, served, p.warmup_seconds)
+        out["latency"]["webhook"] = await latency.run_traffic(host, served, p.latency_seconds, 15, with_sends=True,
+                                                              tag="webhook")
+        out["rss"]["after_latency"] = memory_mb(served.pid)
+        say("webhook: idle window")
+        measured = await idle.window(host, p.idle_seconds)
+        reauth = await idle.reauthorize_cost(host, served)
+        out["idle"]["webhook"] = {**idle.webhook_hourly(measured, reauth), "window": measured,
+                                  "reauthorize_notices": reauth}
+    await host.drop_subscriptions()
+
+
+async def poll_phase(host: SandboxHost, p: Profile, root: Path, out: dict[str, Any], name: str,
+                     chat: float, mail: float) -> None:
+    say(f"{name}: idle, latency (chat every {chat:g} s, mail every {mail:g} s)")
+    env = poll_env(await host.provision(root / f"agent-{name}"), chat, mail)
+    async with serve(env, root / name, "serve", host.now) as served:
+        with anyio.fail_after(60):
+            while True:
+                counters = (await served.status())["poller"]
+                if counters["chat_rounds"] >= 1 and counters["mail_rounds"] >= 1:
+                    break
+                await anyio.sleep(0.2)
+        await anyio.sleep(1.0)
+        window = await idle.window(host, p.idle_seconds)
+        out["idle"][name] = {"graph_per_hour": window["graph_per_hour"], "tokens_per_hour": window["tokens_per_hour"],
+                             "how": "measured" + (" (window scaled to an hour)" if window["scaled"] else ""),
+                             "window": window}
+        out["latency"][name] = await latency.run_traffic(host, served, p.latency_seconds, chat + 10,
+                                                         with_sends=False, tag=name)
+        out["latency"][name]["intervals_s"] = {"chat": chat, "mail": mail}
+
+
+async def cold_start_phase(host: SandboxHost, p: Profile, root: Path, out: dict[str, Any]) -> None:
+    env: dict[str, str] = {}
+    for i in range(p.extra_cold_starts):
+        say(f"cold start {i + 2} of {p.extra_cold_starts + 1}")
+        env = webhook_env(await host.provision(root / f"agent-cold{i}"), free_port())
+        async with coldstart.cold_serve(host, env, root / f"cold{i}", "serve") as (_, marks):
+            out["cold_start"]["runs"].append(marks.as_dict())
+        if i < p.extra_cold_starts - 1 or not p.restart:
+            await host.drop_subscriptions()
+    if p.restart and env:
+        say("restart: same state, same URL, subscriptions adopted")
+        async with coldstart.cold_serve(host, env, root / f"cold{p.extra_cold_starts - 1}", "restart",
+                                        subscriptions=0) as (_, marks):
+            out["cold_start"]["restart"] = {k: v for k, v in marks.as_dict().items() if k != "subscriptions_s"}
+        await host.drop_subscriptions()
+
+
+async def throughput_phase(host: SandboxHost, p: Profile, root: Path, out: dict[str, Any]) -> dict[str, str]:
+    say("throughput")
+    port = free_port()
+    env = webhook_env(await host.provision(root / "agent-throughput"), port)
+    url = f"http://127.0.0.1:{port}/notifications"
+    async with serve(env, root / "throughput", "serve", host.now) as served:
+        await _wait_subscriptions(host)
+        await _warm(host, served, p.warmup_seconds)
+        results: dict[str, Any] = {}
+        for batch, start, cap in ((1, 50.0, 3200.0), (20, 100.0, 6400.0)):
+            say(f"throughput: batches of {batch}")
+            results[f"batch{batch}"] = await throughput.ladder(host, served, url, batch=batch, start=start,
+                                                               seconds=p.step_seconds, bisect=p.bisect, cap=cap)
+        results["rss_mb"] = throughput.peak_rss(served)
+        out["throughput"] = results
+        if p.profile_seconds:
+            best = results["batch1"]["max_zero_loss_items_per_s"] or 50.0
+            say("profile: py-spy under load")
+            out["profile"] = {
+                f"batch{batch}": await profile.sample(host, served, url, root, items_per_s=rate, batch=batch,
+                                                      seconds=p.profile_seconds)
+                for batch, rate in ((1, round(best * 0.7)),
+                                    (20, round((results["batch20"]["max_zero_loss_items_per_s"] or 200) * 0.7)))
+            }
+    await host.drop_subscriptions()
+    return env
+
+
+async def run(p: Profile, root: Path, progress: Callable[[str], None] = say) -> dict[str, Any]:
+    fresh_dir(root)
+    out: dict[str, Any] = {"profile": p.name, "machine": machine(), "workdir": str(root),
+                           "cold_start": {"runs": []}, "rss": {}, "latency": {}, "idle": {}}
+    say("timing imports")
+    out["cold_start"]["import_s"] = import_seconds()
+    async with SandboxHost(root) as host:
+        await host.seed(chats=20, mails=2)
+        await webhook_phase(host, p, root, out)
+        await poll_phase(host, p, root, out, "poll_entrabot_intervals", idle.ENTRABOT_CHAT_POLL,
+                         idle.ENTRABOT_MAIL_POLL)
+        await poll_phase(host, p, root, out, "poll_defaults", DEFAULT_CHAT_POLL, DEFAULT_MAIL_POLL)
+        await cold_start_phase(host, p, root, out)
+        env = await throughput_phase(host, p, root, out)
+        say("hot path, step by step")
+        out["hotpath"] = await hotpath.measure(host, env, root, posts=p.hotpath_posts)
+    out["idle"]["entrabot"] = idle.entrabot_computed(chats=20)
+    out["cold_start"].update(coldstart.summarize(out["cold_start"]["runs"]))
+    return out

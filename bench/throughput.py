@@ -1,0 +1,113 @@
+"""Figure 2: the highest sustained rate of encrypted rich notifications taken with zero loss.
+
+The load generator (bench/loadgen.py) POSTs genuine notifications straight to the
+runtime's webhook, open loop, at a ladder of rates; batches of 1 and of 20 items per
+POST. A step passes when:
+- every POST is answered 2xx within Graph's 3-second timeout (a later answer is a
+  failed delivery to Graph, retried and counted against the endpoint),
+- the generator kept the schedule (achieved rate >= 95 % of the target: when the
+  runtime answers too slowly, in-flight POSTs pile up and the schedule slips), and
+- every item reached the MCP client as a channel push within the drain window.
+The rate doubles until a step fails, then bisects. CPU (utime + stime from
+/proc/<pid>/stat, all threads) is taken over each step, from its first send to its
+last push; peak RSS is VmHWM from /proc/<pid>/status.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+import anyio
+
+from .harness import SandboxHost, Served, cpu_seconds, memory_mb
+from .loadgen import send_paced
+
+DRAIN = 15.0  # seconds after the last send for the last push to arrive
+
+
+@dataclass
+class Step:
+    batch: int
+    items_per_s: float
+    result: dict[str, Any]
+
+    @property
+    def passed(self) -> bool:
+        return bool(self.result["passed"])
+
+
+async def step(host: SandboxHost, served: Served, url: str, http: aiohttp.ClientSession, *,
+               batch: int, items_per_s: float, seconds: float) -> Step:
+    posts_per_s = items_per_s / batch
+    posts = max(2, round(posts_per_s * seconds))
+    bodies = await host.notification_bodies(posts, batch)
+    ids = [i for item_ids, _ in bodies for i in item_ids]
+    cpu0, began = cpu_seconds(served.pid), host.now()
+    sent = await send_paced(http, url, bodies, posts_per_s)
+    sent_done = host.now()
+    arrived = await served.wait_for(ids, DRAIN)
+    got = served.received(ids)
+    last = max((p.at for p in got.values()), default=host.now())
+    cpu = cpu_seconds(served.pid) - cpu0
+    wall = max(last - began, 1e-6)
+    achieved = sent.achieved_posts_per_s * batch
+    passed = (sent.failed == 0 and sent.over_timeout == 0 and arrived
+              and achieved >= 0.95 * items_per_s)
+    return Step(batch, items_per_s, {
+        "batch": batch,
+        "target_items_per_s": round(items_per_s, 1),
+        "achieved_items_per_s": round(achieved, 1),
+        "items": len(ids),
+        "pushed": len(got),
+        "lost": len(ids) - len(got),
+        "failed_posts": sent.failed,
+        "posts_over_3s": sent.over_timeout,
+        "answer_ms": sent.answer_ms(),
+        "push_lag_s": round(last - sent_done, 3),
+        "cpu_cores": round(cpu / wall, 2),
+        "cpu_ms_per_item": round(cpu * 1000 / max(len(got), 1), 3),
+        "passed": passed,
+    })
+
+
+async def ladder(host: SandboxHost, served: Served, url: str, *, batch: int, start: float, seconds: float,
+                 bisect: int, cap: float) -> dict[str, Any]:
+    """Double from `start` until a step fails (or `cap`), then `bisect` times between pass and fail."""
+    steps: list[Step] = []
+    best: Step | None = None
+    failed_at: float | None = None
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=256)) as http:
+        rate = start
+        while rate <= cap:
+            s = await step(host, served, url, http, batch=batch, items_per_s=rate, seconds=seconds)
+            steps.append(s)
+            await anyio.sleep(1.0)  # let the runtime settle between steps
+            if not s.passed:
+                failed_at = rate
+                break
+            best = s
+            rate *= 2
+        low = best.items_per_s if best else 0.0
+        for _ in range(bisect if failed_at else 0):
+            assert failed_at is not None
+            rate = (low + failed_at) / 2
+            s = await step(host, served, url, http, batch=batch, items_per_s=rate, seconds=seconds)
+            steps.append(s)
+            await anyio.sleep(1.0)
+            if s.passed:
+                best, low = s, rate
+            else:
+                failed_at = rate
+    return {
+        "max_zero_loss_items_per_s": round(best.items_per_s, 1) if best else 0.0,
+        "first_failing_items_per_s": round(failed_at, 1) if failed_at else None,
+        "at_max": best.result if best else None,
+        "steps": [s.result for s in steps],
+        "capped": failed_at is None,
+    }
+
+
+def peak_rss(served: Served) -> dict[str, float]:
+    return memory_mb(served.pid) if served.pid else {}
