@@ -57,18 +57,15 @@ def _ms(seconds: float) -> str:
     return f"{ms:.1f} ms" if ms < 1000 else f"{ms / 1000:.2f} s"
 
 
-class DemoError(AgentSeatError):
-    """A step of the demo did not complete."""
-
-
 @contextmanager
 def _step(name: str, log_path: Path | None = None) -> Iterator[None]:
-    hint = f"the MCP server's log is {log_path}" if log_path else "run again with -v for debug logs"
+    hint = (f"the end of the agentseat serve log is shown above (the whole log: {log_path}, kept with --dir)"
+            if log_path else "run again with -v for debug logs")
     try:
         with anyio.fail_after(STEP_TIMEOUT):
             yield
     except TimeoutError:
-        raise DemoError(f"demo step '{name}' did not finish within {STEP_TIMEOUT:g} s", hint=hint) from None
+        raise AgentSeatError(f"demo step '{name}' did not finish within {STEP_TIMEOUT:g} s", hint=hint) from None
 
 
 class _Agent:
@@ -84,7 +81,7 @@ class _Agent:
         block = result.content[0] if result.content else None
         text = block.text if isinstance(block, types.TextContent) else ""
         if result.is_error:
-            raise DemoError(f"the tool {name} failed: {text}")
+            raise AgentSeatError(f"the tool {name} failed: {text}")
         return json.loads(text)  # type: ignore[no-any-return]
 
     async def next_push(self) -> tuple[float, ChannelParams]:
@@ -92,8 +89,8 @@ class _Agent:
 
 
 @asynccontextmanager
-async def _serve(env: dict[str, str], workdir: Path, log_path: Path) -> AsyncIterator[tuple[_Agent, Any]]:
-    """`agentseat serve` as a child process, connected over stdio and initialized."""
+async def _serve(env: dict[str, str], workdir: Path, log_path: Path) -> AsyncIterator[_Agent]:
+    """`agentseat serve` as a child process, connected over stdio (not yet initialized)."""
     params = StdioServerParameters(command=sys.executable, args=["-m", "agentseat.cli", "serve"], env=env,
                                    cwd=str(workdir))
     send, receive = anyio.create_memory_object_stream[tuple[float, ChannelParams]](100)
@@ -105,8 +102,7 @@ async def _serve(env: dict[str, str], workdir: Path, log_path: Path) -> AsyncIte
     with log_path.open("a") as errlog, send, receive:
         async with stdio_client(params, errlog=errlog) as (read, write):
             async with ClientSession(read, write, notification_bindings=[binding]) as session:
-                init = await session.initialize()
-                yield _Agent(session, receive), init
+                yield _Agent(session, receive)
 
 
 def _passphrase(agent_dir: Path) -> str:
@@ -200,7 +196,7 @@ class Demo:
         async with http.request(method, sandbox.url + path, json=body, ssl=sandbox.client_ssl_context()) as resp:
             data = await resp.json()
             if resp.status >= 300:
-                raise DemoError(f"the sandbox refused {method} {path}: {data.get('error', resp.status)}")
+                raise AgentSeatError(f"the sandbox refused {method} {path}: {data.get('error', resp.status)}")
             return data
 
     async def _tour(self, sandbox: Sandbox, http: aiohttp.ClientSession, env: dict[str, str]) -> None:
@@ -208,23 +204,25 @@ class Demo:
         sponsor, grace = users[sandbox.role("sponsor")], users[sandbox.role("colleague1")]
         agent_upn = users[env["AGENTSEAT_AGENT_USER_ID"]].upn
         start = time.perf_counter()
-        with _step("start agentseat serve", self.serve_log):
-            async with _serve(env, self.agent_dir, self.serve_log) as (agent, init):
+        # Starting the child does not wait on it; every wait after that is a step with its own bound.
+        async with _serve(env, self.agent_dir, self.serve_log) as agent:
+            with _step("connect to agentseat serve", self.serve_log):
+                init = await agent.session.initialize()
                 tools = (await agent.session.list_tools()).tools
-                if (init.capabilities.experimental or {}).get("claude/channel") is None:
-                    raise DemoError("agentseat serve did not declare the claude/channel capability")
-                self.ok(f"`agentseat serve` connected over MCP stdio: claude/channel capability, {len(tools)} tools  "
-                        f"({_ms(time.perf_counter() - start)})")
-                await self._until_webhook(agent, start)
-                await self._teams(sandbox, http, agent, sponsor, agent_upn)
-                await self._mail(sandbox, http, agent, grace, agent_upn)
+            if (init.capabilities.experimental or {}).get("claude/channel") is None:
+                raise AgentSeatError("agentseat serve did not declare the claude/channel capability")
+            self.ok(f"`agentseat serve` connected over MCP stdio: claude/channel capability, {len(tools)} tools  "
+                    f"({_ms(time.perf_counter() - start)})")
+            await self._until_webhook(agent, start)
+            await self._teams(sandbox, http, agent, sponsor, agent_upn)
+            await self._mail(sandbox, http, agent, grace, agent_upn)
 
     async def _until_webhook(self, agent: _Agent, start: float) -> None:
         with _step("runtime in webhook mode", self.serve_log):
             while True:
                 status = await agent.call("status")
                 if "runtime_error" in status:
-                    raise DemoError(f"the runtime stopped: {status['runtime_error']['message']}",
+                    raise AgentSeatError(f"the runtime stopped: {status['runtime_error']['message']}",
                                     hint=f"see {self.serve_log}")
                 if status.get("source") == "webhook" and (status.get("channel") or {}).get("position") is not None:
                     break
@@ -289,7 +287,7 @@ class Demo:
 
 
 def run_demo(directory: Path | None = None, *, verbose: bool = False, out: TextIO | None = None) -> int:
-    """`agentseat demo`: 0 when every step passed; a failed step raises `DemoError` (exit 1)."""
+    """`agentseat demo`: 0 when every step passed; a failed step raises `AgentSeatError` (exit 1)."""
     if not verbose:
         configure("warning")  # the tour's lines are the output; the parts' info logs would bury them
     stream = out or sys.stdout

@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
         args.json.write_text(json.dumps(results, indent=1))
     print(json.dumps({"profile": profile.name, "machine": results["machine"], **results["figures"],
                       "details": {k: results.get(k) for k in ("latency", "throughput", "idle", "cold_start", "rss",
-                                                               "hotpath", "profile")}},
+                                                               "hotpath", "pyspy")}},
                      separators=(",", ":")))
     return 0
 

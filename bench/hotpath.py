@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 from pathlib import Path
 from statistics import median
 from typing import Any
@@ -67,7 +68,8 @@ async def measure(host: SandboxHost, env: dict[str, str], workdir: Path, *, post
     cert = KeyStore(settings).load(settings.cert_thumbprint)
     ring = KeyRing()
     ring.add(cert.private_key, certificate=cert.certificate, certificate_id=cert.sha1_thumbprint)
-    synthetic = {"client_state": "bench-state", "der_b64": cert.der_b64, "certificate_id": cert.sha1_thumbprint}
+    synthetic = {"id": str(uuid.uuid4()), "client_state": "bench-state", "der_b64": cert.der_b64,
+                 "certificate_id": cert.sha1_thumbprint}
 
     async def bodies(posts: int, batch: int) -> list[tuple[list[str], bytes]]:
         return await host.notification_bodies(posts, batch, synthetic=synthetic)

@@ -134,7 +134,7 @@ def table(r: dict[str, Any]) -> str:
             top = sorted(steps.items(), key=lambda kv: -kv[1])[:4]
             lines.append(f"   hot path {batch}, us per item: " + ", ".join(f"{k} {v:g}" for k, v in top)
                          + f"; whole process() {_fmt(_get(hp, batch, 'process_us_per_item'))}")
-    prof = r.get("profile", {})
+    prof = r.get("pyspy", {})
     for batch, data in prof.items():
         if "self" in data:
             lines.append(f"   py-spy {batch} self: " + ", ".join(f"{e['function']} {e['share']:.0%}"

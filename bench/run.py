@@ -12,6 +12,7 @@ Phases, each with a runtime of its own (a fresh agent state dir, `agentseat serv
 from __future__ import annotations
 
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,10 +39,11 @@ class Profile:
     extra_cold_starts: int
     restart: bool
     profile_seconds: float  # py-spy; 0 skips
+    import_repeat: int = 3
 
 
 QUICK = Profile("quick", latency_seconds=5, warmup_seconds=2, idle_seconds=6, step_seconds=2, bisect=0,
-                hotpath_posts=20, extra_cold_starts=0, restart=False, profile_seconds=0)
+                hotpath_posts=20, extra_cold_starts=0, restart=False, profile_seconds=0, import_repeat=1)
 FULL = Profile("full", latency_seconds=60, warmup_seconds=10, idle_seconds=120, step_seconds=6, bisect=2,
                hotpath_posts=200, extra_cold_starts=4, restart=True, profile_seconds=10)
 
@@ -50,9 +52,12 @@ DEFAULT_CHAT_POLL = float(_DEFAULTS["chat_poll_seconds"].default)
 DEFAULT_MAIL_POLL = float(_DEFAULTS["mail_poll_seconds"].default)
 
 
+_started = time.monotonic()
+
+
 def say(text: str) -> None:
     """Progress goes to stderr: stdout is the report."""
-    print(f"[bench] {text}", file=sys.stderr, flush=True)
+    print(f"[bench {time.monotonic() - _started:6.1f}s] {text}", file=sys.stderr, flush=True)
 
 
 async def _warm(host: SandboxHost, served: Any, seconds: float) -> None:
@@ -141,7 +146,7 @@ async def throughput_phase(host: SandboxHost, p: Profile, root: Path, out: dict[
         if p.profile_seconds:
             best = results["batch1"]["max_zero_loss_items_per_s"] or 50.0
             say("profile: py-spy under load")
-            out["profile"] = {
+            out["pyspy"] = {
                 f"batch{batch}": await profile.sample(host, served, url, root, items_per_s=rate, batch=batch,
                                                       seconds=p.profile_seconds)
                 for batch, rate in ((1, round(best * 0.7)),
@@ -156,7 +161,7 @@ async def run(p: Profile, root: Path, progress: Callable[[str], None] = say) -> 
     out: dict[str, Any] = {"profile": p.name, "machine": machine(), "workdir": str(root),
                            "cold_start": {"runs": []}, "rss": {}, "latency": {}, "idle": {}}
     say("timing imports")
-    out["cold_start"]["import_s"] = import_seconds()
+    out["cold_start"]["import_s"] = import_seconds(p.import_repeat)
     async with SandboxHost(root) as host:
         await host.seed(chats=20, mails=2)
         await webhook_phase(host, p, root, out)

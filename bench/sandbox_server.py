@@ -168,7 +168,7 @@ async def _drop_subscriptions(request: web.Request) -> web.Response:
 async def _notifications(request: web.Request) -> web.Response:
     """`{"posts", "batch", "fresh_tokens"?, "synthetic"?}`: bodies for the live rich Teams
     subscription, or, with `synthetic: {client_state, der_b64, certificate_id}`, for a
-    subscription that exists only in these bodies (the in-process hot-path benchmark)."""
+    subscription (`id` optional) that exists only in these bodies (the in-process hot-path benchmark)."""
     from agentseat.sandbox.tenant import Subscription
 
     from .loadgen import NotificationFactory
@@ -178,7 +178,8 @@ async def _notifications(request: web.Request) -> web.Response:
     synthetic = data.get("synthetic")
     if synthetic:
         sub = Subscription(
-            id=str(uuid.uuid4()), app_id=sb.role("agent_identity"), creator_id=sb.role("agent_user"),
+            id=synthetic.get("id") or str(uuid.uuid4()), app_id=sb.role("agent_identity"),
+            creator_id=sb.role("agent_user"),
             resource=f"/users/{sb.role('agent_user')}/chats/getAllMessages", change_type="created",
             notification_url="http://127.0.0.1:9/notifications", expiration=sb.clock.now() + 3600,
             client_state=synthetic["client_state"], include_resource_data=True,

@@ -48,6 +48,9 @@ class RouteSpec:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+PRINCIPAL_KEY: web.RequestKey[Principal] = web.RequestKey("principal", Principal)
+
+
 def graph_route(
     *, scopes: tuple[str, ...] = (), roles: tuple[str, ...] = (), limits: tuple[Limit, ...] = (),
     delegated_only: bool = False,
@@ -62,7 +65,7 @@ def graph_route(
 
 
 def principal(request: web.Request) -> Principal:
-    return request["principal"]  # type: ignore[no-any-return]
+    return request[PRINCIPAL_KEY]
 
 
 def route_name(request: web.Request) -> str:
@@ -149,5 +152,5 @@ async def graph_middleware(request: web.Request, handler: Handler) -> web.Stream
         sb.stats.throttled[name] += 1
         return graph_error(429, "TooManyRequests", "Please retry again later.",
                            headers={"Retry-After": f"{wait:g}"}, request=request)
-    request["principal"] = who
+    request[PRINCIPAL_KEY] = who
     return await handler(request)
