@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import importlib.util
+import inspect
 import json
 import math
 import sys
@@ -31,7 +32,15 @@ def _dispatch(name: str, argv: list[str]) -> int:
         print(f"bench: `{name}` is not available in this checkout (bench/{name}.py is missing)", file=sys.stderr)
         return 2
     module = importlib.import_module(f"bench.{name}")
-    return int(module.main(argv) or 0)
+    if inspect.iscoroutinefunction(module.main):
+        import anyio
+
+        result = anyio.run(module.main, argv)
+    else:
+        result = module.main(argv)
+    if isinstance(result, dict):  # a report: its "ok" decides the exit code
+        return 0 if result.get("ok", True) else 1
+    return int(result or 0)
 
 
 def _clean(value: Any) -> Any:

@@ -4,14 +4,18 @@ Marks, all on the sandbox clock from the spawn of the process:
 - `initialize_s`: the MCP `initialize` answered (the host can talk to it);
 - `subscriptions_s`: both subscriptions live in the sandbox (webhooks can be delivered);
 - `first_event_s`: a DM posted right after `initialize` reached the MCP client as a push.
-Plus `import_s`: a bare interpreter importing what `serve` imports (the floor under all of it).
+Plus `import_s`: a bare interpreter importing what `serve` imports (the floor under all of it),
+the Graph requests (and 429s) of the startup, and the runtime's own log lines as phases.
 """
 
 from __future__ import annotations
 
+import time
+from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from statistics import median
 from typing import Any
@@ -23,16 +27,56 @@ from .harness import SandboxHost, Served, memory_mb, serve
 POLL = 0.025  # seconds between looks at the sandbox's subscriptions
 
 
+#: Log events that mark startup phases (their first occurrence), in the order they happen.
+PHASES = ("mcp_serving", "token_refreshed", "runtime_owner_elected", "webhook_listening", "resync_done",
+          "tunnel_started", "subscription_created")
+
+
 @dataclass
 class ColdStart:
     initialize_s: float = float("nan")
     subscriptions_s: float = float("nan")
     first_event_s: float = float("nan")
     dm_id: str = ""
+    startup_requests: dict[str, int] = field(default_factory=dict)
+    throttled: dict[str, int] = field(default_factory=dict)
+    phases_s: dict[str, float] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, float]:
         return {"initialize_s": round(self.initialize_s, 3), "subscriptions_s": round(self.subscriptions_s, 3),
                 "first_event_s": round(self.first_event_s, 3)}
+
+    def detail(self) -> dict[str, Any]:
+        return {**self.as_dict(), "startup_graph_requests": self.startup_requests,
+                "startup_throttled": self.throttled, "log_phases_s": self.phases_s}
+
+
+def log_phases(log_path: Path, spawned_wall: float) -> dict[str, float]:
+    """Seconds from spawn to each phase's log line (wall clock of the runtime's log timestamps).
+
+    The last `subscription_created` is the second subscription; other phases take their first line.
+    """
+    found: dict[str, float] = {}
+    try:
+        lines = log_path.read_text(errors="replace").splitlines()
+    except OSError:
+        return found
+    for line in lines:
+        stamp, _, rest = line.partition(" ")
+        event = rest.split("]", 1)[-1].split()[0] if "]" in rest else ""
+        if event not in PHASES:
+            continue
+        try:
+            at = datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp() - spawned_wall
+        except ValueError:
+            continue
+        key = event
+        if event == "resync_done":
+            key = "resync_done_" + ("startup" if "reason=startup" in rest else "after_create")
+        if event == "subscription_created" and key in found:
+            key = "subscription_created_2nd"
+        found.setdefault(key, round(at, 3))
+    return found
 
 
 @asynccontextmanager
@@ -40,7 +84,8 @@ async def cold_serve(host: SandboxHost, env: dict[str, str], workdir: Path, name
                      *, subscriptions: int = 2) -> AsyncIterator[tuple[Served, ColdStart]]:
     """`serve` with the cold-start marks taken; yields once the first event arrived."""
     marks = ColdStart()
-    spawned = host.now()
+    before = await host.stats()
+    spawned, spawned_wall = host.now(), time.time()
     done = anyio.Event()
 
     async def watch_subscriptions() -> None:
@@ -64,6 +109,10 @@ async def cold_serve(host: SandboxHost, env: dict[str, str], workdir: Path, name
             if await served.wait_for([marks.dm_id], 120):
                 marks.first_event_s = served.received([marks.dm_id])[marks.dm_id].at - spawned
             await done.wait()
+            after = await host.stats()
+            marks.startup_requests = dict(Counter(after["requests"]) - Counter(before["requests"]))
+            marks.throttled = dict(Counter(after["throttled"]) - Counter(before["throttled"]))
+            marks.phases_s = log_phases(served.log_path, spawned_wall)
             yield served, marks
 
 

@@ -38,8 +38,16 @@ from mcp.client.stdio import stdio_client
 
 from agentseat.tools.channel import METHOD, ChannelParams
 
+#: The checkout this bench belongs to: its processes import agentseat from here, whatever is installed.
+REPO = Path(__file__).resolve().parent.parent
 #: Keys never touch a real keyring: the agent's key passphrase comes from settings.
 KEYRING_ENV = {"PYTHON_KEYRING_BACKEND": "keyring.backends.fail.Keyring"}
+
+
+def child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """Environment additions for every process the bench starts."""
+    path = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p)
+    return {**KEYRING_ENV, "PYTHONPATH": path, **(extra or {})}
 #: Safety bound for waits; a wait ends as soon as its condition holds.
 BOUND = 120.0
 
@@ -83,8 +91,8 @@ class SandboxHost:
         self._log = (self.root / "sandbox.log").open("ab")
         self._process = await anyio.open_process(
             [sys.executable, "-m", "bench.sandbox_server", "--dir", str(state), "--speed", str(self.speed)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log, cwd=str(Path(__file__).parent.parent),
-            env={**os.environ, **KEYRING_ENV})
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log, cwd=str(REPO),
+            env={**os.environ, **child_env()})
         self.pid = self._process.pid
         assert self._process.stdout is not None
         line = b""
@@ -228,6 +236,7 @@ class Served:
 
     spawned_at: float
     log_path: Path
+    state_dir: Path | None = None
     session: ClientSession | None = None
     initialized_at: float = 0.0
     pid: int = 0
@@ -282,9 +291,10 @@ async def serve(env: dict[str, str], workdir: Path, name: str, now: Callable[[],
     """
     workdir.mkdir(parents=True, exist_ok=True)
     params = StdioServerParameters(command=sys.executable, args=["-m", "agentseat.cli", "serve"],
-                                   env={**KEYRING_ENV, **env}, cwd=str(workdir))
+                                   env=child_env(env), cwd=str(workdir))
     log_path = workdir / f"{name}.log"
-    served = Served(spawned_at=now(), log_path=log_path)
+    state = env.get("AGENTSEAT_STATE_DIR")
+    served = Served(spawned_at=now(), log_path=log_path, state_dir=Path(state) if state else None)
 
     async def on_channel(p: ChannelParams) -> None:
         meta = p.meta or {}
@@ -342,7 +352,7 @@ def machine() -> dict[str, Any]:
         pass
     try:
         commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                                cwd=Path(__file__).parent, timeout=5).stdout.strip()
+                                cwd=REPO, timeout=5).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         commit = ""
     return {"cpu": model, "cores": os.cpu_count() or 0, "ram_gb": ram_gb, "python": platform.python_version(),
@@ -355,7 +365,7 @@ def import_seconds(repeat: int = 3) -> float:
     best = float("inf")
     for _ in range(repeat):
         began = time.perf_counter()
-        subprocess.run([sys.executable, "-c", code], check=True, env={**os.environ, **KEYRING_ENV})
+        subprocess.run([sys.executable, "-c", code], check=True, env={**os.environ, **child_env()}, cwd=str(REPO))
         best = min(best, time.perf_counter() - began)
     return round(best, 3)
 

@@ -130,6 +130,8 @@ async def measure(host: SandboxHost, env: dict[str, str], workdir: Path, *, post
                     result = await pipeline.process(body, lifecycle_endpoint=False)
                     whole.append(time.perf_counter() - began)
                     assert result.stored == batch
+                variants = await _variants(bodies, batch, inbox, pipeline, known, jwks, ring, policy, settings,
+                                           posts)
                 per_post = {name: round(median(v) * 1e6, 1) for name, v in steps.items()}
                 total = sum(per_post.values())
                 results[f"batch{batch}"] = {
@@ -139,7 +141,111 @@ async def measure(host: SandboxHost, env: dict[str, str], workdir: Path, *, post
                     "sum_of_steps_us_per_item": round(total / batch, 1),
                     "process_us_per_post": round(median(whole) * 1e6, 1),
                     "process_us_per_item": round(median(whole) * 1e6 / batch, 1),
+                    "variants": variants,
                 }
     finally:
         inbox.close()
     return results
+
+
+async def _variants(bodies: Any, batch: int, inbox: Inbox, pipeline: NotificationPipeline, known: Any, jwks: JwksCache,
+                    ring: KeyRing, policy: TrustPolicy, settings: Any, posts: int) -> dict[str, Any]:
+    """CPU (all threads, `time.process_time`) and wall time per item of the webhook and channel
+    paths as the runtime runs them, and of bench-only variants with fewer worker-thread hops.
+
+    - webhook, current: `NotificationPipeline.process` (tokens on the loop; decrypt, then
+      store, each in its own worker-thread call).
+    - webhook, one hop: the same steps, decrypt + normalise + store in one worker-thread call.
+    - channel, current: what `ChannelSink` does per wake-up: `latest_seq` in a thread (inside
+      `Inbox.wait_for_new`), `aclaim_next`, build and serialise each push, one info log line
+      per event, `aack` (three worker-thread calls, two commits).
+    - channel, one hop: claim and acknowledge the previous batch in one transaction in one
+      worker-thread call, one log line per batch.
+    """
+    import structlog
+
+    log = structlog.get_logger("bench.hotpath")
+    has_ack = hasattr(inbox, "ack")
+    out: dict[str, Any] = {}
+
+    async def timed(label: str, run: Any, items: int) -> None:
+        cpu0, wall0 = time.process_time(), time.perf_counter()
+        await run()
+        cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
+        out[label] = {"cpu_us_per_item": round(cpu * 1e6 / items, 1), "wall_us_per_item": round(wall * 1e6 / items, 1)}
+
+    async def webhook_current(chunk: Any) -> None:
+        for _, body in chunk:
+            await pipeline.process(body, lifecycle_endpoint=False)
+
+    async def webhook_one_hop(chunk: Any) -> None:
+        for _, body in chunk:
+            collection = parse_collection(body)
+            items, _ = screen_items(collection, known, tenant_id=settings.tenant_id, lifecycle_endpoint=False)
+            items, _, _ = await check_tokens(collection, items, jwks=jwks, settings=settings)
+
+            def work(items: Any = items) -> Any:
+                kept, _ = decrypt_items(items, ring)
+                return inbox.append(plan_actions(kept, policy).events)
+
+            await anyio.to_thread.run_sync(work)
+
+    async def channel_current(events_total: int) -> None:
+        done = 0
+        while done < events_total:
+            await anyio.to_thread.run_sync(inbox.latest_seq)
+            events = await anyio.to_thread.run_sync(inbox.claim_next, "channel", "bench", 10)
+            for event in events:
+                ChannelNotification(params=ChannelParams(**envelope(event))).model_dump_json(
+                    by_alias=True, exclude_none=True)
+                log.info("channel_pushed", seq=event.seq, kind=event.kind, trust=event.trust)
+            if has_ack:
+                await anyio.to_thread.run_sync(inbox.ack, "channel", [e.seq for e in events])
+            done += len(events)
+
+    async def channel_one_hop(events_total: int) -> None:
+        done, previous = 0, []
+
+        def claim(acked: list[int]) -> Any:
+            if has_ack and acked:
+                inbox.ack("channel", acked)  # bench approximation: the fused form is one transaction
+            return inbox.claim_next("channel", "bench", 10)
+
+        while done < events_total:
+            events = await anyio.to_thread.run_sync(claim, previous)
+            for event in events:
+                ChannelNotification(params=ChannelParams(**envelope(event))).model_dump_json(
+                    by_alias=True, exclude_none=True)
+            log.info("channel_pushed", count=len(events))
+            previous = [e.seq for e in events]
+            done += len(events)
+        if has_ack and previous:
+            await anyio.to_thread.run_sync(inbox.ack, "channel", previous)
+
+    configure_info = _info_logging_to_null()
+    try:
+        half = max(1, posts // 2)
+        chunk = await _fresh(bodies, half, batch)
+        await timed("webhook_current", lambda: webhook_current(chunk), half * batch)
+        await timed("channel_current", lambda: channel_current(half * batch), half * batch)
+        chunk = await _fresh(bodies, half, batch)
+        await timed("webhook_one_hop", lambda: webhook_one_hop(chunk), half * batch)
+        await timed("channel_one_hop", lambda: channel_one_hop(half * batch), half * batch)
+    finally:
+        configure_info()
+    return out
+
+
+async def _fresh(bodies: Any, posts: int, batch: int) -> Any:
+    return await bodies(posts, batch)
+
+
+def _info_logging_to_null() -> Any:
+    """Info logging through agentseat's real pipeline into a null stream (as the runtime logs to
+    stderr); returns the function that restores the bench's quiet logging."""
+    import io
+
+    from agentseat.logging import configure
+
+    configure("info", "console", stream=io.StringIO())
+    return quiet_logging

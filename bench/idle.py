@@ -90,6 +90,31 @@ async def reauthorize_cost(host: SandboxHost, served: Served, timeout: float = 3
             "routes": dict(requests)}
 
 
+def poll_hourly(measured: dict[str, Any], rounds: dict[str, int], chat_seconds: float,
+                mail_seconds: float) -> dict[str, Any]:
+    """Poll mode's idle cost per hour: Graph requests per measured round, times the rounds an hour holds.
+
+    Steadier than scaling a short window (a 60 s mail interval fits a few times at most).
+    A kind whose round the window did not see is counted as one request per round, which
+    is what an idle round costs (poller.sync_chats: one chat-list page whose newest chat
+    is known; poller.sync_mail: one delta page, no changes).
+    """
+    chat = sum(n for route, n in measured["routes"].items() if "/chats" in route)
+    mail = measured["graph_requests"] - chat
+    per_chat = chat / rounds["chat"] if rounds["chat"] else 1.0
+    per_mail = mail / rounds["mail"] if rounds["mail"] else 1.0
+    graph = per_chat * 3600 / chat_seconds + per_mail * 3600 / mail_seconds
+    tokens = TOKEN_HOPS * 3600 / (TOKEN_LIFETIME - TOKEN_REFRESH_MARGIN)
+    return {
+        "graph_per_hour": round(graph, 1),
+        "tokens_per_hour": round(tokens, 2),
+        "how": "measured per round x rounds per hour; tokens computed from the token lifetime",
+        "parts": {"chat_rounds": rounds["chat"], "mail_rounds": rounds["mail"],
+                  "graph_per_chat_round": round(per_chat, 2), "graph_per_mail_round": round(per_mail, 2),
+                  "assumed_one_request": [k for k in ("chat", "mail") if not rounds[k]]},
+    }
+
+
 def webhook_hourly(measured: dict[str, Any], reauth: dict[str, Any]) -> dict[str, Any]:
     """Webhook mode's idle cost per hour: measured background requests + renewal notices
     at the emulated cadence + the daily reconciliation + one token chain per token lifetime."""

@@ -10,12 +10,18 @@ In webhook mode the sandbox also records when each notification's POST started
 (bench/sandbox_server.py), which splits the total into the emulated Graph's
 queueing (`created -> POST start`) and our own overhead (`POST start -> push received`:
 the loopback HTTP hop, verify, decrypt, store, claim, the MCP write and the pipe to the
-client, whose parse is counted too: an upper bound on the time inside our process).
+client, whose parse is counted too: an upper bound on the time inside our process). The
+runtime's own `channel_pushed` log line splits that once more: `in_runtime_ms` ends
+when the push was handed to the MCP writer, `pipe_and_client_ms` is the rest.
 """
 
 from __future__ import annotations
 
+import re
+import sqlite3
+import time
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +30,7 @@ import anyio
 from .harness import SandboxHost, Served, summary_ms
 
 RATE = 10.0  # messages per second
+_SEQ = re.compile(r"\bseq=(\d+)")
 SENDERS = ("sponsor", "colleague1", "colleague2")
 
 
@@ -73,7 +80,42 @@ async def measure(host: SandboxHost, served: Served, traffic: Traffic, *, with_s
         out["graph_queue_ms"] = summary_ms([sends[m][0] - created[m] for m in both])
         out["own_overhead_ms"] = summary_ms([got[m].at - sends[m][0] for m in both])
         out["webhook_answer_ms"] = summary_ms([sends[m][1] - sends[m][0] for m in both])
+        pushed = pushed_at(served, host)
+        logged = [m for m in both if m in pushed]
+        if logged:
+            # Split at the runtime's `channel_pushed` line: before it, our process; after it,
+            # the stdout pipe and the client's parse.
+            out["in_runtime_ms"] = summary_ms([pushed[m] - sends[m][0] for m in logged])
+            out["pipe_and_client_ms"] = summary_ms([got[m].at - pushed[m] for m in logged])
     return out
+
+
+def pushed_at(served: Served, host: SandboxHost) -> dict[str, float]:
+    """message id -> when the runtime logged `channel_pushed` for it, on the sandbox clock.
+
+    The runtime stamps its log with the wall clock; the offset to the sandbox clock is read
+    now (both tick at the same rate at speed 1). Seqs map to message ids through the
+    runtime's inbox, opened read-only.
+    """
+    state = served.state_dir
+    if state is None or not (state / "inbox.db").exists():
+        return {}
+    offset = time.time() - host.now()
+    by_seq: dict[int, float] = {}
+    for line in served.log_path.read_text(errors="replace").splitlines():
+        if " channel_pushed " not in line:
+            continue
+        match = _SEQ.search(line)
+        if not match:
+            continue
+        try:
+            wall = datetime.fromisoformat(line.split(" ", 1)[0].replace("Z", "+00:00")).timestamp()
+        except ValueError:
+            continue
+        by_seq.setdefault(int(match.group(1)), wall - offset)
+    with sqlite3.connect(f"file:{state / 'inbox.db'}?mode=ro", uri=True) as db:
+        rows = db.execute("SELECT seq, message_id FROM events").fetchall()
+    return {mid: by_seq[seq] for seq, mid in rows if seq in by_seq}
 
 
 async def run_traffic(host: SandboxHost, served: Served, seconds: float, drain: float,

@@ -28,40 +28,80 @@ def py_spy() -> str | None:
     return str(beside) if beside.exists() else shutil.which("py-spy")
 
 
+#: Leaf frames of a thread that waits (py-spy's idle detection misses some in containers).
+IDLE = frozenset({"threading.py:Condition.wait", "selectors.py:EpollSelector.select", "threading.py:Event.wait",
+                  "threading.py:Thread._wait_for_tstate_lock"})
+#: Where a sample's time goes: the first rule that matches, walking from the leaf frame up.
+CATEGORIES: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("decrypt (RSA-OAEP, HMAC, AES)", ("cryptography/", "runtime/crypto.py")),
+    ("validation tokens (JWT RS256)", ("jwt/", "runtime/verify.py")),
+    ("SQLite inbox", ("sqlite3/", "runtime/inbox.py")),
+    ("logging (structlog)", ("structlog/", "logging/", "agentseat/logging.py")),
+    ("MCP push (mcp, pydantic, stdout)", ("mcp/", "mcp_types/", "tools/channel.py", "tools/server.py")),
+    ("HTTP server (aiohttp)", ("aiohttp/", "runtime/webhook.py")),
+    ("parse, screen, normalise", ("runtime/pipeline.py", "runtime/normalize.py", "graph/models.py", "pydantic/")),
+    ("event loop and thread hops", ("threading.py", "anyio/", "asyncio/", "selectors.py", "concurrent/")),
+)
+
+
 def _frame_name(frame: str) -> str:
-    # py-spy raw frames look like "function (path/to/module.py:123)".
+    """`module/path.py:function` from py-spy's `function (path/to/module.py:123)`."""
     name, _, where = frame.partition(" (")
     path = where.rsplit(":", 1)[0]
-    module = path.split("site-packages/")[-1].split("/agentseat/")[-1]
-    if "/agentseat/" in path or path.startswith("agentseat/"):
-        module = "agentseat/" + module
+    if "/agentseat/" in path:
+        module = "agentseat/" + path.split("/agentseat/")[-1]
+    elif path.startswith("agentseat/"):
+        module = path
+    else:
+        module = path.split("site-packages/")[-1].split("/lib/python3")[-1].lstrip("/")
+        module = module.split("/", 1)[1] if module.startswith("3.") and "/" in module else module
     return f"{module}:{name}"
 
 
-def fold(raw: str, top: int = 15) -> dict[str, Any]:
-    """Self and inclusive sample shares from py-spy's collapsed (`--format raw`) output."""
+def _category(frames: list[str]) -> str:
+    for frame in reversed(frames):
+        for label, needles in CATEGORIES:
+            if any(n in frame for n in needles):
+                return label
+    return "other"
+
+
+def fold(raw: str, top: int = 12) -> dict[str, Any]:
+    """Busy-sample shares from py-spy's collapsed (`--format raw`) output: by category,
+    by function (self time), and inclusive per agentseat function."""
     self_time: Counter[str] = Counter()
     inclusive: Counter[str] = Counter()
-    total = 0
+    categories: Counter[str] = Counter()
+    total = busy = 0
     for line in raw.splitlines():
         stack, _, count = line.rpartition(" ")
         if not stack or not count.isdigit():
             continue
         n = int(count)
-        frames = [f for f in stack.split(";") if " (" in f]
+        frames = [_frame_name(f) for f in stack.split(";") if " (" in f]
         if not frames:
             continue
         total += n
-        self_time[_frame_name(frames[-1])] += n
-        for name in {_frame_name(f) for f in frames}:
-            if name.startswith("agentseat/"):
+        if frames[-1] in IDLE:
+            continue
+        busy += n
+        self_time[frames[-1]] += n
+        categories[_category(frames)] += n
+        for name in set(frames):
+            if name.startswith("agentseat/") and not name.startswith("agentseat/cli.py"):
                 inclusive[name] += n
-    if not total:
-        return {"samples": 0}
+    if not busy:
+        return {"samples": total, "busy_samples": 0}
+
+    def shares(counter: Counter[str], limit: int) -> list[dict[str, Any]]:
+        return [{"function": k, "share": round(v / busy, 3)} for k, v in counter.most_common(limit)]
+
     return {
         "samples": total,
-        "self": [{"function": k, "share": round(v / total, 3)} for k, v in self_time.most_common(top)],
-        "inclusive_agentseat": [{"function": k, "share": round(v / total, 3)} for k, v in inclusive.most_common(top)],
+        "busy_samples": busy,
+        "categories": {k: round(v / busy, 3) for k, v in categories.most_common()},
+        "self": shares(self_time, top),
+        "inclusive_agentseat": shares(inclusive, top),
     }
 
 

@@ -136,9 +136,9 @@ def table(r: dict[str, Any]) -> str:
                          + f"; whole process() {_fmt(_get(hp, batch, 'process_us_per_item'))}")
     prof = r.get("pyspy", {})
     for batch, data in prof.items():
-        if "self" in data:
-            lines.append(f"   py-spy {batch} self: " + ", ".join(f"{e['function']} {e['share']:.0%}"
-                                                             for e in data["self"][:5]))
+        if "categories" in data:
+            lines.append(f"   py-spy {batch} at {data['items_per_s']:g} items/s, share of busy samples: "
+                         + ", ".join(f"{k} {v:.0%}" for k, v in list(data["categories"].items())[:6]))
         elif "skipped" in data:
             lines.append(f"   py-spy {batch}: {data['skipped']}")
     lines.append("")

@@ -32,7 +32,8 @@ class Profile:
     name: str
     latency_seconds: float  # traffic per mode, at 10 msg/s
     warmup_seconds: float  # webhook traffic before measuring (first requests are slower)
-    idle_seconds: float  # idle window per mode
+    idle_seconds: float  # idle window per poll mode
+    webhook_idle_seconds: float  # idle window in webhook mode (renewal notices are triggered, not waited for)
     step_seconds: float  # per throughput step
     bisect: int  # throughput refinement steps after the first failure
     hotpath_posts: int
@@ -40,12 +41,14 @@ class Profile:
     restart: bool
     profile_seconds: float  # py-spy; 0 skips
     import_repeat: int = 3
+    ladder_start: tuple[float, float] = (50.0, 100.0)  # items/s for batches of 1 and 20
 
 
-QUICK = Profile("quick", latency_seconds=5, warmup_seconds=2, idle_seconds=6, step_seconds=2, bisect=0,
-                hotpath_posts=20, extra_cold_starts=0, restart=False, profile_seconds=0, import_repeat=1)
-FULL = Profile("full", latency_seconds=60, warmup_seconds=10, idle_seconds=120, step_seconds=6, bisect=2,
-               hotpath_posts=200, extra_cold_starts=4, restart=True, profile_seconds=10)
+QUICK = Profile("quick", latency_seconds=5, warmup_seconds=2, idle_seconds=6, webhook_idle_seconds=5,
+                step_seconds=2, bisect=0, hotpath_posts=20, extra_cold_starts=0, restart=False, profile_seconds=0,
+                import_repeat=1, ladder_start=(100.0, 200.0))
+FULL = Profile("full", latency_seconds=60, warmup_seconds=10, idle_seconds=120, webhook_idle_seconds=60,
+               step_seconds=6, bisect=2, hotpath_posts=200, extra_cold_starts=4, restart=True, profile_seconds=10)
 
 _DEFAULTS = Settings.model_fields
 DEFAULT_CHAT_POLL = float(_DEFAULTS["chat_poll_seconds"].default)
@@ -77,13 +80,14 @@ async def webhook_phase(host: SandboxHost, p: Profile, root: Path, out: dict[str
     env = webhook_env(await host.provision(root / "agent-webhook"))
     async with coldstart.cold_serve(host, env, root / "webhook", "serve") as (served, marks):
         out["cold_start"]["runs"].append(marks.as_dict())
+        out["cold_start"]["first_run"] = marks.detail()
         out["rss"]["idle"] = await coldstart.idle_rss(served)
         await _warm(host, served, p.warmup_seconds)
         out["latency"]["webhook"] = await latency.run_traffic(host, served, p.latency_seconds, 15, with_sends=True,
                                                               tag="webhook")
         out["rss"]["after_latency"] = memory_mb(served.pid)
         say("webhook: idle window")
-        measured = await idle.window(host, p.idle_seconds)
+        measured = await idle.window(host, p.webhook_idle_seconds)
         reauth = await idle.reauthorize_cost(host, served)
         out["idle"]["webhook"] = {**idle.webhook_hourly(measured, reauth), "window": measured,
                                   "reauthorize_notices": reauth}
@@ -102,10 +106,12 @@ async def poll_phase(host: SandboxHost, p: Profile, root: Path, out: dict[str, A
                     break
                 await anyio.sleep(0.2)
         await anyio.sleep(1.0)
+        before = (await served.status())["poller"]
         window = await idle.window(host, p.idle_seconds)
-        out["idle"][name] = {"graph_per_hour": window["graph_per_hour"], "tokens_per_hour": window["tokens_per_hour"],
-                             "how": "measured" + (" (window scaled to an hour)" if window["scaled"] else ""),
-                             "window": window}
+        after = (await served.status())["poller"]
+        rounds = {"chat": after["chat_rounds"] - before["chat_rounds"],
+                  "mail": after["mail_rounds"] - before["mail_rounds"]}
+        out["idle"][name] = {**idle.poll_hourly(window, rounds, chat, mail), "window": window}
         out["latency"][name] = await latency.run_traffic(host, served, p.latency_seconds, chat + 10,
                                                          with_sends=False, tag=name)
         out["latency"][name]["intervals_s"] = {"chat": chat, "mail": mail}
@@ -137,7 +143,7 @@ async def throughput_phase(host: SandboxHost, p: Profile, root: Path, out: dict[
         await _wait_subscriptions(host)
         await _warm(host, served, p.warmup_seconds)
         results: dict[str, Any] = {}
-        for batch, start, cap in ((1, 50.0, 3200.0), (20, 100.0, 6400.0)):
+        for batch, start, cap in ((1, p.ladder_start[0], 3200.0), (20, p.ladder_start[1], 6400.0)):
             say(f"throughput: batches of {batch}")
             results[f"batch{batch}"] = await throughput.ladder(host, served, url, batch=batch, start=start,
                                                                seconds=p.step_seconds, bisect=p.bisect, cap=cap)

@@ -260,6 +260,7 @@ def _sink(path: Path) -> dict[str, Any]:
     """Parse the sink's JSON lines: keys in order, with the process segment each was printed in."""
     segments = 0
     keys: list[tuple[str, int]] = []
+    boundaries: list[str] = []  # boundaries[i]: how process i ended ("killed" or "stopped")
     torn = 0
     with path.open("r", encoding="utf-8", errors="replace") as fh:
         for line in fh:
@@ -270,20 +271,23 @@ def _sink(path: Path) -> dict[str, Any]:
                 continue
             if MARKER in item:
                 segments += 1
+                boundaries.append(str(item[MARKER]))
                 continue
             keys.append((str(item.get("key")), segments))
-    return {"keys": keys, "torn": torn, "segments": segments + 1}
+    return {"keys": keys, "torn": torn, "segments": segments + 1, "boundaries": boundaries}
 
 
 def _analyse_sink(sink: dict[str, Any], expected: set[str]) -> dict[str, Any]:
     counts = Counter(k for k, _ in sink["keys"])
     dups = {k: c for k, c in counts.items() if c > 1}
     replays = 0
+    across: Counter[str] = Counter()
     for key in dups:
         segs = [s for k, s in sink["keys"] if k == key]
         # A replay after a crash: the copies were printed by consecutive processes.
         if len(segs) == 2 and segs[1] == segs[0] + 1:
             replays += 1
+            across[sink["boundaries"][segs[0]]] += 1
     return {
         "lines": len(sink["keys"]),
         "unique_keys": len(counts),
@@ -291,6 +295,8 @@ def _analyse_sink(sink: dict[str, Any], expected: set[str]) -> dict[str, Any]:
         "unexpected": len(set(counts) - expected),
         "duplicates": sum(c - 1 for c in dups.values()),
         "duplicates_replayed_across_a_restart": replays,
+        "replays_by_restart": dict(across),
+        "restarts": dict(Counter(sink["boundaries"])),
         "torn_lines": sink["torn"],
         "processes": sink["segments"],
     }

@@ -6,8 +6,10 @@ POST. A step passes when:
 - every POST is answered 2xx within Graph's 3-second timeout (a later answer is a
   failed delivery to Graph, retried and counted against the endpoint),
 - the generator kept the schedule (achieved rate >= 95 % of the target: when the
-  runtime answers too slowly, in-flight POSTs pile up and the schedule slips), and
-- every item reached the MCP client as a channel push within the drain window.
+  runtime answers too slowly, in-flight POSTs pile up and the schedule slips),
+- every item reached the MCP client as a channel push within the drain window, and
+- the pushes kept up: items pushed / (last push - first send) >= 95 % of the target,
+  so a backlog growing inside the runtime fails the step even when nothing is lost yet.
 The rate doubles until a step fails, then bisects. CPU (utime + stime from
 /proc/<pid>/stat, all threads) is taken over each step, from its first send to its
 last push; peak RSS is VmHWM from /proc/<pid>/status.
@@ -53,12 +55,14 @@ async def step(host: SandboxHost, served: Served, url: str, http: aiohttp.Client
     cpu = cpu_seconds(served.pid) - cpu0
     wall = max(last - began, 1e-6)
     achieved = sent.achieved_posts_per_s * batch
+    delivered = len(got) / wall  # end to end: first send to last push
     passed = (sent.failed == 0 and sent.over_timeout == 0 and arrived
-              and achieved >= 0.95 * items_per_s)
+              and achieved >= 0.95 * items_per_s and delivered >= 0.95 * items_per_s)
     return Step(batch, items_per_s, {
         "batch": batch,
         "target_items_per_s": round(items_per_s, 1),
         "achieved_items_per_s": round(achieved, 1),
+        "delivered_items_per_s": round(delivered, 1),
         "items": len(ids),
         "pushed": len(got),
         "lost": len(ids) - len(got),

@@ -1,0 +1,110 @@
+"""The `Event` contract: one normalised inbound message, whichever way it arrived.
+
+Its key (`teams:{chat}:{message}` or `mail:{message}`) is the dedupe key, so a
+message seen by the webhook, the poller and a replay is one event.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from collections.abc import Mapping
+from typing import Any, Literal
+
+from agentseat.errors import InboxError
+
+Kind = Literal["teams", "mail"]
+Trust = Literal["sponsor", "colleague", "external"]
+Source = Literal["webhook", "poll"]
+_KINDS = ("teams", "mail")
+_TRUSTS = ("sponsor", "colleague", "external")
+_SOURCES = ("webhook", "poll")
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat()
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One inbound chat or mail message, as every sink sees it (DESIGN, "Contracts: Event")."""
+
+    seq: int
+    key: str
+    kind: Kind
+    chat_id: str | None
+    message_id: str
+    sender_id: str
+    sender_upn: str
+    sender_name: str
+    trust: Trust
+    text: str
+    subject: str | None
+    created_at: str
+    received_at: str
+    source: Source
+
+    def __post_init__(self) -> None:
+        if problem := self._problem():
+            raise InboxError(f"invalid event: {problem}", hint="a bug in the normaliser; the event was not stored")
+
+    def _problem(self) -> str | None:
+        # Checked where the event is built, so a bad one never fails half-way through a batch.
+        if not isinstance(self.seq, int) or self.seq < 0:
+            return "seq must be a non-negative int"
+        for name in _FIELDS[1:]:
+            value = getattr(self, name)
+            if value is None and name in ("chat_id", "subject"):
+                continue
+            if not isinstance(value, str):
+                return f"{name} must be a string"
+            try:
+                value.encode("utf-8")  # a lone surrogate would fail inside the transaction
+            except UnicodeEncodeError:
+                return f"{name} is not valid UTF-8 text"
+        if self.kind not in _KINDS or self.trust not in _TRUSTS or self.source not in _SOURCES:
+            return "kind, trust or source is not one of the allowed values"
+        if not self.message_id:
+            return "message_id is empty"
+        if (self.kind == "teams" and not self.chat_id) or (self.kind == "mail" and self.chat_id is not None):
+            return "a teams event needs a chat_id and a mail event has none"
+        if self.key != event_key(self.kind, self.chat_id, self.message_id):
+            return "key does not match kind, chat_id and message_id"
+        for name in ("created_at", "received_at"):
+            try:
+                datetime.fromisoformat(getattr(self, name))
+            except ValueError:
+                return f"{name} is not ISO 8601"
+        return None
+
+    @classmethod
+    def teams(cls, *, chat_id: str, message_id: str, sender_id: str, sender_upn: str, sender_name: str,
+              trust: Trust, text: str, created_at: str, source: Source, received_at: str | None = None) -> Event:
+        return cls(0, event_key("teams", chat_id, message_id), "teams", chat_id, message_id, sender_id, sender_upn,
+                   sender_name, trust, text, None, created_at, received_at or _now(), source)
+
+    @classmethod
+    def mail(cls, *, message_id: str, sender_id: str, sender_upn: str, sender_name: str, trust: Trust, text: str,
+             subject: str | None, created_at: str, source: Source, received_at: str | None = None) -> Event:
+        return cls(0, event_key("mail", None, message_id), "mail", None, message_id, sender_id, sender_upn,
+                   sender_name, trust, text, subject, created_at, received_at or _now(), source)
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> Event:
+        return cls(**{name: row[name] for name in _FIELDS})
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), ensure_ascii=False, separators=(",", ":"))
+
+
+
+_FIELDS = tuple(f.name for f in dataclasses.fields(Event))
+
+def event_key(kind: str, chat_id: str | None, message_id: str) -> str:
+    """The dedupe key: the same message from webhook, poll or replay has one key."""
+    return f"teams:{chat_id}:{message_id}" if kind == "teams" else f"mail:{message_id}"
