@@ -362,17 +362,21 @@ class Bot:
             await progress.finish(event.seq)
 
     def _log_result(self, event: Event, result: HandlerResult) -> None:
+        # A handler may echo the message it was given, so its stderr is shown only at
+        # debug level; the usual log carries its size, never its text.
         stderr = result.stderr.strip()[-STDERR_LOG_CHARS:]
-        facts = {"seq": event.seq, "kind": event.kind, "chat": event.chat_id}
+        facts = {"seq": event.seq, "kind": event.kind, "chat": event.chat_id, "stderr_chars": len(result.stderr)}
+        if stderr:
+            log.debug("bot_handler_stderr", seq=event.seq, stderr=stderr)
         if result.outcome == "ok":
             if reply_text(result, self.options.timeout) is None:
-                log.info("bot_handler_no_output", **facts, stderr=stderr or None)
+                log.info("bot_handler_no_output", **facts)
             else:
                 log.info("bot_handler_done", **facts, output_bytes=len(result.output.encode()), cut=result.cut)
         elif result.outcome == "timeout":
-            log.warning("bot_handler_timed_out", **facts, timeout=self.options.timeout, stderr=stderr or None)
+            log.warning("bot_handler_timed_out", **facts, timeout=self.options.timeout)
         else:
-            log.warning("bot_handler_failed", **facts, returncode=result.returncode, stderr=stderr or None)
+            log.warning("bot_handler_failed", **facts, returncode=result.returncode)
 
     async def _reply(self, runtime: Runtime, event: Event, text: str) -> None:
         if event.kind == "teams":

@@ -356,7 +356,15 @@ def machine() -> dict[str, Any]:
     except (OSError, subprocess.SubprocessError):
         commit = ""
     return {"cpu": model, "cores": os.cpu_count() or 0, "ram_gb": ram_gb, "python": platform.python_version(),
-            "os": f"{platform.system()} {platform.release()}", "commit": commit}
+            "os": f"{platform.system()} {platform.release()}", "commit": commit, "loadavg_start": loadavg()}
+
+
+def loadavg() -> float:
+    """The 1-minute load average: other work on the machine skews every timing here."""
+    try:
+        return float(Path("/proc/loadavg").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return float("nan")
 
 
 def import_seconds(repeat: int = 3) -> float:

@@ -96,8 +96,13 @@ def _fmt(value: Any) -> str:
 def table(r: dict[str, Any]) -> str:
     f = figures(r)
     lat = r.get("latency", {})
-    lines = [f"agentseat benchmarks ({r['profile']}) on {r['machine']['cpu']}, {r['machine']['cores']} cores, "
-             f"{r['machine']['ram_gb']} GB, Python {r['machine']['python']}", ""]
+    m = r["machine"]
+    lines = [f"agentseat benchmarks ({r['profile']}) on {m['cpu']}, {m['cores']} cores, "
+             f"{m['ram_gb']} GB, Python {m['python']}; load average {_fmt(m.get('loadavg_start', math.nan))} "
+             f"at start, {_fmt(m.get('loadavg_end', math.nan))} at end", ""]
+    if (m.get("loadavg_start") or 0) > 0.5:  # at the end it counts our own processes too
+        lines += ["   (the machine was busy with other work when the run began: timings are pessimistic and noisy)",
+                  ""]
     lines.append("1. inbound latency, created -> MCP client push, 10 msg/s (ms)")
     lines.append(f"   {'mode':46} {'p50':>9} {'p95':>9} {'p99':>9} {'recv/sent':>10}")
     for key, label in MODES:
@@ -134,6 +139,13 @@ def table(r: dict[str, Any]) -> str:
             top = sorted(steps.items(), key=lambda kv: -kv[1])[:4]
             lines.append(f"   hot path {batch}, us per item: " + ", ".join(f"{k} {v:g}" for k, v in top)
                          + f"; whole process() {_fmt(_get(hp, batch, 'process_us_per_item'))}")
+            var = _get(hp, batch, "variants", default={})
+            if var:
+                lines.append(f"     one worker-thread hop instead of several, CPU us per item: webhook "
+                             f"{_fmt(_get(var, 'webhook_current', 'cpu_us_per_item'))} -> "
+                             f"{_fmt(_get(var, 'webhook_one_hop', 'cpu_us_per_item'))}, channel "
+                             f"{_fmt(_get(var, 'channel_current', 'cpu_us_per_item'))} -> "
+                             f"{_fmt(_get(var, 'channel_one_hop', 'cpu_us_per_item'))}")
     prof = r.get("pyspy", {})
     for batch, data in prof.items():
         if "categories" in data:

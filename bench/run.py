@@ -23,7 +23,7 @@ import anyio
 from agentseat.config import Settings
 
 from . import coldstart, hotpath, idle, latency, profile, throughput
-from .harness import SandboxHost, fresh_dir, free_port, import_seconds, machine, memory_mb, serve
+from .harness import SandboxHost, fresh_dir, free_port, import_seconds, loadavg, machine, memory_mb, serve
 from .latency import poll_env, webhook_env
 
 
@@ -45,7 +45,7 @@ class Profile:
 
 
 QUICK = Profile("quick", latency_seconds=5, warmup_seconds=2, idle_seconds=6, webhook_idle_seconds=5,
-                step_seconds=2, bisect=0, hotpath_posts=20, extra_cold_starts=0, restart=False, profile_seconds=0,
+                step_seconds=2, bisect=0, hotpath_posts=24, extra_cold_starts=0, restart=False, profile_seconds=0,
                 import_repeat=1, ladder_start=(100.0, 200.0))
 FULL = Profile("full", latency_seconds=60, warmup_seconds=10, idle_seconds=120, webhook_idle_seconds=60,
                step_seconds=6, bisect=2, hotpath_posts=200, extra_cold_starts=4, restart=True, profile_seconds=10)
@@ -178,6 +178,7 @@ async def run(p: Profile, root: Path, progress: Callable[[str], None] = say) -> 
         env = await throughput_phase(host, p, root, out)
         say("hot path, step by step")
         out["hotpath"] = await hotpath.measure(host, env, root, posts=p.hotpath_posts)
+    out["machine"]["loadavg_end"] = loadavg()
     out["idle"]["entrabot"] = idle.entrabot_computed(chats=20)
     out["cold_start"].update(coldstart.summarize(out["cold_start"]["runs"]))
     return out
