@@ -106,17 +106,22 @@ def fold(raw: str, top: int = 12) -> dict[str, Any]:
 
 
 async def sample(host: SandboxHost, served: Served, url: str, workdir: Path, *, items_per_s: float, batch: int,
-                 seconds: float) -> dict[str, Any]:
-    """py-spy the runtime while it takes `items_per_s` for `seconds`."""
+                 seconds: float, gil: bool = False) -> dict[str, Any]:
+    """py-spy the runtime while it takes `items_per_s` for `seconds`.
+
+    `gil=True` samples only the thread holding the GIL: Python-level CPU without the time
+    threads spend waiting for the GIL (which the all-threads view counts as busy), but
+    also without native work done with the GIL released (RSA in `cryptography`).
+    """
     tool = py_spy()
     if tool is None:
         return {"skipped": "py-spy is not installed (pip install py-spy)"}
-    out = workdir / f"py-spy-batch{batch}.txt"
+    out = workdir / f"py-spy-batch{batch}{'-gil' if gil else ''}.txt"
     posts_per_s = items_per_s / batch
     bodies = await host.notification_bodies(max(2, round(posts_per_s * (seconds + 1))), batch)
     ids = [i for item_ids, _ in bodies for i in item_ids]
     command = [tool, "record", "--pid", str(served.pid), "--duration", str(int(seconds)), "--rate", "200",
-               "--format", "raw", "--threads", "--nonblocking", "--output", str(out)]
+               "--format", "raw", "--threads", "--nonblocking", "--output", str(out), *(["--gil"] if gil else [])]
     cpu0 = cpu_seconds(served.pid)
     async with aiohttp.ClientSession() as http, anyio.create_task_group() as tg:
         spy = await anyio.open_process(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -128,5 +133,5 @@ async def sample(host: SandboxHost, served: Served, url: str, workdir: Path, *, 
     if spy.returncode or not out.exists():
         return {"skipped": f"py-spy failed ({spy.returncode}): {error.strip()[:200]}"}
     folded = fold(out.read_text())
-    return {"items_per_s": items_per_s, "batch": batch, "seconds": seconds, "cpu_seconds": round(cpu, 2),
-            "raw": str(out), **folded}
+    return {"items_per_s": items_per_s, "batch": batch, "seconds": seconds, "gil_only": gil,
+            "cpu_seconds": round(cpu, 2), "raw": str(out), **folded}

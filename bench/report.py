@@ -149,7 +149,8 @@ def table(r: dict[str, Any]) -> str:
     prof = r.get("pyspy", {})
     for batch, data in prof.items():
         if "categories" in data:
-            lines.append(f"   py-spy {batch} at {data['items_per_s']:g} items/s, share of busy samples: "
+            view = "GIL holder" if data.get("gil_only") else "all threads"
+            lines.append(f"   py-spy {batch} at {data['items_per_s']:g} items/s ({view}): "
                          + ", ".join(f"{k} {v:.0%}" for k, v in list(data["categories"].items())[:6]))
         elif "skipped" in data:
             lines.append(f"   py-spy {batch}: {data['skipped']}")

@@ -152,12 +152,12 @@ async def throughput_phase(host: SandboxHost, p: Profile, root: Path, out: dict[
         if p.profile_seconds:
             best = results["batch1"]["max_zero_loss_items_per_s"] or 50.0
             say("profile: py-spy under load")
-            out["pyspy"] = {
-                f"batch{batch}": await profile.sample(host, served, url, root, items_per_s=rate, batch=batch,
-                                                      seconds=p.profile_seconds)
-                for batch, rate in ((1, round(best * 0.7)),
-                                    (20, round((results["batch20"]["max_zero_loss_items_per_s"] or 200) * 0.7)))
-            }
+            rates = ((1, round(best * 0.7)), (20, round((results["batch20"]["max_zero_loss_items_per_s"] or 200) * 0.7)))
+            out["pyspy"] = {}
+            for batch, rate in rates:
+                for gil in (False, True):
+                    out["pyspy"][f"batch{batch}{'_gil' if gil else ''}"] = await profile.sample(
+                        host, served, url, root, items_per_s=rate, batch=batch, seconds=p.profile_seconds, gil=gil)
     await host.drop_subscriptions()
     return env
 

@@ -186,8 +186,6 @@ class Runtime:
                 tg.start_soon(self._fetch_worker, fetches_recv)
                 tg.start_soon(self._lifecycle_worker, lifecycle_recv)
                 tg.start_soon(self.poller.reconcile_forever)
-                await self.poller.resync("teams", "startup")
-                await self.poller.resync("mail", "startup")
                 await self._tunnel_loop(tunnel, port, fallback=fallback)
         finally:
             with anyio.CancelScope(shield=True):
@@ -220,6 +218,7 @@ class Runtime:
             backoff = 1.0
             self.status.public_url = url
             active = await self.manager.sync(url)
+            await self._resync_all("startup" if self.status.source == "" else "url_changed")
             uncovered = set(ALL_KINDS) - active
             for kind in sorted(uncovered):
                 self._note(f"{kind}: {self.manager.states[kind].error or 'not subscribed'}")
@@ -235,6 +234,12 @@ class Runtime:
             self.status.public_url = ""
             if not fallback:
                 continue  # webhook mode: get a new URL and move the subscriptions there
+
+    async def _resync_all(self, reason: str) -> None:
+        """Read what the gap before now may hide, chats and mail side by side."""
+        async with anyio.create_task_group() as tg:
+            for kind in sorted(ALL_KINDS):
+                tg.start_soon(self.poller.resync, kind, reason)
 
     async def _poll(self, kinds: set[str]) -> None:
         self.status.source, self.status.polling = "poll", sorted(kinds)

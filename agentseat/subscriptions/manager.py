@@ -113,6 +113,8 @@ class SubscriptionManager:
                 await self._reconcile(spec, [s for s in live if spec.matches(str(s.get("resource", "")))])
             self._save()
             return self.active_kinds()
+        # The caller resyncs every kind once after `sync`: that one read covers the
+        # downtime before it and any recreation during it.
 
     async def _reconcile(self, spec: SubscriptionSpec, existing: list[dict[str, Any]]) -> None:
         state = self.states[spec.kind]
@@ -132,9 +134,9 @@ class SubscriptionManager:
                 log.info("subscription_adopted", kind=spec.kind, subscription=state.id)
             await self._renew_if_due(spec)
             return
-        await self._create(spec, reason="moved" if existing else "created")
+        await self._create(spec, reason="moved" if existing else "created", resync=False)
 
-    async def _create(self, spec: SubscriptionSpec, *, reason: str) -> None:
+    async def _create(self, spec: SubscriptionSpec, *, reason: str, resync: bool = True) -> None:
         state = self.states[spec.kind]
         body = spec.body(notification_url=f"{self.url}/notifications", lifecycle_url=f"{self.url}/lifecycle",
                          client_state=self._client_state, certificate_b64=self._cert, certificate_id=self._cert_id)
@@ -151,7 +153,8 @@ class SubscriptionManager:
         state.expires = parse_graph_time(str(created["expirationDateTime"]))
         self._save()
         log.info("subscription_created", kind=spec.kind, subscription=state.id, reason=reason)
-        await self._resync(spec.kind, reason)
+        if resync:
+            await self._resync(spec.kind, reason)
 
     async def _delete(self, subscription_id: str) -> None:
         try:
