@@ -12,6 +12,8 @@ half of the profile; `profile.py` samples the real process under load.
 from __future__ import annotations
 
 import json
+import os
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -161,6 +163,8 @@ async def _variants(bodies: Any, batch: int, inbox: Inbox, pipeline: Notificatio
       per event, `aack` (three worker-thread calls, two commits).
     - channel, one hop: claim and acknowledge the previous batch in one transaction in one
       worker-thread call, one log line per batch.
+    - stdout, current: mcp's stdio transport (`anyio.wrap_file` write + flush: two hops per push).
+    - stdout, one hop: `stdout_direct`, a non-blocking write on the loop (no hop at all).
     """
     import structlog
 
@@ -224,6 +228,33 @@ async def _variants(bodies: Any, batch: int, inbox: Inbox, pipeline: Notificatio
         if has_ack and previous:
             await anyio.to_thread.run_sync(inbox.ack, "channel", previous)
 
+    # mcp's stdio_server writes each message with `await stdout.write(...)` and `await
+    # stdout.flush()` on an anyio.wrap_file: two worker-thread calls per push. The variant
+    # writes the same line to the same kind of pipe directly (a non-blocking fd; a line
+    # is far smaller than the pipe buffer, so the write does not wait).
+    read_fd, write_fd = os.pipe()
+    os.set_blocking(write_fd, False)
+    drain = threading.Thread(target=_drain, args=(read_fd,), daemon=True)
+    drain.start()
+    wrapped = anyio.wrap_file(os.fdopen(os.dup(write_fd), "w", encoding="utf-8"))
+    line = ChannelNotification(params=ChannelParams(content="x" * 300, meta={"chat_id": "c", "message_id": "m",
+                               "user": "u", "ts": "t", "kind": "teams"})).model_dump_json(by_alias=True) + "\n"
+
+    async def stdout_current(count: int) -> None:
+        for _ in range(count):
+            await wrapped.write(line)
+            await wrapped.flush()
+
+    async def stdout_direct(count: int) -> None:
+        data = line.encode()
+        for _ in range(count):
+            view = memoryview(data)
+            while view:
+                try:
+                    view = view[os.write(write_fd, view):]
+                except BlockingIOError:
+                    await anyio.wait_writable(write_fd)  # type: ignore[attr-defined]
+
     # Interleaved rounds, medians reported: a noisy neighbour hits both variants alike.
     restore = _info_logging_to_null()
     try:
@@ -231,20 +262,30 @@ async def _variants(bodies: Any, batch: int, inbox: Inbox, pipeline: Notificatio
         per = max(3, posts // (2 * rounds))
         n = per * batch
         for r in range(rounds):
-            order = (("current", webhook_current, channel_current), ("one_hop", webhook_one_hop, channel_one_hop))
-            for name, webhook, channel in order if r % 2 == 0 else order[::-1]:
+            order = (("current", webhook_current, channel_current, stdout_current),
+                     ("one_hop", webhook_one_hop, channel_one_hop, stdout_direct))
+            for name, webhook, channel, stdout in order if r % 2 == 0 else order[::-1]:
                 chunk = await _fresh(bodies, per, batch)
                 await timed(f"webhook_{name}", lambda webhook=webhook, chunk=chunk: webhook(chunk), n)
                 await timed(f"channel_{name}", lambda channel=channel: channel(n), n)
+                await timed(f"stdout_{name}", lambda stdout=stdout: stdout(n), n)
     finally:
         restore()
+        await wrapped.aclose()
+        os.close(write_fd)
     for label, values in samples.items():
         out[label] = {"cpu_us_per_item": round(median(v[0] for v in values), 1),
                       "wall_us_per_item": round(median(v[1] for v in values), 1)}
-    for path in ("webhook", "channel"):
+    for path in ("webhook", "channel", "stdout"):
         now, fused = out[f"{path}_current"]["cpu_us_per_item"], out[f"{path}_one_hop"]["cpu_us_per_item"]
         out[f"{path}_cpu_saving"] = round(1 - fused / now, 3) if now else None
     return out
+
+
+def _drain(fd: int) -> None:
+    with os.fdopen(fd, "rb") as pipe:
+        while pipe.read(65536):
+            pass
 
 
 async def _fresh(bodies: Any, posts: int, batch: int) -> Any:

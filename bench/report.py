@@ -145,7 +145,9 @@ def table(r: dict[str, Any]) -> str:
                              f"{_fmt(_get(var, 'webhook_current', 'cpu_us_per_item'))} -> "
                              f"{_fmt(_get(var, 'webhook_one_hop', 'cpu_us_per_item'))}, channel "
                              f"{_fmt(_get(var, 'channel_current', 'cpu_us_per_item'))} -> "
-                             f"{_fmt(_get(var, 'channel_one_hop', 'cpu_us_per_item'))}")
+                             f"{_fmt(_get(var, 'channel_one_hop', 'cpu_us_per_item'))}, stdout "
+                             f"{_fmt(_get(var, 'stdout_current', 'cpu_us_per_item'))} -> "
+                             f"{_fmt(_get(var, 'stdout_one_hop', 'cpu_us_per_item'))}")
     prof = r.get("pyspy", {})
     for batch, data in prof.items():
         if "categories" in data:

@@ -208,11 +208,12 @@ class Runtime:
             try:
                 url = await tunnel.start(port)
             except (TunnelError, ConfigError) as exc:
-                if not fallback:
-                    raise
-                self._note(f"no public URL ({exc.message}); polling until the tunnel comes back")
+                if not fallback and isinstance(exc, ConfigError):
+                    raise  # webhook mode cannot work without a tunnel setting that makes sense
+                self._note(f"no public URL ({exc.message}); "
+                           + ("polling until the tunnel comes back" if fallback else f"retrying in {backoff:g} s"))
                 with anyio.move_on_after(backoff):
-                    await self._poll(set(ALL_KINDS))
+                    await (self._poll(set(ALL_KINDS)) if fallback else anyio.sleep_forever())
                 backoff = min(backoff * 2, 60.0)
                 continue
             backoff = 1.0
@@ -230,10 +231,9 @@ class Runtime:
                     tg.start_soon(self.poller.run, uncovered)
                 await tunnel.wait_lost()
                 tg.cancel_scope.cancel()
+            # Next round: a new URL (ngrok hands out another), and the subscriptions move there.
             log.warning("tunnel_lost", public_url=url)
             self.status.public_url = ""
-            if not fallback:
-                continue  # webhook mode: get a new URL and move the subscriptions there
 
     async def _resync_all(self, reason: str) -> None:
         """Read what the gap before now may hide, chats and mail side by side."""

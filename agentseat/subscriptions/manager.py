@@ -138,6 +138,14 @@ class SubscriptionManager:
 
     async def _create(self, spec: SubscriptionSpec, *, reason: str, resync: bool = True) -> None:
         state = self.states[spec.kind]
+        if not self.url:
+            # No public URL yet: a lifecycle event can arrive between the webhook's start and
+            # the first `sync` (Graph redelivers what it queued while we were down). Creating
+            # now would point Graph at "/notifications" and be refused; `sync` creates it.
+            state.id, state.state, state.error = "", "pending", ""
+            self._save()
+            log.info("subscription_deferred", kind=spec.kind, reason=reason)
+            return
         body = spec.body(notification_url=f"{self.url}/notifications", lifecycle_url=f"{self.url}/lifecycle",
                          client_state=self._client_state, certificate_b64=self._cert, certificate_id=self._cert_id)
         try:
