@@ -25,11 +25,12 @@ import aiohttp
 import anyio
 import structlog
 from anyio.abc import TaskStatus
+from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 
 from ..config import Settings
 from ..errors import AgentSeatError, ConfigError, TunnelError
 from ..graph.client import GraphClient, ssl_context
-from ..identity.keys import KeyStore
+from ..identity.keys import AgentCertificate, KeyStore
 from ..identity.tokens import AppOnlyTokens, TokenProvider
 from ..subscriptions.manager import SubscriptionManager, load_client_state
 from ..tunnel import LoopbackTunnel, make_tunnel
@@ -73,7 +74,8 @@ class Runtime:
         own = {settings.agent_user_id, settings.agent_user_upn} - {""}
         self.inbox = Inbox(settings.state_dir / "inbox.db", own_ids=own)
         self.keys = KeyStore(settings)
-        self.tokens = TokenProvider(settings, lambda: self.keys.load_pem_credential(settings.cert_thumbprint or None))
+        self._certificates: dict[str, AgentCertificate] = {}
+        self.tokens = TokenProvider(settings, self._credential)
         self.graph = GraphClient(settings, self.tokens)
         self.policy = TrustPolicy(
             tenant_id=settings.tenant_id,
@@ -192,13 +194,29 @@ class Runtime:
                 await tunnel.stop()
                 await session.close()
 
-    def _keyring(self) -> tuple[KeyRing, Any]:
+    def _certificate(self, sha1: str | None = None) -> AgentCertificate:
+        """A stored certificate with its key, decrypted once per process: unlocking the
+        encrypted PKCS#8 file costs ~90 ms of key derivation, and startup needs it thrice."""
+        key = (sha1 or self.settings.cert_thumbprint or self.keys.active() or "").upper()
+        if key not in self._certificates:
+            cert = self.keys.load(key or None)
+            self._certificates[cert.sha1_thumbprint.upper()] = self._certificates[key] = cert
+        return self._certificates[key]
+
+    def _credential(self) -> dict[str, Any]:
+        """msal's certificate credential; the unencrypted PEM exists only in memory."""
+        cert = self._certificate()
+        pem = cert.private_key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption()).decode("ascii")
+        return {"private_key": pem, "thumbprint": cert.sha1_thumbprint}
+
+    def _keyring(self) -> tuple[KeyRing, AgentCertificate]:
+        """Every stored key can decrypt: Graph may still use the old certificate for a
+        while after a rotation (change-notifications-with-resource-data, key rotation)."""
         ring = KeyRing()
-        active = self.keys.load(self.settings.cert_thumbprint or None)
         for stored in self.keys.list():
-            cert = self.keys.load(stored.sha1)
+            cert = self._certificate(stored.sha1)
             ring.add(cert.private_key, certificate=cert.certificate, certificate_id=cert.sha1_thumbprint)
-        return ring, active
+        return ring, self._certificate()
 
     async def _tunnel_loop(self, tunnel: Tunnel, port: int, *, fallback: bool) -> None:
         """Keep a public URL; while there is none (or Graph refuses a kind), poll instead."""
