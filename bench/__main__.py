@@ -3,6 +3,7 @@
     python -m bench                  # full run (~15 minutes)
     python -m bench --quick          # under 2 minutes, same figures, shorter windows
     python -m bench --markdown BENCHMARKS.md   # also write the figures there
+    python -m bench --from-json r.json --markdown BENCHMARKS.md   # re-render a saved run
     python -m bench soak ...         # bench/soak.py, when present
     python -m bench attack ...       # bench/attack.py, when present
 
@@ -63,6 +64,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workdir", type=Path, help="keep state and logs here (default: a fresh temp dir)")
     parser.add_argument("--markdown", type=Path, help="also write the figures to this file (e.g. BENCHMARKS.md)")
     parser.add_argument("--json", type=Path, help="also write the full results (every sample summary) here")
+    parser.add_argument("--from-json", type=Path, metavar="PATH",
+                        help="run nothing: print (and --markdown) the results a previous --json saved")
     args = parser.parse_args(argv)
 
     import anyio
@@ -71,20 +74,20 @@ def main(argv: list[str] | None = None) -> int:
     from .harness import quiet_logging
     from .run import FULL, QUICK, run
 
-    root = args.workdir or Path(tempfile.mkdtemp(prefix="agentseat-bench-"))
-    root.mkdir(parents=True, exist_ok=True)
-    profile = QUICK if args.quick else FULL
-    log = root.parent / f"{root.name}-bench.log"
-    quiet_logging(log)
-    results = anyio.run(run, profile, root)
-    results = _clean(results)
+    if args.from_json:
+        results = json.loads(args.from_json.read_text())
+    else:
+        root = args.workdir or Path(tempfile.mkdtemp(prefix="agentseat-bench-"))
+        root.mkdir(parents=True, exist_ok=True)
+        quiet_logging(root.parent / f"{root.name}-bench.log")
+        results = _clean(anyio.run(run, QUICK if args.quick else FULL, root))
     results["figures"] = _clean(report.figures(results))
     print(report.table(results))
     if args.markdown:
         args.markdown.write_text(report.markdown(results))
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))
-    print(json.dumps({"profile": profile.name, "machine": results["machine"], **results["figures"],
+    print(json.dumps({"profile": results["profile"], "machine": results["machine"], **results["figures"],
                       "details": {k: results.get(k) for k in ("latency", "throughput", "idle", "cold_start", "rss",
                                                                "hotpath", "pyspy")}},
                      separators=(",", ":")))

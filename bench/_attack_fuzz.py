@@ -58,7 +58,7 @@ def strategies(t: Target) -> tuple[st.SearchStrategy[tuple[str, str | None, byte
     field_value = {k: st.one_of(st.sampled_from(v), b64, st.text(max_size=40), st.integers()) for k, v in pieces.items()}
 
     encrypted = st.one_of(
-        st.sampled_from(genuine_enc + evil_enc),
+        st.sampled_from(genuine_enc + evil_enc), st.sampled_from(genuine_enc),
         st.builds(lambda base, field, value: {**base, field: value}, st.sampled_from(genuine_enc),
                   st.sampled_from(["data", "dataKey", "dataSignature", "encryptionCertificateId",
                                    "encryptionCertificateThumbprint"]),
@@ -71,6 +71,8 @@ def strategies(t: Target) -> tuple[st.SearchStrategy[tuple[str, str | None, byte
     now = int(time.time())
     good_token = t.token()
     tokens = st.one_of(
+        # Mostly a genuine token, so that bodies get past the token check to decryption and beyond.
+        st.just([good_token]), st.just([good_token]), st.just([good_token]),
         st.just(MISSING), st.none(),
         st.lists(st.one_of(
             st.just(good_token),

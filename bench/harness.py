@@ -187,7 +187,6 @@ class SandboxHost:
         delegated consent. Returns the AGENTSEAT_* environment `agentseat serve` needs."""
         from cryptography.hazmat.primitives.serialization import Encoding
 
-        from agentseat.config import Settings
         from agentseat.identity.keys import KeyStore, generate_certificate
 
         os.environ.update(KEYRING_ENV)
@@ -353,6 +352,10 @@ def machine() -> dict[str, Any]:
     try:
         commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
                                 cwd=REPO, timeout=5).stdout.strip()
+        # Uncommitted changes to the package: the figures are of the working tree, not of the commit.
+        if commit and subprocess.run(["git", "diff", "--quiet", "HEAD", "--", "agentseat"], cwd=REPO,
+                                     timeout=5).returncode:
+            commit += "+dirty"
     except (OSError, subprocess.SubprocessError):
         commit = ""
     return {"cpu": model, "cores": os.cpu_count() or 0, "ram_gb": ram_gb, "python": platform.python_version(),

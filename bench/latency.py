@@ -22,7 +22,6 @@ import sqlite3
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import anyio
@@ -151,9 +150,3 @@ def webhook_env(env: dict[str, str], port: int | None = None) -> dict[str, str]:
     if port:
         out["AGENTSEAT_WEBHOOK_PORT"] = str(port)
     return out
-
-
-def workdir(root: Path, name: str) -> Path:
-    path = root / name
-    path.mkdir(parents=True, exist_ok=True)
-    return path

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -162,7 +162,7 @@ async def throughput_phase(host: SandboxHost, p: Profile, root: Path, out: dict[
     return env
 
 
-async def run(p: Profile, root: Path, progress: Callable[[str], None] = say) -> dict[str, Any]:
+async def run(p: Profile, root: Path) -> dict[str, Any]:
     fresh_dir(root)
     out: dict[str, Any] = {"profile": p.name, "machine": machine(), "workdir": str(root),
                            "cold_start": {"runs": []}, "rss": {}, "latency": {}, "idle": {}}
@@ -179,6 +179,8 @@ async def run(p: Profile, root: Path, progress: Callable[[str], None] = say) -> 
         say("hot path, step by step")
         out["hotpath"] = await hotpath.measure(host, env, root, posts=p.hotpath_posts)
     out["machine"]["loadavg_end"] = loadavg()
+    out["finished_at"] = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     out["idle"]["entrabot"] = idle.entrabot_computed(chats=20)
     out["cold_start"].update(coldstart.summarize(out["cold_start"]["runs"]))
+    say(f"done; state and logs are in {root}")
     return out

@@ -199,6 +199,12 @@ async def _subscription(sb: Sandbox, kind: str, timeout: float = 60.0) -> str:
     return found[0]
 
 
+def _handled(log_path: Path, lifecycle_event: str) -> int:
+    """How many times the runtime logged acting on this lifecycle event."""
+    events, _ = log_events(log_path)
+    return sum(1 for e in events if e.get("event") == "lifecycle_event" and e.get("lifecycle_event") == lifecycle_event)
+
+
 async def _ready(session: aiohttp.ClientSession, sb: Sandbox, port: int) -> bool:
     """The runtime on `port` answers and both subscriptions point at it."""
     subs = live_subscriptions(sb)
@@ -245,11 +251,14 @@ async def _disrupt(session: aiohttp.ClientSession, sb: Sandbox, proc: WatchProce
             proc.start(webhook_port=str(port))
             at["new_url"] = f"http://127.0.0.1:{port}"
         else:
-            kind = "teams" if action == "remove" else "mail"
+            kind, event = ("teams", "subscriptionRemoved") if action == "remove" else ("mail", "missed")
+            handled = _handled(proc.stderr_path, event)
             sub = await _subscription(sb, kind)
             await control(session, sb, "POST", f"/_sandbox/subscriptions/{sub}/{action}")
             at["subscription"] = sub
-            if action == "remove":  # back in business once the runtime made a new one
+            # Back in business once the runtime has acted on it (and made a new subscription).
+            at["handled"] = await wait_until(lambda: _handled(proc.stderr_path, event) > handled, 120, 0.2)
+            if action == "remove":
                 await wait_until(lambda: sub not in {s.id for s in live_subscriptions(sb)}
                                  and len(live_subscriptions(sb)) == 2, 120, 0.2)
         at["back_after_s"] = await _until_ready(session, sb, port)

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
+import anyio
+import anyio.lowlevel
 import structlog
 
 from .inbox import Event, Inbox
@@ -35,7 +37,11 @@ async def follow(inbox: Inbox, sink: str, *, from_start: bool = False, batch: in
             continue
         for event in events:
             yield event
-            cursor = await inbox.aadvance(sink, event.seq)
+            # The consumer has handled `event` (it asks for the next one). Record that even
+            # when a shutdown is cancelling us, or a clean stop would replay it like a crash.
+            with anyio.CancelScope(shield=True):
+                cursor = await inbox.aadvance(sink, event.seq)
+            await anyio.lowlevel.checkpoint_if_cancelled()
 
 
 async def claimed(inbox: Inbox, group: str, claimant: str, *, batch: int = 10,

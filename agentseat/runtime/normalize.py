@@ -66,6 +66,11 @@ class TrustPolicy:
         return bool({sender_id.lower(), sender_upn.lower()} & self.own_ids - {""})
 
 
+def _graph_id(value: Any) -> str:
+    """A Graph id is a string; a number or an object in its place names nothing ("")."""
+    return value if isinstance(value, str) else ""
+
+
 def _now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
@@ -76,16 +81,17 @@ def chat_message_event(message: dict[str, Any], policy: TrustPolicy, *, source: 
     if message.get("messageType", "message") != "message" or message.get("deletedDateTime"):
         return None
     user = ((message.get("from") or {}).get("user")) or {}
-    sender_id = str(user.get("id") or "")
+    sender_id = _graph_id(user.get("id"))
     if not sender_id or policy.is_own(sender_id):
         return None
-    chat = chat_id or message.get("chatId")
-    if not chat or not message.get("id"):
+    chat = chat_id or _graph_id(message.get("chatId"))
+    message_id = _graph_id(message.get("id"))
+    if not chat or not message_id:
         return None
     text = body_text(message.get("body"))
     return Event.teams(
-        chat_id=str(chat),
-        message_id=str(message["id"]),
+        chat_id=chat,
+        message_id=message_id,
         sender_id=sender_id,
         sender_upn=str(user.get("userPrincipalName") or ""),
         sender_name=str(user.get("displayName") or ""),

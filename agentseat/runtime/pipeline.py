@@ -256,9 +256,12 @@ def plan_actions(items: Iterable[Item], policy: TrustPolicy) -> Plan:
                     continue
                 plan.chat_fetches.append((chat_id, message_id))
                 continue
+            in_payload = resource.get("chatId")
+            if in_payload is not None and not isinstance(in_payload, str):
+                plan.drops.append(Drop("unusable", sub.id))  # Graph writes ids as strings
+                continue
             try:
-                event = chat_message_event(resource, policy, source="webhook",
-                                           chat_id=str(resource.get("chatId") or chat_id or "") or None)
+                event = chat_message_event(resource, policy, source="webhook", chat_id=in_payload or chat_id or None)
             except (InboxError, AttributeError, TypeError, ValueError, KeyError):
                 # A chatMessage we cannot turn into a valid Event (odd types or dates).
                 plan.drops.append(Drop("unusable", sub.id))

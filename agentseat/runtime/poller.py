@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import quote
 
 import anyio
 import structlog
@@ -49,6 +50,18 @@ class PollCounters:
     errors: int = 0
     last_error: str = ""
     by_reason: dict[str, int] = field(default_factory=dict)
+
+
+def _segment(value: str) -> str | None:
+    """An id from a notification as one URL path segment, or None if it cannot be one.
+
+    The id is sender data: unquoted, `../../users` or `x?$select=` would send the
+    agent's token to another Graph route. "." and ".." stay path steps even when
+    escaped (URLs are normalised), so they are refused.
+    """
+    if value in ("", ".", ".."):
+        return None
+    return quote(value, safe="")
 
 
 class Poller:
@@ -85,6 +98,9 @@ class Poller:
             since = self._chats["since"]
             stored = 0
             done = False
+            # Previews are recorded only when the round completes: the "unchanged preview, stop"
+            # shortcut below is sound only if every chat listed before that one was read.
+            previews: dict[str, tuple[str, str]] = {}  # chat id -> (preview id, watermark)
             async for page in self._graph.pages("/me/chats", dict(CHAT_LIST_PARAMS)):
                 for chat in page:
                     preview = chat.get("lastMessagePreview") or {}
@@ -97,12 +113,17 @@ class Poller:
                         break
                     watermark = state.get("watermark", since)
                     if parse_graph_time(str(preview.get("createdDateTime", since))) <= parse_graph_time(watermark):
-                        known[chat_id] = {"preview": preview_id, "watermark": watermark}
+                        previews[chat_id] = (preview_id, watermark)
                         continue  # nothing newer than what we have
                     stored += await self._read_chat(chat_id, watermark, known)
-                    known[chat_id]["preview"] = preview_id
+                    previews[chat_id] = (preview_id, known[chat_id]["watermark"])
+                    # Keep each chat's new watermark at once: a round over a long backlog can
+                    # outlast the process (kill -9, a restart), and the next one reads on from here.
+                    self._inbox.set_meta(_CHATS_KEY, json.dumps(self._chats))
                 if done:
                     break
+            for chat_id, (preview_id, watermark) in previews.items():
+                known.setdefault(chat_id, {"watermark": watermark})["preview"] = preview_id
             self._inbox.set_meta(_CHATS_KEY, json.dumps(self._chats))
             return stored
 
@@ -166,8 +187,11 @@ class Poller:
 
     async def fetch_mail(self, message_id: str, source: str = "webhook") -> int:
         """Read one message with its body (rich mail notifications never carry it)."""
+        if (segment := _segment(message_id)) is None:
+            log.info("fetch_id_refused", kind="mail", chars=len(message_id))
+            return 0
         try:
-            message = await self._graph.get(f"/me/messages/{message_id}", **{"$select": MAIL_FIELDS})
+            message = await self._graph.get(f"/me/messages/{segment}", **{"$select": MAIL_FIELDS})
         except NotFoundError:
             log.info("mail_vanished", message=message_id)
             return 0
@@ -176,8 +200,12 @@ class Poller:
 
     async def fetch_chat_message(self, chat_id: str, message_id: str, source: str = "webhook") -> int:
         """Read one chat message (a notification without resource data names only its id)."""
+        chat, message_segment = _segment(chat_id), _segment(message_id)
+        if chat is None or message_segment is None:
+            log.info("fetch_id_refused", kind="teams", chars=len(chat_id) + len(message_id))
+            return 0
         try:
-            message = await self._graph.get(f"/chats/{chat_id}/messages/{message_id}")
+            message = await self._graph.get(f"/chats/{chat}/messages/{message_segment}")
         except NotFoundError:
             log.info("chat_message_vanished", chat=chat_id, message=message_id)
             return 0

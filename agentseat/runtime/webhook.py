@@ -15,6 +15,7 @@ through the pipeline's callbacks, never made while Graph waits.
 
 from __future__ import annotations
 
+import logging
 import re
 import traceback
 from collections import Counter
@@ -26,6 +27,7 @@ import aiohttp
 import anyio
 import structlog
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from .pipeline import NotificationPipeline, ProcessResult
 
@@ -48,6 +50,11 @@ _READ_TIMEOUT = 5.0
 _PROCESS_DEADLINE = 8.0
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 _SHUTDOWN_GRACE = 5.0
+# A connection gets this long to send a request head, and may idle this long between
+# requests; aiohttp's default is an hour, so a slowloris could hold sockets (and file
+# descriptors) until Graph's deliveries could no longer connect. Above the idle time
+# of common HTTP clients (aiohttp's 15 s), so a reused connection is rarely closed under one.
+_IDLE_TIMEOUT = 30.0
 
 
 class HandshakeError(ValueError):
@@ -115,6 +122,26 @@ class WebhookStats:
         return {"handshakes": self.handshakes, "posts": self.posts, "stored": self.stored,
                 "fetches": self.fetches, "lifecycle": self.lifecycle,
                 "dropped": sum(self.dropped.values()), "failures": self.failures}
+
+
+class _ServerLog(logging.LoggerAdapter):  # type: ignore[type-arg]
+    """aiohttp's server log, where a request it cannot parse is a drop, not an error.
+
+    aiohttp answers malformed HTTP with 400 itself and logs it as an error with a
+    traceback whose message quotes the offending bytes, so any stranger could fill
+    the log with tracebacks of their own text. Those become `bad_http` drops (one
+    line per minute, no detail); every other error is logged as aiohttp does.
+    """
+
+    def __init__(self, on_bad_request: Any) -> None:
+        super().__init__(logging.getLogger("aiohttp.server"), {})
+        self._on_bad_request = on_bad_request
+
+    def exception(self, msg: object, *args: object, exc_info: Any = True, **kwargs: Any) -> None:
+        if isinstance(exc_info, HttpProcessingError):
+            self._on_bad_request()
+            return
+        super().exception(msg, *args, exc_info=exc_info, **kwargs)
 
 
 _PIPELINE = web.AppKey("pipeline", NotificationPipeline)
@@ -242,7 +269,8 @@ class WebhookServer:
         """Serve until cancelled."""
         # access_log=None: an access line would record the handshake token in the URL.
         runner = web.AppRunner(self.build_app(), access_log=None, handle_signals=False,
-                               shutdown_timeout=_SHUTDOWN_GRACE)
+                               shutdown_timeout=_SHUTDOWN_GRACE, keepalive_timeout=_IDLE_TIMEOUT,
+                               logger=_ServerLog(lambda: self.stats.add(self._pipeline.reject("bad_http"))))
         await runner.setup()
         try:
             site = web.TCPSite(runner, self._settings.webhook_host, self._settings.webhook_port)

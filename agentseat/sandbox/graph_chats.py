@@ -22,14 +22,11 @@ from .auth import SANDBOX_KEY, graph_route, principal
 from .graph_query import (
     GraphError,
     bad_request,
-    carry_query,
     date_literal,
-    decode_token,
-    encode_token,
     filter_clauses,
     graph_errors,
     json_body,
-    link,
+    keyset_page,
     query,
     top,
 )
@@ -158,13 +155,14 @@ def chat_for(sb: Sandbox, chat_id: str, viewer: str | None, *, outsider: int = 4
 
 
 def viewer_of(request: web.Request) -> str | None:
-    """The signed-in user for delegated calls; None for app-only calls (tenant-wide roles)."""
+    """Whose chats a route reads: the path's `{user_id}` (see `resolve_path_user`), else the
+    signed-in user; None for app-only calls (tenant-wide roles)."""
     who = principal(request)
-    if who.kind == "user":
-        return who.oid
-    if request.path.startswith("/v1.0/me/"):
+    if who.kind != "user" and request.path.startswith("/v1.0/me/"):
         raise bad_request("/me request is only valid with delegated authentication flow.")
-    return None
+    if "user_id" in request.match_info:
+        return resolve_path_user(request).id
+    return who.oid if who.kind == "user" else None
 
 
 def resolve_path_user(request: web.Request) -> User:
@@ -214,6 +212,13 @@ def _chat_matches(chat: Chat, clauses: list[tuple[str, str, Any]]) -> bool:
     return True
 
 
+def _chat_body(sb: Sandbox, chat: Chat, expand: set[str]) -> dict[str, Any]:
+    body = chat_json(sb, chat, expand_preview="lastmessagepreview" in expand)
+    if "members" in expand:
+        body["members"] = [member_json(sb, chat, uid) for uid in chat.member_ids[:EXPAND_MEMBERS_MAX]]
+    return body
+
+
 def _expand(raw: str | None) -> set[str]:
     if not raw:
         return set()
@@ -248,27 +253,9 @@ async def _list_chats(request: web.Request, user_id: str) -> web.Response:
             ts = chat.last_updated or chat.created
         return (-ts, chat.id)
 
-    chats = sorted((c for c in sb.tenant.chats.values() if user_id in c.member_ids and _chat_matches(c, clauses)),
-                   key=key)
-    skip = query(request, "$skiptoken")
-    if skip is not None:
-        state = decode_token(sb, skip)
-        if state is None or state.get("k") != "chats":
-            raise bad_request("The $skiptoken is invalid or has expired.")
-        after = (float(state["t"]), str(state["i"]))
-        chats = [c for c in chats if key(c) > after]
-    page = chats[:page_size]
-    values = []
-    for chat in page:
-        body = chat_json(sb, chat, expand_preview="lastmessagepreview" in expand)
-        if "members" in expand:
-            body["members"] = [member_json(sb, chat, uid) for uid in chat.member_ids[:EXPAND_MEMBERS_MAX]]
-        values.append(body)
-    next_link = None
-    if len(chats) > page_size:
-        last_key = key(page[-1])
-        token = encode_token(sb, {"k": "chats", "t": last_key[0], "i": last_key[1]})
-        next_link = link(sb, request, {**carry_query(request, "$skiptoken"), "$skiptoken": token})
+    chats = (c for c in sb.tenant.chats.values() if user_id in c.member_ids and _chat_matches(c, clauses))
+    page, next_link = keyset_page(sb, request, chats, key, page_size, {"k": "chats"})
+    values = [_chat_body(sb, chat, expand) for chat in page]
     return web.json_response(odata("https://graph.microsoft.com/v1.0/$metadata#chats", values, next_link,
                                    **{"@odata.count": len(values)}))
 
@@ -289,15 +276,10 @@ async def list_user_chats(request: web.Request) -> web.Response:
 @graph_errors
 async def get_chat(request: web.Request) -> web.Response:
     sb = request.app[SANDBOX_KEY]
-    viewer = viewer_of(request)
-    if "user_id" in request.match_info:
-        viewer = resolve_path_user(request).id
-    chat = chat_for(sb, request.match_info["chat_id"], viewer)
+    chat = chat_for(sb, request.match_info["chat_id"], viewer_of(request))
     expand = _expand(query(request, "$expand"))
     body = {"@odata.context": "https://graph.microsoft.com/v1.0/$metadata#chats/$entity",
-            **chat_json(sb, chat, expand_preview="lastmessagepreview" in expand)}
-    if "members" in expand:
-        body["members"] = [member_json(sb, chat, uid) for uid in chat.member_ids[:EXPAND_MEMBERS_MAX]]
+            **_chat_body(sb, chat, expand)}
     return web.json_response(body)
 
 

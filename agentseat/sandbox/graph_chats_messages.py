@@ -27,6 +27,7 @@ from .graph_query import (
     filter_clauses,
     graph_errors,
     json_body,
+    keyset_page,
     link,
     query,
     top,
@@ -101,6 +102,13 @@ def _filter(request: web.Request, prop: str, ordered: bool) -> Callable[[ChatMes
     return keep
 
 
+def _item(sb: Sandbox, msg: ChatMessage) -> dict[str, Any]:
+    """A message as a collection item: the collection carries the `@odata.context`."""
+    item = chat_message_json(sb, msg)
+    item.pop("@odata.context", None)
+    return item
+
+
 def _page(sb: Sandbox, request: web.Request, messages: list[ChatMessage], prop: str, kind: str,
           context: str) -> web.Response:
     """Newest first by `prop`, `$top` per page, keyset `$skiptoken` so new messages never shift a page."""
@@ -109,25 +117,8 @@ def _page(sb: Sandbox, request: web.Request, messages: list[ChatMessage], prop: 
     def key(msg: ChatMessage) -> tuple[float, int]:
         return (-_ts(msg, prop), -int(msg.id))
 
-    ordered = sorted(messages, key=key)
-    skip = query(request, "$skiptoken")
-    if skip is not None:
-        state = decode_token(sb, skip)
-        if state is None or state.get("k") != kind or state.get("p") != prop:
-            raise bad_request("The $skiptoken is invalid or has expired.")
-        after = (float(state["t"]), int(state["i"]))
-        ordered = [m for m in ordered if key(m) > after]
-    page = ordered[:page_size]
-    values = []
-    for msg in page:
-        item = chat_message_json(sb, msg)
-        item.pop("@odata.context", None)
-        values.append(item)
-    next_link = None
-    if len(ordered) > page_size:
-        last = key(page[-1])
-        token = encode_token(sb, {"k": kind, "p": prop, "t": last[0], "i": last[1]})
-        next_link = link(sb, request, {**carry_query(request, "$skiptoken"), "$skiptoken": token})
+    page, next_link = keyset_page(sb, request, messages, key, page_size, {"k": kind, "p": prop})
+    values = [_item(sb, msg) for msg in page]
     return web.json_response(odata(context, values, next_link, **{"@odata.count": len(values)}))
 
 
@@ -135,10 +126,7 @@ def _page(sb: Sandbox, request: web.Request, messages: list[ChatMessage], prop: 
 @graph_errors
 async def list_messages(request: web.Request) -> web.Response:
     sb = request.app[SANDBOX_KEY]
-    viewer = viewer_of(request)
-    if "user_id" in request.match_info:
-        viewer = resolve_path_user(request).id
-    chat = chat_for(sb, request.match_info["chat_id"], viewer, outsider=403)
+    chat = chat_for(sb, request.match_info["chat_id"], viewer_of(request), outsider=403)
     prop, ordered = _order(request)
     keep = _filter(request, prop, ordered)
     messages = [m for m in sb.tenant.messages.get(chat.id, []) if keep is None or keep(m)]
@@ -151,8 +139,7 @@ async def list_messages(request: web.Request) -> web.Response:
 async def get_message(request: web.Request) -> web.Response:
     """GET /chats/{chat-id}/messages/{message-id} (chatmessage-get)."""
     sb = request.app[SANDBOX_KEY]
-    viewer = viewer_of(request)
-    chat = chat_for(sb, request.match_info["chat_id"], viewer, outsider=403)
+    chat = chat_for(sb, request.match_info["chat_id"], viewer_of(request), outsider=403)
     wanted = request.match_info["message_id"]
     for message in sb.tenant.messages.get(chat.id, []):
         if message.id == wanted:
@@ -246,11 +233,7 @@ async def get_all_messages_delta(request: web.Request) -> web.Response:
     pending = sorted((m for m in messages if state["a"] < int(m.id) <= watermark
                       and (state["f"] is None or m.last_modified > state["f"])), key=lambda m: int(m.id))
     page = pending[:page_size]
-    values = []
-    for msg in page:
-        item = chat_message_json(sb, msg)
-        item.pop("@odata.context", None)
-        values.append(item)
+    values = [_item(sb, msg) for msg in page]
     base = {k: v for k, v in carry_query(request, "$skiptoken", "$deltatoken", "$filter", "$top").items()}
     extra: dict[str, str] = {}
     if len(pending) > page_size:

@@ -28,6 +28,7 @@ from .graph_directory_common import (
     filtered,
     has_any,
     invalid_property,
+    nonblank,
     not_found,
     read_json,
 )
@@ -108,10 +109,11 @@ async def get_me(request: web.Request) -> web.Response:
     return entity(request, "users", user_body(sb, user))
 
 
-def _find_user(request: web.Request) -> User | None:
-    tenant = request.app[SANDBOX_KEY].tenant
-    user = tenant.user(request.match_info["user_id"])
-    return user if user is not None and user.kind in ("user", "agentUser") else None
+def _find_user(request: web.Request) -> User | web.Response:
+    """The user or Agent User the URL names (id or UPN), or Graph's 404."""
+    ref = request.match_info["user_id"]
+    user = request.app[SANDBOX_KEY].tenant.user(ref)
+    return user if user is not None and user.kind in ("user", "agentUser") else not_found(request, ref)
 
 
 def _may_read(request: web.Request, user: User, others: tuple[str, ...] = READ_OTHERS) -> bool:
@@ -122,8 +124,8 @@ def _may_read(request: web.Request, user: User, others: tuple[str, ...] = READ_O
 @graph_route(scopes=USER_READ_SCOPES, roles=USER_READ_ROLES)
 async def get_user(request: web.Request) -> web.Response:
     user = _find_user(request)
-    if user is None:
-        return not_found(request, request.match_info["user_id"])
+    if isinstance(user, web.Response):
+        return user
     if not _may_read(request, user):
         return denied(request)
     return entity(request, "users", user_body(request.app[SANDBOX_KEY], user))
@@ -200,8 +202,8 @@ async def create_user(request: web.Request) -> web.Response:
 async def update_user(request: web.Request) -> web.Response:
     sb = request.app[SANDBOX_KEY]
     user = _find_user(request)
-    if user is None:
-        return not_found(request, request.match_info["user_id"])
+    if isinstance(user, web.Response):
+        return user
     if not _may_read(request, user, USER_WRITE):
         return denied(request)
     body = await read_json(request)
@@ -210,7 +212,7 @@ async def update_user(request: web.Request) -> web.Response:
     checks = {
         # agentUser/user resource: usageLocation is a two-letter ISO 3166 code, not nullable.
         "usageLocation": lambda v: isinstance(v, str) and bool(_COUNTRY.match(v)),
-        "displayName": lambda v: isinstance(v, str) and bool(v.strip()),
+        "displayName": nonblank,
         "accountEnabled": lambda v: isinstance(v, bool),
     }
     for prop, value in body.items():
@@ -234,8 +236,8 @@ async def delete_user(request: web.Request) -> web.Response:
     sb = request.app[SANDBOX_KEY]
     tenant = sb.tenant
     user = _find_user(request)
-    if user is None:
-        return not_found(request, request.match_info["user_id"])
+    if isinstance(user, web.Response):
+        return user
     del tenant.users[user.id]
     for grant_id in [g for g, grant in tenant.grants.items() if grant.principal_id == user.id]:
         del tenant.grants[grant_id]
@@ -276,8 +278,8 @@ async def assign_license(request: web.Request) -> web.Response:
     sb = request.app[SANDBOX_KEY]
     tenant = sb.tenant
     user = _find_user(request)
-    if user is None:
-        return not_found(request, request.match_info["user_id"])
+    if isinstance(user, web.Response):
+        return user
     body = await read_json(request)
     if isinstance(body, web.Response):
         return body
@@ -310,8 +312,8 @@ async def assign_license(request: web.Request) -> web.Response:
              roles=(*USER_READ_ROLES, "LicenseAssignment.Read.All", "LicenseAssignment.ReadWrite.All"))
 async def license_details(request: web.Request) -> web.Response:
     user = _find_user(request)
-    if user is None:
-        return not_found(request, request.match_info["user_id"])
+    if isinstance(user, web.Response):
+        return user
     if not _may_read(request, user, ("User.Read.All", "Directory.Read.All", "LicenseAssignment.Read.All")):
         return denied(request)
     details = []

@@ -24,16 +24,20 @@ from .auth import SANDBOX_KEY, graph_route
 from .clock import iso, parse_iso
 from .graph_directory_common import (
     agent_id_blocked,
+    agent_id_body,
     bad_request,
     collection,
     context,
     entity,
     filtered,
+    find_app,
     invalid_property,
+    nonblank,
     not_found,
     read_json,
     resolve_sponsors,
 )
+from .graph_directory_grants import drop_client_grants
 from .pki import sha1_thumbprint_hex
 from .tenant import GRAPH_APP_ID, App, KeyCredential, new_id
 
@@ -95,18 +99,9 @@ def _has_application_object(app: App) -> bool:
     return app.kind != "agentIdentity" and app.app_id != GRAPH_APP_ID
 
 
-def _lookup(request: web.Request) -> App | None:
-    tenant = request.app[SANDBOX_KEY].tenant
-    if "app_id" in request.match_info:
-        app = tenant.app(request.match_info["app_id"])
-    else:
-        found = [a for a in tenant.apps.values() if a.object_id == request.match_info["object_id"]]
-        app = found[0] if found else None
-    return app if app is not None and _has_application_object(app) else None
-
-
-def _ref(request: web.Request) -> str:
-    return request.match_info.get("object_id") or request.match_info.get("app_id", "")
+def _lookup(request: web.Request, kind: str | None = None) -> App | web.Response:
+    """The application the URL names (object id or appId), or Graph's 404."""
+    return find_app(request, "object_id", lambda a: a.object_id, _has_application_object, kind)
 
 
 # --- certificates -------------------------------------------------------------------------
@@ -229,15 +224,11 @@ def verify_proof(sb: Sandbox, app: App, proof: object) -> str | None:
 @graph_route(scopes=BLUEPRINT_CREATE, roles=BLUEPRINT_CREATE)
 async def create_blueprint(request: web.Request) -> web.Response:
     """agentidentityblueprint-post: displayName and sponsors are required."""
-    if (blocked := agent_id_blocked(request)) is not None:
-        return blocked
     sb = request.app[SANDBOX_KEY]
-    body = await read_json(request)
+    body = await agent_id_body(request, "Application")
     if isinstance(body, web.Response):
         return body
-    name = body.get("displayName")
-    if not isinstance(name, str) or not name.strip():
-        return invalid_property(request, "displayName", "Application")
+    name = body["displayName"]
     description = body.get("description")
     if description is not None and not isinstance(description, str):
         return invalid_property(request, "description", "Application")
@@ -280,9 +271,9 @@ async def list_blueprints(request: web.Request) -> web.Response:
 
 @graph_route(scopes=APP_READ, roles=APP_READ)
 async def get_application(request: web.Request) -> web.Response:
-    app = _lookup(request)
-    if app is None or (request.path.endswith("/microsoft.graph.agentIdentityBlueprint") and app.kind != "blueprint"):
-        return not_found(request, _ref(request))
+    app = _lookup(request, "blueprint" if request.path.endswith("/microsoft.graph.agentIdentityBlueprint") else None)
+    if isinstance(app, web.Response):
+        return app
     return entity(request, "applications", application_json(request.app[SANDBOX_KEY], app))
 
 
@@ -290,8 +281,8 @@ async def get_application(request: web.Request) -> web.Response:
 async def update_application(request: web.Request) -> web.Response:
     sb = request.app[SANDBOX_KEY]
     app = _lookup(request)
-    if app is None:
-        return not_found(request, _ref(request))
+    if isinstance(app, web.Response):
+        return app
     if app.kind == "blueprint" and (blocked := agent_id_blocked(request)) is not None:
         return blocked
     body = await read_json(request)
@@ -300,9 +291,8 @@ async def update_application(request: web.Request) -> web.Response:
     for prop in body:
         if prop not in ("displayName", "keyCredentials"):
             return bad_request(request, f"Invalid property '{prop}'.")
-    if "displayName" in body:
-        if not isinstance(body["displayName"], str) or not body["displayName"].strip():
-            return invalid_property(request, "displayName", "Application")
+    if "displayName" in body and not nonblank(body["displayName"]):
+        return invalid_property(request, "displayName", "Application")
     credentials = None
     if "keyCredentials" in body:
         credentials = replace_credentials(app, body["keyCredentials"])
@@ -322,15 +312,14 @@ async def update_application(request: web.Request) -> web.Response:
 async def delete_application(request: web.Request) -> web.Response:
     sb = request.app[SANDBOX_KEY]
     app = _lookup(request)
-    if app is None:
-        return not_found(request, _ref(request))
+    if isinstance(app, web.Response):
+        return app
     if app.kind == "blueprint" and (blocked := agent_id_blocked(request)) is not None:
         return blocked
     # Deleting an application also deletes its service principal in the home tenant,
     # and with it the delegated grants the principal held.
     del sb.tenant.apps[app.app_id]
-    for grant_id in [g for g, grant in sb.tenant.grants.items() if grant.client_app_id == app.app_id]:
-        del sb.tenant.grants[grant_id]
+    drop_client_grants(sb.tenant, app.app_id)
     sb.mark_dirty()
     log.info("directory_application_deleted", app_id=app.app_id, kind=app.kind)
     return web.Response(status=204)
@@ -341,8 +330,8 @@ async def add_key(request: web.Request) -> web.Response:
     """application-addkey: append one certificate, proving possession of an existing one."""
     sb = request.app[SANDBOX_KEY]
     app = _lookup(request)
-    if app is None:
-        return not_found(request, _ref(request))
+    if isinstance(app, web.Response):
+        return app
     body = await read_json(request)
     if isinstance(body, web.Response):
         return body
@@ -369,8 +358,8 @@ async def add_key(request: web.Request) -> web.Response:
 async def remove_key(request: web.Request) -> web.Response:
     sb = request.app[SANDBOX_KEY]
     app = _lookup(request)
-    if app is None:
-        return not_found(request, _ref(request))
+    if isinstance(app, web.Response):
+        return app
     body = await read_json(request)
     if isinstance(body, web.Response):
         return body

@@ -1,5 +1,5 @@
 """Shared pieces of the sandbox's directory routes: OData query options, error
-shapes, request bodies and directory-object references.
+shapes, request bodies, the apps a URL addresses and directory-object references.
 
 It owns no routes; `graph_directory`, `graph_directory_apps` and
 `graph_directory_sps` use it so that every directory route filters, selects
@@ -15,11 +15,11 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from aiohttp import web
 
-from .auth import principal
+from .auth import SANDBOX_KEY, principal
 from .responses import graph_error
 
 if TYPE_CHECKING:
-    from .tenant import Tenant
+    from .tenant import App, Tenant
 
 GRAPH_ROOT = "https://graph.microsoft.com"
 T = TypeVar("T")
@@ -80,6 +80,11 @@ def agent_id_blocked(request: web.Request) -> web.Response | None:
     return None
 
 
+def nonblank(value: object) -> bool:
+    """A usable displayName: Graph refuses a missing, non-string or blank one."""
+    return isinstance(value, str) and bool(value.strip())
+
+
 def has_any(request: web.Request, names: Iterable[str]) -> bool:
     who = principal(request)
     return bool((who.scopes | who.roles).intersection(names))
@@ -96,6 +101,34 @@ async def read_json(request: web.Request) -> dict[str, Any] | web.Response:
         return graph_error(400, "BadRequest", "Unable to read JSON request payload. Please ensure Content-Type "
                                               "header is set and payload is of valid JSON format.", request=request)
     return body
+
+
+async def agent_id_body(request: web.Request, name_of: str | None = None) -> dict[str, Any] | web.Response:
+    """The JSON body of an Agent ID create, or the first error Graph answers: the
+    known-issue 403, an unreadable payload, then (given `name_of`, the resource
+    type) a missing displayName."""
+    if (blocked := agent_id_blocked(request)) is not None:
+        return blocked
+    body = await read_json(request)
+    if isinstance(body, dict) and name_of is not None and not nonblank(body.get("displayName")):
+        return invalid_property(request, "displayName", name_of)
+    return body
+
+
+# --- addressing apps ------------------------------------------------------------------
+def find_app(request: web.Request, id_param: str, object_id: Callable[[App], str],
+             exists: Callable[[App], bool], kind: str | None = None) -> App | web.Response:
+    """The app a URL names by `{id_param}` or by the `(appId='...')` alternate key, or
+    Graph's 404 when there is none, it lacks the object the route is about
+    (`exists`), or it is not of `kind`."""
+    tenant = request.app[SANDBOX_KEY].tenant
+    if "app_id" in request.match_info:
+        app = tenant.app(request.match_info["app_id"])
+    else:
+        app = next((a for a in tenant.apps.values() if object_id(a) == request.match_info[id_param]), None)
+    if app is None or not exists(app) or (kind is not None and app.kind != kind):
+        return not_found(request, request.match_info.get(id_param) or request.match_info.get("app_id", ""))
+    return app
 
 
 _REF = re.compile(r"/(users|directoryObjects|groups|servicePrincipals)/([^/?#]+)/?$", re.I)

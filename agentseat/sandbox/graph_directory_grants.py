@@ -30,6 +30,7 @@ from .tenant import App, Grant
 
 if TYPE_CHECKING:
     from .app import Sandbox
+    from .tenant import Tenant
 
 log = structlog.get_logger(__name__)
 
@@ -51,6 +52,12 @@ def _sp(sb: Sandbox, sp_object_id: object) -> App | None:
         if app.sp_object_id == sp_object_id and app.has_principal:
             return app
     return None
+
+
+def drop_client_grants(tenant: Tenant, client_app_id: str) -> None:
+    """A deleted service principal takes the delegated grants it held as client with it."""
+    for grant_id in [gid for gid, grant in tenant.grants.items() if grant.client_app_id == client_app_id]:
+        del tenant.grants[grant_id]
 
 
 def grant_json(sb: Sandbox, grant: Grant) -> dict[str, Any]:
@@ -123,12 +130,18 @@ async def list_grants(request: web.Request) -> web.Response:
     return collection(request, "oauth2PermissionGrants", found)
 
 
+def _grant(request: web.Request) -> Grant | web.Response:
+    """The grant the URL names, or Graph's 404."""
+    grant = request.app[SANDBOX_KEY].tenant.grants.get(request.match_info["grant_id"])
+    return not_found(request, request.match_info["grant_id"]) if grant is None else grant
+
+
 @graph_route(scopes=GRANT_READ, roles=GRANT_READ)
 async def get_grant(request: web.Request) -> web.Response:
     sb = request.app[SANDBOX_KEY]
-    grant = sb.tenant.grants.get(request.match_info["grant_id"])
-    if grant is None:
-        return not_found(request, request.match_info["grant_id"])
+    grant = _grant(request)
+    if isinstance(grant, web.Response):
+        return grant
     return entity(request, "oauth2PermissionGrants", grant_json(sb, grant))
 
 
@@ -136,9 +149,9 @@ async def get_grant(request: web.Request) -> web.Response:
 async def update_grant(request: web.Request) -> web.Response:
     """oauth2permissiongrant-update: only `scope` changes; the list sent replaces the old one."""
     sb = request.app[SANDBOX_KEY]
-    grant = sb.tenant.grants.get(request.match_info["grant_id"])
-    if grant is None:
-        return not_found(request, request.match_info["grant_id"])
+    grant = _grant(request)
+    if isinstance(grant, web.Response):
+        return grant
     body = await read_json(request)
     if isinstance(body, web.Response):
         return body

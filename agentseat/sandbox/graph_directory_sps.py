@@ -20,6 +20,7 @@ from .auth import SANDBOX_KEY, graph_route, principal
 from .graph_directory_common import (
     MAX_SPONSORS,
     agent_id_blocked,
+    agent_id_body,
     app_only,
     bad_request,
     collection,
@@ -27,6 +28,7 @@ from .graph_directory_common import (
     context,
     entity,
     filtered,
+    find_app,
     invalid_property,
     not_found,
     read_json,
@@ -115,18 +117,9 @@ def _principal_apps(sb: Sandbox) -> list[App]:
     return [a for a in sb.tenant.apps.values() if a.has_principal]
 
 
-def _lookup(request: web.Request) -> App | None:
-    tenant = request.app[SANDBOX_KEY].tenant
-    if "app_id" in request.match_info:
-        app = tenant.app(request.match_info["app_id"])
-    else:
-        found = [a for a in tenant.apps.values() if a.sp_object_id == request.match_info["sp_id"]]
-        app = found[0] if found else None
-    return app if app is not None and app.has_principal else None
-
-
-def _ref(request: web.Request) -> str:
-    return request.match_info.get("sp_id") or request.match_info.get("app_id", "")
+def _lookup(request: web.Request, kind: str | None = None) -> App | web.Response:
+    """The service principal the URL names (its object id or the appId), or Graph's 404."""
+    return find_app(request, "sp_id", lambda a: a.sp_object_id, lambda a: a.has_principal, kind)
 
 
 _SP_FILTERS = {"appId": lambda a: a.app_id, "displayName": lambda a: a.display_name, "id": lambda a: a.sp_object_id}
@@ -149,9 +142,9 @@ async def list_service_principals(request: web.Request) -> web.Response:
 
 @graph_route(scopes=SP_READ, roles=SP_READ)
 async def get_service_principal(request: web.Request) -> web.Response:
-    app = _lookup(request)
-    if app is None or (request.path.endswith("/microsoft.graph.agentIdentity") and app.kind != "agentIdentity"):
-        return not_found(request, _ref(request))
+    app = _lookup(request, "agentIdentity" if request.path.endswith("/microsoft.graph.agentIdentity") else None)
+    if isinstance(app, web.Response):
+        return app
     return entity(request, "servicePrincipals", sp_json(request.app[SANDBOX_KEY], app))
 
 
@@ -159,10 +152,8 @@ async def get_service_principal(request: web.Request) -> web.Response:
 async def create_blueprint_principal(request: web.Request) -> web.Response:
     """agentidentityblueprintprincipal-post: the body names the blueprint's appId.
     The principal is never implicit (entrabot Learning #2)."""
-    if (blocked := agent_id_blocked(request)) is not None:
-        return blocked
     sb = request.app[SANDBOX_KEY]
-    body = await read_json(request)
+    body = await agent_id_body(request)
     if isinstance(body, web.Response):
         return body
     app = sb.tenant.app(str(body.get("appId", "")))
@@ -181,15 +172,11 @@ async def create_blueprint_principal(request: web.Request) -> web.Response:
 @graph_route(scopes=IDENTITY_CREATE, roles=IDENTITY_CREATE)
 async def create_agent_identity(request: web.Request) -> web.Response:
     """agentidentity-post: displayName, agentIdentityBlueprintId and a valid sponsor are required."""
-    if (blocked := agent_id_blocked(request)) is not None:
-        return blocked
     sb = request.app[SANDBOX_KEY]
-    body = await read_json(request)
+    body = await agent_id_body(request, "ServicePrincipal")
     if isinstance(body, web.Response):
         return body
-    name = body.get("displayName")
-    if not isinstance(name, str) or not name.strip():
-        return invalid_property(request, "displayName", "ServicePrincipal")
+    name = body["displayName"]
     # The page's example names agentIdentityBlueprintId; its prose says agentIdentityBlueprintAppId.
     blueprint_ref = body.get("agentIdentityBlueprintId") or body.get("agentIdentityBlueprintAppId") or ""
     blueprint = sb.tenant.app(str(blueprint_ref))
@@ -218,8 +205,8 @@ async def create_agent_identity(request: web.Request) -> web.Response:
 async def delete_service_principal(request: web.Request) -> web.Response:
     sb = request.app[SANDBOX_KEY]
     app = _lookup(request)
-    if app is None:
-        return not_found(request, _ref(request))
+    if isinstance(app, web.Response):
+        return app
     if app.kind in ("agentIdentity", "blueprint") and (blocked := agent_id_blocked(request)) is not None:
         return blocked
     if app.kind == "agentIdentity":
@@ -227,27 +214,26 @@ async def delete_service_principal(request: web.Request) -> web.Response:
     else:
         app.has_principal = False  # the application object stays; only its principal goes
         app.roles = []
-    for grant_id in [g for g, grant in sb.tenant.grants.items() if grant.client_app_id == app.app_id]:
-        del sb.tenant.grants[grant_id]
+    graph_directory_grants.drop_client_grants(sb.tenant, app.app_id)
     sb.mark_dirty()
     log.info("directory_service_principal_deleted", app_id=app.app_id, kind=app.kind)
     return web.Response(status=204)
 
 
 # --- sponsors -------------------------------------------------------------------------------
-def _agent_identity(request: web.Request) -> App | None:
-    app = _lookup(request)
-    return app if app is not None and app.kind == "agentIdentity" else None
+def _sponsored(request: web.Request) -> App | web.Response:
+    """The agent identity of a sponsors route; agentidentity-*-sponsors support application tokens only."""
+    if (refused := app_only(request)) is not None:
+        return refused
+    return _lookup(request, "agentIdentity")
 
 
 @graph_route(roles=SPONSORS_READ)
 async def list_sponsors(request: web.Request) -> web.Response:
-    if (refused := app_only(request)) is not None:
-        return refused
     sb = request.app[SANDBOX_KEY]
-    identity = _agent_identity(request)
-    if identity is None:
-        return not_found(request, _ref(request))
+    identity = _sponsored(request)
+    if isinstance(identity, web.Response):
+        return identity
     users = [sb.tenant.users[s] for s in identity.sponsors if s in sb.tenant.users]
     value = [{"@odata.type": "#microsoft.graph.user", "id": u.id, "displayName": u.display_name,
               "userPrincipalName": u.upn, "mail": u.mail} for u in users]
@@ -256,12 +242,10 @@ async def list_sponsors(request: web.Request) -> web.Response:
 
 @graph_route(roles=SPONSORS_WRITE)
 async def add_sponsor(request: web.Request) -> web.Response:
-    if (refused := app_only(request)) is not None:
-        return refused
     sb = request.app[SANDBOX_KEY]
-    identity = _agent_identity(request)
-    if identity is None:
-        return not_found(request, _ref(request))
+    identity = _sponsored(request)
+    if isinstance(identity, web.Response):
+        return identity
     body = await read_json(request)
     if isinstance(body, web.Response):
         return body
@@ -281,12 +265,10 @@ async def add_sponsor(request: web.Request) -> web.Response:
 
 @graph_route(roles=SPONSORS_WRITE)
 async def remove_sponsor(request: web.Request) -> web.Response:
-    if (refused := app_only(request)) is not None:
-        return refused
     sb = request.app[SANDBOX_KEY]
-    identity = _agent_identity(request)
-    if identity is None:
-        return not_found(request, _ref(request))
+    identity = _sponsored(request)
+    if isinstance(identity, web.Response):
+        return identity
     user_id = request.match_info["user_id"]
     if user_id not in identity.sponsors:
         return not_found(request, user_id)
@@ -319,8 +301,8 @@ def _assignment_json(sb: Sandbox, app: App, name: str) -> dict[str, Any]:
 async def list_app_role_assignments(request: web.Request) -> web.Response:
     sb = request.app[SANDBOX_KEY]
     app = _lookup(request)
-    if app is None:
-        return not_found(request, _ref(request))
+    if isinstance(app, web.Response):
+        return app
     return collection(request, f"servicePrincipals('{app.sp_object_id}')/appRoleAssignments",
                       [_assignment_json(sb, app, name) for name in app.roles])
 
@@ -331,8 +313,8 @@ async def assign_app_role(request: web.Request) -> web.Response:
     client service principal in the URL (it must equal principalId)."""
     sb = request.app[SANDBOX_KEY]
     app = _lookup(request)
-    if app is None:
-        return not_found(request, _ref(request))
+    if isinstance(app, web.Response):
+        return app
     body = await read_json(request)
     if isinstance(body, web.Response):
         return body
@@ -359,8 +341,8 @@ async def assign_app_role(request: web.Request) -> web.Response:
 async def remove_app_role(request: web.Request) -> web.Response:
     sb = request.app[SANDBOX_KEY]
     app = _lookup(request)
-    if app is None:
-        return not_found(request, _ref(request))
+    if isinstance(app, web.Response):
+        return app
     assignment = request.match_info["assignment_id"]
     for name in app.roles:
         if _assignment_id(app.sp_object_id, app_role_id(name)) == assignment:

@@ -1,7 +1,7 @@
 """OData query handling shared by the sandbox's Graph list routes (chats and mail).
 
 Owns `$top` limits, date literals, `$select`, `Prefer: odata.maxpagesize`,
-opaque paging and delta tokens, and absolute `@odata.nextLink` URLs. It does
+opaque paging and delta tokens, keyset pages, and absolute `@odata.nextLink` URLs. It does
 not know what a chat or a message is; the route modules decide which options
 each resource accepts.
 """
@@ -14,8 +14,8 @@ import hashlib
 import hmac
 import json
 import re
-from collections.abc import Awaitable, Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import quote, urlencode
 
 from aiohttp import web
@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from .app import Sandbox
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+T = TypeVar("T")
 
 
 class GraphError(Exception):
@@ -178,3 +179,28 @@ def carry_query(request: web.Request, *drop: str) -> dict[str, str]:
     """The request's query options minus the named ones (paging links keep the caller's options)."""
     lowered = {d.lower() for d in drop} | {d.lower().lstrip("$") for d in drop}
     return {k: v for k, v in request.query.items() if k.lower() not in lowered}
+
+
+def keyset_page(sb: Sandbox, request: web.Request, items: Iterable[T], key: Callable[[T], tuple[float, Any]],
+                page_size: int, tag: Mapping[str, str]) -> tuple[list[T], str | None]:
+    """One page of `items` in `key` order after the request's `$skiptoken`, and the next page's link.
+
+    The token holds the last key served, not an offset, so items added between
+    requests never shift a page; `tag` names the listing, and a token minted for
+    another listing is refused.
+    """
+    ordered = sorted(items, key=key)
+    skip = query(request, "$skiptoken")
+    if skip is not None:
+        state = decode_token(sb, skip)
+        if state is None or any(state.get(name) != value for name, value in tag.items()):
+            raise bad_request("The $skiptoken is invalid or has expired.")
+        after = (float(state["t"]), state["i"])  # "i" comes back as the type it was minted with (MAC'd JSON)
+        ordered = [item for item in ordered if key(item) > after]
+    page = ordered[:page_size]
+    next_link = None
+    if len(ordered) > page_size:
+        last = key(page[-1])
+        token = encode_token(sb, {**tag, "t": last[0], "i": last[1]})
+        next_link = link(sb, request, {**carry_query(request, "$skiptoken"), "$skiptoken": token})
+    return page, next_link

@@ -27,6 +27,7 @@ from . import events, identity, mail, teams
 from .base import Tool
 from .channel import ChannelSink
 from .events import EventCursor
+from .stdout import claimed_stdout
 
 if TYPE_CHECKING:
     from ..config import Settings
@@ -202,13 +203,14 @@ async def serve(settings: Settings) -> None:
         # serve_loop speaks only the handshake (initialize) era: with Server.run() an auto-negotiating
         # host lands on the 2026-07-28 era, where experimental capabilities and
         # notifications/initialized never arrive, and the channel is dead (python-ecosystem §2).
-        async with stdio_server() as (read, write), server.lifespan(server) as state:
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(run_runtime)
-                log.info("mcp_serving", mode=settings.mode, tunnel=settings.tunnel)
-                await serve_loop(server, read, write, lifespan_state=state, init_options=options)
-                log.info("mcp_stdin_closed")
-                tg.cancel_scope.cancel()
+        with claimed_stdout() as wire:
+            async with stdio_server(stdout=wire) as (read, write), server.lifespan(server) as state:  # type: ignore[arg-type]
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(run_runtime)
+                    log.info("mcp_serving", mode=settings.mode, tunnel=settings.tunnel)
+                    await serve_loop(server, read, write, lifespan_state=state, init_options=options)
+                    log.info("mcp_stdin_closed")
+                    tg.cancel_scope.cancel()
     finally:
         with anyio.CancelScope(shield=True):
             await runtime.aclose()  # also done by Runtime.run; closing twice is harmless

@@ -26,16 +26,22 @@ EXCHANGE_SCOPE = "api://AzureADTokenExchange/.default"
 GRAPH_DEFAULT = "https://graph.microsoft.com/.default"
 
 
-def make_cert(common_name: str = "agentseat test") -> tuple[str, str, bytes]:
-    """A fresh RSA-2048 self-signed certificate: (private key PEM, certificate PEM, DER)."""
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+def self_signed(common_name: str, *, bits: int = 2048, days: int = 365) -> tuple[rsa.RSAPrivateKey, x509.Certificate]:
+    """A fresh RSA key and a self-signed certificate for it, valid from yesterday for `days`."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=bits)
     now = dt.datetime.now(dt.UTC)
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
     cert = (
         x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
         .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(days=1))
-        .not_valid_after(now + dt.timedelta(days=365)).sign(key, hashes.SHA256())
+        .not_valid_after(now + dt.timedelta(days=days)).sign(key, hashes.SHA256())
     )
+    return key, cert
+
+
+def make_cert(common_name: str = "agentseat test") -> tuple[str, str, bytes]:
+    """A fresh RSA-2048 self-signed certificate: (private key PEM, certificate PEM, DER)."""
+    key, cert = self_signed(common_name)
     key_pem = key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     ).decode()

@@ -41,6 +41,23 @@ def user_ref(sb: Sandbox, role: str = "sponsor") -> str:
     return f"https://graph.microsoft.com/v1.0/users/{sb.role(role)}"
 
 
+BLUEPRINTS = "/applications/microsoft.graph.agentIdentityBlueprint"
+PRINCIPALS = "/servicePrincipals/microsoft.graph.agentIdentityBlueprintPrincipal"
+
+
+async def new_blueprint(sb: Sandbox, name: str = "bp", *, principal: bool = False, sponsors: list[str] | None = None,
+                        **extra: Any) -> dict[str, Any]:
+    """A blueprint created through Graph by the provisioner (sponsored by the sponsor unless
+    `sponsors` names others), with its service principal when `principal` is set."""
+    token = provisioner(sb)
+    status, bp = await graph(sb, "POST", BLUEPRINTS, token,
+                             {"displayName": name, "sponsors@odata.bind": sponsors or [user_ref(sb)], **extra})
+    assert status == 201, bp
+    if principal:
+        assert (await graph(sb, "POST", PRINCIPALS, token, {"appId": bp["appId"]}))[0] == 201
+    return bp  # type: ignore[no-any-return]
+
+
 class Cert:
     """A self-signed certificate and its private key, as `agentseat setup` would generate."""
 

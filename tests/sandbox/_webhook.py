@@ -10,7 +10,6 @@ path can be told how to misbehave.
 from __future__ import annotations
 
 import base64
-import datetime as dt
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -23,14 +22,14 @@ import anyio
 import pytest
 from aiohttp import web
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.x509.oid import NameOID
 
 from agentseat.sandbox.app import Sandbox, SandboxOptions
 from agentseat.sandbox.clock import iso
 from agentseat.sandbox.tenant import Chat, ChatMessage, MailMessage, new_id
 from agentseat.sandbox.tokens import delegated_token, user_graph_token
+from tests.sandbox._agent import self_signed
 
 
 def options(**kwargs: Any) -> pytest.MarkDecorator:
@@ -165,14 +164,7 @@ def certificate(bits: int = 2048) -> tuple[rsa.RSAPrivateKey, x509.Certificate, 
 
 @lru_cache(maxsize=4)
 def _certificate(bits: int) -> tuple[rsa.RSAPrivateKey, x509.Certificate, str]:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=bits)
-    now = dt.datetime.now(dt.UTC)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "agentseat notifications")])
-    cert = (
-        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-        .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(days=1))
-        .not_valid_after(now + dt.timedelta(days=30)).sign(key, hashes.SHA256())
-    )
+    key, cert = self_signed("agentseat notifications", bits=bits, days=30)
     return key, cert, base64.b64encode(cert.public_bytes(serialization.Encoding.DER)).decode()
 
 

@@ -2,27 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-import aiohttp
-from yarl import URL
-
 from agentseat.sandbox.app import Sandbox
 from agentseat.sandbox.clock import parse_iso
 from agentseat.sandbox.tokens import user_graph_token
-
-
-async def call(sb: Sandbox, method: str, path: str, token: str | None = None, *, body: Any = None,
-               raw: bytes | None = None) -> tuple[int, Any, Any]:
-    url = path if path.startswith("https://") else sb.url + path
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
-    if raw is not None:
-        headers["Content-Type"] = "application/json"
-    async with aiohttp.ClientSession() as session, session.request(
-        method, URL(url, encoded=True), json=body, data=raw, headers=headers, ssl=sb.client_ssl_context()
-    ) as resp:
-        data = await resp.json() if resp.content_type == "application/json" else await resp.text()
-        return resp.status, data, resp.headers
+from tests.sandbox._graph import call
 
 
 # --- acting as users ---------------------------------------------------------------------------------------------

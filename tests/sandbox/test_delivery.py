@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
@@ -21,7 +20,6 @@ from tests.sandbox._webhook import (
     add_chat,
     certificate,
     deliver_mail,
-    https_session,
     options,
     post_message,
     rich,
@@ -33,24 +31,6 @@ from tests.sandbox._webhook import (
 CHANGE_TRACKING = "0bf30f3b-4a52-48df-9a82-234910c4a086"
 ALL_CHATS = "/me/chats/getAllMessages"
 INBOX = "/me/mailFolders('inbox')/messages"
-
-
-@pytest.fixture
-async def rx() -> AsyncIterator[Receiver]:
-    receiver = await Receiver().start()
-    yield receiver
-    await receiver.stop()
-
-
-@pytest.fixture
-async def session(sandbox: Sandbox) -> AsyncIterator[aiohttp.ClientSession]:
-    async with https_session(sandbox) as s:
-        yield s
-
-
-@pytest.fixture
-def graph(sandbox: Sandbox, session: aiohttp.ClientSession) -> Graph:
-    return Graph(sandbox, session)
 
 
 async def _subscribe(graph: Graph, rx: Receiver, resource: str = ALL_CHATS, **extra: Any) -> dict[str, Any]:

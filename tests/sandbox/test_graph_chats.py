@@ -5,28 +5,13 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-import aiohttp
 import pytest
-from yarl import URL
 
 from agentseat.sandbox.app import Sandbox
 from agentseat.sandbox.clock import iso, parse_iso
 from agentseat.sandbox.graph_chats import create_group_chat, ensure_one_on_one, post_chat_message
 from agentseat.sandbox.tokens import app_token, delegated_token, user_graph_token
-
-
-async def call(sb: Sandbox, method: str, path: str, token: str | None = None, *, body: Any = None,
-               headers: dict[str, str] | None = None) -> tuple[int, Any, Any]:
-    """One HTTPS request; `path` is relative to the sandbox or an absolute link it returned."""
-    url = path if path.startswith("https://") else sb.url + path
-    hdrs = dict(headers or {})
-    if token:
-        hdrs["Authorization"] = f"Bearer {token}"
-    async with aiohttp.ClientSession() as session, session.request(
-        method, URL(url, encoded=True), json=body, headers=hdrs, ssl=sb.client_ssl_context()
-    ) as resp:
-        data = await resp.json() if resp.content_type == "application/json" else await resp.text()
-        return resp.status, data, resp.headers
+from tests.sandbox._graph import call, on_loop
 
 
 def no_throttle(sb: Sandbox) -> None:
@@ -34,10 +19,6 @@ def no_throttle(sb: Sandbox) -> None:
         sb.throttle.enabled = False
 
     sb.portal.call(off)  # type: ignore[attr-defined]
-
-
-def on_loop(sb: Sandbox, fn: Any, *args: Any) -> Any:
-    return sb.portal.call(fn, *args)  # type: ignore[attr-defined]
 
 
 def ids(sb: Sandbox) -> tuple[str, str, str, str]:

@@ -10,7 +10,7 @@ import pytest
 from agentseat.sandbox.app import Sandbox
 from agentseat.sandbox.tenant import TEAMS_SKU_ID, Grant
 from tests.sandbox._agent import agent_user_token, make_cert
-from tests.sandbox._directory_client import app_with, graph, provisioner, user, user_ref
+from tests.sandbox._directory_client import app_with, graph, new_blueprint, provisioner, user, user_ref
 
 
 def _agent_user_body(sb: Sandbox, upn: str, parent: str | None = None) -> dict[str, object]:
@@ -22,11 +22,8 @@ def _agent_user_body(sb: Sandbox, upn: str, parent: str | None = None) -> dict[s
 async def _free_identity(sb: Sandbox) -> str:
     """An agent identity without an agent user yet (the demo's one already has its agent)."""
     token = provisioner(sb)
-    status, bp = await graph(sb, "POST", "/applications/microsoft.graph.agentIdentityBlueprint", token,
-                             {"displayName": "bp", "sponsors@odata.bind": [f"/users/{sb.role('sponsor')}"]})
-    assert status == 201
-    await graph(sb, "POST", "/servicePrincipals/microsoft.graph.agentIdentityBlueprintPrincipal", token,
-                {"appId": bp["appId"]})
+    # The host-less `/users/{id}` form of a reference, which the sandbox resolves too.
+    bp = await new_blueprint(sb, principal=True, sponsors=[f"/users/{sb.role('sponsor')}"])
     status, identity = await graph(sb, "POST", "/servicePrincipals/microsoft.graph.agentIdentity", token, {
         "displayName": "agent 2", "agentIdentityBlueprintId": bp["appId"],
         "sponsors@odata.bind": [f"https://graph.microsoft.com/v1.0/users/{sb.role('sponsor')}"]})

@@ -8,16 +8,20 @@ from typing import Any
 import jwt
 
 from agentseat.sandbox.app import Sandbox
-from tests.sandbox._directory_client import Cert, app_with, graph, provisioner, user, user_ref
-
-BLUEPRINTS = "/applications/microsoft.graph.agentIdentityBlueprint"
+from tests.sandbox._directory_client import (
+    BLUEPRINTS,
+    Cert,
+    app_with,
+    graph,
+    new_blueprint,
+    provisioner,
+    user,
+    user_ref,
+)
 
 
 async def _blueprint(sb: Sandbox, name: str = "agentseat blueprint") -> dict[str, Any]:
-    status, body = await graph(sb, "POST", BLUEPRINTS, provisioner(sb),
-                               {"displayName": name, "description": "d", "sponsors@odata.bind": [user_ref(sb)]})
-    assert status == 201, body
-    return body
+    return await new_blueprint(sb, name, description="d")
 
 
 def _proof(cert: Cert, object_id: str, *, lifetime: int = 600, aud: str = "00000002-0000-0000-c000-000000000000",

@@ -6,21 +6,10 @@ from typing import Any
 
 from agentseat.sandbox.app import Sandbox
 from agentseat.sandbox.tenant import GRAPH_APP_ID
-from tests.sandbox._directory_client import app_with, graph, provisioner, user, user_ref
+from tests.sandbox._directory_client import PRINCIPALS, app_with, graph, new_blueprint, provisioner, user, user_ref
 
 IDENTITIES = "/servicePrincipals/microsoft.graph.agentIdentity"
-PRINCIPALS = "/servicePrincipals/microsoft.graph.agentIdentityBlueprintPrincipal"
 APPLICATION_READ_ALL = "9a5d68dd-52b0-4cc2-bd40-abcf44ac3a30"
-
-
-async def _blueprint(sb: Sandbox, *, principal: bool = True) -> dict[str, Any]:
-    token = provisioner(sb)
-    status, bp = await graph(sb, "POST", "/applications/microsoft.graph.agentIdentityBlueprint", token,
-                             {"displayName": "bp", "sponsors@odata.bind": [user_ref(sb)]})
-    assert status == 201
-    if principal:
-        assert (await graph(sb, "POST", PRINCIPALS, token, {"appId": bp["appId"]}))[0] == 201
-    return bp
 
 
 def _identity_body(bp: dict[str, Any], sb: Sandbox, name: str = "agent 2") -> dict[str, Any]:
@@ -38,7 +27,7 @@ def _graph_sp(sb: Sandbox) -> str:
 
 # --- principals and identities ---------------------------------------------------------------
 async def test_blueprint_principal_is_created_once_then_409(sandbox: Sandbox) -> None:
-    bp = await _blueprint(sandbox, principal=False)
+    bp = await new_blueprint(sandbox)
     token = provisioner(sandbox)
     status, sp = await graph(sandbox, "POST", PRINCIPALS, token, {"appId": bp["appId"]})
     assert status == 201 and sp["@odata.type"] == "#microsoft.graph.agentIdentityBlueprintPrincipal"
@@ -56,19 +45,19 @@ async def test_service_principal_is_found_by_app_id(sandbox: Sandbox) -> None:
         r for r in graph_sp["appRoles"] if r["value"] == "Application.Read.All").items()
     status, body = await graph(sandbox, "GET", f"/servicePrincipals(appId='{GRAPH_APP_ID}')", token)
     assert status == 200 and body["id"] == _graph_sp(sandbox)
-    bp = await _blueprint(sandbox, principal=False)
+    bp = await new_blueprint(sandbox)
     status, body = await graph(sandbox, "GET", f"/servicePrincipals?$filter=appId eq '{bp['appId']}'", token)
     assert body["value"] == []  # no principal until it is created
 
 
 async def test_agent_identity_needs_its_blueprint_principal(sandbox: Sandbox) -> None:
-    bp = await _blueprint(sandbox, principal=False)
+    bp = await new_blueprint(sandbox)
     status, body = await graph(sandbox, "POST", IDENTITIES, provisioner(sandbox), _identity_body(bp, sandbox))
     assert status == 400 and "agentIdentityBlueprintPrincipal" in body["error"]["message"]
 
 
 async def test_agent_identity_is_created_and_found_again(sandbox: Sandbox) -> None:
-    bp = await _blueprint(sandbox)
+    bp = await new_blueprint(sandbox, principal=True)
     token = provisioner(sandbox)
     status, body = await graph(sandbox, "POST", IDENTITIES, token, _identity_body(bp, sandbox, "EntraBot Agent - h"))
     assert status == 201
@@ -84,7 +73,7 @@ async def test_agent_identity_is_created_and_found_again(sandbox: Sandbox) -> No
 
 
 async def test_agent_identity_needs_a_sponsor_and_a_known_blueprint(sandbox: Sandbox) -> None:
-    bp = await _blueprint(sandbox)
+    bp = await new_blueprint(sandbox, principal=True)
     token = provisioner(sandbox)
     no_sponsor = {k: v for k, v in _identity_body(bp, sandbox).items() if k != "sponsors@odata.bind"}
     assert (await graph(sandbox, "POST", IDENTITIES, token, no_sponsor))[0] == 400
@@ -95,7 +84,7 @@ async def test_agent_identity_needs_a_sponsor_and_a_known_blueprint(sandbox: San
 
 
 async def test_deleting_an_agent_identity_removes_it(sandbox: Sandbox) -> None:
-    bp = await _blueprint(sandbox)
+    bp = await new_blueprint(sandbox, principal=True)
     token = provisioner(sandbox)
     _, identity = await graph(sandbox, "POST", IDENTITIES, token, _identity_body(bp, sandbox))
     assert (await graph(sandbox, "DELETE", f"/servicePrincipals/{identity['id']}", token))[0] == 204

@@ -4,29 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-import aiohttp
-from yarl import URL
-
 from agentseat.sandbox.app import Sandbox
 from agentseat.sandbox.graph_mail import delete_message, deliver_mail, mark_read
 from agentseat.sandbox.tokens import app_token, delegated_token, user_graph_token
-
-
-async def call(sb: Sandbox, method: str, path: str, token: str | None = None, *, body: Any = None,
-               headers: dict[str, str] | None = None) -> tuple[int, Any, Any]:
-    url = path if path.startswith("https://") else sb.url + path
-    hdrs = dict(headers or {})
-    if token:
-        hdrs["Authorization"] = f"Bearer {token}"
-    async with aiohttp.ClientSession() as session, session.request(
-        method, URL(url, encoded=True), json=body, headers=hdrs, ssl=sb.client_ssl_context()
-    ) as resp:
-        data = await resp.json() if resp.content_type == "application/json" else await resp.text()
-        return resp.status, data, resp.headers
-
-
-def on_loop(sb: Sandbox, fn: Any, *args: Any, **kwargs: Any) -> Any:
-    return sb.portal.call(lambda: fn(*args, **kwargs))  # type: ignore[attr-defined]
+from tests.sandbox._graph import call, on_loop
 
 
 def token_for(sb: Sandbox, user_id: str, *scopes: str) -> str:

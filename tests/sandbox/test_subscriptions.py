@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
@@ -16,7 +15,6 @@ from tests.sandbox._webhook import (
     Graph,
     Receiver,
     add_chat,
-    https_session,
     options,
     rich,
     stat,
@@ -25,24 +23,6 @@ from tests.sandbox._webhook import (
 
 USER_CHATS = "/users/{me}/chats/getAllMessages"
 INBOX = "/me/mailFolders('inbox')/messages"
-
-
-@pytest.fixture
-async def rx() -> AsyncIterator[Receiver]:
-    receiver = await Receiver().start()
-    yield receiver
-    await receiver.stop()
-
-
-@pytest.fixture
-async def session(sandbox: Sandbox) -> AsyncIterator[aiohttp.ClientSession]:
-    async with https_session(sandbox) as s:
-        yield s
-
-
-@pytest.fixture
-def graph(sandbox: Sandbox, session: aiohttp.ClientSession) -> Graph:
-    return Graph(sandbox, session)
 
 
 def _me(sandbox: Sandbox, resource: str = USER_CHATS) -> str:

@@ -1,0 +1,52 @@
+"""Lifecycle events that reach the subscription manager before it knows its public URL.
+
+Found by the soak (bench/soak.py): after a restart, Graph's retried
+`subscriptionRemoved` arrived before the first `sync`, and the manager asked
+Graph for a subscription at "/notifications". Graph refused it (400), and the
+Teams subscription stayed missing until the next sync.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from agentseat.runtime.app import Runtime
+from agentseat.runtime.pipeline import KnownSubscription
+from agentseat.sandbox.app import Sandbox
+from agentseat.subscriptions.manager import SubscriptionManager, load_client_state
+
+
+def _manager(runtime: Runtime, resyncs: list[tuple[str, str]]) -> SubscriptionManager:
+    settings = runtime.settings
+    active = runtime.keys.load(settings.cert_thumbprint)
+
+    async def on_resync(kind: str, reason: str) -> None:
+        resyncs.append((kind, reason))
+
+    return SubscriptionManager(settings, runtime.graph, runtime.inbox, certificate_b64=active.der_b64,
+                               certificate_id=active.sha1_thumbprint, client_state=load_client_state(settings.state_dir),
+                               on_resync=on_resync)
+
+
+async def test_subscription_removed_before_the_first_sync_waits_for_the_url(sandbox: Sandbox,
+                                                                             agent_settings: Any) -> None:
+    runtime = Runtime(agent_settings)
+    try:
+        # What a previous process left: an active Teams subscription (Graph has since removed it).
+        runtime.inbox.set_meta("subscriptions", json.dumps({"teams": {
+            "kind": "teams", "id": "5f1c2d3e-0000-4000-8000-000000000001", "expires": 0.0,
+            "url": "http://127.0.0.1:1/notifications", "state": "active", "error": ""}}))
+        resyncs: list[tuple[str, str]] = []
+        manager = _manager(runtime, resyncs)
+        known = manager.known["5f1c2d3e-0000-4000-8000-000000000001"]
+        assert isinstance(known, KnownSubscription)
+
+        await manager.handle_lifecycle(known, "subscriptionRemoved")
+
+        assert sandbox.stats.requests["POST /subscriptions"] == 0  # nothing asked of Graph without a URL
+        teams = manager.states["teams"]
+        assert (teams.id, teams.state, teams.error) == ("", "pending", "")
+        assert "teams" not in manager.active_kinds()  # so the first sync creates it
+    finally:
+        await runtime.aclose()
