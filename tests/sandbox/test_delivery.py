@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import anyio
-
 import json
 import uuid
 from typing import Any
 
 import aiohttp
+import anyio
 import jwt
 import pytest
 
