@@ -27,9 +27,13 @@ async def follow(inbox: Inbox, sink: str, *, from_start: bool = False, batch: in
 
     A sink seen for the first time starts at the newest event unless `from_start`.
     """
+    # A marker, not "cursor is 0", says the sink was seen before: a sink that first
+    # started on an empty inbox must still get what arrives while it is down.
+    marker = f"sink.{sink}.started"
+    if inbox.get_meta(marker) is None:
+        inbox.advance(sink, 0 if from_start else inbox.latest_seq())
+        inbox.set_meta(marker, "1")
     cursor = inbox.cursor(sink)
-    if cursor == 0 and not from_start:
-        cursor = inbox.advance(sink, inbox.latest_seq())
     while True:
         events = await inbox.aread(cursor, batch)
         if not events:

@@ -42,3 +42,26 @@ async def _take(events, n: int):  # noqa: ANN001, ANN202 - a tiny async slice
         n -= 1
         if n == 0:
             return
+
+
+async def test_a_sink_first_started_on_an_empty_inbox_gets_what_arrived_while_it_was_down(tmp_path) -> None:  # noqa: ANN001
+    import anyio
+
+    from agentseat.runtime.bus import follow
+    from agentseat.runtime.inbox import Event, Inbox
+
+    def event(i: int) -> Event:
+        return Event.teams(chat_id="c", message_id=str(i), sender_id="u", sender_upn="", sender_name="",
+                           trust="colleague", text=f"t{i}", created_at="2026-01-01T00:00:00Z", source="poll")
+
+    with Inbox(tmp_path / "inbox.db") as inbox:
+        with anyio.move_on_after(0.2):  # first start on an empty inbox, nothing handled
+            async for _ in follow(inbox, "s"):
+                pass
+        inbox.append([event(1)])  # arrives while the sink is down
+        got = []
+        with anyio.fail_after(10):
+            async for e in follow(inbox, "s"):
+                got.append(e.text)
+                break
+        assert got == ["t1"]
