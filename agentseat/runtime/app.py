@@ -89,6 +89,7 @@ class Runtime:
         self.status = RuntimeStatus(mode=settings.mode)
         self._tunnel_override = tunnel
         self.manager: SubscriptionManager | None = None
+        self._sponsors_known: anyio.Event | None = None  # set once sponsors are resolved (or could not be)
 
     async def aclose(self) -> None:
         await self.graph.close()
@@ -116,9 +117,19 @@ class Runtime:
 
     async def run(self, sinks: list[Sink] = (), *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Run sinks and, once elected, the owner's duties, until cancelled."""
+        self._sponsors_known = sponsors_known = anyio.Event()
+
+        async def resolve() -> None:
+            try:
+                await self.resolve_sponsors()
+            finally:
+                sponsors_known.set()
+
         try:
-            await self.resolve_sponsors()
             async with anyio.create_task_group() as tg:
+                # Sponsors are looked up beside startup, not before it: only the owner's
+                # event sources need them, and they wait below (trust is decided on intake).
+                tg.start_soon(resolve)
                 for sink in sinks:
                     tg.start_soon(sink, self)
                 self.status.role = "sink" if not self.lock.try_acquire() else "owner"
@@ -137,10 +148,15 @@ class Runtime:
     async def _own(self) -> None:
         mode = self.settings.mode
         if mode == "poll" or (mode == "auto" and self.settings.tunnel == "none" and self._tunnel_override is None):
+            await self._sponsors_resolved()
             self.status.source, self.status.polling = "poll", sorted(ALL_KINDS)
             await self.poller.run(set(ALL_KINDS))
             return
         await self._webhooks(fallback=mode == "auto")
+
+    async def _sponsors_resolved(self) -> None:
+        if self._sponsors_known is not None:
+            await self._sponsors_known.wait()
 
     def _tunnel(self) -> Tunnel:
         if self._tunnel_override is not None:
@@ -221,6 +237,7 @@ class Runtime:
     async def _tunnel_loop(self, tunnel: Tunnel, port: int, *, fallback: bool) -> None:
         """Keep a public URL; while there is none (or Graph refuses a kind), poll instead."""
         assert self.manager is not None
+        await self._sponsors_resolved()  # events are about to flow: trust needs the sponsors
         backoff = 1.0
         while True:
             try:
