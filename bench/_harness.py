@@ -16,7 +16,6 @@ Nothing here measures anything; bench/soak.py and bench/attack.py do.
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import json
 import os
@@ -38,9 +37,7 @@ import anyio
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 
 from agentseat.sandbox.app import Sandbox, SandboxOptions
-from agentseat.sandbox.envfile import sandbox_settings
-from agentseat.sandbox.pki import sha1_thumbprint_hex
-from agentseat.sandbox.tenant import AGENT_SCOPES, Grant, KeyCredential, Subscription, User
+from agentseat.sandbox.tenant import Subscription, User
 
 _T = TypeVar("_T")
 REPO = Path(__file__).resolve().parent.parent
@@ -95,44 +92,25 @@ def add_users(sandbox: Sandbox, names: Iterable[tuple[str, str]]) -> list[User]:
 
 
 def provision_agent(sandbox: Sandbox, state_dir: Path, **overrides: object) -> dict[str, str]:
-    """The AGENTSEAT_* environment of a working agent on `sandbox` (as tests/conftest.py's helper)."""
+    """The AGENTSEAT_* environment of a working agent on `sandbox` (agentseat.sandbox.agent)."""
     from cryptography.hazmat.primitives.serialization import Encoding
 
     from agentseat.config import Settings
     from agentseat.identity.keys import KeyStore, generate_certificate
+    from agentseat.sandbox.agent import register_agent
 
-    env = {k: v for k, v in sandbox_settings(sandbox).items() if k != "AGENTSEAT_SANDBOX_URL"}
+    cert = generate_certificate("agentseat bench agent")
+    env = call(sandbox, register_agent, sandbox, cert.certificate.public_bytes(Encoding.DER))
     env |= {
         "AGENTSEAT_STATE_DIR": str(state_dir),
         "AGENTSEAT_CONFIG_FILE": str(state_dir / "agentseat.env"),
         "AGENTSEAT_KEY_PASSPHRASE": KEY_PASSPHRASE,
-        "AGENTSEAT_BLUEPRINT_APP_ID": sandbox.role("blueprint"),
-        "AGENTSEAT_AGENT_ID": sandbox.role("agent_identity"),
-        "AGENTSEAT_AGENT_OBJECT_ID": sandbox.tenant.apps[sandbox.role("agent_identity")].sp_object_id,
-        "AGENTSEAT_AGENT_USER_ID": sandbox.role("agent_user"),
         "AGENTSEAT_TUNNEL": "loopback",
         "AGENTSEAT_MODE": "webhook",
     }
     env |= {f"AGENTSEAT_{k.upper()}": str(v) for k, v in overrides.items()}
     state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    settings = Settings(_env_file=None, **{k[len("AGENTSEAT_"):].lower(): v for k, v in env.items()})  # type: ignore[arg-type]
-    cert = generate_certificate("agentseat bench agent")
-    KeyStore(settings).add(cert)
-    der = cert.certificate.public_bytes(Encoding.DER)
-    blueprint = sandbox.role("blueprint")
-
-    def grant() -> None:
-        now = sandbox.clock.now()
-        sandbox.tenant.apps[blueprint].key_credentials.append(KeyCredential(
-            key_id=str(uuid.uuid4()), sha1=sha1_thumbprint_hex(der), cert_der_b64=base64.b64encode(der).decode(),
-            start=now - 86400, end=now + 365 * 86400, display_name="bench certificate"))
-        consent = Grant(id=str(uuid.uuid4()), client_app_id=sandbox.role("agent_identity"),
-                        principal_id=sandbox.role("agent_user"), scope=" ".join(AGENT_SCOPES))
-        sandbox.tenant.grants[consent.id] = consent
-        sandbox.mark_dirty()
-
-    call(sandbox, grant)
-    env["AGENTSEAT_CERT_THUMBPRINT"] = cert.sha1_thumbprint
+    KeyStore(Settings(_env_file=None, **{k[len("AGENTSEAT_"):].lower(): v for k, v in env.items()})).add(cert)  # type: ignore[arg-type]
     return env
 
 

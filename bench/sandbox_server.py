@@ -36,7 +36,6 @@ from aiohttp import web
 from agentseat.logging import configure
 from agentseat.sandbox.app import Sandbox, SandboxOptions
 from agentseat.sandbox.auth import SANDBOX_KEY
-from agentseat.sandbox.envfile import sandbox_settings
 
 _SENDS = web.AppKey("bench_sends", dict)
 
@@ -90,26 +89,11 @@ async def _clock(request: web.Request) -> web.Response:
 
 async def _agent(request: web.Request) -> web.Response:
     """`{"der_b64"}`: append the certificate to the Blueprint, grant consent; answer the settings."""
-    from agentseat.sandbox.pki import sha1_thumbprint_hex
-    from agentseat.sandbox.tenant import AGENT_SCOPES, Grant, KeyCredential
+    from agentseat.sandbox.agent import register_agent
 
     sb = _sb(request)
     der = base64.b64decode((await request.json())["der_b64"])
-    now = sb.clock.now()
-    sb.tenant.apps[sb.role("blueprint")].key_credentials.append(KeyCredential(
-        key_id=str(uuid.uuid4()), sha1=sha1_thumbprint_hex(der), cert_der_b64=base64.b64encode(der).decode(),
-        start=now - 86400, end=now + 365 * 86400, display_name="bench certificate"))
-    grant = Grant(id=str(uuid.uuid4()), client_app_id=sb.role("agent_identity"), principal_id=sb.role("agent_user"),
-                  scope=" ".join(AGENT_SCOPES))
-    sb.tenant.grants[grant.id] = grant
-    sb.mark_dirty()
-    settings = {k: v for k, v in sandbox_settings(sb).items() if k != "AGENTSEAT_SANDBOX_URL"}
-    settings |= {
-        "AGENTSEAT_BLUEPRINT_APP_ID": sb.role("blueprint"),
-        "AGENTSEAT_AGENT_ID": sb.role("agent_identity"),
-        "AGENTSEAT_AGENT_OBJECT_ID": sb.tenant.apps[sb.role("agent_identity")].sp_object_id,
-        "AGENTSEAT_AGENT_USER_ID": sb.role("agent_user"),
-    }
+    settings = register_agent(sb, der, display_name="bench certificate")
     roles = {name: sb.tenant.users[ref].upn for name, ref in sb.tenant.roles.items() if ref in sb.tenant.users}
     return web.json_response({"settings": settings, "upns": roles})
 

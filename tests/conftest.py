@@ -55,38 +55,24 @@ def provision_agent(sandbox: Sandbox, state_dir: Path, **overrides: object) -> d
 
     Returns the AGENTSEAT_* environment a runtime (or a subprocess) needs.
     """
-    from agentseat.config import Settings
-    from agentseat.identity.keys import KeyStore, generate_certificate
-    from agentseat.sandbox.envfile import sandbox_settings
-    from tests.sandbox._agent import add_key_credential, grant_agent_consent
+    from cryptography.hazmat.primitives.serialization import Encoding
 
-    env = {k: v for k, v in sandbox_settings(sandbox).items() if k != "AGENTSEAT_SANDBOX_URL"}
+    from agentseat.identity.keys import KeyStore, generate_certificate
+    from agentseat.sandbox.agent import register_agent
+
+    cert = generate_certificate("agentseat test agent")
+    env = sandbox.portal.call(register_agent, sandbox, cert.certificate.public_bytes(Encoding.DER))  # type: ignore[attr-defined]
     env |= {
         "AGENTSEAT_STATE_DIR": str(state_dir),
         "AGENTSEAT_CONFIG_FILE": str(state_dir / "agentseat.env"),
         "AGENTSEAT_KEY_PASSPHRASE": "test-passphrase-not-secret",
-        "AGENTSEAT_BLUEPRINT_APP_ID": sandbox.role("blueprint"),
-        "AGENTSEAT_AGENT_ID": sandbox.role("agent_identity"),
-        "AGENTSEAT_AGENT_OBJECT_ID": sandbox.tenant.apps[sandbox.role("agent_identity")].sp_object_id,
-        "AGENTSEAT_AGENT_USER_ID": sandbox.role("agent_user"),
         "AGENTSEAT_TUNNEL": "loopback",
         "AGENTSEAT_LOG_LEVEL": "debug",
     }
     env |= {f"AGENTSEAT_{k.upper()}": str(v) for k, v in overrides.items()}
     state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    settings = Settings(_env_file=None, **{k[len("AGENTSEAT_"):].lower(): v for k, v in env.items()})  # type: ignore[arg-type]
-    cert = generate_certificate("agentseat test agent")
-    KeyStore(settings).add(cert)
-    add_key_credential(sandbox, sandbox.role("blueprint"), cert.certificate.public_bytes(_der()))
-    grant_agent_consent(sandbox)
-    env["AGENTSEAT_CERT_THUMBPRINT"] = cert.sha1_thumbprint
+    KeyStore(settings_from_env(env)).add(cert)
     return env
-
-
-def _der():  # noqa: ANN202 - tiny helper to keep the import local
-    from cryptography.hazmat.primitives.serialization import Encoding
-
-    return Encoding.DER
 
 
 def settings_from_env(env: dict[str, str]):  # noqa: ANN201
