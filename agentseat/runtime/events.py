@@ -45,6 +45,10 @@ class Event:
     created_at: str
     received_at: str
     source: Source
+    #: True when sender, text and time were read from Graph with the agent's own token (a poll,
+    #: a fetch, a confirmation); False when they come from a notification alone. Only a
+    #: confirmed event may carry trust above untrusted, run a handler or answer a prompt.
+    confirmed: bool = False
 
     def __post_init__(self) -> None:
         if problem := self._problem():
@@ -54,7 +58,7 @@ class Event:
         # Checked where the event is built, so a bad one never fails half-way through a batch.
         if not isinstance(self.seq, int) or self.seq < 0:
             return "seq must be a non-negative int"
-        for name in _FIELDS[1:]:
+        for name in _TEXT_FIELDS:
             value = getattr(self, name)
             if value is None and name in ("chat_id", "subject"):
                 continue
@@ -64,6 +68,8 @@ class Event:
                 value.encode("utf-8")  # a lone surrogate would fail inside the transaction
             except UnicodeEncodeError:
                 return f"{name} is not valid UTF-8 text"
+        if not isinstance(self.confirmed, bool):
+            return "confirmed must be a bool"
         if self.kind not in _KINDS or self.trust not in _TRUSTS or self.source not in _SOURCES:
             return "kind, trust or source is not one of the allowed values"
         if not self.message_id:
@@ -81,19 +87,23 @@ class Event:
 
     @classmethod
     def teams(cls, *, chat_id: str, message_id: str, sender_id: str, sender_upn: str, sender_name: str,
-              trust: Trust, text: str, created_at: str, source: Source, received_at: str | None = None) -> Event:
+              trust: Trust, text: str, created_at: str, source: Source, received_at: str | None = None,
+              confirmed: bool = False) -> Event:
         return cls(0, event_key("teams", chat_id, message_id), "teams", chat_id, message_id, sender_id, sender_upn,
-                   sender_name, trust, text, None, created_at, received_at or _now(), source)
+                   sender_name, trust, text, None, created_at, received_at or _now(), source, confirmed)
 
     @classmethod
     def mail(cls, *, message_id: str, sender_id: str, sender_upn: str, sender_name: str, trust: Trust, text: str,
-             subject: str | None, created_at: str, source: Source, received_at: str | None = None) -> Event:
+             subject: str | None, created_at: str, source: Source, received_at: str | None = None,
+             confirmed: bool = False) -> Event:
         return cls(0, event_key("mail", None, message_id), "mail", None, message_id, sender_id, sender_upn,
-                   sender_name, trust, text, subject, created_at, received_at or _now(), source)
+                   sender_name, trust, text, subject, created_at, received_at or _now(), source, confirmed)
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> Event:
-        return cls(**{name: row[name] for name in _FIELDS})
+        values = {name: row[name] for name in _FIELDS}
+        values["confirmed"] = bool(values["confirmed"])  # SQLite keeps it as 0/1
+        return cls(**values)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -104,6 +114,7 @@ class Event:
 
 
 _FIELDS = tuple(f.name for f in dataclasses.fields(Event))
+_TEXT_FIELDS = tuple(name for name in _FIELDS[1:] if name != "confirmed")
 
 def event_key(kind: str, chat_id: str | None, message_id: str) -> str:
     """The dedupe key: the same message from webhook, poll or replay has one key."""

@@ -33,7 +33,7 @@ __all__ = ["Event", "Inbox", "Kind", "Source", "Trust", "event_key"]
 
 log = structlog.get_logger(__name__)
 
-_SCHEMA_VERSION = 1
+_SCHEMA_VERSION = 2
 
 
 def _now() -> str:
@@ -82,7 +82,7 @@ CREATE TABLE IF NOT EXISTS events(
     seq INTEGER PRIMARY KEY AUTOINCREMENT, key TEXT NOT NULL UNIQUE, kind TEXT NOT NULL, chat_id TEXT,
     message_id TEXT NOT NULL, sender_id TEXT NOT NULL, sender_upn TEXT NOT NULL, sender_name TEXT NOT NULL,
     trust TEXT NOT NULL, text TEXT NOT NULL, subject TEXT, created_at TEXT NOT NULL, received_at TEXT NOT NULL,
-    source TEXT NOT NULL);
+    source TEXT NOT NULL, confirmed INTEGER NOT NULL DEFAULT 0, read_at TEXT);
 CREATE INDEX IF NOT EXISTS events_kind_seq ON events(kind, seq);
 CREATE TABLE IF NOT EXISTS cursors(sink TEXT PRIMARY KEY, seq INTEGER NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS groups(name TEXT PRIMARY KEY, start_seq INTEGER NOT NULL,
@@ -108,6 +108,15 @@ def _upgrade(conn: sqlite3.Connection) -> None:
         conn.execute("ALTER TABLE claims ADD COLUMN done INTEGER NOT NULL DEFAULT 0")
         conn.execute("UPDATE claims SET done = 1")
         log.info("inbox_upgraded", added="claims.done")
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(events)").fetchall()}
+    if columns and "confirmed" not in columns:
+        # Schema 1 had no read state: a push counted as delivered, so what it holds counts as
+        # read, or the first session after the upgrade would be handed the whole history.
+        # Only polled events were read from Graph; webhook events came from notifications.
+        conn.execute("ALTER TABLE events ADD COLUMN confirmed INTEGER NOT NULL DEFAULT 0")
+        conn.execute("ALTER TABLE events ADD COLUMN read_at TEXT")
+        conn.execute("UPDATE events SET confirmed = (source = 'poll'), read_at = ?", (_now(),))
+        log.info("inbox_upgraded", added="events.confirmed,events.read_at")
 
 
 class Inbox:

@@ -75,9 +75,13 @@ def _now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def chat_message_event(message: dict[str, Any], policy: TrustPolicy, *, source: Source,
+def chat_message_event(message: dict[str, Any], policy: TrustPolicy, *, source: Source, confirmed: bool,
                        chat_id: str | None = None) -> Event | None:
-    """An Event from a Graph chatMessage, or None for system messages, our own, or empty ones."""
+    """An Event from a Graph chatMessage, or None for system messages, our own, or empty ones.
+
+    `confirmed`: the chatMessage was read from Graph with the agent's token, not taken
+    from a notification's resource data (which anyone holding the certificate can forge).
+    """
     if message.get("messageType", "message") != "message" or message.get("deletedDateTime"):
         return None
     user = ((message.get("from") or {}).get("user")) or {}
@@ -99,6 +103,7 @@ def chat_message_event(message: dict[str, Any], policy: TrustPolicy, *, source: 
         text=text,
         created_at=str(message.get("createdDateTime") or _now_iso()),
         source=source,
+        confirmed=confirmed,
     )
 
 
@@ -119,4 +124,5 @@ def mail_event(message: dict[str, Any], policy: TrustPolicy, *, source: Source,
         subject=str(message.get("subject") or ""),
         created_at=str(message.get("receivedDateTime") or _now_iso()),
         source=source,
+        confirmed=True,  # a mail body is only ever read from Graph (rich mail notifications carry none)
     )

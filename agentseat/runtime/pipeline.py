@@ -261,7 +261,8 @@ def plan_actions(items: Iterable[Item], policy: TrustPolicy) -> Plan:
                 plan.drops.append(Drop("unusable", sub.id))  # Graph writes ids as strings
                 continue
             try:
-                event = chat_message_event(resource, policy, source="webhook", chat_id=in_payload or chat_id or None)
+                event = chat_message_event(resource, policy, source="webhook", confirmed=False,
+                                           chat_id=in_payload or chat_id or None)
             except (InboxError, AttributeError, TypeError, ValueError, KeyError):
                 # A chatMessage we cannot turn into a valid Event (odd types or dates).
                 plan.drops.append(Drop("unusable", sub.id))

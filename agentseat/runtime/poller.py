@@ -143,7 +143,7 @@ class Poller:
                 modified = str(message.get("lastModifiedDateTime") or message.get("createdDateTime") or "")
                 if modified and parse_graph_time(modified) > parse_graph_time(newest):
                     newest = modified
-                event = chat_message_event(message, self._policy, source="poll", chat_id=chat_id)
+                event = chat_message_event(message, self._policy, source="poll", confirmed=True, chat_id=chat_id)
                 if event is not None:
                     events.append(event)
         events.reverse()  # oldest first, so inbox order follows conversation order
@@ -209,7 +209,7 @@ class Poller:
         except NotFoundError:
             log.info("chat_message_vanished", chat=chat_id, message=message_id)
             return 0
-        event = chat_message_event(message, self._policy, source=source, chat_id=chat_id)  # type: ignore[arg-type]
+        event = chat_message_event(message, self._policy, source=source, confirmed=True, chat_id=chat_id)  # type: ignore[arg-type]
         return await self._store([event]) if event else 0
 
     # --- scheduling -------------------------------------------------------------------------
