@@ -163,6 +163,28 @@ def _reactive_commands(parsers: dict[str, argparse.ArgumentParser]) -> None:
     parsers["demo"].add_argument("--dir", help="keep the sandbox and agent state here (default: a temporary directory)")
 
 
+# --- inbox (work in runtime/inbox_view.py) -------------------------------------------------------
+def cmd_inbox(args: argparse.Namespace, settings: Settings) -> int:
+    from .runtime.inbox_view import show_inbox
+
+    return show_inbox(settings, everything=args.all, limit=args.limit, as_json=args.json)
+
+
+def _positive(value: str) -> int:
+    number = int(value)
+    if number < 1:
+        raise argparse.ArgumentTypeError("must be 1 or more")
+    return number
+
+
+def _inbox_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("inbox", help="list the agent's unread events (--all: every event); marks nothing read")
+    p.add_argument("--all", action="store_true", help="every event, read or not, newest --limit of them")
+    p.add_argument("--limit", type=_positive, default=50, metavar="N", help="at most N events (default 50)")
+    p.add_argument("--json", action="store_true", help="machine output: the summary and events as JSON")
+    p.set_defaults(func=cmd_inbox)
+
+
 def _not_ready(name: str) -> Command:
     def command(args: argparse.Namespace, settings: Settings) -> int:
         raise AgentSeatError(f"`agentseat {name}` is not available in this build", hint="see README.md")
@@ -206,6 +228,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(func={"serve": cmd_serve, **COMMANDS}.get(name) or _not_ready(name))
     _identity_commands(sub.choices)
     _reactive_commands(sub.choices)
+    _inbox_command(sub)
     return parser
 
 

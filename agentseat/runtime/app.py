@@ -37,6 +37,7 @@ from ..tunnel import LoopbackTunnel, make_tunnel
 from ..tunnel.base import Tunnel
 from .crypto import KeyRing
 from .inbox import Inbox
+from .inbox_view import unread_status
 from .lock import OwnerLock
 from .normalize import TrustPolicy
 from .pipeline import KnownSubscription, NotificationPipeline
@@ -306,8 +307,11 @@ class Runtime:
         self.status.notes = [*self.status.notes[-9:], text]
 
     def describe(self) -> dict[str, Any]:
-        """What `status` shows: mode, subscriptions, last event, counts."""
+        """What `status` shows: mode, subscriptions, last event, counts, unread events."""
         last = self.inbox.last_event()
+        unread = unread_status(self.inbox.unread_summary())
+        if unread["unread"]:  # what the model should do about them, where it reads the count
+            unread["next"] = "read_events returns them (and marks them read); mark_read marks handled ones"
         return {
             "role": self.status.role,
             "mode": self.status.mode,
@@ -317,6 +321,7 @@ class Runtime:
             "subscriptions": self.manager.status() if self.manager else {},
             "events": {"total": self.inbox.count(), "teams": self.inbox.count("teams"), "mail": self.inbox.count("mail")},
             "last_event": None if last is None else {"kind": last.kind, "at": last.received_at, "seq": last.seq},
+            "unread": unread,
             "poller": vars(self.poller.counters),
             "token_refreshes": self.tokens.refreshes,
             "notes": self.status.notes,

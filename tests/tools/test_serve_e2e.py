@@ -16,7 +16,7 @@ from tests.tools._mcp import Served, chat_messages, mailbox, post_chat, post_dm,
 ALLOWED_META = {"chat_id", "message_id", "user", "ts", "kind"}
 TOOLS = {"send_teams_message", "reply_in_chat", "read_teams_messages", "list_chats", "create_chat",
          "list_chat_members", "add_chat_member", "send_email", "reply_email", "read_email", "wait_for_event",
-         "read_events", "whoami", "status"}
+         "read_events", "mark_read", "whoami", "status"}
 
 
 @pytest.fixture
