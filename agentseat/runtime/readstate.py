@@ -17,11 +17,16 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
+
+import structlog
 
 from agentseat.errors import InboxError
 
 from .events import Event
+
+log = structlog.get_logger(__name__)
 
 _T = TypeVar("_T")
 _COLUMNS = ", ".join(f.name for f in dataclasses.fields(Event))
@@ -106,6 +111,8 @@ class ReadState:
             if events:
                 now = _now()
                 conn.executemany("UPDATE events SET read_at = ? WHERE seq = ?", [(now, e.seq) for e in events])
+        if events:
+            log.debug("unread_taken", count=len(events), first=events[0].seq, last=events[-1].seq)
         return events
 
     def mark_read(self, *, seqs: Iterable[int] = (), message_ids: Iterable[str] = (), chat_id: str | None = None,
@@ -117,6 +124,8 @@ class ReadState:
         with seq <= through_seq: what the agent could have seen when it acted.
         """
         seq_list, ids = _marks(seqs, message_ids)
+        if through_seq is not None and (isinstance(through_seq, bool) or not isinstance(through_seq, int)):
+            raise InboxError(f"through_seq must be an int, not {through_seq!r}", hint="a bug in the caller")
         clauses: list[tuple[str, tuple[Any, ...]]] = []
         clauses += [(f"seq IN ({', '.join('?' * len(c))})", tuple(c)) for c in _chunks(seq_list)]
         clauses += [(f"message_id IN ({', '.join('?' * len(c))})", tuple(c)) for c in _chunks(ids)]
@@ -132,6 +141,8 @@ class ReadState:
                 for clause, args in clauses:  # each only touches unread rows: nothing is counted twice
                     changed += conn.execute(f"UPDATE events SET read_at = ? WHERE {_UNREAD} AND {clause} {bound}",
                                             (now, *args, *bound_args)).rowcount
+            log.debug("events_marked_read", count=changed, by_chat=chat_id is not None,
+                      by_mail=mail_message_id is not None, seqs=len(seq_list), message_ids=len(ids))
         return changed
 
     def unknown(self, *, seqs: Iterable[int] = (), message_ids: Iterable[str] = ()) -> tuple[list[int], list[str]]:
@@ -180,21 +191,16 @@ class ReadState:
     async def amark_read(self, *, seqs: Iterable[int] = (), message_ids: Iterable[str] = (),
                          chat_id: str | None = None, mail_message_id: str | None = None,
                          through_seq: int | None = None) -> int:
-        def run() -> int:
-            return self.mark_read(seqs=list(seqs), message_ids=list(message_ids), chat_id=chat_id,
-                                  mail_message_id=mail_message_id, through_seq=through_seq)
-        return await self._run(run)
+        return await self._run(partial(self.mark_read, seqs=list(seqs), message_ids=list(message_ids),
+                                       chat_id=chat_id, mail_message_id=mail_message_id, through_seq=through_seq))
 
-    async def aunknown(self, *, seqs: Iterable[int] = (), message_ids: Iterable[str] = ()) -> tuple[list[int], list[str]]:
-        def run() -> tuple[list[int], list[str]]:
-            return self.unknown(seqs=list(seqs), message_ids=list(message_ids))
-        return await self._run(run)
+    async def aunknown(self, *, seqs: Iterable[int] = (),
+                       message_ids: Iterable[str] = ()) -> tuple[list[int], list[str]]:
+        return await self._run(partial(self.unknown, seqs=list(seqs), message_ids=list(message_ids)))
 
     async def aunread_summary(self) -> dict[str, Any]:
         return await self._run(self.unread_summary)
 
     async def aentries(self, *, since_seq: int = 0, limit: int = 100, kind: str | None = None,
                        newest: bool = False) -> list[Entry]:
-        def run() -> list[Entry]:
-            return self.entries(since_seq=since_seq, limit=limit, kind=kind, newest=newest)
-        return await self._run(run)
+        return await self._run(partial(self.entries, since_seq=since_seq, limit=limit, kind=kind, newest=newest))

@@ -119,11 +119,11 @@ async def test_wait_for_event_returns_the_next_event(sandbox: Sandbox, env: dict
         assert event["message_id"] == posted["message_id"] and event["from"]["trust"] == "colleague"
         assert event["text"].startswith("<external_content ") and event["text"].count("</external_content>") == 1
 
-        # The cursor moved on: the same event is not returned twice; history stays readable.
+        # Returned means read: the same event is not returned twice; history stays readable.
         nothing = await served.call_json("wait_for_event", timeout_seconds=1)
         assert nothing["timed_out"] is True
         history = await served.call_json("read_events", since=0)
-        assert [e["message_id"] for e in history["events"]] == [posted["message_id"]]
+        assert [(e["message_id"], e["unread"]) for e in history["events"]] == [(posted["message_id"], False)]
         assert (await served.call_json("read_events"))["events"] == []
 
 
