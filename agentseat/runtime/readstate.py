@@ -68,9 +68,10 @@ def _marks(seqs: Iterable[int], message_ids: Iterable[str]) -> tuple[list[int], 
     return seq_list, ids
 
 
-def _check_limit(limit: int) -> None:
-    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
-        raise InboxError(f"limit must be an int >= 1, not {limit!r}", hint="a bug in the caller")
+def _check_int(name: str, value: int | None, minimum: int) -> None:
+    # SQLite reads a negative LIMIT as "no limit" and compares a str seq with ints quietly: refuse both.
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < minimum):
+        raise InboxError(f"{name} must be an int >= {minimum}, not {value!r}", hint="a bug in the caller")
 
 
 def _kind(kind: str | None) -> tuple[str, tuple[str, ...]]:
@@ -90,7 +91,8 @@ class ReadState:
 
     def unread(self, limit: int = 100, kind: str | None = None, after_seq: int = 0) -> list[Event]:
         """Unread events with seq > after_seq, oldest first, at most `limit`; marks nothing."""
-        _check_limit(limit)
+        _check_int("limit", limit, 1)
+        _check_int("after_seq", after_seq, 0)
         where, args = _kind(kind)
         rows = self._query(f"SELECT {_COLUMNS} FROM events WHERE {where} {_UNREAD} AND seq > ? ORDER BY seq LIMIT ?",
                            (*args, after_seq, limit))
@@ -102,7 +104,8 @@ class ReadState:
         SQLite's write lock serialises takers in every process, so two callers (two tool calls,
         two `serve` processes) never both get the same event as unread.
         """
-        _check_limit(limit)
+        _check_int("limit", limit, 1)
+        _check_int("after_seq", after_seq, 0)
         where, args = _kind(kind)
         with self._errors("take_unread"), self._tx() as conn:
             rows = conn.execute(f"SELECT {_COLUMNS} FROM events WHERE {where} {_UNREAD} AND seq > ? "
@@ -124,8 +127,7 @@ class ReadState:
         with seq <= through_seq: what the agent could have seen when it acted.
         """
         seq_list, ids = _marks(seqs, message_ids)
-        if through_seq is not None and (isinstance(through_seq, bool) or not isinstance(through_seq, int)):
-            raise InboxError(f"through_seq must be an int, not {through_seq!r}", hint="a bug in the caller")
+        _check_int("through_seq", through_seq, 0)
         clauses: list[tuple[str, tuple[Any, ...]]] = []
         clauses += [(f"seq IN ({', '.join('?' * len(c))})", tuple(c)) for c in _chunks(seq_list)]
         clauses += [(f"message_id IN ({', '.join('?' * len(c))})", tuple(c)) for c in _chunks(ids)]
@@ -173,7 +175,8 @@ class ReadState:
         `newest=True`: the newest `limit` events (still returned oldest first), else the
         first `limit` after since_seq.
         """
-        _check_limit(limit)
+        _check_int("limit", limit, 1)
+        _check_int("since_seq", since_seq, 0)
         where = "kind = ? AND" if kind is not None else ""
         args = (kind,) if kind is not None else ()
         order = "DESC" if newest else ""

@@ -48,8 +48,12 @@ def test_new_events_are_unread_oldest_first_by_kind_and_position(inbox: Inbox) -
     assert _ids(inbox.unread(kind="mail")) == ["m1", "m2"]
     assert _ids(inbox.unread(limit=2, after_seq=1)) == ["m1", "t2"]
     assert _ids(inbox.unread()) == ["t1", "m1", "t2", "m2"]  # looking marks nothing
-    with pytest.raises(InboxError):
-        inbox.unread(limit=0)
+    for bad in ({"limit": 0}, {"after_seq": "1"}, {"after_seq": -1}):
+        with pytest.raises(InboxError):
+            inbox.unread(**bad)  # type: ignore[arg-type]
+        with pytest.raises(InboxError):
+            inbox.take_unread(**bad)  # type: ignore[arg-type]
+    assert inbox.unread_summary()["unread"] == 4
 
 
 def test_a_claimed_and_acknowledged_push_leaves_the_event_unread(inbox: Inbox) -> None:
