@@ -21,5 +21,5 @@ sandbox_start() {
   for _ in $(seq 100); do [ -f "$state/sandbox/sandbox.env" ] && break; sleep 0.2; done
   ENV_FILE="$state/sandbox/sandbox.env"
   [ -f "$ENV_FILE" ] || { echo "the sandbox did not start:" >&2; cat "$log" >&2; return 1; }
-  "$agentseat" --state-dir "$state" --env-file "$ENV_FILE" setup >/dev/null
+  "$agentseat" --state-dir "$state" --env-file "$ENV_FILE" setup >>"$log" 2>&1
 }
