@@ -41,6 +41,7 @@ git clone --quiet "$here" "$work/clone"
 "$CLAUDE" plugin marketplace add "$work/clone"
 "$CLAUDE" plugin install agentseat@agentseat
 "$CLAUDE" plugin list
+"$CLAUDE" plugin details agentseat@agentseat | grep -E 'Skills|MCP servers'
 
 echo "== sandbox tenant"
 export PYTHON_KEYRING_BACKEND=keyring.backends.fail.Keyring AGENTSEAT_KEY_PASSPHRASE=claude-code-check
