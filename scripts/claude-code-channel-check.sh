@@ -24,9 +24,13 @@ work=$(mktemp -d)
 sock="agentseat-check-$$"
 SANDBOX_PID=
 cleanup() {
-  tmux -L "$sock" kill-server 2>/dev/null || true
-  [ -z "$SANDBOX_PID" ] || kill "$SANDBOX_PID" 2>/dev/null || true
-  [ -n "${KEEP:-}" ] && echo "kept $work" || rm -rf "$work"
+  set +e
+  tmux -L "$sock" kill-server 2>/dev/null
+  [ -z "$SANDBOX_PID" ] || kill "$SANDBOX_PID" 2>/dev/null
+  if [ -n "${KEEP:-}" ]; then echo "kept $work"; return; fi
+  # Claude Code and its server may still be writing under $work for a moment after the hangup.
+  for _ in $(seq 20); do rm -rf "$work" 2>/dev/null && return; sleep 0.5; done
+  echo "could not remove $work" >&2
 }
 trap cleanup EXIT
 unset DISABLE_TELEMETRY DO_NOT_TRACK CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC DISABLE_GROWTHBOOK \
