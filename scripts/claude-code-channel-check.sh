@@ -91,7 +91,7 @@ fi
 registered=0
 wait_for 90 grep -q 'plugin:agentseat:agentseat": Channel notifications' "$debug" && registered=1
 grep -E 'plugin:agentseat:agentseat": (Successfully connected|Channel notifications|Server instructions)' "$debug" \
-  | sed -E 's/^[^ ]+ /  debug: /' || true
+  | sed -E 's/^([0-9]{4}-[^ ]+ )?/  debug: /' || true
 [ $registered = 1 ] || { echo "no channel registration in the debug log"; screen; exit 1; }
 
 echo "== a sponsor's Teams DM through the sandbox control API"
@@ -105,7 +105,7 @@ curl -sS --fail --cacert "$ca" -X POST "$url/_sandbox/messages" -H 'content-type
 echo
 if wait_for 30 sh -c "tmux -L $sock capture-pane -p -t cc | grep -q '← agentseat'"; then
   screen | grep '← agentseat' | sed 's/^/  screen: /'
-  grep -A1 'notifications/claude/channel:' "$debug" | sed -E 's/^[^ ]+ /  debug: /' || true
+  grep -A1 'notifications/claude/channel:' "$debug" | sed -E 's/^([0-9]{4}-[^ ]+ )?/  debug: /' || true
   echo "PASS: the DM reached the session as a channel push"
 else
   echo "FAIL: no push on the screen after 30 s; the screen:"; screen
