@@ -13,7 +13,7 @@ from agentseat.runtime.inbox import Event, Inbox
 from agentseat.sandbox.app import Sandbox
 from tests.tools._mcp import Served, chat_messages, mailbox, post_chat, post_dm, post_mail, serve
 
-ALLOWED_META = {"chat_id", "message_id", "user", "ts", "kind"}
+ALLOWED_META = {"chat_id", "message_id", "user", "user_id", "ts", "kind"}
 TOOLS = {"send_teams_message", "reply_in_chat", "read_teams_messages", "list_chats", "create_chat",
          "list_chat_members", "add_chat_member", "send_email", "reply_email", "read_email", "wait_for_event",
          "read_events", "whoami", "status"}
@@ -55,12 +55,13 @@ async def test_capability_declared_and_dm_pushed_once(sandbox: Sandbox, env: dic
         await _settled(served)
 
         assert len(served.pushes) == 1
-        assert push.meta is not None and set(push.meta) <= ALLOWED_META
+        assert push.meta is not None and set(push.meta) == ALLOWED_META
         assert all(isinstance(v, str) for v in push.meta.values())
         assert push.meta["chat_id"] == posted["chat_id"]
         assert push.meta["message_id"] == posted["message_id"]
         assert push.meta["kind"] == "teams"
-        assert "<" not in push.content and ">" not in push.content
+        assert push.meta["user_id"] == sandbox.role("sponsor")  # the sender's Entra object id
+        assert "Please <b>summarise</b> the report" in push.content  # as the sponsor wrote it
         assert "(your sponsor)" in push.content and "summarise" in push.content
 
 
@@ -194,10 +195,10 @@ async def test_mail_is_pushed_read_wrapped_and_answered(sandbox: Sandbox, env: d
     async with serve(env, tmp_path) as served:
         posted = await post_mail(sandbox, colleague, agent, "Quarterly <numbers>", "See attached. Reply ASAP.")
         [push] = await served.wait_pushes(1)
-        assert push.meta is not None and set(push.meta) <= ALLOWED_META
+        assert push.meta is not None and set(push.meta) == ALLOWED_META
         assert (push.meta["chat_id"], push.meta["kind"], push.meta["message_id"]) == ("mail", "mail",
                                                                                        posted["message_id"])
-        assert "subject: Quarterly ‹numbers› (colleague, untrusted" in push.content.splitlines()[0]
+        assert "subject: Quarterly <numbers> (colleague, untrusted" in push.content.splitlines()[0]
 
         mail = await served.call_json("read_email", message_id=posted["message_id"])
         assert mail["from"] == {"name": "Grace Hopper", "address": colleague, "trust": "colleague"}
@@ -264,7 +265,7 @@ async def test_poll_mode_pushes_the_same_envelope(sandbox: Sandbox, env: dict[st
         posted = await post_dm(sandbox, sponsor, agent, "polled <hello>")
         [push] = await served.wait_pushes(1)
         assert push.meta is not None and push.meta["message_id"] == posted["message_id"]
-        assert push.content.endswith("polled ‹hello›")
+        assert push.content.endswith("polled <hello>")
 
 
 async def test_auto_negotiating_host_still_gets_the_channel(sandbox: Sandbox, env: dict[str, str],
