@@ -9,6 +9,7 @@ beside the runtime in one task group. stdout carries only the protocol (mcp's
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -22,11 +23,12 @@ from pydantic import ValidationError
 
 from .. import __version__
 from ..errors import AgentSeatError
-from ..prompts.loader import load_body
+from ..prompts.loader import MAX_INSTRUCTIONS, Prompts
 from . import events, identity, mail, teams
 from .base import Tool
 from .channel import ChannelSink
 from .events import EventCursor
+from .preflight import RESTART, NoRuntime, fix_of
 from .stdout import claimed_stdout
 
 if TYPE_CHECKING:
@@ -58,12 +60,23 @@ def _describe(exc: ValidationError) -> str:
     return "; ".join(parts)
 
 
+FailureView = Callable[[AgentSeatError], dict[str, Any]]
+
+
 class ToolBox:
     """The registered tools and the one place a call is validated, run, and mapped to a result."""
 
-    def __init__(self, tools: list[Tool]) -> None:
+    def __init__(self, tools: list[Tool], *, views: dict[str, FailureView] | None = None) -> None:
         self.tools = {t.name: t for t in tools}
-        self.failure: AgentSeatError | None = None  # set when the runtime under the tools has stopped
+        #: Set when the tools cannot work: the server is not ready, or the runtime under them stopped.
+        self.failure: AgentSeatError | None = None
+        self.headline = "the agentseat runtime has stopped"
+        #: What a tool answers instead of an error while `failure` is set (`status`, `whoami`).
+        self.views = views or {}
+
+    def fail(self, failure: AgentSeatError, headline: str | None = None) -> None:
+        self.failure = failure
+        self.headline = headline or self.headline
 
     def listing(self) -> list[types.Tool]:
         return [types.Tool(name=t.name, description=t.description, input_schema=t.input_schema(),
@@ -75,9 +88,13 @@ class ToolBox:
         tool = self.tools.get(name)
         if tool is None:
             return error_result(f"there is no tool {name!r}", f"use one of: {', '.join(sorted(self.tools))}")
-        if self.failure is not None and name != "status":
-            return error_result(f"the agentseat runtime has stopped: {self.failure.message}",
-                                self.failure.hint or "fix the cause, then restart the MCP server")
+        if self.failure is not None:
+            if (view := self.views.get(name)) is not None:
+                return types.CallToolResult(content=[types.TextContent(type="text", text=_text(view(self.failure)))])
+            problem = self.failure.message
+            if not problem.startswith("agentseat"):  # "agentseat is not ready: agentseat is not set up" says it twice
+                problem = f"{self.headline}: {problem}"
+            return error_result(problem, f"{fix_of(self.failure)}; then {RESTART}")
         try:
             args = tool.args.model_validate(arguments or {})
         except ValidationError as exc:
@@ -96,32 +113,53 @@ class ToolBox:
 
 
 def build_tools(runtime: Runtime, cursor: EventCursor, channel: ChannelSink | None = None) -> ToolBox:
-    box: ToolBox
-
     def extra_status() -> dict[str, Any]:
         out: dict[str, Any] = {"tools_cursor": cursor.seq}
         if channel is not None:
             out["channel"] = {"connected": channel.connected, "claimant": channel.claimant,
                               "pushed": channel.pushed, "last_pushed_seq": channel.last_pushed_seq,
                               "position": channel.position}
-        if box.failure is not None:
-            out["runtime_error"] = {"message": box.failure.message, "hint": box.failure.hint}
         return out
 
-    box = ToolBox([
+    return ToolBox([
         *teams.tools(runtime),
         *mail.tools(runtime),
         *events.tools(runtime, cursor),
         *identity.tools(runtime, extra_status),
-    ])
+    ], views=identity.failure_views(runtime.settings, extra_status))
+
+
+def not_ready_tools(settings: Settings | None, failure: AgentSeatError) -> ToolBox:
+    """Every tool listed as usual, none able to run: each call says what is wrong and how to fix it."""
+    stand_in: Any = NoRuntime(settings)
+    listed: list[Tool] = []
+    for build in (lambda: teams.tools(stand_in), lambda: mail.tools(stand_in),
+                  lambda: events.tools(stand_in, EventCursor(stand_in)), lambda: identity.tools(stand_in)):
+        try:
+            listed += build()
+        except Exception as exc:  # a module that needs a live runtime to list its tools: list the rest
+            log.debug("tools_not_listed", error=type(exc).__name__)
+    box = ToolBox(listed, views=identity.failure_views(settings, None))
+    box.fail(failure, "agentseat is not ready")
     return box
 
 
-def build_server(runtime: Runtime, instructions: str, *, channel: ChannelSink | None = None,
+def not_ready_prompts(failure: AgentSeatError) -> Prompts:
+    """Instructions that tell the model, and through it the user, why nothing works yet."""
+    text = (f"agentseat is not ready, so its Teams and mail tools do not work in this session.\n"
+            f"Problem: {failure.message}\nFix: {fix_of(failure)}\nThen: {RESTART}.\n"
+            "Tell the user this when they ask for Teams or mail; the status tool shows it too.\n")
+    return Prompts(instructions=text[:MAX_INSTRUCTIONS], body=text)
+
+
+def build_server(runtime: Runtime | None, prompts: Prompts, *, channel: ChannelSink | None = None,
                  cursor: EventCursor | None = None, box: ToolBox | None = None) -> Server[Any]:
-    """The MCP server for `runtime`; pass `channel` to push inbox events once a session is initialized."""
-    cursor = cursor or EventCursor(runtime)
-    box = box or build_tools(runtime, cursor, channel)
+    """The MCP server for `runtime` (or for `box` alone); pass `channel` to push inbox events once a
+    session is initialized. `instructions` are the short prompts; `agent_body` is the whole body."""
+    if box is None:
+        assert runtime is not None, "build_server needs a runtime or a box"
+        cursor = cursor or EventCursor(runtime)
+        box = build_tools(runtime, cursor, channel)
 
     async def list_tools(ctx: Any, params: types.PaginatedRequestParams | None) -> types.ListToolsResult:
         return types.ListToolsResult(tools=box.listing())
@@ -139,10 +177,10 @@ def build_server(runtime: Runtime, instructions: str, *, channel: ChannelSink | 
         if params.name != PROMPT_NAME:
             raise MCPError(types.INVALID_PARAMS, f"unknown prompt {params.name!r}; the only prompt is {PROMPT_NAME!r}")
         return types.GetPromptResult(description=prompt.description, messages=[
-            types.PromptMessage(role="user", content=types.TextContent(type="text", text=instructions))])
+            types.PromptMessage(role="user", content=types.TextContent(type="text", text=prompts.body))])
 
     server: Server[Any] = Server(
-        SERVER_NAME, version=__version__, instructions=instructions,
+        SERVER_NAME, version=__version__, instructions=prompts.instructions,
         on_list_tools=list_tools, on_call_tool=call_tool, on_list_prompts=list_prompts, on_get_prompt=get_prompt,
     )
     if channel is not None:
@@ -174,17 +212,47 @@ def _agentseat_error(exc: BaseException) -> AgentSeatError:
                                               hint="see the agentseat log on stderr")
 
 
-async def serve(settings: Settings) -> None:
-    """Serve MCP on stdio and run the runtime, until the host closes stdin."""
+async def _speak(server: Server[Any], *, beside: Callable[[], Awaitable[None]] | None = None) -> None:
+    """Serve MCP on stdio until the host closes stdin, with `beside` running in the same task group."""
+    # serve_loop speaks only the handshake (initialize) era: with Server.run() an auto-negotiating
+    # host lands on the 2026-07-28 era, where experimental capabilities and
+    # notifications/initialized never arrive, and the channel is dead (python-ecosystem §2).
+    options = initialization_options(server)
+    with claimed_stdout() as wire:
+        async with stdio_server(stdout=wire) as (read, write), server.lifespan(server) as state:  # type: ignore[arg-type]
+            async with anyio.create_task_group() as tg:
+                if beside is not None:
+                    tg.start_soon(beside)
+                await serve_loop(server, read, write, lifespan_state=state, init_options=options)
+                log.info("mcp_stdin_closed")
+                tg.cancel_scope.cancel()
+
+
+async def serve_not_ready(settings: Settings | None, failure: AgentSeatError) -> None:
+    """Answer `initialize` and every tool call with why agentseat cannot work, until stdin closes."""
+    box = not_ready_tools(settings, failure)
+    log.info("mcp_serving_not_ready", tools=len(box.tools))
+    await _speak(build_server(None, not_ready_prompts(failure), box=box))
+
+
+async def serve(settings: Settings, prompts: Prompts) -> None:
+    """Serve MCP on stdio and run the runtime, until the host closes stdin.
+
+    `prompts` come from the preflight (`preflight.check`), which already found the settings
+    complete and the key readable; whatever fails later reaches the tools as `box.failure`.
+    """
     from ..runtime.app import Runtime
 
-    instructions = load_body(settings)  # a bad persona file fails here, before anything is opened
-    runtime = Runtime(settings)
+    try:
+        runtime = Runtime(settings)
+    except AgentSeatError as exc:
+        log.error("serve_not_ready", problem=exc.message, fix=fix_of(exc))
+        await serve_not_ready(settings, exc)
+        return
     channel = ChannelSink()
     cursor = EventCursor(runtime)
     box = build_tools(runtime, cursor, channel)
-    server = build_server(runtime, instructions, channel=channel, cursor=cursor, box=box)
-    options = initialization_options(server)
+    server = build_server(runtime, prompts, channel=channel, cursor=cursor, box=box)
 
     async def run_runtime() -> None:
         try:
@@ -192,7 +260,8 @@ async def serve(settings: Settings) -> None:
         except Exception as exc:
             # Keep serving: every tool call now says why the runtime stopped and what to do,
             # which a host shows; a vanished server would only say "disconnected".
-            box.failure = _agentseat_error(exc)
+            box.fail(_agentseat_error(exc))
+            assert box.failure is not None
             log.error("runtime_stopped", error=box.failure.message, hint=box.failure.hint,
                       exc_info=not isinstance(exc, AgentSeatError))
 
@@ -200,17 +269,8 @@ async def serve(settings: Settings) -> None:
         # Both positions are taken before the runtime stores anything, so nothing is skipped.
         await channel.prepare(runtime.inbox)
         await cursor.start()
-        # serve_loop speaks only the handshake (initialize) era: with Server.run() an auto-negotiating
-        # host lands on the 2026-07-28 era, where experimental capabilities and
-        # notifications/initialized never arrive, and the channel is dead (python-ecosystem §2).
-        with claimed_stdout() as wire:
-            async with stdio_server(stdout=wire) as (read, write), server.lifespan(server) as state:  # type: ignore[arg-type]
-                async with anyio.create_task_group() as tg:
-                    tg.start_soon(run_runtime)
-                    log.info("mcp_serving", mode=settings.mode, tunnel=settings.tunnel)
-                    await serve_loop(server, read, write, lifespan_state=state, init_options=options)
-                    log.info("mcp_stdin_closed")
-                    tg.cancel_scope.cancel()
+        log.info("mcp_serving", mode=settings.mode, tunnel=settings.tunnel)
+        await _speak(server, beside=run_runtime)
     finally:
         with anyio.CancelScope(shield=True):
             await runtime.aclose()  # also done by Runtime.run; closing twice is harmless
