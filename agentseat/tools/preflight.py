@@ -57,6 +57,10 @@ def check(settings: Settings) -> tuple[Prompts | None, AgentSeatError | None]:
         return load_prompts(settings), None
     except AgentSeatError as exc:
         return None, exc
+    except Exception as exc:  # a bug here must still leave a server that connects and explains
+        log.exception("preflight_crashed", error=type(exc).__name__)
+        return None, AgentSeatError(f"the startup check failed unexpectedly ({type(exc).__name__})",
+                                    hint=f"see the agentseat log on stderr; {DOCTOR}")
 
 
 @contextmanager

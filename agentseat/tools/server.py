@@ -1,9 +1,10 @@
-"""The MCP stdio server: tools, the body prompt, the Claude Code channel, and the serve loop.
+"""The MCP stdio server: tools, the instructions and body prompt, the Claude Code channel, the serve loop.
 
 It owns the MCP surface: which tools and prompts exist, how a tool call becomes a
 result or a tool error, the `claude/channel` capability, and running the protocol
-beside the runtime in one task group. stdout carries only the protocol (mcp's
-`stdio_server()` diverts fd 1 to stderr while it serves; our logs go to stderr).
+beside the runtime in one task group. A server whose settings are broken still
+serves (`serve_not_ready`): a host shows its answers, not "Failed to connect".
+stdout carries only the protocol (fd 1 is diverted to stderr while it serves).
 """
 
 from __future__ import annotations

@@ -254,8 +254,8 @@ class TeamsTools:
         except NotFoundError as exc:
             raise ToolInputError(f"no chat {args.chat_id!r} that the agent can see",
                                  hint="use list_chats for chat ids") from exc
-        members = [{"name": neutralise(str(m.get("displayName") or "")), "user_id": m.get("userId"), "email": m.get("email"),
-                    "roles": m.get("roles", [])} for m in body.get("value", [])]
+        members = [{"name": neutralise(str(m.get("displayName") or "")), "user_id": m.get("userId"),
+                    "email": m.get("email"), "roles": m.get("roles", [])} for m in body.get("value", [])]
         return {"chat_id": args.chat_id, "members": members}
 
     async def _last_in_chat(self, chat_id: str) -> Event | None:

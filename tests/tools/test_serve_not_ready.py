@@ -6,7 +6,9 @@ Each case runs the real subprocess over a real stdio ClientSession.
 
 from __future__ import annotations
 
+import json
 import socket
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +16,7 @@ import anyio
 import pytest
 
 from agentseat.sandbox.app import Sandbox
-from tests.tools._mcp import Served, serve
+from tests.tools._mcp import PACKAGE_ROOT, Served, serve
 
 #: A tool that needs the runtime; while the server is not ready it must explain, like every such tool.
 OTHER_TOOLS = ("read_events", "list_chats", "send_email")
@@ -104,3 +106,18 @@ async def test_an_unreachable_tenant_reaches_status_and_whoami(
 
     async with serve(env, tmp_path, "fixed") as served:
         await _assert_ready(served, sandbox)
+
+
+async def test_serve_without_setup_exits_0_when_the_host_goes(tmp_path: Path) -> None:
+    """Not 78 (EX_CONFIG) any more: the host sees an answered handshake, then a clean exit."""
+    env = {"AGENTSEAT_STATE_DIR": str(tmp_path / "state"), "PYTHONPATH": PACKAGE_ROOT,
+           "PYTHON_KEYRING_BACKEND": "keyring.backends.fail.Keyring"}
+    hello = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "raw", "version": "0"}}}
+    with anyio.fail_after(60):
+        done = await anyio.run_process([sys.executable, "-m", "agentseat.cli", "serve"], env=env, cwd=tmp_path,
+                                       input=(json.dumps(hello) + "\n").encode(), check=False)
+    assert done.returncode == 0, done.stderr.decode()
+    [answer] = [json.loads(line) for line in done.stdout.decode().splitlines()]
+    assert answer["result"]["capabilities"]["experimental"] == {"claude/channel": {}}
+    assert done.stderr.decode().splitlines()[0].count("serve_not_ready") == 1
