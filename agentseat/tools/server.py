@@ -23,7 +23,7 @@ from mcp.shared.exceptions import MCPError
 from pydantic import ValidationError
 
 from .. import __version__
-from ..errors import AgentSeatError
+from ..errors import AgentSeatError, TokenError
 from ..prompts.loader import MAX_INSTRUCTIONS, Prompts
 from . import events, identity, mail, teams
 from .base import Tool
@@ -62,6 +62,7 @@ def _describe(exc: ValidationError) -> str:
 
 
 FailureView = Callable[[AgentSeatError], dict[str, Any]]
+STOPPED = "the agentseat runtime has stopped"
 
 
 class ToolBox:
@@ -71,13 +72,22 @@ class ToolBox:
         self.tools = {t.name: t for t in tools}
         #: Set when the tools cannot work: the server is not ready, or the runtime under them stopped.
         self.failure: AgentSeatError | None = None
-        self.headline = "the agentseat runtime has stopped"
+        self.headline = STOPPED
         #: What a tool answers instead of an error while `failure` is set (`status`, `whoami`).
         self.views = views or {}
 
-    def fail(self, failure: AgentSeatError, headline: str | None = None) -> None:
-        self.failure = failure
-        self.headline = headline or self.headline
+        self._passing = False  # the failure lasts only while its cause does (see `pass_failure`)
+
+    def fail(self, failure: AgentSeatError, headline: str = STOPPED, *, passing: bool = False) -> None:
+        """From now on the tools say `failure`; `passing` marks one a later success may clear."""
+        if self.failure is not None and not self._passing and passing:
+            return  # a lasting failure (the runtime stopped) is never replaced by a passing one
+        self.failure, self._passing, self.headline = failure, passing, headline
+
+    def pass_failure(self) -> None:
+        """Clear a passing failure: its cause has gone (a token arrived after all)."""
+        if self._passing:
+            self.failure, self._passing, self.headline = None, False, STOPPED
 
     def listing(self) -> list[types.Tool]:
         return [types.Tool(name=t.name, description=t.description, input_schema=t.input_schema(),
@@ -255,6 +265,24 @@ async def serve(settings: Settings, prompts: Prompts) -> None:
     box = build_tools(runtime, cursor, channel)
     server = build_server(runtime, prompts, channel=channel, cursor=cursor, box=box)
 
+    async def watch_first_token() -> None:
+        # Poll mode keeps retrying an unreachable tenant without stopping, so the runtime alone
+        # would never say why nothing arrives. Until the first token, a token failure is the
+        # server's problem: status and whoami name it, and it clears once a token comes.
+        backoff = 1.0
+        while True:
+            try:
+                await runtime.tokens.get()
+            except TokenError as exc:
+                if box.failure is None:
+                    log.error("serve_not_ready", problem=exc.message, fix=fix_of(exc))
+                box.fail(exc, "agentseat cannot get a token", passing=True)
+                await anyio.sleep(backoff)
+                backoff = min(backoff * 2, 60.0)
+                continue
+            box.pass_failure()
+            return
+
     async def run_runtime() -> None:
         try:
             await runtime.run([channel])
@@ -271,7 +299,12 @@ async def serve(settings: Settings, prompts: Prompts) -> None:
         await channel.prepare(runtime.inbox)
         await cursor.start()
         log.info("mcp_serving", mode=settings.mode, tunnel=settings.tunnel)
-        await _speak(server, beside=run_runtime)
+        async def beside() -> None:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(watch_first_token)
+                tg.start_soon(run_runtime)
+
+        await _speak(server, beside=beside)
     finally:
         with anyio.CancelScope(shield=True):
             await runtime.aclose()  # also done by Runtime.run; closing twice is harmless

@@ -93,7 +93,7 @@ async def test_a_bad_key_passphrase_is_named_and_a_restart_after_the_fix_works(
         await _assert_ready(served, sandbox)
 
 
-@pytest.mark.parametrize("mode", ["webhook", "auto"])
+@pytest.mark.parametrize("mode", ["webhook", "auto", "poll"])
 async def test_an_unreachable_tenant_reaches_status_and_whoami(
         mode: str, sandbox: Sandbox, agent_env: dict[str, str], tmp_path: Path) -> None:
     env = {**agent_env, "AGENTSEAT_MODE": mode, "AGENTSEAT_TUNNEL": "loopback"}
