@@ -63,7 +63,7 @@ def failure_views(settings: Settings | None,
     def status(failure: AgentSeatError) -> dict[str, Any]:
         # The runtime closed its inbox and Graph client on the way out: only what is still true.
         extra = extra_status() if extra_status is not None else {}
-        return failure_view(failure, role="stopped", mode=settings.mode if settings else None, **extra)
+        return failure_view(failure, mode=settings.mode if settings else None, **extra)
 
     def whoami(failure: AgentSeatError) -> dict[str, Any]:
         agent = None if settings is None else {

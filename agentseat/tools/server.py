@@ -75,12 +75,16 @@ class ToolBox:
         self.headline = STOPPED
         #: What a tool answers instead of an error while `failure` is set (`status`, `whoami`).
         self.views = views or {}
-
         self._passing = False  # the failure lasts only while its cause does (see `pass_failure`)
+
+    @property
+    def stopped(self) -> bool:
+        """A lasting failure is set: nothing will clear it before a restart."""
+        return self.failure is not None and not self._passing
 
     def fail(self, failure: AgentSeatError, headline: str = STOPPED, *, passing: bool = False) -> None:
         """From now on the tools say `failure`; `passing` marks one a later success may clear."""
-        if self.failure is not None and not self._passing and passing:
+        if self.stopped and passing:
             return  # a lasting failure (the runtime stopped) is never replaced by a passing one
         self.failure, self._passing, self.headline = failure, passing, headline
 
@@ -270,7 +274,7 @@ async def serve(settings: Settings, prompts: Prompts) -> None:
         # would never say why nothing arrives. Until the first token, a token failure is the
         # server's problem: status and whoami name it, and it clears once a token comes.
         backoff = 1.0
-        while True:
+        while not box.stopped:
             try:
                 await runtime.tokens.get()
             except TokenError as exc:
@@ -294,16 +298,16 @@ async def serve(settings: Settings, prompts: Prompts) -> None:
             log.error("runtime_stopped", error=box.failure.message, hint=box.failure.hint,
                       exc_info=not isinstance(exc, AgentSeatError))
 
+    async def beside() -> None:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(watch_first_token)
+            tg.start_soon(run_runtime)
+
     try:
         # Both positions are taken before the runtime stores anything, so nothing is skipped.
         await channel.prepare(runtime.inbox)
         await cursor.start()
         log.info("mcp_serving", mode=settings.mode, tunnel=settings.tunnel)
-        async def beside() -> None:
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(watch_first_token)
-                tg.start_soon(run_runtime)
-
         await _speak(server, beside=beside)
     finally:
         with anyio.CancelScope(shield=True):
