@@ -14,12 +14,15 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import anyio
+import structlog
 
 from . import __version__
 from .config import Settings
 from .errors import AgentSeatError
 from .identity.configfile import with_config_file
 from .logging import configure
+
+log = structlog.get_logger("agentseat.serve")
 
 Command = Callable[[argparse.Namespace, Settings], int]
 
@@ -64,10 +67,26 @@ def cmd_sandbox(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
-    from .tools.server import serve
+def cmd_serve(args: argparse.Namespace, settings: Settings | None, problem: AgentSeatError | None = None) -> int:
+    """Always serve: with broken settings the server still connects and its tools say what to fix.
 
-    anyio.run(serve, settings)
+    The preflight runs before the event loop and anything else can log, so its verdict is the
+    first line of stderr, where Claude Code keeps a server's log (reference §1).
+    """
+    from .tools import preflight
+    from .tools.server import serve, serve_not_ready
+
+    prompts = None
+    with preflight.held_logs() as held:
+        if problem is None and settings is not None:
+            prompts, problem = preflight.check(settings)
+    if problem is not None:
+        log.error("serve_not_ready", problem=problem.message, fix=preflight.fix_of(problem))
+    preflight.replay(held)
+    if problem is not None or prompts is None or settings is None:
+        anyio.run(serve_not_ready, settings, problem or AgentSeatError("agentseat could not load its settings"))
+    else:
+        anyio.run(serve, settings, prompts)
     return 0
 
 
@@ -232,14 +251,27 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _settings(args: argparse.Namespace) -> Settings:
+    overrides = _overrides(args)
+    if args.env_file is not None:
+        overrides["_env_file"] = (str(args.env_file),)
+    return with_config_file(Settings(**overrides), args.env_file, _overrides(args))  # type: ignore[arg-type]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        overrides = _overrides(args)
-        if args.env_file is not None:
-            overrides["_env_file"] = (str(args.env_file),)
-        settings = with_config_file(Settings(**overrides), args.env_file, _overrides(args))  # type: ignore[arg-type]
+        if args.func is cmd_serve:
+            try:
+                settings = _settings(args)
+            except Exception as exc:  # ValidationError or ConfigError: serve connects and says so
+                from .tools.preflight import invalid_settings
+
+                configure("debug" if args.verbose else "info")
+                return cmd_serve(args, None, invalid_settings(exc))
+        else:
+            settings = _settings(args)
         configure("debug" if args.verbose else settings.log_level, settings.log_format)
         return int(args.func(args, settings))
     except AgentSeatError as exc:

@@ -18,7 +18,7 @@ from pydantic import Field
 
 from ..errors import AgentSeatError, ToolInputError
 from ..runtime.inbox import Event, Inbox
-from .base import Args, Tool, sender_label, wrap_untrusted
+from .base import Args, Tool, neutralise, sender_label, wrap_untrusted
 
 if TYPE_CHECKING:
     from ..runtime.app import Runtime
@@ -42,7 +42,8 @@ def event_view(event: Event) -> dict[str, Any]:
         "kind": event.kind,
         "chat_id": event.chat_id,
         "message_id": event.message_id,
-        "from": {"name": event.sender_name, "upn": event.sender_upn, "id": event.sender_id, "trust": event.trust},
+        "from": {"name": neutralise(event.sender_name), "upn": neutralise(event.sender_upn), "id": event.sender_id,
+                 "trust": event.trust},
         "created_at": event.created_at,
         "text": wrap_untrusted(event.text, source=source, sender=sender, at=event.created_at, trust=event.trust),
     }

@@ -15,7 +15,7 @@ from pydantic import Field, field_validator
 
 from ..errors import NotFoundError, ToolInputError
 from ..runtime.normalize import body_text
-from .base import Args, Tool, check_address, message_body, sender_label, wrap_untrusted
+from .base import Args, Tool, check_address, message_body, neutralise, sender_label, wrap_untrusted
 from .events import acted_in
 
 if TYPE_CHECKING:
@@ -77,7 +77,8 @@ class MailTools:
 
     def _who(self, msg: dict[str, Any]) -> tuple[str, str, str]:
         address = ((msg.get("from") or msg.get("sender") or {}).get("emailAddress")) or {}
-        upn, name = str(address.get("address") or ""), str(address.get("name") or "")
+        # The display name is whatever the sender chose; it reaches the model beside the body.
+        upn, name = neutralise(str(address.get("address") or "")), neutralise(str(address.get("name") or ""))
         own = self._rt.policy.is_own("", upn)
         return name, upn, "agent" if own else self._rt.policy.trust("", upn)
 

@@ -25,6 +25,7 @@ from .base import (
     check_size,
     check_user_ref,
     message_body,
+    neutralise,
     parse_time,
     sender_label,
     wrap_untrusted,
@@ -175,7 +176,7 @@ class TeamsTools:
         if msg.get("messageType", "message") != "message" or msg.get("deletedDateTime"):
             return None
         user = (msg.get("from") or {}).get("user") or {}
-        sender_id, name = str(user.get("id") or ""), str(user.get("displayName") or "")
+        sender_id, name = str(user.get("id") or ""), neutralise(str(user.get("displayName") or ""))
         own = self._rt.policy.is_own(sender_id)
         trust = "agent" if own else self._rt.policy.trust(sender_id, "", user.get("tenantId"))
         at = str(msg.get("createdDateTime") or "")
@@ -222,13 +223,16 @@ class TeamsTools:
             last = None
             if preview:
                 user = (preview.get("from") or {}).get("user") or {}
-                name, at = str(user.get("displayName") or user.get("id") or ""), str(preview.get("createdDateTime") or "")
+                name = neutralise(str(user.get("displayName") or user.get("id") or ""))
+                at = str(preview.get("createdDateTime") or "")
                 own = self._rt.policy.is_own(str(user.get("id") or ""))
                 trust = "agent" if own else self._rt.policy.trust(str(user.get("id") or ""), "", user.get("tenantId"))
                 last = {"from": name, "at": at, "from_agent": own,
                         "preview": wrap_untrusted(body_text(preview.get("body"))[:200], source=f"teams:{chat.get('id')}",
                                                   sender=name, at=at, trust=trust)}
-            chats.append({"chat_id": chat.get("id"), "type": chat.get("chatType"), "topic": chat.get("topic"),
+            topic = chat.get("topic")  # anyone in a group chat can set it
+            chats.append({"chat_id": chat.get("id"), "type": chat.get("chatType"),
+                          "topic": neutralise(topic) if isinstance(topic, str) else topic,
                           "last_message": last})
         return {"chats": chats, "next_page": body.get("@odata.nextLink")}
 
@@ -255,8 +259,8 @@ class TeamsTools:
         except NotFoundError as exc:
             raise ToolInputError(f"no chat {args.chat_id!r} that the agent can see",
                                  hint="use list_chats for chat ids") from exc
-        members = [{"name": m.get("displayName"), "user_id": m.get("userId"), "email": m.get("email"),
-                    "roles": m.get("roles", [])} for m in body.get("value", [])]
+        members = [{"name": neutralise(str(m.get("displayName") or "")), "user_id": m.get("userId"),
+                    "email": m.get("email"), "roles": m.get("roles", [])} for m in body.get("value", [])]
         return {"chat_id": args.chat_id, "members": members}
 
     async def _last_in_chat(self, chat_id: str) -> Event | None:
