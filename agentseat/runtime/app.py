@@ -95,6 +95,8 @@ class Runtime:
         self.status = RuntimeStatus(mode=settings.mode)
         self._tunnel_override = tunnel
         self.manager: SubscriptionManager | None = None
+        self.webhook: WebhookServer | None = None  # the owner's, while webhooks run
+        self.fetches: dict[str, FetchQueue] = {}  # per-kind reads notifications ask for, while webhooks run
         self._sponsors_known: anyio.Event | None = None  # set once sponsors are resolved (or could not be)
 
     async def aclose(self) -> None:
@@ -195,10 +197,13 @@ class Runtime:
         session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=ssl_context(settings)))
         # Reads that notifications ask for: one bounded, rate-capped queue per kind, so a flood
         # of one never delays the other nor fails a POST (a full queue drops and resyncs instead).
-        mail_fetches = FetchQueue("mail", self.poller.fetch_mail, counters=self.intake.counters,
-                                  on_overflow=self.poller.resync_soon)
-        chat_fetches = FetchQueue("teams", self.poller.fetch_chat_message, counters=self.intake.counters,
-                                  on_overflow=self.poller.resync_soon)
+        self.fetches = {
+            "mail": FetchQueue("mail", self.poller.fetch_mail, counters=self.intake.counters,
+                               on_overflow=self.poller.resync_soon),
+            "teams": FetchQueue("teams", self.poller.fetch_chat_message, counters=self.intake.counters,
+                                on_overflow=self.poller.resync_soon),
+        }
+        mail_fetches, chat_fetches = self.fetches["mail"], self.fetches["teams"]
         lifecycle_send, lifecycle_recv = anyio.create_memory_object_stream[tuple[KnownSubscription, str]](100)
         self.manager = manager = SubscriptionManager(
             settings, self.graph, self.inbox, certificate_b64=active.der_b64, certificate_id=active.sha1_thumbprint,
@@ -223,7 +228,8 @@ class Runtime:
         tunnel = self._tunnel()
         try:
             async with anyio.create_task_group() as tg:
-                port = await tg.start(WebhookServer(settings, pipeline).run)
+                self.webhook = WebhookServer(settings, pipeline)
+                port = await tg.start(self.webhook.run)
                 tg.start_soon(mail_fetches.run)
                 tg.start_soon(chat_fetches.run)
                 tg.start_soon(self._lifecycle_worker, lifecycle_recv)
