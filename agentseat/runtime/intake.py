@@ -48,6 +48,10 @@ ChatReader = Callable[[str, str], Awaitable[dict[str, Any] | None]]
 Overflow = Callable[[str, str], Any]
 
 _SEEN = 4096  # keys handled recently: a replayed notification of a stored message costs no GET
+#: A backlog longer than this many seconds of confirmations asks for a resync of the kind (the
+#: poller coalesces and spaces them): listing reads genuine messages at once, and their pending
+#: confirmations are then skipped, so a flood of forged claims cannot queue a sponsor out.
+BACKLOG_SECONDS = 2.0
 
 
 class Gate(Protocol):
@@ -94,6 +98,7 @@ class Intake:
         self._interceptors: list[Interceptor] = []
         self._max_pending, self._max_attempts, self._retry_seconds = max_pending, max_attempts, retry_seconds
         self._bucket = TokenBucket(rate, burst)
+        self._backlog = max(int(rate * BACKLOG_SECONDS), 1)
         self._wakeup: anyio.Event | None = None
         self._seen: OrderedDict[str, None] = OrderedDict()
         self.counters: dict[str, int] = dict.fromkeys(
@@ -183,6 +188,9 @@ class Intake:
             self._count("pending", await anyio.to_thread.run_sync(self._store.add, keep))
             if self._wakeup is not None:
                 self._wakeup.set()
+        if self.counters["pending"] > self._backlog and self.on_overflow is not None:
+            for kind in sorted({e.kind for e in events}):
+                self.on_overflow(kind, "confirm_backlog")
 
     # --- confirmation ----------------------------------------------------------------------
     async def run(self) -> None:
@@ -195,10 +203,15 @@ class Intake:
                 continue
             failed = 0
             for row_id, attempts, event in rows:
+                if event.key in self._seen:  # stored meanwhile (a resync read it): no GET needed
+                    await anyio.to_thread.run_sync(self._store.remove, row_id)
+                    self._count("pending", -1)
+                    self._count("confirm_skipped")
+                    continue
                 await self._bucket.take()
                 if not await self._confirm(row_id, attempts, event):
                     failed += 1
-            if failed == len(rows):
+            if failed and failed == len(rows):
                 await anyio.sleep(self._retry_seconds)  # Graph or the disk is failing: do not spin
 
     async def _confirm(self, row_id: int, attempts: int, event: Event) -> bool:

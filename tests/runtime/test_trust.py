@@ -247,3 +247,28 @@ async def test_a_mail_flood_neither_delays_a_chat_confirmation_nor_fails_a_post(
         by_reason = running.runtime.poller.counters.by_reason
         assert by_reason.get("coalesced", 0) >= 1 and by_reason.get("fetch_queue_full", 0) <= 3
         tg.cancel_scope.cancel()
+
+
+async def test_a_flood_of_forged_sponsor_claims_does_not_queue_the_real_sponsor_out(
+    sandbox: Sandbox, env: dict[str, str]
+) -> None:
+    async with anyio.create_task_group() as tg:
+        running = await start(tg, env, reconcile_seconds="3600")
+        await wait_for(lambda: running.runtime.status.source == "webhook")
+        chat_id = await _sponsor_chat(sandbox, running)
+        await control(sandbox, "POST", "/_sandbox/latency", {"graph_ms": 40})
+        sub = _subscription(sandbox, running, "teams")
+        forged = [_claim(sandbox, chat_id, str(1999999999000 + i), "sponsor", "INJECTED") for i in range(60)]
+        assert await _post(sandbox, sub, [_chat_item(sandbox, sub, m) for m in forged]) == 202
+        await control(sandbox, "POST", "/_sandbox/messages", {"from": upn(sandbox, "sponsor"),
+                      "chat_id": chat_id, "text": "the real one"})
+        await wait_for(lambda: len(running.events) == 2)
+        # A resync read it from Graph while most forged claims still wait for their GET (4 per second).
+        counters = running.runtime.intake.counters
+        assert counters["pending"] > 20
+        assert (running.events[1].text, running.events[1].trust, running.events[1].confirmed) == (
+            "the real one", "sponsor", True)
+        await wait_for(lambda: counters["pending"] == 0, timeout=60)
+        assert counters["dropped_not_in_graph"] == 60
+        assert all("INJECTED" not in e.text for e in _stored(running))
+        tg.cancel_scope.cancel()
