@@ -68,10 +68,19 @@ class Gate(Protocol):
 
 
 class TenantGate:
-    """Sponsors are allowed, everyone else is open (stored as untrusted data), nothing is held."""
+    """Sponsors are allowed, everyone else is open (stored as untrusted data), nothing is held.
+
+    `allowed` names more senders to confirm and allow (the bot's `--allow` until the access
+    policy takes it over).
+    """
+
+    def __init__(self, allowed: Callable[[Event], bool] | None = None) -> None:
+        self._allowed = allowed
 
     def decide(self, event: Event) -> Decision:
-        return "allow" if event.trust == "sponsor" else "open"
+        if event.trust == "sponsor" or (self._allowed is not None and self._allowed(event)):
+            return "allow"
+        return "open"
 
     async def hold(self, event: Event) -> None:  # never asked: decide() never holds
         log.warning("intake_hold_unsupported", key=event.key)
