@@ -160,7 +160,13 @@ class Intake:
 
     async def _intercepted(self, event: Event) -> bool:
         for interceptor in self._interceptors:
-            if await interceptor(event):
+            try:
+                consumed = await interceptor(event)
+            except Exception:  # a broken hook must not lose the message nor fail the POST
+                log.exception("intake_interceptor_failed", key=event.key)
+                self._count("interceptor_errors")
+                continue
+            if consumed:
                 self._remember(event.key)
                 self._count("intercepted")
                 return True
@@ -230,8 +236,9 @@ class Intake:
             if confirmed is not None:
                 await self.admit([confirmed])
                 self._count("confirmed")
-        except (AgentSeatError, InboxError) as exc:
-            log.warning("intake_confirm_failed", key=event.key, attempts=attempts + 1, error=exc.message)
+        except Exception as exc:  # Graph, the disk, or a gate's hold: retried, never the worker's end
+            error = exc.message if isinstance(exc, AgentSeatError) else type(exc).__name__
+            log.warning("intake_confirm_failed", key=event.key, attempts=attempts + 1, error=error)
             if attempts + 1 < self._max_attempts:
                 await anyio.to_thread.run_sync(self._store.attempt, row_id)
                 return False
