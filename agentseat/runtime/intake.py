@@ -47,6 +47,7 @@ ChatReader = Callable[[str, str], Awaitable[dict[str, Any] | None]]
 #: (kind, reason): schedule one coalesced resync of that kind.
 Overflow = Callable[[str, str], Any]
 
+_ID_CHARS = 100  # Graph's ids are shorter; a forged one is cut in the log
 _SEEN = 4096  # keys handled recently: a replayed notification of a stored message costs no GET
 #: A backlog longer than this many seconds of confirmations asks for a resync of the kind (the
 #: poller coalesces and spaces them): listing reads genuine messages at once, and their pending
@@ -238,7 +239,7 @@ class Intake:
                 self._count("confirmed")
         except Exception as exc:  # Graph, the disk, or a gate's hold: retried, never the worker's end
             error = exc.message if isinstance(exc, AgentSeatError) else type(exc).__name__
-            log.warning("intake_confirm_failed", key=event.key, attempts=attempts + 1, error=error)
+            log.warning("intake_confirm_failed", key=event.key[:3 * _ID_CHARS], attempts=attempts + 1, error=error)
             if attempts + 1 < self._max_attempts:
                 await anyio.to_thread.run_sync(self._store.attempt, row_id)
                 return False
@@ -272,9 +273,10 @@ class Intake:
     # --- bookkeeping -----------------------------------------------------------------------
     def _drop(self, event: Event, reason: str) -> None:
         self._count(f"dropped_{reason}")
-        # Ids only: never the claimed text.
-        log.warning("intake_dropped", reason=reason, kind=event.kind, chat=event.chat_id,
-                    message=event.message_id, claimed_sender=event.sender_id, source=event.source)
+        # Ids only, cut short (a forged claim chooses them): never the claimed text.
+        log.warning("intake_dropped", reason=reason, kind=event.kind, chat=(event.chat_id or "")[:_ID_CHARS],
+                    message=event.message_id[:_ID_CHARS], claimed_sender=event.sender_id[:_ID_CHARS],
+                    source=event.source)
 
     def _count(self, name: str, n: int = 1) -> None:
         self.counters[name] = self.counters.get(name, 0) + n
