@@ -84,7 +84,7 @@ class TenantGate:
         return "open"
 
     async def hold(self, event: Event) -> None:  # never asked: decide() never holds
-        log.warning("intake_hold_unsupported", key=event.key)
+        log.warning("intake_hold_unsupported", key=event.key[:3 * _ID_CHARS])
 
 
 class Intake:
@@ -164,7 +164,7 @@ class Intake:
             try:
                 consumed = await interceptor(event)
             except Exception:  # a broken hook must not lose the message nor fail the POST
-                log.exception("intake_interceptor_failed", key=event.key)
+                log.exception("intake_interceptor_failed", key=event.key[:3 * _ID_CHARS])
                 self._count("interceptor_errors")
                 continue
             if consumed:
@@ -179,7 +179,7 @@ class Intake:
             if event.trust == "sponsor" and not event.confirmed:
                 # The invariant every sink relies on (CONTRACTS, invariant 2).
                 self._count("refused_unconfirmed_sponsor")
-                log.error("intake_refused_unconfirmed_sponsor", key=event.key)
+                log.error("intake_refused_unconfirmed_sponsor", key=event.key[:3 * _ID_CHARS])
                 continue
             safe.append(event)
         if not safe:
