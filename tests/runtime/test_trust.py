@@ -45,7 +45,7 @@ async def test_captured_token_injection_claiming_the_sponsor_is_dropped_and_reac
         assert await post(sandbox, sub, [chat_item(sandbox, sub, forged)]) == 202
         await wait_for(lambda: running.runtime.intake.counters.get("dropped_not_in_graph", 0) == 1)
         assert sandbox.stats.requests[MESSAGE_GET] == before + 1  # one GET: Graph has no such message
-        assert running.runtime.intake.counters["pending"] == 0
+        await wait_for(lambda: running.runtime.intake.counters["pending"] == 0)
         assert all("INJECTED" not in e.text for e in _stored(running) + running.events)
         assert [e.text for e in _stored(running)] == ["genuine hello"]
         tg.cancel_scope.cancel()
@@ -140,7 +140,7 @@ async def test_a_pending_confirmation_outlives_the_process_and_is_confirmed_afte
         event = running.events[0]
         assert (event.message_id, event.text, event.trust, event.confirmed, event.source) == (
             posted["message_id"], "do not lose me", "sponsor", True, "webhook")
-        assert running.runtime.intake.counters["pending"] == 0
+        await wait_for(lambda: running.runtime.intake.counters["pending"] == 0)  # removed after the append
         await control(sandbox, "DELETE", "/_sandbox/faults")
         tg.cancel_scope.cancel()
 
