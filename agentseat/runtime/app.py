@@ -158,6 +158,10 @@ class Runtime:
         if self._sponsors_known is not None:
             await self._sponsors_known.wait()
 
+    async def sponsors_known(self) -> None:
+        """Wait until the sponsors are resolved (or could not be): whom to ask depends on it."""
+        await self._sponsors_resolved()
+
     def _tunnel(self) -> Tunnel:
         if self._tunnel_override is not None:
             return self._tunnel_override

@@ -27,6 +27,8 @@ from . import events, identity, mail, teams
 from .base import Tool
 from .channel import ChannelSink
 from .events import EventCursor
+from .permission import CAPABILITY as PERMISSION_CAPABILITY
+from .permission import PermissionRelay
 from .stdout import claimed_stdout
 
 if TYPE_CHECKING:
@@ -154,8 +156,9 @@ def build_server(runtime: Runtime, instructions: str, *, channel: ChannelSink | 
     return server
 
 
-def initialization_options(server: Server[Any]) -> Any:
-    return server.create_initialization_options(experimental_capabilities=CHANNEL_CAPABILITY)
+def initialization_options(server: Server[Any], *, permission: bool = False) -> Any:
+    experimental = {**CHANNEL_CAPABILITY, **(PERMISSION_CAPABILITY if permission else {})}
+    return server.create_initialization_options(experimental_capabilities=experimental)
 
 
 def _find_error(exc: BaseException) -> AgentSeatError | None:
@@ -184,11 +187,14 @@ async def serve(settings: Settings) -> None:
     cursor = EventCursor(runtime)
     box = build_tools(runtime, cursor, channel)
     server = build_server(runtime, instructions, channel=channel, cursor=cursor, box=box)
-    options = initialization_options(server)
+    relay = PermissionRelay.for_settings(settings)  # None when AGENTSEAT_PERMISSION_RELAY=0
+    if relay is not None:
+        relay.install(server)
+    options = initialization_options(server, permission=relay is not None)
 
     async def run_runtime() -> None:
         try:
-            await runtime.run([channel])
+            await runtime.run([channel, *([relay] if relay is not None else [])])
         except Exception as exc:
             # Keep serving: every tool call now says why the runtime stopped and what to do,
             # which a host shows; a vanished server would only say "disconnected".
