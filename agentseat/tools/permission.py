@@ -48,17 +48,19 @@ _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 _LINES = re.compile(r"\s*\n\s*")
 
 
+# MCP models name fields in camelCase on the wire; these notifications use snake_case
+# (claude-code-host §4), so every two-word field carries its wire name as its alias.
 class PermissionRequestParams(types.NotificationParams):
     """What Claude Code asks; an id of another shape is dropped before it reaches a sponsor."""
 
-    request_id: str = Field(pattern=REQUEST_ID.pattern)
-    tool_name: str
+    request_id: str = Field(alias="request_id", pattern=REQUEST_ID.pattern)
+    tool_name: str = Field(alias="tool_name")
     description: str
-    input_preview: str
+    input_preview: str = Field(alias="input_preview")
 
 
 class PermissionParams(types.NotificationParams):
-    request_id: str
+    request_id: str = Field(alias="request_id")
     behavior: Literal["allow", "deny"]
 
 
