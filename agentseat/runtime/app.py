@@ -40,6 +40,7 @@ from .fetchq import FetchQueue
 from .inbox import Inbox
 from .intake import Intake
 from .lock import OwnerLock
+from .permission_replies import PermissionReplies
 from .normalize import TrustPolicy
 from .pipeline import KnownSubscription, NotificationPipeline
 from .poller import Poller
@@ -91,6 +92,8 @@ class Runtime:
         self.poller = Poller(settings, self.graph, self.inbox, self.policy, store=self.intake.admit)
         self.intake.reader = self.poller.read_chat_message
         self.intake.on_overflow = self.poller.resync_soon
+        if settings.permission_relay:  # a sponsor's `yes <id>` answers a relayed Claude Code permission prompt
+            self.intake.intercept(PermissionReplies(settings, self.graph, self.policy))
         self.lock = OwnerLock(settings.state_dir / "runtime.lock")
         self.status = RuntimeStatus(mode=settings.mode)
         self._tunnel_override = tunnel

@@ -107,9 +107,10 @@ class PermissionReplies:
             return False  # an allowed colleague's "yes abcde" is just a message: nothing is said to anyone
         try:
             return await self._act(event, sponsor)
-        except (AgentSeatError, sqlite3.Error) as exc:
+        except Exception as exc:  # noqa: BLE001 - a failing relay must not stop the intake
             # Not consumed: the message reaches the agent as any other; the host's own prompt still works.
-            log.warning("permission_reply_failed", error=getattr(exc, "message", type(exc).__name__))
+            log.warning("permission_reply_failed", error=getattr(exc, "message", type(exc).__name__),
+                        exc_info=not isinstance(exc, (AgentSeatError, sqlite3.Error)))
             return False
 
     async def _act(self, event: Event, sponsor: str) -> bool:

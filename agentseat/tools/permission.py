@@ -99,7 +99,7 @@ class PermissionRelay:
     """
 
     def __init__(self, state_dir: Path, *, claimant: str | None = None) -> None:
-        self.store = PermissionStore(state_dir)
+        self._state_dir = state_dir  # the store is opened when the relay runs: building it does no I/O
         # The same host:pid form the inbox uses: the interceptor checks the asking process still runs.
         self.claimant = claimant or f"{socket.gethostname()}:{os.getpid()}"
         self._send, self._recv = anyio.create_memory_object_stream[tuple[PermissionRequestParams, Any]](100)
@@ -120,15 +120,23 @@ class PermissionRelay:
 
     async def __call__(self, runtime: Runtime) -> None:
         """A runtime sink: relays each request in its own task, until cancelled."""
+        store = await anyio.to_thread.run_sync(PermissionStore, self._state_dir)
         dms = SponsorDMs(runtime.settings, runtime.graph)
         async with anyio.create_task_group() as tg, self._recv:
             async for params, session in self._recv:
-                tg.start_soon(self._relay, runtime, dms, params, session)
+                tg.start_soon(self._guarded, runtime, store, dms, params, session)
 
-    async def _relay(self, runtime: Runtime, dms: SponsorDMs, params: PermissionRequestParams,
-                     session: ServerSession) -> None:
+    async def _guarded(self, runtime: Runtime, store: PermissionStore, dms: SponsorDMs,
+                       params: PermissionRequestParams, session: ServerSession) -> None:
+        try:
+            await self._relay(runtime, store, dms, params, session)
+        except Exception as exc:  # noqa: BLE001 - one failed relay must not stop the runtime beside it
+            log.warning("permission_relay_failed", request_id=params.request_id, error=type(exc).__name__,
+                        exc_info=not isinstance(exc, AgentSeatError))
+
+    async def _relay(self, runtime: Runtime, store: PermissionStore, dms: SponsorDMs,
+                     params: PermissionRequestParams, session: ServerSession) -> None:
         rid = params.request_id
-        store = self.store
         if not await anyio.to_thread.run_sync(store.add, rid, self.claimant, params.tool_name[:MAX_TOOL]):
             log.warning("permission_request_dropped", request_id=rid, reason="duplicate_id")
             return

@@ -178,3 +178,19 @@ async def test_relay_off_declares_no_permission_capability(sandbox: Sandbox, env
                                                            tmp_path: Path) -> None:
     async with serve({**env, "AGENTSEAT_PERMISSION_RELAY": "0"}, tmp_path) as served:
         assert served.init.capabilities.experimental == {"claude/channel": {}}
+
+
+async def test_the_serve_that_got_the_request_answers_it_while_another_owns_the_intake(
+        sandbox: Sandbox, env: dict[str, str], tmp_path: Path) -> None:
+    async with serve(env, tmp_path, "a") as a, serve(env, tmp_path, "b") as b:
+        with anyio.fail_after(BOUND):
+            while True:
+                roles = {(await s.call_json("status"))["role"]: s for s in (a, b)}
+                if set(roles) == {"owner", "sink"}:
+                    break
+                await anyio.sleep(0.05)
+        asker, owner = roles["sink"], roles["owner"]
+        await _ask(asker, "abcde")
+        await _agent_lines(sandbox, 1, "yes abcde")
+        assert await _answered(asker, sandbox, "abcde", "no abcde") == "deny"
+        assert owner.permissions == []  # the owner read the reply; only the asking session is answered
