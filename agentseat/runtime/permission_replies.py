@@ -98,6 +98,7 @@ class PermissionReplies:
 
     async def __call__(self, event: Event) -> bool:
         # Cheap test first: the interceptor sees every trusted message, and almost none is an answer.
+        # "Within 10 minutes" is judged when the confirmed reply gets here, never earlier than it was sent.
         if event.kind != "teams" or not ATTEMPT.match(event.text):
             return False
         sponsor = event.sender_id.lower()
@@ -132,15 +133,21 @@ class PermissionReplies:
         if request is None:
             await self._tell(sponsor, str(open_id), "unknown")
             return False
+        if request.answer_key == event.key:
+            return True  # the answer itself, read again (a resync after a restart): still consumed, said once
         refusal = self._refusal(request, now)
-        if refusal is None and await anyio.to_thread.run_sync(store.answer, request_id, behavior, sponsor, now):
-            log.info("permission_answered", request_id=request_id, behavior=behavior)
-            word = "Allowed" if behavior == "allow" else "Denied"
-            await self._say(sponsor, f"{word}: {html.escape(request.tool_name)} ({request_id}).")
-            return True
+        if refusal is None:
+            if await anyio.to_thread.run_sync(store.answer, request_id, behavior, sponsor, event.key, now):
+                log.info("permission_answered", request_id=request_id, behavior=behavior)
+                word = "Allowed" if behavior == "allow" else "Denied"
+                await self._say(sponsor, f"{word}: {html.escape(request.tool_name)} ({request_id}).")
+                return True
+            # Another answer or the expiry won between the read and the write: say which.
+            latest = await store.aget(request_id)
+            refusal = self._refusal(latest, now) if latest is not None else "late"
         if refusal in ("late", "gone"):
             await anyio.to_thread.run_sync(store.expire, request_id)
-        await self._tell(sponsor, request_id, refusal or "answered")  # None here: another answer won the race
+        await self._tell(sponsor, request_id, refusal or "answered")
         return False
 
     @staticmethod

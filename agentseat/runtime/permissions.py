@@ -42,7 +42,7 @@ Status = Literal["pending", "allow", "deny", "expired", "delivered"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS requests(request_id TEXT PRIMARY KEY, created_at REAL NOT NULL, process TEXT NOT NULL,
-    tool_name TEXT NOT NULL, status TEXT NOT NULL, answered_by TEXT, answered_at REAL) WITHOUT ROWID;
+    tool_name TEXT NOT NULL, status TEXT NOT NULL, answered_by TEXT, answered_at REAL, answer_key TEXT) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS asks(request_id TEXT NOT NULL, sponsor_id TEXT NOT NULL, chat_id TEXT NOT NULL,
     PRIMARY KEY(request_id, sponsor_id)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS notices(request_id TEXT NOT NULL, sponsor_id TEXT NOT NULL, reason TEXT NOT NULL,
@@ -68,6 +68,7 @@ class Request:
     tool_name: str
     status: Status
     answered_by: str | None = None
+    answer_key: str | None = None  # the inbox key of the message that answered it
 
     def expired(self, now: float) -> bool:
         return now - self.created_at > TTL_SECONDS
@@ -135,8 +136,8 @@ class PermissionStore:
     # --- the owner's interceptor ----------------------------------------------------------------
     def get(self, request_id: str) -> Request | None:
         with self._tx() as conn:
-            row = conn.execute("SELECT request_id, created_at, process, tool_name, status, answered_by FROM requests "
-                               "WHERE request_id = ?", (request_id,)).fetchone()
+            row = conn.execute("SELECT request_id, created_at, process, tool_name, status, answered_by, answer_key "
+                               "FROM requests WHERE request_id = ?", (request_id,)).fetchone()
         return None if row is None else Request(*row)
 
     def chat_of(self, sponsor_id: str) -> str | None:
@@ -155,13 +156,16 @@ class PermissionStore:
                                "ORDER BY r.created_at DESC LIMIT 1", (sponsor_id.lower(), now - TTL_SECONDS)).fetchone()
         return None if row is None else str(row[0])
 
-    def answer(self, request_id: str, behavior: Behavior, sponsor_id: str, now: float | None = None) -> bool:
-        """Record the answer if the request still waits and is in time; False when another answer or time won."""
+    def answer(self, request_id: str, behavior: Behavior, sponsor_id: str, key: str = "",
+               now: float | None = None) -> bool:
+        """Record the answer (from the message with inbox key `key`) if the request still waits and is
+        in time; False when another answer or time won."""
         now = time.time() if now is None else now
         with self._tx() as conn:
-            changed = conn.execute("UPDATE requests SET status = ?, answered_by = ?, answered_at = ? "
+            changed = conn.execute("UPDATE requests SET status = ?, answered_by = ?, answered_at = ?, answer_key = ? "
                                    "WHERE request_id = ? AND status = 'pending' AND created_at >= ?",
-                                   (behavior, sponsor_id.lower(), now, request_id, now - TTL_SECONDS)).rowcount
+                                   (behavior, sponsor_id.lower(), now, key or None, request_id,
+                                    now - TTL_SECONDS)).rowcount
         return changed == 1
 
     def expire(self, request_id: str) -> None:

@@ -42,7 +42,7 @@ def test_store_answers_once_in_time_and_notices_once(tmp_path: Path) -> None:
     assert (tmp_path / "permissions.db").stat().st_mode & 0o777 == 0o600
     assert store.add("abcde", ME, "Bash")
     assert not store.add("abcde", "other:1", "Bash")  # a live request keeps its id
-    assert store.answer("abcde", "deny", "S1")
+    assert store.answer("abcde", "deny", "S1", "teams:c:m")
     assert not store.answer("abcde", "allow", "S2")  # the first answer stands
     assert store.get("abcde").status == "deny"  # type: ignore[union-attr]
 
@@ -192,3 +192,12 @@ async def test_an_answer_for_a_session_that_ended_is_refused(world: World) -> No
     assert await world.reply("yes abcde") is False
     notes = (await world.agent_lines(dm))[1:]
     assert len(notes) == 1 and "ended" in notes[0]
+
+
+async def test_the_answer_read_again_is_consumed_again_and_acknowledged_once(world: World) -> None:
+    dm = await world.ask("abcde")
+    posted = await post_dm(world.sandbox, world.sponsor.upn, world.agent.upn, "yes abcde")
+    event = await _event(world.runtime, posted)
+    assert await world.replies(event) is True
+    assert await world.replies(event) is True  # as after a restart's resync: never stored, never re-answered
+    assert len(await world.agent_lines(dm)) == 2  # the question, one "Allowed"
