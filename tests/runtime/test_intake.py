@@ -196,3 +196,14 @@ async def test_graph_errors_are_retried_then_dropped_with_a_resync(inbox: Inbox,
         tg.cancel_scope.cancel()
     assert graph.reads == 3 and intake.counters["dropped_confirm_failed"] == 1
     assert resyncs == [("teams", "confirm_failed")] and inbox.count() == 0
+
+
+async def test_a_failing_interceptor_loses_nothing(inbox: Inbox, tmp_path: Path) -> None:
+    intake = make_intake(inbox, tmp_path, Graph())
+
+    async def broken(event: Event) -> bool:
+        raise RuntimeError("a bug in a hook")
+
+    intake.intercept(broken)
+    [event] = await intake.admit([claim("1", confirmed=True)])
+    assert event.message_id == "1" and intake.counters["interceptor_errors"] == 1
