@@ -40,8 +40,8 @@ from .fetchq import FetchQueue
 from .inbox import Inbox
 from .intake import Intake
 from .lock import OwnerLock
-from .permission_replies import PermissionReplies
 from .normalize import TrustPolicy
+from .permission_replies import PermissionReplies
 from .pipeline import KnownSubscription, NotificationPipeline
 from .poller import Poller
 from .verify import JwksCache
