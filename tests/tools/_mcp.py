@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -19,14 +18,11 @@ from mcp.client import _probe
 from mcp.client.extension import NotificationBinding
 from mcp.client.stdio import stdio_client
 
-import agentseat
 from agentseat.sandbox.app import Sandbox
 from agentseat.tools.channel import METHOD, ChannelParams
 from agentseat.tools.permission import METHOD as PERMISSION_METHOD
 from agentseat.tools.permission import PermissionParams
 
-#: The source tree this test process imports agentseat from.
-TREE = str(Path(agentseat.__file__).resolve().parents[1])
 #: A safety bound only: every wait ends as soon as its condition holds.
 BOUND = 60
 
@@ -97,9 +93,6 @@ async def serve(env: dict[str, str], workdir: Path, log_name: str = "serve", *,
     `negotiate_auto` connects as Claude Code does with MCP_PROTOCOL_NEGOTIATION=auto: a
     `server/discover` probe first, `initialize` only if the server does not take it.
     """
-    # The stdio client passes only a few variables on (HOME, PATH, ...): name the tree under test,
-    # or the subprocess imports whichever agentseat is installed in the venv.
-    env = {**env, "PYTHONPATH": os.pathsep.join(filter(None, [TREE, env.get("PYTHONPATH")]))}
     params = StdioServerParameters(command=sys.executable, args=["-m", "agentseat.cli", "serve"], env=env,
                                    cwd=str(workdir))
     log_path = workdir / f"{log_name}.log"
