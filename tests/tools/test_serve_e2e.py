@@ -11,7 +11,7 @@ import pytest
 
 from agentseat.runtime.inbox import Event, Inbox
 from agentseat.sandbox.app import Sandbox
-from tests.tools._mcp import TREE, Served, chat_messages, mailbox, post_chat, post_dm, post_mail, serve
+from tests.tools._mcp import PACKAGE_ROOT, Served, chat_messages, mailbox, post_chat, post_dm, post_mail, serve
 
 #: The channel, and the permission relay (on unless AGENTSEAT_PERMISSION_RELAY=0).
 CAPABILITIES = {"claude/channel": {}, "claude/channel/permission": {}}
@@ -226,7 +226,7 @@ async def test_stdout_carries_only_protocol(sandbox: Sandbox, env: dict[str, str
     ]
     with (tmp_path / "raw.log").open("w") as errlog:
         async with await anyio.open_process([sys.executable, "-m", "agentseat.cli", "serve"],
-                                            env={**env, "PYTHONPATH": TREE},
+                                            env={**env, "PYTHONPATH": PACKAGE_ROOT},
                                             cwd=tmp_path, stderr=errlog) as proc:
             assert proc.stdin is not None and proc.stdout is not None
             for request in requests:
