@@ -28,6 +28,7 @@ from .base import Tool
 from .channel import ChannelSink
 from .events import EventCursor
 from .permission import CAPABILITY as PERMISSION_CAPABILITY
+from .permission import REQUEST_METHOD as PERMISSION_REQUEST
 from .permission import PermissionRelay
 from .stdout import claimed_stdout
 
@@ -156,8 +157,10 @@ def build_server(runtime: Runtime, instructions: str, *, channel: ChannelSink | 
     return server
 
 
-def initialization_options(server: Server[Any], *, permission: bool = False) -> Any:
-    experimental = {**CHANNEL_CAPABILITY, **(PERMISSION_CAPABILITY if permission else {})}
+def initialization_options(server: Server[Any]) -> Any:
+    # The permission capability is declared exactly when something answers it (tools/permission.py).
+    relayed = server.get_notification_handler(PERMISSION_REQUEST) is not None
+    experimental = {**CHANNEL_CAPABILITY, **(PERMISSION_CAPABILITY if relayed else {})}
     return server.create_initialization_options(experimental_capabilities=experimental)
 
 
@@ -184,13 +187,13 @@ async def serve(settings: Settings) -> None:
     instructions = load_body(settings)  # a bad persona file fails here, before anything is opened
     runtime = Runtime(settings)
     channel = ChannelSink()
+    relay = PermissionRelay.for_settings(settings)  # None when AGENTSEAT_PERMISSION_RELAY=0
     cursor = EventCursor(runtime)
     box = build_tools(runtime, cursor, channel)
     server = build_server(runtime, instructions, channel=channel, cursor=cursor, box=box)
-    relay = PermissionRelay.for_settings(settings)  # None when AGENTSEAT_PERMISSION_RELAY=0
-    if relay is not None:
+    if relay is not None:  # installed before the options are made: the capability follows the handler
         relay.install(server)
-    options = initialization_options(server, permission=relay is not None)
+    options = initialization_options(server)
 
     async def run_runtime() -> None:
         try:

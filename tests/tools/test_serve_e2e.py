@@ -13,8 +13,6 @@ from agentseat.runtime.inbox import Event, Inbox
 from agentseat.sandbox.app import Sandbox
 from tests.tools._mcp import PACKAGE_ROOT, Served, chat_messages, mailbox, post_chat, post_dm, post_mail, serve
 
-#: The channel, and the permission relay (on unless AGENTSEAT_PERMISSION_RELAY=0).
-CAPABILITIES = {"claude/channel": {}, "claude/channel/permission": {}}
 ALLOWED_META = {"chat_id", "message_id", "user", "ts", "kind"}
 TOOLS = {"send_teams_message", "reply_in_chat", "read_teams_messages", "list_chats", "create_chat",
          "list_chat_members", "add_chat_member", "send_email", "reply_email", "read_email", "wait_for_event",
@@ -44,7 +42,7 @@ async def _settled(*servers: Served) -> None:
 async def test_capability_declared_and_dm_pushed_once(sandbox: Sandbox, env: dict[str, str], tmp_path: Path) -> None:
     sponsor, agent = _upn(sandbox, "sponsor"), _upn(sandbox, "agent_user")
     async with serve(env, tmp_path) as served:
-        assert served.init.capabilities.experimental == CAPABILITIES
+        assert served.init.capabilities.experimental == {"claude/channel": {}, "claude/channel/permission": {}}
         assert served.init.capabilities.tools is not None
         assert "Your sponsors are: " + sponsor in (served.init.instructions or "")
         tools = {t.name for t in (await served.session.list_tools()).tools}
@@ -226,7 +224,7 @@ async def test_stdout_carries_only_protocol(sandbox: Sandbox, env: dict[str, str
     ]
     with (tmp_path / "raw.log").open("w") as errlog:
         async with await anyio.open_process([sys.executable, "-m", "agentseat.cli", "serve"],
-                                            env={**env, "PYTHONPATH": PACKAGE_ROOT},
+                                            env={"PYTHONPATH": PACKAGE_ROOT, **env},
                                             cwd=tmp_path, stderr=errlog) as proc:
             assert proc.stdin is not None and proc.stdout is not None
             for request in requests:
@@ -244,7 +242,7 @@ async def test_stdout_carries_only_protocol(sandbox: Sandbox, env: dict[str, str
                 assert await proc.wait() == 0
     messages = [json.loads(line) for line in out.decode().splitlines()]
     assert all(m.get("jsonrpc") == "2.0" for m in messages)
-    assert messages[0]["result"]["capabilities"]["experimental"] == CAPABILITIES
+    assert messages[0]["result"]["capabilities"]["experimental"] == {"claude/channel": {}, "claude/channel/permission": {}}
 
 
 async def test_a_failed_runtime_turns_every_tool_into_an_explaining_error(sandbox: Sandbox, env: dict[str, str],
@@ -275,7 +273,7 @@ async def test_auto_negotiating_host_still_gets_the_channel(sandbox: Sandbox, en
     """The era trap: a host probing server/discover must fall back to initialize and keep the channel."""
     sponsor, agent = _upn(sandbox, "sponsor"), _upn(sandbox, "agent_user")
     async with serve(env, tmp_path, negotiate_auto=True) as served:
-        assert served.init.capabilities.experimental == CAPABILITIES
+        assert served.init.capabilities.experimental == {"claude/channel": {}, "claude/channel/permission": {}}
         posted = await post_dm(sandbox, sponsor, agent, "negotiated")
         [push] = await served.wait_pushes(1)
         assert push.meta is not None and push.meta["message_id"] == posted["message_id"]
