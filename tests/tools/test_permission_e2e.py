@@ -73,10 +73,11 @@ async def _answered(served: Served, sandbox: Sandbox, request_id: str, text: str
     return answer.behavior
 
 
+@pytest.mark.parametrize("policy", ["tenant", "pairing"])  # who else may reach the agent does not matter
 async def test_a_sponsors_yes_in_teams_allows_and_is_not_pushed(sandbox: Sandbox, env: dict[str, str],
-                                                                tmp_path: Path) -> None:
+                                                                tmp_path: Path, policy: str) -> None:
     sponsor, agent = _upn(sandbox, "sponsor"), _upn(sandbox, "agent_user")
-    async with serve(env, tmp_path) as served:
+    async with serve({**env, "AGENTSEAT_INBOUND_POLICY": policy}, tmp_path) as served:
         assert served.init.capabilities.experimental == CAPABILITIES
         await _ask(served, "abcde")
         [asked] = await _agent_lines(sandbox, 1, "yes abcde")
