@@ -19,9 +19,11 @@ is the subscription manager's.
 
 from __future__ import annotations
 
+import time
 from collections import Counter, deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+
 import anyio
 import structlog
 from anyio.lowlevel import checkpoint
@@ -35,7 +37,11 @@ log = structlog.get_logger(__name__)
 LIFECYCLE_QUEUE_SIZE = 100
 #: Consecutive resyncs, or removal checks, of one kind start at least this far apart.
 LIFECYCLE_SPACING_SECONDS = 10.0
+#: A drop reason is logged once per this many seconds; the counters have every one.
+_DROP_LOG_SECONDS = 60.0
 EVENTS = ("subscriptionRemoved", "reauthorizationRequired", "missed")
+_COALESCED = {"subscriptionRemoved": "removal_coalesced", "reauthorizationRequired": "reauthorize_coalesced",
+              "missed": "resync_coalesced"}
 
 
 @dataclass
@@ -81,7 +87,7 @@ class LifecycleGate:
         self._removal = Coalescer("removal_check", check_removed, spacing=gap)
         self._reauthorize = Coalescer("reauthorize", reauthorize)
         self._resync = Coalescer("resync", self._counted(resync), spacing=gap)
-        self._busy = False
+        self._logged: dict[str, tuple[float, int]] = {}  # reason -> (last logged, suppressed since)
 
     def _counted(self, resync: Callable[[str, str], Awaitable[None]]) -> Callable[[str, str], Awaitable[None]]:
         async def run(kind: str, reason: str) -> None:
@@ -104,8 +110,14 @@ class LifecycleGate:
 
     def _drop(self, reason: str, known: KnownSubscription, event: str) -> None:
         self.counters.dropped[reason] += 1
+        now = time.monotonic()
+        last, suppressed = self._logged.get(reason, (float("-inf"), 0))
+        if now - last < _DROP_LOG_SECONDS:  # a flood is counted, not logged line by line
+            self._logged[reason] = (last, suppressed + 1)
+            return
+        self._logged[reason] = (now, 0)
         log.info("lifecycle_dropped", reason=reason, kind=known.kind, subscription=known.id,
-                 lifecycle_event=event if event in EVENTS else "other")
+                 lifecycle_event=event if event in EVENTS else "other", suppressed=suppressed)
 
     # --- requests from the manager ---------------------------------------------------------
     def resync(self, kind: str, reason: str) -> None:
@@ -115,7 +127,7 @@ class LifecycleGate:
 
     def idle(self) -> bool:
         """Nothing queued, running or pending (tests wait on this, and so can shutdown)."""
-        return (not self._queue and not self._busy and self._removal.idle() and self._reauthorize.idle()
+        return (not self._queue and self._removal.idle() and self._reauthorize.idle()
                 and self._resync.idle())
 
     # --- the worker ----------------------------------------------------------------------
@@ -130,26 +142,22 @@ class LifecycleGate:
                     await self._wake.wait()
                     continue
                 known, event = self._queue.popleft()
-                self._busy = True
-                try:
-                    self._dispatch(known, event)
-                finally:
-                    self._busy = False
+                self._dispatch(known, event)  # never awaits: the jobs run in their own tasks
                 await checkpoint()
 
     def _dispatch(self, known: KnownSubscription, event: str) -> None:
         if not self._holds(known):  # replaced while it waited
             return self._drop("not_held", known, event)
-        log.info("lifecycle_event", kind=known.kind, lifecycle_event=event if event in EVENTS else "other",
-                 subscription=known.id)
         if event == "subscriptionRemoved":
-            if not self._removal.request(known.kind, "removed"):
-                self.counters.dropped["removal_coalesced"] += 1
+            asked = self._removal.request(known.kind, "removed")
         elif event == "reauthorizationRequired":
-            if not self._reauthorize.request(known.kind, "reauthorize"):
-                self.counters.dropped["reauthorize_coalesced"] += 1
+            asked = self._reauthorize.request(known.kind, "reauthorize")
         elif event == "missed":
-            self.resync(known.kind, "missed")
+            asked = self._resync.request(known.kind, "missed")
         else:
-            self._drop("unknown_event", known, event)
+            return self._drop("unknown_event", known, event)
+        if not asked:  # folded into the run already pending: counted, not logged
+            self.counters.dropped[_COALESCED[event]] += 1
+            return None
+        log.info("lifecycle_event", kind=known.kind, lifecycle_event=event, subscription=known.id)
         return None

@@ -156,7 +156,9 @@ class SubscriptionManager:
 
     async def _reconcile(self, spec: SubscriptionSpec, existing: list[dict[str, Any]]) -> None:
         state = self.states[spec.kind]
-        keep = next((s for s in existing if self._points_here(s) and self._secret_for(s)), None)
+        # The one we hold first: a second that also points here is a duplicate to replace.
+        ordered = sorted(existing, key=lambda s: str(s.get("id")) != state.id)
+        keep = next((s for s in ordered if self._points_here(s) and self._secret_for(s)), None)
         reason = "created"
         for stale in existing:
             if stale is not keep:

@@ -1,4 +1,4 @@
-"""Upgrading from the shared clientState file to one secret per subscription.
+"""Every subscription its own clientState: after a URL move, and after an upgrade from the shared one.
 
 Earlier versions kept one secret in `state_dir/client_state` for every
 subscription. After an upgrade, their live subscriptions must keep verifying
@@ -108,3 +108,17 @@ async def test_upgrade_keeps_the_shared_secret_verifying_until_the_first_sync_re
         assert rt.manager.counters.dropped["not_held"] == 1
         await rt.settled()
         assert live(sandbox, "teams").id == new["teams"].id
+
+
+async def test_a_url_move_gives_every_subscription_a_fresh_secret(sandbox: Sandbox, agent_env: dict[str, str]) -> None:
+    async with running(agent_env):
+        before = {kind: live(sandbox, kind) for kind in ("teams", "mail")}
+    async with running(agent_env) as rt:  # a new port: the tunnel URL changed
+        after = {kind: live(sandbox, kind) for kind in ("teams", "mail")}
+        assert after["teams"].notification_url != before["teams"].notification_url
+        old_secrets = {s.client_state for s in before.values()}
+        assert {s.client_state for s in after.values()}.isdisjoint(old_secrets)
+        assert after["teams"].client_state != after["mail"].client_state
+        for kind in ("teams", "mail"):
+            assert rt.manager.known[after[kind].id].client_state == after[kind].client_state
+            assert rt.manager.states[kind].client_state == after[kind].client_state
