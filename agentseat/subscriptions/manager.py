@@ -41,8 +41,11 @@ Resync = Callable[[str, str], Awaitable[None]]  # (kind, reason)
 REAUTHORIZE_WINDOW_SECONDS = 600.0
 #: A failed renewal of a subscription close to expiry is retried at most this often.
 _DUE_RETRY_SECONDS = 60.0
-#: A kind without a live subscription (refused, conflict) is tried again this often.
-_RETRY_CREATE_SECONDS = 300.0
+#: A kind without a live subscription (refused, or removed and not recreated) is tried
+#: again this often, so a failure never leaves it unrenewed for good.
+RETRY_CREATE_SECONDS = 300.0
+#: `maintain` looks again after at most 300 s, and at least 5 s.
+MAX_CHECK_SECONDS, MIN_CHECK_SECONDS = 300.0, 5.0
 
 
 @dataclass
@@ -77,6 +80,7 @@ class SubscriptionManager:
         self._lock = anyio.Lock()
         self._patched_at: dict[str, float] = {}  # subscription id -> monotonic time of our last PATCH
         self._tried_at: dict[str, float] = {}  # kind -> monotonic time of our last create
+        self._poke = anyio.Event()  # wakes `maintain` when a kind lost its subscription
         # Versions before per-subscription secrets shared one; their live subscriptions
         # keep verifying with it until `sync` replaces them.
         self._legacy = read_legacy_client_state(settings.state_dir)
@@ -217,6 +221,7 @@ class SubscriptionManager:
                 self.counters.actions["conflicts_unresolved"] += 1
             self._let_go(state, grace=False)
             state.state, state.error = "refused", _explain(exc)
+            self._poke.set()
             log.warning("subscription_refused", kind=spec.kind, status=exc.status, code=exc.code, why=state.error)
             self._save()
             return
@@ -345,20 +350,25 @@ class SubscriptionManager:
         """Renew whatever is due and retry what is missing, forever; the runtime cancels
         it when the URL goes away."""
         while True:
+            self._poke = anyio.Event()
             async with self._lock:
                 for spec in self.specs:
                     state = self.states[spec.kind]
                     if state.state == "active":
                         await self._renew_if_due(spec)
-                    elif self.url and time.monotonic() - self._tried_at.get(spec.kind, float("-inf")) \
-                            >= _RETRY_CREATE_SECONDS:
+                    elif self.url and self._retry_wait(spec.kind) <= 0:
                         await self._create(spec, reason="retry")
-            await anyio.sleep(self._check_interval())
+            with anyio.move_on_after(self._check_interval()):
+                await self._poke.wait()
+
+    def _retry_wait(self, kind: str) -> float:
+        return RETRY_CREATE_SECONDS - (time.monotonic() - self._tried_at.get(kind, float("-inf")))
 
     def _check_interval(self) -> float:
         now = datetime.now(UTC).timestamp()
-        waits = [max(5.0, (s.expires - now) / 4) for s in self.states.values() if s.state == "active"]
-        return min([300.0, *waits])
+        waits = [(s.expires - now) / 4 if s.state == "active" else self._retry_wait(s.kind)
+                 for s in self.states.values()]
+        return min([MAX_CHECK_SECONDS, *(max(MIN_CHECK_SECONDS, w) for w in waits)])
 
     async def drop_all(self) -> None:
         """Delete our subscriptions (used by teardown and when leaving webhook mode for good)."""

@@ -149,3 +149,27 @@ async def test_a_flood_of_forged_reauthorization_costs_one_patch(sandbox: Sandbo
         assert rt.manager.counters.dropped["reauthorize_rate_limited"] >= 1
         assert requests(sandbox, "POST /subscriptions/{sub_id}/reauthorize") == 0
         assert sandbox.stats.notifications["reauthorize_and_patch_within_10min"] == 0
+
+
+async def test_a_recreation_graph_refuses_is_retried_until_something_is_renewed(
+        sandbox: Sandbox, agent_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    from agentseat.subscriptions import manager as manager_module
+    from tests.runtime.test_runtime import control
+
+    monkeypatch.setattr(manager_module, "RETRY_CREATE_SECONDS", 0.5)
+    monkeypatch.setattr(manager_module, "MIN_CHECK_SECONDS", 0.2)
+    async with running(agent_env, graph_deadline_seconds="1") as rt:
+        old = live(sandbox, "teams")
+        await control(sandbox, "POST", "/_sandbox/faults",
+                      {"graph": [{"route": CREATE, "rate": 1.0, "status": 503, "retry_after": 0.05}]})
+        await control(sandbox, "POST", f"/_sandbox/subscriptions/{old.id}/remove")
+        await wait_for(lambda: rt.manager.states["teams"].state == "refused")
+        assert old.id not in rt.manager.known
+        await control(sandbox, "DELETE", "/_sandbox/faults")
+
+        await wait_for(lambda: rt.manager.states["teams"].state == "active")
+        new = live(sandbox, "teams")
+        assert rt.manager.states["teams"].id == new.id != old.id
+        before = new.expiration
+        await rt.manager.renew("teams", reason="test")
+        assert live(sandbox, "teams").expiration > before
