@@ -128,12 +128,16 @@ class SubscriptionManager:
         async with self._lock:
             self.url = public_url.rstrip("/")
             try:
-                live = [s async for page in self._graph.pages("/subscriptions") for s in page]
+                live: list[dict[str, Any]] | None = [s async for page in self._graph.pages("/subscriptions")
+                                                     for s in page]
             except GraphError as exc:
                 log.warning("subscriptions_list_failed", status=exc.status, code=exc.code)
-                live = []
+                live = None
             for spec in self.specs:
-                await self._reconcile(spec, [s for s in live if spec.matches(str(s.get("resource", "")))])
+                if live is None:
+                    await self._keep_unlisted(spec)
+                else:
+                    await self._reconcile(spec, [s for s in live if spec.matches(str(s.get("resource", "")))])
             self._save()
             if self._legacy and not any(self._is_legacy(s.client_state) for s in self.states.values() if s.id):
                 if remove_legacy_client_state(self._settings.state_dir):
@@ -179,6 +183,18 @@ class SubscriptionManager:
         if state.id:  # Graph no longer lists it
             self._let_go(state, grace=False)
         await self._create(spec, reason=reason, resync=False)
+
+    async def _keep_unlisted(self, spec: SubscriptionSpec) -> None:
+        """Graph's list is unavailable: what we hold is the best we know. Keep it if it points
+        here and has its own secret (a renewal finds out if it is gone), else replace it."""
+        state = self.states[spec.kind]
+        if state.id and state.state == "active":
+            if state.url == f"{self.url}/notifications" and not self._is_legacy(state.client_state):
+                await self._renew_if_due(spec)
+                return
+            await self._delete(state.id)
+            self._let_go(state, grace=True)
+        await self._reconcile(spec, [])
 
     def _take_over(self, spec: SubscriptionSpec, live: dict[str, Any], secret: str) -> None:
         state = self.states[spec.kind]

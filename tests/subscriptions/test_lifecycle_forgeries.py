@@ -13,7 +13,9 @@ import pytest
 from agentseat.graph.times import parse_graph_time
 from agentseat.sandbox.app import Sandbox
 from agentseat.subscriptions import lifecycle
+from agentseat.subscriptions import manager as manager_module
 from agentseat.subscriptions.specs import expiry
+from tests.runtime.test_runtime import control
 
 from ._lifecycle import (
     CHAT_LIST,
@@ -59,8 +61,6 @@ async def test_forged_subscription_removed_is_refuted_and_the_subscription_still
 
 async def test_genuine_removal_recreates_with_a_new_client_state_and_refuses_the_old_one(
         sandbox: Sandbox, agent_env: dict[str, str]) -> None:
-    from tests.runtime.test_runtime import control
-
     async with running(agent_env) as rt:
         old = live(sandbox, "teams")
         old_secret = str(old.client_state)
@@ -100,9 +100,10 @@ async def test_a_conflict_on_create_adopts_the_live_subscription_and_renews_it(
         # renewal: as after a create whose answer never reached us.
         graph = rt.runtime.graph
         await graph.delete(f"/subscriptions/{gone.id}")
+        cert = rt.runtime.keys.load(rt.runtime.settings.cert_thumbprint)
         body = spec.body(notification_url=f"{rt.manager.url}/notifications",
                          lifecycle_url=f"{rt.manager.url}/lifecycle", client_state="other-secret-" + "x" * 20,
-                         certificate_b64=rt.manager._cert, certificate_id=rt.manager._cert_id)
+                         certificate_b64=cert.der_b64, certificate_id=cert.sha1_thumbprint)
         body["expirationDateTime"] = expiry(60)
         other = await graph.post("/subscriptions", body)
         creates, patches = requests(sandbox, CREATE), requests(sandbox, PATCH)
@@ -153,9 +154,6 @@ async def test_a_flood_of_forged_reauthorization_costs_one_patch(sandbox: Sandbo
 
 async def test_a_recreation_graph_refuses_is_retried_until_something_is_renewed(
         sandbox: Sandbox, agent_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
-    from agentseat.subscriptions import manager as manager_module
-    from tests.runtime.test_runtime import control
-
     monkeypatch.setattr(manager_module, "RETRY_CREATE_SECONDS", 0.5)
     monkeypatch.setattr(manager_module, "MIN_CHECK_SECONDS", 0.2)
     async with running(agent_env, graph_deadline_seconds="1") as rt:
