@@ -122,3 +122,20 @@ async def test_a_url_move_gives_every_subscription_a_fresh_secret(sandbox: Sandb
         for kind in ("teams", "mail"):
             assert rt.manager.known[after[kind].id].client_state == after[kind].client_state
             assert rt.manager.states[kind].client_state == after[kind].client_state
+
+
+async def test_a_restart_while_graph_cannot_list_keeps_what_it_holds(sandbox: Sandbox,
+                                                                     agent_env: dict[str, str]) -> None:
+    from tests.runtime.test_runtime import control
+
+    port = str(free_port())
+    async with running(agent_env, webhook_port=port):
+        before = {kind: live(sandbox, kind).id for kind in ("teams", "mail")}
+    await control(sandbox, "POST", "/_sandbox/faults",
+                  {"graph": [{"route": "GET /subscriptions", "rate": 1.0, "status": 503, "retry_after": 0.05}]})
+    creates = sandbox.stats.requests["POST /subscriptions"]
+    async with running(agent_env, webhook_port=port, graph_deadline_seconds="1") as rt:
+        assert sandbox.stats.requests["GET /subscriptions"] >= 1  # the list was asked for, and failed
+        assert {kind: live(sandbox, kind).id for kind in ("teams", "mail")} == before
+        assert sandbox.stats.requests["POST /subscriptions"] == creates
+        assert all(rt.manager.known.holds(rt.manager.known[sub_id]) for sub_id in before.values())
