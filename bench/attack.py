@@ -332,9 +332,10 @@ async def _attack(sb: Sandbox, root: Path, opts: argparse.Namespace) -> dict[str
                                         seed=opts.seed)
     finally:
         exit_code = await anyio.to_thread.run_sync(proc.stop)
-    client_state = (state / "client_state").read_text().strip() if (state / "client_state").exists() else ""
-    scan = scan_logs([proc.stderr_path], {"client_state": client_state, "key_passphrase": KEY_PASSPHRASE},
-                     markers=t.markers)
+    # Every subscription has its own clientState (and a recreation makes new ones): none may be logged.
+    secrets = {t.client_state, t.mail_client_state} | {s.client_state or "" for s in live_subscriptions(sb)}
+    scan = scan_logs([proc.stderr_path], {**{f"client_state_{n}": cs for n, cs in enumerate(sorted(secrets - {""}))},
+                                          "key_passphrase": KEY_PASSPHRASE}, markers=t.markers)
     counted = [r for r in results if not r.limit]
     totals = {
         "kinds": len(results), "cases": sum(len(r.cases) for r in results),
