@@ -82,7 +82,7 @@ class LifecycleGate:
         self._holds = holds
         self._size = LIFECYCLE_QUEUE_SIZE if queue_size is None else queue_size
         self._queue: deque[tuple[KnownSubscription, str]] = deque()
-        self._wake = anyio.Event()
+        self._wake: anyio.Event | None = None  # the worker's, while it waits
         gap = LIFECYCLE_SPACING_SECONDS if spacing is None else spacing
         self._removal = Coalescer("removal_check", check_removed, spacing=gap)
         self._reauthorize = Coalescer("reauthorize", reauthorize)
@@ -105,7 +105,8 @@ class LifecycleGate:
         if len(self._queue) >= self._size:
             return self._drop("queue_full", known, event)
         self._queue.append((known, event))
-        self._wake.set()
+        if self._wake is not None:
+            self._wake.set()
         return None
 
     def _drop(self, reason: str, known: KnownSubscription, event: str) -> None:

@@ -80,7 +80,7 @@ class SubscriptionManager:
         self._lock = anyio.Lock()
         self._patched_at: dict[str, float] = {}  # subscription id -> monotonic time of our last PATCH
         self._tried_at: dict[str, float] = {}  # kind -> monotonic time of our last create
-        self._poke = anyio.Event()  # wakes `maintain` when a kind lost its subscription
+        self._poke: anyio.Event | None = None  # wakes `maintain` when a kind lost its subscription
         # Versions before per-subscription secrets shared one; their live subscriptions
         # keep verifying with it until `sync` replaces them.
         self._legacy = read_legacy_client_state(settings.state_dir)
@@ -237,7 +237,8 @@ class SubscriptionManager:
                 self.counters.actions["conflicts_unresolved"] += 1
             self._let_go(state, grace=False)
             state.state, state.error = "refused", _explain(exc)
-            self._poke.set()
+            if self._poke is not None:
+                self._poke.set()
             log.warning("subscription_refused", kind=spec.kind, status=exc.status, code=exc.code, why=state.error)
             self._save()
             return
@@ -366,7 +367,7 @@ class SubscriptionManager:
         """Renew whatever is due and retry what is missing, forever; the runtime cancels
         it when the URL goes away."""
         while True:
-            self._poke = anyio.Event()
+            self._poke = poke = anyio.Event()
             async with self._lock:
                 for spec in self.specs:
                     state = self.states[spec.kind]
@@ -375,7 +376,7 @@ class SubscriptionManager:
                     elif self.url and self._retry_wait(spec.kind) <= 0:
                         await self._create(spec, reason="retry")
             with anyio.move_on_after(self._check_interval()):
-                await self._poke.wait()
+                await poke.wait()
 
     def _retry_wait(self, kind: str) -> float:
         return RETRY_CREATE_SECONDS - (time.monotonic() - self._tried_at.get(kind, float("-inf")))
