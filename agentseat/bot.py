@@ -36,6 +36,7 @@ from anyio.abc import ByteReceiveStream, ByteSendStream, Process
 
 from .errors import AgentSeatError, ConfigError
 from .runtime.inbox import Event, Inbox
+from .runtime.intake import TenantGate
 from .tools.base import MAX_MESSAGE_BYTES
 
 if TYPE_CHECKING:
@@ -279,6 +280,9 @@ class Bot:
         progress = _Progress(inbox, self.options.sink)
         cursor = await progress.load()
         await self._resolve_allowed(runtime)
+        if isinstance(runtime.intake.gate, TenantGate):
+            # Allowed senders' messages are confirmed with Graph before they are stored (issue 10).
+            runtime.intake.gate = TenantGate(allowed=self.allows_sender)
         slots = anyio.Semaphore(PENDING)
         limiter = anyio.CapacityLimiter(self.options.parallel)
         log.info("bot_ready", cursor=cursor, handler=os.path.basename(self.options.command[0]),
@@ -332,14 +336,24 @@ class Bot:
             except AgentSeatError as exc:
                 log.warning("bot_allow_lookup_failed", user=name, error=exc.message)
 
-    def allows(self, event: Event) -> bool:
+    def allows_sender(self, event: Event) -> bool:
+        """Whether this sender may run the handler once Graph has confirmed the message."""
         if "*" in self._allowed or event.trust == "sponsor":
             return True
         return bool({event.sender_id.lower(), event.sender_upn.lower()} - {""} & self._allowed)
 
+    def allows(self, event: Event) -> bool:
+        # A notification's word is not enough to run a handler: sender and text must be Graph's.
+        return event.confirmed and self.allows_sender(event)
+
     async def _handle(self, runtime: Runtime, event: Event, progress: _Progress,
                       limiter: anyio.CapacityLimiter) -> None:
         allowed = self.allows(event)
+        if not allowed and self.allows_sender(event):
+            # Stored before the bot told the intake whom it allows: neither run nor refuse.
+            log.warning("bot_unconfirmed_skipped", seq=event.seq, kind=event.kind, chat=event.chat_id)
+            await progress.finish(event.seq)
+            return
         text: str | None = None
         if allowed:
             log.info("bot_handler_started", seq=event.seq, kind=event.kind, chat=event.chat_id, trust=event.trust)
