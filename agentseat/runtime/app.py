@@ -345,6 +345,8 @@ class Runtime:
             "unread": unread,
             # Messages dropped because Graph did not confirm them (a forged claim) are counted here.
             "intake": dict(self.intake.counters),
+            # Lifecycle events received, dropped (forged, coalesced, rate-limited) and acted on.
+            "lifecycle": self.manager.counters.snapshot() if self.manager else {},
             "poller": vars(self.poller.counters),
             "token_refreshes": self.tokens.refreshes,
             "notes": self.status.notes,
