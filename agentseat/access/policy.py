@@ -213,13 +213,23 @@ class AccessPolicy:
     async def run(self) -> None:
         """The owner's duty: resolve names, then release what approvals (here or from the CLI) allow."""
         await self.resolve_names()
+        seen: int | None = None  # its own mark: a sink's `refresh_if_changed` must not hide a change
         while True:
             version = await anyio.to_thread.run_sync(self.store.data_version)
-            if version != self._version:
-                self._version = version
+            if version != seen:
+                seen = version
                 await anyio.to_thread.run_sync(self.refresh)
                 await self.release_allowed()
             await anyio.sleep(CHECK_SECONDS)
+
+    def refresh_if_changed(self) -> bool:
+        """`refresh` when another process wrote `access.db` since the last look; True if it did."""
+        version = self.store.data_version()
+        if version == self._version:
+            return False
+        self._version = version
+        self.refresh()
+        return True
 
     async def resolve_names(self) -> None:
         """Teams names senders by object id: look up the ids (and mail) of UPNs in the allowlist."""
