@@ -36,7 +36,9 @@ from ..subscriptions.manager import SubscriptionManager, load_client_state
 from ..tunnel import LoopbackTunnel, make_tunnel
 from ..tunnel.base import Tunnel
 from .crypto import KeyRing
+from .fetchq import FetchQueue
 from .inbox import Inbox
+from .intake import Intake
 from .lock import OwnerLock
 from .normalize import TrustPolicy
 from .pipeline import KnownSubscription, NotificationPipeline
@@ -84,15 +86,22 @@ class Runtime:
             own_ids={o.lower() for o in own},
             domains={settings.agent_user_upn.rpartition("@")[2].lower()} - {""},
         )
-        self.poller = Poller(settings, self.graph, self.inbox, self.policy)
+        # Every producer hands its events to the intake; only the intake appends to the inbox.
+        self.intake = Intake(self.inbox, settings.state_dir / "intake.db", policy=self.policy)
+        self.poller = Poller(settings, self.graph, self.inbox, self.policy, store=self.intake.admit)
+        self.intake.reader = self.poller.read_chat_message
+        self.intake.on_overflow = self.poller.resync_soon
         self.lock = OwnerLock(settings.state_dir / "runtime.lock")
         self.status = RuntimeStatus(mode=settings.mode)
         self._tunnel_override = tunnel
         self.manager: SubscriptionManager | None = None
+        self.webhook: WebhookServer | None = None  # the owner's, while webhooks run
+        self.fetches: dict[str, FetchQueue] = {}  # per-kind reads notifications ask for, while webhooks run
         self._sponsors_known: anyio.Event | None = None  # set once sponsors are resolved (or could not be)
 
     async def aclose(self) -> None:
         await self.graph.close()
+        self.intake.close()
         self.inbox.close()
         self.lock.release()
 
@@ -146,6 +155,18 @@ class Runtime:
 
     # --- the owner's duties -----------------------------------------------------------
     async def _own(self) -> None:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(self._confirm_pending)
+            tg.start_soon(self.poller.run_resyncs)
+            await self._sources()
+            tg.cancel_scope.cancel()
+
+    async def _confirm_pending(self) -> None:
+        """Confirm what notifications claim (left over from a previous process too); trust needs sponsors."""
+        await self._sponsors_resolved()
+        await self.intake.run()
+
+    async def _sources(self) -> None:
         mode = self.settings.mode
         if mode == "poll" or (mode == "auto" and self.settings.tunnel == "none" and self._tunnel_override is None):
             await self._sponsors_resolved()
@@ -174,19 +195,26 @@ class Runtime:
         ring, active = certs
         client_state = load_client_state(settings.state_dir)
         session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=ssl_context(settings)))
-        fetches_send, fetches_recv = anyio.create_memory_object_stream[tuple[str, ...]](1000)
+        # Reads that notifications ask for: one bounded, rate-capped queue per kind, so a flood
+        # of one never delays the other nor fails a POST (a full queue drops and resyncs instead).
+        self.fetches = {
+            "mail": FetchQueue("mail", self.poller.fetch_mail, counters=self.intake.counters,
+                               on_overflow=self.poller.resync_soon),
+            "teams": FetchQueue("teams", self.poller.fetch_chat_message, counters=self.intake.counters,
+                                on_overflow=self.poller.resync_soon),
+        }
+        mail_fetches, chat_fetches = self.fetches["mail"], self.fetches["teams"]
         lifecycle_send, lifecycle_recv = anyio.create_memory_object_stream[tuple[KnownSubscription, str]](100)
         self.manager = manager = SubscriptionManager(
             settings, self.graph, self.inbox, certificate_b64=active.der_b64, certificate_id=active.sha1_thumbprint,
             client_state=client_state, on_resync=self.poller.resync,
         )
 
-        # The webhook must answer fast: a full queue fails the POST (500) so Graph retries later.
         async def on_mail_fetch(message_id: str, partial: dict[str, Any]) -> None:
-            fetches_send.send_nowait(("mail", message_id))
+            mail_fetches.offer(message_id)
 
         async def on_chat_fetch(chat_id: str, message_id: str) -> None:
-            fetches_send.send_nowait(("teams", chat_id, message_id))
+            chat_fetches.offer(chat_id, message_id)
 
         async def on_lifecycle(known: KnownSubscription, event: str) -> None:
             await lifecycle_send.send((known, event))
@@ -195,13 +223,15 @@ class Runtime:
             settings=settings, inbox=self.inbox, keyring=ring,
             jwks=JwksCache(settings.jwks_url, session, ssl=ssl_context(settings)),
             policy=self.policy, subscriptions=manager.known, on_lifecycle=on_lifecycle, on_mail_fetch=on_mail_fetch,
-            on_chat_fetch=on_chat_fetch,
+            on_chat_fetch=on_chat_fetch, store=self.intake.admit,
         )
         tunnel = self._tunnel()
         try:
             async with anyio.create_task_group() as tg:
-                port = await tg.start(WebhookServer(settings, pipeline).run)
-                tg.start_soon(self._fetch_worker, fetches_recv)
+                self.webhook = WebhookServer(settings, pipeline)
+                port = await tg.start(self.webhook.run)
+                tg.start_soon(mail_fetches.run)
+                tg.start_soon(chat_fetches.run)
                 tg.start_soon(self._lifecycle_worker, lifecycle_recv)
                 tg.start_soon(self.poller.reconcile_forever)
                 await self._tunnel_loop(tunnel, port, fallback=fallback)
@@ -279,18 +309,6 @@ class Runtime:
     async def _poll(self, kinds: set[str]) -> None:
         self.status.source, self.status.polling = "poll", sorted(kinds)
         await self.poller.run(kinds)
-
-    async def _fetch_worker(self, jobs: Any) -> None:
-        async with jobs:
-            async for kind, *ids in jobs:
-                try:
-                    if kind == "mail":
-                        await self.poller.fetch_mail(ids[0])
-                    else:
-                        await self.poller.fetch_chat_message(ids[0], ids[1])
-                except AgentSeatError as exc:
-                    log.warning("fetch_failed", kind=kind, error=exc.message)
-                    await self.poller.resync(kind, "fetch_failed")
 
     async def _lifecycle_worker(self, events: Any) -> None:
         assert self.manager is not None

@@ -39,8 +39,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ChatFetchCallback", "Drop", "DropLog", "Item", "KnownSubscription", "LifecycleCallback", "MailFetchCallback",
-    "NotificationPipeline", "Plan", "ProcessResult", "check_tokens", "decrypt_items", "parse_collection",
-    "plan_actions", "screen_items",
+    "NotificationPipeline", "Plan", "ProcessResult", "StoreCallback", "check_tokens", "decrypt_items",
+    "parse_collection", "plan_actions", "screen_items",
 ]
 
 log = structlog.get_logger(__name__)
@@ -68,11 +68,15 @@ class KnownSubscription:
     id: str
     kind: Kind
     client_state: str = field(repr=False)
+    #: Created with includeResourceData: every genuine item carries encryptedContent.
+    rich: bool = True
 
 
 LifecycleCallback = Callable[[KnownSubscription, str], Awaitable[None]]
 MailFetchCallback = Callable[[str, dict[str, Any]], Awaitable[None]]
 ChatFetchCallback = Callable[[str, str], Awaitable[None]]
+#: Hands normalised events on (the runtime's `Intake.admit`); returns those appended to the inbox.
+StoreCallback = Callable[[list[Event]], Awaitable[list[Event]]]
 
 
 @dataclass
@@ -247,6 +251,13 @@ def plan_actions(items: Iterable[Item], policy: TrustPolicy) -> Plan:
             continue
         data_id = n.resource_data.id if n.resource_data is not None else None
         resource = item.resource
+        if resource is None and sub.rich:
+            # Graph sends resource data on every item of a subscription made with
+            # includeResourceData (change-notifications-with-resource-data); an item
+            # without it is not Graph's, and fetching what it names would let anyone
+            # holding the clientState spend our Graph budget (issue 10, point 5).
+            plan.drops.append(Drop("basic_on_rich", sub.id))
+            continue
         if sub.kind == "teams":
             chat_id = _from_resource(_CHAT_IN_RESOURCE, n.resource)
             if resource is None:
@@ -359,8 +370,10 @@ class NotificationPipeline:
         on_mail_fetch: MailFetchCallback | None = None,
         on_chat_fetch: ChatFetchCallback | None = None,
         drop_log: DropLog | None = None,
+        store: StoreCallback | None = None,
     ) -> None:
         self._settings, self._inbox, self._keyring, self._jwks = settings, inbox, keyring, jwks
+        self._store: StoreCallback = store or inbox.aappend
         self._policy, self._subscriptions = policy, subscriptions
         self._on_lifecycle, self._on_mail_fetch, self._on_chat_fetch = on_lifecycle, on_mail_fetch, on_chat_fetch
         self._drop_log = drop_log or DropLog()
@@ -401,7 +414,8 @@ class NotificationPipeline:
         result.ignored = plan.ignored
         if plan.events:
             try:
-                stored = await self._inbox.aappend(plan.events)  # one SQLite transaction per POST
+                # One SQLite transaction per POST; pending confirmations are durable when it returns.
+                stored = await self._store(plan.events)
             except InboxError as exc:
                 # Callbacks are skipped too: Graph redelivers the whole POST.
                 log.error("notification_store_failed", error=exc.message, events=len(plan.events))

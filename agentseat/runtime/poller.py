@@ -67,11 +67,15 @@ def _segment(value: str) -> str | None:
 class Poller:
     """Reads what changed since the last round; state lives in the inbox so it survives restarts."""
 
-    def __init__(self, settings: Settings, graph: Any, inbox: Inbox, policy: TrustPolicy) -> None:
+    def __init__(self, settings: Settings, graph: Any, inbox: Inbox, policy: TrustPolicy,
+                 store: Store | None = None) -> None:
         self._settings = settings
         self._graph = graph
         self._inbox = inbox
         self._policy = policy
+        self._append: Store = store or inbox.aappend  # the runtime passes `Intake.admit`
+        self._resync_reasons: dict[str, str] = {}  # kind -> reason of the one pending resync
+        self._resync_wanted: dict[str, anyio.Event] = {}
         self._chat_lock = anyio.Lock()
         self._mail_lock = anyio.Lock()
         self.counters = PollCounters()
@@ -84,7 +88,7 @@ class Poller:
         self._mail.setdefault("since", now)
 
     async def _store(self, events: list[Event]) -> int:
-        stored = await self._inbox.aappend(events) if events else []
+        stored = await self._append(events) if events else []
         self.counters.events += len(stored)
         return len(stored)
 
@@ -198,16 +202,29 @@ class Poller:
         event = mail_event(message, self._policy, source=source)  # type: ignore[arg-type]
         return await self._store([event]) if event else 0
 
-    async def fetch_chat_message(self, chat_id: str, message_id: str, source: str = "webhook") -> int:
-        """Read one chat message (a notification without resource data names only its id)."""
+    async def read_chat_message(self, chat_id: str, message_id: str) -> dict[str, Any] | None:
+        """GET one chat message with the agent's token (one request); None when Graph does not have it.
+
+        Both ids come from a notification, so each is quoted as one path segment. A chat
+        the agent is not in answers 403 or 404 (chatmessage-get): for us it does not exist.
+        """
         chat, message_segment = _segment(chat_id), _segment(message_id)
         if chat is None or message_segment is None:
             log.info("fetch_id_refused", kind="teams", chars=len(chat_id) + len(message_id))
-            return 0
+            return None
         try:
             message = await self._graph.get(f"/chats/{chat}/messages/{message_segment}")
-        except NotFoundError:
-            log.info("chat_message_vanished", chat=chat_id, message=message_id)
+        except GraphError as exc:
+            if exc.status not in (400, 403, 404):
+                raise
+            log.info("chat_message_vanished", chat=chat_id, message=message_id, status=exc.status)
+            return None
+        return message if isinstance(message, dict) else None
+
+    async def fetch_chat_message(self, chat_id: str, message_id: str, source: str = "webhook") -> int:
+        """Read one chat message (a notification without resource data names only its id)."""
+        message = await self.read_chat_message(chat_id, message_id)
+        if message is None:
             return 0
         event = chat_message_event(message, self._policy, source=source, confirmed=True, chat_id=chat_id)  # type: ignore[arg-type]
         return await self._store([event]) if event else 0
@@ -220,6 +237,34 @@ class Poller:
             (log.debug if reason == "poll" else log.info)("resync_done", kind=kind, reason=reason, events=count)
         except AgentSeatError as exc:
             self._note_error(exc)
+
+    def resync_soon(self, kind: str, reason: str) -> bool:
+        """Ask for one resync of `kind` without waiting; False when one is already pending.
+
+        At most one resync per kind runs and one waits, however many ask (a flood of
+        dropped fetches or lifecycle events costs one read of the kind, not one each).
+        """
+        if kind in self._resync_reasons:
+            self.counters.by_reason["coalesced"] = self.counters.by_reason.get("coalesced", 0) + 1
+            return False
+        self._resync_reasons[kind] = reason
+        if (wanted := self._resync_wanted.get(kind)) is not None:
+            wanted.set()
+        return True
+
+    async def run_resyncs(self) -> None:
+        """Run the resyncs `resync_soon` asks for, one kind beside the other, until cancelled."""
+        async with anyio.create_task_group() as tg:
+            for kind in ("teams", "mail"):
+                tg.start_soon(self._resync_worker, kind)
+
+    async def _resync_worker(self, kind: str) -> None:
+        while True:
+            self._resync_wanted[kind] = wanted = anyio.Event()
+            if kind not in self._resync_reasons:
+                await wanted.wait()
+            reason = self._resync_reasons.pop(kind)
+            await self.resync(kind, reason)
 
     def _note_error(self, exc: AgentSeatError) -> None:
         self.counters.errors += 1

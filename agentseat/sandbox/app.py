@@ -50,6 +50,9 @@ class SandboxOptions:
     retry_timeout: float = 10.0
     retry_window: float = 4 * 3600.0
     throttle: bool = True
+    #: Added to every Graph response (not Entra's, not the control API): loopback makes a GET
+    #: nearly free, a real tenant does not. `POST /_sandbox/latency {"graph_ms": N}` changes it.
+    graph_latency_ms: float = 0.0
     reset: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -71,6 +74,7 @@ class Sandbox:
         self.faults = Faults()
         self.throttle = Throttle(self.clock)
         self.throttle.enabled = self.options.throttle
+        self.graph_latency_ms = self.options.graph_latency_ms
         self.delivery = delivery.DeliveryEngine(self)
         ensure_provisioner_credential(self.tenant, self.pki.directory, self.tenant.roles["provisioner"])
         self.url = ""

@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+import anyio
 import jwt
 from aiohttp import web
 
@@ -123,6 +124,8 @@ async def graph_middleware(request: web.Request, handler: Handler) -> web.Stream
     sb = request.app[SANDBOX_KEY]
     name = route_name(request)
     sb.stats.requests[name] += 1
+    if sb.graph_latency_ms > 0:
+        await anyio.sleep(sb.graph_latency_ms / 1000)  # a real round trip, before any answer
     fault = sb.faults.route_fault(name)
     if fault is not None:
         sb.stats.throttled[f"fault {fault.status}"] += 1

@@ -262,6 +262,11 @@ class World:
     def token(self, **overrides: Any) -> str:
         return mint(self.keys.signing, **overrides)
 
+    def basic_subscriptions(self) -> None:
+        """Make both subscriptions ones created without resource data (their items name ids only)."""
+        for sub_id, sub in list(self.subscriptions.items()):
+            self.subscriptions[sub_id] = KnownSubscription(sub.id, sub.kind, sub.client_state, rich=False)
+
     def replace_pipeline(self, **callbacks: Any) -> None:
         """Rebuild the pipeline with other callbacks (the world's recorders by default)."""
         options: dict[str, Any] = {"on_lifecycle": self.calls.on_lifecycle, "on_mail_fetch": self.calls.on_mail_fetch,

@@ -36,6 +36,7 @@ from ._notify import (
     CERT_ID,
     CHAT_ID,
     CLIENT_STATE,
+    MAIL_CLIENT_STATE,
     MAIL_SUB,
     OTHER_TENANT,
     TEAMS_SUB,
@@ -245,6 +246,7 @@ def test_plan_drops_a_chat_message_that_cannot_become_an_event(world: World) -> 
 
 
 def test_plan_reads_ids_from_every_resource_form(world: World) -> None:
+    world.basic_subscriptions()
     items = [change_item(resource=f"chats/{CHAT_ID}/messages/11", resource_id="11"),
              change_item(resource=f"chats('{CHAT_ID}')/messages('12')", resource_id="12"),
              {**change_item(resource=f"chats('{CHAT_ID}')/messages('13')"), "resourceData": None},
@@ -258,6 +260,15 @@ def test_plan_reads_ids_from_every_resource_form(world: World) -> None:
     assert [d.reason for d in plan.drops] == ["malformed"]  # a channel message is not a chat message
     assert list(plan.mail_fetches) == ["AAMk15", "AAMk16"]
     assert plan.mail_fetches["AAMk15"] == {} and plan.mail_fetches["AAMk16"]["subject"] == "Quarterly numbers"
+
+
+def test_items_without_resource_data_on_a_rich_subscription_are_dropped_not_fetched(world: World) -> None:
+    items = [change_item(resource_id="21"), {**change_item(resource_id="22"), "resourceData": None},
+             {**change_item(subscription=MAIL_SUB, client_state=MAIL_CLIENT_STATE,
+                            resource=f"Users('{AGENT_ID}')/messages('AAMk23')"), "resourceData": None}]
+    plan = _plan(world, items)
+    assert (plan.chat_fetches, plan.mail_fetches, plan.events) == ([], {}, [])
+    assert [d.reason for d in plan.drops] == ["basic_on_rich"] * 3
 
 
 # --- drop log ---------------------------------------------------------------------------------
@@ -317,6 +328,7 @@ async def test_events_are_stored_before_any_callback_runs(world: World) -> None:
 
 async def test_missing_callbacks_drop_with_a_reason_instead_of_failing(world: World) -> None:
     world.replace_pipeline(on_lifecycle=None, on_mail_fetch=None, on_chat_fetch=None)
+    world.basic_subscriptions()
     items = [lifecycle_item(), change_item(), rich_mail_item(world.keys)]
     result = await world.pipeline.process(body(items, [world.token()]), lifecycle_endpoint=False)
     assert result.dropped == {"unhandled_lifecycle": 1, "unhandled_chat": 1, "unhandled_mail": 1}

@@ -290,6 +290,7 @@ async def test_rich_mail_notification_queues_a_fetch_and_stores_nothing(world: W
 
 
 async def test_basic_chat_notification_queues_a_chat_fetch(world: World) -> None:
+    world.basic_subscriptions()  # a subscription made without includeResourceData
     async with serving(world) as (base, _):
         assert (await post(world, f"{base}/notifications", body([change_item(resource_id="77")])))[0] == 202
     assert world.calls.chat == [(CHAT_ID, "77")]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from agentseat.sandbox.app import Sandbox
 from agentseat.sandbox.clock import parse_iso
 from agentseat.sandbox.tokens import user_graph_token
@@ -159,3 +161,19 @@ async def test_throttle_switch_lets_back_to_back_chat_lists_through(sandbox: San
     await call(sandbox, "POST", "/_sandbox/throttle", body={"enabled": True})
     assert [(await call(sandbox, "GET", "/v1.0/me/chats", token))[0] for _ in range(2)] == [200, 429]
     assert (await call(sandbox, "POST", "/_sandbox/throttle", body={"enabled": "no"}))[0] == 400
+
+
+async def test_graph_latency_delays_graph_answers_but_not_the_control_api(sandbox: Sandbox) -> None:
+    token = user_graph_token(sandbox, sandbox.role("agent_user"))
+    status, body, _ = await call(sandbox, "POST", "/_sandbox/latency", body={"graph_ms": 300})
+    assert status == 200 and body == {"graph_ms": 300}
+    assert (await call(sandbox, "GET", "/_sandbox/latency"))[1] == {"graph_ms": 300}
+    # A lower bound only (a sleep never ends early), so it cannot flake on a slow box.
+    started = time.monotonic()
+    assert (await call(sandbox, "GET", "/v1.0/me/chats", token))[0] == 200
+    assert time.monotonic() - started >= 0.3
+    for bad in ({"graph_ms": -1}, {"graph_ms": "40"}, {}, {"graph_ms": 10**6}):
+        assert (await call(sandbox, "POST", "/_sandbox/latency", body=bad))[0] == 400
+    assert sandbox.graph_latency_ms == 300
+    await call(sandbox, "POST", "/_sandbox/latency", body={"graph_ms": 0})
+    assert sandbox.graph_latency_ms == 0

@@ -1,0 +1,257 @@
+"""The intake: every producer hands its events here, and only the intake appends to the inbox.
+
+A notification is a claim; Graph is the truth (DESIGN, "Trust"). Routing of one event:
+
+- unconfirmed, and its sender would get more than untrusted treatment (the gate says
+  `allow` or `hold`, or its trust is `sponsor`): kept as *pending* in `intake.db`
+  (before the webhook answers 202) and confirmed by one GET of that message with the
+  agent's own token. The event then stored or held carries Graph's sender, text and
+  time; a message Graph lacks, or has from someone else, is dropped and counted.
+- unconfirmed and `open`: stored from the notification alone, as untrusted data.
+- confirmed and `allow`: interceptors (the permission relay, `approve CODE`), then stored.
+- confirmed and `open`: stored. Confirmed and `hold`: handed to `gate.hold`.
+
+Invariant: an event with trust `sponsor` is never appended unless it is confirmed.
+It does not own the notification checks (runtime/pipeline.py), who may reach the
+agent (agentseat/access/, behind `Gate`) or the Graph client (the reader is injected).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Iterable
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+import anyio
+import structlog
+
+from agentseat.errors import AgentSeatError, InboxError
+
+from .events import Event
+from .fetchq import TokenBucket
+from .inbox import Inbox
+from .intake_store import PendingStore
+from .normalize import TrustPolicy, chat_message_event
+
+__all__ = ["ChatReader", "Decision", "Gate", "Intake", "Interceptor", "TenantGate"]
+
+log = structlog.get_logger(__name__)
+
+Decision = Literal["allow", "open", "hold"]
+#: True: the event is consumed (never stored or pushed).
+Interceptor = Callable[[Event], Awaitable[bool]]
+#: GET one chat message with the agent's token; None when Graph does not have it (404).
+ChatReader = Callable[[str, str], Awaitable[dict[str, Any] | None]]
+#: (kind, reason): schedule one coalesced resync of that kind.
+Overflow = Callable[[str, str], Any]
+
+_SEEN = 4096  # keys handled recently: a replayed notification of a stored message costs no GET
+
+
+class Gate(Protocol):
+    """Who may reach the agent (the access policy implements it; `TenantGate` is today's rule)."""
+
+    def decide(self, event: Event) -> Decision:
+        """allow: confirmed first, then stored; open: may be stored from the notification alone
+        (untrusted); hold: confirmed first, then handed to `hold`."""
+        ...
+
+    async def hold(self, event: Event) -> None:
+        """Keep a confirmed event out of `events` (and maybe reply with a pairing code)."""
+        ...
+
+
+class TenantGate:
+    """Sponsors are allowed, everyone else is open (stored as untrusted data), nothing is held."""
+
+    def decide(self, event: Event) -> Decision:
+        return "allow" if event.trust == "sponsor" else "open"
+
+    async def hold(self, event: Event) -> None:  # never asked: decide() never holds
+        log.warning("intake_hold_unsupported", key=event.key)
+
+
+class Intake:
+    """Routes events to the inbox, to pending confirmation, to interceptors or to the gate's hold.
+
+    `counters` (a plain dict of ints) is what `status` shows: `stored`, `pending` (a gauge),
+    `confirmed`, `intercepted`, `held`, `released`, `dropped_<reason>` and the fetch queues'
+    counts. Run `run()` in the owner process to confirm pending events.
+    """
+
+    def __init__(self, inbox: Inbox, path: str | Path, *, policy: TrustPolicy, gate: Gate | None = None,
+                 reader: ChatReader | None = None, on_overflow: Overflow | None = None,
+                 max_pending: int = 200, rate: float = 4.0, burst: float = 4.0,
+                 max_attempts: int = 3, retry_seconds: float = 2.0) -> None:
+        self.inbox = inbox
+        self.policy = policy
+        self.gate: Gate = gate or TenantGate()
+        self.reader = reader
+        self.on_overflow = on_overflow
+        self._store = PendingStore(path)
+        self._interceptors: list[Interceptor] = []
+        self._max_pending, self._max_attempts, self._retry_seconds = max_pending, max_attempts, retry_seconds
+        self._bucket = TokenBucket(rate, burst)
+        self._wakeup: anyio.Event | None = None
+        self._seen: OrderedDict[str, None] = OrderedDict()
+        self.counters: dict[str, int] = dict.fromkeys(
+            ("stored", "pending", "confirmed", "intercepted", "held", "released"), 0)
+        self.counters["pending"] = self._store.count()
+
+    def close(self) -> None:
+        self._store.close()
+
+    def intercept(self, interceptor: Interceptor) -> None:
+        """Register a hook that sees every confirmed `allow` event before it is stored, in arrival order."""
+        self._interceptors.append(interceptor)
+
+    # --- routing ---------------------------------------------------------------------------
+    async def admit(self, events: Iterable[Event]) -> list[Event]:
+        """Route each event; return those appended to `events` (with seq).
+
+        Pending events are durable when this returns. Raises `InboxError` when a store
+        fails (the webhook then answers 5xx and Graph delivers again).
+        """
+        to_store: list[Event] = []
+        pending: list[Event] = []
+        for event in events:
+            if event.key in self._seen:
+                continue  # handled already: a duplicate or replayed notification, or a re-read
+            decision = self.gate.decide(event)
+            if not event.confirmed:
+                if decision == "open" and event.trust != "sponsor":
+                    to_store.append(event)  # the notification alone: untrusted data
+                else:
+                    pending.append(event)
+                continue
+            if decision == "hold":
+                self._remember(event.key)
+                await self.gate.hold(event)
+                self._count("held")
+                continue
+            if decision == "allow" and await self._intercepted(event):
+                continue
+            to_store.append(event)
+        if pending:
+            await self._queue(pending)
+        return await self._append(to_store)
+
+    async def release(self, events: Iterable[Event]) -> list[Event]:
+        """Append events the access policy held and now releases, in order."""
+        stored = await self._append(list(events))
+        self._count("released", len(stored))
+        return stored
+
+    async def _intercepted(self, event: Event) -> bool:
+        for interceptor in self._interceptors:
+            if await interceptor(event):
+                self._remember(event.key)
+                self._count("intercepted")
+                return True
+        return False
+
+    async def _append(self, events: list[Event]) -> list[Event]:
+        safe: list[Event] = []
+        for event in events:
+            if event.trust == "sponsor" and not event.confirmed:
+                # The invariant every sink relies on (CONTRACTS, invariant 2).
+                self._count("refused_unconfirmed_sponsor")
+                log.error("intake_refused_unconfirmed_sponsor", key=event.key)
+                continue
+            safe.append(event)
+        if not safe:
+            return []
+        stored = await self.inbox.aappend(safe)
+        self._count("stored", len(stored))
+        for event in safe:
+            if event.confirmed:
+                self._remember(event.key)
+        return stored
+
+    async def _queue(self, events: list[Event]) -> None:
+        room = max(self._max_pending - self.counters["pending"], 0)
+        keep, over = events[:room], events[room:]
+        if over:
+            self._count("dropped_confirm_queue_full", len(over))
+            log.warning("intake_dropped", reason="confirm_queue_full", items=len(over))
+            if self.on_overflow is not None:
+                for kind in sorted({e.kind for e in over}):
+                    self.on_overflow(kind, "confirm_queue_full")  # a resync reads them from Graph instead
+        if keep:
+            self._count("pending", await anyio.to_thread.run_sync(self._store.add, keep))
+            if self._wakeup is not None:
+                self._wakeup.set()
+
+    # --- confirmation ----------------------------------------------------------------------
+    async def run(self) -> None:
+        """Confirm pending events (those left by a previous process first) until cancelled."""
+        while True:
+            self._wakeup = anyio.Event()  # set by any add after this point
+            rows = await anyio.to_thread.run_sync(self._store.oldest, 16)
+            if not rows:
+                await self._wakeup.wait()
+                continue
+            failed = 0
+            for row_id, attempts, event in rows:
+                await self._bucket.take()
+                if not await self._confirm(row_id, attempts, event):
+                    failed += 1
+            if failed == len(rows):
+                await anyio.sleep(self._retry_seconds)  # Graph or the disk is failing: do not spin
+
+    async def _confirm(self, row_id: int, attempts: int, event: Event) -> bool:
+        """One GET; route Graph's version or drop the claim. False when it should be tried again."""
+        try:
+            reason, confirmed = await self._read(event)
+            if confirmed is not None:
+                await self.admit([confirmed])
+                self._count("confirmed")
+        except (AgentSeatError, InboxError) as exc:
+            log.warning("intake_confirm_failed", key=event.key, attempts=attempts + 1, error=exc.message)
+            if attempts + 1 < self._max_attempts:
+                await anyio.to_thread.run_sync(self._store.attempt, row_id)
+                return False
+            reason = "confirm_failed"
+            if self.on_overflow is not None:
+                self.on_overflow(event.kind, "confirm_failed")
+        if reason is not None:
+            self._drop(event, reason)
+        await anyio.to_thread.run_sync(self._store.remove, row_id)
+        self._count("pending", -1)
+        return True
+
+    async def _read(self, event: Event) -> tuple[str | None, Event | None]:
+        """(drop reason, None) or (None, the event as Graph has it)."""
+        if event.kind != "teams" or event.chat_id is None or self.reader is None:
+            return "unconfirmable", None
+        message = await self.reader(event.chat_id, event.message_id)
+        if message is None:
+            return "not_in_graph", None
+        try:
+            confirmed = chat_message_event(message, self.policy, source=event.source, confirmed=True,
+                                           chat_id=event.chat_id)
+        except (InboxError, AttributeError, TypeError, ValueError, KeyError):
+            return "unusable", None
+        if confirmed is None:
+            return "not_a_message", None  # deleted, a system message, or the agent's own
+        if confirmed.message_id != event.message_id or confirmed.sender_id.lower() != event.sender_id.lower():
+            return "sender_mismatch", None
+        return None, dataclasses.replace(confirmed, received_at=event.received_at)
+
+    # --- bookkeeping -----------------------------------------------------------------------
+    def _drop(self, event: Event, reason: str) -> None:
+        self._count(f"dropped_{reason}")
+        # Ids only: never the claimed text.
+        log.warning("intake_dropped", reason=reason, kind=event.kind, chat=event.chat_id,
+                    message=event.message_id, claimed_sender=event.sender_id, source=event.source)
+
+    def _count(self, name: str, n: int = 1) -> None:
+        self.counters[name] = self.counters.get(name, 0) + n
+
+    def _remember(self, key: str) -> None:
+        self._seen[key] = None
+        self._seen.move_to_end(key)
+        while len(self._seen) > _SEEN:
+            self._seen.popitem(last=False)
