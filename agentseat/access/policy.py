@@ -128,6 +128,10 @@ class AccessPolicy:
             return
         self.counters.held += 1
         log.info("access_held", kind=event.kind, chat=event.chat_id, sender=sender_key(event), trust=event.trust)
+        if self.decide(event) != "hold":
+            # Approved between `decide` and now (the timer refreshes before it releases): out it goes.
+            await self.release_allowed()
+            return
         await self._offer_code(event)
 
     async def _offer_code(self, event: Event) -> None:
@@ -171,6 +175,8 @@ class AccessPolicy:
         match = APPROVE.match(event.text)
         if match is None or await self.chat_type(event.chat_id) != "oneOnOne":
             return False
+        if not await anyio.to_thread.run_sync(self.store.consume, event.key):
+            return True  # read again (a resync after a restart): acted on once already
         try:
             person, released = await self.approve(match.group(1), via="sponsor_dm")
         except AccessError as exc:

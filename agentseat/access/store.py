@@ -6,7 +6,8 @@ runtime and the `agentseat access` command:
 - `allow`: people approved by a sponsor (kept across restarts), by object id and addresses;
 - `codes`: pending pairing codes, one per sender, valid `CODE_SECONDS`;
 - `held`: messages kept back (the whole Event as JSON), in arrival order, and `dropped`:
-  keys of messages a sponsor denied, so a later poll does not hold them again.
+  keys of messages a sponsor denied, so a later poll does not hold them again;
+- `consumed`: keys of sponsors' `approve CODE` messages already acted on.
 
 It decides nothing: the policy (`policy.py`) says who is allowed, the store remembers it.
 Each method is one short transaction; the clock is injectable for tests.
@@ -55,7 +56,8 @@ CREATE TABLE IF NOT EXISTS held (
     n INTEGER PRIMARY KEY AUTOINCREMENT, key TEXT NOT NULL UNIQUE, sender_key TEXT NOT NULL,
     event TEXT NOT NULL, held_at REAL NOT NULL);
 CREATE INDEX IF NOT EXISTS held_sender ON held(sender_key, n);
-CREATE TABLE IF NOT EXISTS dropped (key TEXT PRIMARY KEY, at REAL NOT NULL)
+CREATE TABLE IF NOT EXISTS dropped (key TEXT PRIMARY KEY, at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS consumed (key TEXT PRIMARY KEY, at REAL NOT NULL)
 """
 
 
@@ -260,6 +262,12 @@ class AccessStore:
         conn.executemany("INSERT OR IGNORE INTO dropped VALUES (?, ?)", [(r["key"], self.clock()) for r in rows])
         conn.execute(f"DELETE FROM held WHERE sender_key IN ({marks})", tuple(names))
         return len(rows)
+
+    def consume(self, key: str) -> bool:
+        """Record that the message `key` (a sponsor's `approve CODE`) was acted on; False if it was
+        already, so a message read again after a restart is not acted on twice."""
+        with self._tx() as conn:
+            return conn.execute("INSERT OR IGNORE INTO consumed VALUES (?, ?)", (key, self.clock())).rowcount == 1
 
     # --- held messages ----------------------------------------------------------------------------
     def hold(self, event: Event) -> bool:
