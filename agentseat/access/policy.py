@@ -140,6 +140,9 @@ class AccessPolicy:
         if event.trust == "external" and not self.allow_external:
             log.info("access_no_code", reason="external", sender=sender_key(event))
             return
+        if not await anyio.to_thread.run_sync(self.store.may_offer, event):
+            log.info("access_no_code", reason="pending_or_full", sender=sender_key(event))
+            return  # a flood from one sender costs no Graph call per message
         if await self.chat_type(event.chat_id) != "oneOnOne":
             log.info("access_no_code", reason="not_one_on_one", chat=event.chat_id)
             return

@@ -195,6 +195,11 @@ class AccessStore:
         rows = self._query("SELECT * FROM codes WHERE expires_at > ? ORDER BY created_at", (self.clock(),))
         return [PendingCode(**{**dict(row), "external": bool(row["external"])}) for row in rows]
 
+    def may_offer(self, event: Event) -> bool:
+        """Whether `offer_code` could give this sender a code now (checked before any Graph call)."""
+        rows = self._query("SELECT sender_key FROM codes WHERE expires_at > ?", (self.clock(),))
+        return len(rows) < MAX_PENDING and sender_key(event) not in {r["sender_key"] for r in rows}
+
     def offer_code(self, event: Event, *, upn: str = "", mail: str = "") -> PendingCode | None:
         """A new code for this sender, or None: one is pending for them already, or `MAX_PENDING` are."""
         now, key = self.clock(), sender_key(event)
