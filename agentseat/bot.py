@@ -328,16 +328,26 @@ class Bot:
         finally:
             del self._queues[key]
 
-    def allows(self, event: Event) -> bool:
-        """Handlers run only for a confirmed event of someone the access policy allows
-        (sponsors, the allowlist, approved people and `--allow`)."""
+    def allows_sender(self, event: Event) -> bool:
+        """Whether the access policy allows this sender (sponsors, the allowlist, approved people
+        and `--allow`), once Graph has confirmed the message."""
         assert self._access is not None
-        return event.confirmed and self._access.allows(event)
+        return self._access.allows(event)
+
+    def allows(self, event: Event) -> bool:
+        # A notification's word is not enough to run a handler: sender and text must be Graph's.
+        return event.confirmed and self.allows_sender(event)
 
     async def _handle(self, runtime: Runtime, event: Event, progress: _Progress,
                       limiter: anyio.CapacityLimiter) -> None:
         await anyio.to_thread.run_sync(runtime.access.refresh_if_changed)  # approvals from `agentseat access`
         allowed = self.allows(event)
+        if not allowed and self.allows_sender(event):
+            # Stored unconfirmed before this sender was allowed (`--allow` in a sink process): neither
+            # run nor refuse.
+            log.warning("bot_unconfirmed_skipped", seq=event.seq, kind=event.kind, chat=event.chat_id)
+            await progress.finish(event.seq)
+            return
         text: str | None = None
         if allowed:
             log.info("bot_handler_started", seq=event.seq, kind=event.kind, chat=event.chat_id, trust=event.trust)

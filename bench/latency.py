@@ -29,6 +29,9 @@ import anyio
 from .harness import SandboxHost, Served, summary_ms
 
 RATE = 10.0  # messages per second
+#: A Graph response time for the run that makes the sponsor's confirmation GET cost a real round
+#: trip (issue 11 puts Graph's at about 100-300 ms; loopback makes it nearly free).
+GRAPH_MS = 100.0
 _SEQ = re.compile(r"\bseq=(\d+)")
 SENDERS = ("sponsor", "colleague1", "colleague2")
 
@@ -38,6 +41,7 @@ class Traffic:
     """What one latency run sent and what came back."""
 
     sent: list[str] = field(default_factory=list)  # message ids, in send order
+    senders: dict[str, str] = field(default_factory=dict)  # message id -> sender role
     late_sends: int = 0  # sends that started > 50 ms behind schedule (the generator lagged)
 
 
@@ -52,6 +56,7 @@ async def steady_dms(host: SandboxHost, seconds: float, *, rate: float = RATE,
     async def one(i: int) -> None:
         posted = await host.dm(senders[i % len(senders)], agent, f"{tag} message {i}")
         traffic.sent.append(posted["message_id"])
+        traffic.senders[posted["message_id"]] = SENDERS[i % len(SENDERS)]
 
     start = anyio.current_time() + 0.05
     async with anyio.create_task_group() as tg:
@@ -73,6 +78,14 @@ async def measure(host: SandboxHost, served: Served, traffic: Traffic, *, with_s
     total = [got[m].at - created[m] for m in traffic.sent if m in got]
     out: dict[str, Any] = {"sent": len(traffic.sent), "received": len(got), "late_sends": traffic.late_sends,
                            "total_ms": summary_ms(total)}
+    # A sponsor's DM is confirmed with one Graph GET before it is stored; the others are
+    # stored from the notification alone, marked untrusted (issue 10).
+    by_sender: dict[str, list[float]] = {"sponsor": [], "untrusted": []}
+    for m in traffic.sent:
+        if m in got:
+            role = "sponsor" if traffic.senders.get(m) == "sponsor" else "untrusted"
+            by_sender[role].append(got[m].at - created[m])
+    out["by_sender_ms"] = {role: summary_ms(values) for role, values in by_sender.items() if values}
     if with_sends:
         sends = await host.sends()
         both = [m for m in traffic.sent if m in got and m in sends]
@@ -118,10 +131,18 @@ def pushed_at(served: Served, host: SandboxHost) -> dict[str, float]:
 
 
 async def run_traffic(host: SandboxHost, served: Served, seconds: float, drain: float,
-                      *, with_sends: bool, tag: str) -> dict[str, Any]:
-    traffic = await steady_dms(host, seconds, tag=tag)
-    await served.wait_for(traffic.sent, drain)
-    return await measure(host, served, traffic, with_sends=with_sends)
+                      *, with_sends: bool, tag: str, graph_ms: float = 0.0) -> dict[str, Any]:
+    """Steady traffic; `graph_ms` delays every Graph response of the sandbox meanwhile."""
+    if graph_ms:
+        await host.request("POST", "/_sandbox/latency", {"graph_ms": graph_ms})
+    try:
+        traffic = await steady_dms(host, seconds, tag=tag)
+        await served.wait_for(traffic.sent, drain)
+        out = await measure(host, served, traffic, with_sends=with_sends)
+    finally:
+        if graph_ms:
+            await host.request("POST", "/_sandbox/latency", {"graph_ms": 0})
+    return {**out, "graph_ms": graph_ms}
 
 
 async def warm_up(host: SandboxHost, served: Served, count: int = 5,

@@ -137,6 +137,15 @@ def table(r: dict[str, Any]) -> str:
                  f"{_fmt(f['latency_ratio_poll_defaults_vs_webhook_p50'])}/"
                  f"{_fmt(f['latency_ratio_poll_defaults_vs_webhook_p95'])}/"
                  f"{_fmt(f['latency_ratio_poll_defaults_vs_webhook_p99'])}x")
+    for key in ("webhook", "webhook_graph_latency"):  # the sponsor's DM waits for one Graph GET
+        by_sender = _get(lat, key, "by_sender_ms", default={})
+        graph_ms = _get(lat, key, "graph_ms", default=0)
+        for role, label in (("sponsor", "  sponsor DM (+1 Graph GET)"), ("untrusted", "  untrusted DM")):
+            part = by_sender.get(role) if isinstance(by_sender, dict) else None
+            if part:
+                label = f"{label}, Graph at {_fmt(graph_ms)} ms"
+                lines.append(f"   {label:46} {_fmt(_get(part, 'p50')):>9} {_fmt(_get(part, 'p95')):>9} "
+                             f"{_fmt(_get(part, 'p99')):>9}")
     lines.append("")
     lines.append("2. throughput, encrypted rich notifications, zero loss")
     for batch in ("batch1", "batch20"):

@@ -86,6 +86,9 @@ async def webhook_phase(host: SandboxHost, p: Profile, root: Path, out: dict[str
         out["latency"]["webhook"] = await latency.run_traffic(host, served, p.latency_seconds, 15, with_sends=True,
                                                               tag="webhook")
         out["rss"]["after_latency"] = memory_mb(served.pid)
+        say(f"webhook: latency with Graph answering in {latency.GRAPH_MS:g} ms (the sponsor's confirmation GET)")
+        out["latency"]["webhook_graph_latency"] = await latency.run_traffic(
+            host, served, p.latency_seconds, 15, with_sends=False, tag="webhook-graph", graph_ms=latency.GRAPH_MS)
         say("webhook: idle window")
         measured = await idle.window(host, p.webhook_idle_seconds)
         reauth = await idle.reauthorize_cost(host, served)

@@ -346,3 +346,21 @@ async def test_progress_neither_skips_nor_reruns_events_finished_out_of_order(tm
         assert inbox.cursor("bot") == seqs[2]
         await progress.finish(seqs[3])
         assert inbox.cursor("bot") == seqs[3] and inbox.get_meta("bot:done") is None
+
+
+async def test_a_forged_sponsor_message_never_runs_the_handler(
+        sandbox: Sandbox, env: dict[str, str], handler: str, tmp_path: Path) -> None:
+    from tests.runtime._forge import chat_item, claim, post, subscription
+
+    sponsor, agent = upn(sandbox, "sponsor"), upn(sandbox, "agent_user")
+    async with bot_in_process(env, handler) as (runtime, bot):
+        first = await post_dm(sandbox, sponsor, agent, "genuine first")
+        await wait_for(lambda: handled(runtime, first["message_id"]))
+        sub = subscription(sandbox, runtime, "teams")
+        forged = claim(sandbox, first["chat_id"], "1999999999999", "sponsor", "forged: run it")
+        assert await post(sandbox, sub, [chat_item(sandbox, sub, forged)]) == 202
+        await wait_for(lambda: runtime.intake.counters.get("dropped_not_in_graph", 0) == 1)
+        second = await post_dm(sandbox, sponsor, agent, "genuine second")
+        await wait_for(lambda: handled(runtime, second["message_id"]))
+    assert [r["text"] for r in runs(tmp_path)][::2] == ["genuine first", "genuine second"]
+    assert all("forged" not in r["text"] for r in runs(tmp_path))

@@ -47,7 +47,12 @@ ChatReader = Callable[[str, str], Awaitable[dict[str, Any] | None]]
 #: (kind, reason): schedule one coalesced resync of that kind.
 Overflow = Callable[[str, str], Any]
 
+_ID_CHARS = 100  # Graph's ids are shorter; a forged one is cut in the log
 _SEEN = 4096  # keys handled recently: a replayed notification of a stored message costs no GET
+#: A backlog longer than this many seconds of confirmations asks for a resync of the kind (the
+#: poller coalesces and spaces them): listing reads genuine messages at once, and their pending
+#: confirmations are then skipped, so a flood of forged claims cannot queue a sponsor out.
+BACKLOG_SECONDS = 2.0
 
 
 class Gate(Protocol):
@@ -64,13 +69,22 @@ class Gate(Protocol):
 
 
 class TenantGate:
-    """Sponsors are allowed, everyone else is open (stored as untrusted data), nothing is held."""
+    """Sponsors are allowed, everyone else is open (stored as untrusted data), nothing is held.
+
+    `allowed` names more senders to confirm and allow (the bot's `--allow` until the access
+    policy takes it over).
+    """
+
+    def __init__(self, allowed: Callable[[Event], bool] | None = None) -> None:
+        self._allowed = allowed
 
     def decide(self, event: Event) -> Decision:
-        return "allow" if event.trust == "sponsor" else "open"
+        if event.trust == "sponsor" or (self._allowed is not None and self._allowed(event)):
+            return "allow"
+        return "open"
 
     async def hold(self, event: Event) -> None:  # never asked: decide() never holds
-        log.warning("intake_hold_unsupported", key=event.key)
+        log.warning("intake_hold_unsupported", key=event.key[:3 * _ID_CHARS])
 
 
 class Intake:
@@ -94,6 +108,7 @@ class Intake:
         self._interceptors: list[Interceptor] = []
         self._max_pending, self._max_attempts, self._retry_seconds = max_pending, max_attempts, retry_seconds
         self._bucket = TokenBucket(rate, burst)
+        self._backlog = max(int(rate * BACKLOG_SECONDS), 1)
         self._wakeup: anyio.Event | None = None
         self._seen: OrderedDict[str, None] = OrderedDict()
         self.counters: dict[str, int] = dict.fromkeys(
@@ -146,7 +161,14 @@ class Intake:
 
     async def _intercepted(self, event: Event) -> bool:
         for interceptor in self._interceptors:
-            if await interceptor(event):
+            try:
+                consumed = await interceptor(event)
+            except Exception as exc:  # a broken hook must not lose the message nor fail the POST
+                # The type only: an exception's text may quote the message.
+                log.warning("intake_interceptor_failed", key=event.key[:3 * _ID_CHARS], error=type(exc).__name__)
+                self._count("interceptor_errors")
+                continue
+            if consumed:
                 self._remember(event.key)
                 self._count("intercepted")
                 return True
@@ -158,7 +180,7 @@ class Intake:
             if event.trust == "sponsor" and not event.confirmed:
                 # The invariant every sink relies on (CONTRACTS, invariant 2).
                 self._count("refused_unconfirmed_sponsor")
-                log.error("intake_refused_unconfirmed_sponsor", key=event.key)
+                log.error("intake_refused_unconfirmed_sponsor", key=event.key[:3 * _ID_CHARS])
                 continue
             safe.append(event)
         if not safe:
@@ -183,6 +205,9 @@ class Intake:
             self._count("pending", await anyio.to_thread.run_sync(self._store.add, keep))
             if self._wakeup is not None:
                 self._wakeup.set()
+        if self.counters["pending"] > self._backlog and self.on_overflow is not None:
+            for kind in sorted({e.kind for e in events}):
+                self.on_overflow(kind, "confirm_backlog")
 
     # --- confirmation ----------------------------------------------------------------------
     async def run(self) -> None:
@@ -195,10 +220,15 @@ class Intake:
                 continue
             failed = 0
             for row_id, attempts, event in rows:
+                if event.key in self._seen:  # stored meanwhile (a resync read it): no GET needed
+                    await anyio.to_thread.run_sync(self._store.remove, row_id)
+                    self._count("pending", -1)
+                    self._count("confirm_skipped")
+                    continue
                 await self._bucket.take()
                 if not await self._confirm(row_id, attempts, event):
                     failed += 1
-            if failed == len(rows):
+            if failed and failed == len(rows):
                 await anyio.sleep(self._retry_seconds)  # Graph or the disk is failing: do not spin
 
     async def _confirm(self, row_id: int, attempts: int, event: Event) -> bool:
@@ -208,8 +238,9 @@ class Intake:
             if confirmed is not None:
                 await self.admit([confirmed])
                 self._count("confirmed")
-        except (AgentSeatError, InboxError) as exc:
-            log.warning("intake_confirm_failed", key=event.key, attempts=attempts + 1, error=exc.message)
+        except Exception as exc:  # Graph, the disk, or a gate's hold: retried, never the worker's end
+            error = exc.message if isinstance(exc, AgentSeatError) else type(exc).__name__
+            log.warning("intake_confirm_failed", key=event.key[:3 * _ID_CHARS], attempts=attempts + 1, error=error)
             if attempts + 1 < self._max_attempts:
                 await anyio.to_thread.run_sync(self._store.attempt, row_id)
                 return False
@@ -243,9 +274,10 @@ class Intake:
     # --- bookkeeping -----------------------------------------------------------------------
     def _drop(self, event: Event, reason: str) -> None:
         self._count(f"dropped_{reason}")
-        # Ids only: never the claimed text.
-        log.warning("intake_dropped", reason=reason, kind=event.kind, chat=event.chat_id,
-                    message=event.message_id, claimed_sender=event.sender_id, source=event.source)
+        # Ids only, cut short (a forged claim chooses them): never the claimed text.
+        log.warning("intake_dropped", reason=reason, kind=event.kind, chat=(event.chat_id or "")[:_ID_CHARS],
+                    message=event.message_id[:_ID_CHARS], claimed_sender=event.sender_id[:_ID_CHARS],
+                    source=event.source)
 
     def _count(self, name: str, n: int = 1) -> None:
         self.counters[name] = self.counters.get(name, 0) + n

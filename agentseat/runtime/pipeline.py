@@ -1,7 +1,8 @@
 """The notification pipeline: from the body of a Graph POST to stored events and queued fetches.
 
 Steps, each a function testable alone: `parse_collection` -> `screen_items` ->
-`check_tokens` -> `decrypt_items` -> `plan_actions` -> store (one `Inbox.aappend`)
+`check_tokens` -> `decrypt_items` -> `plan_actions` -> store (one call of the `store`
+callback, the runtime's `Intake.admit`, which keeps claims Graph must confirm durably)
 -> dispatch (callbacks). `NotificationPipeline.process` runs them in order and
 logs every drop once per (reason, subscription) per minute.
 

@@ -37,6 +37,9 @@ CHAT_LIST_PARAMS = {
 }
 MAIL_FIELDS = "id,subject,from,sender,receivedDateTime,body,bodyPreview,conversationId,internetMessageId"
 _CHATS_KEY, _MAIL_KEY = "poll.chats", "poll.mail"
+#: Rounds asked for by `resync_soon` start at least this far apart: GET /me/chats allows one
+#: request per second per user (throttling-limits, Teams), and a flood must not spend it all.
+RESYNC_GAP_SECONDS = 1.0
 
 Store = Callable[[list[Event]], Awaitable[list[Event]]]
 
@@ -264,7 +267,9 @@ class Poller:
             if kind not in self._resync_reasons:
                 await wanted.wait()
             reason = self._resync_reasons.pop(kind)
+            started = anyio.current_time()
             await self.resync(kind, reason)
+            await anyio.sleep(max(0.0, RESYNC_GAP_SECONDS - (anyio.current_time() - started)))
 
     def _note_error(self, exc: AgentSeatError) -> None:
         self.counters.errors += 1
