@@ -224,11 +224,14 @@ class AccessPolicy:
         await self.resolve_names()
         seen: int | None = None  # its own mark: a sink's `refresh_if_changed` must not hide a change
         while True:
-            version = await anyio.to_thread.run_sync(self.store.data_version)
-            if version != seen:
-                seen = version
-                await anyio.to_thread.run_sync(self.refresh)
-                await self.release_allowed()
+            try:
+                version = await anyio.to_thread.run_sync(self.store.data_version)
+                if version != seen:
+                    await anyio.to_thread.run_sync(self.refresh)
+                    await self.release_allowed()
+                    seen = version
+            except AgentSeatError as exc:  # a full disk, say: try again on the next round
+                log.warning("access_release_failed", error=exc.message)
             await anyio.sleep(CHECK_SECONDS)
 
     def refresh_if_changed(self) -> bool:

@@ -139,8 +139,18 @@ class AccessStore:
             self._conn.close()
 
     @contextmanager
+    def _errors(self) -> Iterator[None]:
+        try:
+            yield
+        except sqlite3.Error as exc:
+            name = getattr(exc, "sqlite_errorname", type(exc).__name__)
+            log.warning("access_db_error", code=name, path=str(self.path))
+            raise AccessError(f"{self.path} cannot be read or written ({name})",
+                              hint=f"check the disk and permissions of {self.path.parent}") from exc
+
+    @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
+        with self._errors(), self._lock:
             conn = self._conn
             conn.execute("BEGIN IMMEDIATE")
             try:
@@ -153,13 +163,12 @@ class AccessStore:
                 raise
 
     def _query(self, sql: str, params: Iterable[Any] = ()) -> list[sqlite3.Row]:
-        with self._lock:
+        with self._errors(), self._lock:
             return self._conn.execute(sql, tuple(params)).fetchall()
 
     def data_version(self) -> int:
         """Changes whenever another connection (a CLI command) commits to the file."""
-        with self._lock:
-            return int(self._conn.execute("PRAGMA data_version").fetchone()[0])
+        return int(self._query("PRAGMA data_version")[0][0])
 
     # --- the allowlist --------------------------------------------------------------------------
     def allowed(self) -> list[Person]:
