@@ -14,12 +14,15 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import anyio
+import structlog
 
 from . import __version__
 from .config import Settings
 from .errors import AgentSeatError
 from .identity.configfile import with_config_file
 from .logging import configure
+
+log = structlog.get_logger("agentseat.serve")
 
 Command = Callable[[argparse.Namespace, Settings], int]
 
@@ -64,10 +67,26 @@ def cmd_sandbox(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
-    from .tools.server import serve
+def cmd_serve(args: argparse.Namespace, settings: Settings | None, problem: AgentSeatError | None = None) -> int:
+    """Always serve: with broken settings the server still connects and its tools say what to fix.
 
-    anyio.run(serve, settings)
+    The preflight runs before the event loop and anything else can log, so its verdict is the
+    first line of stderr, where Claude Code keeps a server's log (reference §1).
+    """
+    from .tools import preflight
+    from .tools.server import serve, serve_not_ready
+
+    prompts = None
+    with preflight.held_logs() as held:
+        if problem is None and settings is not None:
+            prompts, problem = preflight.check(settings)
+    if problem is not None:
+        log.error("serve_not_ready", problem=problem.message, fix=preflight.fix_of(problem))
+    preflight.replay(held)
+    if problem is not None or prompts is None or settings is None:
+        anyio.run(serve_not_ready, settings, problem or AgentSeatError("agentseat could not load its settings"))
+    else:
+        anyio.run(serve, settings, prompts)
     return 0
 
 
@@ -184,6 +203,28 @@ def _access_command(parsers: dict[str, argparse.ArgumentParser]) -> None:
     p.set_defaults(func=cmd_access)
 
 
+# --- inbox (work in runtime/inbox_view.py) -------------------------------------------------------
+def cmd_inbox(args: argparse.Namespace, settings: Settings) -> int:
+    from .runtime.inbox_view import show_inbox
+
+    return show_inbox(settings, everything=args.all, limit=args.limit, as_json=args.json)
+
+
+def _positive(value: str) -> int:
+    number = int(value)
+    if number < 1:
+        raise argparse.ArgumentTypeError("must be 1 or more")
+    return number
+
+
+def _inbox_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("inbox", help="list the agent's unread events (--all: every event); marks nothing read")
+    p.add_argument("--all", action="store_true", help="every event, read or not, newest --limit of them")
+    p.add_argument("--limit", type=_positive, default=50, metavar="N", help="at most N events (default 50)")
+    p.add_argument("--json", action="store_true", help="machine output: the summary and events as JSON")
+    p.set_defaults(func=cmd_inbox)
+
+
 def _not_ready(name: str) -> Command:
     def command(args: argparse.Namespace, settings: Settings) -> int:
         raise AgentSeatError(f"`agentseat {name}` is not available in this build", hint="see README.md")
@@ -229,17 +270,31 @@ def build_parser() -> argparse.ArgumentParser:
     _identity_commands(sub.choices)
     _reactive_commands(sub.choices)
     _access_command(sub.choices)
+    _inbox_command(sub)
     return parser
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    overrides = _overrides(args)
+    if args.env_file is not None:
+        overrides["_env_file"] = (str(args.env_file),)
+    return with_config_file(Settings(**overrides), args.env_file, _overrides(args))  # type: ignore[arg-type]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        overrides = _overrides(args)
-        if args.env_file is not None:
-            overrides["_env_file"] = (str(args.env_file),)
-        settings = with_config_file(Settings(**overrides), args.env_file, _overrides(args))  # type: ignore[arg-type]
+        if args.func is cmd_serve:
+            try:
+                settings = _settings(args)
+            except Exception as exc:  # ValidationError or ConfigError: serve connects and says so
+                from .tools.preflight import invalid_settings
+
+                configure("debug" if args.verbose else "info")
+                return cmd_serve(args, None, invalid_settings(exc))
+        else:
+            settings = _settings(args)
         configure("debug" if args.verbose else settings.log_level, settings.log_format)
         return int(args.func(args, settings))
     except AgentSeatError as exc:

@@ -39,6 +39,7 @@ from ..tunnel.base import Tunnel
 from .crypto import KeyRing
 from .fetchq import FetchQueue
 from .inbox import Inbox
+from .inbox_view import unread_status
 from .intake import Intake
 from .lock import OwnerLock
 from .normalize import TrustPolicy
@@ -330,8 +331,11 @@ class Runtime:
         self.status.notes = [*self.status.notes[-9:], text]
 
     def describe(self) -> dict[str, Any]:
-        """What `status` shows: mode, subscriptions, last event, counts."""
+        """What `status` shows: mode, subscriptions, last event, counts, unread events."""
         last = self.inbox.last_event()
+        unread = unread_status(self.inbox.unread_summary())
+        if unread["unread"]:  # what the model should do about them, where it reads the count
+            unread["next"] = "read_events returns them (and marks them read); mark_read marks handled ones"
         return {
             "role": self.status.role,
             "mode": self.status.mode,
@@ -341,6 +345,9 @@ class Runtime:
             "subscriptions": self.manager.status() if self.manager else {},
             "events": {"total": self.inbox.count(), "teams": self.inbox.count("teams"), "mail": self.inbox.count("mail")},
             "last_event": None if last is None else {"kind": last.kind, "at": last.received_at, "seq": last.seq},
+            "unread": unread,
+            # Messages dropped because Graph did not confirm them (a forged claim) are counted here.
+            "intake": dict(self.intake.counters),
             "poller": vars(self.poller.counters),
             "token_refreshes": self.tokens.refreshes,
             "notes": self.status.notes,

@@ -1,8 +1,8 @@
 """The durable inbox: a SQLite event log in the state dir.
 
 It owns the `Event` contract, deduplication by event key, the `seq` order,
-per-sink cursors, atomic claims for a shared push group, and wake-ups for
-sinks waiting on new events. It does not parse notifications, decide trust,
+per-sink cursors, atomic claims for a shared push group, read state (the
+queries live in `readstate.py`), and wake-ups for sinks waiting on new events. It does not parse notifications, decide trust,
 or deliver anything: producers hand it normalised Events, sinks read them.
 
 Sync methods are the core, each one short transaction; the `a*` wrappers run them
@@ -28,8 +28,9 @@ import structlog
 from agentseat.errors import InboxError
 
 from .events import Event, Kind, Source, Trust, event_key
+from .readstate import Entry, ReadState
 
-__all__ = ["Event", "Inbox", "Kind", "Source", "Trust", "event_key"]
+__all__ = ["Entry", "Event", "Inbox", "Kind", "Source", "Trust", "event_key"]
 
 log = structlog.get_logger(__name__)
 
@@ -84,6 +85,7 @@ CREATE TABLE IF NOT EXISTS events(
     trust TEXT NOT NULL, text TEXT NOT NULL, subject TEXT, created_at TEXT NOT NULL, received_at TEXT NOT NULL,
     source TEXT NOT NULL, confirmed INTEGER NOT NULL DEFAULT 0, read_at TEXT);
 CREATE INDEX IF NOT EXISTS events_kind_seq ON events(kind, seq);
+CREATE INDEX IF NOT EXISTS events_unread ON events(seq) WHERE read_at IS NULL;
 CREATE TABLE IF NOT EXISTS cursors(sink TEXT PRIMARY KEY, seq INTEGER NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS groups(name TEXT PRIMARY KEY, start_seq INTEGER NOT NULL,
     claimed_through INTEGER NOT NULL, created_at TEXT NOT NULL) WITHOUT ROWID;
@@ -119,7 +121,7 @@ def _upgrade(conn: sqlite3.Connection) -> None:
         log.info("inbox_upgraded", added="events.confirmed,events.read_at")
 
 
-class Inbox:
+class Inbox(ReadState):
     """The event log of one agent, shared by every process of that agent on this machine.
 
     Groups: of the processes in a group (for example "push") exactly one gets each
@@ -128,6 +130,8 @@ class Inbox:
     missed. Claims outlive processes; delivery is at most once: a claimant that dies
     between claim and push loses that batch (claim small batches, push them shielded).
     Cursors: `advance(sink, seq)` after handling events gives a lone sink at-least-once.
+    Read state (`ReadState`): an event is unread until the agent acts on it; claims and
+    cursors never change it, so a push that went nowhere leaves the event unread.
     """
 
     def __init__(self, path: str | os.PathLike[str], *, own_ids: Iterable[str] = (),

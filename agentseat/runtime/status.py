@@ -1,7 +1,7 @@
 """`agentseat status`: what the state directory says, without a running runtime.
 
-It reads the durable inbox (event counts, the last event, the subscriptions the manager keeps
-in the inbox's `subscriptions` meta key), the owner lock (is a runtime running, and which pid)
+It reads the durable inbox (event counts, unread events, the last event, the subscriptions the
+manager keeps in the inbox's `subscriptions` meta key), the owner lock (is a runtime running, and which pid)
 and the key store (the active certificate and its expiry). It calls no service and changes
 nothing; it never prints a message's text, only its kind, sender and times.
 """
@@ -18,6 +18,7 @@ from ..config import Settings
 from ..errors import AgentSeatError
 from ..identity.keys import KeyStore
 from .inbox import Inbox
+from .inbox_view import unread_line, unread_status
 from .lock import OwnerLock
 
 
@@ -63,6 +64,7 @@ def collect(settings: Settings) -> dict[str, Any]:
         last = inbox.last_event()
         info["inbox"] = {
             "events": inbox.count(), "teams": inbox.count("teams"), "mail": inbox.count("mail"),
+            "unread": unread_status(inbox.unread_summary()),
             "last_event": None if last is None else {
                 "seq": last.seq, "kind": last.kind, "from": last.sender_upn or last.sender_name,
                 "trust": last.trust, "source": last.source, "received_at": last.received_at},
@@ -93,6 +95,8 @@ def status(settings: Settings, out: TextIO | None = None) -> int:
         print("inbox:          empty (no runtime has run in this state dir yet)", file=out)
         return 0
     print(f"inbox:          {inbox['events']} events ({inbox['teams']} teams, {inbox['mail']} mail)", file=out)
+    print(f"unread:         {unread_line(inbox['unread'])}"
+          + ("; list them with `agentseat inbox`" if inbox["unread"]["unread"] else ""), file=out)
     last = inbox["last_event"]
     if last:
         print(f"last event:     #{last['seq']} {last['kind']} from {last['from']} ({last['trust']}, via "

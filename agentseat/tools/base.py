@@ -50,9 +50,30 @@ class Tool:
 
 
 # --- untrusted content ---------------------------------------------------------------------------
-# Any spelling of the envelope's own tags inside a body is neutralised, so inbound text can
-# never close the envelope and continue as if it were the agent's own context (entrabot-anchor §4.2).
-_ENVELOPE_TAG = re.compile(r"<\s*(/?)\s*external_content\b([^>]*)>", re.IGNORECASE)
+#: Tags that mean something in the model's context: the host's channel envelope, our tool
+#: envelope, conversation turns and tool-call markup. A closed list: any other `<word>` someone
+#: wrote (`<div>`, `<3`, `a<b`) is theirs and stays as written.
+CONTEXT_TAGS = (
+    "channel", "external_content", "system", "system-reminder", "user", "assistant", "human",
+    "tool_result", "tool_use", "tool_call", "function_calls", "function_results", "function_call",
+    "invoke", "parameter", "thinking", "instructions", "untrusted",
+)
+# Whitespace, control and zero-width characters a reader skips over inside a tag.
+_GAP = r"[\s\x00-\x1f\x7f\u200b-\u200f\u2060\ufeff]*"
+_NAMES = "|".join(re.sub(r"[-_]", "[-_]?", re.escape(n).replace(r"\-", "-")) for n in CONTEXT_TAGS)
+#: `<`, an optional `/`, then a listed name (or any `antml:` name), ending where a tag name ends.
+#: Unclosed starts count too: the host's own guard matches `</channel` without its `>`.
+_CONTEXT_TAG = re.compile(rf"<(?={_GAP}/?{_GAP}(?:(?:{_NAMES})|antml{_GAP}:[\w.-]*)(?![\w.:-]))", re.IGNORECASE)
+
+
+def neutralise(text: str) -> str:
+    """`text` with every opening or closing context tag made inert; everything else as written.
+
+    Only the `<` of a listed tag changes, to `&lt;`, so `</channel>` reads as `&lt;/channel>`
+    and cannot end or start an envelope, a turn or a tool call in the model's context.
+    Idempotent; entity spellings such as `&lt;system>` are already inert and stay as they are.
+    """
+    return _CONTEXT_TAG.sub("&lt;", text)
 
 
 def _attr(value: str) -> str:
@@ -63,12 +84,11 @@ def wrap_untrusted(text: str, *, source: str, sender: str, at: str, trust: str =
     """`text` inside an `<external_content>` envelope naming its source, sender, time and trust.
 
     The outer envelope is always added, even if the text already looks like one; any
-    envelope tag inside the text is entity-escaped. Sponsor content is wrapped too (with
+    context tag inside the text is neutralised. Sponsor content is wrapped too (with
     trust="sponsor"): a tool result is data whoever wrote it.
     """
-    body = _ENVELOPE_TAG.sub(lambda m: html.escape(m.group(0), quote=False), text)
     attrs = f'source="{_attr(source)}" sender="{_attr(sender)}" received_at="{_attr(at)}" trust="{_attr(trust)}"'
-    return f"<external_content {attrs}>\n{body}\n</external_content>"
+    return f"<external_content {attrs}>\n{neutralise(text)}\n</external_content>"
 
 
 def sender_label(name: str, address: str) -> str:

@@ -20,7 +20,7 @@ import mcp_types as types
 import structlog
 
 from ..runtime.inbox import Event, Inbox
-from .base import sender_label
+from .base import neutralise, sender_label
 
 if TYPE_CHECKING:
     from mcp.server.session import ServerSession
@@ -33,34 +33,40 @@ METHOD = "notifications/claude/channel"
 GROUP = "channel"
 #: Claude Code shows the push in the next turn; a whole long mail would crowd the context.
 MAX_CONTENT = 4000
-#: The only meta keys: an extra key alone made Claude Code close the stream (entrabot-anchor §3.4).
-META_KEYS = ("chat_id", "message_id", "user", "ts", "kind")
-# Raw angle brackets in content end the host's <channel> tag early; these look alike and are inert.
-_ANGLES = str.maketrans({"<": "‹", ">": "›"})
+#: Meta keys, as the official channel plugins name them; Claude Code turns each into an attribute
+#: of its `<channel>` tag, and drops keys that are not identifiers (reference §2).
+META_KEYS = ("chat_id", "message_id", "user", "user_id", "ts", "kind")
 # Control characters other than newline and tab have no place in a chat line.
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
-_META_VALUE = re.compile(r"[\x00-\x1f\x7f\"<>]")
+_META_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 Push = Callable[[dict[str, Any]], Awaitable[None]]
 
 
 def _clean(text: str) -> str:
-    return _CONTROL.sub("", text.translate(_ANGLES))
+    """People's text as written, minus what could open or close a tag in the model's context."""
+    return neutralise(_CONTROL.sub("", text))
 
 
-def _meta(value: str, limit: int = 200) -> str:
-    return _META_VALUE.sub("", value.translate(_ANGLES)).strip()[:limit]
+def _line(value: str | None, limit: int = 200) -> str:
+    """One clean line: a name or subject with a newline could forge the head line of another message."""
+    return neutralise(_META_CONTROL.sub(" ", value or "")).strip()[:limit]
+
+
+def _meta(value: str | None) -> str:
+    # The host XML-escapes attribute values itself; a value only has to be one clean line.
+    return _line(value)
 
 
 def envelope(event: Event) -> dict[str, Any]:
-    """The channel params for `event`: `{content, meta}`, plain text and string meta only.
+    """The channel params for `event`: `{content, meta}`, a string and a map of str to str.
 
     Anyone but a sponsor is marked as untrusted data in the first line, so the model
     reads their text as something to consider, never as instructions to follow.
     """
-    who = _clean(sender_label(event.sender_name, event.sender_upn))
+    who = _line(sender_label(event.sender_name, event.sender_upn))
     if event.kind == "mail":
-        subject = _clean(event.subject or "(no subject)")
+        subject = _line(event.subject or "(no subject)", 500)
         head = f"Email from {who}, subject: {subject}"
     else:
         head = f"Teams message from {who}"
@@ -76,8 +82,10 @@ def envelope(event: Event) -> dict[str, Any]:
         "chat_id": _meta(event.chat_id or "mail"),
         "message_id": _meta(event.message_id),
         "user": _meta(event.sender_name or event.sender_upn or event.sender_id or "unknown"),
+        # The sender's Entra object id: permanent where display names are not ("" for mail from outside).
+        "user_id": _meta(event.sender_id),
         "ts": _meta(event.created_at),
-        "kind": event.kind,
+        "kind": _meta(event.kind),
     }
     return {"content": f"{head}\n{body}", "meta": meta}
 

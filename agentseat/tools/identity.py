@@ -1,6 +1,7 @@
 """`whoami` and `status`: who the agent is, who sponsors it, and how the runtime is doing.
 
-Read-only views over settings and the runtime; nothing here calls Graph.
+Read-only views over settings and the runtime; nothing here calls Graph. While the server
+cannot work (`failure_views`), both say what is wrong and the command that fixes it.
 """
 
 from __future__ import annotations
@@ -8,9 +9,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from ..errors import AgentSeatError
 from .base import Args, Tool
+from .preflight import failure_view
 
 if TYPE_CHECKING:
+    from ..config import Settings
     from ..runtime.app import Runtime
 
 
@@ -42,9 +46,7 @@ def tools(runtime: Runtime, extra_status: Callable[[], dict[str, Any]] | None = 
 
     async def status(_: NoArgs) -> dict[str, Any]:
         extra = extra_status() if extra_status is not None else {}
-        if "runtime_error" in extra:  # the runtime closed its inbox and Graph client on the way out
-            return {"role": "stopped", "mode": settings.mode, **extra}
-        return runtime.describe() | extra
+        return {"ready": True} | runtime.describe() | extra
 
     return [
         Tool("whoami", "Who the agent is (its user principal name and ids), its tenant, and its sponsors: the "
@@ -52,3 +54,21 @@ def tools(runtime: Runtime, extra_status: Callable[[], dict[str, Any]] | None = 
         Tool("status", "How the agent's runtime is doing: event source (webhook or poll), subscriptions, the "
              "last event, inbox counts, and channel delivery.", NoArgs, status, read_only=True),
     ]
+
+
+def failure_views(settings: Settings | None,
+                  extra_status: Callable[[], dict[str, Any]] | None) -> dict[str, Callable[[AgentSeatError], Any]]:
+    """What `status` and `whoami` answer while the tools cannot work (not an error: a diagnosis)."""
+
+    def status(failure: AgentSeatError) -> dict[str, Any]:
+        # The runtime closed its inbox and Graph client on the way out: only what is still true.
+        extra = extra_status() if extra_status is not None else {}
+        return failure_view(failure, mode=settings.mode if settings else None, **extra)
+
+    def whoami(failure: AgentSeatError) -> dict[str, Any]:
+        agent = None if settings is None else {
+            "upn": settings.agent_user_upn, "user_id": settings.agent_user_id, "tenant_id": settings.tenant_id,
+            "sponsors": list(settings.sponsors)}
+        return failure_view(failure, configured=agent)
+
+    return {"status": status, "whoami": whoami}

@@ -1,14 +1,16 @@
-"""The MCP stdio server: tools, the body prompt, the Claude Code channel, and the serve loop.
+"""The MCP stdio server: tools, the instructions and body prompt, the Claude Code channel, the serve loop.
 
 It owns the MCP surface: which tools and prompts exist, how a tool call becomes a
 result or a tool error, the `claude/channel` capability, and running the protocol
-beside the runtime in one task group. stdout carries only the protocol (mcp's
-`stdio_server()` diverts fd 1 to stderr while it serves; our logs go to stderr).
+beside the runtime in one task group. A server whose settings are broken still
+serves (`serve_not_ready`): a host shows its answers, not "Failed to connect".
+stdout carries only the protocol (fd 1 is diverted to stderr while it serves).
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -21,12 +23,13 @@ from mcp.shared.exceptions import MCPError
 from pydantic import ValidationError
 
 from .. import __version__
-from ..errors import AgentSeatError
-from ..prompts.loader import load_body
+from ..errors import AgentSeatError, TokenError
+from ..prompts.loader import MAX_INSTRUCTIONS, Prompts
 from . import events, identity, mail, teams
 from .base import Tool
 from .channel import ChannelSink
 from .events import EventCursor
+from .preflight import RESTART, NoRuntime, fix_of
 from .stdout import claimed_stdout
 
 if TYPE_CHECKING:
@@ -58,12 +61,37 @@ def _describe(exc: ValidationError) -> str:
     return "; ".join(parts)
 
 
+FailureView = Callable[[AgentSeatError], dict[str, Any]]
+STOPPED = "the agentseat runtime has stopped"
+
+
 class ToolBox:
     """The registered tools and the one place a call is validated, run, and mapped to a result."""
 
-    def __init__(self, tools: list[Tool]) -> None:
+    def __init__(self, tools: list[Tool], *, views: dict[str, FailureView] | None = None) -> None:
         self.tools = {t.name: t for t in tools}
-        self.failure: AgentSeatError | None = None  # set when the runtime under the tools has stopped
+        #: Set when the tools cannot work: the server is not ready, or the runtime under them stopped.
+        self.failure: AgentSeatError | None = None
+        self.headline = STOPPED
+        #: What a tool answers instead of an error while `failure` is set (`status`, `whoami`).
+        self.views = views or {}
+        self._passing = False  # the failure lasts only while its cause does (see `pass_failure`)
+
+    @property
+    def stopped(self) -> bool:
+        """A lasting failure is set: nothing will clear it before a restart."""
+        return self.failure is not None and not self._passing
+
+    def fail(self, failure: AgentSeatError, headline: str = STOPPED, *, passing: bool = False) -> None:
+        """From now on the tools say `failure`; `passing` marks one a later success may clear."""
+        if self.stopped and passing:
+            return  # a lasting failure (the runtime stopped) is never replaced by a passing one
+        self.failure, self._passing, self.headline = failure, passing, headline
+
+    def pass_failure(self) -> None:
+        """Clear a passing failure: its cause has gone (a token arrived after all)."""
+        if self._passing:
+            self.failure, self._passing, self.headline = None, False, STOPPED
 
     def listing(self) -> list[types.Tool]:
         return [types.Tool(name=t.name, description=t.description, input_schema=t.input_schema(),
@@ -75,9 +103,13 @@ class ToolBox:
         tool = self.tools.get(name)
         if tool is None:
             return error_result(f"there is no tool {name!r}", f"use one of: {', '.join(sorted(self.tools))}")
-        if self.failure is not None and name != "status":
-            return error_result(f"the agentseat runtime has stopped: {self.failure.message}",
-                                self.failure.hint or "fix the cause, then restart the MCP server")
+        if self.failure is not None:
+            if (view := self.views.get(name)) is not None:
+                return types.CallToolResult(content=[types.TextContent(type="text", text=_text(view(self.failure)))])
+            problem = self.failure.message
+            if not problem.startswith("agentseat"):  # "agentseat is not ready: agentseat is not set up" says it twice
+                problem = f"{self.headline}: {problem}"
+            return error_result(problem, f"{fix_of(self.failure)}; then {RESTART}")
         try:
             args = tool.args.model_validate(arguments or {})
         except ValidationError as exc:
@@ -96,32 +128,53 @@ class ToolBox:
 
 
 def build_tools(runtime: Runtime, cursor: EventCursor, channel: ChannelSink | None = None) -> ToolBox:
-    box: ToolBox
-
     def extra_status() -> dict[str, Any]:
         out: dict[str, Any] = {"tools_cursor": cursor.seq}
         if channel is not None:
             out["channel"] = {"connected": channel.connected, "claimant": channel.claimant,
                               "pushed": channel.pushed, "last_pushed_seq": channel.last_pushed_seq,
                               "position": channel.position}
-        if box.failure is not None:
-            out["runtime_error"] = {"message": box.failure.message, "hint": box.failure.hint}
         return out
 
-    box = ToolBox([
+    return ToolBox([
         *teams.tools(runtime),
         *mail.tools(runtime),
         *events.tools(runtime, cursor),
         *identity.tools(runtime, extra_status),
-    ])
+    ], views=identity.failure_views(runtime.settings, extra_status))
+
+
+def not_ready_tools(settings: Settings | None, failure: AgentSeatError) -> ToolBox:
+    """Every tool listed as usual, none able to run: each call says what is wrong and how to fix it."""
+    stand_in: Any = NoRuntime(settings)
+    listed: list[Tool] = []
+    for build in (lambda: teams.tools(stand_in), lambda: mail.tools(stand_in),
+                  lambda: events.tools(stand_in, EventCursor(stand_in)), lambda: identity.tools(stand_in)):
+        try:
+            listed += build()
+        except Exception as exc:  # a module that needs a live runtime to list its tools: list the rest
+            log.debug("tools_not_listed", error=type(exc).__name__)
+    box = ToolBox(listed, views=identity.failure_views(settings, None))
+    box.fail(failure, "agentseat is not ready")
     return box
 
 
-def build_server(runtime: Runtime, instructions: str, *, channel: ChannelSink | None = None,
+def not_ready_prompts(failure: AgentSeatError) -> Prompts:
+    """Instructions that tell the model, and through it the user, why nothing works yet."""
+    text = (f"agentseat is not ready, so its Teams and mail tools do not work in this session.\n"
+            f"Problem: {failure.message}\nFix: {fix_of(failure)}\nThen: {RESTART}.\n"
+            "Tell the user this when they ask for Teams or mail; the status tool shows it too.\n")
+    return Prompts(instructions=text[:MAX_INSTRUCTIONS], body=text)
+
+
+def build_server(runtime: Runtime | None, prompts: Prompts, *, channel: ChannelSink | None = None,
                  cursor: EventCursor | None = None, box: ToolBox | None = None) -> Server[Any]:
-    """The MCP server for `runtime`; pass `channel` to push inbox events once a session is initialized."""
-    cursor = cursor or EventCursor(runtime)
-    box = box or build_tools(runtime, cursor, channel)
+    """The MCP server for `runtime` (or for `box` alone); pass `channel` to push inbox events once a
+    session is initialized. `instructions` are the short prompts; `agent_body` is the whole body."""
+    if box is None:
+        assert runtime is not None, "build_server needs a runtime or a box"
+        cursor = cursor or EventCursor(runtime)
+        box = build_tools(runtime, cursor, channel)
 
     async def list_tools(ctx: Any, params: types.PaginatedRequestParams | None) -> types.ListToolsResult:
         return types.ListToolsResult(tools=box.listing())
@@ -139,10 +192,10 @@ def build_server(runtime: Runtime, instructions: str, *, channel: ChannelSink | 
         if params.name != PROMPT_NAME:
             raise MCPError(types.INVALID_PARAMS, f"unknown prompt {params.name!r}; the only prompt is {PROMPT_NAME!r}")
         return types.GetPromptResult(description=prompt.description, messages=[
-            types.PromptMessage(role="user", content=types.TextContent(type="text", text=instructions))])
+            types.PromptMessage(role="user", content=types.TextContent(type="text", text=prompts.body))])
 
     server: Server[Any] = Server(
-        SERVER_NAME, version=__version__, instructions=instructions,
+        SERVER_NAME, version=__version__, instructions=prompts.instructions,
         on_list_tools=list_tools, on_call_tool=call_tool, on_list_prompts=list_prompts, on_get_prompt=get_prompt,
     )
     if channel is not None:
@@ -174,17 +227,65 @@ def _agentseat_error(exc: BaseException) -> AgentSeatError:
                                               hint="see the agentseat log on stderr")
 
 
-async def serve(settings: Settings) -> None:
-    """Serve MCP on stdio and run the runtime, until the host closes stdin."""
+async def _speak(server: Server[Any], *, beside: Callable[[], Awaitable[None]] | None = None) -> None:
+    """Serve MCP on stdio until the host closes stdin, with `beside` running in the same task group."""
+    # serve_loop speaks only the handshake (initialize) era: with Server.run() an auto-negotiating
+    # host lands on the 2026-07-28 era, where experimental capabilities and
+    # notifications/initialized never arrive, and the channel is dead (python-ecosystem §2).
+    options = initialization_options(server)
+    with claimed_stdout() as wire:
+        async with stdio_server(stdout=wire) as (read, write), server.lifespan(server) as state:  # type: ignore[arg-type]
+            async with anyio.create_task_group() as tg:
+                if beside is not None:
+                    tg.start_soon(beside)
+                await serve_loop(server, read, write, lifespan_state=state, init_options=options)
+                log.info("mcp_stdin_closed")
+                tg.cancel_scope.cancel()
+
+
+async def serve_not_ready(settings: Settings | None, failure: AgentSeatError) -> None:
+    """Answer `initialize` and every tool call with why agentseat cannot work, until stdin closes."""
+    box = not_ready_tools(settings, failure)
+    log.info("mcp_serving_not_ready", tools=len(box.tools))
+    await _speak(build_server(None, not_ready_prompts(failure), box=box))
+
+
+async def serve(settings: Settings, prompts: Prompts) -> None:
+    """Serve MCP on stdio and run the runtime, until the host closes stdin.
+
+    `prompts` come from the preflight (`preflight.check`), which already found the settings
+    complete and the key readable; whatever fails later reaches the tools as `box.failure`.
+    """
     from ..runtime.app import Runtime
 
-    instructions = load_body(settings)  # a bad persona file fails here, before anything is opened
-    runtime = Runtime(settings)
+    try:
+        runtime = Runtime(settings)
+    except AgentSeatError as exc:
+        log.error("serve_not_ready", problem=exc.message, fix=fix_of(exc))
+        await serve_not_ready(settings, exc)
+        return
     channel = ChannelSink()
     cursor = EventCursor(runtime)
     box = build_tools(runtime, cursor, channel)
-    server = build_server(runtime, instructions, channel=channel, cursor=cursor, box=box)
-    options = initialization_options(server)
+    server = build_server(runtime, prompts, channel=channel, cursor=cursor, box=box)
+
+    async def watch_first_token() -> None:
+        # Poll mode keeps retrying an unreachable tenant without stopping, so the runtime alone
+        # would never say why nothing arrives. Until the first token, a token failure is the
+        # server's problem: status and whoami name it, and it clears once a token comes.
+        backoff = 1.0
+        while not box.stopped:
+            try:
+                await runtime.tokens.get()
+            except TokenError as exc:
+                if box.failure is None:
+                    log.error("serve_not_ready", problem=exc.message, fix=fix_of(exc))
+                box.fail(exc, "agentseat cannot get a token", passing=True)
+                await anyio.sleep(backoff)
+                backoff = min(backoff * 2, 60.0)
+                continue
+            box.pass_failure()
+            return
 
     async def run_runtime() -> None:
         try:
@@ -192,25 +293,22 @@ async def serve(settings: Settings) -> None:
         except Exception as exc:
             # Keep serving: every tool call now says why the runtime stopped and what to do,
             # which a host shows; a vanished server would only say "disconnected".
-            box.failure = _agentseat_error(exc)
+            box.fail(_agentseat_error(exc))
+            assert box.failure is not None
             log.error("runtime_stopped", error=box.failure.message, hint=box.failure.hint,
                       exc_info=not isinstance(exc, AgentSeatError))
+
+    async def beside() -> None:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(watch_first_token)
+            tg.start_soon(run_runtime)
 
     try:
         # Both positions are taken before the runtime stores anything, so nothing is skipped.
         await channel.prepare(runtime.inbox)
         await cursor.start()
-        # serve_loop speaks only the handshake (initialize) era: with Server.run() an auto-negotiating
-        # host lands on the 2026-07-28 era, where experimental capabilities and
-        # notifications/initialized never arrive, and the channel is dead (python-ecosystem §2).
-        with claimed_stdout() as wire:
-            async with stdio_server(stdout=wire) as (read, write), server.lifespan(server) as state:  # type: ignore[arg-type]
-                async with anyio.create_task_group() as tg:
-                    tg.start_soon(run_runtime)
-                    log.info("mcp_serving", mode=settings.mode, tunnel=settings.tunnel)
-                    await serve_loop(server, read, write, lifespan_state=state, init_options=options)
-                    log.info("mcp_stdin_closed")
-                    tg.cancel_scope.cancel()
+        log.info("mcp_serving", mode=settings.mode, tunnel=settings.tunnel)
+        await _speak(server, beside=beside)
     finally:
         with anyio.CancelScope(shield=True):
             await runtime.aclose()  # also done by Runtime.run; closing twice is harmless

@@ -12,6 +12,11 @@ The authtoken never reaches a log line or ngrok's command line (which other loca
 users can read in /proc): it is written to a private 0600 config file in a 0700
 temp directory that `stop()` deletes. Only when the caller supplies its own config
 file (`config_path`) is the token passed the pyngrok way, as `--authtoken`.
+
+The endpoint starts with request inspection off. With it on, the agent keeps every
+request body in its local inspector (http://127.0.0.1:4040), where any local process can
+read it and replay it: a Graph notification POST carries the subscription's clientState
+and a live validation token.
 """
 
 from __future__ import annotations
@@ -197,6 +202,7 @@ class NgrokTunnel:
                 "http",
                 name=f"agentseat-{uuid.uuid4().hex[:12]}",
                 pyngrok_config=config,
+                inspect=False,  # never keep request bodies in the agent's inspector
             )
             process = ngrok.get_ngrok_process(config)
         except (PyngrokError, OSError) as exc:

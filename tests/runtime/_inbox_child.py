@@ -1,6 +1,7 @@
 """A second OS process for the inbox tests (claims across processes, kill -9, cross-process wake-up).
 
-Usage: python _inbox_child.py claim DB GROUP CLAIMANT ALL_CLAIMANTS | append DB | append_one DB MESSAGE_ID
+Usage: python _inbox_child.py claim DB GROUP CLAIMANT ALL_CLAIMANTS | take DB TAKER ALL_TAKERS | append DB
+       | append_one DB MESSAGE_ID
 Reports go to stdout, one line each, flushed; logs go to stderr.
 """
 
@@ -51,6 +52,18 @@ def main(argv: list[str]) -> None:
                 _say(str(event.seq))
             if first:
                 _barrier(inbox, claimant, everyone)
+                first = False
+    elif mode == "take":
+        me, everyone = argv[2], argv[3].split(",")
+        _say("ready")
+        sys.stdin.readline()
+        first = True
+        # As for claims: no pause between takes, so a non-atomic take would hand some event out twice.
+        while batch := inbox.take_unread(limit=3):
+            for event in batch:
+                _say(str(event.seq))
+            if first:
+                _barrier(inbox, me, everyone)
                 first = False
     elif mode == "append":
         i = 0

@@ -11,7 +11,7 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-from agentseat.runtime.inbox import Inbox
+from agentseat.runtime.inbox import Event, Inbox
 
 # The schema as agentseat wrote it before claims were acknowledged (commit 5d24a74^).
 _OLD_SCHEMA = """
@@ -57,3 +57,20 @@ def test_inbox_written_before_claim_acknowledgement_opens_and_replays_nothing(tm
         assert [e.text for e in claimed] == ["old 3"]
     with Inbox(path) as inbox:  # and the upgrade is done once: a second open changes nothing
         assert inbox.count() == 3
+
+
+def test_events_from_before_read_state_count_as_read_and_new_ones_are_unread(tmp_path: Path) -> None:
+    """Schema 1 counted a push as delivered: after the upgrade its events are read, so the first
+    session is not handed the whole history; what arrives afterwards is unread."""
+    path = tmp_path / "inbox.db"
+    _old_inbox(path, events=3, claimed=3)
+    with Inbox(path) as inbox:
+        assert inbox.unread_summary() == {"unread": 0, "oldest_unread_at": None, "oldest_unread_seq": None}
+        assert all(not entry.unread for entry in inbox.entries())
+        assert inbox.take_unread(10) == []
+        [new] = inbox.append([Event.teams(chat_id="c", message_id="after", sender_id="s", sender_upn="u",
+                                          sender_name="n", trust="colleague", text="new", created_at=_NOW,
+                                          source="webhook")])
+        assert [e.message_id for e in inbox.unread()] == ["after"]
+    with Inbox(path) as inbox:  # reopening does not upgrade again: the new event stays unread
+        assert inbox.unread_summary()["oldest_unread_seq"] == new.seq

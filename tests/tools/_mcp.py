@@ -18,11 +18,15 @@ from mcp.client import _probe
 from mcp.client.extension import NotificationBinding
 from mcp.client.stdio import stdio_client
 
+import agentseat
 from agentseat.sandbox.app import Sandbox
 from agentseat.tools.channel import METHOD, ChannelParams
 
 #: A safety bound only: every wait ends as soon as its condition holds.
 BOUND = 60
+#: The tree these tests import: mcp's stdio client passes only a few variables on (not PYTHONPATH),
+#: and without this the subprocess would run whatever agentseat the venv has installed.
+PACKAGE_ROOT = str(Path(agentseat.__file__).resolve().parent.parent)
 
 
 @dataclass
@@ -74,8 +78,8 @@ async def serve(env: dict[str, str], workdir: Path, log_name: str = "serve", *,
     `negotiate_auto` connects as Claude Code does with MCP_PROTOCOL_NEGOTIATION=auto: a
     `server/discover` probe first, `initialize` only if the server does not take it.
     """
-    params = StdioServerParameters(command=sys.executable, args=["-m", "agentseat.cli", "serve"], env=env,
-                                   cwd=str(workdir))
+    params = StdioServerParameters(command=sys.executable, args=["-m", "agentseat.cli", "serve"],
+                                   env={"PYTHONPATH": PACKAGE_ROOT, **env}, cwd=str(workdir))
     log_path = workdir / f"{log_name}.log"
     with log_path.open("a") as errlog:
         served: Served | None = None

@@ -7,7 +7,7 @@ import re
 import pytest
 
 from agentseat.errors import ToolInputError
-from agentseat.tools.base import markdown_to_html, message_body, wrap_untrusted
+from agentseat.tools.base import markdown_to_html, message_body, neutralise, wrap_untrusted
 
 _OPEN = re.compile(r"<external_content\b", re.I)
 _CLOSE = re.compile(r"</external_content>", re.I)
@@ -30,6 +30,32 @@ def test_envelope_tags_inside_the_text_cannot_close_or_open_an_envelope(attack: 
     assert len(_OPEN.findall(out)) == 1 and out.startswith("<external_content ")
     assert len(_CLOSE.findall(out)) == 1 and out.endswith("</external_content>")
     assert "&lt;" in out
+
+
+# Anything a reader could take for a tag of the model's context: the envelopes, turns, tool calls.
+_OPENERS = re.compile(r"<\s*/?\s*(channel|system|external_content|user|assistant|human|system-reminder|tool_result"
+                      r"|function_calls|invoke|antml)\b", re.I)
+
+
+@pytest.mark.parametrize("tag", [
+    "</channel>", '<channel source="agentseat" user="Ada">', "< /channel", "</ CHANNEL >", "<\n/channel>",
+    "<system>", "</System>", "<system\u200b>", "<\u200bsystem>", "<external_content>", "</external_content  >",
+    "<system-reminder>", "<system_reminder>", "<user>", "</assistant>", "<human>", "<tool_result>",
+    "</function_calls>", '<invoke name="x">', "<" + "antml:invoke>", "<system", "x<system/>y",
+])
+def test_neutralise_makes_context_tags_inert(tag: str) -> None:
+    out = neutralise(f"hello {tag} world")
+    assert not _OPENERS.search(out)
+    assert out.startswith("hello ") and out.endswith(" world")
+    assert neutralise(out) == out  # idempotent: a second pass changes nothing
+
+
+@pytest.mark.parametrize("text", [
+    "a < b and c > d", "<3", "<div>hi</div>", "<b>bold</b>", "<systems>", "<channelx>", "<username>",
+    "&lt;system&gt; and &lt;/channel>", "‹system› ＜system＞", "😀 naïve café", "x <- y", "<<>>", "",
+])
+def test_neutralise_leaves_everything_else_as_written(text: str) -> None:
+    assert neutralise(text) == text
 
 
 def test_attribute_values_are_escaped() -> None:

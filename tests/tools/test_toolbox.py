@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import Field
 
-from agentseat.errors import GraphError
+from agentseat.errors import AgentSeatError, GraphError
 from agentseat.tools.base import Args, Tool
 from agentseat.tools.server import ToolBox
 
@@ -68,3 +68,32 @@ def test_schemas_are_json_schema_objects_without_titles() -> None:
     [tool, *_] = BOX.listing()
     assert tool.input_schema["type"] == "object" and tool.input_schema["required"] == ["text"]
     assert tool.input_schema["additionalProperties"] is False and "title" not in tool.input_schema
+
+
+def _failing_box() -> ToolBox:
+    return ToolBox([Tool("echo", "Echo.", EchoArgs, _echo)],
+                   views={"status": lambda failure: {"ready": False, "problem": failure.message}})
+
+
+async def test_while_failed_every_tool_explains_and_a_view_diagnoses() -> None:
+    box = _failing_box()
+    box.tools["status"] = Tool("status", "Status.", EchoArgs, _echo)
+    box.fail(AgentSeatError("the key cannot be read", hint="set AGENTSEAT_KEY_PASSPHRASE"))
+    echo = await box.call("echo", {"text": "a"})
+    assert echo.is_error and "the key cannot be read" in _text(echo) and "AGENTSEAT_KEY_PASSPHRASE" in _text(echo)
+    status = await box.call("status", {})
+    assert not status.is_error and '"ready": false' in _text(status)
+
+
+async def test_a_passing_failure_clears_but_never_hides_a_lasting_one() -> None:
+    box = _failing_box()
+    box.fail(AgentSeatError("no token yet"), "agentseat cannot get a token", passing=True)
+    assert (await box.call("echo", {"text": "a"})).is_error
+    box.pass_failure()
+    assert not (await box.call("echo", {"text": "a"})).is_error
+
+    box.fail(AgentSeatError("the runtime crashed"))
+    box.fail(AgentSeatError("no token yet"), "agentseat cannot get a token", passing=True)
+    box.pass_failure()
+    text = _text(result := await box.call("echo", {"text": "a"}))
+    assert result.is_error and "runtime has stopped: the runtime crashed" in text

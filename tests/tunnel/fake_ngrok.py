@@ -7,7 +7,8 @@ the v2 `/api/tunnels` twins), and hands out `https://<random>.fake-ngrok.test` U
 
 Behaviour is set by environment variables, which the test's wrapper script sets:
   FAKE_NGROK_RECORD   JSON file rewritten on every change: pid, argv, API address,
-                      the authtoken seen and where it came from, endpoints.
+                      the authtoken seen and where it came from, endpoints (each with
+                      the `inspect` option it was created with; ngrok's default is true).
   FAKE_NGROK_SCHEME   scheme of the URLs handed out (default https).
   FAKE_NGROK_REQUIRE_AUTHTOKEN  if "1", fail at startup like ngrok without a token.
 """
@@ -114,6 +115,8 @@ class _Api(BaseHTTPRequestHandler):
             "url": f"{scheme}://{secrets.token_hex(6)}.fake-ngrok.test",
             "proto": scheme,
             "upstream": options.get("upstream") or {"url": options.get("addr")},
+            # ngrok inspects (keeps request bodies) unless the endpoint says otherwise.
+            "inspect": options.get("inspect", True),
         }
         with _lock:
             _endpoints[str(endpoint["name"])] = endpoint

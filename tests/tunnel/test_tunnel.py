@@ -152,6 +152,17 @@ async def test_own_config_file_is_used_and_kept(tmp_path: Path, fake: Fake) -> N
     assert own.exists()
 
 
+@pytest.mark.parametrize("own_config", [False, True], ids=["generated config", "own config file"])
+async def test_the_endpoint_starts_with_request_inspection_off(tmp_path: Path, fake: Fake, own_config: bool) -> None:
+    # With inspection on, ngrok's local inspector keeps each Graph POST (clientState and a live
+    # validation token) for any local process to read and replay.
+    exe, record = fake
+    config = tmp_path / "mine" / "ngrok.yml" if own_config else None
+    async with _running(NgrokTunnel(exe, TOKEN, config_path=config, check_interval=0.05)) as url:
+        endpoints = _record(record)["endpoints"]
+        assert [(e["url"], e["inspect"]) for e in endpoints] == [(url, False)]
+
+
 async def test_killing_the_agent_makes_wait_lost_return_and_a_restart_works(fake: Fake) -> None:
     exe, record = fake
     tunnel = NgrokTunnel(exe, None, check_interval=0.05)
