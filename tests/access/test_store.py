@@ -179,3 +179,22 @@ def test_cli_commands_approve_deny_revoke(tmp_path: Path, capsys: pytest.Capture
         access_revoke(s, "bob@contoso.test", out)
     with pytest.raises(AccessError, match="no pending pairing code"):
         access_approve(s, "ZZZZZZ", out)
+
+
+def test_agentseat_inbox_lists_held_messages(tmp_path: Path) -> None:
+    import io
+    import json
+
+    from agentseat.runtime.inbox_view import show_inbox
+
+    store = AccessStore(tmp_path / "access.db")
+    store.hold(mail("bob@contoso.test", 1))
+    store.hold(dm("u1", 2))
+    out = io.StringIO()
+    assert show_inbox(settings(tmp_path), out=out) == 0
+    lines = out.getvalue().splitlines()
+    assert "held by the access policy (2)" in out.getvalue()
+    assert [line.split()[1] for line in lines if line.startswith("held  ")] == ["mail", "teams"]
+    out = io.StringIO()
+    show_inbox(settings(tmp_path), as_json=True, out=out)
+    assert [row["text"] for row in json.loads(out.getvalue())["held"]] == ["mail 1", "message 2"]
