@@ -348,6 +348,7 @@ class Runtime:
             "unread": unread,
             # Messages dropped because Graph did not confirm them (a forged claim) are counted here.
             "intake": dict(self.intake.counters),
+            "access": self.access.summary(),  # the inbound policy, pending codes, held messages
             "poller": vars(self.poller.counters),
             "token_refreshes": self.tokens.refreshes,
             "notes": self.status.notes,

@@ -69,6 +69,8 @@ async def test_an_unknown_dm_gets_one_code_is_held_and_a_terminal_approval_relea
         assert reply.startswith("Hi Grace,") and (code := CODE.search(reply)) is not None
         assert len(await agent_lines(sandbox, first["chat_id"])) == 1  # one code, not one per message
         assert running.events == []  # never pushed
+        access = running.runtime.describe()["access"]  # what `status` shows
+        assert (access["policy"], access["pending_codes"], access["held"]) == ("pairing", 1, 2)
 
         rc, out = await access_cli(env, "list")
         assert rc == 0 and code.group(1) in out and "Grace Hopper" in out
