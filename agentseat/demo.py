@@ -286,14 +286,16 @@ class Demo:
                 f"pairing code {code.group(1)} after {_ms(seen - start)}")
 
         with _step("the sponsor approves the code in Teams", self.serve_log):
+            start = time.perf_counter()
             posted = await self._control(http, sandbox, "POST", "/_sandbox/messages",
                                          {"from": sponsor.upn, "to": agent_upn, "text": f"approve {code.group(1)}"})
-            start = time.perf_counter()
             while True:
                 arrived, push = await agent.next_push()
                 if push.meta and push.meta.get("message_id") == posted["message_id"]:
                     raise AgentSeatError("the sponsor's `approve CODE` was pushed instead of consumed")
                 if push.meta and push.meta.get("message_id") == asked["message_id"]:
+                    if arrived < start:
+                        raise AgentSeatError("the unknown colleague's message was pushed before any approval")
                     break
             # The agent also answers the sponsor (Teams paces its sends to one a second).
             while not any(m["from"] == agent_upn and m["text"].startswith("Approved")
