@@ -128,8 +128,10 @@ class AccessPolicy:
             return
         self.counters.held += 1
         log.info("access_held", kind=event.kind, chat=event.chat_id, sender=sender_key(event), trust=event.trust)
+        # Approved between `decide` and now, perhaps by `agentseat access` a moment ago (the timer
+        # refreshes before it releases, and a just-approved sender must not get a second code).
+        await anyio.to_thread.run_sync(self.refresh_if_changed)
         if self.decide(event) != "hold":
-            # Approved between `decide` and now (the timer refreshes before it releases): out it goes.
             await self.release_allowed()
             return
         await self._offer_code(event)
