@@ -20,7 +20,7 @@ from __future__ import annotations
 import re
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import quote
 
 import anyio
@@ -28,6 +28,7 @@ import structlog
 
 from ..errors import AgentSeatError
 from ..runtime.events import Event
+from ..runtime.intake import Decision
 from .store import AccessError, AccessStore, PendingCode, Person, sender_key
 
 if TYPE_CHECKING:
@@ -35,7 +36,6 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger(__name__)
 
-Decision = Literal["allow", "open", "hold"]
 #: How often the runtime looks at `access.db` for approvals made by `agentseat access`.
 CHECK_SECONDS = 0.5
 APPROVE = re.compile(r"^\s*approve\s+([A-Za-z0-9]{6})\s*[.!]?\s*$", re.I)
@@ -122,6 +122,7 @@ class AccessPolicy:
 
     async def hold(self, event: Event) -> None:
         """Keep `event` out of the inbox; under `pairing`, offer its sender a code if they may pair."""
+        await self.resolve_names()  # at startup, an allowed UPN may not be known by id yet
         stored = await anyio.to_thread.run_sync(self.store.hold, event)
         if not stored:
             log.info("access_hold_skipped", kind=event.kind, sender=sender_key(event))
@@ -246,16 +247,25 @@ class AccessPolicy:
         return True
 
     async def resolve_names(self) -> None:
-        """Teams names senders by object id: look up the ids (and mail) of UPNs in the allowlist."""
+        """Teams names senders by object id: look up the ids (and mail) of UPNs in the allowlist.
+
+        Each name is looked up once per process (a failure is logged and not retried); whatever
+        was held meanwhile for a name now known is released.
+        """
         if self._graph is None:
             return
+        found = False
         for name in sorted(n for n in self._configured | self._extra if "@" in n and n not in self._aliases):
+            self._aliases[name] = set()  # claimed: a concurrent caller does not look it up again
             try:
                 user = await self._graph.get(f"/users/{quote(name, safe='@')}", **{"$select": "id,mail"})
             except AgentSeatError as exc:
                 log.warning("access_name_lookup_failed", user=name, error=exc.message)
                 continue
             self._aliases[name] = _lower((str(user.get("id") or ""), str(user.get("mail") or "")))
+            found = True
+        if found:
+            await self.release_allowed()
 
     # --- Graph ------------------------------------------------------------------------------------
     async def chat_type(self, chat_id: str) -> str:

@@ -278,3 +278,18 @@ async def test_the_allowlist_survives_a_restart_and_an_offline_approval_releases
         await wait_for(lambda: "revoked" in held_texts(running))
         assert rc == 0 and len(await agent_lines(sandbox, g["chat_id"])) == 2  # a new code after revoking
         tg.cancel_scope.cancel()
+
+
+async def test_allowlist_policy_lets_allow_upns_through_and_holds_others_without_a_code(
+        sandbox: Sandbox, env: dict[str, str]) -> None:
+    grace, alan, agent = upn(sandbox, "colleague1"), upn(sandbox, "colleague2"), upn(sandbox, "agent_user")
+    async with anyio.create_task_group() as tg:
+        # A Teams message names its sender by object id only: the UPN is looked up in Graph.
+        running = await ready(tg, env, inbound_policy="allowlist", allow=alan.upper())
+        held = await post_dm(sandbox, grace, agent, "not on the list")
+        await post_dm(sandbox, alan, agent, "on the list")
+        await wait_for(lambda: [e.text for e in running.events] == ["on the list"])
+        await wait_for(lambda: held_texts(running) == ["not on the list"])
+        assert running.events[0].confirmed and running.events[0].trust == "colleague"
+        assert await agent_lines(sandbox, held["chat_id"]) == []  # codes are for `pairing` only
+        tg.cancel_scope.cancel()
