@@ -43,6 +43,7 @@ from .inbox_view import unread_status
 from .intake import Intake
 from .lock import OwnerLock
 from .normalize import TrustPolicy
+from .permission_replies import PermissionReplies
 from .pipeline import KnownSubscription, NotificationPipeline
 from .poller import Poller
 from .verify import JwksCache
@@ -96,6 +97,8 @@ class Runtime:
         self.poller = Poller(settings, self.graph, self.inbox, self.policy, store=self.intake.admit)
         self.intake.reader = self.poller.read_chat_message
         self.intake.on_overflow = self.poller.resync_soon
+        if settings.permission_relay:  # a sponsor's `yes <id>` answers a relayed Claude Code permission prompt
+            self.intake.intercept(PermissionReplies(settings, self.graph, self.policy))
         self.lock = OwnerLock(settings.state_dir / "runtime.lock")
         self.status = RuntimeStatus(mode=settings.mode)
         self._tunnel_override = tunnel
@@ -185,6 +188,10 @@ class Runtime:
     async def _sponsors_resolved(self) -> None:
         if self._sponsors_known is not None:
             await self._sponsors_known.wait()
+
+    async def sponsors_known(self) -> None:
+        """Wait until the sponsors are resolved (or could not be): whom to ask depends on it."""
+        await self._sponsors_resolved()
 
     def _tunnel(self) -> Tunnel:
         if self._tunnel_override is not None:
