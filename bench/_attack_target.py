@@ -42,7 +42,7 @@ class Target:
     audience: str  # the app id Graph's validation tokens are issued for
     teams_sub: str
     mail_sub: str
-    client_state: str
+    client_state: str  # the Teams subscription's (every subscription has its own)
     certificate: x509.Certificate  # the agent's public encryption certificate
     certificate_id: str
     chat_id: str  # a real 1:1 chat of the agent
@@ -56,6 +56,7 @@ class Target:
     markers: list[str] = field(default_factory=list)  # plaintext of every message forged
     tokens: list[str] = field(default_factory=list)  # every genuine token minted (must never be echoed or logged)
     graph_requests: Callable[[], dict[str, int]] = dict  # the sandbox's request counters
+    mail_client_state: str = ""  # the mail subscription's
     subscription_ids: Callable[[], set[str]] = set  # live subscription ids at the sandbox
 
     def __post_init__(self) -> None:

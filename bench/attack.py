@@ -88,7 +88,7 @@ class KindResult:
 def _secrets_in(data: str, t: Target) -> list[str]:
     """Which secrets appear in a response (the handshake echo of the attacker's own token is not one)."""
     found = []
-    if t.client_state and t.client_state in data:
+    if any(cs and cs in data for cs in (t.client_state, t.mail_client_state)):
         found.append("client_state")
     if any(tok in data for tok in t.tokens):
         found.append("genuine_token")
@@ -255,6 +255,7 @@ def target_for(sb: Sandbox, env: dict[str, str], base: str, pid: int) -> Target:
         agent_user_id=agent.id, signing_key=signing.key, kid=signing.kid,  # type: ignore[arg-type]
         graph_requests=lambda: dict(stats(sb)["requests"]),
         subscription_ids=lambda: {s.id for s in live_subscriptions(sb)},
+        mail_client_state=mail.client_state or "",
     )
 
 
@@ -331,9 +332,10 @@ async def _attack(sb: Sandbox, root: Path, opts: argparse.Namespace) -> dict[str
                                         seed=opts.seed)
     finally:
         exit_code = await anyio.to_thread.run_sync(proc.stop)
-    client_state = (state / "client_state").read_text().strip() if (state / "client_state").exists() else ""
-    scan = scan_logs([proc.stderr_path], {"client_state": client_state, "key_passphrase": KEY_PASSPHRASE},
-                     markers=t.markers)
+    # Every subscription has its own clientState (and a recreation makes new ones): none may be logged.
+    secrets = {t.client_state, t.mail_client_state} | {s.client_state or "" for s in live_subscriptions(sb)}
+    scan = scan_logs([proc.stderr_path], {**{f"client_state_{n}": cs for n, cs in enumerate(sorted(secrets - {""}))},
+                                          "key_passphrase": KEY_PASSPHRASE}, markers=t.markers)
     counted = [r for r in results if not r.limit]
     totals = {
         "kinds": len(results), "cases": sum(len(r.cases) for r in results),

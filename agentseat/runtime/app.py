@@ -33,7 +33,7 @@ from ..errors import AgentSeatError, ConfigError, TunnelError
 from ..graph.client import GraphClient, ssl_context
 from ..identity.keys import AgentCertificate, KeyStore
 from ..identity.tokens import AppOnlyTokens, TokenProvider
-from ..subscriptions.manager import SubscriptionManager, load_client_state
+from ..subscriptions.manager import SubscriptionManager
 from ..tunnel import LoopbackTunnel, make_tunnel
 from ..tunnel.base import Tunnel
 from .crypto import KeyRing
@@ -207,7 +207,6 @@ class Runtime:
         settings = self.settings
         certs = await anyio.to_thread.run_sync(self._keyring)
         ring, active = certs
-        client_state = load_client_state(settings.state_dir)
         session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=ssl_context(settings)))
         # Reads that notifications ask for: one bounded, rate-capped queue per kind, so a flood
         # of one never delays the other nor fails a POST (a full queue drops and resyncs instead).
@@ -218,10 +217,9 @@ class Runtime:
                                 on_overflow=self.poller.resync_soon),
         }
         mail_fetches, chat_fetches = self.fetches["mail"], self.fetches["teams"]
-        lifecycle_send, lifecycle_recv = anyio.create_memory_object_stream[tuple[KnownSubscription, str]](100)
         self.manager = manager = SubscriptionManager(
             settings, self.graph, self.inbox, certificate_b64=active.der_b64, certificate_id=active.sha1_thumbprint,
-            client_state=client_state, on_resync=self.poller.resync,
+            on_resync=self.poller.resync,
         )
 
         async def on_mail_fetch(message_id: str, partial: dict[str, Any]) -> None:
@@ -231,7 +229,8 @@ class Runtime:
             chat_fetches.offer(chat_id, message_id)
 
         async def on_lifecycle(known: KnownSubscription, event: str) -> None:
-            await lifecycle_send.send((known, event))
+            # Never blocks or raises: a full queue is a counted drop and the POST still gets 202.
+            manager.lifecycle.offer(known, event)
 
         pipeline = NotificationPipeline(
             settings=settings, inbox=self.inbox, keyring=ring,
@@ -246,7 +245,7 @@ class Runtime:
                 port = await tg.start(self.webhook.run)
                 tg.start_soon(mail_fetches.run)
                 tg.start_soon(chat_fetches.run)
-                tg.start_soon(self._lifecycle_worker, lifecycle_recv)
+                tg.start_soon(self._lifecycle_worker)
                 tg.start_soon(self.poller.reconcile_forever)
                 await self._tunnel_loop(tunnel, port, fallback=fallback)
         finally:
@@ -324,14 +323,11 @@ class Runtime:
         self.status.source, self.status.polling = "poll", sorted(kinds)
         await self.poller.run(kinds)
 
-    async def _lifecycle_worker(self, events: Any) -> None:
+    async def _lifecycle_worker(self) -> None:
+        """Lifecycle events are checked and coalesced (subscriptions/lifecycle.py); counts in
+        `manager.counters`."""
         assert self.manager is not None
-        async with events:
-            async for known, event in events:
-                try:
-                    await self.manager.handle_lifecycle(known, event)
-                except AgentSeatError as exc:
-                    log.warning("lifecycle_failed", lifecycle_event=event, error=exc.message)
+        await self.manager.lifecycle.run()
 
     def _note(self, text: str) -> None:
         log.info("runtime_note", note=text)
@@ -356,6 +352,8 @@ class Runtime:
             # Messages dropped because Graph did not confirm them (a forged claim) are counted here.
             "intake": dict(self.intake.counters),
             "access": self.access.summary(),  # the inbound policy, pending codes, held messages
+            # Lifecycle events received, dropped (forged, coalesced, rate-limited) and acted on.
+            "lifecycle": self.manager.counters.snapshot() if self.manager else {},
             "poller": vars(self.poller.counters),
             "token_refreshes": self.tokens.refreshes,
             "notes": self.status.notes,
