@@ -84,7 +84,8 @@ def main(argv: list[str] | None = None) -> int:
     results["figures"] = _clean(report.figures(results))
     print(report.table(results))
     if args.markdown:
-        args.markdown.write_text(report.markdown(results))
+        old = args.markdown.read_text() if args.markdown.exists() else ""
+        args.markdown.write_text(report.markdown(results, keep_from=old))
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))
     print(json.dumps({"profile": results["profile"], "machine": results["machine"], **results["figures"],

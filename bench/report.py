@@ -205,8 +205,21 @@ def table(r: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def markdown(r: dict[str, Any]) -> str:
-    """BENCHMARKS.md: the figures of the latest full run, with the machine and the goals."""
+#: Sections of BENCHMARKS.md written by other runs (`bench soak`, `bench attack`): kept as they are.
+KEPT_SECTIONS = ("## Soak", "## Attack")
+
+
+def _kept(old: str) -> str:
+    starts = [old.find(f"\n{heading}") for heading in KEPT_SECTIONS]
+    starts = [i for i in starts if i >= 0]
+    return old[min(starts):].strip("\n") if starts else ""
+
+
+def markdown(r: dict[str, Any], *, keep_from: str = "") -> str:
+    """BENCHMARKS.md: the figures of the latest full run, with the machine and the goals.
+
+    The soak and attack sections of `keep_from` (the file being rewritten) are kept.
+    """
     f = figures(r)
     m = r["machine"]
     when = r.get("finished_at") or datetime.now(UTC).strftime("%Y-%m-%d")
@@ -229,7 +242,8 @@ def markdown(r: dict[str, Any]) -> str:
     for what, goal, figure, ok in goals(f):
         lines.append(f"| {what} | {goal} | {figure} | {'met' if ok else '**not met**'} |")
     lines += ["", "## Figures", "", "```", table(r), "```", "", NOTES]
-    return "\n".join(lines)
+    kept = _kept(keep_from)
+    return "\n".join(lines) + (f"\n{kept}\n" if kept else "")
 
 
 NOTES = """## How the figures are made, and what they do not say
