@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import base64
 import json
+import sqlite3
 import sys
 import time
 from collections import Counter
@@ -40,11 +41,13 @@ import aiohttp
 import anyio
 from cryptography import x509
 
+from agentseat.config import Settings
 from agentseat.logging import configure
 from agentseat.sandbox.app import Sandbox
 from agentseat.sandbox.graph_chats import ensure_one_on_one
 
 from ._attack_corpus import KINDS, Kind, Outcome, Target, post, slowloris_headers
+from ._attack_lifecycle import subscriptions_view
 from ._harness import (
     JWT,
     KEY_PASSPHRASE,
@@ -52,6 +55,7 @@ from ._harness import (
     SandboxThread,
     WatchProcess,
     call,
+    control,
     free_port,
     inbox_rows,
     keep_or_temp,
@@ -65,6 +69,8 @@ from ._harness import (
 )
 
 BACKGROUND = "slowloris_headers"
+#: The colleague the runtime allowlists, when the build has an allowlist (AGENTSEAT_ALLOW).
+ALLOWED_ROLE = "colleague2"
 
 
 @dataclass
@@ -88,7 +94,7 @@ class KindResult:
 def _secrets_in(data: str, t: Target) -> list[str]:
     """Which secrets appear in a response (the handshake echo of the attacker's own token is not one)."""
     found = []
-    if t.client_state and t.client_state in data:
+    if any(cs and cs in data for cs in (t.client_state, t.mail_client_state)):
         found.append("client_state")
     if any(tok in data for tok in t.tokens):
         found.append("genuine_token")
@@ -151,7 +157,7 @@ async def run_kind(session: aiohttp.ClientSession, t: Target, kind: Kind, *, qui
         result.cases.append({"case": o.case, "status": o.status, "error": o.error, "verdict": verdict,
                              "why": why, "note": o.note, "seconds": round(o.seconds, 3)})
         setattr(result, verdict, getattr(result, verdict) + 1)
-    wanted = {o.note for o in outcomes if o.note.startswith(("teams:", "mail:"))} if kind.events else set()
+    wanted = {o.note for o in outcomes if o.note.startswith(("teams:", "mail:"))}  # genuine messages sent
     unexpected = new_keys - wanted
     missing = wanted - inbox_keys()
     if unexpected:
@@ -236,7 +242,7 @@ async def fuzz(session: aiohttp.ClientSession, t: Target, examples: int, concurr
     return figures, log_offset
 
 
-def target_for(sb: Sandbox, env: dict[str, str], base: str, pid: int) -> Target:
+def target_for(sb: Sandbox, env: dict[str, str], base: str, pid: int, log_path: Path | None = None) -> Target:
     """What the attacker and the judge know about a runtime provisioned on `sb`."""
     subs = live_subscriptions(sb)
     teams = next(s for s in subs if "chats" in s.resource.lower())
@@ -245,6 +251,13 @@ def target_for(sb: Sandbox, env: dict[str, str], base: str, pid: int) -> Target:
     agent = tenant.users[sb.role("agent_user")]
     colleague = tenant.users[sb.role("colleague1")]
     chat, _ = call(sb, ensure_one_on_one, sb, colleague.id, agent.id)
+    sponsor, allowed = tenant.users[sb.role("sponsor")], tenant.users[sb.role(ALLOWED_ROLE)]
+    sponsor_chat, _ = call(sb, ensure_one_on_one, sb, sponsor.id, agent.id)
+    state = Path(env["AGENTSEAT_STATE_DIR"])
+
+    async def sandbox(method: str, path: str, body: Any = None) -> Any:
+        async with aiohttp.ClientSession() as session:
+            return await control(session, sb, method, path, body)
     certificate = x509.load_der_x509_certificate(base64.b64decode(teams.encryption_certificate or ""))
     signing = sb.pki.active
     return Target(
@@ -255,12 +268,37 @@ def target_for(sb: Sandbox, env: dict[str, str], base: str, pid: int) -> Target:
         agent_user_id=agent.id, signing_key=signing.key, kid=signing.kid,  # type: ignore[arg-type]
         graph_requests=lambda: dict(stats(sb)["requests"]),
         subscription_ids=lambda: {s.id for s in live_subscriptions(sb)},
+        mail_client_state=mail.client_state or "",
+        agent_upn=agent.upn, sponsor={"id": sponsor.id, "upn": sponsor.upn, "name": sponsor.display_name},
+        sponsor_chat_id=sponsor_chat.id, allowed={"id": allowed.id, "upn": allowed.upn, "name": allowed.display_name},
+        allowlist=env.get("AGENTSEAT_ALLOW") == allowed.upn, inbox=lambda: inbox_rows(state, "key, trust, confirmed, text"),
+        log_path=log_path, sandbox=sandbox, subscriptions=lambda: subscriptions_view(live_subscriptions(sb)),
+        runtime_subscriptions=lambda: runtime_subscriptions(state),
     )
+
+
+def runtime_subscriptions(state: Path) -> dict[str, dict[str, Any]]:
+    """What the runtime holds by kind (its inbox's `subscriptions` meta key), without secrets."""
+    path = state / "inbox.db"
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
+        try:
+            row = conn.execute("SELECT v FROM meta WHERE k = 'subscriptions'").fetchone()
+        finally:
+            conn.close()
+    except sqlite3.Error:
+        return {}
+    held = json.loads(row[0]) if row and row[0] else {}
+    return {kind: {k: v for k, v in data.items() if k != "client_state"} for kind, data in held.items()}
 
 
 async def start_runtime(sb: Sandbox, root: Path, *, log_level: str = "debug") -> tuple[WatchProcess, dict[str, str], int]:
     port = free_port()
     env = provision_agent(sb, root / "agent", webhook_port=port, log_level=log_level, log_format="json")
+    if {"allow", "inbound_policy"} <= set(Settings.model_fields):
+        # An allowlisted colleague (confirmed with Graph like the sponsor); everyone else stays open
+        # (stored as untrusted data), as the kinds that store a genuine-looking message expect.
+        env |= {"AGENTSEAT_ALLOW": sb.tenant.users[sb.role(ALLOWED_ROLE)].upn, "AGENTSEAT_INBOUND_POLICY": "tenant"}
     proc = WatchProcess(env, root / "watch.jsonl", root / "runtime.log")
     for path in (proc.stdout_path, proc.stderr_path):
         path.write_bytes(b"")
@@ -286,7 +324,7 @@ async def start_runtime(sb: Sandbox, root: Path, *, log_level: str = "debug") ->
 async def _attack(sb: Sandbox, root: Path, opts: argparse.Namespace) -> dict[str, Any]:
     proc, env, port = await start_runtime(sb, root)
     state = Path(env["AGENTSEAT_STATE_DIR"])
-    t = target_for(sb, env, f"http://127.0.0.1:{port}", proc.pid)
+    t = target_for(sb, env, f"http://127.0.0.1:{port}", proc.pid, proc.stderr_path)
 
     def inbox_keys() -> set[str]:
         return {row[0] for row in inbox_rows(state, "key")}
@@ -331,9 +369,10 @@ async def _attack(sb: Sandbox, root: Path, opts: argparse.Namespace) -> dict[str
                                         seed=opts.seed)
     finally:
         exit_code = await anyio.to_thread.run_sync(proc.stop)
-    client_state = (state / "client_state").read_text().strip() if (state / "client_state").exists() else ""
-    scan = scan_logs([proc.stderr_path], {"client_state": client_state, "key_passphrase": KEY_PASSPHRASE},
-                     markers=t.markers)
+    # Every subscription has its own clientState (and a recreation makes new ones): none may be logged.
+    secrets = {t.client_state, t.mail_client_state} | {s.client_state or "" for s in live_subscriptions(sb)}
+    scan = scan_logs([proc.stderr_path], {**{f"client_state_{n}": cs for n, cs in enumerate(sorted(secrets - {""}))},
+                                          "key_passphrase": KEY_PASSPHRASE}, markers=t.markers)
     counted = [r for r in results if not r.limit]
     totals = {
         "kinds": len(results), "cases": sum(len(r.cases) for r in results),

@@ -25,7 +25,7 @@ async def test_one_case_of_every_attack_kind_is_refused_by_a_live_webhook(sandbo
     proc, env, port = await start_runtime(sandbox, tmp_path)
     state = Path(env["AGENTSEAT_STATE_DIR"])
     try:
-        t = target_for(sandbox, env, f"http://127.0.0.1:{port}", proc.pid)
+        t = target_for(sandbox, env, f"http://127.0.0.1:{port}", proc.pid, proc.stderr_path)
 
         def keys() -> set[str]:
             return {row[0] for row in inbox_rows(state, "key")}
