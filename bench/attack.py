@@ -4,20 +4,28 @@
 tenant, one agent, one `agentseat watch --mode webhook` process with debug logs
 in JSON. Then:
 
-1. every kind of bench/_attack_corpus.py (40 kinds, ~230 cases) is sent in turn;
-   a header slowloris holds connections open in the background meanwhile;
+1. every kind of bench/_attack_corpus.py (45 kinds, ~270 cases) is sent in turn;
+   a header slowloris holds connections open in the background meanwhile. The
+   last kinds follow one captured genuine POST further (bench/_attack_claims.py,
+   bench/_attack_lifecycle.py): forged sponsor claims, basic-item floods and
+   lifecycle floods, each with the Graph requests it causes counted at the sandbox;
 2. 10,000 bodies that Hypothesis draws around the notification schema
    (bench/_attack_fuzz.py) are POSTed with bounded concurrency;
 3. every log line the runtime wrote is scanned for token, assertion and key
    material, the clientState, the key passphrase and the plaintext of every
-   message forged.
+   message forged;
+4. tag injection (bench/_attack_tags.py): text carrying context tags is sent
+   through a second sandbox tenant and read back over MCP from `agentseat serve`
+   through the push and every read tool.
 
 Each case is judged:
 - crashed: a 5xx the runtime does not answer on purpose, a connection dropped
   without an answer, the process died, or an error or traceback was logged;
 - leaked: a secret (clientState, a genuine token, key material, a forged
   message's plaintext) in a response or a log line, an event stored from a
-  forged notification, or a forged lifecycle event acted on;
+  forged notification, a forged claim stored as the sponsor's, a forged lifecycle
+  event acted on beyond its bound, a Graph read caused by a basic item, or a
+  context tag left raw in a tool result;
 - rejected: anything else (the constant 202 of Graph's rules, a 4xx, a handshake refused).
 Kinds that must store exactly one event (replays) are judged by the inbox too.
 Prints a table and a final JSON line; exit code 0 when nothing crashed or leaked.
@@ -48,6 +56,8 @@ from agentseat.sandbox.graph_chats import ensure_one_on_one
 
 from ._attack_corpus import KINDS, Kind, Outcome, Target, post, slowloris_headers
 from ._attack_lifecycle import subscriptions_view
+from ._attack_tags import report_row as tag_row
+from ._attack_tags import tag_injection
 from ._harness import (
     JWT,
     KEY_PASSPHRASE,
@@ -369,6 +379,8 @@ async def _attack(sb: Sandbox, root: Path, opts: argparse.Namespace) -> dict[str
                                         seed=opts.seed)
     finally:
         exit_code = await anyio.to_thread.run_sync(proc.stop)
+    print("attack: tag injection through the MCP read tools", file=sys.stderr, flush=True)
+    tags = await tag_injection(root)
     # Every subscription has its own clientState (and a recreation makes new ones): none may be logged.
     secrets = {t.client_state, t.mail_client_state} | {s.client_state or "" for s in live_subscriptions(sb)}
     scan = scan_logs([proc.stderr_path], {**{f"client_state_{n}": cs for n, cs in enumerate(sorted(secrets - {""}))},
@@ -377,8 +389,8 @@ async def _attack(sb: Sandbox, root: Path, opts: argparse.Namespace) -> dict[str
     totals = {
         "kinds": len(results), "cases": sum(len(r.cases) for r in results),
         "rejected": sum(r.rejected for r in counted),
-        "crashed": sum(r.crashed for r in counted) + fuzzed["crashed"],
-        "leaked": sum(r.leaked for r in counted) + fuzzed["leaked"] + sum(scan["findings"].values()),
+        "crashed": sum(r.crashed for r in counted) + fuzzed["crashed"] + tags["crashed"],
+        "leaked": sum(r.leaked for r in counted) + fuzzed["leaked"] + sum(scan["findings"].values()) + tags["leaked"],
         "fuzz_examples": fuzzed["examples"],
     }
     return {
@@ -387,6 +399,7 @@ async def _attack(sb: Sandbox, root: Path, opts: argparse.Namespace) -> dict[str
         "kinds": {r.name: r.row() for r in results},
         "limits": [r.name for r in results if r.limit],
         "fuzz": fuzzed,
+        "tags": tags,
         "log_scan": scan,
         "totals": totals,
         "runtime": {"exit_code": exit_code, "starts": proc.starts},
@@ -407,11 +420,13 @@ def report(figures: dict[str, Any]) -> str:
     f = figures["fuzz"]
     rows.append([f"hypothesis ({f['examples']} bodies)", f["examples"], f["examples"] - f["crashed"] - f["leaked"],
                  f["crashed"], f["leaked"], f"statuses {f['statuses']}, genuine accepted {f['genuine_accepted']}"])
+    rows.append(tag_row(figures["tags"]))
     out = [table(["kind", "cases", "rejected", "crashed", "leaked", "notes"], rows)]
     scan = figures["log_scan"]
     out.append(f"log scan: {scan['lines']} lines, findings {scan['findings'] or 'none'}")
     tot = figures["totals"]
-    out.append(f"total: {tot['kinds']} kinds, {tot['cases']} cases + {tot['fuzz_examples']} generated bodies; "
+    out.append(f"total: {tot['kinds']} kinds, {tot['cases']} cases + {tot['fuzz_examples']} generated bodies "
+               f"+ {len(figures['tags']['cases'])} tool reads; "
                f"crashed {tot['crashed']}, leaked {tot['leaked']} -> {'OK' if figures['ok'] else 'FAILED'}")
     return "\n".join(out)
 
