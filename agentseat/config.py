@@ -121,6 +121,9 @@ class Settings(BaseSettings):
     graph_timeout_seconds: float = Field(default=30.0, gt=0)
     token_refresh_margin_seconds: float = Field(default=300.0, ge=0)
 
+    # Claude Code's permission prompts, asked of the sponsors in their Teams DMs (issue 9, point 7).
+    permission_relay: bool = Field(default=True, description="Relay Claude Code permission prompts to sponsors.")
+
     # Bot.
     bot_timeout_seconds: float = Field(default=60.0, gt=0)
 

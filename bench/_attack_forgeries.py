@@ -330,8 +330,9 @@ async def lifecycle_forged_token(s: aiohttp.ClientSession, t: Target, quick: boo
     before = await _churn(t)
     out = []
     for event in first_cases(["subscriptionRemoved", "reauthorizationRequired", "missed"], quick):
-        sub = t.mail_sub if event == "missed" else t.teams_sub
-        body = t.body([t.item(lifecycle=event, subscription=sub)], [t.token(key=t.evil_key, kid=t.kid)])
+        sub, cs = (t.mail_sub, t.mail_client_state) if event == "missed" else (t.teams_sub, t.client_state)
+        body = t.body([t.item(lifecycle=event, subscription=sub, client_state=cs)],
+                      [t.token(key=t.evil_key, kid=t.kid)])
         out.append(await post(s, t, event, body, path="/lifecycle"))
     await anyio.sleep(1.5)
     after = await _churn(t)

@@ -301,7 +301,7 @@ async def fetch_id_injection(s: aiohttp.ClientSession, t: Target, quick: bool) -
     out = []
     for mid in first_cases(ids, quick):
         item = {"subscriptionId": t.mail_sub, "subscriptionExpirationDateTime": GENUINE_EXPIRY,
-                "tenantId": t.tenant_id, "clientState": t.client_state, "changeType": "created",
+                "tenantId": t.tenant_id, "clientState": t.mail_client_state, "changeType": "created",
                 "resource": f"Users/{t.agent_user_id}/Messages/{mid}",
                 "resourceData": {"@odata.type": "#Microsoft.Graph.Message", "id": mid}}
         out.append(await post(s, t, f"id_{mid[:24]}", json.dumps({"value": [item]}).encode()))

@@ -349,7 +349,6 @@ async def _soak(sb: Sandbox, root: Path, opts: argparse.Namespace) -> dict[str, 
     env = provision_agent(sb, root / "agent", mode=opts.mode, webhook_port=ports[0], log_level="info",
                           log_format="json", reconcile_seconds=opts.reconcile_seconds)
     state = Path(env["AGENTSEAT_STATE_DIR"])
-    client_state_file = state / "client_state"
     proc = WatchProcess(env, root / "watch.jsonl", root / "runtime.log")
     for path in (proc.stdout_path, proc.stderr_path):
         path.write_bytes(b"")
@@ -359,6 +358,7 @@ async def _soak(sb: Sandbox, root: Path, opts: argparse.Namespace) -> dict[str, 
         ready = await wait_until(lambda: len(live_subscriptions(sb)) == 2, 90, 0.2)
         if not ready:
             raise RuntimeError(f"the runtime did not subscribe; see {proc.stderr_path}")
+        client_states = {s.client_state or "" for s in live_subscriptions(sb)}  # one per subscription
         async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=opts.concurrency * 2)) as session:
             await control(session, sb, "POST", "/_sandbox/faults",
                           {"notifications": NOTIFICATION_FAULTS, "graph": GRAPH_FAULTS, "seed": opts.seed})
@@ -381,7 +381,7 @@ async def _soak(sb: Sandbox, root: Path, opts: argparse.Namespace) -> dict[str, 
         moved = all(s.notification_url.startswith(f"http://127.0.0.1:{ports[1]}/") for s in live_subscriptions(sb))
     finally:
         exit_code = await anyio.to_thread.run_sync(proc.stop)
-    client_state = client_state_file.read_text().strip() if client_state_file.exists() else ""
+    client_states |= {s.client_state or "" for s in live_subscriptions(sb)}
 
     rows = inbox_rows(state, "key, source, text")
     keys = Counter(r[0] for r in rows)
@@ -431,8 +431,9 @@ async def _soak(sb: Sandbox, root: Path, opts: argparse.Namespace) -> dict[str, 
             "converged_after_send_s": round(settle_s, 1),
         },
         "runtime_log": _runtime_log_facts(proc.stderr_path),
-        "log_scan": scan_logs([proc.stderr_path], {"client_state": client_state, "key_passphrase": KEY_PASSPHRASE},
-                              markers=[t for t in texts]),
+        "log_scan": scan_logs([proc.stderr_path], {**{f"client_state_{n}": cs for n, cs in
+                                                      enumerate(sorted(client_states - {""}))},
+                                                   "key_passphrase": KEY_PASSPHRASE}, markers=[t for t in texts]),
         "timing": {"send_s": round(send_s, 1), "messages_per_s": round(len(run.sent) / send_s, 1) if send_s else 0,
                    "total_s": round(time.monotonic() - run.started, 1)},
         "final_exit_code": exit_code,

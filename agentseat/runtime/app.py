@@ -32,7 +32,7 @@ from ..errors import AgentSeatError, ConfigError, TunnelError
 from ..graph.client import GraphClient, ssl_context
 from ..identity.keys import AgentCertificate, KeyStore
 from ..identity.tokens import AppOnlyTokens, TokenProvider
-from ..subscriptions.manager import SubscriptionManager, load_client_state
+from ..subscriptions.manager import SubscriptionManager
 from ..tunnel import LoopbackTunnel, make_tunnel
 from ..tunnel.base import Tunnel
 from .crypto import KeyRing
@@ -42,6 +42,7 @@ from .inbox_view import unread_status
 from .intake import Intake
 from .lock import OwnerLock
 from .normalize import TrustPolicy
+from .permission_replies import PermissionReplies
 from .pipeline import KnownSubscription, NotificationPipeline
 from .poller import Poller
 from .verify import JwksCache
@@ -92,6 +93,8 @@ class Runtime:
         self.poller = Poller(settings, self.graph, self.inbox, self.policy, store=self.intake.admit)
         self.intake.reader = self.poller.read_chat_message
         self.intake.on_overflow = self.poller.resync_soon
+        if settings.permission_relay:  # a sponsor's `yes <id>` answers a relayed Claude Code permission prompt
+            self.intake.intercept(PermissionReplies(settings, self.graph, self.policy))
         self.lock = OwnerLock(settings.state_dir / "runtime.lock")
         self.status = RuntimeStatus(mode=settings.mode)
         self._tunnel_override = tunnel
@@ -180,6 +183,10 @@ class Runtime:
         if self._sponsors_known is not None:
             await self._sponsors_known.wait()
 
+    async def sponsors_known(self) -> None:
+        """Wait until the sponsors are resolved (or could not be): whom to ask depends on it."""
+        await self._sponsors_resolved()
+
     def _tunnel(self) -> Tunnel:
         if self._tunnel_override is not None:
             return self._tunnel_override
@@ -194,7 +201,6 @@ class Runtime:
         settings = self.settings
         certs = await anyio.to_thread.run_sync(self._keyring)
         ring, active = certs
-        client_state = load_client_state(settings.state_dir)
         session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=ssl_context(settings)))
         # Reads that notifications ask for: one bounded, rate-capped queue per kind, so a flood
         # of one never delays the other nor fails a POST (a full queue drops and resyncs instead).
@@ -205,10 +211,9 @@ class Runtime:
                                 on_overflow=self.poller.resync_soon),
         }
         mail_fetches, chat_fetches = self.fetches["mail"], self.fetches["teams"]
-        lifecycle_send, lifecycle_recv = anyio.create_memory_object_stream[tuple[KnownSubscription, str]](100)
         self.manager = manager = SubscriptionManager(
             settings, self.graph, self.inbox, certificate_b64=active.der_b64, certificate_id=active.sha1_thumbprint,
-            client_state=client_state, on_resync=self.poller.resync,
+            on_resync=self.poller.resync,
         )
 
         async def on_mail_fetch(message_id: str, partial: dict[str, Any]) -> None:
@@ -218,7 +223,8 @@ class Runtime:
             chat_fetches.offer(chat_id, message_id)
 
         async def on_lifecycle(known: KnownSubscription, event: str) -> None:
-            await lifecycle_send.send((known, event))
+            # Never blocks or raises: a full queue is a counted drop and the POST still gets 202.
+            manager.lifecycle.offer(known, event)
 
         pipeline = NotificationPipeline(
             settings=settings, inbox=self.inbox, keyring=ring,
@@ -233,7 +239,7 @@ class Runtime:
                 port = await tg.start(self.webhook.run)
                 tg.start_soon(mail_fetches.run)
                 tg.start_soon(chat_fetches.run)
-                tg.start_soon(self._lifecycle_worker, lifecycle_recv)
+                tg.start_soon(self._lifecycle_worker)
                 tg.start_soon(self.poller.reconcile_forever)
                 await self._tunnel_loop(tunnel, port, fallback=fallback)
         finally:
@@ -311,14 +317,11 @@ class Runtime:
         self.status.source, self.status.polling = "poll", sorted(kinds)
         await self.poller.run(kinds)
 
-    async def _lifecycle_worker(self, events: Any) -> None:
+    async def _lifecycle_worker(self) -> None:
+        """Lifecycle events are checked and coalesced (subscriptions/lifecycle.py); counts in
+        `manager.counters`."""
         assert self.manager is not None
-        async with events:
-            async for known, event in events:
-                try:
-                    await self.manager.handle_lifecycle(known, event)
-                except AgentSeatError as exc:
-                    log.warning("lifecycle_failed", lifecycle_event=event, error=exc.message)
+        await self.manager.lifecycle.run()
 
     def _note(self, text: str) -> None:
         log.info("runtime_note", note=text)
@@ -342,6 +345,8 @@ class Runtime:
             "unread": unread,
             # Messages dropped because Graph did not confirm them (a forged claim) are counted here.
             "intake": dict(self.intake.counters),
+            # Lifecycle events received, dropped (forged, coalesced, rate-limited) and acted on.
+            "lifecycle": self.manager.counters.snapshot() if self.manager else {},
             "poller": vars(self.poller.counters),
             "token_refreshes": self.tokens.refreshes,
             "notes": self.status.notes,

@@ -1,21 +1,23 @@
 """A desired-state reconciler for the agent's Graph subscriptions.
 
-It creates the subscriptions in `specs.desired_specs`, adopts live ones it made
-before (Graph allows one per app per resource: a duplicate is a 409), renews
-them well before expiry, answers lifecycle notifications, and recreates them
-when Graph removes them. Every gap (downtime, `missed`, a recreation, a URL
+It creates the subscriptions in `specs.desired_specs`, each with its own fresh
+clientState, adopts live ones it made before (Graph allows one per app per
+resource: a duplicate is a 409), renews them well before expiry, and checks
+lifecycle notifications against Graph before acting on them (lifecycle.py
+queues and coalesces them). Every gap (downtime, `missed`, a recreation, a URL
 move) is handed to `on_resync` so the poller reads what the gap hid.
+
+Secrets live with the subscription state in the inbox's meta table (a 0600
+SQLite file); they never reach a log line, `status` or a repr.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import secrets
+import time
 from collections.abc import Awaitable, Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import anyio
@@ -26,12 +28,24 @@ from ..errors import GraphError, NotFoundError
 from ..graph.times import parse_graph_time
 from ..runtime.inbox import Inbox
 from ..runtime.pipeline import KnownSubscription
+from .known import KnownView, new_client_state, read_legacy_client_state, remove_legacy_client_state
+from .lifecycle import LifecycleCounters, LifecycleGate
 from .specs import SubscriptionSpec, desired_specs, expiry
 
 log = structlog.get_logger(__name__)
 
 _META_KEY = "subscriptions"
 Resync = Callable[[str, str], Awaitable[None]]  # (kind, reason)
+#: "Don't issue a reauthorize request and an update request for the same subscription
+#: within a 10-minute window" (change-notifications-lifecycle-events): one PATCH does both.
+REAUTHORIZE_WINDOW_SECONDS = 600.0
+#: A failed renewal of a subscription close to expiry is retried at most this often.
+_DUE_RETRY_SECONDS = 60.0
+#: A kind without a live subscription (refused, or removed and not recreated) is tried
+#: again this often, so a failure never leaves it unrenewed for good.
+RETRY_CREATE_SECONDS = 300.0
+#: `maintain` looks again after at most 300 s, and at least 5 s.
+MAX_CHECK_SECONDS, MIN_CHECK_SECONDS = 300.0, 5.0
 
 
 @dataclass
@@ -42,48 +56,47 @@ class SubscriptionState:
     url: str = ""
     state: str = "pending"  # pending | active | refused
     error: str = ""
-
-
-def load_client_state(state_dir: Path) -> str:
-    """The webhook's shared secret: random, per install, kept 0600 beside the inbox."""
-    path = state_dir / "client_state"
-    if path.exists():
-        return path.read_text().strip()
-    state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    value = secrets.token_urlsafe(48)  # ≤ 128 characters, the documented clientState limit
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(value)
-    return value
+    client_state: str = field(default="", repr=False)  # this subscription's own secret
 
 
 class SubscriptionManager:
     """Keeps the agent's subscriptions alive for one public URL at a time."""
 
     def __init__(self, settings: Settings, graph: Any, inbox: Inbox, *, certificate_b64: str, certificate_id: str,
-                 client_state: str, on_resync: Resync, specs: list[SubscriptionSpec] | None = None) -> None:
+                 on_resync: Resync, specs: list[SubscriptionSpec] | None = None) -> None:
         self._settings = settings
         self._graph = graph
         self._inbox = inbox
         self._cert = certificate_b64
         self._cert_id = certificate_id
-        self._client_state = client_state
         self._on_resync = on_resync
         self.specs = specs or desired_specs(settings)
         self.states: dict[str, SubscriptionState] = {s.kind: SubscriptionState(s.kind) for s in self.specs}
-        self.known: dict[str, KnownSubscription] = {}  # live view the webhook pipeline checks
+        self.known = KnownView()  # live view the webhook pipeline checks
+        self.counters = LifecycleCounters()
+        self.lifecycle = LifecycleGate(holds=self.known.holds, check_removed=self._check_removed,
+                                       reauthorize=self._reauthorize, resync=on_resync, counters=self.counters)
         self.url = ""
         self._lock = anyio.Lock()
+        self._patched_at: dict[str, float] = {}  # subscription id -> monotonic time of our last PATCH
+        self._tried_at: dict[str, float] = {}  # kind -> monotonic time of our last create
+        self._poke: anyio.Event | None = None  # wakes `maintain` when a kind lost its subscription
+        # Versions before per-subscription secrets shared one; their live subscriptions
+        # keep verifying with it until `sync` replaces them.
+        self._legacy = read_legacy_client_state(settings.state_dir)
         self._load()
 
     # --- persistence ------------------------------------------------------------------
     def _load(self) -> None:
         raw = self._inbox.get_meta(_META_KEY)
-        if not raw:
-            return
-        for kind, data in json.loads(raw).items():
-            if kind in self.states:
-                self.states[kind] = SubscriptionState(**data)
+        if raw:
+            names = {f.name for f in fields(SubscriptionState)}
+            for kind, data in json.loads(raw).items():
+                if kind in self.states:
+                    state = SubscriptionState(**{k: v for k, v in data.items() if k in names})
+                    if state.id and not state.client_state:
+                        state.client_state = self._legacy
+                    self.states[kind] = state
         self._refresh_known()
 
     def _save(self) -> None:
@@ -91,10 +104,20 @@ class SubscriptionManager:
         self._refresh_known()
 
     def _refresh_known(self) -> None:
-        # Old ids stay known briefly so in-flight notifications of a replaced subscription still verify.
-        for state in self.states.values():
-            if state.id:
-                self.known[state.id] = KnownSubscription(state.id, state.kind, self._client_state)  # type: ignore[arg-type]
+        self.known.hold(KnownSubscription(s.id, s.kind, s.client_state)  # type: ignore[arg-type]
+                        for s in self.states.values() if s.id and s.state == "active")
+
+    def _let_go(self, state: SubscriptionState, *, grace: bool) -> None:
+        """Stop holding `state`'s subscription. With `grace` (we replaced it), its change
+        notifications in flight still verify briefly; never its lifecycle events."""
+        if state.id:
+            self.known.retire(KnownSubscription(state.id, state.kind, state.client_state),  # type: ignore[arg-type]
+                              grace=grace)
+            self._patched_at.pop(state.id, None)
+        state.id, state.client_state = "", ""
+
+    def _is_legacy(self, secret: str) -> bool:
+        return bool(self._legacy) and secret == self._legacy
 
     # --- reconciliation ----------------------------------------------------------------
     def active_kinds(self) -> set[str]:
@@ -105,64 +128,151 @@ class SubscriptionManager:
         async with self._lock:
             self.url = public_url.rstrip("/")
             try:
-                live = [s async for page in self._graph.pages("/subscriptions") for s in page]
+                live: list[dict[str, Any]] | None = [s async for page in self._graph.pages("/subscriptions")
+                                                     for s in page]
             except GraphError as exc:
                 log.warning("subscriptions_list_failed", status=exc.status, code=exc.code)
-                live = []
+                live = None
             for spec in self.specs:
-                await self._reconcile(spec, [s for s in live if spec.matches(str(s.get("resource", "")))])
+                if live is None:
+                    await self._keep_unlisted(spec)
+                else:
+                    await self._reconcile(spec, [s for s in live if spec.matches(str(s.get("resource", "")))])
             self._save()
+            if self._legacy and not any(self._is_legacy(s.client_state) for s in self.states.values() if s.id):
+                if remove_legacy_client_state(self._settings.state_dir):
+                    log.info("legacy_client_state_removed")
             return self.active_kinds()
         # The caller resyncs every kind once after `sync`: that one read covers the
         # downtime before it and any recreation during it.
 
+    def _secret_for(self, live: dict[str, Any]) -> str:
+        """The clientState of a live subscription, if it is one we can verify and may keep."""
+        sub_id = str(live.get("id", ""))
+        secret = next((s.client_state for s in self.states.values() if s.id == sub_id and s.client_state), "")
+        secret = secret or self.known.retired_secret(sub_id)
+        echoed = live.get("clientState")
+        if not secret and isinstance(echoed, str):
+            secret = echoed  # Graph's own answer, read with our token
+        # A subscription on the old shared secret is replaced: it may be captured, and it is
+        # accepted for every subscription that shares it.
+        return "" if self._is_legacy(secret) else secret
+
+    def _points_here(self, live: dict[str, Any], *, lifecycle_only: bool = False) -> bool:
+        lifecycle_ok = live.get("lifecycleNotificationUrl") == f"{self.url}/lifecycle"
+        return lifecycle_ok and (lifecycle_only or live.get("notificationUrl") == f"{self.url}/notifications")
+
     async def _reconcile(self, spec: SubscriptionSpec, existing: list[dict[str, Any]]) -> None:
         state = self.states[spec.kind]
-        want_url = f"{self.url}/notifications"
-        keep = next((s for s in existing if s.get("notificationUrl") == want_url
-                     and s.get("lifecycleNotificationUrl") == f"{self.url}/lifecycle"), None)
+        # The one we hold first: a second that also points here is a duplicate to replace.
+        ordered = sorted(existing, key=lambda s: str(s.get("id")) != state.id)
+        keep = next((s for s in ordered if self._points_here(s) and self._secret_for(s)), None)
+        reason = "created"
         for stale in existing:
             if stale is not keep:
-                # A different URL: lifecycleNotificationUrl cannot be changed by PATCH
-                # (subscription-update), so the subscription is replaced.
+                # A different URL (lifecycleNotificationUrl cannot be changed by PATCH,
+                # subscription-update), or a secret we cannot or should not keep: replaced.
+                if str(stale["id"]) == state.id:
+                    self._let_go(state, grace=True)
+                reason = "rotated" if self._points_here(stale) and reason != "moved" else "moved"
                 await self._delete(str(stale["id"]))
         if keep is not None:
-            adopted = state.id != keep["id"]
-            state.id, state.url, state.state, state.error = str(keep["id"]), want_url, "active", ""
-            state.expires = parse_graph_time(str(keep["expirationDateTime"]))
-            if adopted:
-                log.info("subscription_adopted", kind=spec.kind, subscription=state.id)
+            self._take_over(spec, keep, self._secret_for(keep))
             await self._renew_if_due(spec)
             return
-        await self._create(spec, reason="moved" if existing else "created", resync=False)
+        if state.id:  # Graph no longer lists it
+            self._let_go(state, grace=False)
+        await self._create(spec, reason=reason, resync=False)
 
-    async def _create(self, spec: SubscriptionSpec, *, reason: str, resync: bool = True) -> None:
+    async def _keep_unlisted(self, spec: SubscriptionSpec) -> None:
+        """Graph's list is unavailable: what we hold is the best we know. Keep it if it points
+        here and has its own secret (a renewal finds out if it is gone), else replace it."""
+        state = self.states[spec.kind]
+        if state.id and state.state == "active":
+            if state.url == f"{self.url}/notifications" and not self._is_legacy(state.client_state):
+                await self._renew_if_due(spec)
+                return
+            await self._delete(state.id)
+            self._let_go(state, grace=True)
+        await self._reconcile(spec, [])
+
+    def _take_over(self, spec: SubscriptionSpec, live: dict[str, Any], secret: str) -> None:
+        state = self.states[spec.kind]
+        adopted = state.id != str(live["id"])
+        if adopted and state.id:
+            self._let_go(state, grace=True)
+        state.id, state.url, state.state, state.error = str(live["id"]), f"{self.url}/notifications", "active", ""
+        state.client_state = secret
+        state.expires = parse_graph_time(str(live["expirationDateTime"]))
+        self._save()
+        if adopted:
+            log.info("subscription_adopted", kind=spec.kind, subscription=state.id)
+
+    async def _create(self, spec: SubscriptionSpec, *, reason: str, resync: bool = True, adopt: bool = True) -> None:
         state = self.states[spec.kind]
         if not self.url:
             # No public URL yet: a lifecycle event can arrive between the webhook's start and
             # the first `sync` (Graph redelivers what it queued while we were down). Creating
             # now would point Graph at "/notifications" and be refused; `sync` creates it.
-            state.id, state.state, state.error = "", "pending", ""
+            self._let_go(state, grace=False)
+            state.state, state.error = "pending", ""
             self._save()
             log.info("subscription_deferred", kind=spec.kind, reason=reason)
             return
+        self._tried_at[spec.kind] = time.monotonic()
+        secret = new_client_state()  # every subscription its own, fresh, never reused
         body = spec.body(notification_url=f"{self.url}/notifications", lifecycle_url=f"{self.url}/lifecycle",
-                         client_state=self._client_state, certificate_b64=self._cert, certificate_id=self._cert_id)
+                         client_state=secret, certificate_b64=self._cert, certificate_id=self._cert_id)
         try:
             created = await self._graph.post("/subscriptions", body)
         except GraphError as exc:
-            if exc.status == 409:
+            if exc.status == 409 and adopt:
+                # One already exists for this resource (Graph allows one): take it over if it
+                # is ours and points here, else replace it, so something is always renewed.
                 log.warning("subscription_conflict", kind=spec.kind)
+                if await self._adopt(spec, reason=reason, resync=resync):
+                    return
+                return await self._create(spec, reason=reason, resync=resync, adopt=False)
+            if exc.status == 409:
+                self.counters.actions["conflicts_unresolved"] += 1
+            self._let_go(state, grace=False)
             state.state, state.error = "refused", _explain(exc)
+            if self._poke is not None:
+                self._poke.set()
             log.warning("subscription_refused", kind=spec.kind, status=exc.status, code=exc.code, why=state.error)
             self._save()
             return
+        self._let_go(state, grace=False)
         state.id, state.url, state.state, state.error = str(created["id"]), f"{self.url}/notifications", "active", ""
+        state.client_state = secret
         state.expires = parse_graph_time(str(created["expirationDateTime"]))
         self._save()
         log.info("subscription_created", kind=spec.kind, subscription=state.id, reason=reason)
         if resync:
-            await self._resync(spec.kind, reason)
+            self.lifecycle.resync(spec.kind, reason)
+
+    async def _adopt(self, spec: SubscriptionSpec, *, reason: str, resync: bool) -> bool:
+        """After a 409: find our subscription for `spec`'s resource and keep it alive."""
+        try:
+            live = [s async for page in self._graph.pages("/subscriptions") for s in page]
+        except GraphError as exc:
+            log.warning("subscriptions_list_failed", status=exc.status, code=exc.code)
+            return False
+        for candidate in (s for s in live if spec.matches(str(s.get("resource", "")))):
+            secret = self._secret_for(candidate)
+            if not (secret and self._points_here(candidate, lifecycle_only=True)):
+                await self._delete(str(candidate["id"]))  # points elsewhere, or we cannot verify it
+                continue
+            self._take_over(spec, candidate, secret)
+            self.counters.actions["adopted"] += 1
+            if candidate.get("notificationUrl") != f"{self.url}/notifications":
+                await self.renew(spec.kind, reason="adopted", move=True)
+            else:
+                await self._renew_if_due(spec)
+            if resync:
+                self.lifecycle.resync(spec.kind, reason)
+            return True
+        return False
 
     async def _delete(self, subscription_id: str) -> None:
         try:
@@ -172,67 +282,110 @@ class SubscriptionManager:
         except GraphError as exc:
             log.warning("subscription_delete_failed", subscription=subscription_id, status=exc.status)
 
-    async def _resync(self, kind: str, reason: str) -> None:
-        await self._on_resync(kind, reason)
-
-    # --- renewal and lifecycle ----------------------------------------------------------
+    # --- renewal ------------------------------------------------------------------------
     def _spec(self, kind: str) -> SubscriptionSpec:
         return next(s for s in self.specs if s.kind == kind)
 
-    async def _renew_if_due(self, spec: SubscriptionSpec) -> None:
+    def _due(self, spec: SubscriptionSpec) -> bool:
         state = self.states[spec.kind]
         left = state.expires - datetime.now(UTC).timestamp()
-        if state.state == "active" and left < spec.minutes * 60 * self._settings.renew_fraction:
+        return left < spec.minutes * 60 * self._settings.renew_fraction
+
+    async def _renew_if_due(self, spec: SubscriptionSpec) -> None:
+        if self.states[spec.kind].state == "active" and self._due(spec):
             await self.renew(spec.kind, reason="due")
 
-    async def renew(self, kind: str, *, reason: str) -> None:
+    async def renew(self, kind: str, *, reason: str, move: bool = False) -> None:
         """One PATCH of expirationDateTime: renews and reauthorizes in a single call
         (never both a reauthorize and a PATCH within 10 minutes, lifecycle docs)."""
         spec, state = self._spec(kind), self.states[kind]
         if not state.id:
             return await self._create(spec, reason=reason)
+        body = {"expirationDateTime": expiry(spec.minutes)}
+        if move:
+            body["notificationUrl"] = f"{self.url}/notifications"
+        self._patched_at[state.id] = time.monotonic()
         try:
-            updated = await self._graph.patch(f"/subscriptions/{state.id}", {"expirationDateTime": expiry(spec.minutes)})
+            updated = await self._graph.patch(f"/subscriptions/{state.id}", body)
         except NotFoundError:
             log.info("subscription_gone", kind=kind, subscription=state.id)
-            state.id = ""
+            self._let_go(state, grace=False)
             return await self._create(spec, reason="recreated")
         except GraphError as exc:
             log.warning("subscription_renew_failed", kind=kind, status=exc.status, code=exc.code)
             return None
         state.expires = parse_graph_time(str(updated["expirationDateTime"]))
+        state.url = str(updated.get("notificationUrl") or state.url)
         self._save()
         log.info("subscription_renewed", kind=kind, subscription=state.id, reason=reason)
         return None
 
-    async def handle_lifecycle(self, known: KnownSubscription, event: str) -> None:
-        """React to a verified lifecycle notification (change-notifications-lifecycle-events)."""
+    # --- lifecycle jobs (queued and coalesced by lifecycle.py) ---------------------------
+    async def _check_removed(self, kind: str, reason: str) -> None:
+        """`subscriptionRemoved` is a claim: Graph is asked, and only a 404 recreates."""
         async with self._lock:
-            state = self.states.get(known.kind)
-            if state is None or state.id != known.id:
-                log.info("lifecycle_for_old_subscription", kind=known.kind, lifecycle_event=event)
+            state = self.states[kind]
+            if not state.id:
                 return
-            log.info("lifecycle_event", kind=known.kind, lifecycle_event=event, subscription=known.id)
-            if event == "reauthorizationRequired":
-                await self.renew(known.kind, reason="reauthorize")
-            elif event == "subscriptionRemoved":
-                state.id = ""
-                await self._create(self._spec(known.kind), reason="removed")
-            elif event == "missed":
-                await self._resync(known.kind, "missed")
+            self.counters.actions["removal_checks"] += 1
+            try:
+                live = await self._graph.get(f"/subscriptions/{state.id}")
+            except NotFoundError:
+                log.info("subscription_removal_confirmed", kind=kind, subscription=state.id)
+                self._let_go(state, grace=False)
+                self.counters.actions["removal_confirmed"] += 1
+                await self._create(self._spec(kind), reason="removed")
+                return
+            except GraphError as exc:
+                # Unknown either way: the subscription is kept and renewed as usual.
+                self.counters.actions["removal_check_failed"] += 1
+                log.warning("subscription_removal_check_failed", kind=kind, status=exc.status, code=exc.code)
+                return
+            self.counters.dropped["removal_refuted"] += 1
+            log.warning("lifecycle_removal_refuted", kind=kind, subscription=state.id)
+            if isinstance(live, dict) and live.get("expirationDateTime"):
+                state.expires = parse_graph_time(str(live["expirationDateTime"]))
+                self._save()
 
+    async def _reauthorize(self, kind: str, reason: str) -> None:
+        """At most one PATCH per subscription per 10 minutes, unless it is due for renewal."""
+        async with self._lock:
+            state, spec = self.states[kind], self._spec(kind)
+            if state.state != "active" or not state.id:
+                return
+            since = time.monotonic() - self._patched_at.get(state.id, float("-inf"))
+            if since < REAUTHORIZE_WINDOW_SECONDS and not (self._due(spec) and since >= _DUE_RETRY_SECONDS):
+                self.counters.dropped["reauthorize_rate_limited"] += 1
+                log.info("lifecycle_reauthorize_skipped", kind=kind, subscription=state.id,
+                         seconds_since_patch=round(since))
+                return
+            self.counters.actions["renewed"] += 1
+            await self.renew(kind, reason=reason)
+
+    # --- upkeep --------------------------------------------------------------------------
     async def maintain(self) -> None:
-        """Renew whatever is due, forever; the runtime cancels it when the URL goes away."""
+        """Renew whatever is due and retry what is missing, forever; the runtime cancels
+        it when the URL goes away."""
         while True:
+            self._poke = poke = anyio.Event()
             async with self._lock:
                 for spec in self.specs:
-                    await self._renew_if_due(spec)
-            await anyio.sleep(self._check_interval())
+                    state = self.states[spec.kind]
+                    if state.state == "active":
+                        await self._renew_if_due(spec)
+                    elif self.url and self._retry_wait(spec.kind) <= 0:
+                        await self._create(spec, reason="retry")
+            with anyio.move_on_after(self._check_interval()):
+                await poke.wait()
+
+    def _retry_wait(self, kind: str) -> float:
+        return RETRY_CREATE_SECONDS - (time.monotonic() - self._tried_at.get(kind, float("-inf")))
 
     def _check_interval(self) -> float:
         now = datetime.now(UTC).timestamp()
-        waits = [max(5.0, (s.expires - now) / 4) for s in self.states.values() if s.state == "active"]
-        return min([300.0, *waits])
+        waits = [(s.expires - now) / 4 if s.state == "active" else self._retry_wait(s.kind)
+                 for s in self.states.values()]
+        return min([MAX_CHECK_SECONDS, *(max(MIN_CHECK_SECONDS, w) for w in waits)])
 
     async def drop_all(self) -> None:
         """Delete our subscriptions (used by teardown and when leaving webhook mode for good)."""
@@ -240,7 +393,8 @@ class SubscriptionManager:
             for state in self.states.values():
                 if state.id:
                     await self._delete(state.id)
-                state.id, state.state = "", "pending"
+                self._let_go(state, grace=False)
+                state.state = "pending"
             self._save()
 
     def status(self) -> dict[str, Any]:
@@ -254,5 +408,5 @@ def _explain(exc: GraphError) -> str:
     if exc.status == 400 and exc.code in ("ValidationError", "InvalidRequest"):
         return "Graph could not validate the webhook URL: the tunnel does not reach this runtime"
     if exc.status == 409:
-        return "a subscription for this resource already exists for another URL"
+        return "a subscription for this resource already exists and could not be taken over"
     return f"Graph refused the subscription ({exc.status} {exc.code}): {exc.message}"

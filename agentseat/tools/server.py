@@ -29,6 +29,9 @@ from . import events, identity, mail, teams
 from .base import Tool
 from .channel import ChannelSink
 from .events import EventCursor
+from .permission import CAPABILITY as PERMISSION_CAPABILITY
+from .permission import REQUEST_METHOD as PERMISSION_REQUEST
+from .permission import PermissionRelay
 from .preflight import RESTART, NoRuntime, fix_of
 from .stdout import claimed_stdout
 
@@ -208,7 +211,10 @@ def build_server(runtime: Runtime | None, prompts: Prompts, *, channel: ChannelS
 
 
 def initialization_options(server: Server[Any]) -> Any:
-    return server.create_initialization_options(experimental_capabilities=CHANNEL_CAPABILITY)
+    # The permission capability is declared exactly when something answers it (tools/permission.py).
+    relayed = server.get_notification_handler(PERMISSION_REQUEST) is not None
+    experimental = {**CHANNEL_CAPABILITY, **(PERMISSION_CAPABILITY if relayed else {})}
+    return server.create_initialization_options(experimental_capabilities=experimental)
 
 
 def _find_error(exc: BaseException) -> AgentSeatError | None:
@@ -265,9 +271,12 @@ async def serve(settings: Settings, prompts: Prompts) -> None:
         await serve_not_ready(settings, exc)
         return
     channel = ChannelSink()
+    relay = PermissionRelay.for_settings(settings)  # None when AGENTSEAT_PERMISSION_RELAY=0
     cursor = EventCursor(runtime)
     box = build_tools(runtime, cursor, channel)
     server = build_server(runtime, prompts, channel=channel, cursor=cursor, box=box)
+    if relay is not None:  # installed before the options are made: the capability follows the handler
+        relay.install(server)
 
     async def watch_first_token() -> None:
         # Poll mode keeps retrying an unreachable tenant without stopping, so the runtime alone
@@ -289,7 +298,7 @@ async def serve(settings: Settings, prompts: Prompts) -> None:
 
     async def run_runtime() -> None:
         try:
-            await runtime.run([channel])
+            await runtime.run([channel, *([relay] if relay is not None else [])])
         except Exception as exc:
             # Keep serving: every tool call now says why the runtime stopped and what to do,
             # which a host shows; a vanished server would only say "disconnected".

@@ -16,6 +16,7 @@ from pathlib import Path
 import aiohttp
 
 from agentseat.sandbox.app import Sandbox
+from agentseat.sandbox.subscription_rules import live_subscriptions
 from bench._attack_corpus import KINDS
 from bench._harness import inbox_rows, scan_logs
 from bench.attack import fuzz, run_kind, start_runtime, target_for
@@ -44,9 +45,10 @@ async def test_one_case_of_every_attack_kind_is_refused_by_a_live_webhook(sandbo
                                         alive=proc.alive, log_offset=offset, seed=0)
         assert failures == []
         assert (fuzzed["crashed"], fuzzed["leaked"]) == (0, 0), fuzzed["problems"]
-        client_state = (state / "client_state").read_text().strip()
-        scan = scan_logs([proc.stderr_path], {"client_state": client_state, "key_passphrase":
-                                              env["AGENTSEAT_KEY_PASSPHRASE"]}, markers=t.markers)
+        # Every subscription has its own clientState; none may reach a log line.
+        secrets = {f"client_state_{n}": s.client_state for n, s in enumerate(live_subscriptions(sandbox))}
+        scan = scan_logs([proc.stderr_path], {**secrets, "key_passphrase": env["AGENTSEAT_KEY_PASSPHRASE"]},
+                         markers=t.markers)
         assert scan["findings"] == {}, scan["examples"]
     finally:
         proc.stop()

@@ -21,6 +21,8 @@ from mcp.client.stdio import stdio_client
 import agentseat
 from agentseat.sandbox.app import Sandbox
 from agentseat.tools.channel import METHOD, ChannelParams
+from agentseat.tools.permission import METHOD as PERMISSION_METHOD
+from agentseat.tools.permission import PermissionParams
 
 #: A safety bound only: every wait ends as soon as its condition holds.
 BOUND = 60
@@ -34,10 +36,15 @@ class Served:
     session: ClientSession
     init: types.InitializeResult
     pushes: list[ChannelParams] = field(default_factory=list)
+    permissions: list[PermissionParams] = field(default_factory=list)  # answers to relayed permission prompts
     _changed: anyio.Event = field(default_factory=anyio.Event)
 
     async def on_channel(self, params: ChannelParams) -> None:
         self.pushes.append(params)
+        self._changed.set()
+
+    async def on_permission(self, params: PermissionParams) -> None:
+        self.permissions.append(params)
         self._changed.set()
 
     async def wait_pushes(self, count: int) -> list[ChannelParams]:
@@ -46,6 +53,18 @@ class Served:
                 self._changed = anyio.Event()
                 await self._changed.wait()
         return self.pushes
+
+    async def wait_permissions(self, count: int) -> list[PermissionParams]:
+        with anyio.fail_after(BOUND):
+            while len(self.permissions) < count:
+                self._changed = anyio.Event()
+                await self._changed.wait()
+        return self.permissions
+
+    async def notify(self, method: str, **params: Any) -> None:
+        """Send a client notification the SDK has no type for (as Claude Code sends its own)."""
+        await self.session.send_notification(types.Notification[dict[str, Any], str](  # type: ignore[arg-type]
+            method=method, params=params))
 
     async def call(self, name: str, **arguments: Any) -> types.CallToolResult:
         with anyio.fail_after(BOUND + 10):
@@ -88,9 +107,14 @@ async def serve(env: dict[str, str], workdir: Path, log_name: str = "serve", *,
             assert served is not None
             await served.on_channel(p)
 
-        binding = NotificationBinding(method=METHOD, params_type=ChannelParams, handler=on_channel)
+        async def on_permission(p: PermissionParams) -> None:
+            assert served is not None
+            await served.on_permission(p)
+
+        bindings = [NotificationBinding(method=METHOD, params_type=ChannelParams, handler=on_channel),
+                    NotificationBinding(method=PERMISSION_METHOD, params_type=PermissionParams, handler=on_permission)]
         async with stdio_client(params, errlog=errlog) as (read, write):
-            async with ClientSession(read, write, notification_bindings=[binding]) as session:
+            async with ClientSession(read, write, notification_bindings=bindings) as session:
                 with anyio.fail_after(BOUND):
                     if negotiate_auto:
                         await _probe.negotiate_auto(session)

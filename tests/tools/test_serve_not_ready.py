@@ -35,7 +35,11 @@ def _closed_port() -> int:
 
 async def _assert_not_ready(served: Served, problem: str, fix: str) -> dict[str, Any]:
     """status and whoami diagnose; every other tool returns the same error."""
-    assert served.init.capabilities.experimental == {"claude/channel": {}}
+    # The channel is always declared. The permission relay is declared only where a runtime
+    # exists to check who answers (a runtime that cannot reach its tenant yet, not a missing setup).
+    experimental = served.init.capabilities.experimental or {}
+    assert experimental.get("claude/channel") == {}
+    assert set(experimental) <= {"claude/channel", "claude/channel/permission"}
     tools = {t.name for t in (await served.session.list_tools()).tools}
     assert {"status", "whoami", "send_teams_message", "read_events"} <= tools
     status = await served.call_json("status")
@@ -66,6 +70,8 @@ async def test_without_setup_serve_connects_and_says_run_setup(tmp_path: Path) -
            "AGENTSEAT_LOG_LEVEL": "debug", "PYTHON_KEYRING_BACKEND": "keyring.backends.fail.Keyring"}
     async with serve(env, tmp_path) as served:
         assert "not ready" in (served.init.instructions or "")
+        # Without a runtime nothing can check who answers a permission prompt: not declared.
+        assert served.init.capabilities.experimental == {"claude/channel": {}}
         status = await _assert_not_ready(served, "missing settings AGENTSEAT_TENANT_ID", "`agentseat setup`")
         assert "`agentseat doctor`" in status["fix"]
     first = _first_line(tmp_path / "serve.log")
