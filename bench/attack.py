@@ -16,7 +16,8 @@ in JSON. Then:
    message forged;
 4. tag injection (bench/_attack_tags.py): text carrying context tags is sent
    through a second sandbox tenant and read back over MCP from `agentseat serve`
-   through the push and every read tool.
+   through the push and every read tool; in the same session a relayed permission
+   prompt is answered by a forged sponsor `yes` under a captured POST.
 
 Each case is judged:
 - crashed: a 5xx the runtime does not answer on purpose, a connection dropped
@@ -56,7 +57,7 @@ from agentseat.sandbox.graph_chats import ensure_one_on_one
 
 from ._attack_corpus import KINDS, Kind, Outcome, Target, post, slowloris_headers
 from ._attack_lifecycle import subscriptions_view
-from ._attack_tags import report_row as tag_row
+from ._attack_tags import report_rows as tag_rows
 from ._attack_tags import tag_injection
 from ._harness import (
     JWT,
@@ -420,7 +421,7 @@ def report(figures: dict[str, Any]) -> str:
     f = figures["fuzz"]
     rows.append([f"hypothesis ({f['examples']} bodies)", f["examples"], f["examples"] - f["crashed"] - f["leaked"],
                  f["crashed"], f["leaked"], f"statuses {f['statuses']}, genuine accepted {f['genuine_accepted']}"])
-    rows.append(tag_row(figures["tags"]))
+    rows += tag_rows(figures["tags"])
     out = [table(["kind", "cases", "rejected", "crashed", "leaked", "notes"], rows)]
     scan = figures["log_scan"]
     out.append(f"log scan: {scan['lines']} lines, findings {scan['findings'] or 'none'}")
