@@ -113,8 +113,12 @@ async def captured_token_forgery(s: aiohttp.ClientSession, t: Target, quick: boo
     dropped = ", ".join(f"dropped_{r} {drops.get(r, 0)}/{n}" for r, n in sorted(wanted.items()))
     if any(drops.get(r, 0) < n for r, n in wanted.items()) and not any(o.problem for o in out):
         out[0].problem = f"crash: claims neither dropped nor stored after {CONFIRM_BOUND:.0f} s ({dropped})"
-    summary = f"{gets} confirming GETs for {len(cases)} claims; {dropped}; no forged text stored as sponsor"
+    as_sponsor = sum(1 for c in cases for row in _rows_with(t, c[2]) if row[1] == "sponsor" or row[2])
+    summary = f"{gets} confirming GETs for {len(cases)} claims; {dropped}; forged text as sponsor: {as_sponsor}"
     out[0].note = "; ".join(n for n in (summary, out[0].note) if n)
+    t.costs["captured_token_forgery"] = {"sent": f"{len(cases)} claims in {len(cases)} POSTs",
+                                         "graph": graph_diff(before, t.graph_requests()),
+                                         "outcome": f"{dropped}; forged text as sponsor {as_sponsor}"}
     return out
 
 
@@ -167,6 +171,9 @@ async def basic_item_flood(s: aiohttp.ClientSession, t: Target, quick: bool) -> 
     out[0].note = f"Graph requests caused by {items} items: {json.dumps(caused) if caused else 0}"
     if reads:
         out[0].problem = f"leak: {sum(reads.values())} Graph reads from {items} basic items ({json.dumps(reads)})"
+    answered = "every POST 202" if out[0].status == 202 and set(statuses) == {202} else f"statuses {statuses}"
+    t.costs["basic_item_flood"] = {"sent": f"{items} items in {posts + 1} POSTs", "graph": caused,
+                                   "outcome": f"dropped as basic_on_rich; {answered}"}
     body, key = t.valid()
     after = await post(s, t, "genuine_notification_after", body)
     after.note = key

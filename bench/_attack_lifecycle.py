@@ -97,13 +97,17 @@ async def lifecycle_flood_missed(s: aiohttp.ClientSession, t: Target, quick: boo
     waited = await settle(t, at_least=SPACING_WAIT, quiet=2.0)
     caused = graph_diff(before, t.graph_requests())
     lines = log_since(t, offset)
+    resyncs = {}
     for o, sub in zip(out, _targets(t, quick, "mail")):
         kind = _kind_of(t, sub)
-        runs = count_log(lines, "resync_done", kind=kind, reason="missed")
+        resyncs[kind] = runs = count_log(lines, "resync_done", kind=kind, reason="missed")
         o.note += f"; resyncs of {kind}: {runs}"
         if runs > RUNS:
             o.problem = f"leak: {runs} {kind} resyncs from one flood (bound {RUNS}: one running, one pending)"
     out[0].note += f"; Graph requests caused ({waited:.0f} s): {json.dumps(caused)}"
+    t.costs["lifecycle_flood_missed"] = {
+        "sent": f"{FLOOD * len(out)} POSTs ({FLOOD} per subscription)", "graph": caused,
+        "outcome": f"resyncs {json.dumps(resyncs)} (bound {RUNS} per kind)"}
     await _after(t, out, "missed_flood")
     return out
 
@@ -127,12 +131,16 @@ async def lifecycle_flood_reauthorize(s: aiohttp.ClientSession, t: Target, quick
         subs_before[sid]["last_patch"], subs_before[sid]["last_reauthorize"])]
     # Each renewal sets its subscription's last_patch (or last_reauthorize): more requests than
     # subscriptions touched means one of them was renewed twice.
-    out[0].note += f"; renewals {renewals} for {len(targets)} subscription(s); Graph requests caused: {json.dumps(caused)}"
+    out[0].note += (f"; renewals {renewals} for {len(targets)} subscription(s); "
+                    f"Graph requests caused: {json.dumps(caused)}")
     if renewals > len(touched) or renewals > len(targets):
         out[0].problem = (f"leak: {renewals} PATCH/reauthorize requests for {len(targets)} subscription(s) "
                           f"in 10 minutes (bound: one per subscription)")
     elif any(caused.get(r, 0) for r in CHURN):
         out[0].problem = f"leak: subscriptions created or deleted ({json.dumps(caused)})"
+    t.costs["lifecycle_flood_reauthorize"] = {
+        "sent": f"{FLOOD * len(out)} POSTs ({FLOOD} per subscription, 2 waves)", "graph": caused,
+        "outcome": f"{renewals} renewal(s) for {len(targets)} subscription(s) (bound 1 each per 10 min)"}
     await _after(t, out, "reauthorize_flood")
     return out
 
@@ -160,6 +168,10 @@ async def lifecycle_flood_removed(s: aiohttp.ClientSession, t: Target, quick: bo
         out[0].problem = f"leak: {caused[SUB_GET]} removal checks (bound {RUNS} per kind)"
     elif set(t.subscriptions()) != ids_before:
         out[0].problem = "leak: the live subscriptions changed on a forged removal"
+    t.costs["lifecycle_flood_removed"] = {
+        "sent": f"{FLOOD * len(out)} POSTs ({FLOOD} per subscription)", "graph": caused,
+        "outcome": f"{caused.get(SUB_GET, 0)} checks, {refuted} refuted, subscriptions unchanged "
+                   f"(bound {RUNS} checks per kind)" if not out[0].problem else out[0].problem}
     await _after(t, out, "removed_flood")
     return out
 

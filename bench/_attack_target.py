@@ -71,6 +71,7 @@ class Target:
     sandbox: Callable[[str, str, Any], Awaitable[Any]] | None = None  # the sandbox's control API
     subscriptions: Callable[[], dict[str, dict[str, Any]]] = dict  # live subscriptions at the sandbox, by id
     runtime_subscriptions: Callable[[], dict[str, dict[str, Any]]] = dict  # what the runtime holds, by kind
+    costs: dict[str, dict[str, Any]] = field(default_factory=dict)  # per forgery: what it sent, what it cost
 
     def client_state_of(self, subscription_id: str) -> str:
         return self.mail_client_state or self.client_state if subscription_id == self.mail_sub else self.client_state

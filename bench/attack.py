@@ -282,7 +282,8 @@ def target_for(sb: Sandbox, env: dict[str, str], base: str, pid: int, log_path: 
         mail_client_state=mail.client_state or "",
         agent_upn=agent.upn, sponsor={"id": sponsor.id, "upn": sponsor.upn, "name": sponsor.display_name},
         sponsor_chat_id=sponsor_chat.id, allowed={"id": allowed.id, "upn": allowed.upn, "name": allowed.display_name},
-        allowlist=env.get("AGENTSEAT_ALLOW") == allowed.upn, inbox=lambda: inbox_rows(state, "key, trust, confirmed, text"),
+        allowlist=env.get("AGENTSEAT_ALLOW") == allowed.upn,
+        inbox=lambda: inbox_rows(state, "key, trust, confirmed, text"),
         log_path=log_path, sandbox=sandbox, subscriptions=lambda: subscriptions_view(live_subscriptions(sb)),
         runtime_subscriptions=lambda: runtime_subscriptions(state),
     )
@@ -401,6 +402,7 @@ async def _attack(sb: Sandbox, root: Path, opts: argparse.Namespace) -> dict[str
         "limits": [r.name for r in results if r.limit],
         "fuzz": fuzzed,
         "tags": tags,
+        "graph_cost": t.costs,
         "log_scan": scan,
         "totals": totals,
         "runtime": {"exit_code": exit_code, "starts": proc.starts},
@@ -423,6 +425,11 @@ def report(figures: dict[str, Any]) -> str:
                  f["crashed"], f["leaked"], f"statuses {f['statuses']}, genuine accepted {f['genuine_accepted']}"])
     rows += tag_rows(figures["tags"])
     out = [table(["kind", "cases", "rejected", "crashed", "leaked", "notes"], rows)]
+    if figures.get("graph_cost"):
+        out.append("\nGraph requests caused by one captured POST's forgeries (sandbox counters, diffed):")
+        out.append(table(["forgery", "sent", "graph requests", "outcome"], [
+            [name, c["sent"], ", ".join(f"{k} {v}" for k, v in c["graph"].items()) or "0", c["outcome"]]
+            for name, c in figures["graph_cost"].items()]))
     scan = figures["log_scan"]
     out.append(f"log scan: {scan['lines']} lines, findings {scan['findings'] or 'none'}")
     tot = figures["totals"]
