@@ -5,9 +5,12 @@ with the event as one JSON line on stdin, under a timeout, and sends the handler
 back into the same Teams chat or as a reply to the same mail. Message text reaches the
 handler only on stdin: never its command line, never its environment.
 
-Who may run the handler: sponsors, plus whoever `--allow` names (or everyone, `*`).
-Anyone else gets one short, polite refusal per chat (per sender for mail), remembered in
-the inbox so a restart does not refuse again. Handlers of one chat run one at a time, in
+Who may run the handler: whoever the access policy allows (`AGENTSEAT_INBOUND_POLICY`:
+sponsors, the allowlist, people a sponsor approved), plus whoever `--allow` names (or
+everyone, `*`), and only for events confirmed through Graph. Senders the policy holds never
+reach the bot; anyone else who reaches it (an `open` stranger under the `tenant` policy) gets
+one short, polite refusal per chat (per sender for mail), remembered in the inbox so a
+restart does not refuse again. Handlers of one chat run one at a time, in
 order; different chats run concurrently, up to a bound.
 
 The bot keeps its own cursor. Chats run concurrently, so events finish out of order: the
@@ -36,10 +39,10 @@ from anyio.abc import ByteReceiveStream, ByteSendStream, Process
 
 from .errors import AgentSeatError, ConfigError
 from .runtime.inbox import Event, Inbox
-from .runtime.intake import TenantGate
 from .tools.base import MAX_MESSAGE_BYTES
 
 if TYPE_CHECKING:
+    from .access import AccessPolicy
     from .config import Settings
     from .runtime.app import Runtime
 
@@ -272,17 +275,16 @@ class Bot:
         self.handled = 0
         self.refused = 0
         self.ready = anyio.Event()
-        self._allowed: set[str] = set()
+        self._access: AccessPolicy | None = None
         self._queues: dict[str, deque[Event]] = {}
 
     async def __call__(self, runtime: Runtime) -> None:
         inbox = runtime.inbox
         progress = _Progress(inbox, self.options.sink)
         cursor = await progress.load()
-        await self._resolve_allowed(runtime)
-        if isinstance(runtime.intake.gate, TenantGate):
-            # Allowed senders' messages are confirmed with Graph before they are stored (issue 10).
-            runtime.intake.gate = TenantGate(allowed=self.allows_sender)
+        self._access = runtime.access
+        self._access.extend(self.options.allow)
+        await self._access.resolve_names()
         slots = anyio.Semaphore(PENDING)
         limiter = anyio.CapacityLimiter(self.options.parallel)
         log.info("bot_ready", cursor=cursor, handler=os.path.basename(self.options.command[0]),
@@ -326,21 +328,11 @@ class Bot:
         finally:
             del self._queues[key]
 
-    async def _resolve_allowed(self, runtime: Runtime) -> None:
-        # A Teams event names its sender by object id only: look up the ids of allowed UPNs.
-        self._allowed = set(self.options.allow)
-        for name in sorted(a for a in self.options.allow if "@" in a):
-            try:
-                user = await runtime.graph.get(f"/users/{quote(name, safe='@')}", **{"$select": "id"})
-                self._allowed.add(str(user["id"]).lower())
-            except AgentSeatError as exc:
-                log.warning("bot_allow_lookup_failed", user=name, error=exc.message)
-
     def allows_sender(self, event: Event) -> bool:
-        """Whether this sender may run the handler once Graph has confirmed the message."""
-        if "*" in self._allowed or event.trust == "sponsor":
-            return True
-        return bool({event.sender_id.lower(), event.sender_upn.lower()} - {""} & self._allowed)
+        """Whether the access policy allows this sender (sponsors, the allowlist, approved people
+        and `--allow`), once Graph has confirmed the message."""
+        assert self._access is not None
+        return self._access.allows(event)
 
     def allows(self, event: Event) -> bool:
         # A notification's word is not enough to run a handler: sender and text must be Graph's.
@@ -348,9 +340,11 @@ class Bot:
 
     async def _handle(self, runtime: Runtime, event: Event, progress: _Progress,
                       limiter: anyio.CapacityLimiter) -> None:
+        await anyio.to_thread.run_sync(runtime.access.refresh_if_changed)  # approvals from `agentseat access`
         allowed = self.allows(event)
         if not allowed and self.allows_sender(event):
-            # Stored before the bot told the intake whom it allows: neither run nor refuse.
+            # Stored unconfirmed before this sender was allowed (`--allow` in a sink process): neither
+            # run nor refuse.
             log.warning("bot_unconfirmed_skipped", seq=event.seq, kind=event.kind, chat=event.chat_id)
             await progress.finish(event.seq)
             return
@@ -432,6 +426,7 @@ async def serve_bot(settings: Settings, options: BotOptions) -> None:
     from .runtime.app import Runtime
 
     runtime = Runtime(settings)
+    runtime.access.extend(options.allow)  # before any event is decided
     async with anyio.create_task_group() as tg:
         tg.start_soon(_until_signalled, tg.cancel_scope)
         await runtime.run([Bot(options)])

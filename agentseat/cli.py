@@ -182,6 +182,27 @@ def _reactive_commands(parsers: dict[str, argparse.ArgumentParser]) -> None:
     parsers["demo"].add_argument("--dir", help="keep the sandbox and agent state here (default: a temporary directory)")
 
 
+# --- access (work in access/commands.py) -----------------------------------------------------------
+def cmd_access(args: argparse.Namespace, settings: Settings) -> int:
+    from .access import commands
+
+    if args.action == "list":
+        return commands.access_list(settings, sys.stdout)
+    if not args.target:
+        raise AgentSeatError(f"`agentseat access {args.action}` needs a CODE or a person",
+                             hint="`agentseat access list` shows pending codes, held senders and the allowlist")
+    action = {"approve": commands.access_approve, "deny": commands.access_deny, "revoke": commands.access_revoke}
+    return action[args.action](settings, args.target, sys.stdout)
+
+
+def _access_command(parsers: dict[str, argparse.ArgumentParser]) -> None:
+    p = parsers["access"]
+    p.add_argument("action", choices=["list", "approve", "deny", "revoke"],
+                   help="list: policy, allowlist, codes, held; approve/deny CODE (or a held sender); revoke PERSON")
+    p.add_argument("target", nargs="?", help="a pairing code, or a UPN, mail address or object id")
+    p.set_defaults(func=cmd_access)
+
+
 # --- inbox (work in runtime/inbox_view.py) -------------------------------------------------------
 def cmd_inbox(args: argparse.Namespace, settings: Settings) -> int:
     from .runtime.inbox_view import show_inbox
@@ -240,6 +261,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("token", "print the agent's current access token"),
         ("status", "show mode, subscriptions and inbox counts"),
         ("doctor", "check settings, key, token hops, Graph and scopes"),
+        ("access", "who may reach the agent: list | approve CODE | deny CODE | revoke PERSON"),
     ):
         p = sub.add_parser(name, help=help_text)
         if name in ("serve", "watch", "bot"):
@@ -247,6 +269,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(func={"serve": cmd_serve, **COMMANDS}.get(name) or _not_ready(name))
     _identity_commands(sub.choices)
     _reactive_commands(sub.choices)
+    _access_command(sub.choices)
     _inbox_command(sub)
     return parser
 

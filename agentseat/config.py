@@ -23,6 +23,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 GRAPH_CHANGE_TRACKING_APP_ID = "0bf30f3b-4a52-48df-9a82-234910c4a086"
 
 Mode = Literal["auto", "webhook", "poll"]
+InboundPolicy = Literal["sponsors", "allowlist", "pairing", "tenant"]
 TunnelKind = Literal["ngrok", "static", "loopback", "none"]
 
 
@@ -82,6 +83,13 @@ class Settings(BaseSettings):
     sponsors: Annotated[list[str], NoDecode] = Field(default_factory=list, description="Sponsor UPNs or object ids (comma-separated).")
     persona_file: Path | None = None
 
+    # --- who may reach the agent (agentseat/access) -------------------------------
+    inbound_policy: InboundPolicy = Field(
+        default="pairing", description="sponsors | allowlist (sponsors + ALLOW) | pairing | tenant (everyone in it).")
+    allow: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="People who may reach the agent besides sponsors: UPNs or object ids.")
+    allow_external: bool = Field(default=False, description="Let senders from other tenants pair.")
+
     # --- provisioning (agentseat setup) ----------------------------------------
     provisioner_app_id: str = ""
     provisioner_cert_path: Path | None = None
@@ -127,7 +135,7 @@ class Settings(BaseSettings):
     # Bot.
     bot_timeout_seconds: float = Field(default=60.0, gt=0)
 
-    @field_validator("sponsors", mode="before")
+    @field_validator("sponsors", "allow", mode="before")
     @classmethod
     def _split_csv(cls, value: object) -> object:
         if isinstance(value, str):

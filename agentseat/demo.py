@@ -4,7 +4,9 @@ It starts the sandbox in this process, provisions the agent with the same code a
 `agentseat setup`, and starts `agentseat serve` as a child in webhook mode on loopback,
 driven over a real MCP stdio client session. Then a sponsor DMs the agent (the channel
 push arrives), the agent answers with `send_teams_message` (the sponsor's chat shows
-it), a colleague mails the agent (pushed too) and the agent answers with `reply_email`.
+it); a colleague the agent does not know DMs it, is held and gets a pairing code, the
+sponsor DMs `approve CODE` and the held message is pushed; then her mail reaches the
+agent (pushed too) and the agent answers with `reply_email`.
 Each step prints one line with its measured latency; each has a bounded timeout.
 
 It owns the tour and its printed lines (stdout: this is CLI output, not a protocol),
@@ -16,6 +18,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import secrets
 import sys
 import tempfile
@@ -47,6 +50,7 @@ from .tools.channel import METHOD, ChannelParams
 STEP_TIMEOUT = 30.0
 DM_TEXT = "Hi! Can you summarise the report?"
 REPLY_TEXT = "Sure! Three findings, one risk, and the launch stays on track."
+ASK_TEXT = "Hi, can I send you the Q3 budget questions?"
 MAIL_SUBJECT = "Budget figures for Q3"
 MAIL_BODY = "Could you send me the latest budget figures before Friday?"
 MAIL_REPLY = "Hi Grace, the Q3 figures are attached to the project page; the short version: on budget."
@@ -188,6 +192,7 @@ class Demo:
         return {**config, "AGENTSEAT_STATE_DIR": str(self.agent_dir),
                 "AGENTSEAT_CONFIG_FILE": str(settings.config_file), "AGENTSEAT_MODE": "webhook",
                 "AGENTSEAT_TUNNEL": "loopback", "AGENTSEAT_KEY_PASSPHRASE": self.passphrase,
+                "AGENTSEAT_INBOUND_POLICY": "pairing",
                 "AGENTSEAT_LOG_LEVEL": "debug" if self.verbose else "info",
                 "PYTHON_KEYRING_BACKEND": "keyring.backends.fail.Keyring", "PYTHONPATH": str(package_root)}
 
@@ -215,6 +220,7 @@ class Demo:
                     f"({_ms(time.perf_counter() - start)})")
             await self._until_webhook(agent, start)
             await self._teams(sandbox, http, agent, sponsor, agent_upn)
+            await self._pairing(sandbox, http, agent, sponsor, grace, agent_upn)
             await self._mail(sandbox, http, agent, grace, agent_upn)
 
     async def _until_webhook(self, agent: _Agent, start: float) -> None:
@@ -258,6 +264,46 @@ class Demo:
             visible = time.perf_counter()
         self.ok(f'agent → {sponsor.display_name} with send_teams_message: "{REPLY_TEXT}"  '
                 f"in the sponsor's chat after {_ms(visible - start)}")
+
+    async def _chat(self, http: aiohttp.ClientSession, sandbox: Sandbox, chat_id: str) -> list[dict[str, Any]]:
+        return (await self._control(http, sandbox, "GET", f"/_sandbox/chats/{chat_id}/messages"))["messages"]
+
+    async def _pairing(self, sandbox: Sandbox, http: aiohttp.ClientSession, agent: _Agent, sponsor: Any,
+                       colleague: Any, agent_upn: str) -> None:
+        """A colleague the agent does not know yet: held with a pairing code until the sponsor approves."""
+        with _step("a colleague DMs the agent and gets a pairing code", self.serve_log):
+            asked = await self._control(http, sandbox, "POST", "/_sandbox/messages",
+                                        {"from": colleague.upn, "to": agent_upn, "text": ASK_TEXT})
+            start = time.perf_counter()
+            while not (codes := [m for m in await self._chat(http, sandbox, asked["chat_id"])
+                                 if m["from"] == agent_upn]):
+                await anyio.sleep(0.02)
+            seen = time.perf_counter()
+        code = re.search(r"code: ([A-Z0-9]{6})", codes[0]["text"])
+        if code is None:
+            raise AgentSeatError("the agent's reply to an unknown sender carried no pairing code")
+        self.ok(f'{colleague.display_name} → agent: "{ASK_TEXT}"  held, not pushed; the agent replied with '
+                f"pairing code {code.group(1)} after {_ms(seen - start)}")
+
+        with _step("the sponsor approves the code in Teams", self.serve_log):
+            start = time.perf_counter()
+            posted = await self._control(http, sandbox, "POST", "/_sandbox/messages",
+                                         {"from": sponsor.upn, "to": agent_upn, "text": f"approve {code.group(1)}"})
+            while True:
+                arrived, push = await agent.next_push()
+                if push.meta and push.meta.get("message_id") == posted["message_id"]:
+                    raise AgentSeatError("the sponsor's `approve CODE` was pushed instead of consumed")
+                if push.meta and push.meta.get("message_id") == asked["message_id"]:
+                    if arrived < start:
+                        raise AgentSeatError("the unknown colleague's message was pushed before any approval")
+                    break
+            # The agent also answers the sponsor (Teams paces its sends to one a second).
+            while not any(m["from"] == agent_upn and m["text"].startswith("Approved")
+                          for m in await self._chat(http, sandbox, posted["chat_id"])):
+                await anyio.sleep(0.02)
+        self.ok(f'sponsor {sponsor.display_name} → agent: "approve {code.group(1)}" (confirmed through Graph): '
+                f"{colleague.display_name}'s held message pushed after {_ms(arrived - start)}")
+        self._show(push)
 
     async def _mail(self, sandbox: Sandbox, http: aiohttp.ClientSession, agent: _Agent, sender: Any,
                     agent_upn: str) -> None:

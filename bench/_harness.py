@@ -107,6 +107,8 @@ def provision_agent(sandbox: Sandbox, state_dir: Path, **overrides: object) -> d
         "AGENTSEAT_KEY_PASSPHRASE": KEY_PASSPHRASE,
         "AGENTSEAT_TUNNEL": "loopback",
         "AGENTSEAT_MODE": "webhook",
+        # Benchmarks and attacks post as colleagues and measure the pipeline, not pairing.
+        "AGENTSEAT_INBOUND_POLICY": "tenant",
     }
     env |= {f"AGENTSEAT_{k.upper()}": str(v) for k, v in overrides.items()}
     state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)

@@ -68,6 +68,9 @@ def provision_agent(sandbox: Sandbox, state_dir: Path, **overrides: object) -> d
         "AGENTSEAT_KEY_PASSPHRASE": "test-passphrase-not-secret",
         "AGENTSEAT_TUNNEL": "loopback",
         "AGENTSEAT_LOG_LEVEL": "debug",
+        # Tests of other parts post as colleagues and expect them through: today's `tenant` rule.
+        # The access tests (tests/access/) set the policy they test, `pairing` (the default) first.
+        "AGENTSEAT_INBOUND_POLICY": "tenant",
     }
     env |= {f"AGENTSEAT_{k.upper()}": str(v) for k, v in overrides.items()}
     state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)

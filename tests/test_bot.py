@@ -250,6 +250,28 @@ async def test_someone_not_allowed_gets_one_refusal_per_chat_and_never_runs_the_
     assert (await agent_messages(sandbox, colleague["chat_id"]))[0]["text"] == "echo: named by --allow"
 
 
+async def test_under_pairing_a_stranger_gets_a_code_not_the_handler_until_a_sponsor_approves(
+        sandbox: Sandbox, env: dict[str, str], handler: str, tmp_path: Path) -> None:
+    grace, alan, agent = upn(sandbox, "colleague1"), upn(sandbox, "colleague2"), upn(sandbox, "agent_user")
+    pairing = {**env, "AGENTSEAT_INBOUND_POLICY": "pairing"}
+    async with bot_in_process(pairing, handler, alan) as (runtime, bot):
+        asked = await post_dm(sandbox, grace, agent, "run this for me")
+        [code_reply] = await wait_agent_messages(sandbox, asked["chat_id"], 1)
+        assert "code: " in code_reply["text"] and runs(tmp_path) == []
+        named = await post_dm(sandbox, alan, agent, "named by --allow")  # --allow adds to the allowlist
+        [echo] = await wait_agent_messages(sandbox, named["chat_id"], 1)
+        assert echo["text"] == "echo: named by --allow"
+
+        code = code_reply["text"].split("code: ")[1][:6]
+        process = await anyio.run_process([sys.executable, "-m", "agentseat.cli", "access", "approve", code],
+                                          env={**os.environ, **pairing}, check=False)
+        assert process.returncode == 0, process.stderr
+        _, answer = await wait_agent_messages(sandbox, asked["chat_id"], 2)  # her held message, handled now
+        assert answer["text"] == "echo: run this for me"
+        assert bot.refused == 0 and bot.handled == 2
+    assert [r["text"] for r in runs(tmp_path) if r["phase"] == "start"] == ["named by --allow", "run this for me"]
+
+
 async def test_shell_metacharacters_in_a_message_never_execute(
         sandbox: Sandbox, env: dict[str, str], handler: str, tmp_path: Path) -> None:
     sponsor, agent = upn(sandbox, "sponsor"), upn(sandbox, "agent_user")

@@ -17,9 +17,12 @@ STEPS = [
     r"^✓ runtime in webhook mode on loopback \(http://127\.0\.0\.1:\d+\), subscribed to: mail, teams  \(",
     r'^✓ sponsor Ada Lovelace → agent: "Hi! Can you summarise the report\?"  channel push after [\d.]+ m?s$',
     r'^✓ agent → Ada Lovelace with send_teams_message: ".+"  in the sponsor\'s chat after [\d.]+ m?s$',
+    r'^✓ Grace Hopper → agent: ".+"  held, not pushed; the agent replied with pairing code [A-Z0-9]{6} after ',
+    r'^✓ sponsor Ada Lovelace → agent: "approve [A-Z0-9]{6}" \(confirmed through Graph\): Grace Hopper\'s held '
+    r'message pushed after [\d.]+ m?s$',
     r'^✓ mail from Grace Hopper → agent: "Budget figures for Q3"  channel push after [\d.]+ m?s$',
     r'^✓ agent → Grace Hopper with reply_email: "RE: Budget figures for Q3"  in her inbox after [\d.]+ m?s$',
-    r"^demo complete: 8 steps passed",
+    r"^demo complete: 10 steps passed",
 ]
 
 
@@ -42,6 +45,9 @@ def test_demo_runs_the_whole_loop_and_exits_zero(tmp_path: Path) -> None:
     agent_id, sponsor_id = tenant.roles["agent_user"], tenant.roles["sponsor"]
     [chat] = [c for c in tenant.chats.values() if set(c.member_ids) == {agent_id, sponsor_id}]
     senders = [m.from_id for m in tenant.messages[chat.id]]
-    assert senders == [sponsor_id, agent_id]
+    assert senders == [sponsor_id, agent_id, sponsor_id, agent_id]  # the DM, the reply, `approve CODE`, its answer
+    assert tenant.messages[chat.id][3].content.startswith("Approved Grace Hopper")
     grace = tenant.roles["colleague1"]
+    [paired] = [c for c in tenant.chats.values() if set(c.member_ids) == {agent_id, grace}]
+    assert [m.from_id for m in tenant.messages[paired.id]] == [grace, agent_id]  # her DM, the one code reply
     assert [m.subject for m in tenant.mail[grace] if m.folder == "inbox"] == ["RE: Budget figures for Q3"]

@@ -27,6 +27,7 @@ import structlog
 from anyio.abc import TaskStatus
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 
+from ..access import AccessPolicy
 from ..config import Settings
 from ..errors import AgentSeatError, ConfigError, TunnelError
 from ..graph.client import GraphClient, ssl_context
@@ -89,7 +90,10 @@ class Runtime:
             domains={settings.agent_user_upn.rpartition("@")[2].lower()} - {""},
         )
         # Every producer hands its events to the intake; only the intake appends to the inbox.
-        self.intake = Intake(self.inbox, settings.state_dir / "intake.db", policy=self.policy)
+        # Who may reach the agent (AGENTSEAT_INBOUND_POLICY): the intake's gate, with access.db.
+        self.access = AccessPolicy(settings)
+        self.intake = Intake(self.inbox, settings.state_dir / "intake.db", policy=self.policy, gate=self.access)
+        self.access.attach(self.intake, self.graph, self.intake.intercept)
         self.poller = Poller(settings, self.graph, self.inbox, self.policy, store=self.intake.admit)
         self.intake.reader = self.poller.read_chat_message
         self.intake.on_overflow = self.poller.resync_soon
@@ -106,6 +110,7 @@ class Runtime:
     async def aclose(self) -> None:
         await self.graph.close()
         self.intake.close()
+        self.access.close()
         self.inbox.close()
         self.lock.release()
 
@@ -162,6 +167,7 @@ class Runtime:
         async with anyio.create_task_group() as tg:
             tg.start_soon(self._confirm_pending)
             tg.start_soon(self.poller.run_resyncs)
+            tg.start_soon(self.access.run)  # releases what approvals allow, from this process or the CLI
             await self._sources()
             tg.cancel_scope.cancel()
 
@@ -345,6 +351,7 @@ class Runtime:
             "unread": unread,
             # Messages dropped because Graph did not confirm them (a forged claim) are counted here.
             "intake": dict(self.intake.counters),
+            "access": self.access.summary(),  # the inbound policy, pending codes, held messages
             # Lifecycle events received, dropped (forged, coalesced, rate-limited) and acted on.
             "lifecycle": self.manager.counters.snapshot() if self.manager else {},
             "poller": vars(self.poller.counters),

@@ -274,6 +274,16 @@ class Inbox(ReadState):
                 self._wake()
         return stored
 
+    def stored_keys(self, keys: Iterable[str]) -> set[str]:
+        """Which of `keys` are stored already (a re-read message need not be routed again)."""
+        wanted = list(dict.fromkeys(keys))
+        found: set[str] = set()
+        for start in range(0, len(wanted), 500):  # under SQLite's bound-parameter limit
+            chunk = wanted[start:start + 500]
+            rows = self._query(f"SELECT key FROM events WHERE key IN ({', '.join('?' * len(chunk))})", chunk)
+            found.update(r[0] for r in rows)
+        return found
+
     def read(self, since_seq: int, limit: int = 100, kind: str | None = None) -> list[Event]:
         """Events with seq > since_seq, in seq order, at most `limit`, optionally of one kind."""
         _check_int("limit", limit, 1)

@@ -3,8 +3,8 @@
 It lists unread events (or, with `--all`, the newest events read or not) from the
 durable inbox, one line each with a preview, or as JSON. It reads and changes nothing:
 an event listed here is still unread for the agent. It also formats the unread summary
-that `agentseat status` and the `status` tool show. Held messages (the access policy's)
-belong in this listing too: `collect` is the one place to add them.
+that `agentseat status` and the `status` tool show. Messages held by the access policy
+(`access.db`, never pushed) are listed after the events.
 """
 
 from __future__ import annotations
@@ -131,9 +131,31 @@ def show_inbox(settings: Settings, *, everything: bool = False, limit: int = 50,
     else:
         with Inbox(path) as inbox:
             listing = collect(inbox, everything=everything, limit=limit)
+    listing["held"] = held_rows(settings, limit)
     if as_json:
         # ASCII escapes: raw bidi or control characters from a message must not reach a terminal.
         print(json.dumps(listing, ensure_ascii=True, indent=1), file=out)
     else:
         render(listing, out)
+        render_held(listing["held"], out)
     return 0
+
+
+def held_rows(settings: Settings, limit: int = 50) -> list[dict[str, Any]]:
+    """Messages the access policy holds (not in the inbox: never pushed), oldest first."""
+    from ..access import held_messages
+
+    if not (settings.state_dir / "access.db").exists():
+        return []
+    return [{**_row(h.event, None), "seq": None, "held": h.n} for h in held_messages(settings, limit)]
+
+
+def render_held(rows: list[dict[str, Any]], out: TextIO) -> None:
+    if not rows:
+        return
+    print(f"held by the access policy ({len(rows)}), not shown to the agent; "
+          "`agentseat access approve CODE|SENDER` lets the sender through:", file=out)
+    for row in rows:
+        sender = _printable(row["from"]["upn"] or row["from"]["name"] or row["from"]["id"] or "unknown")
+        print(f"held  {row['kind']:<5} {row['received_at'][:16].replace('T', ' ')}  {sender} ({row['trust']})  "
+              f"{row['preview']}", file=out)

@@ -131,9 +131,15 @@ class Intake:
         """
         to_store: list[Event] = []
         pending: list[Event] = []
-        for event in events:
-            if event.key in self._seen:
-                continue  # handled already: a duplicate or replayed notification, or a re-read
+        batch = [e for e in events if e.key not in self._seen]
+        # A message stored before (by an earlier process: a poll re-reading after a restart)
+        # must not reach the gate or the interceptors again: no second pairing code, no
+        # second answer. One indexed read per batch; the key is the inbox's unique key.
+        stored = await anyio.to_thread.run_sync(self.inbox.stored_keys, [e.key for e in batch]) if batch else set()
+        for event in batch:
+            if event.key in stored:
+                self._remember(event.key)
+                continue
             decision = self.gate.decide(event)
             if not event.confirmed:
                 if decision == "open" and event.trust != "sponsor":

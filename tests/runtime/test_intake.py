@@ -208,3 +208,26 @@ async def test_a_failing_interceptor_loses_nothing(inbox: Inbox, tmp_path: Path)
     intake.intercept(broken)
     [event] = await intake.admit([claim("1", confirmed=True)])
     assert event.message_id == "1" and intake.counters["interceptor_errors"] == 1
+
+
+async def test_a_message_stored_by_an_earlier_process_is_not_routed_again(inbox: Inbox, tmp_path: Path) -> None:
+    """A restart forgets what the intake saw; a poll re-reading a stored message must not
+    reach the interceptors (a second permission answer) or the gate (a second pairing code)."""
+    graph = Graph()
+    first = make_intake(inbox, tmp_path, graph, gate=Gate({SPONSOR: "allow"}))
+    assert len(await first.admit([claim("m-1", confirmed=True)])) == 1
+    first.close()
+
+    gate = Gate({SPONSOR: "allow"})
+    seen: list[str] = []
+
+    async def interceptor(event: Event) -> bool:
+        seen.append(event.key)
+        return False
+
+    again = make_intake(inbox, tmp_path, graph, gate=gate)
+    again.intercept(interceptor)
+    gate.decisions[SPONSOR] = "hold"  # were it routed again, the gate would hold it
+    assert await again.admit([claim("m-1", confirmed=True), claim("m-2", confirmed=True)]) == []
+    assert seen == [] and [e.message_id for e in gate.held] == ["m-2"]
+    again.close()

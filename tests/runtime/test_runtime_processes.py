@@ -120,7 +120,10 @@ async def test_watch_prints_one_json_line_per_event(sandbox: Sandbox, agent_env:
             while b"\n" not in buffer:
                 buffer += await proc.stdout.receive()
         event = json.loads(buffer.split(b"\n")[0])
-        assert (event["kind"], event["text"], event["source"], event["trust"]) == ("teams", "watch me", "webhook", "sponsor")
+        # A sponsor's webhook message waits for its Graph confirmation, so the startup resync
+        # still running beside it may store the same message first: either source is the one event.
+        assert (event["kind"], event["text"], event["trust"], event["confirmed"]) == ("teams", "watch me", "sponsor", True)
+        assert event["source"] in ("webhook", "poll")
     finally:
         proc.kill()
         await proc.wait()
