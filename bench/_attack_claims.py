@@ -40,6 +40,8 @@ from ._attack_target import (
 )
 
 MESSAGE_GET = "GET /chats/{chat_id}/messages/{message_id}"
+#: A claim about a message stored already: never stored again (skipped, or dropped after its GET).
+IGNORED = "ignored"
 #: How long a forged claim may wait for its confirming GET (4 per second, after earlier kinds' work).
 CONFIRM_BOUND = 30.0
 
@@ -62,24 +64,33 @@ def _rows_with(t: Target, marker: str) -> list[tuple[Any, ...]]:
 async def captured_token_forgery(s: aiohttp.ClientSession, t: Target, quick: bool) -> list[Outcome]:
     """Attacker content under a captured clientState and a live token, claiming trusted senders.
 
-    Each claim must cost one confirming GET and be dropped (`not_in_graph`, or
-    `sender_mismatch` when the id is of a real message someone else wrote); no event with
-    the forged text may be stored as the sponsor's or as confirmed.
+    Each claim must cost at most one confirming GET and be dropped (`not_in_graph`, or
+    `not_a_message` for the id of the agent's own message), or be ignored when it names a
+    message stored already; no event with the forged text may be stored as the sponsor's
+    or as confirmed, so no interceptor (bot handler, permission answer) could see it.
     """
     await settle(t)
     offset, before = log_end(t), t.graph_requests()
-    # (case, claim, expected drop reason or None when it may be stored as unconfirmed data, genuine key)
+    # (case, claim, marker, expected drop reason (IGNORED: not stored, however), or None when it may be
+    # stored as unconfirmed data, the genuine key the case stores)
     cases: list[tuple[str, dict[str, Any], str, str | None, str]] = []
     message, marker = _claim(t, t.sponsor, t.sponsor_chat_id)
     cases.append(("claims_the_sponsor", message, marker, "not_in_graph", ""))
     if not quick:
-        # The id of a real message a colleague wrote, claimed as the sponsor's with other text.
+        # The id of a message the agent itself wrote to the sponsor (Graph has it, from someone else).
+        assert t.sandbox is not None
+        own = await t.sandbox("POST", "/_sandbox/messages", {"from": t.agent_upn, "to": t.sponsor["upn"],
+                                                            "text": "a note from the agent"})
+        message, marker = _claim(t, t.sponsor, own["chat_id"], own["message_id"])
+        cases.append(("claims_the_sponsor_on_the_agents_own_message", message, marker, "not_a_message", ""))
+        # The id of a real message a colleague wrote, stored already, claimed as the sponsor's with
+        # other text: ignored as a stored message (or dropped as sender_mismatch), never stored again.
         keys, problem = await genuine_deliveries(t, "claim-target", mail=False)
         if problem:
-            return [Outcome("claims_the_sponsor_on_a_real_message", problem=problem)]
+            return [Outcome("claims_the_sponsor_on_a_stored_message", problem=problem)]
         chat, mid = keys[0].removeprefix("teams:").rsplit(":", 1)  # chat ids hold colons, message ids none
         message, marker = _claim(t, t.sponsor, chat, mid)
-        cases.append(("claims_the_sponsor_on_a_real_message", message, marker, "sender_mismatch", keys[0]))
+        cases.append(("claims_the_sponsor_on_a_stored_message", message, marker, IGNORED, keys[0]))
         # A colleague on the allowlist gets more than untrusted treatment too, so it is confirmed first.
         # A build without an allowlist stores any colleague's message from the notification as untrusted data.
         message, marker = _claim(t, t.allowed, t.chat_id)
@@ -90,7 +101,7 @@ async def captured_token_forgery(s: aiohttp.ClientSession, t: Target, quick: boo
         o = await post(s, t, name, t.body([t.item(message=message)]))
         o.note = genuine
         out.append(o)
-    wanted = {r: sum(1 for c in cases if c[3] == r) for r in {c[3] for c in cases} if r}
+    wanted = {r: sum(1 for c in cases if c[3] == r) for r in {c[3] for c in cases} if r and r != IGNORED}
     drops: dict[str, int] = {}
     with anyio.move_on_after(CONFIRM_BOUND):
         while True:
@@ -110,7 +121,9 @@ async def captured_token_forgery(s: aiohttp.ClientSession, t: Target, quick: boo
         elif rows:  # no allowlist on this build: untrusted data from the notification, as designed
             o.note = event_key("teams", message["chatId"], message["id"])
             out[0].note = f"allowed-colleague claim stored as unconfirmed {rows[0][1]} data (no allowlist here)"
-    dropped = ", ".join(f"dropped_{r} {drops.get(r, 0)}/{n}" for r, n in sorted(wanted.items()))
+    dropped = ", ".join([f"dropped_{r} {drops.get(r, 0)}/{n}" for r, n in sorted(wanted.items())]
+                        + [f"{sum(1 for c in cases if c[3] == IGNORED)} about a stored message not stored again"
+                           ] * any(c[3] == IGNORED for c in cases))
     if any(drops.get(r, 0) < n for r, n in wanted.items()) and not any(o.problem for o in out):
         out[0].problem = f"crash: claims neither dropped nor stored after {CONFIRM_BOUND:.0f} s ({dropped})"
     as_sponsor = sum(1 for c in cases for row in _rows_with(t, c[2]) if row[1] == "sponsor" or row[2])

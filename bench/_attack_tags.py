@@ -132,8 +132,10 @@ async def tag_injection(root: Path) -> dict[str, Any]:
     """Run the step in its own sandbox tenant and `agentseat serve`; returns the judged cases."""
     began = time.monotonic()
     with SandboxThread(root / "tags-sandbox") as sb:
+        # Everyone in the tenant reaches the agent (policy `tenant`): a colleague's text must come
+        # back through the tools, not wait behind a pairing code.
         env = provision_agent(sb, root / "tags-agent", webhook_port=free_port(), log_format="json",
-                              log_level="info", reconcile_seconds=3600)
+                              log_level="info", reconcile_seconds=3600, inbound_policy="tenant")
         cases = await _read_back(sb, env, root)
     return {"cases": cases, "crashed": sum(c["verdict"] == "crashed" for c in cases),
             "leaked": sum(c["verdict"] == "leaked" for c in cases),
