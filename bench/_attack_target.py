@@ -74,7 +74,9 @@ class Target:
     costs: dict[str, dict[str, Any]] = field(default_factory=dict)  # per forgery: what it sent, what it cost
 
     def client_state_of(self, subscription_id: str) -> str:
-        return self.mail_client_state or self.client_state if subscription_id == self.mail_sub else self.client_state
+        if subscription_id == self.mail_sub:
+            return self.mail_client_state or self.client_state  # one shared secret before per-subscription ones
+        return self.client_state
 
     def __post_init__(self) -> None:
         if self.evil_certificate is None:
