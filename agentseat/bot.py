@@ -365,6 +365,8 @@ class Bot:
                         await self._refuse_once(runtime, event)
                     elif text is not None:
                         await self._reply(runtime, event, text)
+                        # Answered: the event is read (an MCP session sharing this inbox skips it).
+                        await runtime.inbox.amark_read(seqs=[event.seq])
                 except AgentSeatError as exc:
                     log.error("bot_reply_failed", seq=event.seq, kind=event.kind, error=exc.message, hint=exc.hint)
             await progress.finish(event.seq)

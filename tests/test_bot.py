@@ -171,6 +171,8 @@ async def test_bot_command_replies_in_chat_and_mail_and_a_restart_reruns_nothing
     started = [r["message_id"] for r in runs(tmp_path) if r["phase"] == "start"]
     assert len(started) == 3 and len(set(started)) == 3  # each message ran once, across the restart
     assert down["message_id"] in started
+    with Inbox(Path(env["AGENTSEAT_STATE_DIR"]) / "inbox.db") as inbox:  # each answered event is read
+        assert inbox.count() == 3 and inbox.unread_summary()["unread"] == 0
 
 
 # --- failures ---------------------------------------------------------------------------------------------

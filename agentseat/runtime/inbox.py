@@ -17,7 +17,7 @@ import socket
 import sqlite3
 import threading
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, TypeVar
@@ -26,6 +26,7 @@ import anyio
 import structlog
 
 from agentseat.errors import InboxError
+from agentseat.storage import connect, create_private, immediate
 
 from .events import Event, Kind, Source, Trust, event_key
 from .readstate import Entry, ReadState
@@ -149,9 +150,7 @@ class Inbox(ReadState):
         self._waiters: set[anyio.Event] = set()
         self._loop_thread: int | None = None
         with self._errors("open"):
-            self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            # Messages are private: create the file 0600; SQLite gives -wal and -shm the same mode.
-            os.close(os.open(self.path, os.O_CREAT | os.O_RDWR, 0o600))
+            create_private(self.path)  # messages are private
             self._conn = self._connect()
             try:
                 self._init_schema()
@@ -164,17 +163,11 @@ class Inbox(ReadState):
         log.debug("inbox_opened", path=str(self.path))
 
     def _connect(self) -> sqlite3.Connection:
-        # timeout= is SQLite's busy_timeout. isolation_level=None: we issue BEGIN IMMEDIATE, so a
-        # write takes the lock up front and never fails upgrading a read (SQLITE_BUSY_SNAPSHOT).
-        conn = sqlite3.connect(self.path, timeout=self._busy_timeout, isolation_level=None, check_same_thread=False)
-        conn.row_factory = sqlite3.Row
-        mode = conn.execute("PRAGMA journal_mode = WAL").fetchall()[0][0]
+        # A power cut may lose the last commits (storage.connect); reconciliation polls fetch
+        # them again, and dedupe by key makes that safe.
+        conn, mode = connect(self.path, busy_timeout=self._busy_timeout)
         if mode != "wal":
             log.warning("inbox_not_wal", journal_mode=mode, path=str(self.path))
-        # WAL + NORMAL: COMMIT returns once the commit is in the WAL (OS page cache); only fsync
-        # waits for checkpoints. A killed process (kill -9) loses nothing committed; a power cut
-        # may lose the last commits, which reconciliation polls fetch again (dedupe makes it safe).
-        conn.execute("PRAGMA synchronous = NORMAL")
         return conn
 
     def _init_schema(self) -> None:
@@ -232,17 +225,8 @@ class Inbox(ReadState):
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
         """One write transaction: BEGIN IMMEDIATE ... COMMIT, rolled back on any error."""
-        with self._lock:
-            conn = self._conn
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield conn
-                conn.execute("COMMIT")
-            except BaseException:
-                if conn.in_transaction:  # SQLite may already have rolled back (for example on SQLITE_FULL)
-                    with suppress(sqlite3.Error):
-                        conn.execute("ROLLBACK")
-                raise
+        with self._lock, immediate(self._conn) as conn:
+            yield conn
 
     def _query(self, sql: str, params: Iterable[Any] = ()) -> list[sqlite3.Row]:
         # fetchall() finishes the statement: an open read would stall WAL checkpoints.

@@ -139,6 +139,7 @@ class Intake:
         for event in batch:
             if event.key in stored:
                 self._remember(event.key)
+                self._count("already_stored")
                 continue
             decision = self.gate.decide(event)
             if not event.confirmed:

@@ -13,13 +13,14 @@ import os
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
 import structlog
 
 from agentseat.errors import InboxError
+from agentseat.storage import connect, create_private, immediate
 
 from .events import Event
 
@@ -41,13 +42,9 @@ class PendingStore:
         self.path = Path(path)
         self._lock = threading.Lock()
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            os.close(os.open(self.path, os.O_CREAT | os.O_RDWR, 0o600))
-            self._conn = sqlite3.connect(self.path, timeout=busy_timeout, isolation_level=None,
-                                         check_same_thread=False)
-            self._conn.execute("PRAGMA journal_mode = WAL")
-            # NORMAL: a commit is in the WAL when it returns, which survives kill -9 (as the inbox).
-            self._conn.execute("PRAGMA synchronous = NORMAL")
+            create_private(self.path)
+            # A commit is in the WAL when it returns, which survives kill -9 (as the inbox).
+            self._conn, _ = connect(self.path, busy_timeout=busy_timeout)
             with self._tx() as conn:
                 for statement in filter(str.strip, _SCHEMA.split(";")):
                     conn.execute(statement)
@@ -61,17 +58,8 @@ class PendingStore:
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            conn = self._conn
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield conn
-                conn.execute("COMMIT")
-            except BaseException:
-                if conn.in_transaction:
-                    with suppress(sqlite3.Error):
-                        conn.execute("ROLLBACK")
-                raise
+        with self._lock, immediate(self._conn) as conn:
+            yield conn
 
     def add(self, events: Iterable[Event]) -> int:
         """Keep the events whose key is not pending yet; return how many were new."""

@@ -12,7 +12,6 @@ Graph or MCP.
 
 from __future__ import annotations
 
-import os
 import re
 import sqlite3
 import time
@@ -24,6 +23,8 @@ from typing import Literal
 
 import anyio
 import structlog
+
+from ..storage import connect, create_private, immediate
 
 log = structlog.get_logger(__name__)
 
@@ -83,26 +84,17 @@ class PermissionStore:
 
     def __init__(self, state_dir: Path) -> None:
         self.path = state_dir / FILE_NAME
-        state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        # Who answered what is private: create the file 0600; SQLite gives -wal and -shm the same mode.
-        os.close(os.open(self.path, os.O_CREAT | os.O_RDWR, 0o600))
+        create_private(self.path)  # who answered what is private
         with self._tx() as conn:
             for statement in filter(str.strip, _SCHEMA.split(";")):
                 conn.execute(statement)
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
-        conn = sqlite3.connect(self.path, timeout=5.0, isolation_level=None)
+        conn, _ = connect(self.path)
         try:
-            conn.execute("PRAGMA journal_mode = WAL")
-            conn.execute("BEGIN IMMEDIATE")
-            try:
+            with immediate(conn):
                 yield conn
-                conn.execute("COMMIT")
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
         finally:
             conn.close()
 

@@ -19,7 +19,17 @@ import anyio
 import structlog
 from aiohttp import web
 
-from . import control, delivery, entra, graph_chats, graph_directory, graph_mail, graph_subscriptions
+from . import (
+    control,
+    delivery,
+    entra,
+    graph_chats,
+    graph_chats_messages,
+    graph_directory,
+    graph_mail,
+    graph_mail_delta,
+    graph_subscriptions,
+)
 from .auth import SANDBOX_KEY, graph_middleware
 from .clock import Clock
 from .envfile import write_sandbox_env
@@ -113,7 +123,11 @@ class Sandbox:
     def build_app(self) -> web.Application:
         app = web.Application(middlewares=[graph_middleware], client_max_size=8 * 1024 * 1024)
         app[SANDBOX_KEY] = self
-        for module in (entra, graph_directory, graph_chats, graph_mail, graph_subscriptions, control):
+        # Order matters: aiohttp matches in registration order, and the more specific
+        # getAllMessages and /messages/delta routes must come before `{chat_id}`/`{message_id}`.
+        modules = (entra, graph_directory, graph_chats_messages, graph_chats, graph_mail_delta, graph_mail,
+                   graph_subscriptions, control)
+        for module in modules:
             app.router.add_routes(module.routes())
         return app
 

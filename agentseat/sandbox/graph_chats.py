@@ -365,14 +365,11 @@ async def add_member(request: web.Request) -> web.Response:
 
 
 def routes() -> list[web.RouteDef]:
-    from . import graph_chats_messages  # it builds on this module's helpers
-
+    """Chat routes; `graph_chats_messages.routes()` must be registered first (getAllMessages)."""
     return [
         web.get("/v1.0/me/chats", list_my_chats),
         web.get("/v1.0/chats", list_my_chats),
         web.post("/v1.0/chats", create_chat),
-        # getAllMessages must be matched before `/chats/{chat_id}` swallows it.
-        *graph_chats_messages.all_messages_routes(),
         web.get("/v1.0/users/{user_id}/chats", list_user_chats),
         web.get("/v1.0/chats/{chat_id}", get_chat),
         web.get("/v1.0/me/chats/{chat_id}", get_chat),
@@ -380,5 +377,4 @@ def routes() -> list[web.RouteDef]:
         web.get("/v1.0/chats/{chat_id}/members", list_members),
         web.get("/v1.0/me/chats/{chat_id}/members", list_members),
         web.post("/v1.0/chats/{chat_id}/members", add_member),
-        *graph_chats_messages.routes(),
     ]

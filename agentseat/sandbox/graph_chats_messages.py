@@ -260,7 +260,9 @@ def all_messages_routes() -> list[web.RouteDef]:
 
 
 def routes() -> list[web.RouteDef]:
+    """Registered before `graph_chats.routes()`, whose `/chats/{chat_id}` would swallow getAllMessages."""
     return [
+        *all_messages_routes(),
         web.get("/v1.0/chats/{chat_id}/messages", list_messages),
         web.get("/v1.0/me/chats/{chat_id}/messages", list_messages),
         web.get("/v1.0/users/{user_id}/chats/{chat_id}/messages", list_messages),

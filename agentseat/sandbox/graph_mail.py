@@ -365,9 +365,8 @@ async def reply(request: web.Request) -> web.Response:
 
 
 def routes() -> list[web.RouteDef]:
-    from . import graph_mail_delta  # it builds on this module's helpers
-
-    out: list[web.RouteDef] = [*graph_mail_delta.routes()]
+    """Mail routes; `graph_mail_delta.routes()` must be registered first (`/messages/delta`)."""
+    out: list[web.RouteDef] = []
     for base in ("/v1.0/me", "/v1.0/users/{user_id}"):
         out += [
             web.get(f"{base}/messages", list_messages),
