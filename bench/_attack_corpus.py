@@ -40,10 +40,11 @@ from ._attack_forgeries import (
     unknown_subscription,
     wrong_tenant,
 )
+from ._attack_claims import basic_item_flood, captured_token_forgery
+from ._attack_lifecycle import lifecycle_flood_missed, lifecycle_flood_reauthorize, lifecycle_flood_removed
 from ._attack_target import GENUINE_EXPIRY, MISSING, Kind, Outcome, Target, hs256_token, post, unsigned_token
 from ._attack_wire import (
     slowloris_headers,
-    captured_token_forgery,
     compression_bomb,
     content_type_wrong,
     deep_nesting,
@@ -111,8 +112,17 @@ KINDS: list[Kind] = [
     Kind("methods_and_paths", "other methods and paths", methods_and_paths),
     Kind("fetch_id_injection", "basic mail items whose ids look like paths or queries", fetch_id_injection),
     Kind("flood", "thousands of forged POSTs at once, then a genuine one", flood, events=1),
-    Kind("captured_token_forgery", "attacker content under a captured clientState and token", captured_token_forgery,
-         events=1, limit=True),
+    # What one captured genuine POST (its clientState, a live token) makes possible, and what it costs.
+    Kind("captured_token_forgery", "own chatMessage encrypted to the agent, claiming the sponsor or an allowed "
+         "colleague, under a captured clientState and token", captured_token_forgery),
+    Kind("basic_item_flood", "items without resource data on the rich subscriptions: 1 POST of 200, then 100 POSTs "
+         "of 20", basic_item_flood),
+    Kind("lifecycle_flood_missed", "20 forged `missed` at once per subscription", lifecycle_flood_missed),
+    Kind("lifecycle_flood_reauthorize", "20 forged `reauthorizationRequired` per subscription, twice",
+         lifecycle_flood_reauthorize),
+    # Last: before the lifecycle fix, a forged removal leaves the runtime without a renewed subscription.
+    Kind("lifecycle_flood_removed", "20 forged `subscriptionRemoved` at once per subscription",
+         lifecycle_flood_removed),
 ]
 
 __all__ = ["GENUINE_EXPIRY", "KINDS", "MISSING", "Kind", "Outcome", "Target", "hs256_token", "post",

@@ -13,6 +13,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -58,6 +59,24 @@ class Target:
     graph_requests: Callable[[], dict[str, int]] = dict  # the sandbox's request counters
     mail_client_state: str = ""  # the mail subscription's
     subscription_ids: Callable[[], set[str]] = set  # live subscription ids at the sandbox
+    # What only the judge sees, for the kinds that follow one captured POST further (bench/_attack_claims.py,
+    # bench/_attack_lifecycle.py): people, the runtime's inbox and log, the sandbox's view of Graph.
+    agent_upn: str = ""
+    sponsor: dict[str, str] = field(default_factory=dict)  # id, upn, name
+    sponsor_chat_id: str = ""  # the agent's 1:1 chat with the sponsor
+    allowed: dict[str, str] = field(default_factory=dict)  # a colleague on the runtime's allowlist (if it has one)
+    allowlist: bool = False  # whether this build reads AGENTSEAT_ALLOW
+    inbox: Callable[[], list[tuple[Any, ...]]] = list  # (key, trust, confirmed, text) of every stored event
+    log_path: Path | None = None  # the runtime's JSON log
+    sandbox: Callable[[str, str, Any], Awaitable[Any]] | None = None  # the sandbox's control API
+    subscriptions: Callable[[], dict[str, dict[str, Any]]] = dict  # live subscriptions at the sandbox, by id
+    runtime_subscriptions: Callable[[], dict[str, dict[str, Any]]] = dict  # what the runtime holds, by kind
+    costs: dict[str, dict[str, Any]] = field(default_factory=dict)  # per forgery: what it sent, what it cost
+
+    def client_state_of(self, subscription_id: str) -> str:
+        if subscription_id == self.mail_sub:
+            return self.mail_client_state or self.client_state  # one shared secret before per-subscription ones
+        return self.client_state
 
     def __post_init__(self) -> None:
         if self.evil_certificate is None:
@@ -114,12 +133,14 @@ class Target:
              lifecycle: str | None = None) -> dict[str, Any]:
         """One notification item; rich (encrypted `message`) unless `encrypted=None`."""
         message = message or self.message()
-        path = f"chats('{self.chat_id}')/messages('{message['id']}')"
+        chat = message.get("chatId") if isinstance(message.get("chatId"), str) else self.chat_id
+        path = f"chats('{chat}')/messages('{message['id']}')"
+        sub = self.teams_sub if subscription is None else subscription
         item: dict[str, Any] = {
-            "subscriptionId": self.teams_sub if subscription is None else subscription,
+            "subscriptionId": sub,
             "subscriptionExpirationDateTime": GENUINE_EXPIRY,
             "tenantId": self.tenant_id if tenant is None else tenant,
-            "clientState": self.client_state if client_state is MISSING else client_state,
+            "clientState": self.client_state_of(sub) if client_state is MISSING else client_state,
         }
         if lifecycle is not None:
             item["lifecycleEvent"] = lifecycle
@@ -279,3 +300,66 @@ class Kind:
 
 def first_cases(cases: list[Any], quick: bool) -> list[Any]:
     return cases[:1] if quick else cases
+
+
+# --- what a kind that follows one captured POST further measures -------------------------------
+
+
+def graph_diff(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
+    """Graph requests by route between two snapshots of the sandbox's counters (only routes that moved)."""
+    return {k: after.get(k, 0) - before.get(k, 0) for k in sorted(after) if after.get(k, 0) != before.get(k, 0)}
+
+
+async def settle(t: Target, *, at_least: float = 0.0, quiet: float = 1.0, bound: float = 30.0) -> float:
+    """Wait until the runtime's Graph requests stop (no change for `quiet` s, and `at_least` s passed).
+
+    Work a notification queues runs after the 202 (fetches, confirmations, lifecycle jobs), so a
+    count taken at once would miss it. Returns the seconds waited.
+    """
+    began = time.monotonic()
+    last, still = t.graph_requests(), time.monotonic()
+    with anyio.move_on_after(bound):
+        while True:
+            await anyio.sleep(0.2)
+            now = t.graph_requests()
+            if now != last:
+                last, still = now, time.monotonic()
+            elif time.monotonic() - still >= quiet and time.monotonic() - began >= at_least:
+                break
+    return time.monotonic() - began
+
+
+def log_end(t: Target) -> int:
+    """The runtime log's size now: `log_since(t, offset)` reads what it writes after."""
+    return t.log_path.stat().st_size if t.log_path is not None and t.log_path.exists() else 0
+
+
+def log_since(t: Target, offset: int) -> list[dict[str, Any]]:
+    from ._harness import log_events
+
+    return log_events(t.log_path, offset)[0] if t.log_path is not None else []
+
+
+def count_log(lines: list[dict[str, Any]], event: str, **fields: Any) -> int:
+    return sum(1 for line in lines if line.get("event") == event
+               and all(line.get(k) == v for k, v in fields.items()))
+
+
+async def genuine_deliveries(t: Target, tag: str, *, mail: bool = True, bound: float = 20.0) -> tuple[list[str], str]:
+    """A DM (and a mail) sent through the sandbox, so Graph itself notifies the runtime; waits until
+    stored. Returns (their event keys, a problem or "")."""
+    assert t.sandbox is not None
+    text = f"atk-genuine-{tag}-{uuid.uuid4().hex}"
+    t.markers.append(text)
+    dm = await t.sandbox("POST", "/_sandbox/messages", {"from": t.sender["upn"], "to": t.agent_upn, "text": text})
+    keys = [event_key("teams", dm["chat_id"], dm["message_id"])]
+    if mail:
+        sent = await t.sandbox("POST", "/_sandbox/mail", {"from": t.sender["upn"], "to": t.agent_upn,
+                                                         "subject": text, "body": text})
+        keys.append(event_key("mail", None, sent["message_id"]))
+    with anyio.move_on_after(bound):
+        while not set(keys) <= {row[0] for row in t.inbox()}:
+            await anyio.sleep(0.1)
+    missing = set(keys) - {row[0] for row in t.inbox()}
+    return keys, (f"crash: genuine deliveries not stored within {bound:.0f} s: {sorted(k[:5] for k in missing)}"
+                  if missing else "")

@@ -343,18 +343,3 @@ async def flood(s: aiohttp.ClientSession, t: Target, quick: bool) -> list[Outcom
     alive = await post(s, t, "genuine_after_flood", body)
     alive.note = key
     return [summary, alive]
-
-
-async def captured_token_forgery(s: aiohttp.ClientSession, t: Target, quick: bool) -> list[Outcome]:
-    """A limit of Graph's protocol, shown, not a check the runtime can make.
-
-    validationTokens are not bound to the payload, and anyone can encrypt for the
-    agent's public certificate. Whoever can read genuine notification POSTs (the
-    clientState and a token live for an hour) can therefore forge a message from
-    anyone, the sponsor included. Only TLS to the tunnel and the secrecy of the
-    state directory stand in the way.
-    """
-    message = t.message(**{"from": {"user": {"id": t.sender["id"], "displayName": "forged", "tenantId": t.tenant_id}}})
-    o = await post(s, t, "attacker_content_under_a_captured_token", t.body([t.item(message=message)]))
-    o.note = t.key_of(message)
-    return [o]

@@ -4,20 +4,29 @@
 tenant, one agent, one `agentseat watch --mode webhook` process with debug logs
 in JSON. Then:
 
-1. every kind of bench/_attack_corpus.py (40 kinds, ~230 cases) is sent in turn;
-   a header slowloris holds connections open in the background meanwhile;
+1. every kind of bench/_attack_corpus.py (45 kinds, ~270 cases) is sent in turn;
+   a header slowloris holds connections open in the background meanwhile. The
+   last kinds follow one captured genuine POST further (bench/_attack_claims.py,
+   bench/_attack_lifecycle.py): forged sponsor claims, basic-item floods and
+   lifecycle floods, each with the Graph requests it causes counted at the sandbox;
 2. 10,000 bodies that Hypothesis draws around the notification schema
    (bench/_attack_fuzz.py) are POSTed with bounded concurrency;
 3. every log line the runtime wrote is scanned for token, assertion and key
    material, the clientState, the key passphrase and the plaintext of every
-   message forged.
+   message forged;
+4. tag injection (bench/_attack_tags.py): text carrying context tags is sent
+   through a second sandbox tenant and read back over MCP from `agentseat serve`
+   through the push and every read tool; in the same session a relayed permission
+   prompt is answered by a forged sponsor `yes` under a captured POST.
 
 Each case is judged:
 - crashed: a 5xx the runtime does not answer on purpose, a connection dropped
   without an answer, the process died, or an error or traceback was logged;
 - leaked: a secret (clientState, a genuine token, key material, a forged
   message's plaintext) in a response or a log line, an event stored from a
-  forged notification, or a forged lifecycle event acted on;
+  forged notification, a forged claim stored as the sponsor's, a forged lifecycle
+  event acted on beyond its bound, a Graph read caused by a basic item, or a
+  context tag left raw in a tool result;
 - rejected: anything else (the constant 202 of Graph's rules, a 4xx, a handshake refused).
 Kinds that must store exactly one event (replays) are judged by the inbox too.
 Prints a table and a final JSON line; exit code 0 when nothing crashed or leaked.
@@ -28,6 +37,7 @@ from __future__ import annotations
 import argparse
 import base64
 import json
+import sqlite3
 import sys
 import time
 from collections import Counter
@@ -40,11 +50,15 @@ import aiohttp
 import anyio
 from cryptography import x509
 
+from agentseat.config import Settings
 from agentseat.logging import configure
 from agentseat.sandbox.app import Sandbox
 from agentseat.sandbox.graph_chats import ensure_one_on_one
 
 from ._attack_corpus import KINDS, Kind, Outcome, Target, post, slowloris_headers
+from ._attack_lifecycle import subscriptions_view
+from ._attack_tags import report_rows as tag_rows
+from ._attack_tags import tag_injection
 from ._harness import (
     JWT,
     KEY_PASSPHRASE,
@@ -52,6 +66,7 @@ from ._harness import (
     SandboxThread,
     WatchProcess,
     call,
+    control,
     free_port,
     inbox_rows,
     keep_or_temp,
@@ -65,6 +80,8 @@ from ._harness import (
 )
 
 BACKGROUND = "slowloris_headers"
+#: The colleague the runtime allowlists, when the build has an allowlist (AGENTSEAT_ALLOW).
+ALLOWED_ROLE = "colleague2"
 
 
 @dataclass
@@ -151,7 +168,7 @@ async def run_kind(session: aiohttp.ClientSession, t: Target, kind: Kind, *, qui
         result.cases.append({"case": o.case, "status": o.status, "error": o.error, "verdict": verdict,
                              "why": why, "note": o.note, "seconds": round(o.seconds, 3)})
         setattr(result, verdict, getattr(result, verdict) + 1)
-    wanted = {o.note for o in outcomes if o.note.startswith(("teams:", "mail:"))} if kind.events else set()
+    wanted = {o.note for o in outcomes if o.note.startswith(("teams:", "mail:"))}  # genuine messages sent
     unexpected = new_keys - wanted
     missing = wanted - inbox_keys()
     if unexpected:
@@ -236,7 +253,7 @@ async def fuzz(session: aiohttp.ClientSession, t: Target, examples: int, concurr
     return figures, log_offset
 
 
-def target_for(sb: Sandbox, env: dict[str, str], base: str, pid: int) -> Target:
+def target_for(sb: Sandbox, env: dict[str, str], base: str, pid: int, log_path: Path | None = None) -> Target:
     """What the attacker and the judge know about a runtime provisioned on `sb`."""
     subs = live_subscriptions(sb)
     teams = next(s for s in subs if "chats" in s.resource.lower())
@@ -245,6 +262,13 @@ def target_for(sb: Sandbox, env: dict[str, str], base: str, pid: int) -> Target:
     agent = tenant.users[sb.role("agent_user")]
     colleague = tenant.users[sb.role("colleague1")]
     chat, _ = call(sb, ensure_one_on_one, sb, colleague.id, agent.id)
+    sponsor, allowed = tenant.users[sb.role("sponsor")], tenant.users[sb.role(ALLOWED_ROLE)]
+    sponsor_chat, _ = call(sb, ensure_one_on_one, sb, sponsor.id, agent.id)
+    state = Path(env["AGENTSEAT_STATE_DIR"])
+
+    async def sandbox(method: str, path: str, body: Any = None) -> Any:
+        async with aiohttp.ClientSession() as session:
+            return await control(session, sb, method, path, body)
     certificate = x509.load_der_x509_certificate(base64.b64decode(teams.encryption_certificate or ""))
     signing = sb.pki.active
     return Target(
@@ -256,12 +280,37 @@ def target_for(sb: Sandbox, env: dict[str, str], base: str, pid: int) -> Target:
         graph_requests=lambda: dict(stats(sb)["requests"]),
         subscription_ids=lambda: {s.id for s in live_subscriptions(sb)},
         mail_client_state=mail.client_state or "",
+        agent_upn=agent.upn, sponsor={"id": sponsor.id, "upn": sponsor.upn, "name": sponsor.display_name},
+        sponsor_chat_id=sponsor_chat.id, allowed={"id": allowed.id, "upn": allowed.upn, "name": allowed.display_name},
+        allowlist=env.get("AGENTSEAT_ALLOW") == allowed.upn,
+        inbox=lambda: inbox_rows(state, "key, trust, confirmed, text"),
+        log_path=log_path, sandbox=sandbox, subscriptions=lambda: subscriptions_view(live_subscriptions(sb)),
+        runtime_subscriptions=lambda: runtime_subscriptions(state),
     )
+
+
+def runtime_subscriptions(state: Path) -> dict[str, dict[str, Any]]:
+    """What the runtime holds by kind (its inbox's `subscriptions` meta key), without secrets."""
+    path = state / "inbox.db"
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
+        try:
+            row = conn.execute("SELECT v FROM meta WHERE k = 'subscriptions'").fetchone()
+        finally:
+            conn.close()
+    except sqlite3.Error:
+        return {}
+    held = json.loads(row[0]) if row and row[0] else {}
+    return {kind: {k: v for k, v in data.items() if k != "client_state"} for kind, data in held.items()}
 
 
 async def start_runtime(sb: Sandbox, root: Path, *, log_level: str = "debug") -> tuple[WatchProcess, dict[str, str], int]:
     port = free_port()
     env = provision_agent(sb, root / "agent", webhook_port=port, log_level=log_level, log_format="json")
+    if {"allow", "inbound_policy"} <= set(Settings.model_fields):
+        # An allowlisted colleague (confirmed with Graph like the sponsor); everyone else stays open
+        # (stored as untrusted data), as the kinds that store a genuine-looking message expect.
+        env |= {"AGENTSEAT_ALLOW": sb.tenant.users[sb.role(ALLOWED_ROLE)].upn, "AGENTSEAT_INBOUND_POLICY": "tenant"}
     proc = WatchProcess(env, root / "watch.jsonl", root / "runtime.log")
     for path in (proc.stdout_path, proc.stderr_path):
         path.write_bytes(b"")
@@ -287,7 +336,7 @@ async def start_runtime(sb: Sandbox, root: Path, *, log_level: str = "debug") ->
 async def _attack(sb: Sandbox, root: Path, opts: argparse.Namespace) -> dict[str, Any]:
     proc, env, port = await start_runtime(sb, root)
     state = Path(env["AGENTSEAT_STATE_DIR"])
-    t = target_for(sb, env, f"http://127.0.0.1:{port}", proc.pid)
+    t = target_for(sb, env, f"http://127.0.0.1:{port}", proc.pid, proc.stderr_path)
 
     def inbox_keys() -> set[str]:
         return {row[0] for row in inbox_rows(state, "key")}
@@ -332,6 +381,8 @@ async def _attack(sb: Sandbox, root: Path, opts: argparse.Namespace) -> dict[str
                                         seed=opts.seed)
     finally:
         exit_code = await anyio.to_thread.run_sync(proc.stop)
+    print("attack: tag injection through the MCP read tools", file=sys.stderr, flush=True)
+    tags = await tag_injection(root)
     # Every subscription has its own clientState (and a recreation makes new ones): none may be logged.
     secrets = {t.client_state, t.mail_client_state} | {s.client_state or "" for s in live_subscriptions(sb)}
     scan = scan_logs([proc.stderr_path], {**{f"client_state_{n}": cs for n, cs in enumerate(sorted(secrets - {""}))},
@@ -340,8 +391,8 @@ async def _attack(sb: Sandbox, root: Path, opts: argparse.Namespace) -> dict[str
     totals = {
         "kinds": len(results), "cases": sum(len(r.cases) for r in results),
         "rejected": sum(r.rejected for r in counted),
-        "crashed": sum(r.crashed for r in counted) + fuzzed["crashed"],
-        "leaked": sum(r.leaked for r in counted) + fuzzed["leaked"] + sum(scan["findings"].values()),
+        "crashed": sum(r.crashed for r in counted) + fuzzed["crashed"] + tags["crashed"],
+        "leaked": sum(r.leaked for r in counted) + fuzzed["leaked"] + sum(scan["findings"].values()) + tags["leaked"],
         "fuzz_examples": fuzzed["examples"],
     }
     return {
@@ -350,6 +401,8 @@ async def _attack(sb: Sandbox, root: Path, opts: argparse.Namespace) -> dict[str
         "kinds": {r.name: r.row() for r in results},
         "limits": [r.name for r in results if r.limit],
         "fuzz": fuzzed,
+        "tags": tags,
+        "graph_cost": t.costs,
         "log_scan": scan,
         "totals": totals,
         "runtime": {"exit_code": exit_code, "starts": proc.starts},
@@ -370,11 +423,18 @@ def report(figures: dict[str, Any]) -> str:
     f = figures["fuzz"]
     rows.append([f"hypothesis ({f['examples']} bodies)", f["examples"], f["examples"] - f["crashed"] - f["leaked"],
                  f["crashed"], f["leaked"], f"statuses {f['statuses']}, genuine accepted {f['genuine_accepted']}"])
+    rows += tag_rows(figures["tags"])
     out = [table(["kind", "cases", "rejected", "crashed", "leaked", "notes"], rows)]
+    if figures.get("graph_cost"):
+        out.append("\nGraph requests caused by one captured POST's forgeries (sandbox counters, diffed):")
+        out.append(table(["forgery", "sent", "graph requests", "outcome"], [
+            [name, c["sent"], ", ".join(f"{k} {v}" for k, v in c["graph"].items()) or "0", c["outcome"]]
+            for name, c in figures["graph_cost"].items()]))
     scan = figures["log_scan"]
     out.append(f"log scan: {scan['lines']} lines, findings {scan['findings'] or 'none'}")
     tot = figures["totals"]
-    out.append(f"total: {tot['kinds']} kinds, {tot['cases']} cases + {tot['fuzz_examples']} generated bodies; "
+    out.append(f"total: {tot['kinds']} kinds, {tot['cases']} cases + {tot['fuzz_examples']} generated bodies "
+               f"+ {len(figures['tags']['cases'])} tool reads; "
                f"crashed {tot['crashed']}, leaked {tot['leaked']} -> {'OK' if figures['ok'] else 'FAILED'}")
     return "\n".join(out)
 

@@ -35,6 +35,7 @@ class Coalescer:
         self._clock = clock
         self._running: set[str] = set()
         self._pending: dict[str, str] = {}  # key -> reason of the pending run (the first one asked)
+        self._started: dict[str, float] = {}  # key -> when its last run started (keys are kinds: few)
         self._tg: TaskGroup | None = None
         self.runs = 0
 
@@ -42,10 +43,9 @@ class Coalescer:
         """Ask for a run; False if it was coalesced into a run already pending."""
         if key in self._pending:
             return False
-        if key in self._running or self._tg is None:
-            self._pending[key] = reason
-            return True
-        self._start(key, reason)
+        self._pending[key] = reason
+        if key not in self._running and self._tg is not None:
+            self._start(key)
         return True
 
     def pending(self, key: str) -> bool:
@@ -54,26 +54,27 @@ class Coalescer:
     def idle(self) -> bool:
         return not self._running and not self._pending
 
-    def _start(self, key: str, reason: str) -> None:
+    def _start(self, key: str) -> None:
         assert self._tg is not None
-        self._running.add(key)
-        self._tg.start_soon(self._drive, key, reason)
+        self._running.add(key)  # a driver exists for the key: running a job, or waiting out the spacing
+        self._tg.start_soon(self._drive, key)
 
-    async def _drive(self, key: str, reason: str) -> None:
+    async def _drive(self, key: str) -> None:
         try:
-            while True:
-                started = self._clock()
+            while key in self._pending:
+                # The spacing holds between any two runs of a key, also when the first had ended before
+                # the next was asked for (a flood of separate POSTs): a run waiting here stays pending,
+                # so everything asked meanwhile folds into it.
+                wait = self._started.get(key, float("-inf")) + self.spacing - self._clock()
+                if wait > 0:
+                    await anyio.sleep(wait)
+                reason = self._pending.pop(key)
+                self._started[key] = self._clock()
                 self.runs += 1
                 try:
                     await self._job(key, reason)
                 except AgentSeatError as exc:
                     log.warning("lifecycle_job_failed", job=self.name, key=key, error=exc.message)
-                if key not in self._pending:
-                    return
-                wait = started + self.spacing - self._clock()
-                if wait > 0:
-                    await anyio.sleep(wait)
-                reason = self._pending.pop(key)
         finally:
             self._running.discard(key)
 
@@ -83,7 +84,7 @@ class Coalescer:
             self._tg = tg
             try:
                 for key in list(self._pending):
-                    self._start(key, self._pending.pop(key))
+                    self._start(key)
                 await anyio.sleep_forever()
             finally:
                 self._tg = None

@@ -5,8 +5,14 @@ The full corpus (all cases, 10,000 Hypothesis bodies, a 45-second slowloris) is
 generated bodies, judged the same way: no 5xx the runtime does not answer on
 purpose, no dropped connection, no error or traceback logged, no secret in a
 response or a log line, no event from a forged notification, the genuine
-replays stored exactly once. The header slowloris needs the idle timeout to
-pass, so tests/runtime/test_webhook_hardening.py covers it with a short one.
+replays stored exactly once. That includes the kinds that follow one captured
+POST further: a forged sponsor claim dropped by Graph confirmation, a basic-item
+flood causing no Graph read, and floods of each lifecycle event kept within their
+bounds (at most two resyncs or removal checks per kind, one PATCH per subscription),
+with the subscriptions still held and genuine deliveries stored after each.
+The header slowloris needs the idle timeout to pass, so
+tests/runtime/test_webhook_hardening.py covers it with a short one; the corpus'
+tag-injection step (MCP read tools) has its CI side in tests/tools/test_neutralise_e2e.py.
 """
 
 from __future__ import annotations
@@ -26,7 +32,7 @@ async def test_one_case_of_every_attack_kind_is_refused_by_a_live_webhook(sandbo
     proc, env, port = await start_runtime(sandbox, tmp_path)
     state = Path(env["AGENTSEAT_STATE_DIR"])
     try:
-        t = target_for(sandbox, env, f"http://127.0.0.1:{port}", proc.pid)
+        t = target_for(sandbox, env, f"http://127.0.0.1:{port}", proc.pid, proc.stderr_path)
 
         def keys() -> set[str]:
             return {row[0] for row in inbox_rows(state, "key")}
