@@ -201,6 +201,10 @@ class SandboxHost:
             "AGENTSEAT_TUNNEL": "loopback",
             "AGENTSEAT_LOG_LEVEL": "info",
             "AGENTSEAT_CERT_THUMBPRINT": cert.sha1_thumbprint,
+            # The bench measures delivery paths: colleagues' messages stored from their
+            # notifications (untrusted), the sponsor's confirmed with Graph. Under the default
+            # `pairing` policy the colleagues would be held, which is access, not delivery.
+            "AGENTSEAT_INBOUND_POLICY": "tenant",
         }
         env |= {f"AGENTSEAT_{k.upper()}": str(v) for k, v in overrides.items()}
         state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)

@@ -34,6 +34,10 @@ RATE = 10.0  # messages per second
 GRAPH_MS = 100.0
 _SEQ = re.compile(r"\bseq=(\d+)")
 SENDERS = ("sponsor", "colleague1", "colleague2")
+#: Who sends each DM of a steady run, in turn: the sponsor one in ten (1/s at RATE). Each
+#: sponsor DM costs one Graph GET in its chat, and Graph serves about one request per second
+#: per chat (throttling-limits, Teams: GET /chats/{id}/messages, 1 per chat); a person types slower.
+ROTATION = ("sponsor",) + ("colleague1", "colleague2") * 4 + ("colleague1",)
 
 
 @dataclass
@@ -50,13 +54,13 @@ async def steady_dms(host: SandboxHost, seconds: float, *, rate: float = RATE,
     """`rate` DMs per second to the agent for `seconds`, open loop, rotating senders."""
     traffic = Traffic()
     agent = host.upn("agent_user")
-    senders = [host.upn(r) for r in SENDERS]
+    senders = [host.upn(r) for r in ROTATION]
     count = int(seconds * rate)
 
     async def one(i: int) -> None:
         posted = await host.dm(senders[i % len(senders)], agent, f"{tag} message {i}")
         traffic.sent.append(posted["message_id"])
-        traffic.senders[posted["message_id"]] = SENDERS[i % len(SENDERS)]
+        traffic.senders[posted["message_id"]] = ROTATION[i % len(ROTATION)]
 
     start = anyio.current_time() + 0.05
     async with anyio.create_task_group() as tg:
@@ -88,7 +92,12 @@ async def measure(host: SandboxHost, served: Served, traffic: Traffic, *, with_s
     out["by_sender_ms"] = {role: summary_ms(values) for role, values in by_sender.items() if values}
     if with_sends:
         sends = await host.sends()
-        both = [m for m in traffic.sent if m in got and m in sends]
+        # Own overhead is the path every message takes; a sponsor's DM adds its Graph GET on
+        # top, reported apart (by_sender_ms, sponsor_own_overhead_ms).
+        untrusted = {m for m, role in traffic.senders.items() if role != "sponsor"}
+        both = [m for m in traffic.sent if m in got and m in sends and m in untrusted]
+        sponsor = [m for m in traffic.sent if m in got and m in sends and m not in untrusted]
+        out["sponsor_own_overhead_ms"] = summary_ms([got[m].at - sends[m][0] for m in sponsor])
         out["graph_queue_ms"] = summary_ms([sends[m][0] - created[m] for m in both])
         out["own_overhead_ms"] = summary_ms([got[m].at - sends[m][0] for m in both])
         out["webhook_answer_ms"] = summary_ms([sends[m][1] - sends[m][0] for m in both])
