@@ -64,22 +64,22 @@ def access_list(settings: Settings, out: TextIO) -> int:
             print(f"  {name}  (AGENTSEAT_ALLOW)", file=out)
         for person in people:
             ident = f" id {person.sender_id}" if person.sender_id else ""
-            print(f"  {_who(person.name, person.upn, person.mail, person.key)}{ident}  "
-                  f"(approved {_when(person.added_at)}, {person.via})", file=out)
+            line = f"  {_who(person.name, person.upn, person.mail, person.key)}{ident}  "
+            print(f"{line}(approved {_when(person.added_at)}, {person.via})", file=out)
         pending = store.pending()
         print(f"pending codes ({len(pending)}):", file=out)
         for code in pending:
             minutes = max(0, round((code.expires_at - time.time()) / 60))
             origin = " from another tenant" if code.external else ""
-            print(f"  {code.code}  {_who(code.name, code.upn, code.sender_key)}{origin}, expires in {minutes} min",
-                  file=out)
+            who = _who(code.name, code.upn, code.sender_key)
+            print(f"  {code.code}  {who}{origin}, expires in {minutes} min", file=out)
         groups = _held_by_sender(store)
         print(f"held messages ({sum(len(g) for g in groups.values())}):", file=out)
         for key, items in groups.items():
             first = items[0].event
             kinds = ", ".join(sorted({h.event.kind for h in items}))
-            print(f"  {_who(first.sender_name, first.sender_upn, key)}: {len(items)} ({kinds}), "
-                  f"first {_when(items[0].held_at)}", file=out)
+            who = _who(first.sender_name, first.sender_upn, key)
+            print(f"  {who}: {len(items)} ({kinds}), first {_when(items[0].held_at)}", file=out)
         return 0
     finally:
         store.close()
@@ -116,8 +116,8 @@ def access_approve(settings: Settings, target: str, out: TextIO) -> int:
                                        upn=first.sender_upn, name=first.sender_name, via="cli")
             store.drop_code_of(items[0].sender_key)
             held = len(items)
-        print(f"approved {_who(person.name, person.upn, person.mail, person.key)}"
-              + (f"; {held} held message{'s' if held != 1 else ''}: {RELEASE_NOTE}" if held else ""), file=out)
+        released = f"; {held} held message{'s' if held != 1 else ''}: {RELEASE_NOTE}" if held else ""
+        print(f"approved {_who(person.name, person.upn, person.mail, person.key)}{released}", file=out)
         return 0
     finally:
         store.close()
@@ -152,8 +152,8 @@ def access_revoke(settings: Settings, name: str, out: TextIO) -> int:
                                   hint="remove them from AGENTSEAT_ALLOW and restart the agent")
             raise AccessError(f"{name} is not on the allowlist", hint="`agentseat access list` shows it")
         for person in removed:
-            print(f"revoked {_who(person.name, person.upn, person.mail, person.key)}: their next messages are held",
-                  file=out)
+            who = _who(person.name, person.upn, person.mail, person.key)
+            print(f"revoked {who}: their next messages are held", file=out)
         return 0
     finally:
         store.close()

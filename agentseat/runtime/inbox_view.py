@@ -153,9 +153,9 @@ def held_rows(settings: Settings, limit: int = 50) -> list[dict[str, Any]]:
 def render_held(rows: list[dict[str, Any]], out: TextIO) -> None:
     if not rows:
         return
-    print(f"held by the access policy ({len(rows)}), not shown to the agent; "
-          "`agentseat access approve CODE|SENDER` lets the sender through:", file=out)
+    how = "`agentseat access approve CODE|SENDER` lets the sender through"
+    print(f"held by the access policy ({len(rows)}), not shown to the agent; {how}:", file=out)
     for row in rows:
         sender = _printable(row["from"]["upn"] or row["from"]["name"] or row["from"]["id"] or "unknown")
-        print(f"held  {row['kind']:<5} {row['received_at'][:16].replace('T', ' ')}  {sender} ({row['trust']})  "
-              f"{row['preview']}", file=out)
+        at = row["received_at"][:16].replace("T", " ")
+        print(f"held  {row['kind']:<5} {at}  {sender} ({row['trust']})  {row['preview']}", file=out)

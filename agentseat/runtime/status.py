@@ -95,12 +95,12 @@ def status(settings: Settings, out: TextIO | None = None) -> int:
         print("inbox:          empty (no runtime has run in this state dir yet)", file=out)
         return 0
     print(f"inbox:          {inbox['events']} events ({inbox['teams']} teams, {inbox['mail']} mail)", file=out)
-    print(f"unread:         {unread_line(inbox['unread'])}"
-          + ("; list them with `agentseat inbox`" if inbox["unread"]["unread"] else ""), file=out)
+    listing = "; list them with `agentseat inbox`" if inbox["unread"]["unread"] else ""
+    print(f"unread:         {unread_line(inbox['unread'])}{listing}", file=out)
     last = inbox["last_event"]
     if last:
-        print(f"last event:     #{last['seq']} {last['kind']} from {last['from']} ({last['trust']}, via "
-              f"{last['source']}) at {last['received_at']}", file=out)
+        what = f"#{last['seq']} {last['kind']} from {last['from']} ({last['trust']}, via {last['source']})"
+        print(f"last event:     {what} at {last['received_at']}", file=out)
     subs = info.get("subscriptions") or {}
     if not subs:
         print("subscriptions:  none recorded", file=out)

@@ -7,11 +7,8 @@ gate let through.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import anyio
-import pytest
 
 from agentseat.runtime.pipeline import KnownSubscription
 from agentseat.subscriptions.lifecycle import LifecycleGate
@@ -20,25 +17,11 @@ from ._notify import (
     MAIL_CLIENT_STATE,
     MAIL_SUB,
     TEAMS_SUB,
-    Keys,
     World,
     body,
     lifecycle_item,
-    make_keys,
-    make_world,
     serving,
 )
-
-
-@pytest.fixture(scope="module")
-def keys() -> Keys:
-    return make_keys()
-
-
-@pytest.fixture
-async def world(tmp_path: Path, keys: Keys) -> AsyncIterator[World]:
-    async with make_world(tmp_path, keys) as w:
-        yield w
 
 
 JSON = {"Content-Type": "application/json"}

@@ -7,8 +7,6 @@ validation tokens signed by a key that a loopback JWKS server publishes.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import anyio
@@ -49,23 +47,10 @@ from ._notify import (
     lifecycle_item,
     mail_partial,
     make_certificate,
-    make_keys,
-    make_world,
     new_id,
     rich_chat_item,
     rich_mail_item,
 )
-
-
-@pytest.fixture(scope="module")
-def keys() -> Keys:
-    return make_keys()
-
-
-@pytest.fixture
-async def world(tmp_path: Path, keys: Keys) -> AsyncIterator[World]:
-    async with make_world(tmp_path, keys) as w:
-        yield w
 
 
 def collection(items: list[dict[str, Any]], tokens: list[str] | None = None) -> ChangeNotificationCollection:

@@ -8,24 +8,11 @@ keyed `teams:{'x': ...}:...` or sent by "{'x': 1}" (the normaliser called str())
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from ._notify import CHAT_ID, Keys, World, body, change_item, chat_message, encrypt, make_keys, make_world, rich_chat_item
-
-
-@pytest.fixture(scope="module")
-def keys() -> Keys:
-    return make_keys()
-
-
-@pytest.fixture
-async def world(tmp_path: Path, keys: Keys) -> AsyncIterator[World]:
-    async with make_world(tmp_path, keys) as w:
-        yield w
+from ._notify import CHAT_ID, Keys, World, body, change_item, chat_message, encrypt, rich_chat_item
 
 
 def _with_sender_id(value: Any) -> dict[str, Any]:

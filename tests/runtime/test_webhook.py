@@ -32,15 +32,12 @@ from ._notify import (
     OTHER_TENANT,
     SPONSOR_ID,
     TEAMS_SUB,
-    Keys,
     World,
     body,
     chat_message,
     change_item,
     lifecycle_item,
     mail_partial,
-    make_keys,
-    make_world,
     mint,
     new_id,
     rich_chat_item,
@@ -56,17 +53,6 @@ GRAPH_QUERY = ("validationToken=Validation%3a+Testing+client+application+reachab
                "Request-Id%3a+336960d6-2589-9366-b34e-2f45c1379c9f")
 GRAPH_TOKEN = ("Validation: Testing client application reachability for subscription "
                "Request-Id: 336960d6-2589-9366-b34e-2f45c1379c9f")
-
-
-@pytest.fixture(scope="module")
-def keys() -> Keys:
-    return make_keys()
-
-
-@pytest.fixture
-async def world(tmp_path: Path, keys: Keys) -> AsyncIterator[World]:
-    async with make_world(tmp_path, keys) as w:
-        yield w
 
 
 async def post(world: World, url: str, data: bytes, headers: dict[str, str] | None = None) -> tuple[int, bytes]:

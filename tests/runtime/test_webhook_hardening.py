@@ -11,26 +11,13 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import anyio
 import pytest
 
 from agentseat.runtime import webhook
 
-from ._notify import Keys, World, make_keys, make_world, serving
-
-
-@pytest.fixture(scope="module")
-def keys() -> Keys:
-    return make_keys()
-
-
-@pytest.fixture
-async def world(tmp_path: Path, keys: Keys) -> AsyncIterator[World]:
-    async with make_world(tmp_path, keys) as w:
-        yield w
+from ._notify import World, serving
 
 
 def _address(base: str) -> tuple[str, int]:
