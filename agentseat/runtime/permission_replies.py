@@ -142,8 +142,12 @@ class PermissionReplies:
                 word = "Allowed" if behavior == "allow" else "Denied"
                 await self._say(sponsor, f"{word}: {html.escape(request.tool_name)} ({request_id}).")
                 return True
-            # Another answer or the expiry won between the read and the write: say which.
+            # Another answer or the expiry won between the read and the write: say which. The
+            # winner may be this very message, read at once by the poller and by a confirmation:
+            # then it is the answer, and stays consumed.
             latest = await store.aget(request_id)
+            if latest is not None and latest.answer_key == event.key:
+                return True
             refusal = self._refusal(latest, now) if latest is not None else "late"
         if refusal in ("late", "gone"):
             await anyio.to_thread.run_sync(store.expire, request_id)

@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 
 from agentseat.runtime.app import Runtime
@@ -201,3 +202,35 @@ async def test_the_answer_read_again_is_consumed_again_and_acknowledged_once(wor
     assert await world.replies(event) is True
     assert await world.replies(event) is True  # as after a restart's resync: never stored, never re-answered
     assert len(await world.agent_lines(dm)) == 2  # the question, one "Allowed"
+
+
+async def test_the_answer_seen_twice_at_once_is_consumed_by_both(world: World) -> None:
+    """The poller and a confirmation can hand the intake the same reply at the same moment;
+    the loser of the store's write must still consume it, or the answer is also pushed."""
+    dm = await world.ask("abcde")
+    posted = await post_dm(world.sandbox, world.sponsor.upn, world.agent.upn, "yes abcde")
+    event = await _event(world.runtime, posted)
+    results: list[bool] = []
+    # Both read the pending request before either writes its answer: the race, made certain.
+    read_request, reads, both_read = world.store.aget, [0], anyio.Event()
+
+    async def aget(request_id: str) -> Any:
+        request = await read_request(request_id)
+        reads[0] += 1
+        if reads[0] >= 2:
+            both_read.set()
+        await both_read.wait()
+        return request
+
+    world.store.aget = aget  # type: ignore[method-assign]
+
+    async def hand_over() -> None:
+        results.append(await world.replies(event))
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(hand_over)
+        tg.start_soon(hand_over)
+    assert results == [True, True]
+    assert world.store.get("abcde").status == "allow"  # type: ignore[union-attr]
+    lines = await world.agent_lines(dm)
+    assert len(lines) == 2 and lines[-1].startswith("Allowed: Bash")  # no "already answered" note
