@@ -47,9 +47,11 @@ def _overrides(args: argparse.Namespace) -> dict[str, object]:
 
 def cmd_sandbox(args: argparse.Namespace, settings: Settings) -> int:
     from .sandbox.app import Sandbox, SandboxOptions
+    from .sandbox.behaviour import load_behaviour_file
 
     state = Path(args.dir) if args.dir else settings.state_dir / "sandbox"
-    options = SandboxOptions(host=args.host, port=args.port, reset=args.reset, speed=args.speed)
+    behaviour = load_behaviour_file(args.behaviour) if args.behaviour else {}
+    options = SandboxOptions(host=args.host, port=args.port, reset=args.reset, speed=args.speed, behaviour=behaviour)
     sandbox = Sandbox(state, options)
 
     async def run() -> None:
@@ -249,6 +251,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=0, help="0 picks a free port")
     p.add_argument("--speed", type=float, default=1.0, help="run the sandbox clock this many times faster")
     p.add_argument("--reset", action="store_true", help="discard the stored tenant and start afresh")
+    p.add_argument("--behaviour", type=Path, metavar="FILE.json",
+                   help="start with these switchboard values (see GET /_sandbox/behaviour)")
     p.set_defaults(func=cmd_sandbox)
 
     for name, help_text in (

@@ -42,7 +42,7 @@ from mcp.client.stdio import stdio_client
 
 from agentseat.runtime.crypto import encrypt_content
 from agentseat.sandbox.app import Sandbox
-from agentseat.sandbox.delivery_payloads import token_audience, validation_token
+from agentseat.sandbox.notifications.payloads import token_audience, validation_token
 from agentseat.tools.channel import METHOD, ChannelParams
 from agentseat.tools.permission import METHOD as PERMISSION_METHOD
 from agentseat.tools.permission import REQUEST_METHOD, PermissionParams

@@ -53,7 +53,7 @@ from cryptography import x509
 from agentseat.config import Settings
 from agentseat.logging import configure
 from agentseat.sandbox.app import Sandbox
-from agentseat.sandbox.graph_chats import ensure_one_on_one
+from agentseat.sandbox.graph.chats import ensure_one_on_one
 
 from ._attack_corpus import KINDS, Kind, Outcome, Target, post, slowloris_headers
 from ._attack_lifecycle import subscriptions_view

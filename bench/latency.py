@@ -143,14 +143,14 @@ async def run_traffic(host: SandboxHost, served: Served, seconds: float, drain: 
                       *, with_sends: bool, tag: str, graph_ms: float = 0.0) -> dict[str, Any]:
     """Steady traffic; `graph_ms` delays every Graph response of the sandbox meanwhile."""
     if graph_ms:
-        await host.request("POST", "/_sandbox/latency", {"graph_ms": graph_ms})
+        await host.request("POST", "/_sandbox/behaviour", {"graph_latency_ms": [graph_ms, graph_ms]})
     try:
         traffic = await steady_dms(host, seconds, tag=tag)
         await served.wait_for(traffic.sent, drain)
         out = await measure(host, served, traffic, with_sends=with_sends)
     finally:
         if graph_ms:
-            await host.request("POST", "/_sandbox/latency", {"graph_ms": 0})
+            await host.request("POST", "/_sandbox/behaviour", {"graph_latency_ms": [0, 0]})
     return {**out, "graph_ms": graph_ms}
 
 

@@ -1,7 +1,7 @@
 """Genuine encrypted rich notifications, built the way the sandbox's delivery engine builds
 them, and an open-loop sender that POSTs them straight to a runtime's webhook.
 
-Bodies reuse `agentseat.sandbox.delivery_payloads` (the chatMessage item with its
+Bodies reuse `agentseat.sandbox.notifications.payloads` (the chatMessage item with its
 `encryptedContent` from runtime/crypto's `encrypt_content`, and `validationTokens`
 signed by the sandbox's keys), so the runtime verifies and decrypts them exactly as
 it does the sandbox's own. They are built before a run, so the generator is not the
@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 import anyio
 
-from agentseat.sandbox import delivery_payloads as payloads
-from agentseat.sandbox.subscription_rules import parse_certificate
+from agentseat.sandbox.notifications import payloads
+from agentseat.sandbox.notifications.rules import parse_certificate
 from agentseat.sandbox.tenant import ChatMessage, Subscription
 
 from .harness import percentile
@@ -49,7 +49,7 @@ class NotificationFactory:
 
     def __init__(self, sb: Sandbox, sub: Subscription, *, sender_role: str = "colleague1",
                  fresh_tokens: bool = True) -> None:
-        from agentseat.sandbox.graph_chats import ensure_one_on_one
+        from agentseat.sandbox.graph.chats import ensure_one_on_one
 
         assert sub.encryption_certificate
         self.sb, self.sub = sb, sub

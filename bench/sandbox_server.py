@@ -35,7 +35,7 @@ from aiohttp import web
 
 from agentseat.logging import configure
 from agentseat.sandbox.app import Sandbox, SandboxOptions
-from agentseat.sandbox.auth import SANDBOX_KEY
+from agentseat.sandbox.graph.auth import SANDBOX_KEY
 
 _SENDS = web.AppKey("bench_sends", dict)
 
@@ -100,8 +100,8 @@ async def _agent(request: web.Request) -> web.Response:
 
 async def _seed(request: web.Request) -> web.Response:
     """`{"chats": 20, "mails": 2}`: the agent's three 1:1 chats, then group chats, one old message each."""
-    from agentseat.sandbox.graph_chats import create_group_chat, ensure_one_on_one, post_chat_message
-    from agentseat.sandbox.graph_mail import deliver_mail
+    from agentseat.sandbox.graph.chats import create_group_chat, ensure_one_on_one, post_chat_message
+    from agentseat.sandbox.graph.mail import deliver_mail
 
     sb = _sb(request)
     data = await request.json()

@@ -45,7 +45,7 @@ import anyio
 from agentseat.logging import configure
 from agentseat.runtime.inbox import event_key
 from agentseat.sandbox.app import Sandbox
-from agentseat.sandbox.graph_chats import create_group_chat
+from agentseat.sandbox.graph.chats import create_group_chat
 
 from ._harness import (
     KEY_PASSPHRASE,

@@ -44,7 +44,8 @@ from .intake import Intake
 from .lock import OwnerLock
 from .normalize import TrustPolicy
 from .permission_replies import PermissionReplies
-from .pipeline import KnownSubscription, NotificationPipeline
+from ..graph.subscription import KnownSubscription
+from .pipeline import NotificationPipeline
 from .poller import Poller
 from .verify import JwksCache
 from .webhook import WebhookServer

@@ -21,7 +21,7 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import structlog
@@ -29,6 +29,7 @@ from pydantic import ValidationError
 
 from agentseat.errors import InboxError
 from agentseat.graph.models import ChangeNotification, ChangeNotificationCollection
+from agentseat.graph.subscription import KnownSubscription
 
 from .crypto import DecryptionError, KeyRing
 from .inbox import Event, Inbox
@@ -58,20 +59,6 @@ _GUID = re.compile(r"^[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")
 # and `chats/x/messages/y` forms (change-notifications-delivery-webhooks examples).
 _CHAT_IN_RESOURCE = re.compile(r"(?i)\bchats(?:\('([^']+)'\)|/([^/('?]+))")
 _MESSAGE_IN_RESOURCE = re.compile(r"(?i)\bmessages(?:\('([^']+)'\)|/([^/('?]+))")
-
-Kind = Literal["teams", "mail"]
-
-
-@dataclass(frozen=True, slots=True)
-class KnownSubscription:
-    """A subscription we created. `client_state` is a secret, so it stays out of repr."""
-
-    id: str
-    kind: Kind
-    client_state: str = field(repr=False)
-    #: Created with includeResourceData: every genuine item carries encryptedContent.
-    rich: bool = True
-
 
 LifecycleCallback = Callable[[KnownSubscription, str], Awaitable[None]]
 MailFetchCallback = Callable[[str, dict[str, Any]], Awaitable[None]]

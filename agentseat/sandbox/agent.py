@@ -16,10 +16,10 @@ from .pki import sha1_thumbprint_hex
 from .tenant import AGENT_SCOPES, Grant, KeyCredential
 
 if TYPE_CHECKING:
-    from .app import Sandbox
+    from .state import SandboxState
 
 
-def register_agent(sb: Sandbox, der: bytes, *, display_name: str = "agent certificate") -> dict[str, str]:
+def register_agent(sb: SandboxState, der: bytes, *, display_name: str = "agent certificate") -> dict[str, str]:
     """Append the certificate (DER) to the Blueprint, grant consent, and return the
     AGENTSEAT_* identity and endpoint settings a runtime for that agent needs."""
     now = sb.clock.now()

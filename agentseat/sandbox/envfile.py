@@ -8,10 +8,10 @@ from typing import TYPE_CHECKING
 
 
 if TYPE_CHECKING:
-    from .app import Sandbox
+    from .state import SandboxState
 
 
-def sandbox_settings(sb: Sandbox) -> dict[str, str]:
+def sandbox_settings(sb: SandboxState) -> dict[str, str]:
     tenant = sb.tenant
     agent = tenant.users[sb.role("agent_user")]
     sponsor = tenant.users[sb.role("sponsor")]
@@ -30,7 +30,7 @@ def sandbox_settings(sb: Sandbox) -> dict[str, str]:
     }
 
 
-def write_sandbox_env(sb: Sandbox) -> Path:
+def write_sandbox_env(sb: SandboxState) -> Path:
     lines = ["# Written by `agentseat sandbox`: settings for a runtime using this sandbox tenant."]
     lines += [f"{k}={v}" for k, v in sandbox_settings(sb).items()]
     path = sb.env_path

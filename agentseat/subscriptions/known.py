@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 
-from ..runtime.pipeline import KnownSubscription
+from ..graph.subscription import KnownSubscription
 
 #: How long the change notifications of a subscription we replaced still verify.
 REPLACED_GRACE_SECONDS = 300.0

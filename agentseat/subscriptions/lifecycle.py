@@ -28,7 +28,7 @@ import anyio
 import structlog
 from anyio.lowlevel import checkpoint
 
-from ..runtime.pipeline import KnownSubscription
+from ..graph.subscription import KnownSubscription
 from .coalesce import Coalescer
 
 log = structlog.get_logger(__name__)

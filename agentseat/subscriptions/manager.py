@@ -27,7 +27,7 @@ from ..config import Settings
 from ..errors import GraphError, NotFoundError
 from ..graph.times import parse_graph_time
 from ..runtime.inbox import Inbox
-from ..runtime.pipeline import KnownSubscription
+from ..graph.subscription import KnownSubscription
 from .known import KnownView, new_client_state, read_legacy_client_state, remove_legacy_client_state
 from .lifecycle import LifecycleCounters, LifecycleGate
 from .specs import SubscriptionSpec, desired_specs, expiry

@@ -13,7 +13,7 @@ from cryptography import x509
 from agentseat.runtime.app import Runtime
 from agentseat.runtime.crypto import encrypt_content
 from agentseat.sandbox.app import Sandbox
-from agentseat.sandbox.delivery_payloads import token_audience, validation_token
+from agentseat.sandbox.notifications.payloads import token_audience, validation_token
 from agentseat.sandbox.tenant import Subscription
 
 

@@ -34,7 +34,8 @@ from agentseat.errors import InboxError
 from agentseat.runtime.crypto import KeyRing, encrypt_content
 from agentseat.runtime.inbox import Event, Inbox
 from agentseat.runtime.normalize import TrustPolicy
-from agentseat.runtime.pipeline import KnownSubscription, NotificationPipeline
+from agentseat.graph.subscription import KnownSubscription
+from agentseat.runtime.pipeline import NotificationPipeline
 from agentseat.runtime.verify import JwksCache
 from agentseat.runtime.webhook import WebhookServer
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import anyio
 
-from agentseat.runtime.pipeline import KnownSubscription
+from agentseat.graph.subscription import KnownSubscription
 from agentseat.subscriptions.lifecycle import LifecycleGate
 
 from ._notify import (

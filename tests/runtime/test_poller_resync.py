@@ -16,7 +16,7 @@ async def test_many_resync_requests_cost_one_running_and_one_pending_round_per_k
 ) -> None:
     runtime = Runtime(agent_settings)
     try:
-        await control(sandbox, "POST", "/_sandbox/latency", {"graph_ms": 50})  # rounds overlap the requests
+        await control(sandbox, "POST", "/_sandbox/behaviour", {"graph_latency_ms": [50, 50]})  # rounds overlap the requests
         poller = runtime.poller
         async with anyio.create_task_group() as tg:
             tg.start_soon(poller.run_resyncs)

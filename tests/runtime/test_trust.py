@@ -15,7 +15,7 @@ import anyio
 
 from agentseat.runtime.inbox import Event
 from agentseat.sandbox.app import Sandbox
-from agentseat.sandbox.graph_chats_messages import chat_message_json
+from agentseat.sandbox.graph.chat_messages import chat_message_json
 from tests.runtime._forge import chat_item, claim, item, post, subscription
 from tests.runtime.test_runtime import Running, control, env, start, upn, wait_for  # noqa: F401 (env: fixture)
 
@@ -64,7 +64,7 @@ async def test_genuine_sponsor_dm_is_confirmed_with_one_graph_request_and_no_tok
     sandbox: Sandbox, env: dict[str, str]
 ) -> None:
     async with _webhook_runtime(env) as running:
-        await control(sandbox, "POST", "/_sandbox/latency", {"graph_ms": 40})  # a real round trip
+        await control(sandbox, "POST", "/_sandbox/behaviour", {"graph_latency_ms": [40, 40]})  # a real round trip
         await control(sandbox, "DELETE", "/_sandbox/stats")
         for i in range(3):
             await control(sandbox, "POST", "/_sandbox/messages", {"from": upn(sandbox, "sponsor"),
@@ -188,7 +188,7 @@ async def test_a_mail_flood_neither_delays_a_chat_confirmation_nor_fails_a_post(
     sandbox: Sandbox, env: dict[str, str]
 ) -> None:
     async with _webhook_runtime(env) as running:
-        await control(sandbox, "POST", "/_sandbox/latency", {"graph_ms": 40})
+        await control(sandbox, "POST", "/_sandbox/behaviour", {"graph_latency_ms": [40, 40]})
         mail = subscription(sandbox, running.runtime, "mail")
         resource = f"Users('{sandbox.role('agent_user')}')/Messages"
         statuses = []
@@ -217,7 +217,7 @@ async def test_a_flood_of_forged_sponsor_claims_does_not_queue_the_real_sponsor_
 ) -> None:
     async with _webhook_runtime(env) as running:
         chat_id = await _sponsor_chat(sandbox, running)
-        await control(sandbox, "POST", "/_sandbox/latency", {"graph_ms": 40})
+        await control(sandbox, "POST", "/_sandbox/behaviour", {"graph_latency_ms": [40, 40]})
         sub = subscription(sandbox, running.runtime, "teams")
         forged = [claim(sandbox, chat_id, str(1999999999000 + i), "sponsor", "INJECTED") for i in range(60)]
         assert await post(sandbox, sub, [chat_item(sandbox, sub, m) for m in forged]) == 202

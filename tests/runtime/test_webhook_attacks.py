@@ -22,7 +22,7 @@ from pathlib import Path
 import aiohttp
 
 from agentseat.sandbox.app import Sandbox
-from agentseat.sandbox.subscription_rules import live_subscriptions
+from agentseat.sandbox.notifications.rules import live_subscriptions
 from bench._attack_corpus import KINDS
 from bench._harness import inbox_rows, scan_logs
 from bench.attack import fuzz, run_kind, start_runtime, target_for

@@ -21,11 +21,12 @@ from cryptography.hazmat.primitives import serialization
 from agentseat.config import Settings
 from agentseat.runtime.crypto import KeyRing
 from agentseat.runtime.normalize import TrustPolicy
-from agentseat.runtime.pipeline import KnownSubscription, NotificationPipeline
+from agentseat.graph.subscription import KnownSubscription
+from agentseat.runtime.pipeline import NotificationPipeline
 from agentseat.runtime.verify import JwksCache
 from agentseat.sandbox.app import Sandbox
 from agentseat.sandbox.clock import iso
-from agentseat.sandbox.tokens import user_graph_token
+from agentseat.sandbox.entra.tokens import user_graph_token
 from agentseat.subscriptions.specs import MAIL_SELECT
 from tests.sandbox._webhook import certificate as sandbox_certificate
 

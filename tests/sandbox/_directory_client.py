@@ -8,7 +8,7 @@ from typing import Any
 import aiohttp
 
 from agentseat.sandbox import tenant as tenant_mod
-from agentseat.sandbox import tokens
+from agentseat.sandbox.entra import tokens
 from agentseat.sandbox.app import Sandbox
 from agentseat.sandbox.pki import sha1_thumbprint_hex
 from tests.sandbox._agent import make_cert

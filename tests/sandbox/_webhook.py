@@ -28,7 +28,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from agentseat.sandbox.app import Sandbox, SandboxOptions
 from agentseat.sandbox.clock import iso
 from agentseat.sandbox.tenant import Chat, ChatMessage, MailMessage, new_id
-from agentseat.sandbox.tokens import delegated_token, user_graph_token
+from agentseat.sandbox.entra.tokens import delegated_token, user_graph_token
 from tests.sandbox._agent import self_signed
 
 

@@ -6,7 +6,7 @@ import time
 
 from agentseat.sandbox.app import Sandbox
 from agentseat.sandbox.clock import parse_iso
-from agentseat.sandbox.tokens import user_graph_token
+from agentseat.sandbox.entra.tokens import user_graph_token
 from tests.sandbox._graph import call
 
 
@@ -165,15 +165,34 @@ async def test_throttle_switch_lets_back_to_back_chat_lists_through(sandbox: San
 
 async def test_graph_latency_delays_graph_answers_but_not_the_control_api(sandbox: Sandbox) -> None:
     token = user_graph_token(sandbox, sandbox.role("agent_user"))
-    status, body, _ = await call(sandbox, "POST", "/_sandbox/latency", body={"graph_ms": 300})
-    assert status == 200 and body == {"graph_ms": 300}
-    assert (await call(sandbox, "GET", "/_sandbox/latency"))[1] == {"graph_ms": 300}
+    status, body, _ = await call(sandbox, "POST", "/_sandbox/behaviour", body={"graph_latency_ms": [300, 300]})
+    assert status == 200 and body["graph_latency_ms"] == [300, 300]
     # A lower bound only (a sleep never ends early), so it cannot flake on a slow box.
     started = time.monotonic()
     assert (await call(sandbox, "GET", "/v1.0/me/chats", token))[0] == 200
     assert time.monotonic() - started >= 0.3
-    for bad in ({"graph_ms": -1}, {"graph_ms": "40"}, {}, {"graph_ms": 10**6}):
-        assert (await call(sandbox, "POST", "/_sandbox/latency", body=bad))[0] == 400
-    assert sandbox.graph_latency_ms == 300
-    await call(sandbox, "POST", "/_sandbox/latency", body={"graph_ms": 0})
-    assert sandbox.graph_latency_ms == 0
+    await call(sandbox, "POST", "/_sandbox/behaviour", body={"graph_latency_ms": [0, 0]})
+    assert sandbox.behaviour.graph_latency_ms == (0, 0)
+
+
+async def test_behaviour_reads_merges_and_names_a_bad_key(sandbox: Sandbox) -> None:
+    status, defaults, _ = await call(sandbox, "GET", "/_sandbox/behaviour")
+    assert status == 200 and defaults == {
+        "validation_token_audience": "agent_identity", "chat_subscription_max_minutes": 4320,
+        "chats_orderby": "supported", "messages_filter": "supported", "replication_delay_seconds": 0.0,
+        "mailbox_ready_after_seconds": 0.0, "blueprint_key_route": "both", "graph_latency_ms": [0.0, 0.0],
+        "delivery_delay_ms": {"chat": [0.0, 0.0], "mail": [0.0, 0.0]}, "outlook_max_concurrency": 4}
+    status, merged, _ = await call(sandbox, "POST", "/_sandbox/behaviour",
+                                   body={"chats_orderby": "rejected", "delivery_delay_ms": {"mail": [10, 50]}})
+    assert status == 200 and merged["chats_orderby"] == "rejected"
+    assert merged["delivery_delay_ms"] == {"chat": [0.0, 0.0], "mail": [10.0, 50.0]}  # merged per kind
+    assert (await call(sandbox, "GET", "/_sandbox/behaviour"))[1] == merged
+    for bad, key in (({"chats_order": "rejected"}, "chats_order"), ({"chats_orderby": "sometimes"}, "chats_orderby"),
+                     ({"chat_subscription_max_minutes": "60"}, "chat_subscription_max_minutes"),
+                     ({"outlook_max_concurrency": True}, "outlook_max_concurrency"),
+                     ({"graph_latency_ms": [300, 100]}, "graph_latency_ms"),
+                     ({"delivery_delay_ms": {"fax": [1, 2]}}, "delivery_delay_ms.fax"),
+                     ({"replication_delay_seconds": -1}, "replication_delay_seconds")):
+        status, body, _ = await call(sandbox, "POST", "/_sandbox/behaviour", body=bad)
+        assert status == 400 and body["key"] == key and key in body["error"], bad
+    assert (await call(sandbox, "GET", "/_sandbox/behaviour"))[1] == merged  # a refused change changes nothing

@@ -14,7 +14,7 @@ import pytest
 from agentseat.runtime.crypto import decrypt_content, sha1_thumbprint
 from agentseat.sandbox.app import Sandbox
 from agentseat.sandbox.clock import iso
-from agentseat.sandbox.resources import chat_message_json
+from agentseat.sandbox.graph.resources import chat_message_json
 from tests.sandbox._webhook import (
     Graph,
     Receiver,

@@ -17,9 +17,9 @@ import pytest
 import requests
 from cryptography.hazmat.primitives import serialization
 
-from agentseat.sandbox import tokens
+from agentseat.sandbox.entra import tokens
 from agentseat.sandbox.app import Sandbox
-from agentseat.sandbox.auth import verify_access_token
+from agentseat.sandbox.graph.auth import verify_access_token
 from agentseat.sandbox.pki import x5t, x5t_s256
 from agentseat.sandbox.tenant import PROVISIONER_ROLES, App, User, new_id
 from tests.sandbox._agent import (

@@ -9,8 +9,8 @@ import pytest
 
 from agentseat.sandbox.app import Sandbox
 from agentseat.sandbox.clock import iso, parse_iso
-from agentseat.sandbox.graph_chats import create_group_chat, ensure_one_on_one, post_chat_message
-from agentseat.sandbox.tokens import app_token, delegated_token, user_graph_token
+from agentseat.sandbox.graph.chats import create_group_chat, ensure_one_on_one, post_chat_message
+from agentseat.sandbox.entra.tokens import app_token, delegated_token, user_graph_token
 from tests.sandbox._graph import call, on_loop
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from agentseat.sandbox.app import Sandbox
-from agentseat.sandbox.graph_mail import delete_message, deliver_mail, mark_read
-from agentseat.sandbox.tokens import app_token, delegated_token, user_graph_token
+from agentseat.sandbox.graph.mail import delete_message, deliver_mail, mark_read
+from agentseat.sandbox.entra.tokens import app_token, delegated_token, user_graph_token
 from tests.sandbox._graph import call, on_loop
 
 

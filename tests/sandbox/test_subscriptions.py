@@ -172,7 +172,7 @@ async def test_expiration_beyond_the_resource_maximum_is_refused(sandbox: Sandbo
     assert status == 201, body
 
 
-@options(chat_max_minutes=60, mail_max_minutes=90)
+@options(behaviour={"chat_subscription_max_minutes": 60}, mail_max_minutes=90)
 async def test_maximum_lifetimes_are_configurable(sandbox: Sandbox, graph: Graph, rx: Receiver) -> None:
     status, body = await graph.subscribe(_me(sandbox), rx.url(), minutes=61)
     assert status == 400 and "60 minutes" in _error(body)[1]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from agentseat.runtime.pipeline import KnownSubscription
+from agentseat.graph.subscription import KnownSubscription
 from agentseat.subscriptions.known import KnownView, new_client_state
 
 A = KnownSubscription("a", "teams", "secret-a")

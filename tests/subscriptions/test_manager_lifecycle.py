@@ -14,7 +14,7 @@ from typing import Any
 import anyio
 
 from agentseat.runtime.app import Runtime
-from agentseat.runtime.pipeline import KnownSubscription
+from agentseat.graph.subscription import KnownSubscription
 from agentseat.sandbox.app import Sandbox
 from agentseat.subscriptions.manager import SubscriptionManager
 

@@ -20,11 +20,11 @@ from urllib.parse import quote, urlencode
 
 from aiohttp import web
 
-from .clock import parse_iso
-from .responses import graph_error
+from ..clock import parse_iso
+from ..responses import graph_error
 
 if TYPE_CHECKING:
-    from .app import Sandbox
+    from ..state import SandboxState
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 T = TypeVar("T")
@@ -144,18 +144,18 @@ def filter_clauses(raw: str) -> list[tuple[str, str, str]]:
 
 
 # --- opaque tokens ------------------------------------------------------------------------------------------
-def _key(sb: Sandbox) -> bytes:
+def _key(sb: SandboxState) -> bytes:
     return (sb.tenant.roles.get("secret_seed") or sb.tenant.tenant_id).encode()
 
 
-def encode_token(sb: Sandbox, data: Mapping[str, Any]) -> str:
+def encode_token(sb: SandboxState, data: Mapping[str, Any]) -> str:
     """Opaque to clients, as Graph's are: base64url JSON with a tenant-keyed MAC so a forged token fails."""
     payload = base64.urlsafe_b64encode(json.dumps(data, separators=(",", ":")).encode()).rstrip(b"=")
     tag = hmac.new(_key(sb), payload, hashlib.sha256).digest()[:12]
     return payload.decode() + "." + base64.urlsafe_b64encode(tag).rstrip(b"=").decode()
 
 
-def decode_token(sb: Sandbox, token: str) -> dict[str, Any] | None:
+def decode_token(sb: SandboxState, token: str) -> dict[str, Any] | None:
     payload, _, tag = token.strip().partition(".")
     if not payload or not tag:
         return None
@@ -169,7 +169,7 @@ def decode_token(sb: Sandbox, token: str) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
-def link(sb: Sandbox, request: web.Request, params: Mapping[str, str | int], *, path: str | None = None) -> str:
+def link(sb: SandboxState, request: web.Request, params: Mapping[str, str | int], *, path: str | None = None) -> str:
     """An absolute Graph URL on this sandbox; `$` stays literal as in Graph's links."""
     encoded = urlencode({k: str(v) for k, v in params.items()}, quote_via=quote, safe="$'(),:")
     return f"{sb.url}{path or request.path}" + (f"?{encoded}" if encoded else "")
@@ -181,7 +181,7 @@ def carry_query(request: web.Request, *drop: str) -> dict[str, str]:
     return {k: v for k, v in request.query.items() if k.lower() not in lowered}
 
 
-def keyset_page(sb: Sandbox, request: web.Request, items: Iterable[T], key: Callable[[T], tuple[float, Any]],
+def keyset_page(sb: SandboxState, request: web.Request, items: Iterable[T], key: Callable[[T], tuple[float, Any]],
                 page_size: int, tag: Mapping[str, str]) -> tuple[list[T], str | None]:
     """One page of `items` in `key` order after the request's `$skiptoken`, and the next page's link.
 

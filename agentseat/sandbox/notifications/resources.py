@@ -4,7 +4,7 @@ Owns which resources the sandbox accepts for delegated subscriptions (Teams
 chat messages, Outlook messages), their query options (`$select`, a small
 `$filter`), and the match between a new chat message or mail and a parsed
 resource. It does not own the HTTP routes (graph_subscriptions.py), the
-creation rules (subscription_rules.py) or delivery (delivery.py).
+creation rules (rules.py) or delivery (delivery.py).
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, unquote
 
 if TYPE_CHECKING:
-    from .app import Sandbox
-    from .tenant import Chat, MailMessage
+    from ..state import SandboxState
+    from ..tenant import Chat, MailMessage
 
 USER_CHATS = "user_chats"  # /users/{id}/chats/getAllMessages
 CHAT = "chat"  # /chats/{id}/messages
@@ -113,7 +113,7 @@ def _split(path: str) -> list[str]:
     return parts
 
 
-def parse_resource(sb: Sandbox, resource: str, caller_id: str) -> ResourceSpec:
+def parse_resource(sb: SandboxState, resource: str, caller_id: str) -> ResourceSpec:
     """Parse `resource` as Graph does (case-insensitive, leading slash optional).
 
     "Any path starting with `me` can also be used with `users/{id}` instead of

@@ -24,10 +24,10 @@ import anyio
 import structlog
 from anyio.abc import TaskGroup
 
-from .delivery_payloads import validation_tokens
+from .payloads import validation_tokens
 
 if TYPE_CHECKING:
-    from .app import Sandbox
+    from ..state import SandboxState
 
 log = structlog.get_logger(__name__)
 
@@ -86,7 +86,7 @@ class DeliveryHooks(Protocol):
 class Outbox:
     """The queues, one worker task per (URL, kind), started in the engine's task group."""
 
-    def __init__(self, sb: Sandbox, hooks: DeliveryHooks) -> None:
+    def __init__(self, sb: SandboxState, hooks: DeliveryHooks) -> None:
         self.sb = sb
         self.hooks = hooks
         self.queues: dict[tuple[str, bool], Queue] = {}

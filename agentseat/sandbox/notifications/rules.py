@@ -17,8 +17,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 from yarl import URL
 
-from .clock import iso, parse_iso
-from .subscription_resources import (
+from ..clock import iso, parse_iso
+from .resources import (
     CHAT,
     RICH_MAIL_FORBIDDEN_OPTIONS,
     RICH_MAIL_FORBIDDEN_SELECT,
@@ -29,9 +29,9 @@ from .subscription_resources import (
 )
 
 if TYPE_CHECKING:
-    from .app import Sandbox
-    from .auth import Principal
-    from .tenant import Subscription
+    from ..state import SandboxState
+    from ..graph.auth import Principal
+    from ..tenant import Subscription
 
 log = structlog.get_logger(__name__)
 
@@ -80,7 +80,7 @@ def change_types(value: Any) -> tuple[str, ...]:
     return items
 
 
-def check_url(sb: Sandbox, url: Any, name: str) -> str:
+def check_url(sb: SandboxState, url: Any, name: str) -> str:
     """notificationUrl and lifecycleNotificationUrl must be HTTPS (subscription resource)."""
     if not isinstance(url, str) or not url.strip():
         raise bad(f"Property '{name}' is required.")
@@ -124,7 +124,7 @@ def parse_certificate(value: Any) -> x509.Certificate:
     return cert
 
 
-def authorize_resource(sb: Sandbox, spec: ResourceSpec, who: Principal) -> None:
+def authorize_resource(sb: SandboxState, spec: ResourceSpec, who: Principal) -> None:
     """The resource's own permission decides, not a 'Subscription' scope (subscription-post-subscriptions)."""
     wanted = CHAT_SCOPES if spec.is_teams else MAIL_SCOPES
     if not who.scopes.intersection(wanted):
@@ -171,14 +171,14 @@ def check_rich(spec: ResourceSpec, include: Any, body: dict[str, Any]) -> x509.C
     return cert
 
 
-def max_minutes(sb: Sandbox, spec: ResourceSpec, rich: bool) -> int:
+def max_minutes(sb: SandboxState, spec: ResourceSpec, rich: bool) -> int:
     """Subscription lifetime table (subscription resource); configurable, since older pages disagree."""
     if spec.is_teams:
-        return sb.options.chat_max_minutes
+        return sb.behaviour.chat_subscription_max_minutes
     return sb.options.mail_rich_max_minutes if rich else sb.options.mail_max_minutes
 
 
-def resolve_expiration(sb: Sandbox, spec: ResourceSpec, rich: bool, value: Any, lifecycle_url: str | None) -> float:
+def resolve_expiration(sb: SandboxState, spec: ResourceSpec, rich: bool, value: Any, lifecycle_url: str | None) -> float:
     if not isinstance(value, str) or not value.strip():
         raise bad("Property 'expirationDateTime' is required.")
     try:
@@ -197,11 +197,11 @@ def resolve_expiration(sb: Sandbox, spec: ResourceSpec, rich: bool, value: Any, 
     return expiration
 
 
-def spec_of(sb: Sandbox, sub: Subscription) -> ResourceSpec:
+def spec_of(sb: SandboxState, sub: Subscription) -> ResourceSpec:
     return parse_resource(sb, sub.resource, sub.creator_id)
 
 
-def check_conflicts(sb: Sandbox, spec: ResourceSpec, types: tuple[str, ...], app_id: str, creator_id: str) -> None:
+def check_conflicts(sb: SandboxState, spec: ResourceSpec, types: tuple[str, ...], app_id: str, creator_id: str) -> None:
     """409 for a duplicate, 403 for a quota (change-notifications-overview; subscription-post-subscriptions)."""
     same_chat = same_user = teams = mailbox = 0
     for other in live_subscriptions(sb):
@@ -235,7 +235,7 @@ def _quota(limit: str) -> RuleError:
     return bad(f"Subscription quota exceeded: the limit is {limit}.", "ExtensionError", 403)
 
 
-def prune_expired(sb: Sandbox) -> None:
+def prune_expired(sb: SandboxState) -> None:
     """Drop subscriptions past their expiration: Graph removes them silently."""
     now = sb.clock.now()
     for sub in [s for s in sb.tenant.subscriptions.values() if s.expiration <= now]:
@@ -245,12 +245,12 @@ def prune_expired(sb: Sandbox) -> None:
         log.info("subscription_expired", subscription=sub.id)
 
 
-def live_subscriptions(sb: Sandbox) -> list[Subscription]:
+def live_subscriptions(sb: SandboxState) -> list[Subscription]:
     prune_expired(sb)
     return list(sb.tenant.subscriptions.values())
 
 
-def find(sb: Sandbox, sub_id: str, who: Principal | None = None) -> Subscription | None:
+def find(sb: SandboxState, sub_id: str, who: Principal | None = None) -> Subscription | None:
     """A live subscription; with `who`, only one this app created for this user (subscription-list)."""
     prune_expired(sb)
     sub = sb.tenant.subscriptions.get(sub_id)

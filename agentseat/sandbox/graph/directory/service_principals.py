@@ -3,7 +3,7 @@ their sponsors, and app role assignments (application permissions).
 
 The tenant folds an app's service principal into its `App` record
 (`sp_object_id`, `has_principal`); agent identities are service principals only.
-Delegated grants live in `graph_directory_grants`.
+Delegated grants live in `grants`.
 """
 
 from __future__ import annotations
@@ -15,9 +15,10 @@ from typing import TYPE_CHECKING, Any
 import structlog
 from aiohttp import web
 
-from . import graph_directory_grants
-from .auth import SANDBOX_KEY, graph_route, principal
-from .graph_directory_common import (
+from . import grants
+from ..auth import graph_route, principal
+from ...state import SANDBOX_KEY
+from .common import (
     MAX_SPONSORS,
     agent_id_blocked,
     agent_id_body,
@@ -35,10 +36,10 @@ from .graph_directory_common import (
     resolve_sponsors,
     sponsor_error,
 )
-from .tenant import GRAPH_APP_ID, App, new_id
+from ...tenant import GRAPH_APP_ID, App, new_id
 
 if TYPE_CHECKING:
-    from .app import Sandbox
+    from ...state import SandboxState
 
 log = structlog.get_logger(__name__)
 
@@ -87,7 +88,7 @@ def role_name(role_id: str, granted: list[str]) -> str | None:
 
 
 # --- JSON ---------------------------------------------------------------------------------
-def sp_json(sb: Sandbox, app: App) -> dict[str, Any]:
+def sp_json(sb: SandboxState, app: App) -> dict[str, Any]:
     body: dict[str, Any] = {
         "id": app.sp_object_id,
         "appId": app.app_id,
@@ -113,7 +114,7 @@ def sp_json(sb: Sandbox, app: App) -> dict[str, Any]:
     return body
 
 
-def _principal_apps(sb: Sandbox) -> list[App]:
+def _principal_apps(sb: SandboxState) -> list[App]:
     return [a for a in sb.tenant.apps.values() if a.has_principal]
 
 
@@ -214,7 +215,7 @@ async def delete_service_principal(request: web.Request) -> web.Response:
     else:
         app.has_principal = False  # the application object stays; only its principal goes
         app.roles = []
-    graph_directory_grants.drop_client_grants(sb.tenant, app.app_id)
+    grants.drop_client_grants(sb.tenant, app.app_id)
     sb.mark_dirty()
     log.info("directory_service_principal_deleted", app_id=app.app_id, kind=app.kind)
     return web.Response(status=204)
@@ -288,7 +289,7 @@ def _assignment_id(principal_sp: str, role_id: str) -> str:
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def _assignment_json(sb: Sandbox, app: App, name: str) -> dict[str, Any]:
+def _assignment_json(sb: SandboxState, app: App, name: str) -> dict[str, Any]:
     graph = sb.tenant.apps[GRAPH_APP_ID]
     role_id = app_role_id(name)
     return {"id": _assignment_id(app.sp_object_id, role_id), "deletedDateTime": None, "appRoleId": role_id,
@@ -371,4 +372,4 @@ def route_table() -> list[tuple[str, str, Any]]:
         table += [("GET", base, get_service_principal), ("DELETE", base, delete_service_principal),
                   ("GET", base + "/appRoleAssignments", list_app_role_assignments),
                   ("POST", base + "/appRoleAssignments", assign_app_role)]
-    return table + graph_directory_grants.route_table()
+    return table + grants.route_table()

@@ -16,15 +16,15 @@ from typing import TYPE_CHECKING, Any
 import structlog
 from aiohttp import web
 
-from .auth import SANDBOX_KEY
-from .clock import iso
-from .faults import Faults
-from .graph_chats import ensure_one_on_one, post_chat_message
-from .graph_mail import deliver_mail
+from ..state import SANDBOX_KEY
+from ..clock import iso
+from ..faults import Faults
+from ..graph.chats import ensure_one_on_one, post_chat_message
+from ..graph.mail import deliver_mail
 
 if TYPE_CHECKING:
-    from .app import Sandbox
-    from .tenant import User
+    from ..state import SandboxState
+    from ..tenant import User
 
 log = structlog.get_logger(__name__)
 
@@ -76,7 +76,7 @@ def _text(data: dict[str, Any], name: str) -> str:
     return value
 
 
-def _user(sb: Sandbox, ref: str, field: str) -> User:
+def _user(sb: SandboxState, ref: str, field: str) -> User:
     user = sb.tenant.user(ref)
     if user is None:
         raise ControlError(404, f"{field}: no user '{ref}' in the tenant")
@@ -301,21 +301,6 @@ async def set_throttle(request: web.Request) -> web.Response:
     return web.json_response({"enabled": enabled})
 
 
-@_handler
-async def set_latency(request: web.Request) -> web.Response:
-    """`{"graph_ms": N}`: every Graph response waits N ms, as a real tenant's round trip does."""
-    sb = request.app[SANDBOX_KEY]
-    graph_ms = _number(await _body(request), "graph_ms")
-    if graph_ms is None or graph_ms < 0 or graph_ms > 60_000:
-        raise ControlError(400, "'graph_ms' must be a number of milliseconds from 0 to 60000")
-    sb.graph_latency_ms = graph_ms
-    return web.json_response({"graph_ms": graph_ms})
-
-
-async def get_latency(request: web.Request) -> web.Response:
-    return web.json_response({"graph_ms": request.app[SANDBOX_KEY].graph_latency_ms})
-
-
 def routes() -> list[web.RouteDef]:
     return [
         web.post("/_sandbox/messages", post_message),
@@ -333,6 +318,4 @@ def routes() -> list[web.RouteDef]:
         web.post("/_sandbox/clock", set_clock),
         web.post("/_sandbox/tokens/expire", expire_tokens),
         web.post("/_sandbox/throttle", set_throttle),
-        web.post("/_sandbox/latency", set_latency),
-        web.get("/_sandbox/latency", get_latency),
     ]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .clock import Clock
+from ..clock import Clock
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,7 @@
 
 Also the helpers the control API and other modules use to make chats and post
 messages as any user (`ensure_one_on_one`, `create_group_chat`,
-`post_chat_message`). Chat messages' own routes live in `graph_chats_messages`.
+`post_chat_message`). Chat messages' own routes live in `chat_messages`.
 Rules are from the Graph pages "List chats" (chat-list), "Create chat"
 (chat-post) and "Add member to a chat" (chat-post-members).
 """
@@ -18,8 +18,9 @@ import structlog
 from aiohttp import web
 
 from . import throttle
-from .auth import SANDBOX_KEY, graph_route, principal
-from .graph_query import (
+from .auth import graph_route, principal
+from ..state import SANDBOX_KEY
+from .query import (
     GraphError,
     bad_request,
     date_literal,
@@ -31,12 +32,12 @@ from .graph_query import (
     top,
 )
 from .resources import chat_json
-from .responses import odata
-from .tenant import Chat, ChatMessage
+from ..responses import odata
+from ..tenant import Chat, ChatMessage
 
 if TYPE_CHECKING:
-    from .app import Sandbox
-    from .tenant import User
+    from ..state import SandboxState
+    from ..tenant import User
 
 log = structlog.get_logger(__name__)
 
@@ -61,7 +62,7 @@ def one_on_one_id(a_id: str, b_id: str) -> str:
     return f"19:{first}_{second}@unq.gbl.spaces"
 
 
-def ensure_one_on_one(sb: Sandbox, a_id: str, b_id: str) -> tuple[Chat, bool]:
+def ensure_one_on_one(sb: SandboxState, a_id: str, b_id: str) -> tuple[Chat, bool]:
     """The 1:1 chat between two users, and whether it was created now.
 
     chat-post: "Only one one-on-one chat can exist between two members. If a
@@ -85,7 +86,7 @@ def ensure_one_on_one(sb: Sandbox, a_id: str, b_id: str) -> tuple[Chat, bool]:
     return chat, True
 
 
-def create_group_chat(sb: Sandbox, member_ids: list[str], topic: str | None) -> Chat:
+def create_group_chat(sb: SandboxState, member_ids: list[str], topic: str | None) -> Chat:
     """A new group chat (`19:{hex}@thread.v2`); group chats are never deduplicated."""
     members = list(dict.fromkeys(member_ids))
     for uid in members:
@@ -101,13 +102,13 @@ def create_group_chat(sb: Sandbox, member_ids: list[str], topic: str | None) -> 
     return chat
 
 
-def _next_message_id(sb: Sandbox, now: float) -> int:
+def _next_message_id(sb: SandboxState, now: float) -> int:
     """Graph's chat message ids are epoch milliseconds ("1612289765949"); keep them unique and rising."""
     last = max((int(msgs[-1].id) for msgs in sb.tenant.messages.values() if msgs), default=0)
     return max(int(now * 1000), last + 1)
 
 
-def post_chat_message(sb: Sandbox, chat: Chat, from_id: str, content: str,
+def post_chat_message(sb: SandboxState, chat: Chat, from_id: str, content: str,
                       content_type: str = "text") -> ChatMessage:
     """Store a message as `from_id` and hand it to the delivery engine (non-blocking)."""
     now = sb.clock.now()
@@ -123,7 +124,7 @@ def post_chat_message(sb: Sandbox, chat: Chat, from_id: str, content: str,
     return msg
 
 
-def member_json(sb: Sandbox, chat: Chat, user_id: str) -> dict[str, Any]:
+def member_json(sb: SandboxState, chat: Chat, user_id: str) -> dict[str, Any]:
     """An aadUserConversationMember (conversationmember resource)."""
     user = sb.tenant.users.get(user_id)
     # Graph's member ids are opaque base64 strings that name tenant, chat and user.
@@ -140,7 +141,7 @@ def member_json(sb: Sandbox, chat: Chat, user_id: str) -> dict[str, Any]:
     }
 
 
-def chat_for(sb: Sandbox, chat_id: str, viewer: str | None, *, outsider: int = 404) -> Chat:
+def chat_for(sb: SandboxState, chat_id: str, viewer: str | None, *, outsider: int = 404) -> Chat:
     """The chat if `viewer` may use it (None: an app-only caller with a tenant-wide role).
 
     An unknown chat is 404; a chat the viewer is not in is 404 on chat reads (its
@@ -180,7 +181,7 @@ def resolve_path_user(request: web.Request) -> User:
 
 
 # --- listing ---------------------------------------------------------------------------------------------------
-def _last_message(sb: Sandbox, chat: Chat) -> ChatMessage | None:
+def _last_message(sb: SandboxState, chat: Chat) -> ChatMessage | None:
     messages = sb.tenant.messages.get(chat.id) or []
     return messages[-1] if messages else None
 
@@ -212,7 +213,7 @@ def _chat_matches(chat: Chat, clauses: list[tuple[str, str, Any]]) -> bool:
     return True
 
 
-def _chat_body(sb: Sandbox, chat: Chat, expand: set[str]) -> dict[str, Any]:
+def _chat_body(sb: SandboxState, chat: Chat, expand: set[str]) -> dict[str, Any]:
     body = chat_json(sb, chat, expand_preview="lastmessagepreview" in expand)
     if "members" in expand:
         body["members"] = [member_json(sb, chat, uid) for uid in chat.member_ids[:EXPAND_MEMBERS_MAX]]
@@ -294,7 +295,7 @@ async def list_members(request: web.Request) -> web.Response:
 
 
 # --- creating ----------------------------------------------------------------------------------------------------
-def _bound_user(sb: Sandbox, member: Any) -> str:
+def _bound_user(sb: SandboxState, member: Any) -> str:
     """The user id named by a member's `user@odata.bind` (id or UPN, `users('x')` or `users/x`)."""
     if not isinstance(member, dict):
         raise bad_request("Each member must be an aadUserConversationMember object.")
@@ -365,7 +366,7 @@ async def add_member(request: web.Request) -> web.Response:
 
 
 def routes() -> list[web.RouteDef]:
-    """Chat routes; `graph_chats_messages.routes()` must be registered first (getAllMessages)."""
+    """Chat routes; `chat_messages.routes()` must be registered first (getAllMessages)."""
     return [
         web.get("/v1.0/me/chats", list_my_chats),
         web.get("/v1.0/chats", list_my_chats),

@@ -15,9 +15,10 @@ import structlog
 from aiohttp import web
 
 from . import throttle
-from .auth import SANDBOX_KEY, graph_route
-from .graph_mail import READ_ROLES, READ_SCOPES, folder_name, mailbox, mailbox_owner, render
-from .graph_query import (
+from .auth import graph_route
+from ..state import SANDBOX_KEY
+from .mail import READ_ROLES, READ_SCOPES, folder_name, mailbox, mailbox_owner, render
+from .query import (
     GraphError,
     bad_request,
     date_literal,
@@ -31,7 +32,7 @@ from .graph_query import (
     select,
     top,
 )
-from .tenant import MailMessage
+from ..tenant import MailMessage
 
 log = structlog.get_logger(__name__)
 

@@ -9,22 +9,20 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import anyio
 import jwt
 from aiohttp import web
 
-from .responses import graph_error
-from .tenant import GRAPH_APP_ID, GRAPH_RESOURCE
+from ..responses import graph_error
+from ..state import SANDBOX_KEY, SandboxState
+from ..tenant import GRAPH_APP_ID, GRAPH_RESOURCE
 from .throttle import Limit
 
-if TYPE_CHECKING:
-    from .app import Sandbox
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 GRAPH_PREFIXES = ("/v1.0/", "/beta/")
-SANDBOX_KEY: web.AppKey[Sandbox] = web.AppKey("sandbox")
 
 
 @dataclass(frozen=True)
@@ -80,7 +78,7 @@ def route_name(request: web.Request) -> str:
     return f"{request.method} {template}"
 
 
-def verify_access_token(sb: Sandbox, header: str | None) -> Principal:
+def verify_access_token(sb: SandboxState, header: str | None) -> Principal:
     """Check signature, audience, expiry and tenant of a Graph bearer token."""
     if not header or not header.lower().startswith("bearer "):
         raise PermissionError("Access token is empty.")
@@ -124,8 +122,9 @@ async def graph_middleware(request: web.Request, handler: Handler) -> web.Stream
     sb = request.app[SANDBOX_KEY]
     name = route_name(request)
     sb.stats.requests[name] += 1
-    if sb.graph_latency_ms > 0:
-        await anyio.sleep(sb.graph_latency_ms / 1000)  # a real round trip, before any answer
+    delay = sb.behaviour.graph_delay()
+    if delay > 0:
+        await anyio.sleep(delay)  # a real round trip, before any answer
     fault = sb.faults.route_fault(name)
     if fault is not None:
         sb.stats.throttled[f"fault {fault.status}"] += 1

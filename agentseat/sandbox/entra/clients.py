@@ -27,11 +27,11 @@ import jwt
 from aiohttp import web
 from cryptography import x509
 
-from .responses import entra_error
-from .tenant import TOKEN_EXCHANGE_AUDIENCE, App, KeyCredential
+from ..responses import entra_error
+from ..tenant import TOKEN_EXCHANGE_AUDIENCE, App, KeyCredential
 
 if TYPE_CHECKING:
-    from .app import Sandbox
+    from ..state import SandboxState
 
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 #: Entra tolerates five minutes of clock skew on assertion times.
@@ -77,7 +77,7 @@ def _iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).strftime("%m/%d/%Y %H:%M:%S")
 
 
-def find_client(sb: Sandbox, client_id: str) -> App:
+def find_client(sb: SandboxState, client_id: str) -> App:
     app = sb.tenant.app(client_id)
     if app is None:
         raise OAuthError(400, "unauthorized_client", 700016,
@@ -92,7 +92,7 @@ def find_client(sb: Sandbox, client_id: str) -> App:
     return app
 
 
-def authenticate(sb: Sandbox, form: dict[str, str], audiences: set[str]) -> ClientAuth:
+def authenticate(sb: SandboxState, form: dict[str, str], audiences: set[str]) -> ClientAuth:
     """Check the client's credential; `audiences` are the token endpoint URLs an assertion may name."""
     client_id = form.get("client_id") or ""
     if not client_id:
@@ -145,7 +145,7 @@ def _digest(thumbprint: object) -> bytes | None:
         return None
 
 
-def verify_certificate_assertion(sb: Sandbox, app: App, assertion: str, audiences: set[str]) -> dict[str, Any]:
+def verify_certificate_assertion(sb: SandboxState, app: App, assertion: str, audiences: set[str]) -> dict[str, Any]:
     """Verify a `private_key_jwt` assertion against the app's registered certificates."""
     try:
         header = jwt.get_unverified_header(assertion)
@@ -208,7 +208,7 @@ def _check_window(claims: dict[str, Any], now: float) -> None:
 
 
 # --- tokens this sandbox issued (federated credentials) ----------------------------------------
-def _sandbox_claims(sb: Sandbox, token: str) -> dict[str, Any]:
+def _sandbox_claims(sb: SandboxState, token: str) -> dict[str, Any]:
     """Signature-checked claims of a token this sandbox issued, or `{}` if it did not issue it."""
     try:
         return sb.pki.decode(token, audience=None, verify_exp=False)
@@ -216,7 +216,7 @@ def _sandbox_claims(sb: Sandbox, token: str) -> dict[str, Any]:
         return {}
 
 
-def verify_federated_assertion(sb: Sandbox, app: App, assertion: str) -> dict[str, Any]:
+def verify_federated_assertion(sb: SandboxState, app: App, assertion: str) -> dict[str, Any]:
     """T1 as an Agent Identity's client assertion.
 
     Entra "returns T2 to the agent identity after validating that T1 (aud) ==
@@ -249,7 +249,7 @@ def verify_federated_assertion(sb: Sandbox, app: App, assertion: str) -> dict[st
     return claims
 
 
-def verify_user_credential(sb: Sandbox, app: App, token: str) -> dict[str, Any]:
+def verify_user_credential(sb: SandboxState, app: App, token: str) -> dict[str, Any]:
     """T2 as the `user_federated_identity_credential` of the user_fic grant.
 
     Entra "validates that T2 (aud) == agent identity", and "the same client ID

@@ -9,17 +9,17 @@ from __future__ import annotations
 import uuid
 from typing import TYPE_CHECKING, Any
 
-from .tenant import GRAPH_RESOURCE, TOKEN_EXCHANGE_AUDIENCE
+from ..tenant import GRAPH_RESOURCE, TOKEN_EXCHANGE_AUDIENCE
 
 if TYPE_CHECKING:
-    from .app import Sandbox
+    from ..state import SandboxState
 
 
-def issuer(sb: Sandbox) -> str:
+def issuer(sb: SandboxState) -> str:
     return f"{sb.url}/{sb.tenant.tenant_id}/v2.0"
 
 
-def _base(sb: Sandbox, *, aud: str, app_id: str, lifetime: int | None) -> dict[str, Any]:
+def _base(sb: SandboxState, *, aud: str, app_id: str, lifetime: int | None) -> dict[str, Any]:
     now = int(sb.clock.now())
     return {
         "aud": aud,
@@ -35,7 +35,7 @@ def _base(sb: Sandbox, *, aud: str, app_id: str, lifetime: int | None) -> dict[s
     }
 
 
-def delegated_token(sb: Sandbox, *, user_id: str, app_id: str, scopes: list[str] | set[str],
+def delegated_token(sb: SandboxState, *, user_id: str, app_id: str, scopes: list[str] | set[str],
                     lifetime: int | None = None, aud: str = GRAPH_RESOURCE) -> tuple[str, dict[str, Any]]:
     """A user token (`idtyp=user`) for `app_id` acting as `user_id`."""
     claims = {**_base(sb, aud=aud, app_id=app_id, lifetime=lifetime), "idtyp": "user", "oid": user_id,
@@ -47,7 +47,7 @@ def delegated_token(sb: Sandbox, *, user_id: str, app_id: str, scopes: list[str]
     return sb.pki.sign(claims), claims
 
 
-def app_token(sb: Sandbox, *, app_id: str, roles: list[str] | set[str], lifetime: int | None = None,
+def app_token(sb: SandboxState, *, app_id: str, roles: list[str] | set[str], lifetime: int | None = None,
               aud: str = GRAPH_RESOURCE) -> tuple[str, dict[str, Any]]:
     """An app-only token (`idtyp=app`) carrying application `roles`."""
     app = sb.tenant.apps.get(app_id)
@@ -57,7 +57,7 @@ def app_token(sb: Sandbox, *, app_id: str, roles: list[str] | set[str], lifetime
     return sb.pki.sign(claims), claims
 
 
-def exchange_token(sb: Sandbox, *, app_id: str, subject: str, lifetime: int | None = None,
+def exchange_token(sb: SandboxState, *, app_id: str, subject: str, lifetime: int | None = None,
                    fmi_path: str | None = None) -> tuple[str, dict[str, Any]]:
     """A federated-credential token for `api://AzureADTokenExchange` (hops 1 and 2).
 
@@ -71,10 +71,10 @@ def exchange_token(sb: Sandbox, *, app_id: str, subject: str, lifetime: int | No
     return sb.pki.sign(claims), claims
 
 
-def user_graph_token(sb: Sandbox, user_id: str, scopes: list[str] | None = None) -> str:
+def user_graph_token(sb: SandboxState, user_id: str, scopes: list[str] | None = None) -> str:
     """Test and demo helper: a delegated Graph token for any user of the tenant
     (colleagues have no app of their own in the sandbox)."""
-    from .tenant import AGENT_SCOPES
+    from ..tenant import AGENT_SCOPES
 
     app_id = sb.tenant.roles.get("agent_identity", "sandbox-client")
     return delegated_token(sb, user_id=user_id, app_id=app_id, scopes=scopes or list(AGENT_SCOPES))[0]

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .clock import iso
-from .tenant import Chat, ChatMessage, MailMessage, User
+from ..clock import iso
+from ..tenant import Chat, ChatMessage, MailMessage, User
 
 if TYPE_CHECKING:
-    from .app import Sandbox
+    from ..state import SandboxState
 
 
 def identity(user: User | None, fallback_id: str = "") -> dict[str, Any]:
@@ -23,7 +23,7 @@ def identity(user: User | None, fallback_id: str = "") -> dict[str, Any]:
     }
 
 
-def user_json(sb: Sandbox, user: User) -> dict[str, Any]:
+def user_json(sb: SandboxState, user: User) -> dict[str, Any]:
     return {
         "@odata.type": "#microsoft.graph.agentUser" if user.kind == "agentUser" else "#microsoft.graph.user",
         "id": user.id,
@@ -36,7 +36,7 @@ def user_json(sb: Sandbox, user: User) -> dict[str, Any]:
     }
 
 
-def chat_message_json(sb: Sandbox, msg: ChatMessage) -> dict[str, Any]:
+def chat_message_json(sb: SandboxState, msg: ChatMessage) -> dict[str, Any]:
     """A chatMessage as `GET /chats/{id}/messages` and rich notifications carry it."""
     user = sb.tenant.users.get(msg.from_id)
     return {
@@ -66,7 +66,7 @@ def chat_message_json(sb: Sandbox, msg: ChatMessage) -> dict[str, Any]:
     }
 
 
-def chat_json(sb: Sandbox, chat: Chat, *, expand_preview: bool = False) -> dict[str, Any]:
+def chat_json(sb: SandboxState, chat: Chat, *, expand_preview: bool = False) -> dict[str, Any]:
     body: dict[str, Any] = {
         "id": chat.id,
         "topic": chat.topic,
@@ -97,7 +97,7 @@ def chat_json(sb: Sandbox, chat: Chat, *, expand_preview: bool = False) -> dict[
     return body
 
 
-def mail_json(sb: Sandbox, msg: MailMessage, select: list[str] | None = None) -> dict[str, Any]:
+def mail_json(sb: SandboxState, msg: MailMessage, select: list[str] | None = None) -> dict[str, Any]:
     """A message resource; `select` (case-insensitive names) trims it as `$select` does."""
     recipients = [{"emailAddress": {"address": a, "name": _name(sb, a)}} for a in msg.to]
     full: dict[str, Any] = {
@@ -131,6 +131,6 @@ def mail_json(sb: Sandbox, msg: MailMessage, select: list[str] | None = None) ->
     return {"@odata.etag": full["@odata.etag"], "id": msg.id, **picked}
 
 
-def _name(sb: Sandbox, address: str) -> str:
+def _name(sb: SandboxState, address: str) -> str:
     user = sb.tenant.user(address)
     return user.display_name if user else address

@@ -19,13 +19,13 @@ from cryptography import x509
 
 from agentseat.runtime.crypto import encrypt_content
 
-from .clock import iso
-from .resources import chat_message_json, mail_json
-from .subscription_resources import ResourceSpec
+from ..clock import iso
+from ..graph.resources import chat_message_json, mail_json
+from .resources import ResourceSpec
 
 if TYPE_CHECKING:
-    from .app import Sandbox
-    from .tenant import ChatMessage, MailMessage, Subscription
+    from ..state import SandboxState
+    from ..tenant import ChatMessage, MailMessage, Subscription
 
 #: The Microsoft Graph Change Tracking application: the caller (`azp` / `appid`) of
 #: every validation token (change-notifications-with-resource-data, "How to validate").
@@ -45,7 +45,7 @@ def token_audience(sub: Subscription) -> str:
     return sub.notification_url_app_id or sub.app_id
 
 
-def validation_token(sb: Sandbox, audience: str) -> str:
+def validation_token(sb: SandboxState, audience: str) -> str:
     """One validation token, in v2 form (default) or v1 form.
 
     The issuer is Entra's public one, as Graph sends it, not the sandbox URL: a
@@ -69,13 +69,13 @@ def validation_token(sb: Sandbox, audience: str) -> str:
     return sb.pki.sign(claims)
 
 
-def validation_tokens(sb: Sandbox, audiences: Iterable[str]) -> list[str]:
+def validation_tokens(sb: SandboxState, audiences: Iterable[str]) -> list[str]:
     """"A single token for each distinct app and tenant pair" (changeNotificationCollection);
     the sandbox has one tenant, so one token per app."""
     return [validation_token(sb, aud) for aud in dict.fromkeys(audiences)]
 
 
-def _base(sb: Sandbox, sub: Subscription) -> dict[str, Any]:
+def _base(sb: SandboxState, sub: Subscription) -> dict[str, Any]:
     return {
         "subscriptionId": sub.id,
         "subscriptionExpirationDateTime": iso(sub.expiration),
@@ -89,7 +89,7 @@ def _encrypted(sub: Subscription, cert: x509.Certificate, payload: dict[str, Any
     return encrypt_content(data, cert, sub.encryption_certificate_id or "")
 
 
-def chat_notification(sb: Sandbox, sub: Subscription, msg: ChatMessage, change_type: str,
+def chat_notification(sb: SandboxState, sub: Subscription, msg: ChatMessage, change_type: str,
                       cert: x509.Certificate | None) -> dict[str, Any]:
     """A chatMessage change (teams-changenotifications-chatmessage): the resource is
     `chats('{chatId}')/messages('{msgId}')`; rich ones carry the whole message."""
@@ -105,7 +105,7 @@ def chat_notification(sb: Sandbox, sub: Subscription, msg: ChatMessage, change_t
     return item
 
 
-def mail_notification(sb: Sandbox, sub: Subscription, spec: ResourceSpec, msg: MailMessage, change_type: str,
+def mail_notification(sb: SandboxState, sub: Subscription, spec: ResourceSpec, msg: MailMessage, change_type: str,
                       cert: x509.Certificate | None) -> dict[str, Any]:
     """An Outlook message change (change-notifications-delivery-webhooks example); rich ones
     carry only the `$select`ed properties, never Body/UniqueBody (rules enforce the select)."""
@@ -123,6 +123,6 @@ def mail_notification(sb: Sandbox, sub: Subscription, spec: ResourceSpec, msg: M
     return item
 
 
-def lifecycle_notification(sb: Sandbox, sub: Subscription, event: str) -> dict[str, Any]:
+def lifecycle_notification(sb: SandboxState, sub: Subscription, event: str) -> dict[str, Any]:
     """No resource information is included (change-notifications-lifecycle-events)."""
     return {**_base(sb, sub), "lifecycleEvent": event}

@@ -3,7 +3,7 @@
 Rules come from "List messages in a chat" (chat-list-messages), "Send
 chatMessage in a chat" (chat-post-messages) and "chats: getAllMessages" /
 "chatMessage: delta" (delegated calls are not supported). Chats themselves and
-the `post_chat_message` helper live in `graph_chats`.
+the `post_chat_message` helper live in `chats`.
 """
 
 from __future__ import annotations
@@ -15,9 +15,10 @@ import structlog
 from aiohttp import web
 
 from . import throttle
-from .auth import SANDBOX_KEY, graph_route, principal
-from .graph_chats import chat_for, post_chat_message, resolve_path_user, viewer_of
-from .graph_query import (
+from .auth import graph_route, principal
+from ..state import SANDBOX_KEY
+from .chats import chat_for, post_chat_message, resolve_path_user, viewer_of
+from .query import (
     GraphError,
     bad_request,
     carry_query,
@@ -33,12 +34,12 @@ from .graph_query import (
     top,
 )
 from .resources import chat_message_json
-from .responses import graph_error, odata
+from ..responses import graph_error, odata
 from .throttle import Limit
 
 if TYPE_CHECKING:
-    from .app import Sandbox
-    from .tenant import ChatMessage
+    from ..state import SandboxState
+    from ..tenant import ChatMessage
 
 log = structlog.get_logger(__name__)
 
@@ -102,14 +103,14 @@ def _filter(request: web.Request, prop: str, ordered: bool) -> Callable[[ChatMes
     return keep
 
 
-def _item(sb: Sandbox, msg: ChatMessage) -> dict[str, Any]:
+def _item(sb: SandboxState, msg: ChatMessage) -> dict[str, Any]:
     """A message as a collection item: the collection carries the `@odata.context`."""
     item = chat_message_json(sb, msg)
     item.pop("@odata.context", None)
     return item
 
 
-def _page(sb: Sandbox, request: web.Request, messages: list[ChatMessage], prop: str, kind: str,
+def _page(sb: SandboxState, request: web.Request, messages: list[ChatMessage], prop: str, kind: str,
           context: str) -> web.Response:
     """Newest first by `prop`, `$top` per page, keyset `$skiptoken` so new messages never shift a page."""
     page_size = top(request, default=PAGE_DEFAULT, maximum=PAGE_MAX)
@@ -260,7 +261,7 @@ def all_messages_routes() -> list[web.RouteDef]:
 
 
 def routes() -> list[web.RouteDef]:
-    """Registered before `graph_chats.routes()`, whose `/chats/{chat_id}` would swallow getAllMessages."""
+    """Registered before `chats.routes()`, whose `/chats/{chat_id}` would swallow getAllMessages."""
     return [
         *all_messages_routes(),
         web.get("/v1.0/chats/{chat_id}/messages", list_messages),

@@ -1,8 +1,8 @@
 """The sandbox's Graph directory: users (including Agent Users), the organization and licences.
 
-Applications, key credentials and blueprints live in `graph_directory_apps`;
+Applications, key credentials and blueprints live in `apps`;
 service principals, agent identities, sponsors and app roles in
-`graph_directory_sps`; delegated grants in `graph_directory_grants`.
+`service_principals`; delegated grants in `grants`.
 `routes()` here returns them all, so the server wires one module. Shapes and errors follow the Microsoft Graph pages
 named beside each rule.
 """
@@ -18,9 +18,12 @@ from typing import TYPE_CHECKING, Any
 import structlog
 from aiohttp import web
 
-from . import graph_directory_apps, graph_directory_sps
-from .auth import SANDBOX_KEY, graph_route, principal
-from .graph_directory_common import (
+from . import apps
+
+from . import service_principals
+from ..auth import graph_route, principal
+from ...state import SANDBOX_KEY
+from .common import (
     bad_request,
     collection,
     denied,
@@ -32,11 +35,11 @@ from .graph_directory_common import (
     not_found,
     read_json,
 )
-from .resources import user_json
-from .tenant import TEAMS_SKU_ID, Tenant, User, new_id
+from ..resources import user_json
+from ...tenant import TEAMS_SKU_ID, Tenant, User, new_id
 
 if TYPE_CHECKING:
-    from .app import Sandbox
+    from ...state import SandboxState
 
 log = structlog.get_logger(__name__)
 
@@ -77,7 +80,7 @@ SKUS = {
 }
 
 
-def user_body(sb: Sandbox, user: User) -> dict[str, Any]:
+def user_body(sb: SandboxState, user: User) -> dict[str, Any]:
     """A user as Graph returns it. `identityParentId` is the agent identity's object id
     (agentuser resource), while the tenant stores its app id for the token endpoint."""
     tenant = sb.tenant
@@ -362,6 +365,6 @@ def _own_routes() -> list[tuple[str, str, Any]]:
 
 def routes() -> list[web.RouteDef]:
     """Every directory route, on /v1.0 and on /beta (entrabot creates Agent Users on beta)."""
-    table = [*_own_routes(), *graph_directory_apps.route_table(), *graph_directory_sps.route_table()]
+    table = [*_own_routes(), *apps.route_table(), *service_principals.route_table()]
     return [web.route(method, prefix + path, handler)
             for prefix in ("/v1.0", "/beta") for method, path, handler in table]

@@ -11,7 +11,7 @@ Learn: "agent user OAuth flow", "agent autonomous app OAuth flow"):
   delegated token, limited to the consented scopes.
 
 Ordinary apps (the provisioner) use `client_credentials` with a certificate.
-Client authentication lives in `entra_clients.py`, token minting in `tokens.py`.
+Client authentication lives in `clients.py`, token minting in `tokens.py`.
 """
 
 from __future__ import annotations
@@ -21,15 +21,16 @@ import json
 from typing import TYPE_CHECKING, Any
 
 import structlog
+import anyio
 from aiohttp import web
 
 from . import tokens
-from .auth import SANDBOX_KEY
-from .entra_clients import ClientAuth, OAuthError, authenticate, missing, verify_user_credential
-from .tenant import GRAPH_APP_ID, GRAPH_RESOURCE, TOKEN_EXCHANGE_AUDIENCE, App, User
+from ..state import SANDBOX_KEY
+from .clients import ClientAuth, OAuthError, authenticate, missing, verify_user_credential
+from ..tenant import GRAPH_APP_ID, GRAPH_RESOURCE, TOKEN_EXCHANGE_AUDIENCE, App, User
 
 if TYPE_CHECKING:
-    from .app import Sandbox
+    from ..state import SandboxState
 
 log = structlog.get_logger(__name__)
 
@@ -41,7 +42,7 @@ DEFAULT = ".default"
 
 
 # --- discovery ---------------------------------------------------------------------
-def resolve_tenant(sb: Sandbox, segment: str) -> str | None:
+def resolve_tenant(sb: SandboxState, segment: str) -> str | None:
     """The tenant id a path segment names (its id or domain), `common`/`organizations`, or None."""
     low = segment.lower()
     if low in (sb.tenant.tenant_id.lower(), sb.tenant.domain.lower()):
@@ -51,7 +52,7 @@ def resolve_tenant(sb: Sandbox, segment: str) -> str | None:
     return None
 
 
-def openid_configuration(sb: Sandbox, segment: str, *, v2: bool = True) -> dict[str, Any]:
+def openid_configuration(sb: SandboxState, segment: str, *, v2: bool = True) -> dict[str, Any]:
     """Entra's discovery document for a tenant, or for `common` (whose issuer is a template)."""
     tenant = resolve_tenant(sb, segment)
     if tenant is None:
@@ -128,7 +129,7 @@ async def _jwks(request: web.Request) -> web.Response:
 
 
 # --- scopes ----------------------------------------------------------------------------
-def _resource_of(sb: Sandbox, scope: str) -> tuple[str, str]:
+def _resource_of(sb: SandboxState, scope: str) -> tuple[str, str]:
     """(resource, permission) of one scope; a bare name means Microsoft Graph, as in Entra."""
     low = scope.lower()
     if low.startswith(TOKEN_EXCHANGE_AUDIENCE.lower() + "/"):
@@ -146,7 +147,7 @@ def _resource_of(sb: Sandbox, scope: str) -> tuple[str, str]:
                      "might have sent your authentication request to the wrong tenant.")
 
 
-def _requested(sb: Sandbox, form: dict[str, str], *, user: bool) -> tuple[str, list[str]]:
+def _requested(sb: SandboxState, form: dict[str, str], *, user: bool) -> tuple[str, list[str]]:
     """The one resource a request targets and the permissions asked of it."""
     raw = form.get("scope", "").split()
     scopes = [s for s in raw if not (user and s.lower() in OIDC_SCOPES)]
@@ -166,7 +167,7 @@ def _requested(sb: Sandbox, form: dict[str, str], *, user: bool) -> tuple[str, l
     return resources.pop(), perms
 
 
-def _granted(sb: Sandbox, client_id: str, user_id: str) -> dict[str, str]:
+def _granted(sb: SandboxState, client_id: str, user_id: str) -> dict[str, str]:
     """Consented Graph scopes (lower-case name -> name) for this client and user.
 
     A `Principal` grant names the user; an `AllPrincipals` (admin) grant has
@@ -187,7 +188,7 @@ def _granted(sb: Sandbox, client_id: str, user_id: str) -> dict[str, str]:
 Issued = tuple[str, str, dict[str, Any], dict[str, Any]]  # stats label, token, claims, extra response fields
 
 
-def _client_credentials(sb: Sandbox, form: dict[str, str], client: ClientAuth) -> Issued:
+def _client_credentials(sb: SandboxState, form: dict[str, str], client: ClientAuth) -> Issued:
     app = client.app
     resource, _ = _requested(sb, form, user=False)
     fmi_path = form.get("fmi_path", "")
@@ -217,7 +218,7 @@ def _client_credentials(sb: Sandbox, form: dict[str, str], client: ClientAuth) -
     return label, token, claims, {}
 
 
-def _agent_user(sb: Sandbox, identity: App, form: dict[str, str]) -> User:
+def _agent_user(sb: SandboxState, identity: App, form: dict[str, str]) -> User:
     ref = form.get("user_id") or form.get("username") or ""
     if not ref:
         raise missing("user_id")
@@ -237,7 +238,7 @@ def _agent_user(sb: Sandbox, identity: App, form: dict[str, str]) -> User:
     return user
 
 
-def _user_fic(sb: Sandbox, form: dict[str, str], client: ClientAuth) -> Issued:
+def _user_fic(sb: SandboxState, form: dict[str, str], client: ClientAuth) -> Issued:
     identity = client.app
     if client.method != "federated":
         raise OAuthError(400, "unauthorized_client", 70003, "The app requested an unsupported grant type "
@@ -272,7 +273,7 @@ def _user_fic(sb: Sandbox, form: dict[str, str], client: ClientAuth) -> Issued:
     return "user_fic", token, claims, extra
 
 
-def _id_token(sb: Sandbox, client: App, user: User) -> str:
+def _id_token(sb: SandboxState, client: App, user: User) -> str:
     now = int(sb.clock.now())
     return sb.pki.sign({
         "aud": client.app_id, "iss": tokens.issuer(sb), "iat": now, "nbf": now,
@@ -294,13 +295,16 @@ def _form(raw: Any) -> dict[str, str]:
     return form
 
 
-def _audiences(sb: Sandbox, segment: str) -> set[str]:
+def _audiences(sb: SandboxState, segment: str) -> set[str]:
     """Token endpoint URLs a certificate assertion may name as `aud` (trailing slash ignored)."""
     return {f"{sb.url}/{t}/oauth2/v2.0/token" for t in (segment, sb.tenant.tenant_id)}
 
 
 async def _token(request: web.Request) -> web.Response:
     sb = request.app[SANDBOX_KEY]
+    delay = sb.behaviour.graph_delay()  # the token endpoint is a round trip like any Graph call
+    if delay > 0:
+        await anyio.sleep(delay)
     segment = request.match_info["tenant"]
     form = _form(await request.post())
     grant = form.get("grant_type", "")

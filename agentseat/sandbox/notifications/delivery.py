@@ -1,8 +1,8 @@
 """The change-notification delivery engine: from a new chat message or mail to POSTs.
 
 Owns matching a change to live subscriptions, building one notification per
-subscription (delivery_payloads.py), queueing it per notification URL
-(delivery_queue.py), lifecycle notifications and their cadence, the validation
+subscription (payloads.py), queueing it per notification URL
+(queue.py), lifecycle notifications and their cadence, the validation
 handshake, and pausing a subscription whose access token expired. Route modules
 call `chat_message`/`mail_message` (synchronous: they only enqueue) on the
 sandbox's event loop; `run` owns every worker in one task group.
@@ -22,15 +22,15 @@ import structlog
 from cryptography import x509
 from yarl import URL
 
-from . import delivery_payloads as payloads
-from .delivery_queue import Item, Outbox
-from .resources import mail_json
-from .subscription_resources import ResourceError, ResourceSpec
-from .subscription_rules import change_types, live_subscriptions, parse_certificate, spec_of
+from . import payloads
+from .queue import Item, Outbox
+from ..graph.resources import mail_json
+from .resources import ResourceError, ResourceSpec
+from .rules import change_types, live_subscriptions, parse_certificate, spec_of
 
 if TYPE_CHECKING:
-    from .app import Sandbox
-    from .tenant import Chat, ChatMessage, MailMessage, Subscription
+    from ..state import SandboxState
+    from ..tenant import Chat, ChatMessage, MailMessage, Subscription
 
 log = structlog.get_logger(__name__)
 
@@ -48,7 +48,7 @@ LIFECYCLE_EVENTS = ("reauthorizationRequired", "subscriptionRemoved", "missed")
 class DeliveryEngine:
     """Graph's notification service for the sandbox tenant."""
 
-    def __init__(self, sb: Sandbox) -> None:
+    def __init__(self, sb: SandboxState) -> None:
         self.sb = sb
         self.outbox = Outbox(sb, self)
         self._specs: dict[str, ResourceSpec] = {}

@@ -1,7 +1,7 @@
 """`/v1.0/subscriptions`: create, list, get, renew, delete and reauthorize, plus
 the `/_sandbox/subscriptions` control routes (expire, remove, lifecycle events).
 
-Owns the request flow: parse, check the rules (subscription_rules.py), run the
+Owns the request flow: parse, check the rules (rules.py), run the
 validation handshake through the delivery engine, store. Delivery itself is
 delivery.py's job.
 """
@@ -14,11 +14,12 @@ from typing import TYPE_CHECKING, Any
 import structlog
 from aiohttp import web
 
-from . import throttle
-from .auth import SANDBOX_KEY, Principal, graph_route, principal
-from .responses import graph_error, odata
-from .subscription_resources import ResourceError, parse_resource
-from .subscription_rules import (
+from ..graph import throttle
+from ..graph.auth import Principal, graph_route, principal
+from ..state import SANDBOX_KEY
+from ..responses import graph_error, odata
+from .resources import ResourceError, parse_resource
+from .rules import (
     CHAT_SCOPES,
     MAIL_SCOPES,
     TLS_VERSIONS,
@@ -37,10 +38,10 @@ from .subscription_rules import (
     spec_of,
     subscription_json,
 )
-from .tenant import Subscription, new_id
+from ..tenant import Subscription, new_id
 
 if TYPE_CHECKING:
-    from .app import Sandbox
+    from ..state import SandboxState
 
 log = structlog.get_logger(__name__)
 
@@ -81,7 +82,7 @@ async def _handshake(request: web.Request, url: str) -> None:
         raise bad(_VALIDATION_FAILED, "ValidationError")
 
 
-def _note_token_refresh(sb: Sandbox, sub: Subscription, who: Principal, *, kind: str) -> None:
+def _note_token_refresh(sb: SandboxState, sub: Subscription, who: Principal, *, kind: str) -> None:
     """Renewal and reauthorization both refresh the access token behind the subscription
     ("When you renew your subscription, your access token is also refreshed")."""
     now = sb.clock.now()

@@ -1,8 +1,8 @@
 """Shared pieces of the sandbox's directory routes: OData query options, error
 shapes, request bodies, the apps a URL addresses and directory-object references.
 
-It owns no routes; `graph_directory`, `graph_directory_apps` and
-`graph_directory_sps` use it so that every directory route filters, selects
+It owns no routes; `users`, `apps` and
+`service_principals` use it so that every directory route filters, selects
 and fails the same way Graph does.
 """
 
@@ -15,11 +15,12 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from aiohttp import web
 
-from .auth import SANDBOX_KEY, principal
-from .responses import graph_error
+from ..auth import principal
+from ...state import SANDBOX_KEY
+from ...responses import graph_error
 
 if TYPE_CHECKING:
-    from .tenant import App, Tenant
+    from ...tenant import App, Tenant
 
 GRAPH_ROOT = "https://graph.microsoft.com"
 T = TypeVar("T")

@@ -15,8 +15,9 @@ from typing import TYPE_CHECKING, Any
 import structlog
 from aiohttp import web
 
-from .auth import SANDBOX_KEY, graph_route
-from .graph_directory_common import (
+from ..auth import graph_route
+from ...state import SANDBOX_KEY
+from .common import (
     bad_request,
     collection,
     conflict,
@@ -26,11 +27,11 @@ from .graph_directory_common import (
     not_found,
     read_json,
 )
-from .tenant import App, Grant
+from ...tenant import App, Grant
 
 if TYPE_CHECKING:
-    from .app import Sandbox
-    from .tenant import Tenant
+    from ...state import SandboxState
+    from ...tenant import Tenant
 
 log = structlog.get_logger(__name__)
 
@@ -47,7 +48,7 @@ def grant_id(client_sp: str, resource_sp: str, principal_id: str = "") -> str:
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def _sp(sb: Sandbox, sp_object_id: object) -> App | None:
+def _sp(sb: SandboxState, sp_object_id: object) -> App | None:
     for app in sb.tenant.apps.values():
         if app.sp_object_id == sp_object_id and app.has_principal:
             return app
@@ -60,7 +61,7 @@ def drop_client_grants(tenant: Tenant, client_app_id: str) -> None:
         del tenant.grants[grant_id]
 
 
-def grant_json(sb: Sandbox, grant: Grant) -> dict[str, Any]:
+def grant_json(sb: SandboxState, grant: Grant) -> dict[str, Any]:
     client, resource = sb.tenant.app(grant.client_app_id), sb.tenant.app(grant.resource)
     return {
         "clientId": client.sp_object_id if client else grant.client_app_id,

@@ -3,7 +3,7 @@ and certificate credentials (PATCH keyCredentials, addKey, removeKey).
 
 Agent identities and Microsoft Graph have no application object in the tenant
 (they are service principals only), so they never appear here; see
-`graph_directory_sps` for service principals.
+`service_principals` for service principals.
 """
 
 from __future__ import annotations
@@ -20,9 +20,10 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import NameOID
 
-from .auth import SANDBOX_KEY, graph_route
-from .clock import iso, parse_iso
-from .graph_directory_common import (
+from ..auth import graph_route
+from ...state import SANDBOX_KEY
+from ...clock import iso, parse_iso
+from .common import (
     agent_id_blocked,
     agent_id_body,
     bad_request,
@@ -37,12 +38,12 @@ from .graph_directory_common import (
     read_json,
     resolve_sponsors,
 )
-from .graph_directory_grants import drop_client_grants
-from .pki import sha1_thumbprint_hex
-from .tenant import GRAPH_APP_ID, App, KeyCredential, new_id
+from .grants import drop_client_grants
+from ...pki import sha1_thumbprint_hex
+from ...tenant import GRAPH_APP_ID, App, KeyCredential, new_id
 
 if TYPE_CHECKING:
-    from .app import Sandbox
+    from ...state import SandboxState
 
 log = structlog.get_logger(__name__)
 
@@ -76,7 +77,7 @@ def key_credential_json(kc: KeyCredential) -> dict[str, Any]:
     }
 
 
-def application_json(sb: Sandbox, app: App, description: str | None = None) -> dict[str, Any]:
+def application_json(sb: SandboxState, app: App, description: str | None = None) -> dict[str, Any]:
     body: dict[str, Any] = {
         "id": app.object_id,
         "appId": app.app_id,
@@ -184,7 +185,7 @@ def replace_credentials(app: App, entries: object) -> list[KeyCredential] | str:
     return result
 
 
-def verify_proof(sb: Sandbox, app: App, proof: object) -> str | None:
+def verify_proof(sb: SandboxState, app: App, proof: object) -> str | None:
     """Check an addKey/removeKey proof of possession (application-rollkey-prooftoken):
     signed by one of the app's currently valid certificates, aud, iss = the app's
     object id, nbf and exp at most 10 minutes apart. Returns why it fails, or None."""

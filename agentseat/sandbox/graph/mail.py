@@ -3,7 +3,7 @@
 Also the helpers the control API and tests use to deliver mail from any
 address and to change messages (`deliver_mail`, `mark_read`, `delete_message`).
 Every change takes the next `tenant.mail_seq`, which the delta query in
-`graph_mail_delta` reads. Rules come from "List messages" (user-list-messages),
+`mail_delta` reads. Rules come from "List messages" (user-list-messages),
 "user: sendMail", "message: reply" and the Mail permission reference.
 """
 
@@ -18,8 +18,9 @@ import structlog
 from aiohttp import web
 
 from . import throttle
-from .auth import SANDBOX_KEY, graph_route, principal
-from .graph_query import (
+from .auth import graph_route, principal
+from ..state import SANDBOX_KEY
+from .query import (
     GraphError,
     bad_request,
     carry_query,
@@ -33,12 +34,12 @@ from .graph_query import (
     top,
 )
 from .resources import mail_json
-from .responses import odata
-from .tenant import MailMessage
+from ..responses import odata
+from ..tenant import MailMessage
 
 if TYPE_CHECKING:
-    from .app import Sandbox
-    from .tenant import User
+    from ..state import SandboxState
+    from ..tenant import User
 
 log = structlog.get_logger(__name__)
 
@@ -61,29 +62,29 @@ def _outlook_id(prefix: str) -> str:
     return prefix + base64.urlsafe_b64encode(secrets.token_bytes(42)).decode()
 
 
-def _next_seq(sb: Sandbox) -> int:
+def _next_seq(sb: SandboxState) -> int:
     sb.tenant.mail_seq += 1
     return sb.tenant.mail_seq
 
 
-def _notify(sb: Sandbox, msg: MailMessage, change_type: str) -> None:
+def _notify(sb: SandboxState, msg: MailMessage, change_type: str) -> None:
     # The engine filters by subscription resource (inbox, sent items, whole mailbox); it only enqueues.
     sb.delivery.mail_message(msg, change_type)
 
 
-def mailbox(sb: Sandbox, owner_id: str) -> list[MailMessage]:
+def mailbox(sb: SandboxState, owner_id: str) -> list[MailMessage]:
     """A user's messages (deleted ones included, for delta), oldest first."""
     return sb.tenant.mail.setdefault(owner_id, [])
 
 
-def find_message(sb: Sandbox, owner_id: str, message_id: str) -> MailMessage | None:
+def find_message(sb: SandboxState, owner_id: str, message_id: str) -> MailMessage | None:
     for msg in sb.tenant.mail.get(owner_id, []):
         if msg.id == message_id and not msg.deleted:
             return msg
     return None
 
 
-def deliver_mail(sb: Sandbox, from_address: str, to: list[str], subject: str, body: str, body_type: str = "text",
+def deliver_mail(sb: SandboxState, from_address: str, to: list[str], subject: str, body: str, body_type: str = "text",
                  *, conversation_id: str | None = None, save_to_sent: bool = True,
                  cc: list[str] | None = None) -> list[MailMessage]:
     """Deliver one message: a copy in each tenant recipient's inbox, then one in the sender's sent items.
@@ -123,7 +124,7 @@ def deliver_mail(sb: Sandbox, from_address: str, to: list[str], subject: str, bo
     return created
 
 
-def mark_read(sb: Sandbox, msg: MailMessage, is_read: bool = True) -> None:
+def mark_read(sb: SandboxState, msg: MailMessage, is_read: bool = True) -> None:
     if msg.is_read == is_read:
         return
     msg.is_read = is_read
@@ -132,7 +133,7 @@ def mark_read(sb: Sandbox, msg: MailMessage, is_read: bool = True) -> None:
     _notify(sb, msg, "updated")
 
 
-def delete_message(sb: Sandbox, msg: MailMessage) -> None:
+def delete_message(sb: SandboxState, msg: MailMessage) -> None:
     """Delete a message; it stays as a tombstone so a delta round can report `@removed`."""
     if msg.deleted:
         return
@@ -365,7 +366,7 @@ async def reply(request: web.Request) -> web.Response:
 
 
 def routes() -> list[web.RouteDef]:
-    """Mail routes; `graph_mail_delta.routes()` must be registered first (`/messages/delta`)."""
+    """Mail routes; `mail_delta.routes()` must be registered first (`/messages/delta`)."""
     out: list[web.RouteDef] = []
     for base in ("/v1.0/me", "/v1.0/users/{user_id}"):
         out += [

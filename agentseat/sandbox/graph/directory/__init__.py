@@ -1,0 +1,1 @@
+"""agentseat.sandbox.graph.directory"""
