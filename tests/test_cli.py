@@ -19,6 +19,7 @@ from agentseat.identity.configfile import update_env_file
 from agentseat.identity.keys import KeyStore, generate_certificate
 from agentseat.runtime.inbox import Event, Inbox
 from agentseat.sandbox.app import Sandbox
+from agentseat.tenant_facts import FACTS_FILE, TenantFacts
 from tests.sandbox._agent import add_key_credential
 
 _JWT = re.compile(r"^eyJ[A-Za-z0-9_-]+\.eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$")
@@ -172,3 +173,23 @@ def test_status_reads_the_inbox_and_subscriptions_without_a_runtime(
     assert "subscription:   mail: refused" in out and "403 Forbidden" in out
     assert "runtime:        not running" in out
     assert "secret plans" not in out and "hello" not in out  # never a message's text
+
+
+def test_status_shows_what_the_tenant_was_seen_to_do_and_its_warnings(
+        sandbox: Sandbox, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    state = tmp_path / "state"
+    writer = TenantFacts(state)  # as a running runtime in another process would
+    writer.record("chats_orderby", "rejected")
+    writer.record("validation_tokens", {"audience": "blueprint", "verified": True})
+    writer.warn("webhook_delivery", "reconcile found 3 messages no notification delivered")
+    assert run(sandbox, state, "status") == 0
+    out = capsys.readouterr().out
+    assert "tenant:         chats_orderby = rejected" in out
+    assert 'tenant:         validation_tokens = {"audience": "blueprint", "verified": true}' in out
+    assert "warning:        reconcile found 3 messages no notification delivered [webhook_delivery" in out
+    writer.warn("webhook_delivery", None)
+    assert TenantFacts.read(state)["warnings"] == {}
+    assert oct((state / FACTS_FILE).stat().st_mode & 0o777) == "0o600"
+    (state / FACTS_FILE).write_text("{not json")  # a damaged file is a logged restart, never a crash
+    assert run(sandbox, state, "status") == 0
+    assert "tenant:" not in capsys.readouterr().out

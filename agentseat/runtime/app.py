@@ -45,6 +45,7 @@ from .lock import OwnerLock
 from .normalize import TrustPolicy
 from .permission_replies import PermissionReplies
 from ..graph.subscription import KnownSubscription
+from ..tenant_facts import TenantFacts
 from .pipeline import NotificationPipeline
 from .poller import Poller
 from .verify import JwksCache
@@ -101,6 +102,8 @@ class Runtime:
         if settings.permission_relay:  # a sponsor's `yes <id>` answers a relayed Claude Code permission prompt
             self.intake.intercept(PermissionReplies(settings, self.graph, self.policy))
         self.lock = OwnerLock(settings.state_dir / "runtime.lock")
+        #: What this tenant was seen to do and what we adapted to (status, doctor --live).
+        self.facts = TenantFacts(settings.state_dir)
         self.status = RuntimeStatus(mode=settings.mode)
         self._tunnel_override = tunnel
         self.manager: SubscriptionManager | None = None
@@ -358,5 +361,7 @@ class Runtime:
             "poller": vars(self.poller.counters),
             "token_refreshes": self.tokens.refreshes,
             "notes": self.status.notes,
+            # What the tenant was seen to do (token audience, lifetimes, $orderby, ...) and warnings.
+            "tenant": self.facts.snapshot(),
         }
 

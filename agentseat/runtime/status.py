@@ -17,6 +17,7 @@ from typing import Any, TextIO
 from ..config import Settings
 from ..errors import AgentSeatError
 from ..identity.keys import KeyStore
+from ..tenant_facts import TenantFacts
 from .inbox import Inbox
 from .inbox_view import unread_line, unread_status
 from .lock import OwnerLock
@@ -55,6 +56,7 @@ def collect(settings: Settings) -> dict[str, Any]:
                                 for c in certs]
     except AgentSeatError as exc:
         info["certificates"] = {"error": exc.message}
+    info["tenant"] = TenantFacts.read(state)
     path = state / "inbox.db"
     if not path.exists():
         info["inbox"] = None
@@ -76,6 +78,16 @@ def collect(settings: Settings) -> dict[str, Any]:
     return info
 
 
+def _print_tenant(tenant: dict[str, Any], out: TextIO) -> None:
+    """What the runtime saw the tenant do, and any warning it raised (e.g. notifications not arriving)."""
+    for key, fact in sorted(tenant.get("facts", {}).items()):
+        value = fact.get("value")
+        shown = value if isinstance(value, (str, int, float, bool)) else json.dumps(value, sort_keys=True)
+        print(f"tenant:         {key} = {shown} (seen {fact.get('seen_at', '?')})", file=out)
+    for key, warning in sorted(tenant.get("warnings", {}).items()):
+        print(f"warning:        {warning.get('message')} [{key}, since {warning.get('since', '?')}]", file=out)
+
+
 def status(settings: Settings, out: TextIO | None = None) -> int:
     """Print the status; 0 always (a missing inbox is a state, not an error)."""
     out = out or sys.stdout
@@ -90,6 +102,7 @@ def status(settings: Settings, out: TextIO | None = None) -> int:
     for cert in certs if isinstance(certs, list) else []:
         mark = "active" if cert["active"] else "old"
         print(f"certificate:    {cert['thumbprint']} ({mark}, expires {cert['expires'][:10]})", file=out)
+    _print_tenant(info["tenant"], out)
     inbox = info.get("inbox")
     if inbox is None:
         print("inbox:          empty (no runtime has run in this state dir yet)", file=out)
