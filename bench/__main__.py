@@ -6,6 +6,7 @@
     python -m bench --from-json r.json --markdown BENCHMARKS.md   # re-render a saved run
     python -m bench soak ...         # bench/soak.py, when present
     python -m bench attack ...       # bench/attack.py, when present
+    python -m bench realistic ...    # Graph's documented delays: webhook vs entrabot polling
 
 stdout: the table, then the last line, a JSON object with every figure (for
 comparing commits). Progress goes to stderr; logs of the sandbox and the runtimes
@@ -25,7 +26,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-_SUBCOMMANDS = ("soak", "attack")
+_SUBCOMMANDS = ("soak", "attack", "realistic")
 
 
 def _dispatch(name: str, argv: list[str]) -> int:

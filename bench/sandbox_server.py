@@ -9,7 +9,7 @@ the control API does not offer:
   (CLOCK_MONOTONIC is one clock for every process on the machine).
 - `POST /_bench/agent`: register an agent certificate on the Blueprint and grant consent.
 - `POST /_bench/seed`: 20 chats with the agent (one old message each) and a few old mails.
-- `GET  /_bench/created`: message id -> sandbox time it was accepted.
+- `GET  /_bench/created`: message id (chat or mail) -> sandbox time it was accepted.
 - `GET  /_bench/sends`: message id -> [POST start, answer read] of its notification's delivery.
 - `GET|DELETE /_bench/subscriptions`: the live subscriptions; drop them all.
 - `POST /_bench/notifications`: genuine rich notification bodies (bench/loadgen.py).
@@ -123,7 +123,9 @@ async def _seed(request: web.Request) -> web.Response:
 
 async def _created(request: web.Request) -> web.Response:
     sb = _sb(request)
-    return web.json_response({m.id: m.created for msgs in sb.tenant.messages.values() for m in msgs})
+    created = {m.id: m.created for msgs in sb.tenant.messages.values() for m in msgs}
+    created |= {m.id: m.received for box in sb.tenant.mail.values() for m in box}
+    return web.json_response(created)
 
 
 async def _sends(request: web.Request) -> web.Response:

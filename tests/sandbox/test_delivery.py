@@ -413,3 +413,32 @@ async def test_messages_and_mail_sent_through_graph_are_notified(sandbox: Sandbo
     key = certificate()[0]
     assert json.loads(decrypt_content(by_sub[chats["id"]]["encryptedContent"], key))["id"] == sent["id"]
     assert json.loads(decrypt_content(by_sub[inbox["id"]]["encryptedContent"], key))["subject"] == "Mailed via Graph"
+
+
+async def test_each_notification_waits_its_own_delivery_delay_and_a_later_one_may_overtake(
+        sandbox: Sandbox, graph: Graph, rx: Receiver) -> None:
+    await _subscribe(graph, rx)
+    chat = _dm(sandbox)
+    sandbox.behaviour = sandbox.behaviour.merged({"delivery_delay_ms": {"chat": [800, 800]}})
+    started = anyio.current_time()
+    slow, _ = post_message(sandbox, chat, sandbox.role("sponsor"), "waits 0.8 s")
+    sandbox.behaviour = sandbox.behaviour.merged({"delivery_delay_ms": {"chat": [0, 0]}})
+    fast, _ = post_message(sandbox, chat, sandbox.role("sponsor"), "no wait")
+    await wait_until(lambda: len(rx.items()) == 2)
+    # Delivered as drawn, not first in first out: Graph does not promise order (a lower bound only).
+    assert [item["resourceData"]["id"] for item in rx.items()] == [fast.id, slow.id]
+    assert anyio.current_time() - started >= 0.8
+
+
+def test_delivery_delays_are_drawn_around_p50_and_never_past_the_maximum() -> None:
+    import random
+
+    from agentseat.sandbox.behaviour import Behaviour
+
+    behaviour = Behaviour().merged({"delivery_delay_ms": {"mail": [1000, 3000]}, "graph_latency_ms": [100, 300]})
+    rng = random.Random(7)
+    mail = sorted(behaviour.delivery_delay("mail", rng) for _ in range(2001))
+    graph = sorted(behaviour.graph_delay(rng) for _ in range(2001))
+    assert 0.9 < mail[1000] < 1.1 and mail[-1] <= 3.0  # median near p50, capped at the maximum
+    assert 0.09 < graph[1000] < 0.11 and 0.25 < graph[1980] < 0.36  # p50 and p99 near what was asked
+    assert behaviour.delivery_delay("chat", rng) == 0.0  # the other kind keeps its own (zero) range

@@ -107,9 +107,12 @@ class DeliveryEngine:
             stats["dropped"] += 1
             return 0
         now = self.sb.clock.now()
+        # Graph's own delivery delay (subscription resource, "Latency" table: chat average under
+        # 10 s, maximum 1 minute; mail average under 1 minute, maximum 3 minutes), per notification.
+        delay = self.sb.behaviour.delivery_delay("mail" if spec.is_outlook else "chat")
         self.outbox.put(sub.notification_url, Item(
             body=body, sub_id=sub.id, audience=payloads.token_audience(sub) if sub.include_resource_data else "",
-            lifecycle=False, outlook=spec.is_outlook, enqueued=now, not_before=now,
+            lifecycle=False, outlook=spec.is_outlook, enqueued=now, not_before=now + delay,
         ))
         return 1
 

@@ -182,11 +182,14 @@ class Outbox:
         keep: deque[Item] = deque()
         while queue.items:
             item = queue.items.popleft()
-            if len(batch) >= MAX_BATCH or item.not_before > now:
+            if len(batch) >= MAX_BATCH:
                 keep.append(item)
                 keep.extend(queue.items)
                 queue.items.clear()
                 break
+            if item.not_before > now:  # each notification has its own delay: later ones may overtake it
+                keep.append(item)
+                continue
             if not item.lifecycle:
                 if not self.hooks.sub_alive(item.sub_id):
                     stats["discarded"] += 1

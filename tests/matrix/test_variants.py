@@ -1,0 +1,127 @@
+"""The end-to-end matrix: every variant Microsoft's docs leave open, one real run each.
+
+Each run is what a user does on a new tenant: `agentseat setup` (a subprocess, like a
+user's shell), `agentseat watch` in webhook mode, a sponsor's DM and a colleague's mail,
+a restart with more of both sent while it was down. Under every variant, and with all
+the hostile ones at once, every message must be stored exactly once, and `agentseat
+status` must say what the runtime adapted to. Delays are short so CI can run it all;
+time limits are safety bounds, never measurements.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agentseat.runtime.inbox import Inbox
+from agentseat.sandbox.app import Sandbox, SandboxOptions
+from tests.runtime.test_runtime import control, free_port, upn, wait_for
+
+PASSPHRASE = "matrix-passphrase-not-secret"
+
+#: variant -> (behaviour, lines `agentseat status` must show once the run is over)
+VARIANTS: dict[str, tuple[dict[str, Any], tuple[str, ...]]] = {
+    "documented_defaults": ({}, ("validation_tokens = ", '"audience": "agent_identity"')),
+    "tokens_for_the_blueprint": ({"validation_token_audience": "blueprint"}, ('"audience": "blueprint"',)),
+    "no_validation_tokens": ({"validation_token_audience": "none"}, ('"audience": "missing"',)),
+    "chat_subscriptions_last_an_hour": ({"chat_subscription_max_minutes": 60},
+                                        ("chat_subscription_max_minutes = 60",)),
+    "orderby_rejected": ({"chats_orderby": "rejected"}, ("chats_orderby = rejected",)),
+    "filter_ignored": ({"messages_filter": "ignored"}, ("messages_filter = ",)),
+    "replication_delay": ({"replication_delay_seconds": 3}, ()),
+    "mailbox_not_ready_at_first": ({"mailbox_ready_after_seconds": 8}, ("mailbox = ready",)),
+    "blueprint_key_routes_only": ({"blueprint_key_route": "blueprint_only"}, ("blueprint_key_route = blueprint",)),
+    "graph_slow": ({"graph_latency_ms": [20, 120]}, ()),
+    "delivery_delayed": ({"delivery_delay_ms": {"chat": [300, 1500], "mail": [500, 2500]}}, ()),
+    "outlook_concurrency_two": ({"outlook_max_concurrency": 2}, ()),
+}
+HOSTILE = {key: value for behaviour, _ in VARIANTS.values() for key, value in behaviour.items()}
+HOSTILE_EXPECTED = ('"audience": "missing"', "chat_subscription_max_minutes = 60", "chats_orderby = rejected",
+                    "mailbox = ready")
+CASES = {**VARIANTS, "all_hostile_at_once": (HOSTILE, HOSTILE_EXPECTED)}
+
+
+@pytest.fixture(params=sorted(CASES))
+def case(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def sandbox_options(case: str) -> SandboxOptions:
+    return SandboxOptions(behaviour=CASES[case][0])
+
+
+def _cli(sandbox: Sandbox, state: Path, *argv: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "AGENTSEAT_KEY_PASSPHRASE": PASSPHRASE, "PYTHON_KEYRING_BACKEND": "keyring.backends.fail.Keyring"}
+    return subprocess.run([sys.executable, "-m", "agentseat.cli", "--env-file", str(sandbox.env_path),
+                           "--state-dir", str(state), *argv], env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def _watch(sandbox: Sandbox, state: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "AGENTSEAT_KEY_PASSPHRASE": PASSPHRASE, "PYTHON_KEYRING_BACKEND": "keyring.backends.fail.Keyring",
+           "AGENTSEAT_MODE": "webhook", "AGENTSEAT_TUNNEL": "loopback", "AGENTSEAT_WEBHOOK_PORT": str(port),
+           "AGENTSEAT_INBOUND_POLICY": "tenant"}
+    with log.open("ab") as err:
+        return subprocess.Popen([sys.executable, "-m", "agentseat.cli", "--env-file", str(sandbox.env_path),
+                                 "--state-dir", str(state), "watch"], env=env, stdout=subprocess.DEVNULL, stderr=err)
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def _stored(state: Path) -> Counter[str]:
+    if not (state / "inbox.db").exists():
+        return Counter()
+    with Inbox(state / "inbox.db") as inbox:
+        return Counter(e.message_id for e in inbox.read(0, 10_000))
+
+
+async def _send(sandbox: Sandbox, round_: int) -> list[str]:
+    dm = await control(sandbox, "POST", "/_sandbox/messages", {
+        "from": upn(sandbox, "sponsor"), "to": upn(sandbox, "agent_user"), "text": f"sponsor asks, round {round_}"})
+    mail = await control(sandbox, "POST", "/_sandbox/mail", {
+        "from": upn(sandbox, "colleague1"), "to": upn(sandbox, "agent_user"),
+        "subject": f"figures, round {round_}", "body": "Could you send the figures?"})
+    return [dm["message_id"], mail["message_id"]]
+
+
+@pytest.mark.timeout(300)
+async def test_every_message_arrives_exactly_once_and_status_says_what_was_adapted(
+        case: str, sandbox: Sandbox, tmp_path: Path) -> None:
+    state = tmp_path / "agent"
+    setup = _cli(sandbox, state, "setup")
+    assert setup.returncode == 0, setup.stdout + setup.stderr
+    port = free_port()  # the same URL across the restart, as a tunnel with a fixed domain
+    proc = _watch(sandbox, state, port, tmp_path / "watch1.log")
+    sent: list[str] = []
+    try:
+        sent += await _send(sandbox, 1)
+        await wait_for(lambda: set(sent) <= set(_stored(state)), timeout=120)
+        _stop(proc)
+        sent += await _send(sandbox, 2)  # while nobody runs: found by the restart's reconcile
+        proc = _watch(sandbox, state, port, tmp_path / "watch2.log")
+        sent += await _send(sandbox, 3)
+        await wait_for(lambda: set(sent) <= set(_stored(state)), timeout=120)
+    finally:
+        _stop(proc)
+    stored = _stored(state)
+    assert {m: stored[m] for m in sent} == {m: 1 for m in sent}, "each message exactly once"
+    status = _cli(sandbox, state, "status")
+    assert status.returncode == 0, status.stderr
+    for line in CASES[case][1]:
+        assert line in status.stdout, f"`agentseat status` does not say {line!r}:\n{status.stdout}"
+    assert "Could you send the figures?" not in status.stdout  # never a message's text
