@@ -64,6 +64,7 @@ class TenantFacts:
     def record(self, key: str, value: Any) -> None:
         """Remember what the tenant did for `key`; unchanged values are not rewritten."""
         with self._lock:
+            self._data = self._read()  # another process (setup, doctor --live) may have written since
             current = self._data["facts"].get(key)
             if current is not None and current.get("value") == value:
                 return
@@ -79,6 +80,7 @@ class TenantFacts:
     def warn(self, key: str, message: str | None) -> None:
         """Raise (or, with None, clear) a warning that `status` shows until it is cleared."""
         with self._lock:
+            self._data = self._read()
             current = self._data["warnings"].get(key)
             if message is None:
                 if current is None:
