@@ -90,6 +90,12 @@ def _stored(state: Path) -> Counter[str]:
         return Counter(e.message_id for e in inbox.read(0, 10_000))
 
 
+async def _started(log: Path) -> None:
+    """The runtime has subscribed and reconciled Teams: from here on nothing sent is missed. (A
+    first run starts its watermark at "now", so a DM sent before it ever ran is not backlog.)"""
+    await wait_for(lambda: "kind=teams reason=startup" in log.read_text(errors="replace"), timeout=120)
+
+
 async def _send(sandbox: Sandbox, round_: int) -> list[str]:
     dm = await control(sandbox, "POST", "/_sandbox/messages", {
         "from": upn(sandbox, "sponsor"), "to": upn(sandbox, "agent_user"), "text": f"sponsor asks, round {round_}"})
@@ -109,6 +115,7 @@ async def test_every_message_arrives_exactly_once_and_status_says_what_was_adapt
     proc = _watch(sandbox, state, port, tmp_path / "watch1.log")
     sent: list[str] = []
     try:
+        await _started(tmp_path / "watch1.log")
         sent += await _send(sandbox, 1)
         await wait_for(lambda: set(sent) <= set(_stored(state)), timeout=120)
         _stop(proc)
