@@ -59,14 +59,19 @@ async def _traffic(host: SandboxHost, seconds: float, tag: str) -> tuple[list[st
 
 
 async def _measure(host: SandboxHost, served: Served, seconds: float, drain: float, tag: str) -> dict[str, Any]:
+    before, started = (await host.stats())["requests_total"], time.monotonic()
     chats, mails = await _traffic(host, seconds, tag)
     await served.wait_for(chats + mails, drain)
+    # Graph calls per minute over the same traffic: what each way costs the tenant's quota.
+    calls = (await host.stats())["requests_total"] - before
+    minutes = (time.monotonic() - started) / 60
     created = await host.created_times()
     got = served.received(chats + mails)
     out: dict[str, Any] = {}
     for kind, ids in (("chat", chats), ("mail", mails)):
         waits = [got[m].at - created[m] for m in ids if m in got]
         out[kind] = {"sent": len(ids), "received": len(waits), **summary_ms(waits)}
+    out["graph_calls_per_minute"] = round(calls / minutes, 1)
     return out
 
 
@@ -110,6 +115,8 @@ def table(out: dict[str, Any]) -> str:
         w, p = out["webhook"][kind], out["poll_entrabot_intervals"][kind]
         rows.append(f"| {kind} | {w['p50'] / 1000:.1f} s | {w['p99'] / 1000:.1f} s | {p['p50'] / 1000:.1f} s | "
                     f"{p['p99'] / 1000:.1f} s | {w['received']}/{w['sent']} / {p['received']}/{p['sent']} |")
+    rows.append(f"| Graph calls per minute | {out['webhook']['graph_calls_per_minute']:g} | | "
+                f"{out['poll_entrabot_intervals']['graph_calls_per_minute']:g} | | |")
     chat, mail = out["behaviour"]["delivery_delay_ms"]["chat"], out["behaviour"]["delivery_delay_ms"]["mail"]
     notes = [
         f"Graph delivery delay drawn per notification: chat p50 {chat[0] / 1000:g} s (max {chat[1] / 1000:g} s), "
