@@ -15,9 +15,11 @@ from pathlib import Path
 
 import pytest
 
+from agentseat.bot import handler_env
 from agentseat.cli import main
 from agentseat.config import KEY_PASSPHRASE_CREDENTIAL, Settings
 from agentseat.errors import ConfigError
+from agentseat.runtime.inbox import Event
 from agentseat.sandbox.app import Sandbox
 from agentseat.service import BotCommandLine, render_unit, service_spec
 
@@ -253,3 +255,11 @@ def test_the_passphrase_file_must_exist_and_hold_something(tmp_path: Path, monke
     (tmp_path / "file").write_text("from a file\n")
     settings = Settings(_env_file=None, key_passphrase_file=tmp_path / "file")  # type: ignore[call-arg]
     assert settings.key_passphrase is not None and settings.key_passphrase.get_secret_value() == "from a file"
+
+
+def test_the_handler_does_not_inherit_the_credentials_directory() -> None:
+    event = Event.teams(chat_id="c", message_id="m", sender_id="u", sender_upn="", sender_name="", trust="sponsor",
+                        text="t", source="poll", created_at="2026-01-01T00:00:00Z")
+    env = handler_env(event, {"CREDENTIALS_DIRECTORY": "/run/user/1000/credentials/agentseat-bot.service",
+                              "AGENTSEAT_KEY_PASSPHRASE_FILE": "/x", "HOME": "/home/a"})
+    assert "CREDENTIALS_DIRECTORY" not in env and "AGENTSEAT_KEY_PASSPHRASE_FILE" not in env and env["HOME"] == "/home/a"
