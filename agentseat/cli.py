@@ -183,9 +183,9 @@ def _bot_service(args: argparse.Namespace, settings: Settings) -> int:
                                      mode=args.mode, tunnel=args.tunnel, public_url=args.public_url,
                                      env_file=args.env_file, verbose=args.verbose)
     spec, left_out = service.service_spec(command, settings, os.environ)
+    service.warn_left_out(left_out, settings, sys.stderr)
     if args.print_unit:
         return service.print_unit(spec, sys.stdout)
-    service.warn_left_out(left_out, settings, sys.stderr)
     return service.install(spec, settings, os.environ, force=args.force, out=sys.stdout, err=sys.stderr,
                            ask=service.interactive_prompt())
 

@@ -8,11 +8,13 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import signal
 import stat
 import subprocess
 import sys
 from pathlib import Path
 
+import anyio
 import pytest
 
 from agentseat.bot import handler_env
@@ -22,6 +24,9 @@ from agentseat.errors import ConfigError
 from agentseat.runtime.inbox import Event
 from agentseat.sandbox.app import Sandbox
 from agentseat.service import BotCommandLine, render_unit, service_spec
+from tests.runtime.test_runtime import upn
+from tests.test_bot import _log_events, wait_agent_messages
+from tests.tools._mcp import post_dm
 
 PASSPHRASE = "service-test-passphrase"
 
@@ -263,3 +268,46 @@ def test_the_handler_does_not_inherit_the_credentials_directory() -> None:
     env = handler_env(event, {"CREDENTIALS_DIRECTORY": "/run/user/1000/credentials/agentseat-bot.service",
                               "AGENTSEAT_KEY_PASSPHRASE_FILE": "/x", "HOME": "/home/a"})
     assert "CREDENTIALS_DIRECTORY" not in env and "AGENTSEAT_KEY_PASSPHRASE_FILE" not in env and env["HOME"] == "/home/a"
+
+
+async def test_the_unit_command_run_as_systemd_would_answers_a_message(
+        sandbox: Sandbox, agent: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The unit's ExecStart, in its WorkingDirectory, with only its Environment= and the passphrase
+    in $CREDENTIALS_DIRECTORY, as the user manager starts it: the bot starts and replies."""
+    monkeypatch.setenv("AGENTSEAT_LOG_FORMAT", "json")  # a setting from the environment, kept in the unit
+    workdir = tmp_path / "bot home 100%"
+    handler(workdir)
+    monkeypatch.chdir(workdir)
+    assert main([*agent, "bot", "--exec", "'./reply 100%.sh'", "--mode", "webhook", "--tunnel", "loopback",
+                 "--install-service"]) == 0
+    unit = (tmp_path / "config" / "systemd" / "user" / "agentseat-bot.service").read_text()
+    found = settings_of(unit)
+    environment = dict(w.split("=", 1) for line in found["Environment"] for w in systemd_words(line))
+    assert environment["AGENTSEAT_LOG_FORMAT"] == "json"
+    credentials = tmp_path / "run" / "credentials"
+    credentials.mkdir(parents=True, mode=0o700)
+    shutil.copy(found["LoadCredential"][0].split(":", 1)[1].replace("%%", "%"), credentials / KEY_PASSPHRASE_CREDENTIAL)
+    child_env = {**environment, "HOME": str(tmp_path), "CREDENTIALS_DIRECTORY": str(credentials),
+                 "PYTHON_KEYRING_BACKEND": os.environ["PYTHON_KEYRING_BACKEND"]}
+    log_path = tmp_path / "journal.log"
+    monkeypatch.chdir(tmp_path)
+    with log_path.open("w") as journal:
+        process = await anyio.open_process(exec_start(unit), env=child_env, stdout=journal, stderr=journal,
+                                           cwd=found["WorkingDirectory"][0].replace("%%", "%"))
+        try:
+            with anyio.fail_after(60):
+                while not {"bot_ready", "subscription_created"} <= {e.get("event") for e in _log_events(log_path)}:
+                    assert process.returncode is None, log_path.read_text()
+                    await anyio.sleep(0.05)
+            posted = await post_dm(sandbox, upn(sandbox, "sponsor"), upn(sandbox, "agent_user"), "are you there?")
+            [reply] = await wait_agent_messages(sandbox, posted["chat_id"], 1)
+            assert reply["text"] == "ok"
+            process.send_signal(signal.SIGTERM)
+            with anyio.fail_after(30):
+                assert await process.wait() == 0, log_path.read_text()
+        finally:
+            if process.returncode is None:
+                process.kill()
+                with anyio.CancelScope(shield=True):
+                    await process.wait()
+    assert PASSPHRASE not in log_path.read_text()

@@ -260,7 +260,7 @@ def warn_left_out(left_out: Sequence[str], settings: Settings, err: TextIO) -> N
     for name in left_out:
         if name.upper() != "AGENTSEAT_KEY_PASSPHRASE":
             err.write(f"agentseat: warning: {name} is set here but not copied into the unit (it is a secret); "
-                      f"put it in {settings.config_file} (0600) for the service to use it\n")
+                      f"put it in {os.path.abspath(settings.config_file or '')} (0600) for the service to use it\n")
 
 
 __all__ = ["BotCommandLine", "install", "interactive_prompt", "print_unit", "service_spec",
