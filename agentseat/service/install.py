@@ -187,17 +187,31 @@ def _passphrase(settings: Settings, credential: Path, ask: Callable[[str], str] 
 
 
 def _check_opens_key(settings: Settings, passphrase: str) -> bool:
-    """True if the passphrase opens the active key; False when there is no key yet."""
+    """True if the passphrase opens the active key; False when there is no key yet.
+
+    It decrypts the key file itself rather than through KeyStore.load, which would try the
+    keyring first and so accept any passphrase where a keyring holds the right one; the
+    service, run without a login session, may have no keyring to fall back on.
+    """
+    from cryptography.exceptions import UnsupportedAlgorithm
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
     from ..identity.keys import KeyStore
 
-    store = KeyStore(settings.model_copy(update={"key_passphrase": SecretStr(passphrase)}))
-    if store.active() is None:
+    store = KeyStore(settings)
+    sha1 = store.active()
+    if sha1 is None:
         return False
+    key_file = store.dir / f"{sha1}.key.pem"  # the KeyStore's documented layout
     try:
-        store.load()
-    except KeyStoreError as exc:
-        raise KeyStoreError(f"the passphrase for the service does not open the agent's key: {exc.message}",
-                            hint="set AGENTSEAT_KEY_PASSPHRASE to the passphrase the key was saved with") from None
+        load_pem_private_key(key_file.read_bytes(), password=passphrase.encode("utf-8"))
+    except OSError as exc:
+        raise KeyStoreError(f"cannot read {key_file}: {exc.strerror}", hint="run `agentseat doctor`") from None
+    except (ValueError, TypeError, UnsupportedAlgorithm):
+        raise KeyStoreError(
+            f"the passphrase for the service does not open the agent's key {key_file}",
+            hint="set AGENTSEAT_KEY_PASSPHRASE to the passphrase the key was saved with; if the OS keyring "
+                 f"holds it, `python -m keyring get {settings.keyring_service} key-passphrase:{sha1}` prints it") from None
     return True
 
 
