@@ -110,8 +110,9 @@ class HandlerResult:
 # --- running the handler ------------------------------------------------------------------------------
 def handler_env(event: Event, base: Mapping[str, str]) -> dict[str, str]:
     """The handler's environment: `base` without agentseat's own settings (the key passphrase
-    among them), plus a few facts about the event that carry none of its text."""
-    env = {k: v for k, v in base.items() if not k.upper().startswith("AGENTSEAT_")}
+    among them, and systemd's CREDENTIALS_DIRECTORY that holds it), plus a few facts about the
+    event that carry none of its text."""
+    env = {k: v for k, v in base.items() if not k.upper().startswith("AGENTSEAT_") and k != "CREDENTIALS_DIRECTORY"}
     env |= {"AGENTSEAT_EVENT_KIND": event.kind, "AGENTSEAT_EVENT_SEQ": str(event.seq),
             "AGENTSEAT_EVENT_TRUST": event.trust, "AGENTSEAT_EVENT_MESSAGE_ID": event.message_id,
             "AGENTSEAT_EVENT_CHAT_ID": event.chat_id or ""}

@@ -164,7 +164,30 @@ def cmd_bot(args: argparse.Namespace, settings: Settings) -> int:
     from .bot import BotOptions, run_bot
 
     timeout = settings.bot_timeout_seconds if args.timeout is None else args.timeout
-    return run_bot(settings, BotOptions.parse(args.exec, args.allow or [], timeout))
+    options = BotOptions.parse(args.exec, args.allow or [], timeout)
+    if args.install_service or args.print_unit or args.force:
+        return _bot_service(args, settings)
+    return run_bot(settings, options)
+
+
+def _bot_service(args: argparse.Namespace, settings: Settings) -> int:
+    """`--install-service`: a systemd user unit that runs this same bot command (agentseat/service)."""
+    import os
+
+    from . import service
+
+    if not args.install_service:
+        raise AgentSeatError("--print and --force go with --install-service",
+                             hint="agentseat bot --exec CMD --install-service [--print | --force]")
+    command = service.BotCommandLine(exec_line=args.exec, allow=args.allow or [], timeout=args.timeout,
+                                     mode=args.mode, tunnel=args.tunnel, public_url=args.public_url,
+                                     env_file=args.env_file, verbose=args.verbose)
+    spec, left_out = service.service_spec(command, settings, os.environ)
+    service.warn_left_out(left_out, settings, sys.stderr)
+    if args.print_unit:
+        return service.print_unit(spec, sys.stdout)
+    return service.install(spec, settings, os.environ, force=args.force, out=sys.stdout, err=sys.stderr,
+                           ask=service.interactive_prompt())
 
 
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
@@ -181,6 +204,10 @@ def _reactive_commands(parsers: dict[str, argparse.ArgumentParser]) -> None:
                    help="also run the handler for this person (repeatable), or '*' for everyone (default: sponsors)")
     p.add_argument("--timeout", type=float, metavar="S",
                    help="seconds a handler may run (default: AGENTSEAT_BOT_TIMEOUT_SECONDS)")
+    p.add_argument("--install-service", action="store_true",
+                   help="write a systemd user unit that runs this bot command, instead of running it")
+    p.add_argument("--print", dest="print_unit", action="store_true", help="with --install-service: show the unit, write nothing")
+    p.add_argument("--force", action="store_true", help="with --install-service: replace a different existing unit")
     parsers["demo"].add_argument("--dir", help="keep the sandbox and agent state here (default: a temporary directory)")
 
 

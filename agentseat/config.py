@@ -18,9 +18,15 @@ from urllib.parse import urlsplit
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from .errors import ConfigError
+
 #: The Microsoft Graph Change Tracking app: the only legitimate caller of our
 #: webhook (change-notifications-with-resource-data, "How to validate").
 GRAPH_CHANGE_TRACKING_APP_ID = "0bf30f3b-4a52-48df-9a82-234910c4a086"
+
+#: The credential `agentseat bot --install-service` passes the key passphrase in. systemd
+#: (LoadCredential=, v247+) copies it to $CREDENTIALS_DIRECTORY, readable by the service alone.
+KEY_PASSPHRASE_CREDENTIAL = "agentseat-key-passphrase"
 
 Mode = Literal["auto", "webhook", "poll"]
 InboundPolicy = Literal["sponsors", "allowlist", "pairing", "tenant"]
@@ -79,6 +85,8 @@ class Settings(BaseSettings):
     key_passphrase: SecretStr | None = Field(
         default=None, description="Passphrase of the encrypted key file when no keyring backend exists."
     )
+    key_passphrase_file: Path | None = Field(
+        default=None, description="A file holding that passphrase (used when KEY_PASSPHRASE is unset).")
     keyring_service: str = "agentseat"
     sponsors: Annotated[list[str], NoDecode] = Field(default_factory=list, description="Sponsor UPNs or object ids (comma-separated).")
     persona_file: Path | None = None
@@ -157,6 +165,8 @@ class Settings(BaseSettings):
     def _derive(self) -> Settings:
         if self.config_file is None:
             self.config_file = self.state_dir / "agentseat.env"
+        if self.key_passphrase is None:
+            self.key_passphrase = _passphrase_from_file(self.key_passphrase_file)
         return self
 
     @cached_property
@@ -172,6 +182,23 @@ class Settings(BaseSettings):
         """Names of identity settings a runtime needs but does not have."""
         required = ("tenant_id", "blueprint_app_id", "agent_id", "agent_user_id", "cert_thumbprint")
         return [f"AGENTSEAT_{name.upper()}" for name in required if not getattr(self, name)]
+
+
+def _passphrase_from_file(path: Path | None) -> SecretStr | None:
+    """The key passphrase from `path`, else from the systemd credential when running under one."""
+    if path is None:
+        directory = os.environ.get("CREDENTIALS_DIRECTORY")
+        path = Path(directory) / KEY_PASSPHRASE_CREDENTIAL if directory else None
+        if path is None or not path.is_file():
+            return None
+    try:
+        secret = path.read_text("utf-8").rstrip("\r\n")  # the newline an editor or `echo` adds
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read the key passphrase file {path}: {getattr(exc, 'strerror', None) or exc}",
+                          hint="fix AGENTSEAT_KEY_PASSPHRASE_FILE or the file's permissions") from None
+    if not secret:
+        raise ConfigError(f"the key passphrase file {path} is empty", hint="write the key's passphrase into it")
+    return SecretStr(secret)
 
 
 def load_settings(**overrides: object) -> Settings:
