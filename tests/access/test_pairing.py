@@ -276,7 +276,8 @@ async def test_the_allowlist_survives_a_restart_and_an_offline_approval_releases
         running = await ready(tg, env)
         await post_dm(sandbox, grace, agent, "revoked")
         await wait_for(lambda: "revoked" in held_texts(running))
-        assert rc == 0 and len(await agent_lines(sandbox, g["chat_id"])) == 2  # a new code after revoking
+        # The code is sent after the message is held: wait for it rather than race it.
+        assert rc == 0 and len(await wait_agent_lines(sandbox, g["chat_id"], 2)) == 2  # a new code after revoking
         tg.cancel_scope.cancel()
 
 
