@@ -347,6 +347,7 @@ class NotificationPipeline:
         self._on_lifecycle, self._on_mail_fetch, self._on_chat_fetch = on_lifecycle, on_mail_fetch, on_chat_fetch
         self._drop_log = drop_log or DropLog()
         self.fallbacks = fallbacks or TokenFallbacks()
+        self._fallback_log = DropLog()  # its own windows: a fallback line never hides a drop line
 
     def reject(self, reason: str, *, lifecycle_endpoint: bool = False) -> ProcessResult:
         """Record a body dropped before parsing (too large, wrong content type, unreadable)."""
@@ -412,8 +413,8 @@ class NotificationPipeline:
                     drops.append(Drop("token_fallback_capped", sub.id))
                     continue
                 result.fallbacks += 1
-                self._drop_log.record(Drop(item.fallback, sub.id), endpoint=_endpoint(lifecycle_endpoint),
-                                      event="notification_token_fallback")
+                self._fallback_log.record(Drop(item.fallback, sub.id), endpoint=_endpoint(lifecycle_endpoint),
+                                          event="notification_token_fallback")
             kept.append(item)
         return kept
 

@@ -11,6 +11,7 @@ must stay under their cap with the excess left to a resync.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -19,7 +20,9 @@ import pytest
 
 from agentseat.runtime.app import Runtime
 from agentseat.runtime.token_fallback import TokenFallbacks
+from agentseat.runtime.verify import TokenReport
 from agentseat.sandbox.app import Sandbox, SandboxOptions
+from agentseat.tenant_facts import TenantFacts
 from tests.conftest import settings_from_env
 from tests.runtime._forge import item, subscription
 from tests.runtime.test_runtime import Running, control, upn, wait_for
@@ -156,3 +159,44 @@ async def test_fallback_reads_stop_at_the_cap_and_the_rest_comes_from_a_resync(
         assert single_reads(sandbox) - reads <= 2
         assert runtime.describe()["notifications"]["token_fallbacks_capped"] == 3
         tg.cancel_scope.cancel()
+
+
+# --- the budget and the fact, alone (a hand-driven clock) ----------------------------------------
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_the_budget_is_per_kind_and_opens_again_a_minute_later() -> None:
+    clock, capped = Clock(), []
+    budget = TokenFallbacks(per_minute=2, on_capped=lambda kind, why: capped.append((kind, why)), clock=clock)
+    assert [budget.admit("teams", "token_missing_tokens") for _ in range(3)] == [True, True, False]
+    assert budget.admit("mail", "token_missing_tokens")  # mail has its own budget
+    assert capped == [("teams", "token_fallback_capped")]
+    clock.now += 59.9
+    assert not budget.admit("teams", "token_missing_tokens")
+    clock.now += 0.1
+    assert budget.admit("teams", "token_missing_tokens")
+    assert budget.snapshot()["token_fallbacks_capped"] == 2 and budget.snapshot()["token_fallbacks"] == 4
+
+
+def test_the_fact_keeps_signed_claims_only_and_is_not_rewritten_on_every_post(tmp_path: Path) -> None:
+    clock, facts = Clock(), TenantFacts(tmp_path)
+    budget = TokenFallbacks(facts=facts, clock=clock)
+    budget.observe(TokenReport("bad_signature", None))  # nothing signed: a sender's word, not a fact
+    assert facts.get("validation_tokens") is None
+    seen = {"audience": "blueprint", "aud": "b1ee", "iss": "https://login.microsoftonline.com/t/v2.0",
+            "azp": "0bf30f3b-4a52-48df-9a82-234910c4a086", "ver": "2.0"}
+    budget.observe(TokenReport("blueprint_audience", seen))
+    assert facts.get("validation_tokens") == seen
+    budget.observe(TokenReport("missing_tokens", {"audience": "missing"}))  # within 10 s of the last write
+    assert facts.get("validation_tokens") == seen
+    clock.now += 10
+    budget.observe(TokenReport("missing_tokens", {"audience": "missing"}))
+    assert facts.get("validation_tokens") == {"audience": "missing"}
+    assert budget.snapshot()["tokens_failed"] == 4
