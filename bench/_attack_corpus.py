@@ -8,7 +8,8 @@ the webhook URL, the subscription ids, the agent's public certificate, Entra's
 public signing keys, a key of its own. Some kinds also use what only Graph has
 (the clientState, a genuine validation token, the signing key) to show that each
 check stands on its own: a notification that is genuine in every way but one is
-still dropped.
+still dropped, or, when only its validation tokens fail, its content is ignored and
+the message it names is read from Graph (capped; SECURITY.md), so nothing forged is stored.
 """
 from __future__ import annotations
 
@@ -72,7 +73,7 @@ KINDS: list[Kind] = [
     Kind("replay_old_notification", "a stored notification replayed later, then with its expired token",
          replay_old, events=1),
     Kind("token_other_key", "validation token signed by another key under Entra's kid", token_other_key),
-    Kind("token_unknown_kid", "token whose kid is not in the JWKS (500 by design: Graph retries)",
+    Kind("token_unknown_kid", "token whose kid is not in the JWKS (202; the named message is read from Graph)",
          token_unknown_kid),
     Kind("token_alg_none", "unsigned tokens (alg none, NONE, stripped signature)", token_alg_none),
     Kind("token_hs256_public_key", "HS256 keyed with Entra's public key (key confusion)", token_hs256_public_key),

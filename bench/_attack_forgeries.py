@@ -91,8 +91,9 @@ def _swap_payload(good: str, claims: dict[str, Any]) -> str:
 
 
 async def token_unknown_kid(s: aiohttp.ClientSession, t: Target, quick: bool) -> list[Outcome]:
-    """A key id the JWKS lacks: the runtime answers 500 so that Graph retries after a key
-    rotation ("unknown_kid", pipeline._RETRYABLE_TOKEN_REASONS); nothing is stored."""
+    """A key id the JWKS lacks: the item's content is not trusted and the message it names is
+    read from Graph instead (a token fallback, issue 11); a lifecycle POST is answered 500 so
+    that Graph retries after a key rotation. Nothing forged is stored."""
     tokens = [("attacker_kid", t.token(key=t.evil_key, kid="attacker-kid")),
               ("empty_kid", t.token(key=t.evil_key, kid=""))]
     out = []

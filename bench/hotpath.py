@@ -108,7 +108,7 @@ async def measure(host: SandboxHost, env: dict[str, str], workdir: Path, *, post
                     t1 = time.perf_counter()
                     items, _ = screen_items(collection, known, tenant_id=settings.tenant_id, lifecycle_endpoint=False)
                     t2 = time.perf_counter()
-                    items, _, _ = await check_tokens(collection, items, jwks=jwks, settings=settings)
+                    items = (await check_tokens(collection, items, jwks=jwks, settings=settings)).items
                     t3 = time.perf_counter()
                     items, _ = decrypt_items(items, ring)
                     t4 = time.perf_counter()
@@ -188,7 +188,7 @@ async def _variants(bodies: Any, batch: int, inbox: Inbox, pipeline: Notificatio
         for _, body in chunk:
             collection = parse_collection(body)
             items, _ = screen_items(collection, known, tenant_id=settings.tenant_id, lifecycle_endpoint=False)
-            items, _, _ = await check_tokens(collection, items, jwks=jwks, settings=settings)
+            items = (await check_tokens(collection, items, jwks=jwks, settings=settings)).items
 
             def work(items: Any = items) -> Any:
                 kept, _ = decrypt_items(items, ring)

@@ -48,6 +48,7 @@ from ..graph.subscription import KnownSubscription
 from ..tenant_facts import TenantFacts
 from .pipeline import NotificationPipeline
 from .poller import Poller
+from .token_fallback import TokenFallbacks
 from .verify import JwksCache
 from .webhook import WebhookServer
 
@@ -104,6 +105,8 @@ class Runtime:
         self.lock = OwnerLock(settings.state_dir / "runtime.lock")
         #: What this tenant was seen to do and what we adapted to (status, doctor --live).
         self.facts = TenantFacts(settings.state_dir)
+        # Rich items whose validation tokens fail are read from Graph instead, capped (issue 11).
+        self.token_fallbacks = TokenFallbacks(facts=self.facts, on_capped=self.poller.resync_soon)
         self.status = RuntimeStatus(mode=settings.mode)
         self._tunnel_override = tunnel
         self.manager: SubscriptionManager | None = None
@@ -240,7 +243,7 @@ class Runtime:
             settings=settings, inbox=self.inbox, keyring=ring,
             jwks=JwksCache(settings.jwks_url, session, ssl=ssl_context(settings)),
             policy=self.policy, subscriptions=manager.known, on_lifecycle=on_lifecycle, on_mail_fetch=on_mail_fetch,
-            on_chat_fetch=on_chat_fetch, store=self.intake.admit,
+            on_chat_fetch=on_chat_fetch, store=self.intake.admit, fallbacks=self.token_fallbacks,
         )
         tunnel = self._tunnel()
         try:
@@ -359,6 +362,7 @@ class Runtime:
             # Lifecycle events received, dropped (forged, coalesced, rate-limited) and acted on.
             "lifecycle": self.manager.counters.snapshot() if self.manager else {},
             "poller": vars(self.poller.counters),
+            "notifications": self.token_fallbacks.snapshot(),  # validation tokens: verified, fallbacks, capped
             "token_refreshes": self.tokens.refreshes,
             "notes": self.status.notes,
             # What the tenant was seen to do (token audience, lifetimes, $orderby, ...) and warnings.

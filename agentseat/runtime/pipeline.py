@@ -4,7 +4,9 @@ Steps, each a function testable alone: `parse_collection` -> `screen_items` ->
 `check_tokens` -> `decrypt_items` -> `plan_actions` -> store (one call of the `store`
 callback, the runtime's `Intake.admit`, which keeps claims Graph must confirm durably)
 -> dispatch (callbacks). `NotificationPipeline.process` runs them in order and
-logs every drop once per (reason, subscription) per minute.
+logs every drop once per (reason, subscription) per minute. Items whose clientState
+matched but whose validation tokens did not verify are fetched from Graph instead of
+decrypted, within the budget of runtime/token_fallback.py.
 
 It owns the drop rules and their log lines. It does not own HTTP (runtime/webhook.py),
 the trust primitives (runtime/verify.py), the crypto (runtime/crypto.py), the Event
@@ -17,7 +19,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
-import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -32,27 +33,27 @@ from agentseat.graph.models import ChangeNotification, ChangeNotificationCollect
 from agentseat.graph.subscription import KnownSubscription
 
 from .crypto import DecryptionError, KeyRing
+from .droplog import Drop, DropLog, grouped
 from .inbox import Event, Inbox
 from .normalize import TrustPolicy, chat_message_event
-from .verify import JwksCache, VerificationError, validate_tokens, verify_notification_item
+from .token_fallback import TokenFallbacks
+from .verify import JwksCache, TokenReport, VerificationError, assess_tokens, verify_notification_item
 
 if TYPE_CHECKING:
     from agentseat.config import Settings
 
 __all__ = [
     "ChatFetchCallback", "Drop", "DropLog", "Item", "KnownSubscription", "LifecycleCallback", "MailFetchCallback",
-    "NotificationPipeline", "Plan", "ProcessResult", "StoreCallback", "check_tokens", "decrypt_items",
+    "NotificationPipeline", "Plan", "ProcessResult", "StoreCallback", "TokenCheck", "check_tokens", "decrypt_items",
     "parse_collection", "plan_actions", "screen_items",
 ]
 
 log = structlog.get_logger(__name__)
 
-#: Drop-log window: one line per (reason, subscription) per this many seconds.
-DROP_LOG_WINDOW = 60.0
-_DROP_LOG_KEYS = 512
 # Token failures that a later delivery can cure: the signing key is not in our JWKS
 # copy yet (keys "are rotated daily", How to validate) or the JWKS endpoint was down.
 # Only a sender that knows the clientState gets this far, so retrying is no oracle.
+# Used for lifecycle items only: a change item falls back to a Graph read instead.
 _RETRYABLE_TOKEN_REASONS = frozenset({"unknown_kid"})
 _GUID = re.compile(r"^[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")
 # `resource` is an opaque relative path; Graph writes both `chats('x')/messages('y')`
@@ -81,31 +82,27 @@ class ProcessResult:
     fetches: int = 0
     lifecycle: int = 0
     ignored: int = 0
+    fallbacks: int = 0  # items read from Graph because their validation tokens did not verify
     dropped: Counter[str] = field(default_factory=Counter)
     retry: bool = False
 
 
 @dataclass(frozen=True, slots=True)
 class Item:
-    """An item that passed the checks so far; `resource` is the decrypted resource of a rich item."""
+    """An item that passed the checks so far; `resource` is the decrypted resource of a rich item.
+
+    `fallback` (a `token_*` reason) marks a rich item whose validation tokens did not
+    verify: its content is never decrypted, the message it names is read from Graph.
+    """
 
     notification: ChangeNotification
     subscription: KnownSubscription
     resource: dict[str, Any] | None = None
+    fallback: str | None = None
 
     @property
     def rich(self) -> bool:
         return self.notification.encrypted_content is not None
-
-
-@dataclass(frozen=True, slots=True)
-class Drop:
-    """An item (or body) dropped. `subscription` is one of ours, `unknown` or `-`: never sender text."""
-
-    reason: str
-    subscription: str = "-"
-    items: int = 1
-    claimed: str | None = None  # an unknown subscription's id, kept only if it is a GUID
 
 
 @dataclass
@@ -161,39 +158,72 @@ def screen_items(
     return items, drops
 
 
+@dataclass
+class TokenCheck:
+    """What `check_tokens` decided: items kept (some marked `fallback`), drops, whether Graph
+    should retry the POST, and the token report (None when no item relied on tokens)."""
+
+    items: list[Item]
+    drops: list[Drop] = field(default_factory=list)
+    retry: bool = False
+    report: TokenReport | None = None
+
+
 async def check_tokens(
     collection: ChangeNotificationCollection,
     items: list[Item],
     *,
     jwks: JwksCache,
     settings: Settings,
-) -> tuple[list[Item], list[Drop], bool]:
-    """Validate `validationTokens` when the items rely on them; return (kept, drops, retry).
+) -> TokenCheck:
+    """Validate `validationTokens` when the items rely on them.
 
-    Rich items always need them; lifecycle items are checked when tokens are
-    present. "If any tokens fail, consider the change notification suspicious"
-    (change-notifications-with-resource-data, How to validate): every item that
-    relies on them is dropped. Basic items never rely on them: their clientState
-    was checked, and what they name is fetched from Graph with our own token.
+    Rich items always rely on them; lifecycle items when tokens are present. "If
+    any tokens fail, consider the change notification suspicious" (change-notifications-
+    with-resource-data, How to validate), and which `aud` Graph uses for an Agent
+    Identity is not documented (issue 11). So when they fail (or are missing):
+
+    - a rich change item is kept but marked `fallback`: its content is not trusted,
+      the message is read from Graph by its id (its clientState already matched);
+    - a lifecycle item is dropped, or deferred (retry) when the signing key is not
+      known yet; one whose tokens name our Blueprint, and are otherwise Entra's, is
+      kept: the lifecycle gate checks every event with Graph before acting.
+
+    Only the Agent Identity's app id (`settings.audience`) counts as verified.
+    Basic items never rely on tokens: what they name is fetched with our own token.
     """
     tokens_present = collection.validation_tokens is not None
     relies = [i for i in items if i.rich or (i.notification.is_lifecycle and tokens_present)]
     if not relies:
-        return items, [], False
-    try:
-        await validate_tokens(
-            collection.validation_tokens,
-            jwks=jwks,
-            audiences={a for a in (settings.audience,) if a},  # empty: "not_configured", never aud ""
-            tenant_ids={t for t in (settings.tenant_id,) if t},
-            caller_app_id=settings.change_tracking_app_id,
-        )
-    except VerificationError as exc:
-        suspicious = {id(i) for i in relies}
-        kept = [i for i in items if id(i) not in suspicious]
-        drops = [Drop(f"token_{exc.reason}", i.subscription.id) for i in relies]
-        return kept, drops, exc.reason in _RETRYABLE_TOKEN_REASONS
-    return items, [], False
+        return TokenCheck(items)
+    report = await assess_tokens(
+        collection.validation_tokens,
+        jwks=jwks,
+        audiences={a for a in (settings.audience,) if a},  # empty: "not_configured", never aud ""
+        blueprint_audiences={a for a in (settings.blueprint_app_id,) if a} - {settings.audience},
+        tenant_ids={t for t in (settings.tenant_id,) if t},
+        caller_app_id=settings.change_tracking_app_id,
+    )
+    if report.reason is None:
+        return TokenCheck(items, report=report)
+    reason = f"token_{report.reason}"
+    suspicious = {id(i) for i in relies}
+    lifecycle = [i for i in relies if i.notification.is_lifecycle]
+    if lifecycle and not report.blueprint and report.reason in _RETRYABLE_TOKEN_REASONS:
+        return TokenCheck([i for i in items if id(i) not in suspicious],
+                          [Drop(reason, i.subscription.id) for i in relies], retry=True, report=report)
+    kept: list[Item] = []
+    drops: list[Drop] = []
+    for item in items:
+        if id(item) not in suspicious:
+            kept.append(item)
+        elif not item.notification.is_lifecycle:
+            kept.append(dataclasses.replace(item, fallback=reason))
+        elif report.blueprint:
+            kept.append(item)
+        else:
+            drops.append(Drop(reason, item.subscription.id))
+    return TokenCheck(kept, drops, report=report)
 
 
 def decrypt_items(items: list[Item], keyring: KeyRing) -> tuple[list[Item], list[Drop]]:
@@ -202,7 +232,7 @@ def decrypt_items(items: list[Item], keyring: KeyRing) -> tuple[list[Item], list
     drops: list[Drop] = []
     for item in items:
         encrypted = item.notification.encrypted_content
-        if encrypted is None:
+        if encrypted is None or item.fallback:  # a fallback item's content is never trusted, so never read
             kept.append(item)
             continue
         try:
@@ -239,11 +269,12 @@ def plan_actions(items: Iterable[Item], policy: TrustPolicy) -> Plan:
             continue
         data_id = n.resource_data.id if n.resource_data is not None else None
         resource = item.resource
-        if resource is None and sub.rich:
+        if resource is None and sub.rich and not item.fallback:
             # Graph sends resource data on every item of a subscription made with
             # includeResourceData (change-notifications-with-resource-data); an item
             # without it is not Graph's, and fetching what it names would let anyone
             # holding the clientState spend our Graph budget (issue 10, point 5).
+            # Token fallbacks are read from Graph too, but within their own budget.
             plan.drops.append(Drop("basic_on_rich", sub.id))
             continue
         if sub.kind == "teams":
@@ -281,57 +312,6 @@ def plan_actions(items: Iterable[Item], policy: TrustPolicy) -> Plan:
     return plan
 
 
-# --- logging -------------------------------------------------------------------------
-
-
-class DropLog:
-    """Logs a drop once per (reason, subscription) per window and counts the rest.
-
-    Keys are bounded: `subscription` is one of ours or a fixed word, never sender
-    text. The counts suppressed in a window are reported with the next line.
-    """
-
-    def __init__(self, *, window: float = DROP_LOG_WINDOW, clock: Callable[[], float] = time.monotonic) -> None:
-        self._window = window
-        self._clock = clock
-        self._entries: dict[tuple[str, str], list[float]] = {}  # key -> [opened_at, posts, items]
-
-    def record(self, drop: Drop, *, endpoint: str, event: str = "notification_dropped") -> bool:
-        """Log `drop` as `event` unless its key was logged this window; True if a line was written."""
-        now = self._clock()
-        key = (drop.reason, drop.subscription)
-        entry = self._entries.get(key)
-        if entry is not None and now - entry[0] < self._window:
-            entry[1] += 1
-            entry[2] += drop.items
-            return False
-        if len(self._entries) >= _DROP_LOG_KEYS:  # forget closed windows; if none closed, start over
-            live = {k: e for k, e in self._entries.items() if now - e[0] < self._window}
-            self._entries = live if len(live) < _DROP_LOG_KEYS else {}
-        self._entries[key] = [now, 0, 0]
-        # Never the clientState, a token, encrypted data or message text: ids, reason and counts only.
-        log.warning(
-            event,
-            reason=drop.reason,
-            subscription=drop.subscription,
-            claimed_subscription=drop.claimed,
-            items=drop.items,
-            endpoint=endpoint,
-            suppressed_posts=int(entry[1]) if entry else 0,
-            suppressed_items=int(entry[2]) if entry else 0,
-        )
-        return True
-
-
-def _grouped(drops: Iterable[Drop]) -> list[Drop]:
-    counts: dict[tuple[str, str], Drop] = {}
-    for drop in drops:
-        key = (drop.reason, drop.subscription)
-        seen = counts.get(key)
-        counts[key] = drop if seen is None else dataclasses.replace(seen, items=seen.items + drop.items)
-    return list(counts.values())
-
-
 # --- the pipeline --------------------------------------------------------------------
 
 
@@ -359,12 +339,15 @@ class NotificationPipeline:
         on_chat_fetch: ChatFetchCallback | None = None,
         drop_log: DropLog | None = None,
         store: StoreCallback | None = None,
+        fallbacks: TokenFallbacks | None = None,
     ) -> None:
         self._settings, self._inbox, self._keyring, self._jwks = settings, inbox, keyring, jwks
         self._store: StoreCallback = store or inbox.aappend
         self._policy, self._subscriptions = policy, subscriptions
         self._on_lifecycle, self._on_mail_fetch, self._on_chat_fetch = on_lifecycle, on_mail_fetch, on_chat_fetch
         self._drop_log = drop_log or DropLog()
+        self.fallbacks = fallbacks or TokenFallbacks()
+        self._fallback_log = DropLog()  # its own windows: a fallback line never hides a drop line
 
     def reject(self, reason: str, *, lifecycle_endpoint: bool = False) -> ProcessResult:
         """Record a body dropped before parsing (too large, wrong content type, unreadable)."""
@@ -385,13 +368,15 @@ class NotificationPipeline:
         result = ProcessResult(received=len(collection.value))
         items, drops = screen_items(collection, self._subscriptions, tenant_id=self._settings.tenant_id,
                                     lifecycle_endpoint=lifecycle_endpoint)
-        items, token_drops, retry = await check_tokens(collection, items, jwks=self._jwks, settings=self._settings)
-        if retry:
+        tokens = await check_tokens(collection, items, jwks=self._jwks, settings=self._settings)
+        self.fallbacks.observe(tokens.report)
+        if tokens.retry:
             # Nothing of this POST is used: Graph redelivers all of it, and the keys may be known by then.
             result.retry = True
-            self._report(token_drops, result, lifecycle_endpoint, deferred=True)
+            self._report(tokens.drops, result, lifecycle_endpoint, deferred=True)
             return result
-        drops += token_drops
+        drops += tokens.drops
+        items = self._within_fallback_budget(tokens.items, drops, result, lifecycle_endpoint)
         if any(item.rich for item in items):
             # One thread hop for the whole POST: RSA work per item is ~1 ms, a hop costs more.
             items, decrypt_drops = await anyio.to_thread.run_sync(decrypt_items, items, self._keyring)
@@ -415,6 +400,23 @@ class NotificationPipeline:
                   accepted=result.accepted, stored=result.stored, fetches=result.fetches,
                   lifecycle=result.lifecycle, ignored=result.ignored, dropped=sum(result.dropped.values()))
         return result
+
+    def _within_fallback_budget(self, items: list[Item], drops: list[Drop], result: ProcessResult,
+                                lifecycle_endpoint: bool) -> list[Item]:
+        """Items that may fall back to a Graph read; past the cap, a drop the kind's resync makes good."""
+        kept: list[Item] = []
+        for item in items:
+            # Only new messages cost a read (plan_actions ignores other change types).
+            if item.fallback and item.notification.change_type == "created":
+                sub = item.subscription
+                if not self.fallbacks.admit(sub.kind, item.fallback):
+                    drops.append(Drop("token_fallback_capped", sub.id))
+                    continue
+                result.fallbacks += 1
+                self._fallback_log.record(Drop(item.fallback, sub.id), endpoint=_endpoint(lifecycle_endpoint),
+                                          event="notification_token_fallback")
+            kept.append(item)
+        return kept
 
     async def _dispatch(self, plan: Plan, result: ProcessResult, lifecycle_endpoint: bool) -> None:
         calls: list[tuple[str, Any, tuple[Any, ...], str]] = []
@@ -442,7 +444,7 @@ class NotificationPipeline:
 
     def _report(self, drops: Iterable[Drop], result: ProcessResult, lifecycle_endpoint: bool,
                 *, deferred: bool = False) -> None:
-        for drop in _grouped(drops):
+        for drop in grouped(drops):
             if deferred:  # not dropped: Graph delivers these items again
                 self._drop_log.record(drop, endpoint=_endpoint(lifecycle_endpoint), event="notification_deferred")
             else:

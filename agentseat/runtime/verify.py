@@ -1,7 +1,8 @@
 """Trust decisions for inbound Graph change notifications.
 
 Owns three checks: an item's `clientState` and subscription (`verify_notification_item`),
-and the `validationTokens` JWTs of rich notifications (`validate_tokens`) against
+and the `validationTokens` JWTs of rich notifications (`assess_tokens`, which also
+says which audience the tenant used; `validate_tokens` raises instead) against
 Entra's signing keys (`JwksCache`). The rules are those of "How to validate"
 (learn.microsoft.com/graph/change-notifications-with-resource-data).
 
@@ -12,12 +13,14 @@ runtime/webhook.py.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import json
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass
 from ssl import SSLContext
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -34,7 +37,9 @@ __all__ = [
     "NBF_LEEWAY_SECONDS",
     "JwksCache",
     "RejectReason",
+    "TokenReport",
     "VerificationError",
+    "assess_tokens",
     "client_state_matches",
     "validate_tokens",
     "verify_notification_item",
@@ -56,6 +61,7 @@ NBF_LEEWAY_SECONDS = 300.0
 _MAX_TOKENS = 16
 _MAX_TOKEN_CHARS = 16_384
 _MAX_JWKS_BYTES = 1_048_576
+_MAX_CLAIM_CHARS = 200  # a claim kept as a tenant fact (ids and URLs are far shorter)
 
 RejectReason = Literal["unknown_subscription", "client_state_mismatch", "wrong_tenant", "malformed"]
 
@@ -324,6 +330,99 @@ def _check_claims(
         raise VerificationError("bad_caller")
 
 
+@dataclass(frozen=True, slots=True)
+class TokenReport:
+    """What one POST's `validationTokens` amounted to.
+
+    - `reason`: None when every token verified for one of `audiences`, else the
+      first failure (`blueprint_audience` when the only fault is an `aud` naming
+      the Blueprint, which we record but do not count as verified).
+    - `seen`: ids-only claims of the first token whose signature verified, with the
+      audience classified (`agent_identity` | `blueprint` | `other`), or
+      `{"audience": "missing"}` when there were no tokens; None when no token's
+      signature verified (unsigned claims are a sender's word, never a tenant fact).
+    """
+
+    reason: str | None
+    seen: dict[str, Any] | None = None
+
+    @property
+    def blueprint(self) -> bool:
+        return self.reason == "blueprint_audience"
+
+
+def _seen(claims: Mapping[str, Any], audiences: Collection[str], blueprint_audiences: Collection[str]) -> dict[str, Any]:
+    aud = claims.get("aud")
+    values = [aud] if isinstance(aud, str) else aud if isinstance(aud, list) else []
+    kind = ("agent_identity" if any(v in audiences for v in values)
+            else "blueprint" if any(v in blueprint_audiences for v in values) else "other")
+    seen: dict[str, Any] = {"audience": kind}
+    for name in ("aud", "iss", "azp", "appid", "ver"):
+        value = claims.get(name)
+        if isinstance(value, str):
+            seen[name] = value[:_MAX_CLAIM_CHARS]
+        elif isinstance(value, list):
+            seen[name] = [v[:_MAX_CLAIM_CHARS] for v in value[:4] if isinstance(v, str)]
+    return seen
+
+
+async def assess_tokens(
+    tokens: Sequence[str] | None,
+    *,
+    jwks: JwksCache,
+    audiences: Collection[str],
+    blueprint_audiences: Collection[str] = (),
+    tenant_ids: Collection[str],
+    caller_app_id: str,
+    now: float | None = None,
+    issuer_templates: Sequence[str] = ISSUER_TEMPLATES,
+) -> TokenReport:
+    """Check every `validationTokens` JWT of one POST and say what was seen; never raises.
+
+    "If any tokens fail, consider the change notification suspicious" (How to
+    validate), so all must pass; checking stops at the first failure. A token
+    whose only fault is that its `aud` is in `blueprint_audiences` does not stop
+    the check: the docs do not say whether Graph names the Agent Identity or its
+    Blueprint (issue 11), so the caller learns `blueprint_audience` and decides.
+    `tenant_ids` are compared in lowercase, as Entra writes them; `now` is epoch seconds.
+    """
+    if not tokens:
+        return TokenReport("missing_tokens", {"audience": "missing"})
+    if isinstance(tokens, str):
+        return TokenReport("malformed_token")
+    if len(tokens) > _MAX_TOKENS:
+        return TokenReport("too_many_tokens")
+    if not audiences or not tenant_ids or not caller_app_id:
+        return TokenReport("not_configured")
+    tenants = {tid.lower() for tid in tenant_ids}
+    issuers = {template.format(tid=tid) for tid in tenants for template in issuer_templates}
+    now = time.time() if now is None else now
+    seen: dict[str, Any] | None = None
+    blueprint = False
+    for token in tokens:
+        try:
+            claims, kid = await _signed_claims(token, jwks)
+        except VerificationError as exc:
+            return TokenReport(exc.reason, seen)
+        if seen is None:
+            seen = _seen(claims, audiences, blueprint_audiences)
+        check = functools.partial(_check_claims, claims, now=now, issuers=issuers, tenant_ids=tenants,
+                                  caller_app_id=caller_app_id)
+        try:
+            check(audiences=audiences)
+        except VerificationError as exc:
+            if exc.reason != "bad_audience" or not blueprint_audiences:
+                return TokenReport(exc.reason, seen)
+            try:
+                check(audiences=blueprint_audiences)
+            except VerificationError as again:
+                return TokenReport(again.reason if again.reason != "bad_audience" else exc.reason, seen)
+            blueprint = True
+        if kid is not None:
+            jwks._remember(token, kid, claims)  # claims are checked again on every recall
+    return TokenReport("blueprint_audience" if blueprint else None, seen)
+
+
 async def validate_tokens(
     tokens: Sequence[str] | None,
     *,
@@ -340,21 +439,7 @@ async def validate_tokens(
     validate), so all must pass. `tenant_ids` are the tenants we serve; GUIDs
     are compared in lowercase, as Entra writes them. `now` is epoch seconds.
     """
-    if not tokens:
-        raise VerificationError("missing_tokens")
-    if isinstance(tokens, str):
-        raise VerificationError("malformed_token")
-    if len(tokens) > _MAX_TOKENS:
-        raise VerificationError("too_many_tokens")
-    if not audiences or not tenant_ids or not caller_app_id:
-        raise VerificationError("not_configured")
-    tenants = {tid.lower() for tid in tenant_ids}
-    issuers = {template.format(tid=tid) for tid in tenants for template in issuer_templates}
-    now = time.time() if now is None else now
-    for token in tokens:
-        claims, kid = await _signed_claims(token, jwks)
-        _check_claims(
-            claims, now=now, audiences=audiences, issuers=issuers, tenant_ids=tenants, caller_app_id=caller_app_id
-        )
-        if kid is not None:
-            jwks._remember(token, kid, claims)
+    report = await assess_tokens(tokens, jwks=jwks, audiences=audiences, tenant_ids=tenant_ids,
+                                 caller_app_id=caller_app_id, now=now, issuer_templates=issuer_templates)
+    if report.reason is not None:
+        raise VerificationError(report.reason)

@@ -42,6 +42,7 @@ from agentseat.runtime.webhook import WebhookServer
 TENANT = "9f4ebab6-520d-49c0-85cc-7b25c78d4a93"
 OTHER_TENANT = "11111111-2222-3333-4444-555555555555"
 AUDIENCE = "925bff9f-f6e2-4a69-b858-f71ea2b9b6d0"
+BLUEPRINT = "b1ee0000-f6e2-4a69-b858-f71ea2b9b6d0"  # the Agent Identity's Blueprint app id
 AGENT_ID = "aaaaaaaa-0000-0000-0000-00000000a9e7"
 SPONSOR_ID = "5b0d5f3e-1111-4c1e-9d1a-5a0a5a0a5a0a"
 COLLEAGUE_ID = "c011ea90-2222-4c1e-9d1a-5a0a5a0a5a0a"
@@ -281,7 +282,7 @@ class World:
 @asynccontextmanager
 async def make_world(tmp_path: Path, keys: Keys) -> AsyncIterator[World]:
     settings = Settings(_env_file=None, state_dir=tmp_path / "state", tenant_id=TENANT, agent_id=AUDIENCE,
-                        agent_user_id=AGENT_ID, webhook_host="127.0.0.1", webhook_port=0, webhook_max_body=MAX_BODY)
+                        blueprint_app_id=BLUEPRINT, agent_user_id=AGENT_ID, webhook_host="127.0.0.1", webhook_port=0, webhook_max_body=MAX_BODY)
     keyring = KeyRing()
     keyring.add(keys.encryption, certificate=keys.certificate, certificate_id=CERT_ID)
     policy = TrustPolicy(tenant_id=TENANT, sponsor_ids={SPONSOR_ID}, own_ids={AGENT_ID}, domains={"contoso.example"})

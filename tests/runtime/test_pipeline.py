@@ -31,6 +31,7 @@ from agentseat.runtime.verify import VerificationError
 
 from ._notify import (
     AGENT_ID,
+    BLUEPRINT,
     CERT_ID,
     CHAT_ID,
     CLIENT_STATE,
@@ -139,37 +140,58 @@ async def test_forged_client_state_never_makes_us_fetch_keys(world: World) -> No
     assert world.peer.hits == 0
 
 
-async def test_basic_items_need_no_tokens_and_rich_ones_do(world: World) -> None:
+async def test_basic_items_need_no_tokens_and_rich_ones_without_them_fall_back_to_graph(world: World) -> None:
     parsed, items, _ = screened(world, [change_item(), rich_chat_item(world.keys)])
-    kept, drops, retry = await check_tokens(parsed, items, jwks=world.jwks, settings=world.settings)
-    assert [i.rich for i in kept] == [False]
-    assert [d.reason for d in drops] == ["token_missing_tokens"] and not retry
+    check = await check_tokens(parsed, items, jwks=world.jwks, settings=world.settings)
+    # Not dropped (issue 11): `validationTokens` is optional, so the rich item's message is read from Graph.
+    assert [(i.rich, i.fallback) for i in check.items] == [(False, None), (True, "token_missing_tokens")]
+    assert check.drops == [] and not check.retry
+    assert check.report is not None and check.report.seen == {"audience": "missing"}
     parsed, items, _ = screened(world, [change_item(), rich_chat_item(world.keys)], [world.token()])
-    kept, drops, retry = await check_tokens(parsed, items, jwks=world.jwks, settings=world.settings)
-    assert len(kept) == 2 and drops == [] and not retry
+    check = await check_tokens(parsed, items, jwks=world.jwks, settings=world.settings)
+    assert [i.fallback for i in check.items] == [None, None] and check.drops == [] and not check.retry
+    assert check.report is not None and check.report.reason is None
+    assert check.report.seen is not None and check.report.seen["audience"] == "agent_identity"
 
 
-async def test_one_bad_token_drops_every_rich_and_lifecycle_item(world: World) -> None:
+async def test_one_bad_token_sends_every_rich_item_to_graph_and_drops_lifecycle_items(world: World) -> None:
     parsed, items, _ = screened(world, [rich_chat_item(world.keys), lifecycle_item(), change_item()],
                                 [world.token(), world.token(azp=new_id())])
-    kept, drops, _ = await check_tokens(parsed, items, jwks=world.jwks, settings=world.settings)
-    assert [i.rich or i.notification.is_lifecycle for i in kept] == [False]
-    assert [d.reason for d in drops] == ["token_bad_caller", "token_bad_caller"]
+    check = await check_tokens(parsed, items, jwks=world.jwks, settings=world.settings)
+    assert [(i.rich, i.fallback) for i in check.items] == [(True, "token_bad_caller"), (False, None)]
+    assert [d.reason for d in check.drops] == ["token_bad_caller"]  # the lifecycle item: nothing to fetch
+
+
+async def test_blueprint_audience_falls_back_but_keeps_lifecycle_events_for_the_gate(world: World) -> None:
+    parsed, items, _ = screened(world, [rich_chat_item(world.keys), lifecycle_item()],
+                                [world.token(aud=BLUEPRINT)])
+    check = await check_tokens(parsed, items, jwks=world.jwks, settings=world.settings)
+    assert [i.fallback for i in check.items] == ["token_blueprint_audience", None]
+    assert check.drops == [] and not check.retry
+    assert check.report is not None and check.report.seen is not None
+    assert check.report.seen["audience"] == "blueprint" and check.report.seen["aud"] == BLUEPRINT
 
 
 async def test_unconfigured_audience_fails_closed(world: World) -> None:
     world.settings.agent_id = ""
     parsed, items, _ = screened(world, [rich_chat_item(world.keys)], [world.token(aud="")])
-    kept, drops, _ = await check_tokens(parsed, items, jwks=world.jwks, settings=world.settings)
-    assert kept == [] and [d.reason for d in drops] == ["token_not_configured"]
+    check = await check_tokens(parsed, items, jwks=world.jwks, settings=world.settings)
+    assert [i.fallback for i in check.items] == ["token_not_configured"]  # never trusted, read from Graph
 
 
-async def test_unknown_signing_key_defers_the_whole_post(world: World) -> None:
+async def test_unknown_signing_key_sends_change_items_to_graph(world: World) -> None:
+    # Before issue 11 the whole POST was deferred (5xx); a read from Graph needs no key at all.
     token = world.token(kid="tomorrow")
-    result = await world.pipeline.process(body([rich_chat_item(world.keys), change_item()], [token]),
-                                          lifecycle_endpoint=False)
+    result = await world.pipeline.process(body([rich_chat_item(world.keys)], [token]), lifecycle_endpoint=False)
+    assert not result.retry and result.dropped == {} and result.fallbacks == 1
+    assert world.calls.chat == [(CHAT_ID, "1612289765949")] and world.inbox.count() == 0
+
+
+async def test_unknown_signing_key_defers_a_lifecycle_post(world: World) -> None:
+    token = world.token(kid="tomorrow")
+    result = await world.pipeline.process(body([lifecycle_item()], [token]), lifecycle_endpoint=True)
     assert result.retry and result.dropped == {}
-    assert world.calls.chat == [] and world.inbox.count() == 0
+    assert world.calls.lifecycle == []
 
 
 # --- decrypt ----------------------------------------------------------------------------------

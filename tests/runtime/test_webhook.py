@@ -23,6 +23,7 @@ from yarl import URL
 from agentseat.runtime.webhook import MAX_VALIDATION_TOKEN_CHARS
 
 from ._notify import (
+    BLUEPRINT,
     CHAT_ID,
     CLIENT_STATE,
     COLLEAGUE_ID,
@@ -161,14 +162,6 @@ CASES: dict[str, tuple[Case, str]] = {
     "wrong-tenant": (lambda w: _rich(w, [w.token()], tenant=OTHER_TENANT), "wrong_tenant"),
     "tampered-data": (_tampered, "decrypt_bad_signature"),
     "truncated-data": (_truncated, "decrypt_bad_length"),
-    "token-wrong-signature": (lambda w: _rich(w, [mint(w.keys.evil)]), "token_bad_signature"),
-    "token-wrong-audience": (lambda w: _rich(w, [w.token(aud=new_id())]), "token_bad_audience"),
-    "token-wrong-issuer": (lambda w: _rich(w, [w.token(iss="https://evil.example/v2.0")]), "token_bad_issuer"),
-    "token-wrong-caller": (lambda w: _rich(w, [w.token(azp=new_id())]), "token_bad_caller"),
-    "token-expired": (lambda w: _rich(w, [w.token(exp=1_700_000_000)]), "token_expired"),
-    "token-alg-none": (lambda w: _rich(w, [unsigned_token()]), "token_bad_alg"),
-    "token-missing": (lambda w: _rich(w, None), "token_missing_tokens"),
-    "token-empty-list": (lambda w: _rich(w, []), "token_missing_tokens"),
     "invalid-utf8": (lambda w: (b'{"value": ["\xff\xfe"]}', None, []), "malformed"),
     "not-json": (lambda w: (b"<xml>hello</xml>", None, []), "malformed"),
     "wrong-shape": (lambda w: (json.dumps({"value": {"subscriptionId": TEAMS_SUB}}).encode(), None, []), "malformed"),
@@ -207,15 +200,38 @@ async def test_oversize_body_without_content_length_is_dropped_too(world: World)
     assert dropped_reasons(logs) == ["too_large"]
 
 
-async def test_unknown_signing_key_answers_500_so_graph_retries(world: World) -> None:
-    token = mint(world.keys.signing, kid="rotated-in-today")
-    async with serving(world) as (base, _):
+# Items whose subscription and clientState match but whose validation tokens do not verify.
+# They used to be dropped; since issue 11 (which `aud` Graph uses for an Agent Identity is
+# not documented, and `validationTokens` is optional) their content is not trusted and the
+# message they name is read from Graph instead, which is where trust comes from.
+TOKEN_CASES: dict[str, tuple[Case, str]] = {
+    "token-wrong-signature": (lambda w: _rich(w, [mint(w.keys.evil)]), "token_bad_signature"),
+    "token-wrong-audience": (lambda w: _rich(w, [w.token(aud=new_id())]), "token_bad_audience"),
+    "token-blueprint-audience": (lambda w: _rich(w, [w.token(aud=BLUEPRINT)]), "token_blueprint_audience"),
+    "token-wrong-issuer": (lambda w: _rich(w, [w.token(iss="https://evil.example/v2.0")]), "token_bad_issuer"),
+    "token-wrong-caller": (lambda w: _rich(w, [w.token(azp=new_id())]), "token_bad_caller"),
+    "token-expired": (lambda w: _rich(w, [w.token(exp=1_700_000_000)]), "token_expired"),
+    "token-alg-none": (lambda w: _rich(w, [unsigned_token()]), "token_bad_alg"),
+    "token-unknown-kid": (lambda w: _rich(w, [mint(w.keys.signing, kid="rotated-in-today")]), "token_unknown_kid"),
+    "token-missing": (lambda w: _rich(w, None), "token_missing_tokens"),
+    "token-empty-list": (lambda w: _rich(w, []), "token_missing_tokens"),
+}
+
+
+@pytest.mark.parametrize("case", list(TOKEN_CASES))
+async def test_token_failure_with_matching_client_state_reads_the_message_from_graph(world: World, case: str) -> None:
+    build, reason = TOKEN_CASES[case]
+    data, headers, secrets = build(world)
+    async with serving(world) as (base, server):
         with structlog.testing.capture_logs() as logs:
-            status, _ = await post(world, f"{base}/notifications", body([rich_chat_item(world.keys)], [token]))
-    assert status == 500
-    assert world.inbox.count() == 0
-    assert [e["reason"] for e in logs if e["event"] == "notification_deferred"] == ["token_unknown_kid"]
-    assert_no_secrets(logs, token)
+            status, answer = await post(world, f"{base}/notifications", data, headers)
+    assert (status, answer) == (202, b"")
+    assert world.inbox.count() == 0  # the encrypted content is never stored...
+    assert world.calls.chat == [(CHAT_ID, "1612289765949")]  # ...the message is read from Graph by its id
+    assert dropped_reasons(logs) == [] and server.stats.dropped == {}
+    assert [e["reason"] for e in logs if e["event"] == "notification_token_fallback"] == [reason]
+    assert world.pipeline.fallbacks.reasons == {reason: 1}
+    assert_no_secrets(logs, *secrets)
 
 
 # --- accepted notifications --------------------------------------------------------------------

@@ -115,6 +115,30 @@ async def test_v1_validation_tokens_name_the_caller_in_appid(sandbox: Sandbox, g
     assert claims["appid"] == CHANGE_TRACKING and claims["ver"] == "1.0" and "azp" not in claims
 
 
+@options(behaviour={"validation_token_audience": "blueprint"})
+async def test_blueprint_audience_variant_signs_tokens_for_the_blueprint(sandbox: Sandbox, graph: Graph,
+                                                                         rx: Receiver) -> None:
+    await _subscribe(graph, rx, **rich())
+    post_message(sandbox, _dm(sandbox), sandbox.role("sponsor"), "hi")
+    await wait_until(lambda: len(rx.bodies()) == 1)
+    [token] = rx.bodies()[0]["validationTokens"]
+    claims = _verify(sandbox, token, sandbox.role("blueprint"))
+    assert claims["azp"] == CHANGE_TRACKING  # still Graph's caller: only the audience moves
+    with pytest.raises(jwt.InvalidAudienceError):
+        _verify(sandbox, token, sandbox.role("agent_identity"))
+
+
+@options(behaviour={"validation_token_audience": "none"})
+async def test_none_audience_variant_sends_null_validation_tokens_with_resource_data(
+        sandbox: Sandbox, graph: Graph, rx: Receiver) -> None:
+    await _subscribe(graph, rx, **rich())
+    post_message(sandbox, _dm(sandbox), sandbox.role("sponsor"), "hi")
+    await wait_until(lambda: len(rx.bodies()) == 1)
+    body = rx.bodies()[0]
+    assert "validationTokens" in body and body["validationTokens"] is None
+    assert "encryptedContent" in body["value"][0]  # still a rich notification
+
+
 async def test_one_post_carries_several_subscriptions_and_one_token_per_app(
         sandbox: Sandbox, session: aiohttp.ClientSession, graph: Graph, rx: Receiver) -> None:
     token_app = str(uuid.uuid4())

@@ -69,10 +69,32 @@ def validation_token(sb: SandboxState, audience: str) -> str:
     return sb.pki.sign(claims)
 
 
-def validation_tokens(sb: SandboxState, audiences: Iterable[str]) -> list[str]:
+def behaviour_audience(sb: SandboxState, audience: str) -> str:
+    """The `aud` Graph puts in the token under `sb.behaviour.validation_token_audience`.
+
+    change-notifications-with-resource-data ("How to validate") says only "your app
+    ID"; for an Agent Identity's delegated subscription that may be the Agent
+    Identity's app id (`agent_identity`, the default) or its Blueprint's (`blueprint`).
+    """
+    if sb.behaviour.validation_token_audience != "blueprint":
+        return audience
+    app = sb.tenant.apps.get(audience)
+    return app.blueprint_app_id if app is not None and app.blueprint_app_id else audience
+
+
+def validation_tokens(sb: SandboxState, audiences: Iterable[str]) -> list[str] | None:
     """"A single token for each distinct app and tenant pair" (changeNotificationCollection);
-    the sandbox has one tenant, so one token per app."""
-    return [validation_token(sb, aud) for aud in dict.fromkeys(audiences)]
+    the sandbox has one tenant, so one token per app.
+
+    None under `validation_token_audience = none`: the collection's `validationTokens` is
+    "Only provided for change notifications with resource data. Optional."
+    (changeNotificationCollection), so a tenant may send it null even for rich ones
+    (change-notifications-with-resource-data, "How to validate", leaves the case open).
+    The behaviour is read per POST, so a switch applies to what is still queued.
+    """
+    if sb.behaviour.validation_token_audience == "none":
+        return None
+    return [validation_token(sb, aud) for aud in dict.fromkeys(behaviour_audience(sb, a) for a in audiences)]
 
 
 def _base(sb: SandboxState, sub: Subscription) -> dict[str, Any]:

@@ -252,7 +252,8 @@ class Outbox:
         body: dict[str, Any] = {"value": [i.body for i in batch]}
         audiences = [i.audience for i in batch if i.audience]
         if audiences:
-            # "validationTokens" only "for change notifications with resource data".
+            # "validationTokens" only "for change notifications with resource data"; null when the
+            # behaviour says so (payloads.validation_tokens).
             body["validationTokens"] = validation_tokens(self.sb, audiences)
         return json.dumps(body).encode()
 
