@@ -16,23 +16,21 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
-import anyio
 import structlog
 
 from ..config import Settings
-from ..errors import GraphError, ProvisionError
+from ..errors import AgentSeatError, ConfigError, GraphError, ProvisionError
 from ..graph.client import GraphClient
 from .configfile import read_env_file, update_env_file
 from .keys import KeyStore
 from .provision_graph import APPLICATION_READ_ALL, REQUIRED_SCOPES, Directory, ProvisionerTokens
+from .provision_checks import local_problems, refuse
 from .provision_keys import KeySteps
+from .provision_wait import ReplicationWait, confirm_seat
 
 log = structlog.get_logger(__name__)
 
 Action = Callable[[], Awaitable[None]]
-# Entra replicates new objects for seconds to minutes (entrabot Learnings #2 and #8): a call that
-# names an object created moments ago may fail with 400/404 until then.
-_PROPAGATION_DELAYS = (5.0, 10.0, 20.0)
 
 
 @dataclass
@@ -74,6 +72,7 @@ class SetupOptions:
     license_sku: str = ""
     rotate_key: bool = False
     retire_old: bool = False
+    wait_seconds: float | None = None  # None: AGENTSEAT_SETUP_WAIT_SECONDS
 
 
 @dataclass
@@ -97,12 +96,15 @@ class Seat:
 class Provisioner:
     """Plans and applies setup or teardown against one tenant."""
 
-    def __init__(self, settings: Settings, directory: Directory, store: KeyStore, err: TextIO) -> None:
+    def __init__(self, settings: Settings, directory: Directory, store: KeyStore, err: TextIO,
+                 wait: ReplicationWait | None = None) -> None:
         self.settings = settings
         self.d = directory
         self.store = store
         self.err = err
         self.seat = Seat()
+        self.wait = wait or ReplicationWait(settings.setup_wait_seconds, err)
+        self.problems: list[AgentSeatError] = []  # found while planning; nothing is applied while any remain
 
     # --- discovery ------------------------------------------------------------------------
     async def discover(self, *, teardown: bool = False) -> None:
@@ -116,12 +118,17 @@ class Provisioner:
         chosen = next((v for v in domains if str(v["name"]).lower() == wanted), default)
         seat.domain = str(chosen["name"]) if chosen else ""
         seat.country = str(org.get("countryLetterCode") or "US")
+        unknown = []
         for ref in ([] if teardown else s.sponsors):
             user = await d.user(ref)
             if user is None:
-                raise ProvisionError(f"sponsor {ref!r} is not a user of tenant {seat.tenant_id}",
-                                     hint="set AGENTSEAT_SPONSORS to the UPNs or object ids of people in this tenant")
-            seat.sponsor_ids.append(str(user["id"]))
+                unknown.append(ref)
+            else:
+                seat.sponsor_ids.append(str(user["id"]))
+        if unknown:
+            self.problems.append(ProvisionError(
+                f"sponsor {', '.join(map(repr, unknown))} is not a user of tenant {seat.tenant_id}",
+                hint="set AGENTSEAT_SPONSORS to the UPNs or object ids of people in this tenant"))
         found = await d.blueprints(app_id=s.blueprint_app_id) if s.blueprint_app_id else []
         found = found or await d.blueprints(name=s.agent_display_name)
         if len(found) > 1:
@@ -156,10 +163,11 @@ class Provisioner:
         if user is None:
             by_upn = await d.agent_user(upn=seat.upn)
             if by_upn is not None and (not parent or by_upn.get("identityParentId") != parent):
-                if teardown:
-                    return  # someone else's user: never ours to delete
-                raise ProvisionError(f"the user name {seat.upn} is taken by another account",
-                                     hint="set AGENTSEAT_AGENT_USER_UPN to a free name for the Agent User")
+                if not teardown:  # someone else's user: never ours to use, nor to delete
+                    self.problems.append(ProvisionError(
+                        f"the user name {seat.upn} is taken by another account",
+                        hint="set AGENTSEAT_AGENT_USER_UPN to a free name for the Agent User"))
+                return
             user = by_upn
         seat.user = user
 
@@ -175,9 +183,10 @@ class Provisioner:
             await self._plan_permissions(plan)
             return plan
         name = s.agent_display_name
-        if seat.blueprint is None and not seat.sponsor_ids:
-            raise ProvisionError("creating the Agent Identity Blueprint needs a sponsor",
-                                 hint="set AGENTSEAT_SPONSORS to the UPN of the person responsible for the agent")
+        if seat.blueprint is None and not s.sponsors:
+            self.problems.append(ProvisionError(
+                "creating the Agent Identity Blueprint needs a sponsor",
+                hint="set AGENTSEAT_SPONSORS to the UPN of the person responsible for the agent"))
         bp = seat.blueprint
         plan.check(bp is not None, f"Agent Identity Blueprint {name!r} exists ({bp and bp['appId']})",
                    f"create the Agent Identity Blueprint {name!r}",
@@ -240,16 +249,18 @@ class Provisioner:
         match = next((x for x in skus if sku.lower() in (str(x.get("skuId")).lower(),
                                                          str(x.get("skuPartNumber")).lower())), None)
         if match is None:
-            raise ProvisionError(f"the tenant has no licence {sku!r}",
-                                 hint="`--license` takes a skuId or skuPartNumber from GET /subscribedSkus")
+            self.problems.append(ProvisionError(f"the tenant has no licence {sku!r}",
+                                                hint="`--license` takes a skuId or skuPartNumber from "
+                                                "GET /subscribedSkus"))
+            return
         sku_id = str(match["skuId"])
         user = seat.user or {}
         assigned = {str(x.get("skuId")) for x in user.get("assignedLicenses") or []}
         if sku_id not in assigned:
             free = int((match.get("prepaidUnits") or {}).get("enabled", 0)) - int(match.get("consumedUnits", 0))
             if free <= 0:
-                raise ProvisionError(f"no {match.get('skuPartNumber')} licence is free",
-                                     hint="free one or buy more, then re-run `agentseat setup`")
+                self.problems.append(ProvisionError(f"no {match.get('skuPartNumber')} licence is free",
+                                                    hint="free one or buy more, then re-run `agentseat setup`"))
         plan.check(bool(user.get("usageLocation")), f"the Agent User's usage location is {user.get('usageLocation')}",
                    f"set the Agent User's usage location to {seat.country}",
                    "a licence cannot be assigned without one (user-assignlicense)", self._usage_location)
@@ -293,18 +304,17 @@ class Provisioner:
 
     # --- setup actions --------------------------------------------------------------------
     async def eventually(self, call: Callable[[], Awaitable[Any]]) -> Any:
-        """Run `call`, waiting out replication if it names something created in this run."""
-        for delay in (*_PROPAGATION_DELAYS, None):
+        """Run `call`, waiting out replication (within the run's budget) if it names something created
+        in this run: Entra replicates new objects for seconds to minutes (entrabot Learnings #2 and #8),
+        and until then a call naming one fails with 400/404."""
+        while True:
             try:
                 return await call()
             except GraphError as exc:
-                if delay is None or not self.seat.created or exc.status not in (400, 404):
+                if not self.seat.created or exc.status not in (400, 404):
                     raise
-                print(f"    waiting {delay:g} s for Entra to replicate what was just created", file=self.err,
-                      flush=True)
-                log.info("provision_waiting_for_replication", status=exc.status, code=exc.code, wait=delay)
-                await anyio.sleep(delay)
-        raise AssertionError("unreachable")
+                if not await self.wait.pause("Graph to know the objects just created"):
+                    raise
 
     async def _create_blueprint(self) -> None:
         self.seat.blueprint = await self.d.create_blueprint(self.settings.agent_display_name, self.seat.sponsor_ids)
@@ -395,16 +405,37 @@ async def run_provisioner(settings: Settings, work: Callable[[Provisioner], Awai
 
 async def setup(settings: Settings, options: SetupOptions, out: TextIO | None = None,
                 err: TextIO | None = None) -> int:
-    """`agentseat setup`: print the plan on `out` (stdout), then apply it unless it is a dry run."""
+    """`agentseat setup`: check, print the plan on `out` (stdout), apply it unless it is a dry run, then
+    wait (progress on `err`) until the agent can sign in and reach Graph.
+
+    Nothing is changed while a check fails: local checks first, then the tenant's, all reported at once.
+    """
     out, err = out or sys.stdout, err or sys.stderr
-    async def work(p: Provisioner) -> int:
-        plan = await p.plan_setup(options)
+    store = KeyStore(settings)
+    wait = ReplicationWait(settings.setup_wait_seconds if options.wait_seconds is None else options.wait_seconds,
+                           err)
+    problems = local_problems(settings, store, rotate_key=options.rotate_key, grant_only=options.grant_only)
+    try:
+        tokens = ProvisionerTokens(settings)
+    except ConfigError as exc:
+        refuse([exc, *problems])  # without the provisioner nothing in the tenant can be checked
+        raise
+    async with GraphClient(settings, tokens) as graph:
+        p = Provisioner(settings, Directory(settings, graph), store, err, wait)
+        try:
+            plan = await p.plan_setup(options)
+        except ProvisionError as exc:
+            refuse([*problems, exc])
+            raise
         print(plan.render(), file=out, flush=True)
+        refuse([*problems, *p.problems])
         if not plan.changes:
             print("no changes", file=out)
         elif options.dry_run:
             print(f"dry run: {len(plan.changes)} change(s) planned, nothing changed", file=out)
+            return 0
         else:
-            print(f"applied {await apply_plan(plan, err)} change(s)", file=out)
-        return 0
-    return await run_provisioner(settings, work, err)
+            applied = await apply_plan(plan, err)
+            print(f"applied {applied} change(s)", file=out, flush=True)
+        await confirm_seat(p, changed=bool(plan.changes))
+    return 0
