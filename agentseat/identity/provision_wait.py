@@ -114,7 +114,7 @@ def _token_step(hop: Callable[[], object], client: str) -> Callable[[], Awaitabl
             what = _TOKEN_WAITS.get(exc.code or "")
             if what is None:
                 raise
-            raise _Waiting(what.format(client=client), exc.message) from exc
+            raise _Waiting(what.format(client=client), f"{exc.hop}: {exc.code}") from exc
     return run
 
 
@@ -125,12 +125,12 @@ async def _graph_step(settings: Settings, token: str, path: str, what: dict[int,
         except GraphError as exc:
             if exc.status not in what:
                 raise
-            raise _Waiting(what[exc.status], exc.message) from exc
+            raise _Waiting(what[exc.status], f"GET {path}: {exc.status} {exc.code or ''}".rstrip()) from exc
 
 
 async def _check_once(settings: Settings, chain: TokenChain, ids: SeatIds) -> None:
     """The runtime's first calls, in order; raises `_Waiting` for the first one not there yet."""
-    await _token_step(chain.hop1, "Blueprint")()
+    await _token_step(chain.hop1, "Blueprint or Agent Identity")()
     await _token_step(chain.hop2, "Agent Identity")()
     delegated = await _token_step(lambda: chain.hop3(settings.graph_resource), "Agent Identity")()
     await _graph_step(settings, str(delegated["access_token"]), "/me",  # type: ignore[index]
