@@ -24,46 +24,12 @@ from ..graph.client import GraphClient
 from .configfile import read_env_file, update_env_file
 from .keys import KeyStore
 from .provision_graph import APPLICATION_READ_ALL, REQUIRED_SCOPES, Directory, ProvisionerTokens
-from .provision_checks import local_problems, refuse
+from .provision_checks import NEEDS, local_problems, permission_problems, refuse
+from .provision_plan import Action, Plan, apply_plan
 from .provision_keys import KeySteps
 from .provision_wait import ReplicationWait, confirm_seat
 
 log = structlog.get_logger(__name__)
-
-Action = Callable[[], Awaitable[None]]
-
-
-@dataclass
-class Step:
-    """One piece of the agent's seat: what it is, why it is needed, and whether it is in place."""
-
-    what: str
-    why: str
-    done: bool = False
-    action: Action | None = field(default=None, repr=False)
-
-
-@dataclass
-class Plan:
-    title: str
-    mark: str = "+"  # how a step to do is shown: "+" adds, "-" deletes
-    steps: list[Step] = field(default_factory=list)
-
-    def check(self, done: bool, done_text: str, todo_text: str, why: str, action: Action | None = None) -> None:
-        self.steps.append(Step(done_text if done else todo_text, why, done, None if done else action))
-
-    @property
-    def changes(self) -> list[Step]:
-        return [s for s in self.steps if not s.done]
-
-    def render(self) -> str:
-        lines = [self.title]
-        for step in self.steps:
-            lines.append(f"  {'✓' if step.done else self.mark} {step.what}")
-            if not step.done:
-                lines.append(f"      why: {step.why}")
-        return "\n".join(lines)
-
 
 @dataclass
 class SetupOptions:
@@ -191,27 +157,27 @@ class Provisioner:
         plan.check(bp is not None, f"Agent Identity Blueprint {name!r} exists ({bp and bp['appId']})",
                    f"create the Agent Identity Blueprint {name!r}",
                    "the agent's application: it holds the certificate and parents the Agent Identity "
-                   "(agentidentityblueprint-post)", self._create_blueprint)
+                   "(agentidentityblueprint-post)", self._create_blueprint, NEEDS["blueprint"])
         plan.check(seat.principal is not None, "the Blueprint's service principal exists",
                    "create the Blueprint's service principal",
                    "Entra issues no token to a Blueprint without one; it is never implicit (entrabot Learning #2)",
-                   self._create_principal)
+                   self._create_principal, NEEDS["principal"])
         ident = seat.identity
         plan.check(ident is not None, f"Agent Identity {name!r} exists ({ident and ident['appId']})",
                    f"create the Agent Identity {name!r} with sponsors {', '.join(s.sponsors)}",
                    "the identity the agent acts as; the Blueprint impersonates it with fmi_path (agentidentity-post)",
-                   self._create_identity)
+                   self._create_identity, NEEDS["identity"])
         if ident is not None:
             present = await d.sponsors(str(ident["id"]))
             for ref, user_id in [(r, u) for r, u in zip(s.sponsors, seat.sponsor_ids) if u not in present]:
                 plan.check(False, "", f"add sponsor {ref} to the Agent Identity",
                            "sponsors are the people the agent trusts and answers to (agentidentity-post-sponsors)",
-                           self._sponsor_action(user_id))
+                           self._sponsor_action(user_id), NEEDS["sponsor"])
         user = seat.user
         plan.check(user is not None, f"Agent User {user and user['userPrincipalName']} exists",
                    f"create the Agent User {seat.upn}",
                    "the user account with a mailbox and a Teams presence the agent signs in as (agentuser-post)",
-                   self._create_user)
+                   self._create_user, NEEDS["agent_user"])
         await self._plan_permissions(plan)
         await self._plan_licence(plan, options.license_sku or s.license_sku_id)
         keys = KeySteps(self, options)
@@ -230,7 +196,8 @@ class Provisioner:
         roles = await d.app_roles(str(seat.identity["id"])) if seat.identity else set()
         plan.check(APPLICATION_READ_ALL in roles, "the Agent Identity holds Application.Read.All",
                    "grant the Agent Identity the app role Application.Read.All",
-                   "its app-only token reads its own sponsors (entrabot-anchor §7.2 step 5)", self._assign_role)
+                   "its app-only token reads its own sponsors (entrabot-anchor §7.2 step 5)", self._assign_role,
+                   NEEDS["app_role"])
         grant = await d.grant(str(seat.identity["id"]), str(seat.user["id"]), graph_sp) \
             if seat.identity and seat.user else None
         have = str(grant.get("scope", "")).split() if grant else []
@@ -239,7 +206,8 @@ class Provisioner:
                 else f"grant delegated consent for {' '.join(REQUIRED_SCOPES)}")
         plan.check(not missing, "delegated consent covers every scope the runtime needs", todo,
                    "hop 3 (user_fic) fails with AADSTS65001 without it; subscriptions need Chat.ReadWrite and "
-                   "Mail.Read (oauth2permissiongrant-post, consentType Principal)", self._grant_action(grant, have))
+                   "Mail.Read (oauth2permissiongrant-post, consentType Principal)", self._grant_action(grant, have),
+                   NEEDS["grant"])
 
     async def _plan_licence(self, plan: Plan, sku: str) -> None:
         if not sku:
@@ -263,11 +231,12 @@ class Provisioner:
                                                     hint="free one or buy more, then re-run `agentseat setup`"))
         plan.check(bool(user.get("usageLocation")), f"the Agent User's usage location is {user.get('usageLocation')}",
                    f"set the Agent User's usage location to {seat.country}",
-                   "a licence cannot be assigned without one (user-assignlicense)", self._usage_location)
+                   "a licence cannot be assigned without one (user-assignlicense)", self._usage_location,
+                   NEEDS["usage_location"])
         plan.check(sku_id in assigned, f"the Agent User holds licence {match.get('skuPartNumber')}",
                    f"assign licence {match.get('skuPartNumber')} to the Agent User",
                    "Teams and a mailbox need a licence; provisioning them takes minutes to hours",
-                   self._licence_action(sku_id))
+                   self._licence_action(sku_id), NEEDS["licence"])
 
     def _plan_config(self, plan: Plan) -> None:
         path = self.settings.config_file
@@ -379,18 +348,6 @@ class Provisioner:
         assert self.settings.config_file is not None
         update_env_file(self.settings.config_file, self.config_values())
 
-async def apply_plan(plan: Plan, err: TextIO) -> int:
-    """Run every step not done yet, in order, with a progress line on stderr for each."""
-    count = 0
-    for step in plan.changes:
-        print(f"  → {step.what}", file=err, flush=True)
-        assert step.action is not None
-        await step.action()
-        log.info("provision_step_applied", step=step.what)
-        count += 1
-    return count
-
-
 def _nickname(display_name: str) -> str:
     """A mailNickname from the display name: user-post-users allows A-Z a-z 0-9 ' . - _ ! # ^ ~."""
     return re.sub(r"[^a-z0-9._-]+", "-", display_name.lower()).strip("-.") or "agent"
@@ -428,7 +385,7 @@ async def setup(settings: Settings, options: SetupOptions, out: TextIO | None = 
             refuse([*problems, exc])
             raise
         print(plan.render(), file=out, flush=True)
-        refuse([*problems, *p.problems])
+        refuse([*problems, *p.problems, *permission_problems(plan, await tokens.get())])
         if not plan.changes:
             print("no changes", file=out)
         elif options.dry_run:

@@ -18,6 +18,25 @@ from ..config import Settings
 from ..errors import AgentSeatError, ConfigError, KeyStoreError, ProvisionError
 from .keys import KeyStore
 from .provision_graph import ProvisionerTokens
+from .provision_plan import Plan
+from .tokens import decode_jwt
+
+#: Application permissions that let the provisioner make each kind of change, any one suffices
+#: (least privileged first, from each call's Graph page; README "A real tenant" has the table).
+NEEDS: dict[str, tuple[str, ...]] = {
+    "blueprint": ("AgentIdentityBlueprint.Create", "AgentIdentityBlueprint.ReadWrite.All"),
+    "principal": ("AgentIdentityBlueprintPrincipal.Create", "AgentIdentityBlueprintPrincipal.ReadWrite.All"),
+    "identity": ("AgentIdentity.Create.All", "AgentIdentity.CreateAsManager", "AgentIdentity.ReadWrite.All"),
+    "sponsor": ("AgentIdentity.ReadWrite.All",),
+    "agent_user": ("AgentIdUser.ReadWrite.IdentityParentedBy", "AgentIdUser.ReadWrite.All", "User.ReadWrite.All"),
+    "app_role": ("AppRoleAssignment.ReadWrite.All",),
+    "grant": ("DelegatedPermissionGrant.ReadWrite.All",),
+    "usage_location": ("User.ReadWrite.All", "AgentIdUser.ReadWrite.All", "Directory.ReadWrite.All"),
+    "licence": ("LicenseAssignment.ReadWrite.All", "User.ReadWrite.All", "Directory.ReadWrite.All"),
+    # Typed Blueprint routes first, the generic application routes as the fallback (provision_graph.py).
+    "keys": ("AgentIdentityBlueprint.AddRemoveCreds.All", "AgentIdentityBlueprint.ReadWrite.All",
+             "Application.ReadWrite.All", "Application.ReadWrite.OwnedBy"),
+}
 
 
 def local_problems(settings: Settings, store: KeyStore, *, rotate_key: bool, grant_only: bool) -> list[AgentSeatError]:
@@ -34,6 +53,22 @@ def local_problems(settings: Settings, store: KeyStore, *, rotate_key: bool, gra
             problems.append(ConfigError(f"setup cannot write {what} {path}",
                                         hint=f"make {_nearest(path)} writable by you, or set AGENTSEAT_STATE_DIR "
                                         "(or AGENTSEAT_CONFIG_FILE) to a directory you own"))
+    return problems
+
+
+def permission_problems(plan: Plan, token: str) -> list[AgentSeatError]:
+    """Planned changes the provisioner's app-only token (its `roles` claim) holds no permission for."""
+    try:
+        roles = set(decode_jwt(token)[1].get("roles") or [])
+    except ValueError:
+        return []  # not a JWT we can read: Graph will say what is missing
+    problems: list[AgentSeatError] = []
+    for step in plan.changes:
+        if step.needs and not roles.intersection(step.needs):
+            problems.append(ProvisionError(
+                f"the provisioner app may not {step.what}: it holds none of {', '.join(step.needs)}",
+                hint=f"grant the provisioner app the Graph application permission {step.needs[0]} "
+                "(with admin consent)"))
     return problems
 
 

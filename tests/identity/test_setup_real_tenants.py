@@ -117,3 +117,15 @@ async def test_setup_lists_every_problem_at_once_and_changes_nothing(sandbox: Sa
     assert "AGENTSEAT_KEY_PASSPHRASE" in message and "'nobody@contoso.test' is not a user" in message
     assert "grace@contoso.test is taken" in message
     assert writes(sandbox) == {}
+
+
+async def test_a_provisioner_missing_a_permission_is_refused_before_any_change(
+        sandbox: Sandbox, tmp_path: Path) -> None:
+    provisioner = sandbox.tenant.apps[sandbox.role("provisioner")]
+    sandbox.portal.call(provisioner.roles.remove, "AppRoleAssignment.ReadWrite.All")  # type: ignore[attr-defined]
+    control(sandbox, "DELETE", "/_sandbox/stats")
+    with pytest.raises(ProvisionError) as caught:
+        await run_setup(seat_settings(sandbox, tmp_path / "state"))
+    assert "may not grant the Agent Identity the app role Application.Read.All" in caught.value.message
+    assert "AppRoleAssignment.ReadWrite.All" in (caught.value.hint or "")
+    assert writes(sandbox) == {}
