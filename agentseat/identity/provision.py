@@ -374,8 +374,8 @@ async def setup(settings: Settings, options: SetupOptions, out: TextIO | None = 
     problems = local_problems(settings, store, rotate_key=options.rotate_key, grant_only=options.grant_only)
     try:
         tokens = ProvisionerTokens(settings)
-    except ConfigError as exc:
-        refuse([exc, *problems])  # without the provisioner nothing in the tenant can be checked
+    except ConfigError:
+        refuse(problems)  # the error is among them; without the provisioner nothing in the tenant can be checked
         raise
     async with GraphClient(settings, tokens) as graph:
         p = Provisioner(settings, Directory(settings, graph), store, err, wait)

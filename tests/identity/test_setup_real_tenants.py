@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from agentseat.config import Settings
 from agentseat.errors import KeyStoreError, ProvisionError
 from agentseat.identity.provision import SetupOptions, setup
 from agentseat.sandbox.app import Sandbox, SandboxOptions
@@ -44,6 +45,18 @@ async def test_setup_waits_out_replication_with_progress_and_records_how_long(sa
     # The runtime's first calls work at once: setup did not return before the tenant had caught up.
     assert (await me(configured(sandbox, state)))["id"] == sandbox.role("agent_user")
     assert TenantFacts(state).get("replication_wait_seconds") >= 1
+
+
+@_behaviour(replication_delay_seconds=3)
+async def test_setup_from_nothing_waits_for_each_new_object_it_names_next(sandbox: Sandbox, tmp_path: Path) -> None:
+    state, err = tmp_path / "state", io.StringIO()
+    settings = seat_settings(sandbox, state, agent_display_name="slow tenant agent", agent_user_upn="")
+    out = io.StringIO()
+    assert await setup(settings, SetupOptions(license_sku="SPE_E3"), out=out, err=err) == 0
+    assert "applied 10 change(s)" in out.getvalue()
+    # The app role names the new Agent Identity in its path: Graph answers 404 until it replicates.
+    assert "waiting for Graph to know the objects just created…" in err.getvalue()
+    assert (await me(configured(sandbox, state)))["userPrincipalName"] == "slow-tenant-agent@contoso.test"
 
 
 @_behaviour(replication_delay_seconds=600)
@@ -129,3 +142,12 @@ async def test_a_provisioner_missing_a_permission_is_refused_before_any_change(
     assert "may not grant the Agent Identity the app role Application.Read.All" in caught.value.message
     assert "AppRoleAssignment.ReadWrite.All" in (caught.value.hint or "")
     assert writes(sandbox) == {}
+
+
+async def test_without_provisioner_settings_the_local_problems_are_listed_too(tmp_path: Path) -> None:
+    settings = Settings(_env_file=None, state_dir=tmp_path / "state", tenant_id="", key_passphrase=None)  # type: ignore[call-arg]
+    with pytest.raises(ProvisionError) as caught:
+        await run_setup(settings)
+    message = caught.value.message
+    assert message.startswith("setup changed nothing: 2 problems to fix first"), message
+    assert "provisioning needs AGENTSEAT_TENANT_ID" in message and "AGENTSEAT_KEY_PASSPHRASE" in message
