@@ -5,7 +5,9 @@ Identity and its sponsors, the Agent User, the app role, the delegated grant, a 
 certificate on the Blueprint, the settings file) and lists a `Step` for each piece, done or to
 do. Applying runs the steps that are not done, in order; each fills in what later ones need. So
 a re-run finds everything done and reports "no changes", and `--dry-run` prints the plan only.
-The Graph calls live in `provision_graph.py`, the certificate store in `keys.py`.
+Nothing is applied while a check fails (`provision_checks.py`), and setup ends by waiting until
+the agent can sign in and reach Graph (`provision_wait.py`). The plan's shape lives in
+`provision_plan.py`, the Graph calls in `provision_graph.py`, the certificate store in `keys.py`.
 """
 
 from __future__ import annotations
