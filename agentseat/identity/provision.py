@@ -285,7 +285,11 @@ class Provisioner:
                 if not self.seat.created or exc.status not in (400, 404):
                     raise
                 if not await self.wait.pause("Graph to know the objects just created"):
-                    raise
+                    raise ProvisionError(
+                        f"after {self.wait.waited:.0f} s Graph still does not know an object created moments ago "
+                        f"(HTTP {exc.status}{' ' + exc.code if exc.code else ''})",
+                        hint="this is replication, which can take minutes: run `agentseat setup` again (it finds "
+                        "what was made and goes on), or give it longer with `agentseat setup --wait 600`") from exc
 
     async def _create_blueprint(self) -> None:
         self.seat.blueprint = await self.d.create_blueprint(self.settings.agent_display_name, self.seat.sponsor_ids)

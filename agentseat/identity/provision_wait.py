@@ -125,7 +125,7 @@ async def _graph_step(settings: Settings, token: str, path: str, what: dict[int,
         except GraphError as exc:
             if exc.status not in what:
                 raise
-            raise _Waiting(what[exc.status], f"GET {path}: {exc.status} {exc.code or ''}".rstrip()) from exc
+            raise _Waiting(what[exc.status], f"GET {path}: HTTP {exc.status}{' ' + exc.code if exc.code else ''}") from exc
 
 
 async def _check_once(settings: Settings, chain: TokenChain, ids: SeatIds) -> None:

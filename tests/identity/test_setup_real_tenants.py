@@ -60,6 +60,20 @@ async def test_setup_from_nothing_waits_for_each_new_object_it_names_next(sandbo
 
 
 @_behaviour(replication_delay_seconds=600)
+async def test_a_step_that_outwaits_the_budget_stops_with_a_resumable_error(sandbox: Sandbox, tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    settings = seat_settings(sandbox, state, agent_display_name="stalled agent", agent_user_upn="")
+    with pytest.raises(ProvisionError) as caught:
+        await setup(settings, SetupOptions(wait_seconds=3), out=io.StringIO(), err=io.StringIO())
+    assert "Graph still does not know an object created moments ago (HTTP 404" in caught.value.message
+    assert "run `agentseat setup` again" in (caught.value.hint or "")
+    await post_control(sandbox, "POST", "/_sandbox/behaviour", {"replication_delay_seconds": 0})
+    out = await run_setup(settings)
+    assert "✓ Agent Identity Blueprint 'stalled agent' exists" in out, "the re-run goes on from what was made"
+    assert [a.display_name for a in sandbox.tenant.apps.values()].count("stalled agent") == 2  # Blueprint, identity
+
+
+@_behaviour(replication_delay_seconds=600)
 async def test_setup_gives_up_after_wait_saying_what_is_missing_and_a_rerun_resumes(
         sandbox: Sandbox, tmp_path: Path) -> None:
     state = tmp_path / "state"
