@@ -17,6 +17,7 @@ from tests.sandbox._agent import (
     GRAPH_DEFAULT,
     add_key_credential,
     agent_user_token,
+    grant_agent_consent,
     hop1,
     identity_app,
     make_cert,
@@ -98,3 +99,18 @@ async def test_a_new_app_role_is_left_out_of_tokens_and_graph_answers_403_meanwh
     assert status == 403 and body["error"]["code"] == "Authorization_RequestDenied"
     _later(sandbox)
     assert (await graph(sandbox, "GET", sponsors, app_only()))[0] == 200
+
+
+async def test_scopes_added_to_a_grant_reach_tokens_late_and_graph_answers_403_meanwhile(sandbox: Sandbox) -> None:
+    key_pem, sha1, _ = register_agent_cert(sandbox)
+    grant = grant_agent_consent(sandbox, ("User.Read",))  # an old grant: only the new scopes are on their way
+    status, _ = await graph(sandbox, "PATCH", f"/oauth2PermissionGrants/{grant.id}", provisioner(sandbox),
+                            {"scope": " ".join(AGENT_SCOPES)})
+    assert status == 204
+    early = agent_user_token(sandbox, key_pem, sha1)
+    assert "Mail.Read" not in early["scope"] and "User.Read" in early["scope"]
+    status, body = await graph(sandbox, "GET", "/me/messages", early["access_token"])
+    assert status == 403 and body["error"]["code"] == "Authorization_RequestDenied"
+    _later(sandbox)
+    later = agent_user_token(sandbox, key_pem, sha1)
+    assert (await graph(sandbox, "GET", "/me/messages", later["access_token"]))[0] == 200
