@@ -15,7 +15,7 @@ from __future__ import annotations
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 import anyio
 import structlog
@@ -106,8 +106,8 @@ class _Waiting(Exception):
         self.what, self.cause = what, cause
 
 
-def _token_step(hop: Callable[[], object], client: str) -> Callable[[], Awaitable[object]]:
-    async def run() -> object:
+def _token_step(hop: Callable[[], Any], client: str) -> Callable[[], Awaitable[Any]]:
+    async def run() -> Any:
         try:
             return await anyio.to_thread.run_sync(hop)
         except TokenError as exc:
@@ -125,7 +125,8 @@ async def _graph_step(settings: Settings, token: str, path: str, what: dict[int,
         except GraphError as exc:
             if exc.status not in what:
                 raise
-            raise _Waiting(what[exc.status], f"GET {path}: HTTP {exc.status}{' ' + exc.code if exc.code else ''}") from exc
+            cause = f"GET {path}: HTTP {exc.status}{' ' + exc.code if exc.code else ''}"
+            raise _Waiting(what[exc.status], cause) from exc
 
 
 async def _check_once(settings: Settings, chain: TokenChain, ids: SeatIds) -> None:
@@ -133,11 +134,11 @@ async def _check_once(settings: Settings, chain: TokenChain, ids: SeatIds) -> No
     await _token_step(chain.hop1, "Blueprint or Agent Identity")()
     await _token_step(chain.hop2, "Agent Identity")()
     delegated = await _token_step(lambda: chain.hop3(settings.graph_resource), "Agent Identity")()
-    await _graph_step(settings, str(delegated["access_token"]), "/me",  # type: ignore[index]
+    await _graph_step(settings, str(delegated["access_token"]), "/me",
                       {401: "the Agent User's token to reach Graph", 403: "delegated consent to reach Graph",
                        404: "the new Agent User to reach Graph"})
     app_only = await _token_step(lambda: chain.hop2(resource_scope(settings.graph_resource)), "Agent Identity")()
-    await _graph_step(settings, str(app_only["access_token"]),  # type: ignore[index]
+    await _graph_step(settings, str(app_only["access_token"]),
                       f"/servicePrincipals/{ids.agent_object_id}/microsoft.graph.agentIdentity/sponsors",
                       {401: "the Agent Identity's token to reach Graph",
                        403: "the app role Application.Read.All to reach Graph",

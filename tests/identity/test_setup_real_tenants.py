@@ -126,7 +126,8 @@ async def test_a_headless_machine_without_a_passphrase_is_refused_before_any_gra
     control(sandbox, "DELETE", "/_sandbox/stats")
     with pytest.raises(KeyStoreError) as caught:
         await run_setup(settings)
-    assert "AGENTSEAT_KEY_PASSPHRASE" in caught.value.message and "AGENTSEAT_KEY_PASSPHRASE" in (caught.value.hint or "")
+    assert "AGENTSEAT_KEY_PASSPHRASE" in caught.value.message
+    assert "AGENTSEAT_KEY_PASSPHRASE" in (caught.value.hint or "")
     assert writes(sandbox) == {}
     identity = sandbox.tenant.apps[sandbox.role("agent_identity")]
     assert not [g for g in sandbox.tenant.grants.values() if g.client_app_id == identity.app_id]
@@ -159,7 +160,8 @@ async def test_a_provisioner_missing_a_permission_is_refused_before_any_change(
 
 
 async def test_without_provisioner_settings_the_local_problems_are_listed_too(tmp_path: Path) -> None:
-    settings = Settings(_env_file=None, state_dir=tmp_path / "state", tenant_id="", key_passphrase=None)  # type: ignore[call-arg]
+    settings = Settings(_env_file=None, state_dir=tmp_path / "state",  # type: ignore[call-arg]
+                        tenant_id="", key_passphrase=None)
     with pytest.raises(ProvisionError) as caught:
         await run_setup(settings)
     message = caught.value.message

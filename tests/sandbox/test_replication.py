@@ -14,6 +14,7 @@ import pytest
 from agentseat.sandbox.app import Sandbox, SandboxOptions
 from agentseat.sandbox.tenant import AGENT_SCOPES, GRAPH_APP_ID
 from tests.sandbox._agent import (
+    EXCHANGE_SCOPE,
     GRAPH_DEFAULT,
     add_key_credential,
     agent_user_token,
@@ -72,7 +73,7 @@ async def test_a_new_blueprint_is_not_found_by_the_token_endpoint_nor_by_id_in_g
     key_pem, _, der = make_cert()
     kc = add_key_credential(sandbox, bp["appId"], der)
     app = msal_app(sandbox, bp["appId"], {"private_key": key_pem, "thumbprint": kc.sha1})
-    early = app.acquire_token_for_client(["api://AzureADTokenExchange/.default"], fmi_path=sandbox.role("agent_identity"))
+    early = app.acquire_token_for_client([EXCHANGE_SCOPE], fmi_path=sandbox.role("agent_identity"))
     assert _codes(early) == [700016] and "was not found in the directory" in early["error_description"]
     status, body = await graph(sandbox, "GET", f"/applications/{bp['id']}", provisioner(sandbox))
     assert status == 404 and body["error"]["code"] == "Request_ResourceNotFound"
