@@ -111,7 +111,7 @@ def cmd_setup(args: argparse.Namespace, settings: Settings) -> int:
         raise AgentSeatError("--grant only (re)applies the agent's permissions",
                              hint="run --rotate-key, --retire-old or --license without --grant")
     options = SetupOptions(dry_run=args.dry_run, grant_only=args.grant, license_sku=args.license or "",
-                           rotate_key=args.rotate_key, retire_old=args.retire_old)
+                           rotate_key=args.rotate_key, retire_old=args.retire_old, wait_seconds=args.wait)
     return anyio.run(setup, settings, options)
 
 
@@ -146,6 +146,8 @@ def _identity_commands(parsers: dict[str, argparse.ArgumentParser]) -> None:
     p.add_argument("--license", metavar="SKU", help="assign this licence (skuId or skuPartNumber) to the Agent User")
     p.add_argument("--rotate-key", action="store_true", help="append a new certificate and make it the active one")
     p.add_argument("--retire-old", action="store_true", help="remove every non-active certificate from Entra and disk")
+    p.add_argument("--wait", type=float, metavar="SECONDS",
+                   help="wait this long for Entra to replicate (default: AGENTSEAT_SETUP_WAIT_SECONDS, 180)")
     p.set_defaults(func=cmd_setup)
     p = parsers["teardown"]
     p.add_argument("--dry-run", action="store_true", help="print the plan and change nothing")

@@ -105,6 +105,8 @@ class Settings(BaseSettings):
     provisioner_key_passphrase: SecretStr | None = None
     agent_display_name: str = "agentseat agent"
     license_sku_id: str = ""
+    setup_wait_seconds: float = Field(
+        default=180.0, ge=0, description="How long setup waits for Entra to replicate what it made (issue 11).")
 
     # --- runtime ---------------------------------------------------------------
     mode: Mode = "auto"

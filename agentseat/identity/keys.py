@@ -256,6 +256,12 @@ class KeyStore:
             raise KeyStoreError(f"{path} holds a certificate with another thumbprint", hint=_SETUP_HINT)
         return cert
 
+    def check_can_store(self) -> None:
+        """Raise the error `add` would give for want of a passphrase home (no secure keyring and no
+        AGENTSEAT_KEY_PASSPHRASE), so setup can refuse before it changes anything."""
+        if _trusted_keyring() is None and not self._setting_passphrase:
+            raise _nowhere_safe()
+
     def _new_passphrase(self, sha1: str) -> tuple[str, str]:
         # Only this short passphrase goes to the keyring, never the PEM: Windows Credential
         # Manager caps a blob at 2560 bytes and an RSA-2048 PEM is ~1700 UTF-16 characters.
@@ -269,13 +275,7 @@ class KeyStore:
                 log.warning("keyring_write_failed", backend=str(backend), error=type(exc).__name__)
         if self._setting_passphrase:
             return self._setting_passphrase, "setting"
-        raise KeyStoreError(
-            "nowhere safe to keep the private key's passphrase: no secure keyring is usable (backend: "
-            f"{keyring.get_keyring()}) and AGENTSEAT_KEY_PASSPHRASE is not set",
-            hint="either set AGENTSEAT_KEY_PASSPHRASE to a long random secret (`python -c 'import secrets; "
-            "print(secrets.token_urlsafe(32))'`) and guard it like the key, or run where an OS keyring works "
-            "(macOS Keychain, Windows Credential Manager, Secret Service with a D-Bus session)",
-        )
+        raise _nowhere_safe()
 
     def _decrypt(self, data: bytes, path: Path, sha1: str) -> rsa.RSAPrivateKey:
         username = _USERNAME.format(sha1)
@@ -297,6 +297,16 @@ class KeyStore:
         if not isinstance(key, rsa.RSAPrivateKey):
             raise KeyStoreError(f"{path} does not hold an RSA key", hint=_SETUP_HINT)
         return key
+
+
+def _nowhere_safe() -> KeyStoreError:
+    return KeyStoreError(
+        "nowhere safe to keep the private key's passphrase: no secure keyring is usable (backend: "
+        f"{keyring.get_keyring()}) and AGENTSEAT_KEY_PASSPHRASE is not set",
+        hint="either set AGENTSEAT_KEY_PASSPHRASE to a long random secret (`python -c 'import secrets; "
+        "print(secrets.token_urlsafe(32))'`) and guard it like the key, or run where an OS keyring works "
+        "(macOS Keychain, Windows Credential Manager, Secret Service with a D-Bus session)",
+    )
 
 
 def _sha1_of(cert: x509.Certificate) -> str:

@@ -5,7 +5,9 @@ Identity and its sponsors, the Agent User, the app role, the delegated grant, a 
 certificate on the Blueprint, the settings file) and lists a `Step` for each piece, done or to
 do. Applying runs the steps that are not done, in order; each fills in what later ones need. So
 a re-run finds everything done and reports "no changes", and `--dry-run` prints the plan only.
-The Graph calls live in `provision_graph.py`, the certificate store in `keys.py`.
+Nothing is applied while a check fails (`provision_checks.py`), and setup ends by waiting until
+the agent can sign in and reach Graph (`provision_wait.py`). The plan's shape lives in
+`provision_plan.py`, the Graph calls in `provision_graph.py`, the certificate store in `keys.py`.
 """
 
 from __future__ import annotations
@@ -16,56 +18,20 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
-import anyio
 import structlog
 
 from ..config import Settings
-from ..errors import GraphError, ProvisionError
+from ..errors import AgentSeatError, ConfigError, GraphError, ProvisionError
 from ..graph.client import GraphClient
 from .configfile import read_env_file, update_env_file
 from .keys import KeyStore
 from .provision_graph import APPLICATION_READ_ALL, REQUIRED_SCOPES, Directory, ProvisionerTokens
+from .provision_checks import NEEDS, local_problems, permission_problems, refuse
+from .provision_plan import Action, Plan, apply_plan
 from .provision_keys import KeySteps
+from .provision_wait import ReplicationWait, confirm_seat
 
 log = structlog.get_logger(__name__)
-
-Action = Callable[[], Awaitable[None]]
-# Entra replicates new objects for seconds to minutes (entrabot Learnings #2 and #8): a call that
-# names an object created moments ago may fail with 400/404 until then.
-_PROPAGATION_DELAYS = (5.0, 10.0, 20.0)
-
-
-@dataclass
-class Step:
-    """One piece of the agent's seat: what it is, why it is needed, and whether it is in place."""
-
-    what: str
-    why: str
-    done: bool = False
-    action: Action | None = field(default=None, repr=False)
-
-
-@dataclass
-class Plan:
-    title: str
-    mark: str = "+"  # how a step to do is shown: "+" adds, "-" deletes
-    steps: list[Step] = field(default_factory=list)
-
-    def check(self, done: bool, done_text: str, todo_text: str, why: str, action: Action | None = None) -> None:
-        self.steps.append(Step(done_text if done else todo_text, why, done, None if done else action))
-
-    @property
-    def changes(self) -> list[Step]:
-        return [s for s in self.steps if not s.done]
-
-    def render(self) -> str:
-        lines = [self.title]
-        for step in self.steps:
-            lines.append(f"  {'✓' if step.done else self.mark} {step.what}")
-            if not step.done:
-                lines.append(f"      why: {step.why}")
-        return "\n".join(lines)
-
 
 @dataclass
 class SetupOptions:
@@ -74,6 +40,7 @@ class SetupOptions:
     license_sku: str = ""
     rotate_key: bool = False
     retire_old: bool = False
+    wait_seconds: float | None = None  # None: AGENTSEAT_SETUP_WAIT_SECONDS
 
 
 @dataclass
@@ -97,12 +64,15 @@ class Seat:
 class Provisioner:
     """Plans and applies setup or teardown against one tenant."""
 
-    def __init__(self, settings: Settings, directory: Directory, store: KeyStore, err: TextIO) -> None:
+    def __init__(self, settings: Settings, directory: Directory, store: KeyStore, err: TextIO,
+                 wait: ReplicationWait | None = None) -> None:
         self.settings = settings
         self.d = directory
         self.store = store
         self.err = err
         self.seat = Seat()
+        self.wait = wait or ReplicationWait(settings.setup_wait_seconds, err)
+        self.problems: list[AgentSeatError] = []  # found while planning; nothing is applied while any remain
 
     # --- discovery ------------------------------------------------------------------------
     async def discover(self, *, teardown: bool = False) -> None:
@@ -116,12 +86,17 @@ class Provisioner:
         chosen = next((v for v in domains if str(v["name"]).lower() == wanted), default)
         seat.domain = str(chosen["name"]) if chosen else ""
         seat.country = str(org.get("countryLetterCode") or "US")
+        unknown = []
         for ref in ([] if teardown else s.sponsors):
             user = await d.user(ref)
             if user is None:
-                raise ProvisionError(f"sponsor {ref!r} is not a user of tenant {seat.tenant_id}",
-                                     hint="set AGENTSEAT_SPONSORS to the UPNs or object ids of people in this tenant")
-            seat.sponsor_ids.append(str(user["id"]))
+                unknown.append(ref)
+            else:
+                seat.sponsor_ids.append(str(user["id"]))
+        if unknown:
+            self.problems.append(ProvisionError(
+                f"sponsor {', '.join(map(repr, unknown))} is not a user of tenant {seat.tenant_id}",
+                hint="set AGENTSEAT_SPONSORS to the UPNs or object ids of people in this tenant"))
         found = await d.blueprints(app_id=s.blueprint_app_id) if s.blueprint_app_id else []
         found = found or await d.blueprints(name=s.agent_display_name)
         if len(found) > 1:
@@ -156,10 +131,11 @@ class Provisioner:
         if user is None:
             by_upn = await d.agent_user(upn=seat.upn)
             if by_upn is not None and (not parent or by_upn.get("identityParentId") != parent):
-                if teardown:
-                    return  # someone else's user: never ours to delete
-                raise ProvisionError(f"the user name {seat.upn} is taken by another account",
-                                     hint="set AGENTSEAT_AGENT_USER_UPN to a free name for the Agent User")
+                if not teardown:  # someone else's user: never ours to use, nor to delete
+                    self.problems.append(ProvisionError(
+                        f"the user name {seat.upn} is taken by another account",
+                        hint="set AGENTSEAT_AGENT_USER_UPN to a free name for the Agent User"))
+                return
             user = by_upn
         seat.user = user
 
@@ -175,34 +151,35 @@ class Provisioner:
             await self._plan_permissions(plan)
             return plan
         name = s.agent_display_name
-        if seat.blueprint is None and not seat.sponsor_ids:
-            raise ProvisionError("creating the Agent Identity Blueprint needs a sponsor",
-                                 hint="set AGENTSEAT_SPONSORS to the UPN of the person responsible for the agent")
+        if seat.blueprint is None and not s.sponsors:
+            self.problems.append(ProvisionError(
+                "creating the Agent Identity Blueprint needs a sponsor",
+                hint="set AGENTSEAT_SPONSORS to the UPN of the person responsible for the agent"))
         bp = seat.blueprint
         plan.check(bp is not None, f"Agent Identity Blueprint {name!r} exists ({bp and bp['appId']})",
                    f"create the Agent Identity Blueprint {name!r}",
                    "the agent's application: it holds the certificate and parents the Agent Identity "
-                   "(agentidentityblueprint-post)", self._create_blueprint)
+                   "(agentidentityblueprint-post)", self._create_blueprint, NEEDS["blueprint"])
         plan.check(seat.principal is not None, "the Blueprint's service principal exists",
                    "create the Blueprint's service principal",
                    "Entra issues no token to a Blueprint without one; it is never implicit (entrabot Learning #2)",
-                   self._create_principal)
+                   self._create_principal, NEEDS["principal"])
         ident = seat.identity
         plan.check(ident is not None, f"Agent Identity {name!r} exists ({ident and ident['appId']})",
                    f"create the Agent Identity {name!r} with sponsors {', '.join(s.sponsors)}",
                    "the identity the agent acts as; the Blueprint impersonates it with fmi_path (agentidentity-post)",
-                   self._create_identity)
+                   self._create_identity, NEEDS["identity"])
         if ident is not None:
             present = await d.sponsors(str(ident["id"]))
             for ref, user_id in [(r, u) for r, u in zip(s.sponsors, seat.sponsor_ids) if u not in present]:
                 plan.check(False, "", f"add sponsor {ref} to the Agent Identity",
                            "sponsors are the people the agent trusts and answers to (agentidentity-post-sponsors)",
-                           self._sponsor_action(user_id))
+                           self._sponsor_action(user_id), NEEDS["sponsor"])
         user = seat.user
         plan.check(user is not None, f"Agent User {user and user['userPrincipalName']} exists",
                    f"create the Agent User {seat.upn}",
                    "the user account with a mailbox and a Teams presence the agent signs in as (agentuser-post)",
-                   self._create_user)
+                   self._create_user, NEEDS["agent_user"])
         await self._plan_permissions(plan)
         await self._plan_licence(plan, options.license_sku or s.license_sku_id)
         keys = KeySteps(self, options)
@@ -221,7 +198,8 @@ class Provisioner:
         roles = await d.app_roles(str(seat.identity["id"])) if seat.identity else set()
         plan.check(APPLICATION_READ_ALL in roles, "the Agent Identity holds Application.Read.All",
                    "grant the Agent Identity the app role Application.Read.All",
-                   "its app-only token reads its own sponsors (entrabot-anchor §7.2 step 5)", self._assign_role)
+                   "its app-only token reads its own sponsors (entrabot-anchor §7.2 step 5)", self._assign_role,
+                   NEEDS["app_role"])
         grant = await d.grant(str(seat.identity["id"]), str(seat.user["id"]), graph_sp) \
             if seat.identity and seat.user else None
         have = str(grant.get("scope", "")).split() if grant else []
@@ -230,7 +208,8 @@ class Provisioner:
                 else f"grant delegated consent for {' '.join(REQUIRED_SCOPES)}")
         plan.check(not missing, "delegated consent covers every scope the runtime needs", todo,
                    "hop 3 (user_fic) fails with AADSTS65001 without it; subscriptions need Chat.ReadWrite and "
-                   "Mail.Read (oauth2permissiongrant-post, consentType Principal)", self._grant_action(grant, have))
+                   "Mail.Read (oauth2permissiongrant-post, consentType Principal)", self._grant_action(grant, have),
+                   NEEDS["grant"])
 
     async def _plan_licence(self, plan: Plan, sku: str) -> None:
         if not sku:
@@ -240,23 +219,26 @@ class Provisioner:
         match = next((x for x in skus if sku.lower() in (str(x.get("skuId")).lower(),
                                                          str(x.get("skuPartNumber")).lower())), None)
         if match is None:
-            raise ProvisionError(f"the tenant has no licence {sku!r}",
-                                 hint="`--license` takes a skuId or skuPartNumber from GET /subscribedSkus")
+            self.problems.append(ProvisionError(f"the tenant has no licence {sku!r}",
+                                                hint="`--license` takes a skuId or skuPartNumber from "
+                                                "GET /subscribedSkus"))
+            return
         sku_id = str(match["skuId"])
         user = seat.user or {}
         assigned = {str(x.get("skuId")) for x in user.get("assignedLicenses") or []}
         if sku_id not in assigned:
             free = int((match.get("prepaidUnits") or {}).get("enabled", 0)) - int(match.get("consumedUnits", 0))
             if free <= 0:
-                raise ProvisionError(f"no {match.get('skuPartNumber')} licence is free",
-                                     hint="free one or buy more, then re-run `agentseat setup`")
+                self.problems.append(ProvisionError(f"no {match.get('skuPartNumber')} licence is free",
+                                                    hint="free one or buy more, then re-run `agentseat setup`"))
         plan.check(bool(user.get("usageLocation")), f"the Agent User's usage location is {user.get('usageLocation')}",
                    f"set the Agent User's usage location to {seat.country}",
-                   "a licence cannot be assigned without one (user-assignlicense)", self._usage_location)
+                   "a licence cannot be assigned without one (user-assignlicense)", self._usage_location,
+                   NEEDS["usage_location"])
         plan.check(sku_id in assigned, f"the Agent User holds licence {match.get('skuPartNumber')}",
                    f"assign licence {match.get('skuPartNumber')} to the Agent User",
                    "Teams and a mailbox need a licence; provisioning them takes minutes to hours",
-                   self._licence_action(sku_id))
+                   self._licence_action(sku_id), NEEDS["licence"])
 
     def _plan_config(self, plan: Plan) -> None:
         path = self.settings.config_file
@@ -293,18 +275,21 @@ class Provisioner:
 
     # --- setup actions --------------------------------------------------------------------
     async def eventually(self, call: Callable[[], Awaitable[Any]]) -> Any:
-        """Run `call`, waiting out replication if it names something created in this run."""
-        for delay in (*_PROPAGATION_DELAYS, None):
+        """Run `call`, waiting out replication (within the run's budget) if it names something created
+        in this run: Entra replicates new objects for seconds to minutes (entrabot Learnings #2 and #8),
+        and until then a call naming one fails with 400/404."""
+        while True:
             try:
                 return await call()
             except GraphError as exc:
-                if delay is None or not self.seat.created or exc.status not in (400, 404):
+                if not self.seat.created or exc.status not in (400, 404):
                     raise
-                print(f"    waiting {delay:g} s for Entra to replicate what was just created", file=self.err,
-                      flush=True)
-                log.info("provision_waiting_for_replication", status=exc.status, code=exc.code, wait=delay)
-                await anyio.sleep(delay)
-        raise AssertionError("unreachable")
+                if not await self.wait.pause("Graph to know the objects just created"):
+                    raise ProvisionError(
+                        f"after {self.wait.waited:.0f} s Graph still does not know an object created moments ago "
+                        f"(HTTP {exc.status}{' ' + exc.code if exc.code else ''})",
+                        hint="this is replication, which can take minutes: run `agentseat setup` again (it finds "
+                        "what was made and goes on), or give it longer with `agentseat setup --wait 600`") from exc
 
     async def _create_blueprint(self) -> None:
         self.seat.blueprint = await self.d.create_blueprint(self.settings.agent_display_name, self.seat.sponsor_ids)
@@ -369,18 +354,6 @@ class Provisioner:
         assert self.settings.config_file is not None
         update_env_file(self.settings.config_file, self.config_values())
 
-async def apply_plan(plan: Plan, err: TextIO) -> int:
-    """Run every step not done yet, in order, with a progress line on stderr for each."""
-    count = 0
-    for step in plan.changes:
-        print(f"  → {step.what}", file=err, flush=True)
-        assert step.action is not None
-        await step.action()
-        log.info("provision_step_applied", step=step.what)
-        count += 1
-    return count
-
-
 def _nickname(display_name: str) -> str:
     """A mailNickname from the display name: user-post-users allows A-Z a-z 0-9 ' . - _ ! # ^ ~."""
     return re.sub(r"[^a-z0-9._-]+", "-", display_name.lower()).strip("-.") or "agent"
@@ -395,16 +368,37 @@ async def run_provisioner(settings: Settings, work: Callable[[Provisioner], Awai
 
 async def setup(settings: Settings, options: SetupOptions, out: TextIO | None = None,
                 err: TextIO | None = None) -> int:
-    """`agentseat setup`: print the plan on `out` (stdout), then apply it unless it is a dry run."""
+    """`agentseat setup`: check, print the plan on `out` (stdout), apply it unless it is a dry run, then
+    wait (progress on `err`) until the agent can sign in and reach Graph.
+
+    Nothing is changed while a check fails: local checks first, then the tenant's, all reported at once.
+    """
     out, err = out or sys.stdout, err or sys.stderr
-    async def work(p: Provisioner) -> int:
-        plan = await p.plan_setup(options)
+    store = KeyStore(settings)
+    wait = ReplicationWait(settings.setup_wait_seconds if options.wait_seconds is None else options.wait_seconds,
+                           err)
+    problems = local_problems(settings, store, rotate_key=options.rotate_key, grant_only=options.grant_only)
+    try:
+        tokens = ProvisionerTokens(settings)
+    except ConfigError:
+        refuse(problems)  # the error is among them; without the provisioner nothing in the tenant can be checked
+        raise
+    async with GraphClient(settings, tokens) as graph:
+        p = Provisioner(settings, Directory(settings, graph), store, err, wait)
+        try:
+            plan = await p.plan_setup(options)
+        except ProvisionError as exc:
+            refuse([*problems, exc])
+            raise
         print(plan.render(), file=out, flush=True)
+        refuse([*problems, *p.problems, *permission_problems(plan, await tokens.get())])
         if not plan.changes:
             print("no changes", file=out)
         elif options.dry_run:
             print(f"dry run: {len(plan.changes)} change(s) planned, nothing changed", file=out)
+            return 0
         else:
-            print(f"applied {await apply_plan(plan, err)} change(s)", file=out)
-        return 0
-    return await run_provisioner(settings, work, err)
+            applied = await apply_plan(plan, err)
+            print(f"applied {applied} change(s)", file=out, flush=True)
+        await confirm_seat(p, changed=bool(plan.changes))
+    return 0

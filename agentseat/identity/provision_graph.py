@@ -15,6 +15,7 @@ import socket
 import stat
 import time
 from pathlib import Path
+from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import quote
 
@@ -71,6 +72,10 @@ class ProvisionerTokens:
                               "`--env-file <sandbox>/sandbox.env` to use the sandbox tenant")
         self._settings = settings
         self._app: msal.ConfidentialClientApplication | None = None
+
+    def check(self) -> None:
+        """Raise `ConfigError` now if the provisioner's certificate or key cannot be used (read-only)."""
+        self._credential()
 
     def _credential(self) -> dict[str, Any]:
         assert self._settings.provisioner_cert_path and self._settings.provisioner_key_path
@@ -165,6 +170,7 @@ class Directory:
         self.graph = graph
         # Agent Users are created and read on beta (agentuser-post is a beta API).
         self.beta = settings.graph_url.rsplit("/", 1)[0] + "/beta"
+        self.key_route = ""  # "blueprint" | "generic": how the Blueprint's keys were last written
 
     async def _list(self, path: str, **params: str) -> list[dict[str, Any]]:
         return [item async for page in self.graph.pages(path, params or None) for item in page]
@@ -311,18 +317,43 @@ class Directory:
         if signer is not None:
             body = {"keyCredential": {k: v for k, v in new_key_credential(cert).items() if "DateTime" not in k},
                     "passwordCredential": None, "proof": proof_of_possession(signer, object_id)}
-            await self.graph.post(f"/applications/{object_id}/addKey", body)
+            await self._blueprint_route(object_id, "/addKey", lambda path: self.graph.post(path, body))
             return "addKey"
         existing = await self.key_credentials(object_id)
         kept = [{k: entry.get(k) for k in ("keyId", "type", "usage", "displayName", "customKeyIdentifier",
                                            "startDateTime", "endDateTime")} | {"key": None} for entry in existing]
-        await self.graph.patch(f"/applications/{object_id}", {"keyCredentials": [*kept, new_key_credential(cert)]})
+        body = {"keyCredentials": [*kept, new_key_credential(cert)]}
+        await self._blueprint_route(object_id, "", lambda path: self.graph.patch(path, body))
         return "PATCH"
 
     async def remove_key(self, object_id: str, key_id: str, signer: AgentCertificate) -> None:
         """application-removekey: drop one credential, proving possession of a (remaining) one."""
-        await self.graph.post(f"/applications/{object_id}/removeKey",
-                              {"keyId": key_id, "proof": proof_of_possession(signer, object_id)})
+        body = {"keyId": key_id, "proof": proof_of_possession(signer, object_id)}
+        await self._blueprint_route(object_id, "/removeKey", lambda path: self.graph.post(path, body))
+
+    async def _blueprint_route(self, object_id: str, action: str, send: Callable[[str], Awaitable[Any]]) -> None:
+        """Write a Blueprint's keys on its typed route, else on the generic application route.
+
+        The v1.0 docs give `/applications/{id}/microsoft.graph.agentIdentityBlueprint` with
+        /addKey, /removeKey and PATCH (agentidentityblueprint-addkey, -removekey, -update;
+        AgentIdentityBlueprint.AddRemoveCreds.All); third parties report 404/403 on the generic
+        /applications/{id}/addKey for Blueprints, while a tenant without the typed routes (or a
+        provisioner holding only Application.ReadWrite.All) refuses the typed one. The route that
+        worked is kept in `key_route` ("blueprint" or "generic") and tried first next time.
+        """
+        typed, generic = f"/applications/{object_id}/microsoft.graph.agentIdentityBlueprint{action}", \
+            f"/applications/{object_id}{action}"
+        first, then = (generic, typed) if self.key_route == "generic" else (typed, generic)
+        try:
+            await send(first)
+        except GraphError as exc:
+            if exc.status not in (400, 403, 404):
+                raise
+            log.info("provision_key_route_refused", route="generic" if first == generic else "blueprint",
+                     status=exc.status, code=exc.code)
+            await send(then)
+            first = then
+        self.key_route = "generic" if first == generic else "blueprint"
 
     # deletions, each tolerant of the thing being gone already (teardown is idempotent)
     async def delete(self, path: str) -> bool:

@@ -17,6 +17,7 @@ import structlog
 
 from ..errors import KeyStoreError, ProvisionError
 from .keys import AgentCertificate, StoredCertificate, generate_certificate
+from .provision_checks import NEEDS
 from .provision_graph import credential_sha1
 
 if TYPE_CHECKING:
@@ -47,23 +48,24 @@ class KeySteps:
             reason = "--rotate-key" if self.options.rotate_key else \
                 f"the active certificate expired {active and active.not_after:%Y-%m-%d}"
             plan.check(False, "", f"generate a new certificate, append it to the Blueprint and make it active "
-                       f"({reason})", _WHY_APPEND + "; the old one stays valid until --retire-old", self._rotate)
+                       f"({reason})", _WHY_APPEND + "; the old one stays valid until --retire-old", self._rotate,
+                       NEEDS["keys"])
         elif active is None:
             plan.check(False, "", "generate a certificate, store its key encrypted and append it to the Blueprint",
-                       _WHY_APPEND, self._first)
+                       _WHY_APPEND, self._first, NEEDS["keys"])
         else:
             seat.cert_sha1 = active.sha1
             expires = f"{active.not_after:%Y-%m-%d}"
             plan.check(active.sha1 in registered,
                        f"certificate {active.sha1} is registered on the Blueprint (expires {expires})",
                        f"append the active certificate {active.sha1} to the Blueprint", _WHY_APPEND,
-                       self._append_active)
+                       self._append_active, NEEDS["keys"])
         if self.options.retire_old:
             old = [c.sha1 for c in stored if not c.active or rotate]
             for sha1 in old:
                 plan.check(False, "", f"remove certificate {sha1} from the Blueprint and delete its local key",
                            "a retired certificate should not be able to sign in anywhere (application-removekey)",
-                           self._retire_action(sha1))
+                           self._retire_action(sha1), NEEDS["keys"])
             if not old:
                 plan.check(True, "no old certificate to retire", "", "")
 

@@ -16,6 +16,7 @@ from aiohttp import web
 
 from .behaviour import Behaviour
 from .clock import Clock
+from .entra.replication import Replication
 from .faults import Faults
 from .graph.throttle import Throttle
 from .pki import SandboxPki, ensure_provisioner_credential
@@ -78,6 +79,7 @@ class SandboxState:
         self.stats = Stats()
         self.faults = Faults()
         self.behaviour = Behaviour().merged(self.options.behaviour)
+        self.replication = Replication(self.clock)  # what Entra wrote but cannot show yet
         self.throttle = Throttle(self.clock)
         self.throttle.enabled = self.options.throttle
         ensure_provisioner_credential(self.tenant, self.pki.directory, self.tenant.roles["provisioner"])

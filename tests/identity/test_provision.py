@@ -35,6 +35,8 @@ from tests.sandbox._agent import grant_agent_consent, hop1, register_agent_cert
 
 PASSPHRASE = "provision-test-passphrase"
 WRITES = ("POST ", "PATCH ", "DELETE ", "PUT ")
+#: The Blueprint's typed route, which setup writes keys on first (agentidentityblueprint-addkey/-update).
+TYPED = "/applications/{object_id}/microsoft.graph.agentIdentityBlueprint"
 
 
 def control(sb: Sandbox, method: str, path: str) -> Any:
@@ -160,7 +162,7 @@ async def test_setup_appends_and_an_existing_credential_survives(sandbox: Sandbo
     ours = KeyStore(settings).active()
     assert ours is not None and blueprint_sha1s(sandbox) == {other_sha1, ours}
     # Without a registered key of ours there is no proof for addKey: PATCH sent the old entry back.
-    assert writes(sandbox).get("PATCH /applications/{object_id}") == 1
+    assert writes(sandbox).get(f"PATCH {TYPED}") == 1
     assert "access_token" in hop1(sandbox, key_pem, other_sha1), "the other machine's certificate stopped working"
 
 
@@ -184,14 +186,14 @@ async def test_rotation_keeps_the_old_certificate_valid_until_retired(
     await run_setup(settings, rotate_key=True)
     new = store.active()
     assert new not in (None, old) and blueprint_sha1s(sandbox) == {old, new}
-    assert writes(sandbox) == {"POST /applications/{object_id}/addKey": 1}, "rotation must append with addKey"
+    assert writes(sandbox) == {f"POST {TYPED}/addKey": 1}, "rotation must append with addKey"
     assert read_env_file(state / "agentseat.env")["AGENTSEAT_CERT_THUMBPRINT"] == new
     config = configured(sandbox, state)
     assert await hop1_with(config, old) and await hop1_with(config, new)  # both sign in until retirement
     old_credential = store.load_pem_credential(old)
     control(sandbox, "DELETE", "/_sandbox/stats")
     await run_setup(settings, retire_old=True)
-    assert writes(sandbox) == {"POST /applications/{object_id}/removeKey": 1}
+    assert writes(sandbox) == {f"POST {TYPED}/removeKey": 1}
     assert blueprint_sha1s(sandbox) == {new} and [c.sha1 for c in store.list()] == [new]
     with pytest.raises(KeyStoreError):
         store.load(old)

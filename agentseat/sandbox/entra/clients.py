@@ -27,6 +27,7 @@ import jwt
 from aiohttp import web
 from cryptography import x509
 
+from . import replication
 from ..responses import entra_error
 from ..tenant import TOKEN_EXCHANGE_AUDIENCE, App, KeyCredential
 
@@ -77,15 +78,19 @@ def _iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).strftime("%m/%d/%Y %H:%M:%S")
 
 
+def unknown_client(sb: SandboxState, client_id: str) -> OAuthError:
+    return OAuthError(400, "unauthorized_client", 700016,
+                      f"Application with identifier '{client_id}' was not found in the directory "
+                      f"'{sb.tenant.domain}'. This can happen if the application has not been installed by the "
+                      "administrator of the tenant or consented to by any user in the tenant. You may have sent "
+                      "your authentication request to the wrong tenant.")
+
+
 def find_client(sb: SandboxState, client_id: str) -> App:
     app = sb.tenant.app(client_id)
-    if app is None:
-        raise OAuthError(400, "unauthorized_client", 700016,
-                         f"Application with identifier '{client_id}' was not found in the directory "
-                         f"'{sb.tenant.domain}'. This can happen if the application has not been installed by the "
-                         "administrator of the tenant or consented to by any user in the tenant. You may have sent "
-                         "your authentication request to the wrong tenant.")
-    if not app.has_principal:
+    if app is None or replication.app_unseen(sb, app):
+        raise unknown_client(sb, client_id)
+    if not app.has_principal or replication.principal_unseen(sb, app):
         # An agent's chain needs an explicitly created BlueprintPrincipal (entrabot-anchor §7).
         raise invalid_client(7000229, f"The client application {client_id} is missing service principal in the "
                              f"tenant {sb.tenant.tenant_id}.")
@@ -120,9 +125,9 @@ def _der(kc: KeyCredential) -> bytes:
     return base64.b64decode(kc.cert_der_b64)
 
 
-def _key_for(app: App, header: dict[str, Any]) -> KeyCredential | None:
+def _key_for(keys: list[KeyCredential], header: dict[str, Any]) -> KeyCredential | None:
     s256, sha1 = _digest(header.get("x5t#S256")), _digest(header.get("x5t"))
-    for kc in app.key_credentials:
+    for kc in keys:
         if s256 is not None and hashlib.sha256(_der(kc)).digest() == s256:
             return kc
         if sha1 is not None and sha1.hex().upper() == kc.sha1.upper():
@@ -156,7 +161,7 @@ def verify_certificate_assertion(sb: SandboxState, app: App, assertion: str, aud
         # `none` and HMAC would let anyone sign; only certificate signatures authenticate a client.
         raise invalid_client(700027, f"Client assertion failed signature validation. [Reason - The algorithm "
                              f"'{alg}' is not supported for client assertions.]")
-    kc = _key_for(app, header)
+    kc = _key_for(replication.visible_keys(sb, app), header)  # a new key is not known yet
     sha1 = _digest(header.get("x5t"))
     used = sha1.hex().upper() if sha1 is not None else header.get("x5t#S256", "")
     if kc is None:

@@ -24,9 +24,9 @@ import structlog
 import anyio
 from aiohttp import web
 
-from . import tokens
+from . import replication, tokens
 from ..state import SANDBOX_KEY
-from .clients import ClientAuth, OAuthError, authenticate, missing, verify_user_credential
+from .clients import ClientAuth, OAuthError, authenticate, missing, unknown_client, verify_user_credential
 from ..tenant import GRAPH_APP_ID, GRAPH_RESOURCE, TOKEN_EXCHANGE_AUDIENCE, App, User
 
 if TYPE_CHECKING:
@@ -180,7 +180,7 @@ def _granted(sb: SandboxState, client_id: str, user_id: str) -> dict[str, str]:
         if grant.client_app_id == client_id and grant.principal_id in (user_id, "", None) and (
             grant.resource in graph_ids
         ):
-            names.update({s.lower(): s for s in grant.scope.split()})
+            names.update({s.lower(): s for s in replication.visible_scope(sb, grant).split()})
     return names
 
 
@@ -194,6 +194,8 @@ def _client_credentials(sb: SandboxState, form: dict[str, str], client: ClientAu
     fmi_path = form.get("fmi_path", "")
     if fmi_path:
         child = sb.tenant.app(fmi_path)
+        if child is not None and replication.app_unseen(sb, child):
+            raise unknown_client(sb, fmi_path)  # a new Agent Identity is not in the directory yet
         if (resource != EXCHANGE or app.kind != "blueprint" or child is None or child.kind != "agentIdentity"
                 or child.blueprint_app_id != app.app_id):
             # "Agent identity blueprints can only impersonate their child agent
@@ -213,7 +215,7 @@ def _client_credentials(sb: SandboxState, form: dict[str, str], client: ClientAu
         # impersonates its agent identities (AADSTS82001, seen by many Agent 365 samples).
         raise OAuthError(400, "unauthorized_client", 82001, f"Agentic application '{app.app_id}' is not permitted "
                          f"to request app-only tokens for resource '{GRAPH_APP_ID}'.")
-    token, claims = tokens.app_token(sb, app_id=app.app_id, roles=app.roles)
+    token, claims = tokens.app_token(sb, app_id=app.app_id, roles=replication.visible_roles(sb, app))
     label = {"agentIdentity": "agent_identity_app", "provisioner": "provisioner"}.get(app.kind, "client_credentials")
     return label, token, claims, {}
 
@@ -223,7 +225,7 @@ def _agent_user(sb: SandboxState, identity: App, form: dict[str, str]) -> User:
     if not ref:
         raise missing("user_id")
     user = sb.tenant.users.get(ref) if form.get("user_id") else sb.tenant.user(ref)
-    if user is None:
+    if user is None or replication.user_unseen(sb, user):
         raise OAuthError(400, "invalid_grant", 50034, f"The user account {ref} does not exist in the "
                          f"{sb.tenant.tenant_id} directory. To sign into this application, the account must be "
                          "added to the directory.")

@@ -15,6 +15,7 @@ import anyio
 import jwt
 from aiohttp import web
 
+from ..entra import replication
 from ..responses import graph_error
 from ..state import SANDBOX_KEY, SandboxState
 from ..tenant import GRAPH_APP_ID, GRAPH_RESOURCE
@@ -144,6 +145,8 @@ async def graph_middleware(request: web.Request, handler: Handler) -> web.Stream
         who = verify_access_token(sb, request.headers.get("Authorization"))
     except PermissionError as exc:
         return graph_error(401, "InvalidAuthenticationToken", str(exc), request=request)
+    if (unseen := replication.graph_refusal(sb, request, who, _authorized(spec, who))) is not None:
+        return unseen  # new objects and grants reach Graph late (entra/replication.py)
     if not _authorized(spec, who):
         return graph_error(403, "Forbidden", "Missing scope permissions on the request. API requires one of "
                            f"'{', '.join(spec.scopes or spec.roles)}'.", request=request)

@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import NameOID
 
 from ..auth import graph_route
+from ...entra import replication
 from ...state import SANDBOX_KEY
 from ...clock import iso, parse_iso
 from .common import (
@@ -53,6 +54,9 @@ APP_WRITE_SCOPES = ("Application.ReadWrite.All", "AgentIdentityBlueprint.ReadWri
                     "AgentIdentityBlueprint.AddRemoveCreds.All")
 APP_WRITE_ROLES = (*APP_WRITE_SCOPES, "Application.ReadWrite.OwnedBy")
 BLUEPRINT_CREATE = ("AgentIdentityBlueprint.Create", "AgentIdentityBlueprint.ReadWrite.All")
+#: agentidentityblueprint-addkey / -removekey / -update (credentials): the typed Blueprint routes.
+BLUEPRINT_CREDS = ("AgentIdentityBlueprint.AddRemoveCreds.All", "AgentIdentityBlueprint.ReadWrite.All")
+BLUEPRINT_UPDATE = (*BLUEPRINT_CREDS, "AgentIdentityBlueprint.UpdateBranding.All")
 APP_DELETE = ("Application.ReadWrite.All", "AgentIdentityBlueprint.ReadWrite.All",
               "AgentIdentityBlueprint.DeleteRestore.All")
 # application-rollkey-prooftoken: older revisions name 00000002-... (AAD Graph), newer ones
@@ -239,6 +243,7 @@ async def create_blueprint(request: web.Request) -> web.Response:
     app = App(app_id=new_id(), object_id=new_id(), sp_object_id=new_id(), display_name=name, kind="blueprint",
               sponsors=sponsors, has_principal=False)
     sb.tenant.apps[app.app_id] = app
+    replication.app_created(sb, app)
     if sb.tenant.roles.get("blueprint") not in sb.tenant.apps:
         sb.tenant.roles["blueprint"] = app.app_id  # setup re-created the demo's blueprint
     sb.mark_dirty()
@@ -280,8 +285,18 @@ async def get_application(request: web.Request) -> web.Response:
 
 @graph_route(scopes=APP_WRITE_SCOPES, roles=APP_WRITE_ROLES)
 async def update_application(request: web.Request) -> web.Response:
+    return await _update(request, None)
+
+
+@graph_route(scopes=BLUEPRINT_UPDATE, roles=BLUEPRINT_UPDATE)
+async def update_blueprint(request: web.Request) -> web.Response:
+    """agentidentityblueprint-update: PATCH /applications/{id}/microsoft.graph.agentIdentityBlueprint."""
+    return await _update(request, "blueprint")
+
+
+async def _update(request: web.Request, kind: str | None) -> web.Response:
     sb = request.app[SANDBOX_KEY]
-    app = _lookup(request)
+    app = _lookup(request, kind)
     if isinstance(app, web.Response):
         return app
     if app.kind == "blueprint" and (blocked := agent_id_blocked(request)) is not None:
@@ -303,6 +318,8 @@ async def update_application(request: web.Request) -> web.Response:
     if "displayName" in body:
         app.display_name = body["displayName"]
     if credentials is not None:
+        known = {kc.sha1 for kc in app.key_credentials}
+        replication.keys_added(sb, [kc for kc in credentials if kc.sha1 not in known])
         app.key_credentials = credentials
         log.info("directory_key_credentials_replaced", app_id=app.app_id, count=len(credentials))
     sb.mark_dirty()
@@ -326,13 +343,33 @@ async def delete_application(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
+def _generic_refused(request: web.Request, app: App) -> web.Response | None:
+    """Behaviour `blueprint_key_route` = `blueprint_only`: the generic addKey/removeKey do not
+    know Blueprints, as third parties report (404), and only the typed routes serve them."""
+    if app.kind == "blueprint" and request.app[SANDBOX_KEY].behaviour.blueprint_key_route == "blueprint_only":
+        return not_found(request, request.match_info.get("object_id") or request.match_info.get("app_id", ""))
+    return None
+
+
 @graph_route(scopes=APP_WRITE_SCOPES, roles=APP_WRITE_ROLES)
 async def add_key(request: web.Request) -> web.Response:
     """application-addkey: append one certificate, proving possession of an existing one."""
+    return await _add_key(request, None)
+
+
+@graph_route(scopes=BLUEPRINT_CREDS, roles=BLUEPRINT_CREDS)
+async def blueprint_add_key(request: web.Request) -> web.Response:
+    """agentidentityblueprint-addkey: the same action on the typed Blueprint route."""
+    return await _add_key(request, "blueprint")
+
+
+async def _add_key(request: web.Request, kind: str | None) -> web.Response:
     sb = request.app[SANDBOX_KEY]
-    app = _lookup(request)
+    app = _lookup(request, kind)
     if isinstance(app, web.Response):
         return app
+    if kind is None and (refused := _generic_refused(request, app)) is not None:
+        return refused
     body = await read_json(request)
     if isinstance(body, web.Response):
         return body
@@ -349,6 +386,7 @@ async def add_key(request: web.Request) -> web.Response:
     if any(kc.sha1 == made.sha1 for kc in app.key_credentials):
         return bad_request(request, "keyCredentials contains the same certificate or keyId more than once.")
     app.key_credentials.append(made)
+    replication.keys_added(sb, [made])
     sb.mark_dirty()
     log.info("directory_key_added", app_id=app.app_id, key_id=made.key_id)
     return web.json_response({"@odata.context": context(request, "microsoft.graph.keyCredential"),
@@ -357,10 +395,23 @@ async def add_key(request: web.Request) -> web.Response:
 
 @graph_route(scopes=APP_WRITE_SCOPES, roles=APP_WRITE_ROLES)
 async def remove_key(request: web.Request) -> web.Response:
+    """application-removekey: drop one credential, proving possession of one."""
+    return await _remove_key(request, None)
+
+
+@graph_route(scopes=BLUEPRINT_CREDS, roles=BLUEPRINT_CREDS)
+async def blueprint_remove_key(request: web.Request) -> web.Response:
+    """agentidentityblueprint-removekey: the same action on the typed Blueprint route."""
+    return await _remove_key(request, "blueprint")
+
+
+async def _remove_key(request: web.Request, kind: str | None) -> web.Response:
     sb = request.app[SANDBOX_KEY]
-    app = _lookup(request)
+    app = _lookup(request, kind)
     if isinstance(app, web.Response):
         return app
+    if kind is None and (refused := _generic_refused(request, app)) is not None:
+        return refused
     body = await read_json(request)
     if isinstance(body, web.Response):
         return body
@@ -385,7 +436,9 @@ def route_table() -> list[tuple[str, str, Any]]:
         ("GET", by_object + "/microsoft.graph.agentIdentityBlueprint", get_application),
     ]
     for base in (by_object, by_app_id):  # both the object id and the appId alternate key address an app
+        typed = base + "/microsoft.graph.agentIdentityBlueprint"
         table += [("GET", base, get_application), ("PATCH", base, update_application),
                   ("DELETE", base, delete_application), ("POST", base + "/addKey", add_key),
-                  ("POST", base + "/removeKey", remove_key)]
+                  ("POST", base + "/removeKey", remove_key), ("PATCH", typed, update_blueprint),
+                  ("POST", typed + "/addKey", blueprint_add_key), ("POST", typed + "/removeKey", blueprint_remove_key)]
     return table

@@ -16,6 +16,7 @@ import structlog
 from aiohttp import web
 
 from ..auth import graph_route
+from ...entra import replication
 from ...state import SANDBOX_KEY
 from .common import (
     bad_request,
@@ -112,6 +113,7 @@ async def create_grant(request: web.Request) -> web.Response:
     grant = Grant(id=new_id, client_app_id=client.app_id, principal_id=principal_id, scope=" ".join(scope.split()),
                   resource=resource.app_id)
     sb.tenant.grants[grant.id] = grant
+    replication.grant_created(sb, grant)
     sb.mark_dirty()
     log.info("directory_grant_created", client=client.app_id, principal=principal_id or "all",
              scopes=len(grant.scope.split()))
@@ -161,7 +163,8 @@ async def update_grant(request: web.Request) -> web.Response:
             return bad_request(request, f"Property '{prop}' of resource 'OAuth2PermissionGrant' cannot be updated.")
     if not isinstance(body.get("scope"), str):
         return invalid_property(request, "scope", "OAuth2PermissionGrant")
-    grant.scope = " ".join(body["scope"].split())
+    previous, grant.scope = grant.scope, " ".join(body["scope"].split())
+    replication.grant_changed(sb, grant, previous)
     sb.mark_dirty()
     log.info("directory_grant_updated", grant=grant.id, scopes=len(grant.scope.split()))
     return web.Response(status=204)

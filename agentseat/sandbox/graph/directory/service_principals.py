@@ -17,6 +17,7 @@ from aiohttp import web
 
 from . import grants
 from ..auth import graph_route, principal
+from ...entra import replication
 from ...state import SANDBOX_KEY
 from .common import (
     MAX_SPONSORS,
@@ -165,6 +166,7 @@ async def create_blueprint_principal(request: web.Request) -> web.Response:
         return conflict(request, f"The service principal cannot be created, updated, or restored because the "
                                      f"service principal name {app.app_id} is already in use.")
     app.has_principal = True
+    replication.principal_created(sb, app)
     sb.mark_dirty()
     log.info("directory_blueprint_principal_created", app_id=app.app_id)
     return entity(request, "servicePrincipals", sp_json(sb, app), status=201)
@@ -194,6 +196,7 @@ async def create_agent_identity(request: web.Request) -> web.Response:
     identity = App(app_id=new_id(), object_id=sp_id, sp_object_id=sp_id, display_name=name, kind="agentIdentity",
                    blueprint_app_id=blueprint.app_id, sponsors=sponsors)
     sb.tenant.apps[identity.app_id] = identity
+    replication.app_created(sb, identity)
     if sb.tenant.roles.get("agent_identity") not in sb.tenant.apps:
         sb.tenant.roles["agent_identity"] = identity.app_id  # setup re-created the demo's agent identity
     sb.mark_dirty()
@@ -331,6 +334,7 @@ async def assign_app_role(request: web.Request) -> web.Response:
     if name in app.roles:
         return bad_request(request, "Permission being assigned already exists on the object.")
     app.roles.append(name)
+    replication.role_assigned(sb, app, name)
     sb.mark_dirty()
     log.info("directory_app_role_assigned", app_id=app.app_id, role=name)
     body_json = {"@odata.context": context(request, f"servicePrincipals('{app.sp_object_id}')/appRoleAssignments/"

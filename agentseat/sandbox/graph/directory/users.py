@@ -22,6 +22,7 @@ from . import apps
 
 from . import service_principals
 from ..auth import graph_route, principal
+from ...entra import replication
 from ...state import SANDBOX_KEY
 from .common import (
     bad_request,
@@ -193,6 +194,7 @@ async def create_user(request: web.Request) -> web.Response:
                 kind="agentUser" if agent else "user", identity_parent_id=parent_app_id,
                 account_enabled=body["accountEnabled"])
     tenant.users[user.id] = user
+    replication.user_created(sb, user)
     if agent and tenant.roles.get("agent_user") not in tenant.users:
         tenant.roles["agent_user"] = user.id  # setup re-created the demo's agent: keep the well-known name
     sb.mark_dirty()
