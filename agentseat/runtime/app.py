@@ -34,6 +34,7 @@ from ..graph.client import GraphClient, ssl_context
 from ..identity.keys import AgentCertificate, KeyStore
 from ..identity.tokens import AppOnlyTokens, TokenProvider
 from ..subscriptions.manager import SubscriptionManager
+from ..subscriptions.readiness import Readiness
 from ..tunnel import LoopbackTunnel, make_tunnel
 from ..tunnel.base import Tunnel
 from .crypto import KeyRing
@@ -104,6 +105,8 @@ class Runtime:
         self.lock = OwnerLock(settings.state_dir / "runtime.lock")
         #: What this tenant was seen to do and what we adapted to (status, doctor --live).
         self.facts = TenantFacts(settings.state_dir)
+        #: The Agent User's mailbox and Teams presence, each waited for on its own (readiness.py).
+        self.readiness = Readiness(self.graph, self.facts, on_ready=self._part_ready)
         self.status = RuntimeStatus(mode=settings.mode)
         self._tunnel_override = tunnel
         self.manager: SubscriptionManager | None = None
@@ -172,6 +175,7 @@ class Runtime:
             tg.start_soon(self._confirm_pending)
             tg.start_soon(self.poller.run_resyncs)
             tg.start_soon(self.access.run)  # releases what approvals allow, from this process or the CLI
+            tg.start_soon(self.readiness.run)
             await self._sources()
             tg.cancel_scope.cancel()
 
@@ -223,7 +227,7 @@ class Runtime:
         mail_fetches, chat_fetches = self.fetches["mail"], self.fetches["teams"]
         self.manager = manager = SubscriptionManager(
             settings, self.graph, self.inbox, certificate_b64=active.der_b64, certificate_id=active.sha1_thumbprint,
-            on_resync=self.poller.resync,
+            on_resync=self.poller.resync, facts=self.facts, readiness=self.readiness,
         )
 
         async def on_mail_fetch(message_id: str, partial: dict[str, Any]) -> None:
@@ -316,6 +320,12 @@ class Runtime:
             # Next round: a new URL (ngrok hands out another), and the subscriptions move there.
             log.warning("tunnel_lost", public_url=url)
             self.status.public_url = ""
+
+    def _part_ready(self, kind: str) -> None:
+        """The mailbox or Teams presence became ready: subscribe now and read what it hid."""
+        if self.manager is not None:
+            self.manager.retry_now(kind)
+        self.poller.resync_soon(kind, "ready")
 
     async def _resync_all(self, reason: str) -> None:
         """Read what the gap before now may hide, chats and mail side by side."""
