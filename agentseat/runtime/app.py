@@ -107,6 +107,7 @@ class Runtime:
         self.facts = TenantFacts(settings.state_dir)
         #: The Agent User's mailbox and Teams presence, each waited for on its own (readiness.py).
         self.readiness = Readiness(self.graph, self.facts, on_ready=self._part_ready)
+        self._deferred: dict[str, str] = {}  # kind -> reason of a read put off until its part is ready
         self.status = RuntimeStatus(mode=settings.mode)
         self._tunnel_override = tunnel
         self.manager: SubscriptionManager | None = None
@@ -325,13 +326,19 @@ class Runtime:
         """The mailbox or Teams presence became ready: subscribe now and read what it hid."""
         if self.manager is not None:
             self.manager.retry_now(kind)
-        self.poller.resync_soon(kind, "ready")
+        self.poller.resync_soon(kind, self._deferred.pop(kind, "ready"))
 
     async def _resync_all(self, reason: str) -> None:
         """Read what the gap before now may hide, chats and mail side by side."""
         async with anyio.create_task_group() as tg:
             for kind in sorted(ALL_KINDS):
-                tg.start_soon(self.poller.resync, kind, reason)
+                tg.start_soon(self._resync_when_ready, kind, reason)
+
+    async def _resync_when_ready(self, kind: str, reason: str) -> None:
+        if not await self.readiness.usable(kind):
+            self._deferred[kind] = reason  # the mailbox or Teams is not there yet: read once it is
+            return
+        await self.poller.resync(kind, reason)
 
     async def _poll(self, kinds: set[str]) -> None:
         self.status.source, self.status.polling = "poll", sorted(kinds)

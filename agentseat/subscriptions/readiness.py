@@ -44,16 +44,26 @@ class Readiness:
     """Tracks both parts; `run` waits for each until it is ready, and again if it stops being so."""
 
     def __init__(self, graph: Any, facts: Any, *, on_ready: Callable[[str], None] | None = None,
-                 first_retry: float = FIRST_RETRY_SECONDS, max_retry: float = MAX_RETRY_SECONDS) -> None:
+                 first_retry: float | None = None, max_retry: float | None = None) -> None:
         self._graph = graph
         self._facts = facts
         self.on_ready = on_ready  # called with the subscription kind ("mail" | "teams")
-        self._first, self._most = first_retry, max_retry
+        self._first = FIRST_RETRY_SECONDS if first_retry is None else first_retry
+        self._most = MAX_RETRY_SECONDS if max_retry is None else max_retry
         self.state: dict[Part, str] = {"mailbox": "unknown", "teams": "unknown"}
         self._wake: dict[Part, anyio.Event] = {part: anyio.Event() for part in KINDS}
+        self._answered: dict[Part, anyio.Event] = {part: anyio.Event() for part in KINDS}
 
     def ready(self, part: Part) -> bool:
         return self.state[part] == "ready"
+
+    async def usable(self, kind: str, *, timeout: float = 30.0) -> bool:
+        """After the first probe of `kind`'s part: False if it is not provisioned yet (reading it
+        now would only fail), else True; True too if no answer came within `timeout`."""
+        part = next(p for p, k in KINDS.items() if k == kind)
+        with anyio.move_on_after(timeout):
+            await self._answered[part].wait()
+        return self.state[part] != "not_ready"
 
     def not_ready(self, part: Part, answer: str) -> None:
         """Someone else (a subscription refusal) saw Graph say the part is not provisioned:
@@ -82,18 +92,20 @@ class Readiness:
         attempt = 0
         while True:
             ok, answer = await self.probe(part)
-            if ok:
-                self._mark(part, True, "", None)
-                attempt = 0
-                self._wake[part] = wake = anyio.Event()
-                await wake.wait()  # `not_ready` from a refusal: look again
-                continue
             attempt += 1
             delay = min(self._most, self._first * 2 ** min(attempt - 1, 20))
+            if ok:
+                self._mark(part, True, "", None)
+                self._answered[part].set()
+                self._wake[part] = wake = anyio.Event()
+                await wake.wait()  # `not_ready` from a refusal: look again, after a while (never a
+                await anyio.sleep(delay)  # tight loop if the probe and the refusal disagree)
+                continue
             if ok is False:
                 self._mark(part, False, answer, datetime.now(UTC).timestamp() + delay)
             else:
                 log.info("readiness_unclear", part=part, answer=answer, retry_in=delay)
+            self._answered[part].set()
             await anyio.sleep(delay)
 
     async def run(self) -> None:

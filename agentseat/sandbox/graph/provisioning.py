@@ -59,14 +59,21 @@ class Provisioning:
         # A new tenant's Agent User was created just now; one loaded from disk long ago.
         start = clock.now() if fresh else 0.0
         self._started: dict[str, float] = {u.id: start for u in tenant.users.values() if u.kind == "agentUser"}
+        #: Parts a test declared done early (real tenants finish Teams and Exchange at different times).
+        self._done: dict[str, set[str]] = {}
 
     def started(self, user_id: str) -> None:
         """The Agent User was created or licensed: provisioning starts over."""
         self._started[user_id] = self._clock.now()
+        self._done.pop(user_id, None)
 
-    def ready(self, sb: SandboxState, user_id: str) -> bool:
+    def finish(self, user_id: str, part: str) -> None:
+        """Let one part ("mailbox" | "teams") be ready before the other, as tests need."""
+        self._done.setdefault(user_id, set()).add(part)
+
+    def ready(self, sb: SandboxState, user_id: str, part: str = "mailbox") -> bool:
         user = sb.tenant.users.get(user_id)
-        if user is None or user.kind != "agentUser":
+        if user is None or user.kind != "agentUser" or part in self._done.get(user_id, ()):
             return True
         return self._clock.now() >= self._started.get(user_id, 0.0) + sb.behaviour.mailbox_ready_after_seconds
 
@@ -93,7 +100,7 @@ def refusal(sb: SandboxState, template: str, caller_oid: str, delegated: bool, u
         user_id = user.id if user is not None else ""
     else:
         user_id = caller_oid if delegated else ""
-    if not user_id or sb.provisioning.ready(sb, user_id):
+    if not user_id or sb.provisioning.ready(sb, user_id, part):
         return None
     if part == "mailbox":
         return Refusal(404, MAILBOX_CODE, MAILBOX_MESSAGE)
@@ -102,7 +109,7 @@ def refusal(sb: SandboxState, template: str, caller_oid: str, delegated: bool, u
 
 def subscription_refusal(sb: SandboxState, user_id: str, teams: bool) -> Refusal | None:
     """A subscription on an Agent User's chats or mailbox that is not provisioned yet."""
-    if sb.provisioning.ready(sb, user_id):
+    if sb.provisioning.ready(sb, user_id, "teams" if teams else "mailbox"):
         return None
     if teams:
         return Refusal(403, "ExtensionError", _TEAMS_SUBSCRIPTION)
