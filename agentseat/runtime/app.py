@@ -189,6 +189,7 @@ class Runtime:
         mode = self.settings.mode
         if mode == "poll" or (mode == "auto" and self.settings.tunnel == "none" and self._tunnel_override is None):
             await self._sponsors_resolved()
+            await self.readiness.usable("teams")  # its probe reads the chat list first: 1 per second
             self.status.source, self.status.polling = "poll", sorted(ALL_KINDS)
             await self.poller.run(set(ALL_KINDS))
             return

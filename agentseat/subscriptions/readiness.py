@@ -37,6 +37,9 @@ PROBES: dict[Part, tuple[str, dict[str, str]]] = {
 #: A part that is not ready is looked at again after 5 s, doubling up to every 5 minutes
 #: (provisioning takes minutes to hours); an unclear answer (a 5xx) is retried the same way.
 FIRST_RETRY_SECONDS, MAX_RETRY_SECONDS = 5.0, 300.0
+#: GET /me/chats allows one request per second per user (throttling-limits, Teams): the
+#: runtime's own chat reads start no sooner than this after the Teams probe.
+CHAT_LIST_GAP_SECONDS = 1.0
 _LABELS: dict[Part, str] = {"mailbox": "mailbox", "teams": "Teams presence"}
 
 
@@ -53,6 +56,7 @@ class Readiness:
         self.state: dict[Part, str] = {"mailbox": "unknown", "teams": "unknown"}
         self._wake: dict[Part, anyio.Event] = {part: anyio.Event() for part in KINDS}
         self._answered: dict[Part, anyio.Event] = {part: anyio.Event() for part in KINDS}
+        self._probed_at: dict[Part, float] = {}  # anyio time each part's last probe ended
 
     def ready(self, part: Part) -> bool:
         return self.state[part] == "ready"
@@ -63,6 +67,8 @@ class Readiness:
         part = next(p for p, k in KINDS.items() if k == kind)
         with anyio.move_on_after(timeout):
             await self._answered[part].wait()
+        if part == "teams" and part in self._probed_at:
+            await anyio.sleep(max(0.0, self._probed_at[part] + CHAT_LIST_GAP_SECONDS - anyio.current_time()))
         return self.state[part] != "not_ready"
 
     def not_ready(self, part: Part, answer: str) -> None:
@@ -85,6 +91,8 @@ class Readiness:
             return None, f"{exc.status} {exc.code}"
         except AgentSeatError as exc:
             return None, exc.message
+        finally:
+            self._probed_at[part] = anyio.current_time()
         return True, ""
 
     async def wait(self, part: Part) -> None:
