@@ -257,7 +257,8 @@ class SubscriptionManager:
             self._let_go(state, grace=True)
         state.id, state.url, state.state, state.error = str(live["id"]), f"{self.url}/notifications", "active", ""
         state.client_state = secret
-        state.rich = bool(live.get("includeResourceData", spec.rich))
+        echoed = live.get("includeResourceData")  # what Graph says it promised, else what we asked for
+        state.rich = spec.rich if echoed is None else bool(echoed)
         state.expires = parse_graph_time(str(live["expirationDateTime"]))
         self._active(state)
         self._save()
