@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -36,7 +36,8 @@ from ..runtime.inbox import Inbox
 from ..graph.subscription import KnownSubscription
 from .known import KnownView, new_client_state, read_legacy_client_state, remove_legacy_client_state
 from .lifecycle import LifecycleCounters, LifecycleGate
-from .refusals import BACKOFF_MAX_SECONDS, backoff_seconds, explain, max_minutes, not_provisioned
+from .refusals import BACKOFF_MAX_SECONDS, LIFETIME_FACTS, backoff_seconds, explain, max_minutes
+from .refusals import not_provisioned, within
 from .specs import SubscriptionSpec, desired_specs, expiry
 
 if TYPE_CHECKING:
@@ -56,10 +57,6 @@ _DUE_RETRY_SECONDS = 60.0
 #: again after this long, then twice as long each time, at most hourly (refusals.py):
 #: a refusal never leaves it to polling for good.
 RETRY_CREATE_SECONDS = 30.0
-#: A lifetime read from Graph's refusal is asked for with this much slack (clock skew).
-LIFETIME_SLACK_SECONDS = 60
-#: Tenant facts: the longest lifetime Graph accepted, per kind, once it refused a longer one.
-LIFETIME_FACTS = {"teams": "chat_subscription_max_minutes", "mail": "mail_subscription_max_minutes"}
 #: Tenant fact: how mail is subscribed ("basic": without resource data, see specs.py).
 MAIL_PAYLOAD_FACT = "mail_subscription"
 #: `maintain` looks again after at most 300 s, and at least 5 s.
@@ -114,22 +111,19 @@ class SubscriptionManager:
     # --- lifetimes Graph told us ------------------------------------------------------
     def _known_lifetime(self, spec: SubscriptionSpec) -> SubscriptionSpec:
         """A lifetime a previous run read from Graph's refusal is used from the start."""
-        known = self._facts.get(LIFETIME_FACTS.get(spec.kind, "")) if self._facts is not None else None
-        if isinstance(known, int) and not isinstance(known, bool) and 0 < known < spec.minutes:
-            return replace(spec, minutes=known, slack_seconds=LIFETIME_SLACK_SECONDS)
-        return spec
+        key = LIFETIME_FACTS.get(spec.kind, "")
+        return within(spec, self._facts.get(key)) if self._facts is not None else spec
 
     def _adapt_lifetime(self, spec: SubscriptionSpec, exc: GraphError) -> SubscriptionSpec | None:
-        """After "Subscription expiration can only be N minutes in the future.": the spec with N,
-        or None when the refusal names no shorter lifetime (then it is an ordinary refusal)."""
-        limit = max_minutes(exc)
-        if limit is None or limit >= spec.minutes or limit < 1:
+        """After "Subscription expiration can only be N minutes in the future.": the spec with N
+        (recorded as a tenant fact), or None when the refusal names no shorter lifetime."""
+        adapted = within(spec, max_minutes(exc))
+        if adapted is spec:
             return None
-        adapted = replace(spec, minutes=limit, slack_seconds=LIFETIME_SLACK_SECONDS if limit > 1 else 0)
         self.specs = [adapted if s.kind == spec.kind else s for s in self.specs]
         if self._facts is not None and spec.kind in LIFETIME_FACTS:
-            self._facts.record(LIFETIME_FACTS[spec.kind], limit)
-        log.warning("subscription_lifetime_adapted", kind=spec.kind, minutes=limit)
+            self._facts.record(LIFETIME_FACTS[spec.kind], adapted.minutes)
+        log.warning("subscription_lifetime_adapted", kind=spec.kind, minutes=adapted.minutes)
         return adapted
 
     # --- persistence ------------------------------------------------------------------
@@ -208,19 +202,12 @@ class SubscriptionManager:
         lifecycle_ok = live.get("lifecycleNotificationUrl") == f"{self.url}/lifecycle"
         return lifecycle_ok and (lifecycle_only or live.get("notificationUrl") == f"{self.url}/notifications")
 
-    @staticmethod
-    def _same_payload(spec: SubscriptionSpec, live: dict[str, Any]) -> bool:
-        """A live subscription made with the other payload choice (rich mail from an earlier
-        version) is replaced: the pipeline screens items by what the subscription promises."""
-        rich = live.get("includeResourceData")
-        return rich is None or bool(rich) == spec.rich
-
     async def _reconcile(self, spec: SubscriptionSpec, existing: list[dict[str, Any]]) -> None:
         state = self.states[spec.kind]
         # The one we hold first: a second that also points here is a duplicate to replace.
         ordered = sorted(existing, key=lambda s: str(s.get("id")) != state.id)
         keep = next((s for s in ordered if self._points_here(s) and self._secret_for(s)
-                     and self._same_payload(spec, s)), None)
+                     and spec.same_payload(s)), None)
         reason = "created"
         for stale in existing:
             if stale is not keep:

@@ -19,9 +19,11 @@ No I/O here: functions of a `GraphError` and of a count.
 from __future__ import annotations
 
 import re
-from typing import Literal
+from dataclasses import replace
+from typing import Any, Literal
 
 from ..errors import GraphError
+from .specs import SubscriptionSpec
 
 Part = Literal["mailbox", "teams"]
 
@@ -30,6 +32,10 @@ _MAX_LIFETIME = re.compile(r"expiration can only be (\d+) minutes in the future"
 #: A refused kind is asked again after 30 s, then 60, 120, ... never less often than hourly.
 BACKOFF_FIRST_SECONDS = 30.0
 BACKOFF_MAX_SECONDS = 3600.0
+#: A lifetime read from Graph's refusal is asked for with this much slack (clock skew).
+LIFETIME_SLACK_SECONDS = 60
+#: Tenant facts: the longest lifetime Graph accepts, per kind, once it refused a longer one.
+LIFETIME_FACTS = {"teams": "chat_subscription_max_minutes", "mail": "mail_subscription_max_minutes"}
 
 # A mailbox that is not provisioned (yet) answers 404 MailboxNotEnabledForRESTAPI, "The
 # mailbox is either inactive, soft-deleted, or is hosted on-premise." (Exchange
@@ -52,6 +58,14 @@ def max_minutes(exc: GraphError) -> int | None:
         return None
     match = _MAX_LIFETIME.search(exc.message or "")
     return int(match.group(1)) if match else None
+
+
+def within(spec: SubscriptionSpec, limit: Any) -> SubscriptionSpec:
+    """`spec` asking for at most `limit` minutes (with slack), or `spec` itself when `limit`
+    is not a whole number of minutes below what it asks for."""
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 0 < limit < spec.minutes:
+        return spec
+    return replace(spec, minutes=limit, slack_seconds=LIFETIME_SLACK_SECONDS if limit > 1 else 0)
 
 
 def not_provisioned(exc: GraphError) -> Part | None:

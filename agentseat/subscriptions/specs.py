@@ -56,6 +56,12 @@ class SubscriptionSpec:
                      "encryptionCertificateId": certificate_id}
         return body
 
+    def same_payload(self, live: dict[str, Any]) -> bool:
+        """A live subscription made with the other payload choice (rich mail from an earlier
+        version) is replaced: the pipeline screens items by what the subscription promises."""
+        rich = live.get("includeResourceData")
+        return rich is None or bool(rich) == self.rich
+
     def matches(self, resource: str) -> bool:
         """Same resource path; the query (`$select`) may differ, so a subscription made with
         another payload choice is found, and replaced, rather than left to run beside ours."""
