@@ -124,7 +124,7 @@ class Settings(BaseSettings):
 
     # Subscription lifetimes (subscription resource, "Subscription lifetime").
     chat_subscription_minutes: int = Field(default=4320, ge=45)
-    mail_subscription_minutes: int = Field(default=1440, ge=45)
+    mail_subscription_minutes: int = Field(default=10080, ge=45)  # basic mail: 7 days (subscriptions/specs.py)
     renew_fraction: float = Field(default=0.5, gt=0, lt=1, description="Renew when this much lifetime is left.")
 
     # Polling. Teams asks apps to poll for changes rarely (teams-api-overview,

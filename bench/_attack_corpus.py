@@ -116,7 +116,7 @@ KINDS: list[Kind] = [
     # What one captured genuine POST (its clientState, a live token) makes possible, and what it costs.
     Kind("captured_token_forgery", "own chatMessage encrypted to the agent, claiming the sponsor or an allowed "
          "colleague, under a captured clientState and token", captured_token_forgery),
-    Kind("basic_item_flood", "items without resource data on the rich subscriptions: 1 POST of 200, then 100 POSTs "
+    Kind("basic_item_flood", "items without resource data on the rich chat subscription: 1 POST of 200, then 100 POSTs "
          "of 20", basic_item_flood),
     Kind("lifecycle_flood_missed", "20 forged `missed` at once per subscription", lifecycle_flood_missed),
     Kind("lifecycle_flood_reauthorize", "20 forged `reauthorizationRequired` per subscription, twice",

@@ -34,6 +34,7 @@ from ..graph.client import GraphClient, ssl_context
 from ..identity.keys import AgentCertificate, KeyStore
 from ..identity.tokens import AppOnlyTokens, TokenProvider
 from ..subscriptions.manager import SubscriptionManager
+from ..subscriptions.readiness import Readiness
 from ..tunnel import LoopbackTunnel, make_tunnel
 from ..tunnel.base import Tunnel
 from .crypto import KeyRing
@@ -107,6 +108,9 @@ class Runtime:
         self.facts = TenantFacts(settings.state_dir)
         # Rich items whose validation tokens fail are read from Graph instead, capped (issue 11).
         self.token_fallbacks = TokenFallbacks(facts=self.facts, on_capped=self.poller.resync_soon)
+        #: The Agent User's mailbox and Teams presence, each waited for on its own (readiness.py).
+        self.readiness = Readiness(self.graph, self.facts, on_ready=self._part_ready)
+        self._deferred: dict[str, str] = {}  # kind -> reason of a read put off until its part is ready
         self.status = RuntimeStatus(mode=settings.mode)
         self._tunnel_override = tunnel
         self.manager: SubscriptionManager | None = None
@@ -175,6 +179,7 @@ class Runtime:
             tg.start_soon(self._confirm_pending)
             tg.start_soon(self.poller.run_resyncs)
             tg.start_soon(self.access.run)  # releases what approvals allow, from this process or the CLI
+            tg.start_soon(self.readiness.run)
             await self._sources()
             tg.cancel_scope.cancel()
 
@@ -187,6 +192,7 @@ class Runtime:
         mode = self.settings.mode
         if mode == "poll" or (mode == "auto" and self.settings.tunnel == "none" and self._tunnel_override is None):
             await self._sponsors_resolved()
+            await self.readiness.usable("teams")  # its probe reads the chat list first: 1 per second
             self.status.source, self.status.polling = "poll", sorted(ALL_KINDS)
             await self.poller.run(set(ALL_KINDS))
             return
@@ -226,7 +232,7 @@ class Runtime:
         mail_fetches, chat_fetches = self.fetches["mail"], self.fetches["teams"]
         self.manager = manager = SubscriptionManager(
             settings, self.graph, self.inbox, certificate_b64=active.der_b64, certificate_id=active.sha1_thumbprint,
-            on_resync=self.poller.resync,
+            on_resync=self.poller.resync, facts=self.facts, readiness=self.readiness,
         )
 
         async def on_mail_fetch(message_id: str, partial: dict[str, Any]) -> None:
@@ -320,11 +326,23 @@ class Runtime:
             log.warning("tunnel_lost", public_url=url)
             self.status.public_url = ""
 
+    def _part_ready(self, kind: str) -> None:
+        """The mailbox or Teams presence became ready: subscribe now and read what it hid."""
+        if self.manager is not None:
+            self.manager.retry_now(kind)
+        self.poller.resync_soon(kind, self._deferred.pop(kind, "ready"))
+
     async def _resync_all(self, reason: str) -> None:
         """Read what the gap before now may hide, chats and mail side by side."""
         async with anyio.create_task_group() as tg:
             for kind in sorted(ALL_KINDS):
-                tg.start_soon(self.poller.resync, kind, reason)
+                tg.start_soon(self._resync_when_ready, kind, reason)
+
+    async def _resync_when_ready(self, kind: str, reason: str) -> None:
+        if not await self.readiness.usable(kind):
+            self._deferred[kind] = reason  # the mailbox or Teams is not there yet: read once it is
+            return
+        await self.poller.resync(kind, reason)
 
     async def _poll(self, kinds: set[str]) -> None:
         self.status.source, self.status.polling = "poll", sorted(kinds)

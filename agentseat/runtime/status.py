@@ -121,5 +121,7 @@ def status(settings: Settings, out: TextIO | None = None) -> int:
         detail = f"{sub.get('state', '?')}, expires {_when(float(sub.get('expires') or 0))}"
         if sub.get("error"):
             detail += f", error: {sub['error']}"
+        if sub.get("state") == "refused" and sub.get("retry_at"):
+            detail += f", retry at {_when(float(sub['retry_at']))}"
         print(f"subscription:   {kind}: {detail}", file=out)
     return 0

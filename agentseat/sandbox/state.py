@@ -18,6 +18,7 @@ from .behaviour import Behaviour
 from .clock import Clock
 from .entra.replication import Replication
 from .faults import Faults
+from .graph.provisioning import Provisioning
 from .graph.throttle import Throttle
 from .pki import SandboxPki, ensure_provisioner_credential
 from .stats import Stats
@@ -74,8 +75,11 @@ class SandboxState:
         if self.options.reset:
             (self.state_dir / "tenant.json").unlink(missing_ok=True)
         self.pki = SandboxPki(self.state_dir / "pki")
-        self.tenant: Tenant = load_tenant(self.state_dir) or demo_tenant()
+        loaded = load_tenant(self.state_dir)
+        self.tenant: Tenant = loaded or demo_tenant()
         self.clock = Clock(self.options.speed)
+        #: When each Agent User's mailbox and Teams presence started provisioning.
+        self.provisioning = Provisioning(self.clock, self.tenant, fresh=loaded is None)
         self.stats = Stats()
         self.faults = Faults()
         self.behaviour = Behaviour().merged(self.options.behaviour)

@@ -7,6 +7,12 @@ lifecycle notifications against Graph before acting on them (lifecycle.py
 queues and coalesces them). Every gap (downtime, `missed`, a recreation, a URL
 move) is handed to `on_resync` so the poller reads what the gap hid.
 
+A refusal is never final (refusals.py): a lifetime above the tenant's maximum is
+asked again at once with the maximum Graph names; a part of the Agent User that
+is not provisioned yet is waited for (readiness.py); anything else is asked again
+on a backoff. `status` shows why and when, as the tenant warning
+`subscription.<kind>`.
+
 Secrets live with the subscription state in the inbox's meta table (a 0600
 SQLite file); they never reach a log line, `status` or a repr.
 """
@@ -18,7 +24,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import structlog
@@ -30,7 +36,13 @@ from ..runtime.inbox import Inbox
 from ..graph.subscription import KnownSubscription
 from .known import KnownView, new_client_state, read_legacy_client_state, remove_legacy_client_state
 from .lifecycle import LifecycleCounters, LifecycleGate
+from .refusals import BACKOFF_MAX_SECONDS, LIFETIME_FACTS, backoff_seconds, explain, max_minutes
+from .refusals import not_provisioned, within
 from .specs import SubscriptionSpec, desired_specs, expiry
+
+if TYPE_CHECKING:
+    from ..tenant_facts import TenantFacts
+    from .readiness import Readiness
 
 log = structlog.get_logger(__name__)
 
@@ -42,8 +54,11 @@ REAUTHORIZE_WINDOW_SECONDS = 600.0
 #: A failed renewal of a subscription close to expiry is retried at most this often.
 _DUE_RETRY_SECONDS = 60.0
 #: A kind without a live subscription (refused, or removed and not recreated) is tried
-#: again this often, so a failure never leaves it unrenewed for good.
-RETRY_CREATE_SECONDS = 300.0
+#: again after this long, then twice as long each time, at most hourly (refusals.py):
+#: a refusal never leaves it to polling for good.
+RETRY_CREATE_SECONDS = 30.0
+#: Tenant fact: how mail is subscribed ("basic": without resource data, see specs.py).
+MAIL_PAYLOAD_FACT = "mail_subscription"
 #: `maintain` looks again after at most 300 s, and at least 5 s.
 MAX_CHECK_SECONDS, MIN_CHECK_SECONDS = 300.0, 5.0
 
@@ -57,20 +72,26 @@ class SubscriptionState:
     state: str = "pending"  # pending | active | refused
     error: str = ""
     client_state: str = field(default="", repr=False)  # this subscription's own secret
+    rich: bool = True  # made with includeResourceData (what the pipeline expects of its items)
+    refusals: int = 0  # refusals in a row, for the backoff
+    retry_at: float = 0.0  # epoch seconds: when a refused kind is asked for again
 
 
 class SubscriptionManager:
     """Keeps the agent's subscriptions alive for one public URL at a time."""
 
     def __init__(self, settings: Settings, graph: Any, inbox: Inbox, *, certificate_b64: str, certificate_id: str,
-                 on_resync: Resync, specs: list[SubscriptionSpec] | None = None) -> None:
+                 on_resync: Resync, specs: list[SubscriptionSpec] | None = None, facts: TenantFacts | None = None,
+                 readiness: Readiness | None = None) -> None:
         self._settings = settings
         self._graph = graph
         self._inbox = inbox
         self._cert = certificate_b64
         self._cert_id = certificate_id
         self._on_resync = on_resync
-        self.specs = specs or desired_specs(settings)
+        self._facts = facts
+        self._readiness = readiness
+        self.specs = [self._known_lifetime(s) for s in (specs or desired_specs(settings))]
         self.states: dict[str, SubscriptionState] = {s.kind: SubscriptionState(s.kind) for s in self.specs}
         self.known = KnownView()  # live view the webhook pipeline checks
         self.counters = LifecycleCounters()
@@ -79,12 +100,31 @@ class SubscriptionManager:
         self.url = ""
         self._lock = anyio.Lock()
         self._patched_at: dict[str, float] = {}  # subscription id -> monotonic time of our last PATCH
-        self._tried_at: dict[str, float] = {}  # kind -> monotonic time of our last create
         self._poke: anyio.Event | None = None  # wakes `maintain` when a kind lost its subscription
         # Versions before per-subscription secrets shared one; their live subscriptions
         # keep verifying with it until `sync` replaces them.
         self._legacy = read_legacy_client_state(settings.state_dir)
         self._load()
+        if facts is not None and any(s.kind == "mail" for s in self.specs):
+            facts.record(MAIL_PAYLOAD_FACT, "rich" if self._spec("mail").rich else "basic")
+
+    # --- lifetimes Graph told us ------------------------------------------------------
+    def _known_lifetime(self, spec: SubscriptionSpec) -> SubscriptionSpec:
+        """A lifetime a previous run read from Graph's refusal is used from the start."""
+        key = LIFETIME_FACTS.get(spec.kind, "")
+        return within(spec, self._facts.get(key)) if self._facts is not None else spec
+
+    def _adapt_lifetime(self, spec: SubscriptionSpec, exc: GraphError) -> SubscriptionSpec | None:
+        """After "Subscription expiration can only be N minutes in the future.": the spec with N
+        (recorded as a tenant fact), or None when the refusal names no shorter lifetime."""
+        adapted = within(spec, max_minutes(exc))
+        if adapted is spec:
+            return None
+        self.specs = [adapted if s.kind == spec.kind else s for s in self.specs]
+        if self._facts is not None and spec.kind in LIFETIME_FACTS:
+            self._facts.record(LIFETIME_FACTS[spec.kind], adapted.minutes)
+        log.warning("subscription_lifetime_adapted", kind=spec.kind, minutes=adapted.minutes)
+        return adapted
 
     # --- persistence ------------------------------------------------------------------
     def _load(self) -> None:
@@ -104,15 +144,15 @@ class SubscriptionManager:
         self._refresh_known()
 
     def _refresh_known(self) -> None:
-        self.known.hold(KnownSubscription(s.id, s.kind, s.client_state)  # type: ignore[arg-type]
+        self.known.hold(KnownSubscription(s.id, s.kind, s.client_state, rich=s.rich)  # type: ignore[arg-type]
                         for s in self.states.values() if s.id and s.state == "active")
 
     def _let_go(self, state: SubscriptionState, *, grace: bool) -> None:
         """Stop holding `state`'s subscription. With `grace` (we replaced it), its change
         notifications in flight still verify briefly; never its lifecycle events."""
         if state.id:
-            self.known.retire(KnownSubscription(state.id, state.kind, state.client_state),  # type: ignore[arg-type]
-                              grace=grace)
+            self.known.retire(KnownSubscription(state.id, state.kind, state.client_state,  # type: ignore[arg-type]
+                                                rich=state.rich), grace=grace)
             self._patched_at.pop(state.id, None)
         state.id, state.client_state = "", ""
 
@@ -166,7 +206,8 @@ class SubscriptionManager:
         state = self.states[spec.kind]
         # The one we hold first: a second that also points here is a duplicate to replace.
         ordered = sorted(existing, key=lambda s: str(s.get("id")) != state.id)
-        keep = next((s for s in ordered if self._points_here(s) and self._secret_for(s)), None)
+        keep = next((s for s in ordered if self._points_here(s) and self._secret_for(s)
+                     and spec.same_payload(s)), None)
         reason = "created"
         for stale in existing:
             if stale is not keep:
@@ -203,7 +244,10 @@ class SubscriptionManager:
             self._let_go(state, grace=True)
         state.id, state.url, state.state, state.error = str(live["id"]), f"{self.url}/notifications", "active", ""
         state.client_state = secret
+        echoed = live.get("includeResourceData")  # what Graph says it promised, else what we asked for
+        state.rich = spec.rich if echoed is None else bool(echoed)
         state.expires = parse_graph_time(str(live["expirationDateTime"]))
+        self._active(state)
         self._save()
         if adopted:
             log.info("subscription_adopted", kind=spec.kind, subscription=state.id)
@@ -219,13 +263,15 @@ class SubscriptionManager:
             self._save()
             log.info("subscription_deferred", kind=spec.kind, reason=reason)
             return
-        self._tried_at[spec.kind] = time.monotonic()
         secret = new_client_state()  # every subscription its own, fresh, never reused
         body = spec.body(notification_url=f"{self.url}/notifications", lifecycle_url=f"{self.url}/lifecycle",
                          client_state=secret, certificate_b64=self._cert, certificate_id=self._cert_id)
         try:
             created = await self._graph.post("/subscriptions", body)
         except GraphError as exc:
+            adapted = self._adapt_lifetime(spec, exc)
+            if adapted is not None:  # asked again at once with the lifetime Graph named
+                return await self._create(adapted, reason=reason, resync=resync, adopt=adopt)
             if exc.status == 409 and adopt:
                 # One already exists for this resource (Graph allows one): take it over if it
                 # is ours and points here, else replace it, so something is always renewed.
@@ -235,17 +281,13 @@ class SubscriptionManager:
                 return await self._create(spec, reason=reason, resync=resync, adopt=False)
             if exc.status == 409:
                 self.counters.actions["conflicts_unresolved"] += 1
-            self._let_go(state, grace=False)
-            state.state, state.error = "refused", _explain(exc)
-            if self._poke is not None:
-                self._poke.set()
-            log.warning("subscription_refused", kind=spec.kind, status=exc.status, code=exc.code, why=state.error)
-            self._save()
+            self._refused(spec, exc)
             return
         self._let_go(state, grace=False)
         state.id, state.url, state.state, state.error = str(created["id"]), f"{self.url}/notifications", "active", ""
-        state.client_state = secret
+        state.client_state, state.rich = secret, spec.rich
         state.expires = parse_graph_time(str(created["expirationDateTime"]))
+        self._active(state)
         self._save()
         log.info("subscription_created", kind=spec.kind, subscription=state.id, reason=reason)
         if resync:
@@ -274,6 +316,41 @@ class SubscriptionManager:
             return True
         return False
 
+    def _refused(self, spec: SubscriptionSpec, exc: GraphError) -> None:
+        """Remember why, and when to ask again; `status` shows both."""
+        state = self.states[spec.kind]
+        self._let_go(state, grace=False)
+        state.refusals += 1
+        state.state, state.error = "refused", explain(exc)
+        wait = backoff_seconds(state.refusals, first=RETRY_CREATE_SECONDS, most=BACKOFF_MAX_SECONDS)
+        state.retry_at = datetime.now(UTC).timestamp() + wait
+        part = not_provisioned(exc)
+        if part is not None and self._readiness is not None:
+            self._readiness.not_ready(part, f"{exc.status} {exc.code}")  # it asks us again once ready
+        if self._facts is not None:
+            at = datetime.fromtimestamp(state.retry_at, UTC).strftime("%H:%M:%S UTC")
+            self._facts.warn(f"subscription.{spec.kind}", f"{spec.kind} subscription refused: {state.error}; "
+                                                          f"retrying at {at} (attempt {state.refusals})")
+        if self._poke is not None:
+            self._poke.set()
+        log.warning("subscription_refused", kind=spec.kind, status=exc.status, code=exc.code, why=state.error,
+                    retry_in=round(wait))
+        self._save()
+
+    def _active(self, state: SubscriptionState) -> None:
+        state.refusals, state.retry_at = 0, 0.0
+        if self._facts is not None:
+            self._facts.warn(f"subscription.{state.kind}", None)
+
+    def retry_now(self, kind: str) -> None:
+        """Ask again for `kind` at the next look (its part of the Agent User became ready)."""
+        state = self.states.get(kind)
+        if state is None or state.state == "active":
+            return
+        state.retry_at = 0.0
+        if self._poke is not None:
+            self._poke.set()
+
     async def _delete(self, subscription_id: str) -> None:
         try:
             await self._graph.delete(f"/subscriptions/{subscription_id}")
@@ -301,7 +378,7 @@ class SubscriptionManager:
         spec, state = self._spec(kind), self.states[kind]
         if not state.id:
             return await self._create(spec, reason=reason)
-        body = {"expirationDateTime": expiry(spec.minutes)}
+        body = {"expirationDateTime": expiry(spec.minutes, slack=spec.slack_seconds)}
         if move:
             body["notificationUrl"] = f"{self.url}/notifications"
         self._patched_at[state.id] = time.monotonic()
@@ -312,6 +389,8 @@ class SubscriptionManager:
             self._let_go(state, grace=False)
             return await self._create(spec, reason="recreated")
         except GraphError as exc:
+            if self._adapt_lifetime(spec, exc) is not None:  # the tenant's maximum fell: renew within it
+                return await self.renew(kind, reason=reason, move=move)
             log.warning("subscription_renew_failed", kind=kind, status=exc.status, code=exc.code)
             return None
         state.expires = parse_graph_time(str(updated["expirationDateTime"]))
@@ -379,7 +458,7 @@ class SubscriptionManager:
                 await poke.wait()
 
     def _retry_wait(self, kind: str) -> float:
-        return RETRY_CREATE_SECONDS - (time.monotonic() - self._tried_at.get(kind, float("-inf")))
+        return self.states[kind].retry_at - datetime.now(UTC).timestamp()
 
     def _check_interval(self) -> float:
         now = datetime.now(UTC).timestamp()
@@ -398,15 +477,6 @@ class SubscriptionManager:
             self._save()
 
     def status(self) -> dict[str, Any]:
-        return {k: {"state": s.state, "id": s.id, "expires": s.expires, "error": s.error} for k, s in self.states.items()}
-
-
-def _explain(exc: GraphError) -> str:
-    """In words, why Graph refused a subscription, for `status` and `doctor`."""
-    if exc.status == 403:
-        return f"Graph refused the subscription (403 {exc.code}): the agent lacks the permission or a quota is full"
-    if exc.status == 400 and exc.code in ("ValidationError", "InvalidRequest"):
-        return "Graph could not validate the webhook URL: the tunnel does not reach this runtime"
-    if exc.status == 409:
-        return "a subscription for this resource already exists and could not be taken over"
-    return f"Graph refused the subscription ({exc.status} {exc.code}): {exc.message}"
+        return {k: {"state": s.state, "id": s.id, "expires": s.expires, "error": s.error,
+                    "minutes": self._spec(k).minutes, "rich": self._spec(k).rich,
+                    **({"retry_at": s.retry_at} if s.state == "refused" else {})} for k, s in self.states.items()}

@@ -3,10 +3,15 @@
 Rules from Graph's docs: chat messages for all of a user's chats are
 `/users/{id}/chats/getAllMessages` (delegated Chat.Read), rich notifications
 need an encryption certificate, and Teams subscriptions over an hour need a
-lifecycle URL (subscription-post-subscriptions). Rich mail notifications need
-`$select` and can never carry the body (outlook-change-notifications-overview).
-Lifetimes: chatMessage 4,320 minutes; mail with resource data 1,440 minutes
-(subscription resource, "Subscription lifetime").
+lifecycle URL (subscription-post-subscriptions). Lifetimes: chatMessage 4,320
+minutes (some tenants: 60, see refusals.py); mail 10,080 minutes without
+resource data, 1,440 with it (subscription resource, "Subscription lifetime").
+
+Mail subscribes without resource data: a rich mail notification never carries
+the body (outlook-change-notifications-overview), so the runtime GETs every
+message by id either way; basic costs the same one read per message and lives
+seven times longer (README, "Mail subscriptions: why basic"). A basic
+notification is only a claim: the message is read from Graph before it is stored.
 """
 
 from __future__ import annotations
@@ -17,8 +22,10 @@ from typing import Any
 
 from ..config import Settings
 
-#: Mail fields a rich notification may carry (Body/UniqueBody cannot be selected).
+#: Mail fields a rich notification may carry (Body/UniqueBody cannot be selected); used
+#: only if mail is subscribed with resource data (`mail_rich_spec`).
 MAIL_SELECT = "id,subject,from,receivedDateTime,bodyPreview,conversationId,internetMessageId"
+MAIL_RESOURCE = "/me/mailFolders('inbox')/messages"
 
 
 @dataclass(frozen=True)
@@ -28,6 +35,9 @@ class SubscriptionSpec:
     change_type: str
     minutes: int
     rich: bool = True
+    #: Asked for this much less than `minutes`, so a lifetime read from Graph's refusal is not
+    #: refused again for the clock difference between us and Graph.
+    slack_seconds: int = 0
 
     def body(self, *, notification_url: str, lifecycle_url: str, client_state: str,
              certificate_b64: str, certificate_id: str, now: datetime | None = None) -> dict[str, Any]:
@@ -37,7 +47,7 @@ class SubscriptionSpec:
             "notificationUrl": notification_url,
             "lifecycleNotificationUrl": lifecycle_url,
             "resource": self.resource,
-            "expirationDateTime": expiry(self.minutes, now),
+            "expirationDateTime": expiry(self.minutes, now, slack=self.slack_seconds),
             "clientState": client_state,
             "latestSupportedTlsVersion": "v1_2",
         }
@@ -46,16 +56,24 @@ class SubscriptionSpec:
                      "encryptionCertificateId": certificate_id}
         return body
 
+    def same_payload(self, live: dict[str, Any]) -> bool:
+        """A live subscription made with the other payload choice (rich mail from an earlier
+        version) is replaced: the pipeline screens items by what the subscription promises."""
+        rich = live.get("includeResourceData")
+        return rich is None or bool(rich) == self.rich
+
     def matches(self, resource: str) -> bool:
-        return _norm(resource) == _norm(self.resource)
+        """Same resource path; the query (`$select`) may differ, so a subscription made with
+        another payload choice is found, and replaced, rather than left to run beside ours."""
+        return _norm(resource).partition("?")[0] == _norm(self.resource).partition("?")[0]
 
 
 def _norm(resource: str) -> str:
     return resource.strip().lstrip("/").lower().replace("mailfolders/inbox", "mailfolders('inbox')")
 
 
-def expiry(minutes: int, now: datetime | None = None) -> str:
-    when = (now or datetime.now(UTC)) + timedelta(minutes=minutes)
+def expiry(minutes: int, now: datetime | None = None, *, slack: float = 0.0) -> str:
+    when = (now or datetime.now(UTC)) + timedelta(minutes=minutes) - timedelta(seconds=slack)
     return when.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
@@ -70,8 +88,16 @@ def desired_specs(settings: Settings) -> list[SubscriptionSpec]:
         ),
         SubscriptionSpec(
             kind="mail",
-            resource=f"/me/mailFolders('inbox')/messages?$select={MAIL_SELECT}",
+            resource=MAIL_RESOURCE,
             change_type="created",
             minutes=settings.mail_subscription_minutes,
+            rich=False,
         ),
     ]
+
+
+def mail_rich_spec(minutes: int = 1440) -> SubscriptionSpec:
+    """The rich alternative (1,440 minutes at most, body never included), kept for the
+    measurement in tests/subscriptions/test_mail_basic.py."""
+    return SubscriptionSpec(kind="mail", resource=f"{MAIL_RESOURCE}?$select={MAIL_SELECT}", change_type="created",
+                            minutes=minutes, rich=True)

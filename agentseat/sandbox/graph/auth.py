@@ -19,6 +19,7 @@ from ..entra import replication
 from ..responses import graph_error
 from ..state import SANDBOX_KEY, SandboxState
 from ..tenant import GRAPH_APP_ID, GRAPH_RESOURCE
+from . import provisioning
 from .throttle import Limit
 
 
@@ -157,5 +158,9 @@ async def graph_middleware(request: web.Request, handler: Handler) -> web.Stream
         sb.stats.throttled[name] += 1
         return graph_error(429, "TooManyRequests", "Please retry again later.",
                            headers={"Retry-After": f"{wait:g}"}, request=request)
+    # A mailbox or Teams presence still being provisioned answers as Graph does (provisioning.py).
+    refused = provisioning.refusal(sb, name, who.oid, who.kind == "user", request.match_info.get("user_id"))
+    if refused is not None:
+        return graph_error(refused.status, refused.code, refused.message, request=request)
     request[PRINCIPAL_KEY] = who
     return await handler(request)

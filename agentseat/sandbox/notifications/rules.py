@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 from yarl import URL
 
 from ..clock import iso, parse_iso
+from ..graph import provisioning
 from .resources import (
     CHAT,
     RICH_MAIL_FORBIDDEN_OPTIONS,
@@ -142,6 +143,10 @@ def authorize_resource(sb: SandboxState, spec: ResourceSpec, who: Principal) -> 
         # signed-in user's mailbox" (subscription-post-subscriptions).
         raise bad("Delegated subscriptions are limited to the signed-in user's own chats and mailbox.",
                   "Forbidden", 403)
+    owner = spec.user_id or (who.oid if who.kind == "user" else "")
+    refused = provisioning.subscription_refusal(sb, owner, spec.is_teams) if owner else None
+    if refused is not None:  # the Agent User's mailbox or Teams presence is not provisioned yet
+        raise bad(refused.message, refused.code, refused.status)
 
 
 def check_rich(spec: ResourceSpec, include: Any, body: dict[str, Any]) -> x509.Certificate | None:

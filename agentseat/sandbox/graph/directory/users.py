@@ -195,6 +195,7 @@ async def create_user(request: web.Request) -> web.Response:
                 account_enabled=body["accountEnabled"])
     tenant.users[user.id] = user
     replication.user_created(sb, user)
+    sb.provisioning.started(user.id)  # no mailbox or Teams presence yet (graph/provisioning.py)
     if agent and tenant.roles.get("agent_user") not in tenant.users:
         tenant.roles["agent_user"] = user.id  # setup re-created the demo's agent: keep the well-known name
     sb.mark_dirty()
@@ -308,6 +309,8 @@ async def assign_license(request: web.Request) -> web.Response:
             return bad_request(request, f"Subscription for license {sku_id} does not have any available licenses.")
     user.licenses = [s for s in user.licenses if s not in removes]
     user.licenses += [s for s in dict.fromkeys(add_ids) if s not in user.licenses]
+    if add_ids:
+        sb.provisioning.started(user.id)  # a licence starts provisioning (graph/provisioning.py)
     sb.mark_dirty()
     log.info("directory_license_assigned", user=user.id, added=len(add_ids), removed=len(removes))
     return entity(request, "users", user_body(sb, user))
