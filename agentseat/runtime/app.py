@@ -96,14 +96,14 @@ class Runtime:
         self.access = AccessPolicy(settings)
         self.intake = Intake(self.inbox, settings.state_dir / "intake.db", policy=self.policy, gate=self.access)
         self.access.attach(self.intake, self.graph, self.intake.intercept)
-        self.poller = Poller(settings, self.graph, self.inbox, self.policy, store=self.intake.admit)
+        #: What this tenant was seen to do and what we adapted to (status, doctor --live).
+        self.facts = TenantFacts(settings.state_dir)
+        self.poller = Poller(settings, self.graph, self.inbox, self.policy, store=self.intake.admit, facts=self.facts)
         self.intake.reader = self.poller.read_chat_message
         self.intake.on_overflow = self.poller.resync_soon
         if settings.permission_relay:  # a sponsor's `yes <id>` answers a relayed Claude Code permission prompt
             self.intake.intercept(PermissionReplies(settings, self.graph, self.policy))
         self.lock = OwnerLock(settings.state_dir / "runtime.lock")
-        #: What this tenant was seen to do and what we adapted to (status, doctor --live).
-        self.facts = TenantFacts(settings.state_dir)
         self.status = RuntimeStatus(mode=settings.mode)
         self._tunnel_override = tunnel
         self.manager: SubscriptionManager | None = None
