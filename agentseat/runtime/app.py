@@ -47,6 +47,7 @@ from .permission_replies import PermissionReplies
 from ..graph.subscription import KnownSubscription
 from ..tenant_facts import TenantFacts
 from .pipeline import NotificationPipeline
+from .poll_policy import POLICY_KEY
 from .poller import Poller
 from .verify import JwksCache
 from .webhook import WebhookServer
@@ -301,6 +302,8 @@ class Runtime:
             backoff = 1.0
             self.status.public_url = url
             active = await self.manager.sync(url)
+            if "teams" in active:  # Teams no longer polled (poll_policy.py): the warning is over
+                self.facts.warn(POLICY_KEY, None)
             await self._resync_all("startup" if self.status.source == "" else "url_changed")
             uncovered = set(ALL_KINDS) - active
             for kind in sorted(uncovered):

@@ -32,6 +32,7 @@ from ..tenant_facts import TenantFacts
 from .chat_listing import ORDERED_CHAT_PARAMS, ChatLister, read_messages_since
 from .inbox import Event, Inbox
 from .normalize import TrustPolicy, chat_message_event, mail_event
+from .poll_policy import POLICY_KEY, intervals, policy_warning
 
 log = structlog.get_logger(__name__)
 
@@ -55,6 +56,9 @@ class PollCounters:
     events: int = 0
     errors: int = 0
     last_error: str = ""
+    #: The intervals poll mode uses (0 until it polls); the chat one never below its floor.
+    chat_interval: float = 0.0
+    mail_interval: float = 0.0
     by_reason: dict[str, int] = field(default_factory=dict)
 
 
@@ -318,12 +322,21 @@ class Poller:
         log.warning("poll_failed", error=exc.message, hint=exc.hint)
 
     async def run(self, kinds: set[str]) -> None:
-        """Poll the given kinds at their intervals until cancelled."""
+        """Poll the given kinds at their intervals until cancelled (Teams no faster than its floor,
+        runtime/poll_policy.py); while Teams is polled, `status` says so and what to use instead."""
+        chosen = intervals(self._settings)
+        self.counters.chat_interval, self.counters.mail_interval = chosen.chat, chosen.mail
+        if "teams" in kinds:
+            if chosen.raised:
+                log.warning("chat_poll_interval_raised", configured=self._settings.chat_poll_seconds,
+                            used=chosen.chat, reason=chosen.raised)
+            if self._facts is not None:
+                self._facts.warn(POLICY_KEY, policy_warning(chosen))
         async with anyio.create_task_group() as tg:
             if "teams" in kinds:
-                tg.start_soon(self._every, self._settings.chat_poll_seconds, "teams")
+                tg.start_soon(self._every, chosen.chat, "teams")
             if "mail" in kinds:
-                tg.start_soon(self._every, self._settings.mail_poll_seconds, "mail")
+                tg.start_soon(self._every, chosen.mail, "mail")
 
     async def reconcile_forever(self) -> None:
         """Behind webhooks: a slow timer that catches whatever a lost notification hid."""
