@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable
+from contextlib import aclosing
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -23,20 +24,18 @@ from urllib.parse import quote
 
 import anyio
 import structlog
-from contextlib import aclosing
 
 from ..config import Settings
 from ..errors import AgentSeatError, GraphError, NotFoundError
 from ..graph.times import parse_graph_time, to_graph_time
 from ..tenant_facts import TenantFacts
-from .chat_listing import ORDERED_CHAT_PARAMS, ChatLister, read_messages_since
+from .chat_listing import ChatLister, read_messages_since
 from .inbox import Event, Inbox
 from .normalize import TrustPolicy, chat_message_event, mail_event
 from .poll_policy import POLICY_KEY, intervals, policy_warning
 
 log = structlog.get_logger(__name__)
 
-CHAT_LIST_PARAMS = ORDERED_CHAT_PARAMS  # kept for callers that name it (bench)
 MAIL_FIELDS = "id,subject,from,sender,receivedDateTime,body,bodyPreview,conversationId,internetMessageId"
 _CHATS_KEY, _MAIL_KEY = "poll.chats", "poll.mail"
 #: Rounds asked for by `resync_soon` start at least this far apart: GET /me/chats allows one
