@@ -58,11 +58,17 @@ class TestOrderbyRejected:
             await runtime.poller.sync_chats("timer")
             assert _texts(runtime) == Counter(sent + more)  # nothing twice, nothing missed
             assert sandbox.stats.requests[CHAT_LISTS] - lists == 4  # two rounds, two pages each, no $orderby
-            # The listing the poller walks is Graph's order, made here.
-            lister = ChatLister(runtime.graph, {"orderby_rejected_at": 0.0 + 10**10}, None)
+            # The listing the poller walks is Graph's order, made here: a chat updated without a new
+            # message (a member added) comes first unordered, last by its newest message.
+            def touch() -> None:
+                chats[3].last_updated = sandbox.clock.now() + 60  # the oldest newest-message
+            on_loop(sandbox, touch)
+            lister = ChatLister(runtime.graph, {"orderby_rejected_at": 0.0}, None, clock=lambda: 1.0)
+            assert not lister.ordered
             [page] = [p async for p in lister.pages()]
             assert len(page) == 55 and {c["id"] for c in page} == {c.id for c in chats}
             assert [preview_time(c) for c in page] == sorted((preview_time(c) for c in page), reverse=True)
+            assert page[-1]["id"] == chats[3].id
         finally:
             await runtime.aclose()
 
