@@ -130,7 +130,7 @@ class Settings(BaseSettings):
     # Polling. Teams asks apps to poll for changes rarely (teams-api-overview,
     # "Polling requirements"); the poll mode reads one chat list per interval,
     # far under the 1 request/s per user limit on GET /me/chats.
-    chat_poll_seconds: float = Field(default=10.0, ge=1.0)
+    chat_poll_seconds: float = Field(default=10.0, ge=1.0, description="Below 5 s, 5 s is used (runtime/poll_policy.py).")
     mail_poll_seconds: float = Field(default=30.0, ge=1.0)
     reconcile_seconds: float = Field(default=86_400.0, ge=60.0, description="Reconciliation behind webhooks.")
 

@@ -38,6 +38,8 @@ from ..subscriptions.readiness import Readiness
 from ..tunnel import LoopbackTunnel, make_tunnel
 from ..tunnel.base import Tunnel
 from .crypto import KeyRing
+from .delivery_watch import DeliveryWatch
+from .events import event_key
 from .fetchq import FetchQueue
 from .inbox import Inbox
 from .inbox_view import unread_status
@@ -48,6 +50,7 @@ from .permission_replies import PermissionReplies
 from ..graph.subscription import KnownSubscription
 from ..tenant_facts import TenantFacts
 from .pipeline import NotificationPipeline
+from .poll_policy import POLICY_KEY
 from .poller import Poller
 from .token_fallback import TokenFallbacks
 from .verify import JwksCache
@@ -98,14 +101,17 @@ class Runtime:
         self.access = AccessPolicy(settings)
         self.intake = Intake(self.inbox, settings.state_dir / "intake.db", policy=self.policy, gate=self.access)
         self.access.attach(self.intake, self.graph, self.intake.intercept)
-        self.poller = Poller(settings, self.graph, self.inbox, self.policy, store=self.intake.admit)
+        #: What this tenant was seen to do and what we adapted to (status, doctor --live).
+        self.facts = TenantFacts(settings.state_dir)
+        self.poller = Poller(settings, self.graph, self.inbox, self.policy, store=self.intake.admit, facts=self.facts)
+        #: Messages reconciles find that no notification delivered (variant 8: silent webhook failure).
+        self.delivery = DeliveryWatch(self.inbox, self.facts)
+        self.poller.on_found = self.delivery.found
         self.intake.reader = self.poller.read_chat_message
         self.intake.on_overflow = self.poller.resync_soon
         if settings.permission_relay:  # a sponsor's `yes <id>` answers a relayed Claude Code permission prompt
             self.intake.intercept(PermissionReplies(settings, self.graph, self.policy))
         self.lock = OwnerLock(settings.state_dir / "runtime.lock")
-        #: What this tenant was seen to do and what we adapted to (status, doctor --live).
-        self.facts = TenantFacts(settings.state_dir)
         # Rich items whose validation tokens fail are read from Graph instead, capped (issue 11).
         self.token_fallbacks = TokenFallbacks(facts=self.facts, on_capped=self.poller.resync_soon)
         #: The Agent User's mailbox and Teams presence, each waited for on its own (readiness.py).
@@ -236,9 +242,11 @@ class Runtime:
         )
 
         async def on_mail_fetch(message_id: str, partial: dict[str, Any]) -> None:
+            self.delivery.notified("mail", event_key("mail", None, message_id))
             mail_fetches.offer(message_id)
 
         async def on_chat_fetch(chat_id: str, message_id: str) -> None:
+            self.delivery.notified("teams", event_key("teams", chat_id, message_id))
             chat_fetches.offer(chat_id, message_id)
 
         async def on_lifecycle(known: KnownSubscription, event: str) -> None:
@@ -249,7 +257,8 @@ class Runtime:
             settings=settings, inbox=self.inbox, keyring=ring,
             jwks=JwksCache(settings.jwks_url, session, ssl=ssl_context(settings)),
             policy=self.policy, subscriptions=manager.known, on_lifecycle=on_lifecycle, on_mail_fetch=on_mail_fetch,
-            on_chat_fetch=on_chat_fetch, store=self.intake.admit, fallbacks=self.token_fallbacks,
+            on_chat_fetch=on_chat_fetch, store=self.delivery.observing(self.intake.admit),
+            fallbacks=self.token_fallbacks,
         )
         tunnel = self._tunnel()
         try:
@@ -260,6 +269,7 @@ class Runtime:
                 tg.start_soon(chat_fetches.run)
                 tg.start_soon(self._lifecycle_worker)
                 tg.start_soon(self.poller.reconcile_forever)
+                tg.start_soon(self.delivery.run)
                 await self._tunnel_loop(tunnel, port, fallback=fallback)
         finally:
             with anyio.CancelScope(shield=True):
@@ -310,6 +320,9 @@ class Runtime:
             backoff = 1.0
             self.status.public_url = url
             active = await self.manager.sync(url)
+            if "teams" in active:  # Teams no longer polled (poll_policy.py): the warning is over
+                self.facts.warn(POLICY_KEY, None)
+            self.delivery.cover(active)
             await self._resync_all("startup" if self.status.source == "" else "url_changed")
             uncovered = set(ALL_KINDS) - active
             for kind in sorted(uncovered):
@@ -324,6 +337,7 @@ class Runtime:
                 tg.cancel_scope.cancel()
             # Next round: a new URL (ngrok hands out another), and the subscriptions move there.
             log.warning("tunnel_lost", public_url=url)
+            self.delivery.cover(())
             self.status.public_url = ""
 
     def _part_ready(self, kind: str) -> None:
@@ -381,6 +395,9 @@ class Runtime:
             "lifecycle": self.manager.counters.snapshot() if self.manager else {},
             "poller": vars(self.poller.counters),
             "notifications": self.token_fallbacks.snapshot(),  # validation tokens: verified, fallbacks, capped
+            # Messages reconciles found that no notification delivered (a silent webhook failure).
+            "missed_notifications": self.delivery.missed_notifications,
+            "delivery": self.delivery.snapshot(),
             "token_refreshes": self.tokens.refreshes,
             "notes": self.status.notes,
             # What the tenant was seen to do (token audience, lifetimes, $orderby, ...) and warnings.

@@ -4,16 +4,19 @@ event source in poll mode.
 Teams asks apps not to poll for changes in a loop (teams-api-overview, "Polling
 requirements"), so a chat round costs one request when nothing changed: the chat
 list ordered by newest message, read until the first chat whose newest message
-we already know. Only chats whose preview changed are read, from their own
-watermark, page by page, so a burst or a long downtime loses nothing. Mail uses
-a delta query. Every message becomes an Event through the same normaliser as
-the webhook, so the inbox dedupes a message that arrived both ways.
+we already know (where a tenant refuses the order, every page, sorted here:
+runtime/chat_listing.py). Only chats whose preview changed are read, from their own
+watermark, page by page until the messages are older than it, so a burst, a long
+downtime or a tenant that ignores `$filter` loses nothing. Mail uses a delta query.
+Every message becomes an Event through the same normaliser as the webhook, so the
+inbox dedupes a message that arrived both ways.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable
+from contextlib import aclosing
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -25,16 +28,14 @@ import structlog
 from ..config import Settings
 from ..errors import AgentSeatError, GraphError, NotFoundError
 from ..graph.times import parse_graph_time, to_graph_time
+from ..tenant_facts import TenantFacts
+from .chat_listing import ChatLister, read_messages_since
 from .inbox import Event, Inbox
 from .normalize import TrustPolicy, chat_message_event, mail_event
+from .poll_policy import POLICY_KEY, intervals, policy_warning
 
 log = structlog.get_logger(__name__)
 
-CHAT_LIST_PARAMS = {
-    "$expand": "lastMessagePreview",
-    "$orderby": "lastMessagePreview/createdDateTime desc",
-    "$top": "50",
-}
 MAIL_FIELDS = "id,subject,from,sender,receivedDateTime,body,bodyPreview,conversationId,internetMessageId"
 _CHATS_KEY, _MAIL_KEY = "poll.chats", "poll.mail"
 #: Rounds asked for by `resync_soon` start at least this far apart: GET /me/chats allows one
@@ -42,6 +43,8 @@ _CHATS_KEY, _MAIL_KEY = "poll.chats", "poll.mail"
 RESYNC_GAP_SECONDS = 1.0
 
 Store = Callable[[list[Event]], Awaitable[list[Event]]]
+#: (events a chat or mail round stored, the round's reason): what reconciles found (runtime/delivery_watch.py).
+Found = Callable[[list[Event], str], None]
 
 
 @dataclass
@@ -52,6 +55,9 @@ class PollCounters:
     events: int = 0
     errors: int = 0
     last_error: str = ""
+    #: The intervals poll mode uses (0 until it polls); the chat one never below its floor.
+    chat_interval: float = 0.0
+    mail_interval: float = 0.0
     by_reason: dict[str, int] = field(default_factory=dict)
 
 
@@ -71,7 +77,8 @@ class Poller:
     """Reads what changed since the last round; state lives in the inbox so it survives restarts."""
 
     def __init__(self, settings: Settings, graph: Any, inbox: Inbox, policy: TrustPolicy,
-                 store: Store | None = None) -> None:
+                 store: Store | None = None, *, facts: TenantFacts | None = None,
+                 on_found: Found | None = None) -> None:
         self._settings = settings
         self._graph = graph
         self._inbox = inbox
@@ -89,10 +96,15 @@ class Poller:
         self._chats.setdefault("since", now)
         self._chats.setdefault("chats", {})
         self._mail.setdefault("since", now)
+        self._facts = facts
+        self.on_found = on_found
+        self._lister = ChatLister(graph, self._chats, facts)
 
-    async def _store(self, events: list[Event]) -> int:
+    async def _store(self, events: list[Event], reason: str | None = None) -> int:
         stored = await self._append(events) if events else []
         self.counters.events += len(stored)
+        if reason is not None and stored and self.on_found is not None:
+            self.on_found(stored, reason)
         return len(stored)
 
     # --- chats ----------------------------------------------------------------------------
@@ -108,55 +120,87 @@ class Poller:
             # Previews are recorded only when the round completes: the "unchanged preview, stop"
             # shortcut below is sound only if every chat listed before that one was read.
             previews: dict[str, tuple[str, str]] = {}  # chat id -> (preview id, watermark)
-            async for page in self._graph.pages("/me/chats", dict(CHAT_LIST_PARAMS)):
-                for chat in page:
-                    preview = chat.get("lastMessagePreview") or {}
-                    chat_id, preview_id = str(chat.get("id")), str(preview.get("id") or "")
-                    if not preview_id:
-                        continue
-                    state = known.get(chat_id, {})
-                    if state.get("preview") == preview_id:
-                        done = True  # ordered newest first: every later chat is unchanged too
+            async with aclosing(self._lister.pages()) as listing:
+                async for page in listing:
+                    for chat in page:
+                        preview = chat.get("lastMessagePreview") or {}
+                        chat_id, preview_id = str(chat.get("id")), str(preview.get("id") or "")
+                        if not preview_id:
+                            continue
+                        state = known.get(chat_id, {})
+                        if state.get("preview") == preview_id:
+                            done = True  # ordered newest first: every later chat is unchanged too
+                            break
+                        watermark = state.get("watermark", since)
+                        created = str(preview.get("createdDateTime", since))
+                        if parse_graph_time(created) <= parse_graph_time(watermark):
+                            previews[chat_id] = (preview_id, watermark)
+                            continue  # nothing newer than what we have
+                        stored += await self._read_chat(chat_id, watermark, known, reason)
+                        previews[chat_id] = (preview_id, known[chat_id]["watermark"])
+                        # Keep each chat's new watermark at once: a round over a long backlog can
+                        # outlast the process (kill -9, a restart), and the next one reads on from here.
+                        self._inbox.set_meta(_CHATS_KEY, json.dumps(self._chats))
+                    if done:
                         break
-                    watermark = state.get("watermark", since)
-                    if parse_graph_time(str(preview.get("createdDateTime", since))) <= parse_graph_time(watermark):
-                        previews[chat_id] = (preview_id, watermark)
-                        continue  # nothing newer than what we have
-                    stored += await self._read_chat(chat_id, watermark, known)
-                    previews[chat_id] = (preview_id, known[chat_id]["watermark"])
-                    # Keep each chat's new watermark at once: a round over a long backlog can
-                    # outlast the process (kill -9, a restart), and the next one reads on from here.
-                    self._inbox.set_meta(_CHATS_KEY, json.dumps(self._chats))
-                if done:
-                    break
             for chat_id, (preview_id, watermark) in previews.items():
                 known.setdefault(chat_id, {"watermark": watermark})["preview"] = preview_id
             self._inbox.set_meta(_CHATS_KEY, json.dumps(self._chats))
             return stored
 
-    async def _read_chat(self, chat_id: str, watermark: str, known: dict[str, dict[str, str]]) -> int:
-        """Every message modified after `watermark`, across pages (not just the newest ten)."""
+    async def _read_chat(self, chat_id: str, watermark: str, known: dict[str, dict[str, Any]],
+                         reason: str = "poll") -> int:
+        """Every message modified since `watermark`, across pages (not just the newest ten), with
+        or without Graph applying `$filter`."""
         self.counters.chats_read += 1
-        params = {
-            "$orderby": "lastModifiedDateTime desc",
-            # Graph applies $filter only with a $orderby on the same property (chat-list-messages).
-            "$filter": f"lastModifiedDateTime gt {watermark}",
-            "$top": "50",
-        }
+        state = dict(known.get(chat_id, {}))
+        read = await read_messages_since(self._graph, f"/chats/{chat_id}", watermark)
         newest = watermark
         events: list[Event] = []
-        async for page in self._graph.pages(f"/chats/{chat_id}/messages", params):
-            for message in page:
-                modified = str(message.get("lastModifiedDateTime") or message.get("createdDateTime") or "")
-                if modified and parse_graph_time(modified) > parse_graph_time(newest):
-                    newest = modified
-                event = chat_message_event(message, self._policy, source="poll", confirmed=True, chat_id=chat_id)
-                if event is not None:
-                    events.append(event)
+        for message in read.messages:
+            modified = str(message.get("lastModifiedDateTime") or message.get("createdDateTime") or "")
+            if modified and parse_graph_time(modified) > parse_graph_time(newest):
+                newest = modified
+            event = chat_message_event(message, self._policy, source="poll", confirmed=True, chat_id=chat_id)
+            if event is not None:
+                events.append(event)
         events.reverse()  # oldest first, so inbox order follows conversation order
-        stored = await self._store(events)
-        known[chat_id] = {"preview": known.get(chat_id, {}).get("preview", ""), "watermark": newest}
+        probe = self._filter_evidence(state, read.older_seen, read.times)
+        stored = await self._store(events, reason)
+        if probe:  # after storing: the messages never wait for a question about the tenant
+            settled = await read_messages_since(self._graph, f"/chats/{chat_id}", newest)
+            self._record("messages_filter", "ignored" if settled.older_seen else "supported")
+        if newest != watermark:
+            # `deep`: the chat holds a message older than its watermark, so the next read shows
+            # whether Graph applies the filter (chat_listing.ChatRead.times).
+            state["deep"] = len(read.times) >= 2 or bool(state.get("msg"))
+            state["msg"] = True  # the watermark is a message's own time
+        state.update(preview=state.get("preview", ""), watermark=newest)
+        known[chat_id] = state
         return stored
+
+    def _filter_evidence(self, state: dict[str, Any], older_seen: bool, times: set[float]) -> bool:
+        """Record whether Graph applies `$filter` on chat messages, from what a read showed;
+        True when one more read of this chat would settle it.
+
+        Older messages coming back prove it ignored; none coming back from a chat known to hold
+        some proves it applied. Until a read proves either, the fact says `unverified`; a chat
+        seen with two messages settles it with one extra read (once per tenant).
+        """
+        if self._facts is None:
+            return False
+        if older_seen:
+            self._record("messages_filter", "ignored")
+        elif state.get("deep"):
+            self._record("messages_filter", "supported")
+        elif self._facts.get("messages_filter") in (None, "unverified"):
+            self._record("messages_filter", "unverified")
+            return len(times) >= 2
+        return False
+
+    def _record(self, key: str, value: str) -> None:
+        if self._facts is not None and self._facts.get(key) != value:
+            self._facts.record(key, value)
 
     # --- mail -----------------------------------------------------------------------------
     async def sync_mail(self, reason: str = "poll") -> int:
@@ -186,7 +230,7 @@ class Poller:
                 event = mail_event(item, self._policy, source="poll")
                 if event is not None:
                     events.append(event)
-            stored = await self._store(events)
+            stored = await self._store(events, reason)
             if page.delta_link:
                 self._mail["delta_link"] = page.delta_link
             self._inbox.set_meta(_MAIL_KEY, json.dumps(self._mail))
@@ -277,12 +321,21 @@ class Poller:
         log.warning("poll_failed", error=exc.message, hint=exc.hint)
 
     async def run(self, kinds: set[str]) -> None:
-        """Poll the given kinds at their intervals until cancelled."""
+        """Poll the given kinds at their intervals until cancelled (Teams no faster than its floor,
+        runtime/poll_policy.py); while Teams is polled, `status` says so and what to use instead."""
+        chosen = intervals(self._settings)
+        self.counters.chat_interval, self.counters.mail_interval = chosen.chat, chosen.mail
+        if "teams" in kinds:
+            if chosen.raised:
+                log.warning("chat_poll_interval_raised", configured=self._settings.chat_poll_seconds,
+                            used=chosen.chat, reason=chosen.raised)
+            if self._facts is not None:
+                self._facts.warn(POLICY_KEY, policy_warning(chosen))
         async with anyio.create_task_group() as tg:
             if "teams" in kinds:
-                tg.start_soon(self._every, self._settings.chat_poll_seconds, "teams")
+                tg.start_soon(self._every, chosen.chat, "teams")
             if "mail" in kinds:
-                tg.start_soon(self._every, self._settings.mail_poll_seconds, "mail")
+                tg.start_soon(self._every, chosen.mail, "mail")
 
     async def reconcile_forever(self) -> None:
         """Behind webhooks: a slow timer that catches whatever a lost notification hid."""

@@ -18,6 +18,7 @@ from ..config import Settings
 from ..errors import AgentSeatError
 from ..identity.keys import KeyStore
 from ..tenant_facts import TenantFacts
+from .delivery_watch import META_KEY as DELIVERY_META, WINDOW_SECONDS, missed_in_window
 from .inbox import Inbox
 from .inbox_view import unread_line, unread_status
 from .lock import OwnerLock
@@ -73,6 +74,8 @@ def collect(settings: Settings) -> dict[str, Any]:
         }
         raw = inbox.get_meta("subscriptions")
         info["subscriptions"] = json.loads(raw) if raw else {}
+        watch = inbox.get_meta(DELIVERY_META)
+        info["missed_notifications"] = None if watch is None else missed_in_window(watch)
     finally:
         inbox.close()
     return info
@@ -124,4 +127,7 @@ def status(settings: Settings, out: TextIO | None = None) -> int:
         if sub.get("state") == "refused" and sub.get("retry_at"):
             detail += f", retry at {_when(float(sub['retry_at']))}"
         print(f"subscription:   {kind}: {detail}", file=out)
+    if info.get("missed_notifications") is not None:  # webhook mode has run here (delivery_watch.py)
+        print(f"notifications:  missed_notifications = {info['missed_notifications']} (found by reconcile, never "
+              f"notified, last {WINDOW_SECONDS / 3600:g} h)", file=out)
     return 0

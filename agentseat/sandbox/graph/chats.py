@@ -238,6 +238,11 @@ async def _list_chats(request: web.Request, user_id: str) -> web.Response:
     expand = _expand(query(request, "$expand"))
     order = query(request, "$orderby")
     by_preview = False
+    if order is not None and sb.behaviour.chats_orderby == "rejected":
+        # entrabot reports a 400 for $orderby on /me/chats from real tenants, although chat-list
+        # documents it; the wording is Graph's for a query option a Teams route does not allow.
+        raise bad_request("Query option 'OrderBy' is not allowed. To allow it, set the 'AllowedQueryOptions' "
+                          "property on EnableQueryAttribute or QueryValidationSettings.")
     if order is not None:
         if " ".join(order.lower().split()) != CHAT_ORDER:
             raise bad_request(f"$orderby '{order}' is not supported. Only 'lastMessagePreview/createdDateTime "
