@@ -304,6 +304,9 @@ class TokenProvider:
                 log.warning("token_replication_wait", hop=exc.hop, code=exc.code, reason=reason,
                             wait=round(wait, 3), attempt=attempt, window_left=round(grace.remaining(), 1))
                 await anyio.sleep(wait)
+                # msal answers the same request with its cached error for a minute (its
+                # throttled HTTP client); fresh apps ask Entra again.
+                self._chain.reset()
                 continue
             if self._replication is not None:
                 self._replication.token_succeeded(resource)
