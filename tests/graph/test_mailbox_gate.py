@@ -118,3 +118,52 @@ async def test_with_a_limit_of_two_every_send_is_retried_after_retry_after_and_n
     assert {e["status"] for e in _events(logs, "graph_retry")} == {429}
     sent = [m["subject"] for m in control(sandbox, "GET", f"/_sandbox/mail/{to}")["messages"]]
     assert sorted(s for s in sent if s.startswith("parallel")) == sorted(f"parallel {n}" for n in range(12))
+
+
+async def test_a_cancelled_waiter_takes_no_slot_and_a_lowered_gate_opens_again_after_quiet() -> None:
+    from agentseat.graph.mailbox_gate import MailboxGate
+
+    now = [0.0]
+    gate = MailboxGate(2, recover_after=60, clock=lambda: now[0])
+    held = anyio.Event()
+    inside: list[str] = []
+
+    async def hold(name: str) -> None:
+        async with gate.slot("m"):
+            inside.append(name)
+            await held.wait()
+
+    queued = anyio.CancelScope()
+
+    async def third() -> None:
+        with queued:  # a third caller gives up while it waits for a slot
+            await hold("c")
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(hold, "a")
+        tg.start_soon(hold, "b")
+        while len(inside) < 2:
+            await anyio.sleep(0)
+        tg.start_soon(third)
+        for _ in range(5):
+            await anyio.sleep(0)
+        queued.cancel()
+        held.set()
+    assert inside == ["a", "b"] and gate.peak("m") == 2
+    gate.refused("m")
+    assert gate.capacity("m") == 1
+    async with gate.slot("m"):
+        pass
+    assert gate.capacity("m") == 1  # still within the quiet period
+    now[0] = 61.0
+    async with gate.slot("m"):
+        pass
+    assert gate.capacity("m") == 2
+    async with anyio.create_task_group() as tg:  # both slots usable again, nothing leaked
+        held = anyio.Event()
+        inside.clear()
+        tg.start_soon(hold, "d")
+        tg.start_soon(hold, "e")
+        while len(inside) < 2:
+            await anyio.sleep(0)
+        held.set()
