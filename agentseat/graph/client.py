@@ -202,13 +202,12 @@ class GraphClient:
                          attempt=attempt)
                 await anyio.sleep(wait)
                 continue
-            reason = (self._replication.graph_reason(method, route, status, json)
-                      if self._replication is not None and status in (403, 404) else None)
-            if reason is not None:
-                assert self._replication is not None
+            grace = self._replication if status in (403, 404) else None
+            reason = grace.graph_reason(method, route, status, json) if grace is not None else None
+            if grace is not None and reason is not None:
                 replicating += 1
                 wait = backoff(replicating)
-                window = self._replication.graph_window(route, status)
+                window = grace.graph_window(route, status)
                 if wait <= min(deadline - time.monotonic(), window):
                     log.info("graph_replication_wait", method=method, route=route, status=status, reason=reason,
                              wait=round(wait, 3), attempt=replicating, window_left=round(window, 1))
