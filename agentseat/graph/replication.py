@@ -38,6 +38,7 @@ from urllib.parse import unquote
 REPLICATION_AADSTS: dict[str, str] = {
     "AADSTS700016": "the application may not have reached the token endpoint yet",
     "AADSTS7000215": "a new credential may not have reached the token endpoint yet",
+    "AADSTS7000229": "the new service principal may not have reached the token endpoint yet",
     "AADSTS700027": "a new certificate may not have reached the token endpoint yet",
     "AADSTS65001": "a new consent grant may not have reached the token endpoint yet",
     "AADSTS50034": "the new Agent User may not have reached the token endpoint yet",
