@@ -138,6 +138,10 @@ class Settings(BaseSettings):
     graph_deadline_seconds: float = Field(default=60.0, gt=0)
     graph_timeout_seconds: float = Field(default=30.0, gt=0)
     token_refresh_margin_seconds: float = Field(default=300.0, ge=0)
+    # New grants, keys and objects take 30 s to minutes to replicate: for this long after the
+    # runtime starts, a refusal on a call that has not yet worked is retried (graph/replication.py).
+    replication_grace_seconds: float = Field(
+        default=300.0, ge=0, description="Seconds after start in which 403s and fresh-object AADSTS/404s are retried.")
 
     # Claude Code's permission prompts, asked of the sponsors in their Teams DMs (issue 9, point 7).
     permission_relay: bool = Field(default=True, description="Relay Claude Code permission prompts to sponsors.")

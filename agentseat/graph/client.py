@@ -2,8 +2,10 @@
 
 It knows HTTP, not what a chat is: authentication (with one forced refresh on
 401), retries (Retry-After on 429/503, jittered backoff on other 5xx, all
-bounded by a deadline), client-side pacing, `@odata.nextLink` paging and delta
-links. The bearer token is only ever sent to the configured Graph host.
+bounded by a deadline), client-side pacing, at most four requests in flight per
+mailbox (mailbox_gate.py), riding out refusals that only mean "not replicated
+yet" (replication.py, when a window is given), `@odata.nextLink` paging and
+delta links. The bearer token is only ever sent to the configured Graph host.
 """
 
 from __future__ import annotations
@@ -23,7 +25,10 @@ import structlog
 
 from ..config import Settings
 from ..errors import GraphError, NotFoundError, ThrottledError
+from .mailbox_gate import MailboxGate, is_concurrency_refusal, mailbox_of
 from .ratelimit import RateLimiter
+from .replication import ReplicationGrace, backoff
+from .unprovisioned import unprovisioned_part
 
 log = structlog.get_logger(__name__)
 
@@ -82,6 +87,7 @@ class GraphClient:
         *,
         session: aiohttp.ClientSession | None = None,
         limiter: RateLimiter | None = None,
+        replication: ReplicationGrace | None = None,
     ) -> None:
         self._settings = settings
         self._tokens = tokens
@@ -91,6 +97,10 @@ class GraphClient:
         self._own_session = session is None
         self._session_obj = session  # created on first use: aiohttp needs a running loop
         self._limiter = limiter or RateLimiter()
+        self.mailboxes = MailboxGate()
+        #: The Agent User's own names: `/users/{them}/messages` is the same mailbox as `/me/messages`.
+        self._me = {settings.agent_user_id, settings.agent_user_upn} - {""}
+        self._replication = replication
         self.requests = 0
 
     async def __aenter__(self) -> GraphClient:
@@ -144,29 +154,33 @@ class GraphClient:
     ) -> GraphResponse:
         url = self.url(path_or_url)
         route = self._route_path(url)
+        mailbox = mailbox_of(route, self._me)
         deadline = time.monotonic() + self._settings.graph_deadline_seconds
         refreshed = False
-        attempt = 0
+        attempt = replicating = 0
         while True:
             await self._limiter.wait(method, route)
             token = await self._tokens.get()
             started = time.perf_counter()
-            try:
-                async with self._session.request(
-                    method, url, params=params, json=json,
-                    headers={"Authorization": f"Bearer {token}", **(headers or {})},
-                ) as resp:
-                    self.requests += 1
-                    body = await _read_body(resp)
-                    status, resp_headers = resp.status, dict(resp.headers)
-            except (aiohttp.ClientError, TimeoutError) as exc:
-                status, resp_headers, body = 0, {}, None
-                error: Exception | None = exc
-            else:
-                error = None
+            async with self.mailboxes.slot(mailbox):  # Outlook: 4 in flight per mailbox
+                try:
+                    async with self._session.request(
+                        method, url, params=params, json=json,
+                        headers={"Authorization": f"Bearer {token}", **(headers or {})},
+                    ) as resp:
+                        self.requests += 1
+                        body = await _read_body(resp)
+                        status, resp_headers = resp.status, dict(resp.headers)
+                except (aiohttp.ClientError, TimeoutError) as exc:
+                    status, resp_headers, body = 0, {}, None
+                    error: Exception | None = exc
+                else:
+                    error = None
             log.debug("graph_call", method=method, route=route, status=status,
                       ms=round((time.perf_counter() - started) * 1000, 1))
             if 200 <= status < 300:
+                if self._replication is not None:
+                    self._replication.graph_succeeded(method, route, json)
                 return GraphResponse(status, resp_headers, body)
             if status == 401 and not refreshed:
                 refreshed = True  # exactly one forced refresh and one retry
@@ -177,6 +191,8 @@ class GraphClient:
                 # POST again could post a chat message twice. Only GET/PATCH/PUT/DELETE are
                 # safe to repeat blindly; a POST is repeated only if it never connected.
                 raise _error(status, body, method, route, error=error)
+            if is_concurrency_refusal(status, body):
+                self.mailboxes.refused(mailbox)
             if status in _RETRY_STATUSES or status == 0:
                 attempt += 1
                 wait = self._retry_wait(status, resp_headers, attempt)
@@ -187,7 +203,19 @@ class GraphClient:
                          attempt=attempt)
                 await anyio.sleep(wait)
                 continue
-            raise _error(status, body, method, route)
+            # An unprovisioned mailbox or Teams presence is not replication: the readiness probe waits for it.
+            grace = self._replication if status in (403, 404) and not _unprovisioned(status, body) else None
+            reason = grace.graph_reason(method, route, status, json) if grace is not None else None
+            if grace is not None and reason is not None:
+                replicating += 1
+                wait = backoff(replicating)
+                window = grace.graph_window(route, status)
+                if wait <= min(deadline - time.monotonic(), window):
+                    log.info("graph_replication_wait", method=method, route=route, status=status, reason=reason,
+                             wait=round(wait, 3), attempt=replicating, window_left=round(window, 1))
+                    await anyio.sleep(wait)
+                    continue
+            raise _error(status, body, method, route, replicating=replicating > 0)
 
     @staticmethod
     def _retry_wait(status: int, headers: dict[str, str], attempt: int) -> float:
@@ -245,8 +273,15 @@ async def _read_body(resp: aiohttp.ClientResponse) -> Any:
     return text or None
 
 
+def _unprovisioned(status: int, body: Any) -> bool:
+    error = body.get("error") if isinstance(body, dict) else None
+    if not isinstance(error, dict):
+        return False
+    return unprovisioned_part(status, error.get("code"), str(error.get("message", ""))) is not None
+
+
 def _error(status: int, body: Any, method: str, route: str, *, error: Exception | None = None,
-           exhausted: bool = False, retry_after: float | None = None) -> GraphError:
+           exhausted: bool = False, retry_after: float | None = None, replicating: bool = False) -> GraphError:
     code, message = None, ""
     if isinstance(body, dict) and isinstance(body.get("error"), dict):
         code = body["error"].get("code")
@@ -261,4 +296,8 @@ def _error(status: int, body: Any, method: str, route: str, *, error: Exception 
         return cls(text + " (gave up after the retry deadline)", status=status, code=code, retry_after=retry_after,
                    hint="Graph is throttling or failing; try again later (AGENTSEAT_GRAPH_DEADLINE_SECONDS)")
     cls = NotFoundError if status == 404 else GraphError
-    return cls(text, status=status, code=code, hint=_HINTS.get(status))
+    hint = _HINTS.get(status)
+    if replicating:  # waited for replication and it did not come: say both
+        hint = (f"still refused after waiting for replication; {hint or 'check the setup'}"
+                " (AGENTSEAT_REPLICATION_GRACE_SECONDS)")
+    return cls(text, status=status, code=code, hint=hint)

@@ -9,7 +9,9 @@ into a delegated token for the Agent User (`idtyp=user`).
 What this module adds on top of msal: an in-memory cache per resource whose
 fast path costs no thread and no I/O; refresh before expiry; single flight (a
 hundred concurrent callers cause one refresh); msal kept off the event loop;
-and errors that name the failing hop, Entra's code and what to do.
+errors that name the failing hop, Entra's code and what to do; and, given a
+replication window (graph/replication.py), patience with the AADSTS errors a
+fresh application, key, consent or user gives until it has replicated.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import structlog
 
 from ..config import Settings
 from ..errors import TokenError
+from ..graph.replication import ReplicationGrace, backoff
 
 log = structlog.get_logger(__name__)
 
@@ -229,9 +232,12 @@ class TokenChain:
 class TokenProvider:
     """Async access to the agent's tokens: cached per resource, refreshed early, single flight."""
 
-    def __init__(self, settings: Settings, credential: Credential, *, chain: TokenChain | None = None) -> None:
+    def __init__(self, settings: Settings, credential: Credential, *, chain: TokenChain | None = None,
+                 replication: ReplicationGrace | None = None) -> None:
         self._settings = settings
         self._chain = chain or TokenChain(settings, credential)
+        #: The runtime's window (None: every error is final at once, as doctor and `token` want).
+        self._replication = replication
         self._cache: dict[str, AccessToken] = {}
         self._locks: dict[str, anyio.Lock] = {}
         self._failures: dict[str, tuple[float, TokenError]] = {}
@@ -264,7 +270,7 @@ class TokenProvider:
                 # walking the chain again once per waiting caller (single flight for failures too).
                 raise failed[1]
             try:
-                result = await anyio.to_thread.run_sync(self._chain.hop3, resource)
+                result = await self._walk(resource)
             except TokenError as exc:
                 self._failures[resource] = (time.monotonic(), exc)
                 raise
@@ -274,6 +280,37 @@ class TokenProvider:
             self.refreshes += 1
             log.info("token_refreshed", resource=resource, expires_in=int(token.expires_at - time.time()))
             return token
+
+    async def _walk(self, resource: str) -> dict[str, Any]:
+        """Walk the chain; inside the replication window, wait out what only needs replicating.
+
+        Runs under the resource's lock, so the callers queued behind it wait for the
+        same outcome (single flight), and it ends when the window does.
+        """
+        attempt = 0
+        while True:
+            try:
+                result = await anyio.to_thread.run_sync(self._chain.hop3, resource)
+            except TokenError as exc:
+                grace = self._replication
+                reason = grace.token_reason(resource, exc.code) if grace is not None else None
+                if reason is None or grace is None:
+                    raise
+                attempt += 1
+                wait = backoff(attempt)
+                if wait > grace.remaining():
+                    raise TokenError(f"{exc.message} (still, after the {grace.grace_seconds:g} s replication grace)",
+                                     hop=exc.hop, code=exc.code, hint=exc.hint) from exc
+                log.warning("token_replication_wait", hop=exc.hop, code=exc.code, reason=reason,
+                            wait=round(wait, 3), attempt=attempt, window_left=round(grace.remaining(), 1))
+                await anyio.sleep(wait)
+                # msal answers the same request with its cached error for a minute (its
+                # throttled HTTP client); fresh apps ask Entra again.
+                self._chain.reset()
+                continue
+            if self._replication is not None:
+                self._replication.token_succeeded(resource)
+            return result
 
     async def exchange_token(self) -> str:
         """Hop 2's token (the Agent Identity's exchange token), for `agentseat token --resource exchange`."""

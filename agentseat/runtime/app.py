@@ -31,6 +31,7 @@ from ..access import AccessPolicy
 from ..config import Settings
 from ..errors import AgentSeatError, ConfigError, TunnelError
 from ..graph.client import GraphClient, ssl_context
+from ..graph.replication import ReplicationGrace
 from ..identity.keys import AgentCertificate, KeyStore
 from ..identity.tokens import AppOnlyTokens, TokenProvider
 from ..subscriptions.manager import SubscriptionManager
@@ -87,8 +88,12 @@ class Runtime:
         self.inbox = Inbox(settings.state_dir / "inbox.db", own_ids=own)
         self.keys = KeyStore(settings)
         self._certificates: dict[str, AgentCertificate] = {}
-        self.tokens = TokenProvider(settings, self._credential)
-        self.graph = GraphClient(settings, self.tokens)
+        # What `setup` just created may not have replicated yet: ride out its refusals for a while.
+        self.replication = ReplicationGrace(settings.replication_grace_seconds, own_ids=(
+            settings.agent_user_id, settings.agent_user_upn, settings.agent_id, settings.agent_object_id,
+            settings.blueprint_app_id, settings.blueprint_object_id))
+        self.tokens = TokenProvider(settings, self._credential, replication=self.replication)
+        self.graph = GraphClient(settings, self.tokens, replication=self.replication)
         self.policy = TrustPolicy(
             tenant_id=settings.tenant_id,
             sponsor_names={s.lower() for s in settings.sponsors if "@" in s},

@@ -2,8 +2,10 @@
 
 Notification faults act on the delivery engine (drop, duplicate, delay,
 reorder); Graph faults answer a share of requests on matching routes with 429
-or a 5xx before any handler runs. All randomness is seeded, so a failing run
-can be replayed.
+or a 5xx before any handler runs. A Graph fault with a `count` answers only the
+next that many matching requests (a 403 or 404 for the next N calls is how a
+test shows a grant or object that has not replicated yet). All randomness is
+seeded, so a failing run can be replayed.
 """
 
 from __future__ import annotations
@@ -18,8 +20,9 @@ from typing import Any
 class RouteFault:
     pattern: str  # fnmatch over "METHOD /path/template", e.g. "GET /me/chats" or "* /chats/*"
     rate: float  # 0..1
-    status: int  # 429, 500, 502, 503, 504
+    status: int  # 403, 404, 429, 500, 502, 503, 504
     retry_after: float | None = None
+    count: int | None = None  # answer only the next `count` matching requests (None: no end)
 
 
 @dataclass
@@ -38,9 +41,11 @@ class Faults:
         routes = [
             RouteFault(
                 pattern=str(r.get("route", "*")),
-                rate=float(r.get("rate", 0)),
+                # "the next N calls" means every one of them unless a rate says otherwise
+                rate=float(r.get("rate", 1.0 if r.get("count") is not None else 0)),
                 status=int(r.get("status", 429)),
                 retry_after=None if r.get("retry_after") is None else float(r["retry_after"]),
+                count=None if r.get("count") is None else _count(r["count"]),
             )
             for r in data.get("graph", [])
         ]
@@ -73,6 +78,16 @@ class Faults:
 
     def route_fault(self, route: str) -> RouteFault | None:
         for fault in self.routes:
-            if fnmatch.fnmatchcase(route, fault.pattern) and self.chance(fault.rate):
+            if fault.count == 0 or not fnmatch.fnmatchcase(route, fault.pattern):
+                continue
+            if self.chance(fault.rate):
+                if fault.count is not None:
+                    fault.count -= 1
                 return fault
         return None
+
+
+def _count(raw: object) -> int:
+    if isinstance(raw, bool) or not isinstance(raw, int) or raw < 1:
+        raise ValueError(f"count must be a whole number of at least 1, got {raw!r}")
+    return raw

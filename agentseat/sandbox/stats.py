@@ -14,6 +14,13 @@ class Stats:
     token_errors: Counter[str] = field(default_factory=Counter)
     notifications: Counter[str] = field(default_factory=Counter)  # sent, retried, failed, dropped, ...
     throttled: Counter[str] = field(default_factory=Counter)
+    #: mailbox id -> the most requests it had in flight at once (refused ones included), so a
+    #: test sees how many a client attempted side by side, not only how many Outlook allowed.
+    mailbox_in_flight_peak: Counter[str] = field(default_factory=Counter)
+
+    def in_flight(self, mailbox: str, count: int) -> None:
+        if count > self.mailbox_in_flight_peak[mailbox]:
+            self.mailbox_in_flight_peak[mailbox] = count
 
     def snapshot(self) -> dict[str, Any]:
         return {
@@ -27,8 +34,10 @@ class Stats:
                 for k in sorted({"sent", "retried", "failed", "dropped", "duplicated", "items", *self.notifications})
             },
             "throttled": dict(self.throttled),
+            "mailbox_in_flight_peak": dict(self.mailbox_in_flight_peak),
         }
 
     def reset(self) -> None:
-        for counter in (self.requests, self.tokens, self.token_errors, self.notifications, self.throttled):
+        for counter in (self.requests, self.tokens, self.token_errors, self.notifications, self.throttled,
+                        self.mailbox_in_flight_peak):
             counter.clear()

@@ -23,9 +23,10 @@ from dataclasses import replace
 from typing import Any, Literal
 
 from ..errors import GraphError
+from ..graph.unprovisioned import Part, unprovisioned_part
 from .specs import SubscriptionSpec
 
-Part = Literal["mailbox", "teams"]
+__all__ = ["Part"]  # re-exported: readiness and the manager name the part
 
 #: Graph's own words (observed on real tenants; the sandbox's rules.py answers the same).
 _MAX_LIFETIME = re.compile(r"expiration can only be (\d+) minutes in the future", re.IGNORECASE)
@@ -37,19 +38,6 @@ LIFETIME_SLACK_SECONDS = 60
 #: Tenant facts: the longest lifetime Graph accepts, per kind, once it refused a longer one.
 LIFETIME_FACTS = {"teams": "chat_subscription_max_minutes", "mail": "mail_subscription_max_minutes"}
 
-# A mailbox that is not provisioned (yet) answers 404 MailboxNotEnabledForRESTAPI, "The
-# mailbox is either inactive, soft-deleted, or is hosted on-premise." (Exchange
-# troubleshooting KB 4462988, "REST API is not yet supported for this mailbox"; Microsoft
-# Q&A 1457213: the user has no Exchange licence yet). A subscription on it is refused as
-# ExtensionError "[Status Code: NotFound; Reason: REST API is not yet supported for this
-# mailbox.]" (microsoftgraph/microsoft-graph-docs#6868).
-_MAILBOX_CODES = ("mailboxnotenabledforrestapi", "mailboxnotsupportedforrestapi")
-_MAILBOX_WORDS = ("not yet supported for this mailbox", "mailbox is either inactive")
-# Teams answers a user without a (provisioned) licence with 403 Forbidden, "Failed to get
-# license information for the user. Ensure user has a valid Office365 license assigned to
-# them." (seen on GET /me/chats: RogerSelwyn/O365-HomeAssistant#183; on create chat:
-# microsoftgraph/msgraph-sdk-powershell#1666).
-_TEAMS_WORDS = ("failed to get license information",)
 
 
 def max_minutes(exc: GraphError) -> int | None:
@@ -70,12 +58,7 @@ def within(spec: SubscriptionSpec, limit: Any) -> SubscriptionSpec:
 
 def not_provisioned(exc: GraphError) -> Part | None:
     """`mailbox` or `teams` when Graph answered that the Agent User's part is not provisioned yet."""
-    text = (exc.message or "").lower()
-    if exc.status == 404 and ((exc.code or "").lower() in _MAILBOX_CODES or any(w in text for w in _MAILBOX_WORDS)):
-        return "mailbox"
-    if exc.status == 403 and any(w in text for w in _TEAMS_WORDS):
-        return "teams"
-    return None
+    return unprovisioned_part(exc.status, exc.code, exc.message)
 
 
 def backoff_seconds(attempts: int, *, first: float = BACKOFF_FIRST_SECONDS,

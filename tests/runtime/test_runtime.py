@@ -270,7 +270,8 @@ async def test_refused_subscription_is_explained_and_polled_in_auto_mode(sandbox
     sandbox.portal.call(lambda: sandbox.tenant.grants.clear())  # type: ignore[attr-defined]
     grant_agent_consent(sandbox, ["User.Read", "User.ReadBasic.All", "Chat.ReadWrite", "ChatMessage.Send"])
     async with anyio.create_task_group() as tg:
-        running = await start(tg, env, mode="auto")
+        # No grace: a grant missing since long before the start is refused at once, not waited for.
+        running = await start(tg, env, mode="auto", replication_grace_seconds="0")
         await wait_for(lambda: running.runtime.status.source == "webhook+poll")
         described = running.runtime.describe()
         assert described["subscriptions"]["mail"]["state"] == "refused"

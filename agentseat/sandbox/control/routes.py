@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger(__name__)
 
-FAULT_STATUSES = (429, 500, 502, 503, 504)
+FAULT_STATUSES = (403, 404, 429, 500, 502, 503, 504)
 _TAG = re.compile(r"<[^>]+>")
 
 

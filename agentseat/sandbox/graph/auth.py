@@ -2,7 +2,7 @@
 
 A route declares what it needs with `@graph_route(...)`; one middleware applies
 the same pipeline to all of them: count, inject faults, authenticate, authorize,
-throttle, then run the handler.
+throttle, then run the handler (an Outlook one inside its mailbox's concurrency limit).
 """
 
 from __future__ import annotations
@@ -20,7 +20,8 @@ from ..responses import graph_error
 from ..state import SANDBOX_KEY, SandboxState
 from ..tenant import GRAPH_APP_ID, GRAPH_RESOURCE
 from . import provisioning
-from .throttle import Limit
+from .throttle import (MAILBOX_CONCURRENCY_CODE, MAILBOX_CONCURRENCY_MESSAGE, MAILBOX_CONCURRENCY_RETRY_AFTER,
+                       Limit)
 
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -124,20 +125,14 @@ async def graph_middleware(request: web.Request, handler: Handler) -> web.Stream
     sb = request.app[SANDBOX_KEY]
     name = route_name(request)
     sb.stats.requests[name] += 1
+    spec: RouteSpec | None = getattr(request.match_info.handler, "__graph_route__", None)
+    outlook = spec is not None and any(limit.scope == "mailbox" for limit in spec.limits)
     delay = sb.behaviour.graph_delay()
-    if delay > 0:
-        await anyio.sleep(delay)  # a real round trip, before any answer
+    if delay > 0 and not outlook:
+        await anyio.sleep(delay)  # a real round trip, before any answer (Outlook's: while in flight, below)
     fault = sb.faults.route_fault(name)
     if fault is not None:
-        sb.stats.throttled[f"fault {fault.status}"] += 1
-        if fault.status == 429:
-            wait = fault.retry_after if fault.retry_after is not None else 1.0
-            return graph_error(429, "TooManyRequests", "Please retry again later.",
-                               headers={"Retry-After": f"{wait:g}"}, request=request)
-        headers = {"Retry-After": f"{fault.retry_after:g}"} if fault.retry_after is not None else None
-        return graph_error(fault.status, "ServiceUnavailable" if fault.status == 503 else "InternalServerError",
-                           "The service is temporarily unavailable.", headers=headers, request=request)
-    spec: RouteSpec | None = getattr(request.match_info.handler, "__graph_route__", None)
+        return _fault_answer(sb, request, fault.status, fault.retry_after)
     if spec is None:
         # Unknown Graph path: Graph answers 400 BadRequest for unsupported segments.
         return graph_error(400, "BadRequest", f"Resource not found for the segment '{request.path}'.",
@@ -151,7 +146,8 @@ async def graph_middleware(request: web.Request, handler: Handler) -> web.Stream
     if not _authorized(spec, who):
         return graph_error(403, "Forbidden", "Missing scope permissions on the request. API requires one of "
                            f"'{', '.join(spec.scopes or spec.roles)}'.", request=request)
-    keys = {"user": who.oid, "mailbox": who.oid, "app": who.app_id,
+    mailbox = _mailbox(sb, request, who)
+    keys = {"user": who.oid, "mailbox": mailbox, "app": who.app_id,
             "chat": request.match_info.get("chat_id", "-")}
     wait = sb.throttle.check(name, spec.limits, keys)
     if wait is not None:
@@ -163,4 +159,46 @@ async def graph_middleware(request: web.Request, handler: Handler) -> web.Stream
     if refused is not None:
         return graph_error(refused.status, refused.code, refused.message, request=request)
     request[PRINCIPAL_KEY] = who
-    return await handler(request)
+    if not outlook:
+        return await handler(request)
+    # Outlook allows 4 concurrent requests per app ID and mailbox (throttling-limits, "Outlook
+    # service limits"); the one over it is refused at once, the others run their course.
+    in_flight = sb.throttle.mailboxes.arrive(who.app_id, mailbox)
+    try:
+        sb.stats.in_flight(mailbox, in_flight)
+        if sb.throttle.enabled and in_flight > sb.behaviour.outlook_max_concurrency:
+            sb.stats.throttled[f"{name} (MailboxConcurrency)"] += 1
+            return graph_error(429, MAILBOX_CONCURRENCY_CODE, MAILBOX_CONCURRENCY_MESSAGE,
+                               headers={"Retry-After": f"{MAILBOX_CONCURRENCY_RETRY_AFTER:g}"}, request=request)
+        if delay > 0:
+            await anyio.sleep(delay)
+        return await handler(request)
+    finally:
+        sb.throttle.mailboxes.leave(who.app_id, mailbox)
+
+
+def _mailbox(sb: SandboxState, request: web.Request, who: Principal) -> str:
+    """The mailbox a request addresses: `/users/{user_id}/...` names it, `/me/...` is the caller's."""
+    ref = request.match_info.get("user_id")
+    if ref is None:
+        return who.oid
+    user = sb.tenant.user(ref)
+    return user.id if user is not None else ref.lower()
+
+
+def _fault_answer(sb: SandboxState, request: web.Request, status: int, retry_after: float | None) -> web.Response:
+    """An injected fault, in the shape Graph answers it with."""
+    sb.stats.throttled[f"fault {status}"] += 1
+    if status == 429:
+        wait = retry_after if retry_after is not None else 1.0
+        return graph_error(429, "TooManyRequests", "Please retry again later.",
+                           headers={"Retry-After": f"{wait:g}"}, request=request)
+    if status == 403:
+        # What a grant that has not replicated yet looks like to the caller.
+        return graph_error(403, "Forbidden", "Missing scope permissions on the request.", request=request)
+    if status == 404:
+        # What a directory object or item that has not replicated yet looks like.
+        return graph_error(404, "ResourceNotFound", "Resource not found.", request=request)
+    headers = {"Retry-After": f"{retry_after:g}"} if retry_after is not None else None
+    return graph_error(status, "ServiceUnavailable" if status == 503 else "InternalServerError",
+                       "The service is temporarily unavailable.", headers=headers, request=request)

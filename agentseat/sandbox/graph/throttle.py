@@ -1,4 +1,4 @@
-"""Graph's documented request limits, enforced with token buckets.
+"""Graph's documented request limits: token buckets for rates, counters for concurrency.
 
 Limits come from the Microsoft Graph throttling page (throttling-limits,
 "Microsoft Teams service limits" and "Outlook service limits"). A request over
@@ -8,6 +8,7 @@ a limit gets 429 with a `Retry-After` that may be fractional, as Graph sends
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 
 from ..clock import Clock
@@ -32,13 +33,41 @@ OUTLOOK = (Limit("mailbox", 10_000 / 600, 10_000.0),)
 SUBSCRIPTIONS = (Limit("app", 500 / 20, 500.0),)  # entrabot-anchor §8: 500 per 20 s per app per tenant
 
 
+#: Outlook's answer to a request over the concurrency limit (the error real tenants send;
+#: throttling-limits, "Outlook service limits": 4 concurrent requests per app ID and mailbox).
+MAILBOX_CONCURRENCY_CODE = "ApplicationThrottled"
+MAILBOX_CONCURRENCY_MESSAGE = "Application is over its MailboxConcurrency limit."
+#: The docs give no Retry-After for it; a slot frees when any request finishes, so a short one.
+MAILBOX_CONCURRENCY_RETRY_AFTER = 1.0
+
+
+class MailboxConcurrency:
+    """Requests in flight per (app ID, mailbox): Outlook evaluates its limits per that pair."""
+
+    def __init__(self) -> None:
+        self._in_flight: Counter[tuple[str, str]] = Counter()
+
+    def arrive(self, app_id: str, mailbox: str) -> int:
+        """Count one more request in flight; returns how many there are now, this one included."""
+        key = (app_id, mailbox)
+        self._in_flight[key] += 1
+        return self._in_flight[key]
+
+    def leave(self, app_id: str, mailbox: str) -> None:
+        key = (app_id, mailbox)
+        self._in_flight[key] -= 1
+        if self._in_flight[key] <= 0:
+            del self._in_flight[key]
+
+
 class Throttle:
-    """Token buckets keyed by (route, scope, key) on the sandbox clock."""
+    """Token buckets keyed by (route, scope, key) on the sandbox clock, and mailbox concurrency."""
 
     def __init__(self, clock: Clock) -> None:
         self._clock = clock
         self._buckets: dict[tuple[str, str, str], tuple[float, float]] = {}  # -> (tokens, updated)
         self.enabled = True
+        self.mailboxes = MailboxConcurrency()  # never reset: requests in flight finish on their own
 
     def check(self, route: str, limits: tuple[Limit, ...], keys: dict[str, str]) -> float | None:
         """Take one token from every bucket; return seconds to wait if any is empty."""
