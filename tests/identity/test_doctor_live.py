@@ -233,3 +233,24 @@ async def test_report_is_private_json_without_secrets_or_message_text(sandbox: S
         assert secret not in text
     assert "eyJ" not in text  # no JWT: tokens, assertions
     assert "PRIVATE KEY" not in text and "BEGIN CERTIFICATE" not in text
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("behaviour", [{"chat_subscription_max_minutes": 20_000}])
+async def test_beside_a_running_runtime_the_probe_uses_its_url_and_leaves_its_subscriptions_alone(
+        sandbox: Sandbox, tmp_path: Path) -> None:
+    state = _set_up(sandbox, tmp_path)
+    log = tmp_path / "watch.log"
+    proc = _watch(sandbox, state, log)
+    try:
+        await wait_for(lambda: "kind=teams reason=startup" in log.read_text(errors="replace"), timeout=120)
+        before = set(sandbox.tenant.subscriptions)
+        report = tmp_path / "report.json"
+        output = _live(sandbox, state, "--report", str(report))
+        assert set(sandbox.tenant.subscriptions) == before  # the probe's own is gone, the runtime's stay
+        assert proc.poll() is None
+    finally:
+        _stop(proc)
+    assert "deleted again" in _line(output, "chat subscription lifetime"), output
+    lifetime = next(f for f in json.loads(report.read_text())["findings"] if f["name"] == "chat subscription lifetime")
+    assert lifetime["public_url_source"] == "the running runtime's" and lifetime["value"] == 10080
