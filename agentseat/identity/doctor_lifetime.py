@@ -133,17 +133,15 @@ async def _endpoint(host: str, port: int) -> AsyncIterator[int | None]:
     app.router.add_post("/{tail:.*}", _answer)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, host, port)
     try:
+        bound: int | None = None
         try:
-            await site.start()
+            await web.TCPSite(runner, host, port).start()
+            bound = int(runner.addresses[0][1]) if runner.addresses else port
         except OSError as exc:
             if exc.errno != errno.EADDRINUSE:
                 raise
-            yield None
-            return
-        sockets = site._server.sockets if site._server else []  # type: ignore[union-attr]
-        yield int(sockets[0].getsockname()[1]) if sockets else port
+        yield bound
     finally:
         with anyio.CancelScope(shield=True):
             await runner.cleanup()

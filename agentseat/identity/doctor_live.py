@@ -17,8 +17,6 @@ import sys
 from pathlib import Path
 from typing import TextIO
 
-import structlog
-
 from ..config import Settings
 from ..errors import AgentSeatError, ConfigError
 from ..graph.client import GraphClient
@@ -31,9 +29,6 @@ from .doctor_report import build_report, scrub, write_report
 from .tokens import TokenProvider, decode_jwt
 
 __all__ = ["doctor_live", "live_findings"]
-
-log = structlog.get_logger(__name__)
-
 
 async def live_findings(settings: Settings, facts: TenantFacts) -> list[Finding]:
     """Run every probe with the agent's delegated token; raises `AgentSeatError` without one."""

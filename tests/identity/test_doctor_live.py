@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 
+from agentseat.identity.doctor_report import scrub
 from agentseat.runtime.inbox import Inbox
 from agentseat.sandbox.app import Sandbox, SandboxOptions
 from tests.runtime.test_runtime import control, upn, wait_for
@@ -254,3 +255,24 @@ async def test_beside_a_running_runtime_the_probe_uses_its_url_and_leaves_its_su
     assert "deleted again" in _line(output, "chat subscription lifetime"), output
     lifetime = next(f for f in json.loads(report.read_text())["findings"] if f["name"] == "chat subscription lifetime")
     assert lifetime["public_url_source"] == "the running runtime's" and lifetime["value"] == 10080
+
+
+def test_report_scrubber_drops_secret_fields_and_masks_token_like_text() -> None:
+    """The report's last line of defence, for whatever a fact, warning or error may carry."""
+    client_state = "Zq3" + "x7Yb-_9Kd" * 7  # the shape of `secrets.token_urlsafe(48)`
+    jwt = "eyJhbGciOiJSUzI1NiJ9.eyJhdWQiOiJ4In0.c2lnbmF0dXJl"
+    pem = "-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBg\n-----END PRIVATE KEY-----"
+    claims = {"audience": "blueprint", "aud": "3f1c2a9e-0b7d-4c55-9a1e-6d2f8b7c4e10",
+              "iss": "https://login.microsoftonline.com/7d1e4f2a-5b3c-4d6e-8f90-a1b2c3d4e5f6/v2.0", "ver": "2.0"}
+    data = scrub({
+        "facts": {"validation_tokens": {"value": claims}},
+        "warnings": {"w": {"message": f"refused with clientState {client_state} and Bearer {jwt}"}},
+        "error": {"message": f"key {pem}", "hint": "thumbprint 6E2133C31FF81E2EFF9633447574706658853FF7"},
+        "client_state": "short", "access_token": "opaque", "validation_token": "x", "body": "hello", "passphrase": "p",
+    })
+    text = json.dumps(data)
+    for secret in (client_state, jwt, "MIIEvQIBADANBg", "short", "opaque", "hello"):
+        assert secret not in text
+    assert data["facts"]["validation_tokens"]["value"] == claims  # claims are facts, not secrets
+    assert "6E2133C31FF81E2EFF9633447574706658853FF7" in text  # a thumbprint stays readable
+    assert set(data) == {"facts", "warnings", "error"}
