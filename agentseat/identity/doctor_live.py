@@ -40,6 +40,9 @@ async def live_findings(settings: Settings, facts: TenantFacts) -> list[Finding]
             found.append(await chat_subscription_lifetime(settings, graph))
         except AgentSeatError as exc:  # a probe's own failure is a finding, not the end of the run
             found.append(Finding("chat subscription lifetime", "warn", f"unknown: {exc.message}"))
+        except OSError as exc:  # the port for Graph's handshake could not be opened
+            found.append(Finding("chat subscription lifetime", "warn",
+                                 f"unknown: cannot listen for Graph's validation request ({exc.strerror or exc})"))
         teams = await probes.teams(graph)
         found.append(await probes.chats_orderby(graph, teams.value == "ready"))
         found.append(await probes.mailbox(graph))

@@ -149,6 +149,19 @@ def test_missing_configuration_is_a_clear_error(sandbox: Sandbox, tmp_path: Path
     assert run.stdout == ""
 
 
+def test_without_a_token_it_fails_clearly_and_still_writes_the_report(sandbox: Sandbox, tmp_path: Path) -> None:
+    state = _set_up(sandbox, tmp_path)
+    report = tmp_path / "report.json"
+    run = _cli(sandbox, state, "doctor", "--live", "--report", str(report),
+               env=LOOPBACK | {"AGENTSEAT_KEY_PASSPHRASE": "not-the-passphrase"})
+    assert run.returncode == 1, run.stdout + run.stderr
+    assert "no delegated Graph token, so the live probes did not run" in run.stderr
+    assert "✗ key: " in run.stdout and "live probes of tenant" not in run.stdout
+    data = json.loads(report.read_text())
+    assert data["findings"] == [] and any(c["name"] == "key" and c["status"] == "fail" for c in data["checks"])
+    assert "not-the-passphrase" not in report.read_text()
+
+
 def test_report_needs_live(sandbox: Sandbox, tmp_path: Path) -> None:
     run = _cli(sandbox, tmp_path / "agent", "doctor", "--report", str(tmp_path / "r.json"))
     assert run.returncode != 0 and "--report goes with --live" in run.stderr
