@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 
 from agentseat.identity.doctor_report import scrub
+from agentseat.identity.provision_graph import REQUIRED_SCOPES
 from agentseat.runtime.inbox import Inbox
 from agentseat.sandbox.app import Sandbox, SandboxOptions
 from tests.runtime.test_runtime import control, upn, wait_for
@@ -87,7 +88,7 @@ def _status(sandbox: Sandbox, state: Path) -> str:
 VARIANTS: dict[str, Any] = {
     "documented_defaults": pytest.param(
         {}, {"chat subscription lifetime": "at most 4320 minutes", "$orderby on /me/chats": "supported",
-             "mailbox": "ready", "teams": "ready", "granted scopes": "all 8", "validation tokens": "none seen yet"},
+             "mailbox": "ready", "teams": "ready", "granted scopes": f"all {len(REQUIRED_SCOPES)} that agentseat needs", "validation tokens": "none seen yet"},
         ("chat_subscription_max_minutes = 4320", "chats_orderby = supported", "mailbox = ready", "teams = ready"),
         id="documented_defaults"),
     "chat_subscriptions_last_an_hour": pytest.param(
