@@ -136,6 +136,12 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_doctor(args: argparse.Namespace, settings: Settings) -> int:
     from .identity.doctor import doctor
 
+    if args.live:
+        from .identity.doctor_live import doctor_live
+
+        return anyio.run(lambda: doctor_live(settings, args.report))
+    if args.report is not None:
+        raise AgentSeatError("--report goes with --live", hint="agentseat doctor --live --report FILE")
     return anyio.run(doctor, settings)
 
 
@@ -158,7 +164,11 @@ def _identity_commands(parsers: dict[str, argparse.ArgumentParser]) -> None:
     p.add_argument("--decode", action="store_true", help="print the header and claims as JSON, without the signature")
     p.set_defaults(func=cmd_token)
     parsers["status"].set_defaults(func=cmd_status)
-    parsers["doctor"].set_defaults(func=cmd_doctor)
+    p = parsers["doctor"]
+    p.add_argument("--live", action="store_true",
+                   help="also probe what this tenant does (lifetimes, $orderby, mailbox, Teams) and record it")
+    p.add_argument("--report", type=Path, metavar="FILE", help="with --live: write the findings as JSON (0600, no secrets)")
+    p.set_defaults(func=cmd_doctor)
 
 
 # --- bot and demo (work in bot.py and demo.py) ----------------------------------------------------
