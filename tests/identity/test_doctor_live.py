@@ -2,8 +2,7 @@
 
 Each test runs the real commands as a user would (`agentseat setup`, then `doctor --live`,
 subprocesses against the sandbox), and checks both the printed finding and the tenant fact
-it records, which `agentseat status` shows. Variants the sandbox gains on other branches
-are marked xfail(strict) until those branches are merged.
+it records, which `agentseat status` shows.
 """
 
 from __future__ import annotations
@@ -29,10 +28,6 @@ from tests.runtime.test_runtime import control, upn, wait_for
 
 PASSPHRASE = "doctor-live-passphrase-not-secret"
 LOOPBACK = {"AGENTSEAT_TUNNEL": "loopback"}
-
-
-def _needs(branch: str) -> pytest.MarkDecorator:
-    return pytest.mark.xfail(strict=True, reason=f"needs the {branch} branch")
 
 
 @pytest.fixture
@@ -96,15 +91,15 @@ VARIANTS: dict[str, Any] = {
         ("chat_subscription_max_minutes = 60",), id="chat_subscriptions_last_an_hour"),
     "orderby_rejected": pytest.param(
         {"chats_orderby": "rejected"}, {"$orderby on /me/chats": "rejected (400", "teams": "ready"},
-        ("chats_orderby = rejected",), id="orderby_rejected", marks=_needs("poll")),
+        ("chats_orderby = rejected",), id="orderby_rejected"),
     "mailbox_not_ready": pytest.param(
         {"mailbox_ready_after_seconds": 3600},
         {"mailbox": "not ready: GET /me/mailFolders/inbox/messages answers 404 MailboxNotEnabledForRESTAPI",
          "teams": "not ready: GET /me/chats answers 403"},
-        ("mailbox = not_ready", "teams = not_ready"), id="mailbox_not_ready", marks=_needs("subs")),
+        ("mailbox = not_ready", "teams = not_ready"), id="mailbox_not_ready"),
     "blueprint_key_routes_only": pytest.param(
         {"blueprint_key_route": "blueprint_only"}, {"blueprint key route": "blueprint: "},
-        (), id="blueprint_key_routes_only", marks=_needs("setup")),
+        (), id="blueprint_key_routes_only"),
 }
 
 
@@ -211,9 +206,9 @@ async def _dm_through_webhook(sandbox: Sandbox, state: Path, tmp_path: Path, tex
 
 @pytest.mark.timeout(300)
 @pytest.mark.parametrize(("behaviour", "audience"), [
-    pytest.param({}, "agent_identity", id="agent_identity", marks=_needs("tokens")),
-    pytest.param({"validation_token_audience": "blueprint"}, "blueprint", id="blueprint", marks=_needs("tokens")),
-    pytest.param({"validation_token_audience": "none"}, "missing", id="none", marks=_needs("tokens")),
+    pytest.param({}, "agent_identity", id="agent_identity"),
+    pytest.param({"validation_token_audience": "blueprint"}, "blueprint", id="blueprint"),
+    pytest.param({"validation_token_audience": "none"}, "missing", id="none"),
 ])
 async def test_live_doctor_shows_the_validation_token_claims_the_runtime_saw(
         sandbox: Sandbox, tmp_path: Path, audience: str) -> None:
