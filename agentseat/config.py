@@ -118,7 +118,9 @@ class Settings(BaseSettings):
     webhook_port: int = Field(default=0, ge=0, le=65535, description="0 picks a free port.")
     webhook_max_body: int = Field(default=1_048_576, ge=1024)
     notification_audience: str = Field(
-        default="", description="Expected `aud` of validation tokens; defaults to agent_id (AMBIGUOUS in Graph docs)."
+        default="", description="Expected `aud` of validation tokens; defaults to agent_id. The docs do not say "
+        "which one Graph uses: tokens for the Blueprint or none at all make the runtime read the message from "
+        "Graph instead (runtime/token_fallback.py), and `status` shows what was seen (fact validation_tokens)."
     )
     change_tracking_app_id: str = GRAPH_CHANGE_TRACKING_APP_ID
 
@@ -128,8 +130,9 @@ class Settings(BaseSettings):
     renew_fraction: float = Field(default=0.5, gt=0, lt=1, description="Renew when this much lifetime is left.")
 
     # Polling. Teams asks apps to poll for changes rarely (teams-api-overview,
-    # "Polling requirements"); the poll mode reads one chat list per interval,
-    # far under the 1 request/s per user limit on GET /me/chats.
+    # "Polling requirements"); the poll mode reads one chat list per interval plus the chats
+    # it names as changed, inside the 1 request/s per user limit on GET /me/chats, and never
+    # faster than the 5 s floor. Behind a firewall it is the answer until Event Hubs lands.
     chat_poll_seconds: float = Field(default=10.0, ge=1.0, description="Below 5 s, 5 s is used (runtime/poll_policy.py).")
     mail_poll_seconds: float = Field(default=30.0, ge=1.0)
     reconcile_seconds: float = Field(default=86_400.0, ge=60.0, description="Reconciliation behind webhooks.")

@@ -45,6 +45,20 @@ class TokenSource(Protocol):
     async def invalidate(self, token: str) -> None: ...
 
 
+class FixedToken:
+    """A `TokenSource` holding one token already minted, so a Graph call tests Graph and nothing
+    else (doctor and setup's wait check the token chain separately)."""
+
+    def __init__(self, token: str) -> None:
+        self._token = token
+
+    async def get(self, resource: str | None = None) -> str:
+        return self._token
+
+    async def invalidate(self, token: str) -> None:
+        return None
+
+
 @dataclass
 class GraphResponse:
     status: int

@@ -20,7 +20,7 @@ import structlog
 
 from ..config import Settings
 from ..errors import AgentSeatError, ConfigError
-from ..graph.client import GraphClient
+from ..graph.client import FixedToken, GraphClient
 from .keys import AgentCertificate, KeyStore
 from .provision_graph import REQUIRED_SCOPES
 from .tokens import TokenChain, TokenProvider, decode_jwt
@@ -42,19 +42,6 @@ class Check:
         mark = {"ok": "✓", "fail": "✗", "warn": "!", "skip": "–"}[self.status]
         line = f"{mark} {self.name}: {self.detail}"
         return line + (f"\n    fix: {self.fix}" if self.fix and self.status in ("fail", "warn") else "")
-
-
-class _StaticToken:
-    """A TokenSource holding the one token the doctor just minted (hop 3), so GET /me tests Graph only."""
-
-    def __init__(self, token: str) -> None:
-        self._token = token
-
-    async def get(self, resource: str | None = None) -> str:
-        return self._token
-
-    async def invalidate(self, token: str) -> None:
-        return None
 
 
 def credential_for(settings: Settings, store: KeyStore | None = None) -> Any:
@@ -107,7 +94,7 @@ async def diagnose(settings: Settings) -> list[Check]:
     if token is None:
         return checks
     try:
-        async with GraphClient(settings, _StaticToken(token)) as graph:
+        async with GraphClient(settings, FixedToken(token)) as graph:
             me = await graph.get("/me", **{"$select": "id,userPrincipalName"})
         checks.append(Check("graph", "ok", f"GET /me answers as {me.get('userPrincipalName')} "
                                            f"at {settings.graph_host}"))

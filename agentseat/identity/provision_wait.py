@@ -22,7 +22,7 @@ import structlog
 
 from ..config import Settings
 from ..errors import GraphError, ProvisionError, TokenError
-from ..graph.client import GraphClient
+from ..graph.client import FixedToken, GraphClient
 from ..tenant_facts import TenantFacts
 from .keys import KeyStore
 from .tokens import TokenChain, resource_scope
@@ -85,19 +85,6 @@ class SeatIds:
     cert_thumbprint: str
 
 
-class _Token:
-    """A `TokenSource` holding one token, so a Graph call tests Graph and nothing else."""
-
-    def __init__(self, token: str) -> None:
-        self._token = token
-
-    async def get(self, resource: str | None = None) -> str:
-        return self._token
-
-    async def invalidate(self, token: str) -> None:
-        return None
-
-
 class _Waiting(Exception):
     """A check failed the way replication explains: `what` is still on its way."""
 
@@ -119,7 +106,7 @@ def _token_step(hop: Callable[[], Any], client: str) -> Callable[[], Awaitable[A
 
 
 async def _graph_step(settings: Settings, token: str, path: str, what: dict[int, str]) -> None:
-    async with GraphClient(settings, _Token(token)) as graph:
+    async with GraphClient(settings, FixedToken(token)) as graph:
         try:
             await graph.get(path)
         except GraphError as exc:

@@ -8,12 +8,9 @@ it records, which `agentseat status` shows.
 from __future__ import annotations
 
 import json
-import os
 import re
-import signal
 import stat
 import subprocess
-import sys
 import uuid
 from pathlib import Path
 from typing import Any
@@ -24,6 +21,7 @@ from agentseat.identity.doctor_report import scrub
 from agentseat.identity.provision_graph import REQUIRED_SCOPES
 from agentseat.runtime.inbox import Inbox
 from agentseat.sandbox.app import Sandbox, SandboxOptions
+from tests.agent_process import cli_env, run_cli, start_watch, stop, stored
 from tests.runtime.test_runtime import control, upn, wait_for
 
 PASSPHRASE = "doctor-live-passphrase-not-secret"
@@ -41,15 +39,12 @@ def sandbox_options(behaviour: dict[str, Any]) -> SandboxOptions:
 
 
 def _env(extra: dict[str, str] | None = None) -> dict[str, str]:
-    return {**os.environ, "AGENTSEAT_KEY_PASSPHRASE": PASSPHRASE,
-            "PYTHON_KEYRING_BACKEND": "keyring.backends.fail.Keyring", **(extra or {})}
+    return cli_env(PASSPHRASE, extra)
 
 
 def _cli(sandbox: Sandbox, state: Path, *argv: str, env: dict[str, str] | None = None,
          timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "agentseat.cli", "--env-file", str(sandbox.env_path),
-                           "--state-dir", str(state), *argv], env=_env(env), capture_output=True, text=True,
-                          timeout=timeout)
+    return run_cli(sandbox, state, *argv, env=_env(env), timeout=timeout)
 
 
 def _set_up(sandbox: Sandbox, tmp_path: Path) -> Path:
@@ -166,27 +161,8 @@ def test_report_needs_live(sandbox: Sandbox, tmp_path: Path) -> None:
 
 # --- what the runtime saw, and the report -------------------------------------------------------
 def _watch(sandbox: Sandbox, state: Path, log: Path) -> subprocess.Popen[bytes]:
-    env = _env(LOOPBACK | {"AGENTSEAT_MODE": "webhook", "AGENTSEAT_INBOUND_POLICY": "tenant"})
-    with log.open("ab") as err:
-        return subprocess.Popen([sys.executable, "-m", "agentseat.cli", "--env-file", str(sandbox.env_path),
-                                 "--state-dir", str(state), "watch"], env=env, stdout=subprocess.DEVNULL, stderr=err)
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
-def _stored(state: Path) -> set[str]:
-    if not (state / "inbox.db").exists():
-        return set()
-    with Inbox(state / "inbox.db") as inbox:
-        return {e.message_id for e in inbox.read(0, 10_000)}
+    return start_watch(sandbox, state, log, _env(LOOPBACK | {"AGENTSEAT_MODE": "webhook",
+                                                             "AGENTSEAT_INBOUND_POLICY": "tenant"}))
 
 
 async def _dm_through_webhook(sandbox: Sandbox, state: Path, tmp_path: Path, text: str) -> dict[str, Any]:
@@ -197,9 +173,9 @@ async def _dm_through_webhook(sandbox: Sandbox, state: Path, tmp_path: Path, tex
         await wait_for(lambda: "kind=teams reason=startup" in log.read_text(errors="replace"), timeout=120)
         dm = await control(sandbox, "POST", "/_sandbox/messages", {
             "from": upn(sandbox, "sponsor"), "to": upn(sandbox, "agent_user"), "text": text})
-        await wait_for(lambda: dm["message_id"] in _stored(state), timeout=120)
+        await wait_for(lambda: dm["message_id"] in stored(state), timeout=120)
     finally:
-        _stop(proc)
+        stop(proc)
     with Inbox(state / "inbox.db") as inbox:
         return json.loads(inbox.get_meta("subscriptions") or "{}")
 
@@ -260,7 +236,7 @@ async def test_beside_a_running_runtime_the_probe_uses_its_url_and_leaves_its_su
         assert set(sandbox.tenant.subscriptions) == before  # the probe's own is gone, the runtime's stay
         assert proc.poll() is None
     finally:
-        _stop(proc)
+        stop(proc)
     assert "deleted again" in _line(output, "chat subscription lifetime"), output
     lifetime = next(f for f in json.loads(report.read_text())["findings"] if f["name"] == "chat subscription lifetime")
     assert lifetime["public_url_source"] == "the running runtime's" and lifetime["value"] == 10080

@@ -10,18 +10,14 @@ time limits are safety bounds, never measurements.
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
-import sys
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from agentseat.runtime.inbox import Inbox
 from agentseat.sandbox.app import Sandbox, SandboxOptions
+from tests.agent_process import cli_env, run_cli, start_watch, stop, stored
 from tests.runtime.test_runtime import control, free_port, upn, wait_for
 
 PASSPHRASE = "matrix-passphrase-not-secret"
@@ -58,36 +54,14 @@ def sandbox_options(case: str) -> SandboxOptions:
     return SandboxOptions(behaviour=CASES[case][0])
 
 
-def _cli(sandbox: Sandbox, state: Path, *argv: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "AGENTSEAT_KEY_PASSPHRASE": PASSPHRASE, "PYTHON_KEYRING_BACKEND": "keyring.backends.fail.Keyring"}
-    return subprocess.run([sys.executable, "-m", "agentseat.cli", "--env-file", str(sandbox.env_path),
-                           "--state-dir", str(state), *argv], env=env, capture_output=True, text=True, timeout=timeout)
+def _cli(sandbox: Sandbox, state: Path, *argv: str) -> subprocess.CompletedProcess[str]:
+    return run_cli(sandbox, state, *argv, env=cli_env(PASSPHRASE))
 
 
 def _watch(sandbox: Sandbox, state: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "AGENTSEAT_KEY_PASSPHRASE": PASSPHRASE, "PYTHON_KEYRING_BACKEND": "keyring.backends.fail.Keyring",
-           "AGENTSEAT_MODE": "webhook", "AGENTSEAT_TUNNEL": "loopback", "AGENTSEAT_WEBHOOK_PORT": str(port),
-           "AGENTSEAT_INBOUND_POLICY": "tenant"}
-    with log.open("ab") as err:
-        return subprocess.Popen([sys.executable, "-m", "agentseat.cli", "--env-file", str(sandbox.env_path),
-                                 "--state-dir", str(state), "watch"], env=env, stdout=subprocess.DEVNULL, stderr=err)
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
-def _stored(state: Path) -> Counter[str]:
-    if not (state / "inbox.db").exists():
-        return Counter()
-    with Inbox(state / "inbox.db") as inbox:
-        return Counter(e.message_id for e in inbox.read(0, 10_000))
+    return start_watch(sandbox, state, log, cli_env(PASSPHRASE, {
+        "AGENTSEAT_MODE": "webhook", "AGENTSEAT_TUNNEL": "loopback", "AGENTSEAT_WEBHOOK_PORT": str(port),
+        "AGENTSEAT_INBOUND_POLICY": "tenant"}))
 
 
 async def _started(log: Path) -> None:
@@ -117,16 +91,16 @@ async def test_every_message_arrives_exactly_once_and_status_says_what_was_adapt
     try:
         await _started(tmp_path / "watch1.log")
         sent += await _send(sandbox, 1)
-        await wait_for(lambda: set(sent) <= set(_stored(state)), timeout=120)
-        _stop(proc)
+        await wait_for(lambda: set(sent) <= set(stored(state)), timeout=120)
+        stop(proc)
         sent += await _send(sandbox, 2)  # while nobody runs: found by the restart's reconcile
         proc = _watch(sandbox, state, port, tmp_path / "watch2.log")
         sent += await _send(sandbox, 3)
-        await wait_for(lambda: set(sent) <= set(_stored(state)), timeout=120)
+        await wait_for(lambda: set(sent) <= set(stored(state)), timeout=120)
     finally:
-        _stop(proc)
-    stored = _stored(state)
-    assert {m: stored[m] for m in sent} == {m: 1 for m in sent}, "each message exactly once"
+        stop(proc)
+    counts = stored(state)
+    assert {m: counts[m] for m in sent} == {m: 1 for m in sent}, "each message exactly once"
     status = _cli(sandbox, state, "status")
     assert status.returncode == 0, status.stderr
     for line in CASES[case][1]:
