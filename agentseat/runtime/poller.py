@@ -96,6 +96,12 @@ class Poller:
         self._chats.setdefault("since", now)
         self._chats.setdefault("chats", {})
         self._mail.setdefault("since", now)
+        # Kept at once, not after the first round: a runtime stopped before its first read
+        # (Teams' startup read waits for the readiness probe) must not move "now" on restart,
+        # or what was sent while it was down would count as old.
+        for key, state in ((_CHATS_KEY, self._chats), (_MAIL_KEY, self._mail)):
+            if inbox.get_meta(key) is None:
+                inbox.set_meta(key, json.dumps(state))
         self._facts = facts
         self.on_found = on_found
         self._lister = ChatLister(graph, self._chats, facts)
