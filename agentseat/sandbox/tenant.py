@@ -120,6 +120,15 @@ class Chat:
 
 
 @dataclass
+class Reaction:
+    """One person's reaction on a chat message (chatMessageReaction)."""
+
+    reaction_type: str  # a legacy name (like, heart, ...) or unicode, as it was set
+    user_id: str
+    created: float
+
+
+@dataclass
 class ChatMessage:
     id: str
     chat_id: str
@@ -128,6 +137,13 @@ class ChatMessage:
     content_type: str  # "text" | "html"
     created: float
     last_modified: float
+    edited: float | None = None  # lastEditedDateTime
+    deleted: float | None = None  # deletedDateTime (soft delete; the content is kept for undoSoftDelete)
+    reactions: list[Reaction] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        # Loaded from tenant.json, reactions arrive as dicts.
+        self.reactions = [r if isinstance(r, Reaction) else Reaction(**r) for r in self.reactions]
 
 
 @dataclass

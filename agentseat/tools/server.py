@@ -25,7 +25,7 @@ from pydantic import ValidationError
 from .. import __version__
 from ..errors import AgentSeatError, TokenError
 from ..prompts.loader import MAX_INSTRUCTIONS, Prompts
-from . import events, identity, mail, teams
+from . import events, identity, mail, teams, teams_actions
 from .base import Tool
 from .channel import ChannelSink
 from .events import EventCursor
@@ -141,6 +141,7 @@ def build_tools(runtime: Runtime, cursor: EventCursor, channel: ChannelSink | No
 
     return ToolBox([
         *teams.tools(runtime),
+        *teams_actions.tools(runtime),
         *mail.tools(runtime),
         *events.tools(runtime, cursor),
         *identity.tools(runtime, extra_status),
@@ -151,7 +152,7 @@ def not_ready_tools(settings: Settings | None, failure: AgentSeatError) -> ToolB
     """Every tool listed as usual, none able to run: each call says what is wrong and how to fix it."""
     stand_in: Any = NoRuntime(settings)
     listed: list[Tool] = []
-    for build in (lambda: teams.tools(stand_in), lambda: mail.tools(stand_in),
+    for build in (lambda: teams.tools(stand_in), lambda: teams_actions.tools(stand_in), lambda: mail.tools(stand_in),
                   lambda: events.tools(stand_in, EventCursor(stand_in)), lambda: identity.tools(stand_in)):
         try:
             listed += build()

@@ -19,6 +19,7 @@ from aiohttp import web
 from ..state import SANDBOX_KEY
 from ..clock import iso
 from ..faults import Faults
+from ..graph.chat_message_actions import changes_view
 from ..graph.chats import ensure_one_on_one, post_chat_message
 from ..graph.mail import deliver_mail
 
@@ -171,7 +172,7 @@ async def list_chats(request: web.Request) -> web.Response:
 
 @_handler
 async def chat_messages(request: web.Request) -> web.Response:
-    """Oldest first, with the sender's UPN and plain text."""
+    """Oldest first, with the sender's UPN, plain text, and any edit, deletion and reactions."""
     sb = request.app[SANDBOX_KEY]
     chat_id = request.match_info["chat_id"]
     if chat_id not in sb.tenant.chats:
@@ -179,9 +180,10 @@ async def chat_messages(request: web.Request) -> web.Response:
     out = []
     for msg in sb.tenant.messages.get(chat_id, []):
         user = sb.tenant.users.get(msg.from_id)
-        out.append({"id": msg.id, "from": user.upn if user else msg.from_id, "text": _plain(msg.content,
-                    msg.content_type), "content": msg.content, "content_type": msg.content_type,
-                    "created": iso(msg.created)})
+        content = "" if msg.deleted is not None else msg.content  # as Graph shows a soft-deleted one
+        out.append({"id": msg.id, "from": user.upn if user else msg.from_id, "text": _plain(content,
+                    msg.content_type), "content": content, "content_type": msg.content_type,
+                    "created": iso(msg.created), **changes_view(sb, msg)})
     return web.json_response({"chat_id": chat_id, "messages": out})
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ..clock import iso
-from ..tenant import Chat, ChatMessage, MailMessage, User
+from ..tenant import Chat, ChatMessage, MailMessage, Reaction, User
 
 if TYPE_CHECKING:
     from ..state import SandboxState
@@ -47,8 +47,8 @@ def chat_message_json(sb: SandboxState, msg: ChatMessage) -> dict[str, Any]:
         "messageType": "message",
         "createdDateTime": iso(msg.created),
         "lastModifiedDateTime": iso(msg.last_modified),
-        "lastEditedDateTime": None,
-        "deletedDateTime": None,
+        "lastEditedDateTime": iso(msg.edited) if msg.edited is not None else None,
+        "deletedDateTime": iso(msg.deleted) if msg.deleted is not None else None,
         "subject": None,
         "summary": None,
         "chatId": msg.chat_id,
@@ -59,10 +59,29 @@ def chat_message_json(sb: SandboxState, msg: ChatMessage) -> dict[str, Any]:
         "policyViolation": None,
         "eventDetail": None,
         "from": {"application": None, "device": None, "user": identity(user, msg.from_id)},
-        "body": {"contentType": msg.content_type, "content": msg.content},
+        # A soft-deleted message keeps its place in the chat with an empty body (its content is
+        # kept here only so undoSoftDelete can bring it back).
+        "body": {"contentType": msg.content_type, "content": "" if msg.deleted is not None else msg.content},
         "attachments": [],
         "mentions": [],
-        "reactions": [],
+        "reactions": [reaction_json(sb, r) for r in msg.reactions],
+    }
+
+
+#: chatMessageReaction: the backward-compatible reaction types, and the names Teams shows for them.
+LEGACY_REACTION_NAMES = {"like": "Like", "heart": "Heart", "laugh": "Laugh", "surprised": "Surprised",
+                         "sad": "Sad", "angry": "Angry"}
+
+
+def reaction_json(sb: SandboxState, reaction: Reaction) -> dict[str, Any]:
+    """A chatMessageReaction: type, time, and the user as a chatMessageReactionIdentitySet."""
+    return {
+        "reactionType": reaction.reaction_type,
+        "displayName": LEGACY_REACTION_NAMES.get(reaction.reaction_type),
+        "reactionContentUrl": None,
+        "createdDateTime": iso(reaction.created),
+        "user": {"application": None, "device": None,
+                 "user": identity(sb.tenant.users.get(reaction.user_id), reaction.user_id)},
     }
 
 
@@ -87,10 +106,11 @@ def chat_json(sb: SandboxState, chat: Chat, *, expand_preview: bool = False) -> 
         body["lastMessagePreview"] = None if last is None else {
             "id": last.id,
             "createdDateTime": iso(last.created),
-            "isDeleted": False,
+            "isDeleted": last.deleted is not None,
             "messageType": "message",
             "eventDetail": None,
-            "body": {"contentType": last.content_type, "content": last.content[:200]},
+            "body": {"contentType": last.content_type,
+                     "content": "" if last.deleted is not None else last.content[:200]},
             "from": {"application": None, "device": None,
                      "user": identity(sb.tenant.users.get(last.from_id), last.from_id)},
         }
