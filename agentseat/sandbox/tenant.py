@@ -128,6 +128,8 @@ class ChatMessage:
     content_type: str  # "text" | "html"
     created: float
     last_modified: float
+    edited: float | None = None  # lastEditedDateTime: None until the author edits it
+    deleted: float | None = None  # deletedDateTime: set by the author's softDelete
 
 
 @dataclass
