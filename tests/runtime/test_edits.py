@@ -90,7 +90,7 @@ async def test_a_second_edit_is_a_second_event_and_a_reaction_like_update_is_non
         # `updated` for a change that is not an edit (as a reaction is): lastEditedDateTime unchanged.
         chat = sandbox.tenant.chats[chat_id]
         genuine = next(m for m in sandbox.tenant.messages[chat_id] if m.id == message_id)
-        sandbox.delivery.chat_message(chat, genuine, "updated")
+        sandbox.portal.call(sandbox.delivery.chat_message, chat, genuine, "updated")  # type: ignore[attr-defined]
         await _edit(sandbox, chat_id, message_id, "v3")
         await wait_for(lambda: len(_of(running, "teams_edit")) == 2)
         await wait_for(lambda: running.runtime.intake.counters["pending"] == 0)
