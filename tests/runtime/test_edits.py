@@ -14,7 +14,7 @@ import anyio
 from agentseat.runtime.inbox import Event
 from agentseat.sandbox.app import Sandbox
 from agentseat.sandbox.graph.chat_messages import chat_message_json
-from tests.runtime._forge import chat_item, post, subscription
+from tests.runtime._forge import chat_item, item, post, subscription
 from tests.runtime.test_runtime import Running, control, env, start, upn, wait_for  # noqa: F401 (env: fixture)
 
 
@@ -161,3 +161,88 @@ async def test_the_poller_finds_edits_and_deletions(sandbox: Sandbox, env: dict[
         assert await running.runtime.poller.sync_chats("test") == 0
         assert len(running.runtime.inbox.read(0, limit=100)) == 5
         tg.cancel_scope.cancel()
+
+
+async def test_a_forged_deletion_deletes_nothing(sandbox: Sandbox, env: dict[str, str]) -> None:
+    async with _webhook_runtime(env) as running:
+        posted = await _sponsor_dm(sandbox, running, "keep this")
+        chat_id, message_id = posted["chat_id"], posted["message_id"]
+        sub = subscription(sandbox, running.runtime, "teams")
+        before = sandbox.stats.requests["GET /chats/{chat_id}/messages/{message_id}"]
+        resource = f"chats('{chat_id}')/messages('{message_id}')"
+        forged = {**item(sandbox, sub, resource, message_id, None), "changeType": "deleted"}
+        assert await post(sandbox, sub, [forged]) == 202
+        # The deletion names only an id: Graph is asked, and Graph has the message as it was.
+        await wait_for(lambda: sandbox.stats.requests["GET /chats/{chat_id}/messages/{message_id}"] == before + 1)
+        await wait_for(lambda: running.runtime.fetches["teams"].pending() == 0)
+        assert not _of(running, "teams_delete")
+        assert [e.kind for e in running.runtime.inbox.read(0, limit=100)] == ["teams"]
+
+
+# --- the normaliser alone -------------------------------------------------------------------------------
+def _message(**changes: object) -> dict[str, object]:
+    base: dict[str, object] = {
+        "id": "1700000000000", "chatId": "19:c@thread.v2", "messageType": "message",
+        "createdDateTime": "2026-12-06T10:00:00.000Z", "lastModifiedDateTime": "2026-12-06T10:05:00.000Z",
+        "lastEditedDateTime": None, "deletedDateTime": None,
+        "from": {"user": {"id": "u-sponsor", "displayName": "Ada"}}, "body": {"contentType": "html",
+                                                                               "content": "<p>new <b>text</b></p>"},
+    }
+    return {**base, **changes}
+
+
+def test_the_normaliser_tells_edits_deletions_and_other_updates_apart() -> None:
+    from agentseat.runtime.normalize import TrustPolicy, chat_change_event, chat_message_events
+
+    policy = TrustPolicy(tenant_id="t", sponsor_ids={"u-sponsor"}, own_ids={"u-agent"})
+    assert chat_change_event(_message(), policy, source="poll", confirmed=True) is None  # a reaction, say
+    edit = chat_change_event(_message(lastEditedDateTime="2026-12-06T10:05:00.000Z"), policy, source="poll",
+                             confirmed=True)
+    assert edit is not None and (edit.kind, edit.text, edit.created_at, edit.trust) == (
+        "teams_edit", "new text", "2026-12-06T10:05:00.000Z", "sponsor")
+    assert edit.key == "teams_edit:19:c@thread.v2:1700000000000:2026-12-06T10:05:00.000Z"
+    gone = chat_change_event(_message(lastEditedDateTime="2026-12-06T10:01:00.000Z",
+                                      deletedDateTime="2026-12-06T10:05:00.000Z"), policy, source="poll",
+                             confirmed=True)
+    assert gone is not None and (gone.kind, gone.text, gone.key) == (
+        "teams_delete", "", "teams_delete:19:c@thread.v2:1700000000000")
+    own = _message(lastEditedDateTime="2026-12-06T10:05:00.000Z", **{"from": {"user": {"id": "u-agent"}}})
+    assert chat_message_events(own, policy, source="poll", confirmed=True) == []
+    both = chat_message_events(_message(lastEditedDateTime="2026-12-06T10:05:00.000Z"), policy, source="poll",
+                               confirmed=True)
+    assert [e.kind for e in both] == ["teams", "teams_edit"]
+
+
+#: The events table as agentseat wrote it before these kinds existed (inbox schema version 2).
+_OLD_EVENTS = """CREATE TABLE events(
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, key TEXT NOT NULL UNIQUE, kind TEXT NOT NULL, chat_id TEXT,
+    message_id TEXT NOT NULL, sender_id TEXT NOT NULL, sender_upn TEXT NOT NULL, sender_name TEXT NOT NULL,
+    trust TEXT NOT NULL, text TEXT NOT NULL, subject TEXT, created_at TEXT NOT NULL, received_at TEXT NOT NULL,
+    source TEXT NOT NULL, confirmed INTEGER NOT NULL DEFAULT 0, read_at TEXT)"""
+
+
+def test_an_inbox_written_before_edits_existed_takes_them(tmp_path: object) -> None:
+    """No column was added for them: an older inbox file stores and reads the new kinds as it is."""
+    import sqlite3
+    from pathlib import Path
+
+    from agentseat.runtime.inbox import Inbox
+    from agentseat.runtime.normalize import TrustPolicy, chat_change_event
+
+    path = Path(str(tmp_path)) / "inbox.db"
+    old = sqlite3.connect(path)
+    old.execute(_OLD_EVENTS)
+    old.execute("INSERT INTO events(key, kind, chat_id, message_id, sender_id, sender_upn, sender_name, trust, "
+                "text, subject, created_at, received_at, source, confirmed) VALUES ('teams:19:c@thread.v2:"
+                "1700000000000', 'teams', '19:c@thread.v2', '1700000000000', 'u-sponsor', '', 'Ada', 'sponsor', "
+                "'old', NULL, '2026-12-06T10:00:00+00:00', '2026-12-06T10:00:01+00:00', 'poll', 1)")
+    old.execute("PRAGMA user_version = 2")
+    old.commit()
+    old.close()
+    policy = TrustPolicy(tenant_id="t", sponsor_ids={"u-sponsor"})
+    edit = chat_change_event(_message(lastEditedDateTime="2026-12-06T10:05:00.000Z"), policy, source="poll",
+                             confirmed=True)
+    assert edit is not None
+    with Inbox(path) as inbox:
+        assert len(inbox.append([edit, edit])) == 1
+        assert [(e.kind, e.text) for e in inbox.read(0)] == [("teams", "old"), ("teams_edit", "new text")]
