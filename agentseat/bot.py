@@ -38,6 +38,7 @@ import structlog
 from anyio.abc import ByteReceiveStream, ByteSendStream, Process
 
 from .errors import AgentSeatError, ConfigError
+from .runtime.events import CHANGE_KINDS
 from .runtime.inbox import Event, Inbox
 from .tools.base import MAX_MESSAGE_BYTES
 
@@ -79,6 +80,11 @@ class BotOptions:
     timeout: float = 60.0
     parallel: int = PARALLEL
     sink: str = "bot"
+    #: Run the handler for `teams_edit` / `teams_delete` events too. Off by default: the handler
+    #: answers a message with a reply, and an edit is a correction of a message already answered
+    #: (running it again answers twice, each edit once more), a deletion has no text to answer,
+    #: and a refusal would be sent again for each change. The events stay unread in the inbox.
+    handle_changes: bool = False
 
     @classmethod
     def parse(cls, exec_line: str, allow: Sequence[str] = (), timeout: float = 60.0) -> BotOptions:
@@ -341,6 +347,10 @@ class Bot:
 
     async def _handle(self, runtime: Runtime, event: Event, progress: _Progress,
                       limiter: anyio.CapacityLimiter) -> None:
+        if event.kind in CHANGE_KINDS and not self.options.handle_changes:
+            log.info("bot_change_skipped", seq=event.seq, kind=event.kind, chat=event.chat_id)
+            await progress.finish(event.seq)
+            return
         await anyio.to_thread.run_sync(runtime.access.refresh_if_changed)  # approvals from `agentseat access`
         allowed = self.allows(event)
         if not allowed and self.allows_sender(event):

@@ -26,7 +26,7 @@ from agentseat.runtime.app import Runtime
 from agentseat.runtime.inbox import Event, Inbox
 from agentseat.sandbox.app import Sandbox
 from tests.conftest import settings_from_env
-from tests.runtime.test_runtime import upn, wait_for
+from tests.runtime.test_runtime import control, upn, wait_for
 from tests.tools._mcp import chat_messages, mailbox, post_dm, post_mail
 
 HANDLER = r'''
@@ -366,3 +366,24 @@ async def test_a_forged_sponsor_message_never_runs_the_handler(
         await wait_for(lambda: handled(runtime, second["message_id"]))
     assert [r["text"] for r in runs(tmp_path)][::2] == ["genuine first", "genuine second"]
     assert all("forged" not in r["text"] for r in runs(tmp_path))
+
+
+async def test_an_edit_or_delete_does_not_run_the_handler_again(
+        sandbox: Sandbox, env: dict[str, str], handler: str, tmp_path: Path) -> None:
+    """An edit corrects a message already answered and a deletion has no text: the handler would
+    answer twice. Both stay in the inbox as events; the bot runs nothing for them."""
+    sponsor, agent = upn(sandbox, "sponsor"), upn(sandbox, "agent_user")
+    async with bot_in_process(env, handler) as (runtime, bot):
+        first = await post_dm(sandbox, sponsor, agent, "first")
+        await wait_agent_messages(sandbox, first["chat_id"], 1)
+        base = f"/_sandbox/messages/{first['chat_id']}/{first['message_id']}"
+        await control(sandbox, "POST", f"{base}/edit", {"text": "first, edited"})
+        await wait_for(lambda: runtime.inbox.count("teams_edit") == 1)
+        await control(sandbox, "POST", f"{base}/delete", {"from": sponsor})
+        await wait_for(lambda: runtime.inbox.count("teams_delete") == 1)
+        await post_dm(sandbox, sponsor, agent, "second")  # handled after the changes: the sync point
+        replies = await wait_agent_messages(sandbox, first["chat_id"], 2)
+        assert runtime.inbox.unread_summary()["unread"] == 2  # the edit and the deletion, left for the agent
+    assert [r["text"] for r in replies] == ["echo: first", "echo: second"]
+    assert [r["text"] for r in runs(tmp_path) if r["phase"] == "start"] == ["first", "second"]
+    assert bot.handled == 2

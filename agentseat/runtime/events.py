@@ -1,7 +1,12 @@
 """The `Event` contract: one normalised inbound message, whichever way it arrived.
 
 Its key (`teams:{chat}:{message}` or `mail:{message}`) is the dedupe key, so a
-message seen by the webhook, the poller and a replay is one event.
+message seen by the webhook, the poller and a replay is one event. A change to a
+chat message is an event of its own: `teams_edit` (key
+`teams_edit:{chat}:{message}:{edited at}`, one per edit; `created_at` is Graph's
+`lastEditedDateTime`, `text` the new text) and `teams_delete` (key
+`teams_delete:{chat}:{message}`; `created_at` is `deletedDateTime`, `text` empty).
+The time lives in `created_at`, so these need no column an older inbox lacks.
 """
 
 from __future__ import annotations
@@ -15,10 +20,14 @@ from typing import Any, Literal
 
 from agentseat.errors import InboxError
 
-Kind = Literal["teams", "mail"]
+Kind = Literal["teams", "mail", "teams_edit", "teams_delete"]
 Trust = Literal["sponsor", "colleague", "external"]
 Source = Literal["webhook", "poll"]
-_KINDS = ("teams", "mail")
+_KINDS = ("teams", "mail", "teams_edit", "teams_delete")
+#: Kinds that name a chat message (they carry a chat_id).
+CHAT_KINDS = frozenset({"teams", "teams_edit", "teams_delete"})
+#: Kinds that report a change to a message already sent, not a new message.
+CHANGE_KINDS = frozenset({"teams_edit", "teams_delete"})
 _TRUSTS = ("sponsor", "colleague", "external")
 _SOURCES = ("webhook", "poll")
 
@@ -74,9 +83,9 @@ class Event:
             return "kind, trust or source is not one of the allowed values"
         if not self.message_id:
             return "message_id is empty"
-        if (self.kind == "teams" and not self.chat_id) or (self.kind == "mail" and self.chat_id is not None):
+        if (self.kind in CHAT_KINDS and not self.chat_id) or (self.kind == "mail" and self.chat_id is not None):
             return "a teams event needs a chat_id and a mail event has none"
-        if self.key != event_key(self.kind, self.chat_id, self.message_id):
+        if self.key != event_key(self.kind, self.chat_id, self.message_id, self.created_at):
             return "key does not match kind, chat_id and message_id"
         for name in ("created_at", "received_at"):
             try:
@@ -91,6 +100,14 @@ class Event:
               confirmed: bool = False) -> Event:
         return cls(0, event_key("teams", chat_id, message_id), "teams", chat_id, message_id, sender_id, sender_upn,
                    sender_name, trust, text, None, created_at, received_at or _now(), source, confirmed)
+
+    @classmethod
+    def change(cls, kind: Kind, *, chat_id: str, message_id: str, sender_id: str, sender_upn: str,
+               sender_name: str, trust: Trust, text: str, changed_at: str, source: Source,
+               received_at: str | None = None, confirmed: bool = False) -> Event:
+        """A `teams_edit` (text: the new text) or `teams_delete` (text: empty) of one chat message."""
+        return cls(0, event_key(kind, chat_id, message_id, changed_at), kind, chat_id, message_id, sender_id,
+                   sender_upn, sender_name, trust, text, None, changed_at, received_at or _now(), source, confirmed)
 
     @classmethod
     def mail(cls, *, message_id: str, sender_id: str, sender_upn: str, sender_name: str, trust: Trust, text: str,
@@ -116,6 +133,12 @@ class Event:
 _FIELDS = tuple(f.name for f in dataclasses.fields(Event))
 _TEXT_FIELDS = tuple(name for name in _FIELDS[1:] if name != "confirmed")
 
-def event_key(kind: str, chat_id: str | None, message_id: str) -> str:
-    """The dedupe key: the same message from webhook, poll or replay has one key."""
-    return f"teams:{chat_id}:{message_id}" if kind == "teams" else f"mail:{message_id}"
+def event_key(kind: str, chat_id: str | None, message_id: str, changed_at: str | None = None) -> str:
+    """The dedupe key: the same message (or the same edit, or its deletion) from webhook,
+    poll or replay has one key. An edit's key holds its `lastEditedDateTime`, so a second
+    edit is a second event and a reaction (which changes only lastModifiedDateTime) none."""
+    if kind == "teams_edit":
+        return f"teams_edit:{chat_id}:{message_id}:{changed_at}"
+    if kind in ("teams", "teams_delete"):
+        return f"{kind}:{chat_id}:{message_id}"
+    return f"mail:{message_id}"

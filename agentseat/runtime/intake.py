@@ -29,11 +29,11 @@ import structlog
 
 from agentseat.errors import AgentSeatError, InboxError
 
-from .events import Event
+from .events import CHAT_KINDS, Event
 from .fetchq import TokenBucket
 from .inbox import Inbox
 from .intake_store import PendingStore
-from .normalize import TrustPolicy, chat_message_event
+from .normalize import TrustPolicy, chat_change_event, chat_message_event
 
 __all__ = ["ChatReader", "Decision", "Gate", "Intake", "Interceptor", "TenantGate"]
 
@@ -262,18 +262,20 @@ class Intake:
 
     async def _read(self, event: Event) -> tuple[str | None, Event | None]:
         """(drop reason, None) or (None, the event as Graph has it)."""
-        if event.kind != "teams" or event.chat_id is None or self.reader is None:
+        if event.kind not in CHAT_KINDS or event.chat_id is None or self.reader is None:
             return "unconfirmable", None
         message = await self.reader(event.chat_id, event.message_id)
         if message is None:
             return "not_in_graph", None
+        # An edit or deletion is confirmed by the message as Graph has it now: its current text and
+        # edit time (a later edit replaces the claimed one), or its deletion.
+        normalise = chat_message_event if event.kind == "teams" else chat_change_event
         try:
-            confirmed = chat_message_event(message, self.policy, source=event.source, confirmed=True,
-                                           chat_id=event.chat_id)
+            confirmed = normalise(message, self.policy, source=event.source, confirmed=True, chat_id=event.chat_id)
         except (InboxError, AttributeError, TypeError, ValueError, KeyError):
             return "unusable", None
         if confirmed is None:
-            return "not_a_message", None  # deleted, a system message, or the agent's own
+            return "not_a_message", None  # deleted (or, for an edit, never edited), a system message, or our own
         if confirmed.message_id != event.message_id or confirmed.sender_id.lower() != event.sender_id.lower():
             return "sender_mismatch", None
         return None, dataclasses.replace(confirmed, received_at=event.received_at)

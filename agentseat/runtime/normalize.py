@@ -107,6 +107,54 @@ def chat_message_event(message: dict[str, Any], policy: TrustPolicy, *, source: 
     )
 
 
+def chat_change_event(message: dict[str, Any], policy: TrustPolicy, *, source: Source, confirmed: bool,
+                      chat_id: str | None = None) -> Event | None:
+    """A `teams_delete` (deletedDateTime set) or `teams_edit` (lastEditedDateTime set) Event from a
+    chatMessage, or None when it is neither (a reaction changes lastModifiedDateTime only), a
+    system message, or the agent's own (its own edits and deletions never become events).
+
+    chatMessage resource: `lastEditedDateTime` is "null if the message has never been edited";
+    `deletedDateTime` is "null if the message has not been deleted".
+    """
+    if message.get("messageType", "message") != "message":
+        return None
+    deleted, edited = message.get("deletedDateTime"), message.get("lastEditedDateTime")
+    if not (isinstance(deleted, str) and deleted) and not (isinstance(edited, str) and edited):
+        return None
+    user = ((message.get("from") or {}).get("user")) or {}
+    sender_id = _graph_id(user.get("id"))
+    if not sender_id or policy.is_own(sender_id):
+        return None
+    chat = chat_id or _graph_id(message.get("chatId"))
+    message_id = _graph_id(message.get("id"))
+    if not chat or not message_id:
+        return None
+    kind = "teams_delete" if isinstance(deleted, str) and deleted else "teams_edit"
+    return Event.change(
+        kind,  # type: ignore[arg-type]
+        chat_id=chat,
+        message_id=message_id,
+        sender_id=sender_id,
+        sender_upn=str(user.get("userPrincipalName") or ""),
+        sender_name=str(user.get("displayName") or ""),
+        trust=policy.trust(sender_id, "", user.get("tenantId")),  # type: ignore[arg-type]
+        text="" if kind == "teams_delete" else body_text(message.get("body")),
+        changed_at=str(deleted if kind == "teams_delete" else edited),
+        source=source,
+        confirmed=confirmed,
+    )
+
+
+def chat_message_events(message: dict[str, Any], policy: TrustPolicy, *, source: Source, confirmed: bool,
+                        chat_id: str | None = None) -> list[Event]:
+    """Everything a chatMessage read from Graph says: the message itself (unless deleted; the inbox
+    dedupes it when known) and then its latest edit or its deletion. The webhook and the poller
+    both read messages this way, so an edit seen both ways is one event."""
+    events = [chat_message_event(message, policy, source=source, confirmed=confirmed, chat_id=chat_id),
+              chat_change_event(message, policy, source=source, confirmed=confirmed, chat_id=chat_id)]
+    return [e for e in events if e is not None]
+
+
 def mail_event(message: dict[str, Any], policy: TrustPolicy, *, source: Source,
                sender_id: str = "") -> Event | None:
     """An Event from a Graph message (it must carry `body`; rich notifications never do)."""

@@ -35,7 +35,7 @@ from agentseat.graph.subscription import KnownSubscription
 from .crypto import DecryptionError, KeyRing
 from .droplog import Drop, DropLog, grouped
 from .inbox import Event, Inbox
-from .normalize import TrustPolicy, chat_message_event
+from .normalize import TrustPolicy, chat_change_event, chat_message_event
 from .token_fallback import TokenFallbacks
 from .verify import JwksCache, TokenReport, VerificationError, assess_tokens, verify_notification_item
 
@@ -262,14 +262,18 @@ def plan_actions(items: Iterable[Item], policy: TrustPolicy) -> Plan:
         if n.lifecycle_event is not None:
             plan.lifecycle.append((sub, n.lifecycle_event))
             continue
-        if n.change_type != "created":
-            # We subscribe to `created` only (subscriptions/specs.py); an edit or a
-            # deletion is not a new message, and the poller reconciles the rest.
+        change = n.change_type
+        if change not in ("created", "updated", "deleted") or (change != "created" and sub.kind != "teams"):
+            # Mail subscribes to `created` only (subscriptions/specs.py); anything else is not ours to act on.
             plan.ignored += 1
             continue
         data_id = n.resource_data.id if n.resource_data is not None else None
         resource = item.resource
-        if resource is None and sub.rich and not item.fallback:
+        if change == "deleted":
+            # A deleted message has no resource data to carry, so the item names only its id
+            # (teams-changenotifications-chatmessage); what was deleted, and by whom, is read from Graph.
+            resource = None
+        elif resource is None and sub.rich and not item.fallback:
             # Graph sends resource data on every item of a subscription made with
             # includeResourceData (change-notifications-with-resource-data); an item
             # without it is not Graph's, and fetching what it names would let anyone
@@ -290,9 +294,12 @@ def plan_actions(items: Iterable[Item], policy: TrustPolicy) -> Plan:
             if in_payload is not None and not isinstance(in_payload, str):
                 plan.drops.append(Drop("unusable", sub.id))  # Graph writes ids as strings
                 continue
+            # `updated` carries the message as it is now: an edit (or a deletion) becomes its own
+            # event; one that is neither (a reaction) is nothing new.
+            normalise = chat_message_event if change == "created" else chat_change_event
             try:
-                event = chat_message_event(resource, policy, source="webhook", confirmed=False,
-                                           chat_id=in_payload or chat_id or None)
+                event = normalise(resource, policy, source="webhook", confirmed=False,
+                                  chat_id=in_payload or chat_id or None)
             except (InboxError, AttributeError, TypeError, ValueError, KeyError):
                 # A chatMessage we cannot turn into a valid Event (odd types or dates).
                 plan.drops.append(Drop("unusable", sub.id))
@@ -406,8 +413,10 @@ class NotificationPipeline:
         """Items that may fall back to a Graph read; past the cap, a drop the kind's resync makes good."""
         kept: list[Item] = []
         for item in items:
-            # Only new messages cost a read (plan_actions ignores other change types).
-            if item.fallback and item.notification.change_type == "created":
+            # Only chat changes cost a read (plan_actions ignores the other change types).
+            change = item.notification.change_type
+            if item.fallback and (change == "created" or (item.subscription.kind == "teams"
+                                                          and change in ("updated", "deleted"))):
                 sub = item.subscription
                 if not self.fallbacks.admit(sub.kind, item.fallback):
                     drops.append(Drop("token_fallback_capped", sub.id))

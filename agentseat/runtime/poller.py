@@ -14,6 +14,7 @@ inbox dedupes a message that arrived both ways.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Awaitable, Callable
 from contextlib import aclosing
@@ -31,7 +32,7 @@ from ..graph.times import parse_graph_time, to_graph_time
 from ..tenant_facts import TenantFacts
 from .chat_listing import ChatLister, read_messages_since
 from .inbox import Event, Inbox
-from .normalize import TrustPolicy, chat_message_event, mail_event
+from .normalize import TrustPolicy, chat_message_events, mail_event
 from .poll_policy import POLICY_KEY, intervals, policy_warning
 
 log = structlog.get_logger(__name__)
@@ -71,6 +72,14 @@ def _segment(value: str) -> str | None:
     if value in ("", ".", ".."):
         return None
     return quote(value, safe="")
+
+
+def preview_mark(preview: dict[str, Any]) -> str:
+    """What the poller remembers of a chat's `lastMessagePreview`: its id, and a digest of its body
+    and `isDeleted`, so an edit or deletion of a chat's newest message is seen without a new one."""
+    body = preview.get("body") or {}
+    seen = f"{body.get('content', '') if isinstance(body, dict) else ''}|{bool(preview.get('isDeleted'))}"
+    return f"{preview.get('id') or ''}|{hashlib.sha256(seen.encode('utf-8', 'replace')).hexdigest()[:16]}"
 
 
 class Poller:
@@ -134,16 +143,20 @@ class Poller:
                         if not preview_id:
                             continue
                         state = known.get(chat_id, {})
-                        if state.get("preview") == preview_id:
+                        mark = preview_mark(preview)
+                        if state.get("preview") == mark:
                             done = True  # ordered newest first: every later chat is unchanged too
                             break
                         watermark = state.get("watermark", since)
                         created = str(preview.get("createdDateTime", since))
-                        if parse_graph_time(created) <= parse_graph_time(watermark):
-                            previews[chat_id] = (preview_id, watermark)
+                        # The same newest message with another body or isDeleted: it was edited or
+                        # deleted, so the chat is read from its watermark (the change is newer).
+                        changed = str(state.get("preview", "")).partition("|")[0] == preview_id
+                        if parse_graph_time(created) <= parse_graph_time(watermark) and not changed:
+                            previews[chat_id] = (mark, watermark)
                             continue  # nothing newer than what we have
                         stored += await self._read_chat(chat_id, watermark, known, reason)
-                        previews[chat_id] = (preview_id, known[chat_id]["watermark"])
+                        previews[chat_id] = (mark, known[chat_id]["watermark"])
                         # Keep each chat's new watermark at once: a round over a long backlog can
                         # outlast the process (kill -9, a restart), and the next one reads on from here.
                         self._inbox.set_meta(_CHATS_KEY, json.dumps(self._chats))
@@ -162,15 +175,17 @@ class Poller:
         state = dict(known.get(chat_id, {}))
         read = await read_messages_since(self._graph, f"/chats/{chat_id}", watermark)
         newest = watermark
-        events: list[Event] = []
+        groups: list[list[Event]] = []
         for message in read.messages:
             modified = str(message.get("lastModifiedDateTime") or message.get("createdDateTime") or "")
             if modified and parse_graph_time(modified) > parse_graph_time(newest):
                 newest = modified
-            event = chat_message_event(message, self._policy, source="poll", confirmed=True, chat_id=chat_id)
-            if event is not None:
-                events.append(event)
-        events.reverse()  # oldest first, so inbox order follows conversation order
+            # A message modified since the watermark may be new, edited or deleted: the message
+            # (deduped when known) and its edit or deletion, each under its own key.
+            groups.append(chat_message_events(message, self._policy, source="poll", confirmed=True,
+                                              chat_id=chat_id))
+        # Oldest first, so inbox order follows conversation order (a message before its edit).
+        events = [event for group in reversed(groups) for event in group]
         probe = self._filter_evidence(state, read.older_seen, read.times)
         stored = await self._store(events, reason)
         if probe:  # after storing: the messages never wait for a question about the tenant
@@ -275,12 +290,14 @@ class Poller:
         return message if isinstance(message, dict) else None
 
     async def fetch_chat_message(self, chat_id: str, message_id: str, source: str = "webhook") -> int:
-        """Read one chat message (a notification without resource data names only its id)."""
+        """Read one chat message (a notification without resource data names only its id; a
+        `deleted` one never has any): the message, its latest edit or its deletion, as Graph has it."""
         message = await self.read_chat_message(chat_id, message_id)
         if message is None:
             return 0
-        event = chat_message_event(message, self._policy, source=source, confirmed=True, chat_id=chat_id)  # type: ignore[arg-type]
-        return await self._store([event]) if event else 0
+        events = chat_message_events(message, self._policy, source=source, confirmed=True,  # type: ignore[arg-type]
+                                     chat_id=chat_id)
+        return await self._store(events) if events else 0
 
     # --- scheduling -------------------------------------------------------------------------
     async def resync(self, kind: str, reason: str) -> None:

@@ -132,7 +132,7 @@ class ReadState:
         clauses += [(f"seq IN ({', '.join('?' * len(c))})", tuple(c)) for c in _chunks(seq_list)]
         clauses += [(f"message_id IN ({', '.join('?' * len(c))})", tuple(c)) for c in _chunks(ids)]
         if chat_id is not None:
-            clauses.append(("+kind = 'teams' AND chat_id = ?", (chat_id,)))
+            clauses.append(("+kind IN ('teams', 'teams_edit', 'teams_delete') AND chat_id = ?", (chat_id,)))
         if mail_message_id is not None:
             clauses.append(("+kind = 'mail' AND message_id = ?", (mail_message_id,)))
         bound, bound_args = ("AND seq <= ?", (through_seq,)) if through_seq is not None else ("", ())

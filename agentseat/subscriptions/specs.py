@@ -60,12 +60,21 @@ class SubscriptionSpec:
         """A live subscription made with the other payload choice (rich mail from an earlier
         version) is replaced: the pipeline screens items by what the subscription promises."""
         rich = live.get("includeResourceData")
-        return rich is None or bool(rich) == self.rich
+        if rich is not None and bool(rich) != self.rich:
+            return False
+        # changeType cannot be PATCHed (subscription-update): one made by an earlier version
+        # for `created` only would never deliver edits and deletions, so it is replaced too.
+        live_types = live.get("changeType")
+        return live_types is None or _types(str(live_types)) == _types(self.change_type)
 
     def matches(self, resource: str) -> bool:
         """Same resource path; the query (`$select`) may differ, so a subscription made with
         another payload choice is found, and replaced, rather than left to run beside ours."""
         return _norm(resource).partition("?")[0] == _norm(self.resource).partition("?")[0]
+
+
+def _types(value: str) -> frozenset[str]:
+    return frozenset(t.strip().lower() for t in value.split(",") if t.strip())
 
 
 def _norm(resource: str) -> str:
@@ -83,7 +92,9 @@ def desired_specs(settings: Settings) -> list[SubscriptionSpec]:
         SubscriptionSpec(
             kind="teams",
             resource=f"/users/{settings.agent_user_id}/chats/getAllMessages",
-            change_type="created",
+            # Edits and deletions arrive as `updated` / `deleted` (teams-changenotifications-chatmessage:
+            # "subscribe to changes (create, update, and delete) to messages in a channel or chat").
+            change_type="created,updated,deleted",
             minutes=settings.chat_subscription_minutes,
         ),
         SubscriptionSpec(

@@ -35,7 +35,7 @@ MAX_MARKS = 500
 
 def event_view(event: Event) -> dict[str, Any]:
     """An inbox event as a tool returns it: metadata outside, the text wrapped as untrusted."""
-    source = f"teams:{event.chat_id}" if event.kind == "teams" else f"email:{event.message_id}"
+    source = f"email:{event.message_id}" if event.kind == "mail" else f"teams:{event.chat_id}"
     sender = sender_label(event.sender_name, event.sender_upn)
     view: dict[str, Any] = {
         "seq": event.seq,

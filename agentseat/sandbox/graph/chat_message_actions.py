@@ -63,7 +63,8 @@ def notify_message_changed(sb: SandboxState, chat: Chat, msg: ChatMessage, chang
 
 
 def _touch(sb: SandboxState, chat: Chat, msg: ChatMessage) -> float:
-    now = max(sb.clock.now(), msg.last_modified)
+    # Strictly later than the last change: a poller's watermark at the old lastModifiedDateTime must see it.
+    now = max(sb.clock.now(), msg.last_modified + 0.001)
     msg.last_modified = now
     sb.mark_dirty()
     return now

@@ -122,7 +122,9 @@ def chat_notification(sb: SandboxState, sub: Subscription, msg: ChatMessage, cha
         "resource": path,
         "resourceData": {"id": msg.id, "@odata.type": "#Microsoft.Graph.chatMessage", "@odata.id": path},
     }
-    if cert is not None:
+    # A deletion carries no resource data, only the id in resourceData (teams-changenotifications-
+    # chatmessage); created and updated carry the message as it now is.
+    if cert is not None and change_type != "deleted":
         item["encryptedContent"] = _encrypted(sub, cert, chat_message_json(sb, msg))
     return item
 
