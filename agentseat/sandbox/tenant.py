@@ -128,6 +128,7 @@ class ChatMessage:
     content_type: str  # "text" | "html"
     created: float
     last_modified: float
+    mentions: list[dict[str, Any]] = field(default_factory=list)  # chatMessageMention JSON, as Graph returns it
 
 
 @dataclass

@@ -61,7 +61,7 @@ def chat_message_json(sb: SandboxState, msg: ChatMessage) -> dict[str, Any]:
         "from": {"application": None, "device": None, "user": identity(user, msg.from_id)},
         "body": {"contentType": msg.content_type, "content": msg.content},
         "attachments": [],
-        "mentions": [],
+        "mentions": [dict(m) for m in msg.mentions],
         "reactions": [],
     }
 
