@@ -270,7 +270,7 @@ async def serve(settings: Settings, prompts: Prompts) -> None:
         log.error("serve_not_ready", problem=exc.message, fix=fix_of(exc))
         await serve_not_ready(settings, exc)
         return
-    channel = ChannelSink()
+    channel = ChannelSink(group_policy=settings.group_policy)
     relay = PermissionRelay.for_settings(settings)  # None when AGENTSEAT_PERMISSION_RELAY=0
     cursor = EventCursor(runtime)
     box = build_tools(runtime, cursor, channel)
