@@ -136,7 +136,8 @@ def build_tools(runtime: Runtime, cursor: EventCursor, channel: ChannelSink | No
         if channel is not None:
             out["channel"] = {"connected": channel.connected, "claimant": channel.claimant,
                               "pushed": channel.pushed, "last_pushed_seq": channel.last_pushed_seq,
-                              "position": channel.position}
+                              "position": channel.position, "group_policy": channel.group_policy,
+                              "not_pushed_group": channel.skipped}
         return out
 
     return ToolBox([

@@ -103,6 +103,8 @@ async def test_group_chat_pushes_mentions_and_sponsors_and_stores_everything(
         await served.wait_pushes(2)
         await settled(served)
         assert pushed_ids(served) == [asked, sponsor]
+        channel = (await served.call_json("status"))["channel"]
+        assert channel["group_policy"] == "mention" and channel["not_pushed_group"] == 2
         mention_push = served.pushes[0]
         assert mention_push.meta is not None
         assert mention_push.meta["chat_type"] == "group" and mention_push.meta["mentioned"] == "true"

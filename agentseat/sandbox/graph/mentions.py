@@ -75,7 +75,8 @@ def check_mentions(sb: SandboxState, raw: Any, content: str, content_type: str) 
             raise bad_request(f"Neither Body nor adaptive card content contains marker for mention with Id "
                               f"'{mention_id}'. Add '<at id=\"{mention_id}\">{text}</at>' to the body or an "
                               "adaptive card.")
-        user_ref = ((item.get("mentioned") or {}).get("user") or {}) if isinstance(item.get("mentioned"), dict) else {}
+        mentioned = item.get("mentioned")
+        user_ref = mentioned.get("user") if isinstance(mentioned, dict) else None
         user_id = user_ref.get("id") if isinstance(user_ref, dict) else None
         if not isinstance(user_id, str) or not user_id:
             raise bad_request(f"Invalid request body: mention {mention_id} needs 'mentioned.user.id'.")
