@@ -92,10 +92,11 @@ async def test_a_mention_of_someone_outside_the_chat_is_refused(sandbox: Sandbox
 
 
 # --- in: the group policy ----------------------------------------------------------------------------------
+@pytest.mark.parametrize("mode", ["webhook", "poll"])
 async def test_group_chat_pushes_mentions_and_sponsors_and_stores_everything(
-        sandbox: Sandbox, env: dict[str, str], tmp_path: Path) -> None:
+        sandbox: Sandbox, env: dict[str, str], tmp_path: Path, mode: str) -> None:
     chat_id = await group_chat(sandbox, GRACE, ALAN, ADA)
-    async with serve(env, tmp_path) as served:
+    async with serve({**env, "AGENTSEAT_MODE": mode, "AGENTSEAT_CHAT_POLL_SECONDS": "1"}, tmp_path) as served:
         chatter = await say(sandbox, GRACE, chat_id, "lunch, Alan?")
         other = await say(sandbox, ALAN, chat_id, "sure, Grace", mentions=[GRACE])  # a mention, not of the agent
         asked = await say(sandbox, GRACE, chat_id, f"@{AGENT} can you check the build?", mentions=[AGENT])
