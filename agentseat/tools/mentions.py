@@ -11,6 +11,7 @@ this module does, so the model learns that the person must be added or messaged 
 from __future__ import annotations
 
 import html
+import re
 from dataclasses import dataclass
 from typing import Any, Protocol
 from urllib.parse import quote
@@ -92,13 +93,10 @@ def mention_body(text: str, fmt: str, people: list[tuple[str, Member]]) -> tuple
         mentions.append({"id": n, "mentionText": name,
                          "mentioned": {"user": {"id": member.user_id, "displayName": name,
                                                 "userIdentityType": "aadUser"}}})
-        marked = False
-        for placeholder in dict.fromkeys((f"@{ref}", f"@{member.email}" if member.email else "")):
-            if placeholder and (at := content.lower().find(html.escape(placeholder, quote=False).lower())) >= 0:
-                content = content[:at] + tag + content[at + len(html.escape(placeholder, quote=False)):]
-                marked = True
-                break
-        if not marked:
+        marks = [f"@{ref}", *([f"@{member.email}"] if member.email else [])]
+        pattern = re.compile("|".join(re.escape(html.escape(m, quote=False)) for m in marks), re.I)
+        content, found = pattern.subn(lambda _: tag, content, count=1)
+        if not found:
             leading.append(tag)
     if leading:
         content = " ".join(leading) + " " + content
