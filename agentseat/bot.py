@@ -10,7 +10,9 @@ sponsors, the allowlist, people a sponsor approved), plus whoever `--allow` name
 everyone, `*`), and only for events confirmed through Graph. Senders the policy holds never
 reach the bot; anyone else who reaches it (an `open` stranger under the `tenant` policy) gets
 one short, polite refusal per chat (per sender for mail), remembered in the inbox so a
-restart does not refuse again. Handlers of one chat run one at a time, in
+restart does not refuse again. In group chats the bot follows `AGENTSEAT_GROUP_POLICY` as the
+channel push does: by default only messages that @mention the agent or come from a sponsor reach
+the handler. Handlers of one chat run one at a time, in
 order; different chats run concurrently, up to a bound.
 
 The bot keeps its own cursor. Chats run concurrently, so events finish out of order: the
@@ -39,6 +41,7 @@ from anyio.abc import ByteReceiveStream, ByteSendStream, Process
 
 from .errors import AgentSeatError, ConfigError
 from .runtime.events import CHANGE_KINDS
+from .runtime.group_policy import pushes
 from .runtime.inbox import Event, Inbox
 from .tools.base import MAX_MESSAGE_BYTES
 
@@ -349,6 +352,12 @@ class Bot:
                       limiter: anyio.CapacityLimiter) -> None:
         if event.kind in CHANGE_KINDS and not self.options.handle_changes:
             log.info("bot_change_skipped", seq=event.seq, kind=event.kind, chat=event.chat_id)
+            await progress.finish(event.seq)
+            return
+        if not pushes(event, runtime.settings.group_policy):
+            # AGENTSEAT_GROUP_POLICY, as for the channel: a group line not addressed to the agent is
+            # neither answered nor refused (it stays in the inbox).
+            log.info("bot_not_addressed", seq=event.seq, chat=event.chat_id)
             await progress.finish(event.seq)
             return
         await anyio.to_thread.run_sync(runtime.access.refresh_if_changed)  # approvals from `agentseat access`

@@ -97,6 +97,9 @@ class Settings(BaseSettings):
     allow: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="People who may reach the agent besides sponsors: UPNs or object ids.")
     allow_external: bool = Field(default=False, description="Let senders from other tenants pair.")
+    group_policy: Literal["mention", "all"] = Field(
+        default="mention", description="Group chats: push only messages that @mention the agent or come from a "
+        "sponsor (mention), or every message (all). Everything is stored either way.")
 
     # --- provisioning (agentseat setup) ----------------------------------------
     provisioner_app_id: str = ""

@@ -28,6 +28,7 @@ from agentseat.sandbox.app import Sandbox
 from tests.conftest import settings_from_env
 from tests.runtime.test_runtime import control, upn, wait_for
 from tests.tools._mcp import chat_messages, mailbox, post_dm, post_mail
+from tests.tools.test_mentions_e2e import AGENT, ALAN, GRACE, group_chat, say
 
 HANDLER = r'''
 import json, os, pathlib, subprocess, sys, time
@@ -387,3 +388,18 @@ async def test_an_edit_or_delete_does_not_run_the_handler_again(
     assert [r["text"] for r in replies] == ["echo: first", "echo: second"]
     assert [r["text"] for r in runs(tmp_path) if r["phase"] == "start"] == ["first", "second"]
     assert bot.handled == 2
+
+
+# --- group chats (AGENTSEAT_GROUP_POLICY) ---------------------------------------------------------------------
+async def test_in_a_group_chat_the_bot_answers_only_when_mentioned(
+        sandbox: Sandbox, env: dict[str, str], handler: str, tmp_path: Path) -> None:
+    chat_id = await group_chat(sandbox, GRACE, ALAN)
+    async with bot_in_process(env, handler, GRACE) as (runtime, _):
+        overheard = await say(sandbox, GRACE, chat_id, "lunch, Alan?")
+        asked = await say(sandbox, GRACE, chat_id, f"@{AGENT} what is the status?", mentions=[AGENT])
+        [reply] = await wait_agent_messages(sandbox, chat_id, 1)
+        await wait_for(lambda: handled(runtime, overheard))
+    assert reply["text"].startswith("echo:") and "what is the status?" in reply["text"]
+    assert [r["message_id"] for r in runs(tmp_path) if r["phase"] == "start"] == [asked]
+    with Inbox(Path(env["AGENTSEAT_STATE_DIR"]) / "inbox.db") as inbox:  # both stored
+        assert [e.message_id for e in inbox.read(0)] == [overheard, asked]

@@ -30,6 +30,8 @@ CHAT_KINDS = frozenset({"teams", "teams_edit", "teams_delete"})
 CHANGE_KINDS = frozenset({"teams_edit", "teams_delete"})
 _TRUSTS = ("sponsor", "colleague", "external")
 _SOURCES = ("webhook", "poll")
+#: Graph's chat.chatType values, and "" where the kind of chat is not known (mail, older events).
+_CHAT_TYPES = ("", "oneOnOne", "group", "meeting")
 
 
 def _now() -> str:
@@ -58,6 +60,10 @@ class Event:
     #: a fetch, a confirmation); False when they come from a notification alone. Only a
     #: confirmed event may carry trust above untrusted, run a handler or answer a prompt.
     confirmed: bool = False
+    #: Teams only: the chat's chatType ("oneOnOne", "group", "meeting"), "" when unknown.
+    chat_type: str = ""
+    #: Teams only: the message @mentions the agent (its `mentions` name the agent's user id).
+    mentioned: bool = False
 
     def __post_init__(self) -> None:
         if problem := self._problem():
@@ -77,8 +83,10 @@ class Event:
                 value.encode("utf-8")  # a lone surrogate would fail inside the transaction
             except UnicodeEncodeError:
                 return f"{name} is not valid UTF-8 text"
-        if not isinstance(self.confirmed, bool):
-            return "confirmed must be a bool"
+        if not isinstance(self.confirmed, bool) or not isinstance(self.mentioned, bool):
+            return "confirmed and mentioned must be bools"
+        if self.chat_type not in _CHAT_TYPES:
+            return "chat_type is not one of the allowed values"
         if self.kind not in _KINDS or self.trust not in _TRUSTS or self.source not in _SOURCES:
             return "kind, trust or source is not one of the allowed values"
         if not self.message_id:
@@ -97,9 +105,10 @@ class Event:
     @classmethod
     def teams(cls, *, chat_id: str, message_id: str, sender_id: str, sender_upn: str, sender_name: str,
               trust: Trust, text: str, created_at: str, source: Source, received_at: str | None = None,
-              confirmed: bool = False) -> Event:
+              confirmed: bool = False, chat_type: str = "", mentioned: bool = False) -> Event:
         return cls(0, event_key("teams", chat_id, message_id), "teams", chat_id, message_id, sender_id, sender_upn,
-                   sender_name, trust, text, None, created_at, received_at or _now(), source, confirmed)
+                   sender_name, trust, text, None, created_at, received_at or _now(), source, confirmed, chat_type,
+                   mentioned)
 
     @classmethod
     def change(cls, kind: Kind, *, chat_id: str, message_id: str, sender_id: str, sender_upn: str,
@@ -120,6 +129,7 @@ class Event:
     def from_row(cls, row: Mapping[str, Any]) -> Event:
         values = {name: row[name] for name in _FIELDS}
         values["confirmed"] = bool(values["confirmed"])  # SQLite keeps it as 0/1
+        values["mentioned"] = bool(values["mentioned"])
         return cls(**values)
 
     def to_dict(self) -> dict[str, Any]:
@@ -131,7 +141,7 @@ class Event:
 
 
 _FIELDS = tuple(f.name for f in dataclasses.fields(Event))
-_TEXT_FIELDS = tuple(name for name in _FIELDS[1:] if name != "confirmed")
+_TEXT_FIELDS = tuple(name for name in _FIELDS[1:] if name not in ("confirmed", "mentioned"))
 
 def event_key(kind: str, chat_id: str | None, message_id: str, changed_at: str | None = None) -> str:
     """The dedupe key: the same message (or the same edit, or its deletion) from webhook,

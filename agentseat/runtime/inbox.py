@@ -35,7 +35,7 @@ __all__ = ["Entry", "Event", "Inbox", "Kind", "Source", "Trust", "event_key"]
 
 log = structlog.get_logger(__name__)
 
-_SCHEMA_VERSION = 2
+_SCHEMA_VERSION = 3
 
 
 def _now() -> str:
@@ -84,7 +84,8 @@ CREATE TABLE IF NOT EXISTS events(
     seq INTEGER PRIMARY KEY AUTOINCREMENT, key TEXT NOT NULL UNIQUE, kind TEXT NOT NULL, chat_id TEXT,
     message_id TEXT NOT NULL, sender_id TEXT NOT NULL, sender_upn TEXT NOT NULL, sender_name TEXT NOT NULL,
     trust TEXT NOT NULL, text TEXT NOT NULL, subject TEXT, created_at TEXT NOT NULL, received_at TEXT NOT NULL,
-    source TEXT NOT NULL, confirmed INTEGER NOT NULL DEFAULT 0, read_at TEXT);
+    source TEXT NOT NULL, confirmed INTEGER NOT NULL DEFAULT 0, read_at TEXT, chat_type TEXT NOT NULL DEFAULT '',
+    mentioned INTEGER NOT NULL DEFAULT 0);
 CREATE INDEX IF NOT EXISTS events_kind_seq ON events(kind, seq);
 CREATE INDEX IF NOT EXISTS events_unread ON events(seq) WHERE read_at IS NULL;
 CREATE TABLE IF NOT EXISTS cursors(sink TEXT PRIMARY KEY, seq INTEGER NOT NULL) WITHOUT ROWID;
@@ -120,6 +121,11 @@ def _upgrade(conn: sqlite3.Connection) -> None:
         conn.execute("ALTER TABLE events ADD COLUMN read_at TEXT")
         conn.execute("UPDATE events SET confirmed = (source = 'poll'), read_at = ?", (_now(),))
         log.info("inbox_upgraded", added="events.confirmed,events.read_at")
+    if columns and "chat_type" not in columns:
+        # Schema 2 did not know chat types or mentions: "" and 0 read as "push it", as it was pushed then.
+        conn.execute("ALTER TABLE events ADD COLUMN chat_type TEXT NOT NULL DEFAULT ''")
+        conn.execute("ALTER TABLE events ADD COLUMN mentioned INTEGER NOT NULL DEFAULT 0")
+        log.info("inbox_upgraded", added="events.chat_type,events.mentioned")
 
 
 class Inbox(ReadState):

@@ -71,6 +71,35 @@ def _graph_id(value: Any) -> str:
     return value if isinstance(value, str) else ""
 
 
+def chat_type_of(chat_id: str) -> str:
+    """The chatType a chat id shows, or "" when its shape is not one Graph documents.
+
+    The chat resource page's examples: one-on-one chats are `19:{a}_{b}@unq.gbl.spaces`, meeting
+    chats `19:meeting_{...}@thread.v2`, group chats `19:{...}@thread.v2`. A chatMessage carries no
+    chatType, and reading each chat from Graph would cost a request per event; an unknown shape
+    reads as "" and is pushed as a one-on-one would be, the side that never loses a message.
+    """
+    low = chat_id.lower()
+    if low.endswith("@unq.gbl.spaces"):
+        return "oneOnOne"
+    if low.endswith("@thread.v2"):
+        return "meeting" if low.startswith("19:meeting_") else "group"
+    return ""
+
+
+def mentions_agent(message: dict[str, Any], policy: TrustPolicy) -> bool:
+    """Whether the chatMessage's `mentions` name the agent's user (chatMessageMention.mentioned.user.id)."""
+    mentions = message.get("mentions")
+    if not isinstance(mentions, list):
+        return False
+    for mention in mentions:
+        mentioned = mention.get("mentioned") if isinstance(mention, dict) else None
+        user = mentioned.get("user") if isinstance(mentioned, dict) else None
+        if isinstance(user, dict) and policy.is_own(_graph_id(user.get("id"))):
+            return True
+    return False
+
+
 def _now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
@@ -104,6 +133,8 @@ def chat_message_event(message: dict[str, Any], policy: TrustPolicy, *, source: 
         created_at=str(message.get("createdDateTime") or _now_iso()),
         source=source,
         confirmed=confirmed,
+        chat_type=chat_type_of(chat),
+        mentioned=mentions_agent(message, policy),
     )
 
 

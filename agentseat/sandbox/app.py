@@ -16,7 +16,7 @@ import anyio
 import structlog
 from aiohttp import web
 
-from .control import behaviour_routes, message_actions
+from .control import behaviour_routes, chat_routes, message_actions
 from .control import routes as control_routes
 from .entra import endpoints as entra_endpoints
 from .envfile import write_sandbox_env
@@ -52,7 +52,7 @@ class Sandbox(SandboxState):
         # Order matters: aiohttp matches in registration order, and the more specific
         # getAllMessages and /messages/delta routes must come before `{chat_id}`/`{message_id}`.
         modules = (entra_endpoints, directory, chat_messages, chat_message_actions, chats, mail_delta, mail,
-                   subscriptions, control_routes, message_actions, behaviour_routes)
+                   subscriptions, control_routes, message_actions, behaviour_routes, chat_routes)
         for module in modules:
             app.router.add_routes(module.routes())
         return app

@@ -140,6 +140,7 @@ class ChatMessage:
     edited: float | None = None  # lastEditedDateTime
     deleted: float | None = None  # deletedDateTime (soft delete; the content is kept for undoSoftDelete)
     reactions: list[Reaction] = field(default_factory=list)
+    mentions: list[dict[str, Any]] = field(default_factory=list)  # chatMessageMention JSON, as Graph returns it
 
     def __post_init__(self) -> None:
         # Loaded from tenant.json, reactions arrive as dicts.

@@ -19,6 +19,7 @@ import anyio
 import mcp_types as types
 import structlog
 
+from ..runtime.group_policy import GroupPolicy, is_group, pushes
 from ..runtime.inbox import Event, Inbox
 from .base import neutralise, sender_label
 
@@ -34,8 +35,10 @@ GROUP = "channel"
 #: Claude Code shows the push in the next turn; a whole long mail would crowd the context.
 MAX_CONTENT = 4000
 #: Meta keys, as the official channel plugins name them; Claude Code turns each into an attribute
-#: of its `<channel>` tag, and drops keys that are not identifiers (reference §2).
+#: of its `<channel>` tag, and drops keys that are not identifiers (reference §2). The group keys,
+#: `chat_type` and `mentioned` ("true"/"false"), are added for group and meeting chats only.
 META_KEYS = ("chat_id", "message_id", "user", "user_id", "ts", "kind")
+GROUP_META_KEYS = ("chat_type", "mentioned")
 # Control characters other than newline and tab have no place in a chat line.
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 _META_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
@@ -96,6 +99,10 @@ def envelope(event: Event) -> dict[str, Any]:
         "ts": _meta(event.created_at),
         "kind": _meta(event.kind),
     }
+    if is_group(event):
+        # Group chats only, so the agent can tell a line addressed to it from one it overheard.
+        meta["chat_type"] = _meta(event.chat_type)
+        meta["mentioned"] = "true" if event.mentioned else "false"
     return {"content": f"{head}\n{body}", "meta": meta}
 
 
@@ -113,7 +120,7 @@ class ChannelNotification(types.Notification[ChannelParams, Literal["notificatio
 class ChannelSink:
     """Claims events for this server and pushes them once the MCP session is initialized."""
 
-    def __init__(self, *, batch: int = 10, claimant: str | None = None) -> None:
+    def __init__(self, *, batch: int = 10, claimant: str | None = None, group_policy: GroupPolicy = "mention") -> None:
         self.batch = batch
         self.claimant = claimant or f"{socket.gethostname()}:{os.getpid()}"
         self.pushed = 0
@@ -122,6 +129,8 @@ class ChannelSink:
         self._session: ServerSession | None = None
         self._ready = anyio.Event()
         self._push: Push | None = None
+        self.group_policy = group_policy  # AGENTSEAT_GROUP_POLICY
+        self.skipped = 0  # group-chat messages the group policy did not push (still stored)
 
     @property
     def connected(self) -> bool:
@@ -185,6 +194,10 @@ class ChannelSink:
     async def _deliver(self, event: Event) -> bool:
         """Push one event; False when the host could not take it (the claim is given back)."""
         assert self._push is not None
+        if not pushes(event, self.group_policy):
+            self.skipped += 1
+            log.info("channel_not_pushed", seq=event.seq, reason="group_policy", chat_type=event.chat_type)
+            return True  # handled: stored in the inbox, not for the agent's attention
         try:
             params = envelope(event)
         except Exception as exc:  # a bad event must not stop the channel for the ones after it

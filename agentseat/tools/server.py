@@ -136,7 +136,8 @@ def build_tools(runtime: Runtime, cursor: EventCursor, channel: ChannelSink | No
         if channel is not None:
             out["channel"] = {"connected": channel.connected, "claimant": channel.claimant,
                               "pushed": channel.pushed, "last_pushed_seq": channel.last_pushed_seq,
-                              "position": channel.position}
+                              "position": channel.position, "group_policy": channel.group_policy,
+                              "not_pushed_group": channel.skipped}
         return out
 
     return ToolBox([
@@ -271,7 +272,7 @@ async def serve(settings: Settings, prompts: Prompts) -> None:
         log.error("serve_not_ready", problem=exc.message, fix=fix_of(exc))
         await serve_not_ready(settings, exc)
         return
-    channel = ChannelSink()
+    channel = ChannelSink(group_policy=settings.group_policy)
     relay = PermissionRelay.for_settings(settings)  # None when AGENTSEAT_PERMISSION_RELAY=0
     cursor = EventCursor(runtime)
     box = build_tools(runtime, cursor, channel)

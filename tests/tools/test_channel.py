@@ -11,7 +11,7 @@ import anyio
 import pytest
 
 from agentseat.runtime.inbox import Event, Inbox
-from agentseat.tools.channel import MAX_CONTENT, META_KEYS, ChannelParams, ChannelSink, envelope
+from agentseat.tools.channel import GROUP_META_KEYS, MAX_CONTENT, META_KEYS, ChannelParams, ChannelSink, envelope
 
 
 def _teams(text: str = "hello", trust: str = "colleague", name: str = "Grace Hopper", **kw: Any) -> Event:
@@ -160,3 +160,13 @@ async def test_sink_started_later_resumes_at_the_group_position(tmp_path: Path) 
                     await anyio.sleep(0.01)
             tg.cancel_scope.cancel()
     assert received == ["missed-while-down"]
+
+
+def test_group_chat_envelope_adds_chat_type_and_mentioned_as_strings() -> None:
+    event = Event.teams(chat_id="19:abc@thread.v2", message_id="1", sender_id="s", sender_upn="", sender_name="S",
+                        trust="colleague", text="hi", created_at="2026-11-27T10:00:00.000Z", source="poll",
+                        chat_type="group", mentioned=True)
+    meta = envelope(event)["meta"]
+    assert set(meta) == set(META_KEYS) | set(GROUP_META_KEYS)
+    assert meta["chat_type"] == "group" and meta["mentioned"] == "true"
+    assert all(isinstance(v, str) and _IDENTIFIER.match(k) for k, v in meta.items())

@@ -178,16 +178,20 @@ async def test_add_chat_member_needs_a_recent_sponsor_request_in_that_chat(sandb
     async with serve(env, tmp_path) as served:
         chat = await served.call_json("create_chat", members=[sponsor, colleague], topic="launch")
 
-        # A colleague asks: refused, and the refusal says what to do.
-        await post_chat(sandbox, colleague, chat["chat_id"], f"please add {other} now, the sponsor said so")
-        await served.wait_pushes(1)
+        # A colleague asks: refused, and the refusal says what to do. In a group chat without a mention
+        # it is stored, not pushed (AGENTSEAT_GROUP_POLICY=mention).
+        asked = await post_chat(sandbox, colleague, chat["chat_id"], f"please add {other} now, the sponsor said so")
+        with anyio.fail_after(60):
+            while asked["message_id"] not in [e["message_id"] for e in
+                                              (await served.call_json("read_events", since=0))["events"]]:
+                await anyio.sleep(0.05)
         refused = await served.call("add_chat_member", chat_id=chat["chat_id"], user=other)
         text = refused.content[0].text  # type: ignore[union-attr]
         assert refused.is_error and "refused" in text and "sponsor" in text
 
         # The sponsor asks in that chat: allowed.
         await post_chat(sandbox, sponsor, chat["chat_id"], f"please add {other}")
-        await served.wait_pushes(2)
+        await served.wait_pushes(1)  # a sponsor's group message is pushed
         added = await served.call_json("add_chat_member", chat_id=chat["chat_id"], user=other)
         assert added["added"] is True
         members = await served.call_json("list_chat_members", chat_id=chat["chat_id"])

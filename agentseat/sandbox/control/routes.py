@@ -22,6 +22,7 @@ from ..faults import Faults
 from ..graph.chat_message_actions import changes_view
 from ..graph.chats import ensure_one_on_one, post_chat_message
 from ..graph.mail import deliver_mail
+from ..graph.mentions import build_mentions
 
 if TYPE_CHECKING:
     from ..state import SandboxState
@@ -100,7 +101,8 @@ def _number(data: dict[str, Any], name: str) -> float | None:
 # --- acting as users ----------------------------------------------------------------------------------------
 @_handler
 async def post_message(request: web.Request) -> web.Response:
-    """`{"from", "to" | "chat_id", "text", "html"?}`: a DM (1:1 chat made if needed) or a post in a chat."""
+    """`{"from", "to" | "chat_id", "text", "html"?, "mentions"?}`: a DM (1:1 chat made if needed) or a post in
+    a chat; `mentions` (UPNs or ids) become Teams @mentions, `@upn` in the text marking where."""
     sb = request.app[SANDBOX_KEY]
     data = await _body(request)
     sender = _user(sb, _text(data, "from"), "from")
@@ -120,8 +122,22 @@ async def post_message(request: web.Request) -> web.Response:
         chat, created = ensure_one_on_one(sb, sender.id, peer.id)
     else:
         raise ControlError(400, "give 'to' (a user, for a direct message) or 'chat_id'")
-    msg = post_chat_message(sb, chat, sender.id, text, content_type)
+    content, mentions = text, []
+    if data.get("mentions") is not None:
+        content, mentions = _mentioning(sb, data["mentions"], text, content_type)
+        content_type = "html"
+    msg = post_chat_message(sb, chat, sender.id, content, content_type, mentions)
     return web.json_response({"chat_id": chat.id, "message_id": msg.id, "created": created}, status=201)
+
+
+def _mentioning(sb: SandboxState, refs: Any, text: str, content_type: str) -> tuple[str, list[dict[str, Any]]]:
+    """`mentions` (UPNs or ids) as Teams sends them: `<at id="n">` markers and the mentions array."""
+    if not isinstance(refs, list) or not all(isinstance(r, str) and r for r in refs):
+        raise ControlError(400, "'mentions' must be a list of UPNs or object ids")
+    if content_type == "html":
+        raise ControlError(400, "'mentions' builds the HTML itself: give plain 'text' without 'html'")
+    users = list({u.id: u for u in (_user(sb, ref, "mentions") for ref in refs)}.values())
+    return build_mentions(sb, text, users)
 
 
 @_handler
@@ -183,8 +199,16 @@ async def chat_messages(request: web.Request) -> web.Response:
         content = "" if msg.deleted is not None else msg.content  # as Graph shows a soft-deleted one
         out.append({"id": msg.id, "from": user.upn if user else msg.from_id, "text": _plain(content,
                     msg.content_type), "content": content, "content_type": msg.content_type,
-                    "created": iso(msg.created), **changes_view(sb, msg)})
+                    "created": iso(msg.created), "mentions": [_mentioned(sb, m) for m in msg.mentions],
+                    **changes_view(sb, msg)})
     return web.json_response({"chat_id": chat_id, "messages": out})
+
+
+def _mentioned(sb: SandboxState, mention: dict[str, Any]) -> dict[str, Any]:
+    user_id = ((mention.get("mentioned") or {}).get("user") or {}).get("id", "")
+    user = sb.tenant.users.get(user_id)
+    return {"id": mention.get("id"), "text": mention.get("mentionText"), "user_id": user_id,
+            "upn": user.upn if user else None}
 
 
 @_handler

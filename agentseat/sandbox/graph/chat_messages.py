@@ -33,6 +33,7 @@ from .query import (
     query,
     top,
 )
+from .mentions import check_mentions
 from .resources import chat_message_json
 from ..responses import graph_error, odata
 from .throttle import Limit
@@ -169,7 +170,8 @@ async def send_message(request: web.Request) -> web.Response:
     if len(content.encode("utf-8")) > MAX_CONTENT_BYTES:
         raise GraphError(413, "RequestEntityTooLarge", "Request Entity too large: the message is over the "
                          "Teams limit of about 28 KB.")
-    msg = post_chat_message(sb, chat, who.oid, content, content_type)
+    mentions = check_mentions(sb, data.get("mentions"), content, content_type)
+    msg = post_chat_message(sb, chat, who.oid, content, content_type, mentions)
     return web.json_response(chat_message_json(sb, msg), status=201)
 
 

@@ -63,7 +63,7 @@ def chat_message_json(sb: SandboxState, msg: ChatMessage) -> dict[str, Any]:
         # kept here only so undoSoftDelete can bring it back).
         "body": {"contentType": msg.content_type, "content": "" if msg.deleted is not None else msg.content},
         "attachments": [],
-        "mentions": [],
+        "mentions": [dict(m) for m in msg.mentions],
         "reactions": [reaction_json(sb, r) for r in msg.reactions],
     }
 
