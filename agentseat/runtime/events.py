@@ -113,10 +113,12 @@ class Event:
     @classmethod
     def change(cls, kind: Kind, *, chat_id: str, message_id: str, sender_id: str, sender_upn: str,
                sender_name: str, trust: Trust, text: str, changed_at: str, source: Source,
-               received_at: str | None = None, confirmed: bool = False) -> Event:
+               received_at: str | None = None, confirmed: bool = False, chat_type: str = "",
+               mentioned: bool = False) -> Event:
         """A `teams_edit` (text: the new text) or `teams_delete` (text: empty) of one chat message."""
         return cls(0, event_key(kind, chat_id, message_id, changed_at), kind, chat_id, message_id, sender_id,
-                   sender_upn, sender_name, trust, text, None, changed_at, received_at or _now(), source, confirmed)
+                   sender_upn, sender_name, trust, text, None, changed_at, received_at or _now(), source, confirmed,
+                   chat_type, mentioned)
 
     @classmethod
     def mail(cls, *, message_id: str, sender_id: str, sender_upn: str, sender_name: str, trust: Trust, text: str,

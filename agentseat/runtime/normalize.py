@@ -113,6 +113,16 @@ def chat_message_event(message: dict[str, Any], policy: TrustPolicy, *, source: 
     """
     if message.get("messageType", "message") != "message" or message.get("deletedDateTime"):
         return None
+    who = _chat_message_fields(message, policy, chat_id)
+    if who is None:
+        return None
+    return Event.teams(**who, text=body_text(message.get("body")),
+                       created_at=str(message.get("createdDateTime") or _now_iso()), source=source, confirmed=confirmed)
+
+
+def _chat_message_fields(message: dict[str, Any], policy: TrustPolicy, chat_id: str | None) -> dict[str, Any] | None:
+    """Who wrote a chatMessage, where, and whether it names the agent; None for our own or a
+    message without a sender, chat or id."""
     user = ((message.get("from") or {}).get("user")) or {}
     sender_id = _graph_id(user.get("id"))
     if not sender_id or policy.is_own(sender_id):
@@ -121,21 +131,10 @@ def chat_message_event(message: dict[str, Any], policy: TrustPolicy, *, source: 
     message_id = _graph_id(message.get("id"))
     if not chat or not message_id:
         return None
-    text = body_text(message.get("body"))
-    return Event.teams(
-        chat_id=chat,
-        message_id=message_id,
-        sender_id=sender_id,
-        sender_upn=str(user.get("userPrincipalName") or ""),
-        sender_name=str(user.get("displayName") or ""),
-        trust=policy.trust(sender_id, "", user.get("tenantId")),  # type: ignore[arg-type]
-        text=text,
-        created_at=str(message.get("createdDateTime") or _now_iso()),
-        source=source,
-        confirmed=confirmed,
-        chat_type=chat_type_of(chat),
-        mentioned=mentions_agent(message, policy),
-    )
+    return {"chat_id": chat, "message_id": message_id, "sender_id": sender_id,
+            "sender_upn": str(user.get("userPrincipalName") or ""), "sender_name": str(user.get("displayName") or ""),
+            "trust": policy.trust(sender_id, "", user.get("tenantId")), "chat_type": chat_type_of(chat),
+            "mentioned": mentions_agent(message, policy)}
 
 
 def chat_change_event(message: dict[str, Any], policy: TrustPolicy, *, source: Source, confirmed: bool,
@@ -152,23 +151,13 @@ def chat_change_event(message: dict[str, Any], policy: TrustPolicy, *, source: S
     deleted, edited = message.get("deletedDateTime"), message.get("lastEditedDateTime")
     if not (isinstance(deleted, str) and deleted) and not (isinstance(edited, str) and edited):
         return None
-    user = ((message.get("from") or {}).get("user")) or {}
-    sender_id = _graph_id(user.get("id"))
-    if not sender_id or policy.is_own(sender_id):
-        return None
-    chat = chat_id or _graph_id(message.get("chatId"))
-    message_id = _graph_id(message.get("id"))
-    if not chat or not message_id:
+    who = _chat_message_fields(message, policy, chat_id)
+    if who is None:
         return None
     kind = "teams_delete" if isinstance(deleted, str) and deleted else "teams_edit"
     return Event.change(
         kind,  # type: ignore[arg-type]
-        chat_id=chat,
-        message_id=message_id,
-        sender_id=sender_id,
-        sender_upn=str(user.get("userPrincipalName") or ""),
-        sender_name=str(user.get("displayName") or ""),
-        trust=policy.trust(sender_id, "", user.get("tenantId")),  # type: ignore[arg-type]
+        **who,
         text="" if kind == "teams_delete" else body_text(message.get("body")),
         changed_at=str(deleted if kind == "teams_delete" else edited),
         source=source,

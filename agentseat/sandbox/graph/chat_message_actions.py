@@ -25,7 +25,7 @@ from ...graph.reactions import LEGACY_REACTIONS, reaction_type
 from ..clock import iso
 from ..state import SANDBOX_KEY
 from .auth import graph_route, principal
-from .chat_messages import MAX_CONTENT_BYTES
+from .chat_messages import message_body
 from .chats import chat_for, resolve_path_user
 from .query import GraphError, bad_request, graph_errors, json_body
 from .throttle import Limit
@@ -174,18 +174,7 @@ async def patch_message(request: web.Request) -> web.Response:
     if "policyViolation" in data:
         # chatmessage-update: policyViolation is the one property delegated callers cannot update.
         raise bad_request("policyViolation can only be updated with application permissions.")
-    body = data.get("body")
-    if not isinstance(body, dict):
-        raise bad_request("'body' is required: {\"body\": {\"contentType\": \"text\", \"content\": \"...\"}}.")
-    content = body.get("content")
-    content_type = str(body.get("contentType") or "text").lower()
-    if content_type not in ("text", "html"):
-        raise bad_request(f"contentType '{body.get('contentType')}' is not supported; use 'text' or 'html'.")
-    if not isinstance(content, str) or not content.strip():
-        raise bad_request("The message body content cannot be empty.")
-    if len(content.encode("utf-8")) > MAX_CONTENT_BYTES:
-        raise GraphError(413, "RequestEntityTooLarge", "Request Entity too large: the message is over the "
-                         "Teams limit of about 28 KB.")
+    content, content_type = message_body(data)
     edit_message(sb, chat, msg, user_id, content, content_type)
     return web.Response(status=204)  # chatmessage-update, delegated: 204 No Content
 

@@ -151,13 +151,8 @@ async def get_message(request: web.Request) -> web.Response:
     return graph_error(404, "NotFound", f"Message {wanted} was not found in this chat.", request=request)
 
 
-@graph_route(scopes=SEND_SCOPES, limits=throttle.CHAT_MESSAGES_POST, delegated_only=True)
-@graph_errors
-async def send_message(request: web.Request) -> web.Response:
-    sb = request.app[SANDBOX_KEY]
-    who = principal(request)
-    chat = chat_for(sb, request.match_info["chat_id"], who.oid, outsider=403)
-    data = await json_body(request)
+def message_body(data: dict[str, Any]) -> tuple[str, str]:
+    """`(content, contentType)` of a chatMessage body being sent or edited, checked as Graph does."""
     body = data.get("body")
     if not isinstance(body, dict):
         raise bad_request("'body' is required: {\"body\": {\"contentType\": \"text\", \"content\": \"...\"}}.")
@@ -170,6 +165,17 @@ async def send_message(request: web.Request) -> web.Response:
     if len(content.encode("utf-8")) > MAX_CONTENT_BYTES:
         raise GraphError(413, "RequestEntityTooLarge", "Request Entity too large: the message is over the "
                          "Teams limit of about 28 KB.")
+    return content, content_type
+
+
+@graph_route(scopes=SEND_SCOPES, limits=throttle.CHAT_MESSAGES_POST, delegated_only=True)
+@graph_errors
+async def send_message(request: web.Request) -> web.Response:
+    sb = request.app[SANDBOX_KEY]
+    who = principal(request)
+    chat = chat_for(sb, request.match_info["chat_id"], who.oid, outsider=403)
+    data = await json_body(request)
+    content, content_type = message_body(data)
     mentions = check_mentions(sb, data.get("mentions"), content, content_type)
     msg = post_chat_message(sb, chat, who.oid, content, content_type, mentions)
     return web.json_response(chat_message_json(sb, msg), status=201)
