@@ -141,6 +141,7 @@ class ChatMessage:
     deleted: float | None = None  # deletedDateTime (soft delete; the content is kept for undoSoftDelete)
     reactions: list[Reaction] = field(default_factory=list)
     mentions: list[dict[str, Any]] = field(default_factory=list)  # chatMessageMention JSON, as Graph returns it
+    attachments: list[dict[str, Any]] = field(default_factory=list)  # chatMessageAttachment JSON (cards)
 
     def __post_init__(self) -> None:
         # Loaded from tenant.json, reactions arrive as dicts.

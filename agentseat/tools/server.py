@@ -25,7 +25,7 @@ from pydantic import ValidationError
 from .. import __version__
 from ..errors import AgentSeatError, TokenError
 from ..prompts.loader import MAX_INSTRUCTIONS, Prompts
-from . import events, identity, mail, teams, teams_actions
+from . import cards, events, identity, mail, teams, teams_actions
 from .base import Tool
 from .channel import ChannelSink
 from .events import EventCursor
@@ -143,6 +143,7 @@ def build_tools(runtime: Runtime, cursor: EventCursor, channel: ChannelSink | No
     return ToolBox([
         *teams.tools(runtime),
         *teams_actions.tools(runtime),
+        *cards.tools(runtime),
         *mail.tools(runtime),
         *events.tools(runtime, cursor),
         *identity.tools(runtime, extra_status),

@@ -200,8 +200,17 @@ async def chat_messages(request: web.Request) -> web.Response:
         out.append({"id": msg.id, "from": user.upn if user else msg.from_id, "text": _plain(content,
                     msg.content_type), "content": content, "content_type": msg.content_type,
                     "created": iso(msg.created), "mentions": [_mentioned(sb, m) for m in msg.mentions],
-                    **changes_view(sb, msg)})
+                    "attachments": [_attached(a) for a in msg.attachments], **changes_view(sb, msg)})
     return web.json_response({"chat_id": chat_id, "messages": out})
+
+
+def _attached(attachment: dict[str, Any]) -> dict[str, Any]:
+    """A card attachment with its card parsed, so a test or a person reads the card, not a string."""
+    try:
+        card = json.loads(attachment.get("content") or "null")
+    except json.JSONDecodeError:
+        card = None
+    return {"id": attachment.get("id"), "content_type": attachment.get("contentType"), "card": card}
 
 
 def _mentioned(sb: SandboxState, mention: dict[str, Any]) -> dict[str, Any]:

@@ -33,6 +33,7 @@ from .query import (
     query,
     top,
 )
+from .attachments import check_attachments
 from .mentions import check_mentions
 from .resources import chat_message_json
 from ..responses import graph_error, odata
@@ -177,7 +178,8 @@ async def send_message(request: web.Request) -> web.Response:
     data = await json_body(request)
     content, content_type = message_body(data)
     mentions = check_mentions(sb, data.get("mentions"), content, content_type)
-    msg = post_chat_message(sb, chat, who.oid, content, content_type, mentions)
+    attachments = check_attachments(data.get("attachments"), content)
+    msg = post_chat_message(sb, chat, who.oid, content, content_type, mentions, attachments)
     return web.json_response(chat_message_json(sb, msg), status=201)
 
 

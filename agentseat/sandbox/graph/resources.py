@@ -62,7 +62,7 @@ def chat_message_json(sb: SandboxState, msg: ChatMessage) -> dict[str, Any]:
         # A soft-deleted message keeps its place in the chat with an empty body (its content is
         # kept here only so undoSoftDelete can bring it back).
         "body": {"contentType": msg.content_type, "content": "" if msg.deleted is not None else msg.content},
-        "attachments": [],
+        "attachments": [dict(a) for a in msg.attachments],
         "mentions": [dict(m) for m in msg.mentions],
         "reactions": [reaction_json(sb, r) for r in msg.reactions],
     }
