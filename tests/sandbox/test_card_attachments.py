@@ -29,8 +29,8 @@ async def test_a_card_is_stored_returned_and_shown(sandbox: Sandbox) -> None:
     status, got, _ = await call(sandbox, "GET", f"/v1.0/chats/{chat_id}/messages/{body['id']}", token)
     assert got["attachments"][0]["contentType"] == "application/vnd.microsoft.card.adaptive"
     status, view, _ = await call(sandbox, "GET", f"/_sandbox/chats/{chat_id}/messages")
-    assert view["messages"][0]["attachments"] == [{"id": "a1", "content_type": "application/vnd.microsoft.card.adaptive",
-                                                   "card": CARD}]
+    assert view["messages"][0]["attachments"] == [
+        {"id": "a1", "content_type": "application/vnd.microsoft.card.adaptive", "card": CARD}]
 
 
 async def test_malformed_card_attachments_are_refused(sandbox: Sandbox) -> None:
