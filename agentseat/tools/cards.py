@@ -17,8 +17,8 @@ from urllib.parse import quote
 import structlog
 from pydantic import Field
 
-from ..adaptive_card import MAX_CARD_BYTES, CardError, check_card
-from ..card_templates import TemplateError, describe, render
+from ..cards.check import MAX_CARD_BYTES, CardError, check_card
+from ..cards.templates import TemplateError, describe, render
 from ..errors import GraphError, NotFoundError, ToolInputError
 from .base import Args, Tool
 

@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from agentseat.adaptive_card import CardError, check_card
-from agentseat.card_templates import TEMPLATES, TemplateError, render
+from agentseat.cards.check import CardError, check_card
+from agentseat.cards.templates import TEMPLATES, TemplateError, render
 
 
 def problems(card: Any) -> list[str]:
