@@ -128,6 +128,7 @@ def status(settings: Settings, out: TextIO | None = None) -> int:
             detail += f", retry at {_when(float(sub['retry_at']))}"
         print(f"subscription:   {kind}: {detail}", file=out)
     if info.get("missed_notifications") is not None:  # webhook mode has run here (delivery_watch.py)
-        print(f"notifications:  missed_notifications = {info['missed_notifications']} (found by reconcile, never "
-              f"notified, last {WINDOW_SECONDS / 3600:g} h)", file=out)
+        missed = (f"notifications:  missed_notifications = {info['missed_notifications']} (found by reconcile, "
+                  f"never notified, last {WINDOW_SECONDS / 3600:g} h)")
+        print(missed, file=out)
     return 0
