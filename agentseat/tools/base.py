@@ -17,7 +17,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from ..errors import ToolInputError
+from ..errors import GraphError, ToolInputError
 
 #: Teams rejects chat messages over about 28 KB (graph_chats_messages, "Teams message size limit").
 MAX_MESSAGE_BYTES = 28 * 1024
@@ -219,3 +219,10 @@ def message_body(text: str, fmt: str) -> dict[str, str]:
     if fmt == "markdown":
         return {"contentType": "html", "content": markdown_to_html(text)}
     return {"contentType": "text", "content": text}
+
+
+def not_a_member(exc: GraphError, chat_id: str) -> ToolInputError | None:
+    """Graph's 403 on a chat the agent is not in, as the tool error every chat tool gives; None otherwise."""
+    if exc.status != 403:
+        return None
+    return ToolInputError(f"the agent is not a member of chat {chat_id!r}", hint="use list_chats for the agent's chats")

@@ -17,7 +17,7 @@ from typing import Any, Protocol
 from urllib.parse import quote
 
 from ..errors import GraphError, NotFoundError, ToolInputError
-from .base import check_user_ref, markdown_to_html
+from .base import check_user_ref, markdown_to_html, not_a_member
 
 #: Enough for any real conversation; a long list is more likely a model looping than a need.
 MAX_MENTIONS = 20
@@ -41,10 +41,7 @@ async def chat_members(graph: _Graph, chat_id: str) -> list[Member]:
     except NotFoundError as exc:
         raise ToolInputError(f"no chat {chat_id!r} that the agent can see", hint="use list_chats for chat ids") from exc
     except GraphError as exc:
-        if exc.status == 403:
-            raise ToolInputError(f"the agent is not a member of chat {chat_id!r}",
-                                 hint="use list_chats for the agent's chats") from exc
-        raise
+        raise not_a_member(exc, chat_id) or exc
     return [Member(str(m.get("userId") or ""), str(m.get("displayName") or ""), str(m.get("email") or ""))
             for m in (body or {}).get("value", []) if m.get("userId")]
 

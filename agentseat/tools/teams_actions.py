@@ -19,7 +19,7 @@ from pydantic import Field
 
 from ..errors import GraphError, NotFoundError, ToolInputError
 from ..graph.reactions import accepted, reaction_type
-from .base import Args, Tool, check_size, message_body, neutralise
+from .base import Args, Tool, check_size, message_body, neutralise, not_a_member
 
 if TYPE_CHECKING:
     from ..runtime.app import Runtime
@@ -64,10 +64,7 @@ class MessageActions:
             raise ToolInputError(f"no message {message_id!r} in chat {chat_id!r}",
                                  hint="take ids from read_teams_messages, an event, or a send's result") from exc
         except GraphError as exc:
-            if exc.status == 403:
-                raise ToolInputError(f"the agent is not a member of chat {chat_id!r}",
-                                     hint="use list_chats for the agent's chats") from exc
-            raise
+            raise not_a_member(exc, chat_id) or exc
         if not isinstance(msg, dict):
             raise GraphError(f"GET {_item(chat_id, message_id)} returned no message", status=502)
         return msg

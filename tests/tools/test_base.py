@@ -6,8 +6,8 @@ import re
 
 import pytest
 
-from agentseat.errors import ToolInputError
-from agentseat.tools.base import markdown_to_html, message_body, neutralise, wrap_untrusted
+from agentseat.errors import GraphError, ToolInputError
+from agentseat.tools.base import markdown_to_html, message_body, neutralise, not_a_member, wrap_untrusted
 
 _OPEN = re.compile(r"<external_content\b", re.I)
 _CLOSE = re.compile(r"</external_content>", re.I)
@@ -99,3 +99,10 @@ def test_message_body_formats() -> None:
     assert message_body("**a**", "markdown") == {"contentType": "html", "content": "<strong>a</strong>"}
     with pytest.raises(ToolInputError):
         message_body("   ", "text")
+
+
+def test_a_403_on_a_chat_is_the_not_a_member_tool_error_and_other_refusals_stay_as_they_are() -> None:
+    refused = not_a_member(GraphError("GET /chats/19:x/messages -> 403", status=403), "19:x")
+    assert isinstance(refused, ToolInputError) and "not a member of chat '19:x'" in str(refused)
+    assert "list_chats" in (refused.hint or "")
+    assert not_a_member(GraphError("GET /chats/19:x/messages -> 500", status=500), "19:x") is None
