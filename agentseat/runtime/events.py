@@ -7,6 +7,12 @@ chat message is an event of its own: `teams_edit` (key
 `lastEditedDateTime`, `text` the new text) and `teams_delete` (key
 `teams_delete:{chat}:{message}`; `created_at` is `deletedDateTime`, `text` empty).
 The time lives in `created_at`, so these need no column an older inbox lacks.
+
+A post or reply in a team channel is kind `channel` (key `channel:{channel}:{message}`):
+`chat_id` holds the channel id, `team_id` its team, and `thread_id` the root post a reply
+belongs to ("" for a root post). `attachments` is what `download_attachment` can fetch, as
+a JSON array of `{"id", "name", "type", "size"}` ("" when there are none); see
+`attachment_list`.
 """
 
 from __future__ import annotations
@@ -20,18 +26,21 @@ from typing import Any, Literal
 
 from agentseat.errors import InboxError
 
-Kind = Literal["teams", "mail", "teams_edit", "teams_delete"]
+Kind = Literal["teams", "mail", "teams_edit", "teams_delete", "channel"]
 Trust = Literal["sponsor", "colleague", "external"]
 Source = Literal["webhook", "poll"]
-_KINDS = ("teams", "mail", "teams_edit", "teams_delete")
-#: Kinds that name a chat message (they carry a chat_id).
-CHAT_KINDS = frozenset({"teams", "teams_edit", "teams_delete"})
+_KINDS = ("teams", "mail", "teams_edit", "teams_delete", "channel")
+#: Kinds that name a chat or channel message (they carry a chat_id: for `channel`, the channel's id).
+CHAT_KINDS = frozenset({"teams", "teams_edit", "teams_delete", "channel"})
 #: Kinds that report a change to a message already sent, not a new message.
 CHANGE_KINDS = frozenset({"teams_edit", "teams_delete"})
 _TRUSTS = ("sponsor", "colleague", "external")
 _SOURCES = ("webhook", "poll")
 #: Graph's chat.chatType values, and "" where the kind of chat is not known (mail, older events).
 _CHAT_TYPES = ("", "oneOnOne", "group", "meeting")
+#: What an attachment is: an inline image (hostedContents), a file reference, or an Adaptive Card.
+ATTACHMENT_TYPES = ("image", "file", "card")
+_ATTACHMENT_KEYS = frozenset({"id", "name", "type", "size"})
 
 
 def _now() -> str:
@@ -64,6 +73,11 @@ class Event:
     chat_type: str = ""
     #: Teams only: the message @mentions the agent (its `mentions` name the agent's user id).
     mentioned: bool = False
+    #: JSON array of `{"id", "name", "type", "size"}`, "" when there are none (`attachment_list`).
+    attachments: str = ""
+    #: Channel posts only: the team, and the root post of a reply's thread ("" for a root post).
+    team_id: str = ""
+    thread_id: str = ""
 
     def __post_init__(self) -> None:
         if problem := self._problem():
@@ -93,6 +107,12 @@ class Event:
             return "message_id is empty"
         if (self.kind in CHAT_KINDS and not self.chat_id) or (self.kind == "mail" and self.chat_id is not None):
             return "a teams event needs a chat_id and a mail event has none"
+        if self.attachments and (problem := _attachments_problem(self.attachments)):
+            return problem
+        if (self.team_id or self.thread_id) and self.kind != "channel":
+            return "only a channel event has a team_id or thread_id"
+        if self.kind == "channel" and not self.team_id:
+            return "a channel event needs a team_id"
         if self.key != event_key(self.kind, self.chat_id, self.message_id, self.created_at):
             return "key does not match kind, chat_id and message_id"
         for name in ("created_at", "received_at"):
@@ -105,20 +125,31 @@ class Event:
     @classmethod
     def teams(cls, *, chat_id: str, message_id: str, sender_id: str, sender_upn: str, sender_name: str,
               trust: Trust, text: str, created_at: str, source: Source, received_at: str | None = None,
-              confirmed: bool = False, chat_type: str = "", mentioned: bool = False) -> Event:
+              confirmed: bool = False, chat_type: str = "", mentioned: bool = False,
+              attachments: str = "") -> Event:
         return cls(0, event_key("teams", chat_id, message_id), "teams", chat_id, message_id, sender_id, sender_upn,
                    sender_name, trust, text, None, created_at, received_at or _now(), source, confirmed, chat_type,
-                   mentioned)
+                   mentioned, attachments)
+
+    @classmethod
+    def channel(cls, *, team_id: str, channel_id: str, message_id: str, thread_id: str = "", sender_id: str,
+                sender_upn: str, sender_name: str, trust: Trust, text: str, created_at: str, source: Source,
+                received_at: str | None = None, confirmed: bool = False, mentioned: bool = False,
+                attachments: str = "") -> Event:
+        """A post (thread_id "") or a reply (thread_id: its root post) in a team channel."""
+        return cls(0, event_key("channel", channel_id, message_id), "channel", channel_id, message_id, sender_id,
+                   sender_upn, sender_name, trust, text, None, created_at, received_at or _now(), source, confirmed,
+                   "", mentioned, attachments, team_id, thread_id)
 
     @classmethod
     def change(cls, kind: Kind, *, chat_id: str, message_id: str, sender_id: str, sender_upn: str,
                sender_name: str, trust: Trust, text: str, changed_at: str, source: Source,
                received_at: str | None = None, confirmed: bool = False, chat_type: str = "",
-               mentioned: bool = False) -> Event:
+               mentioned: bool = False, attachments: str = "") -> Event:
         """A `teams_edit` (text: the new text) or `teams_delete` (text: empty) of one chat message."""
         return cls(0, event_key(kind, chat_id, message_id, changed_at), kind, chat_id, message_id, sender_id,
                    sender_upn, sender_name, trust, text, None, changed_at, received_at or _now(), source, confirmed,
-                   chat_type, mentioned)
+                   chat_type, mentioned, attachments)
 
     @classmethod
     def mail(cls, *, message_id: str, sender_id: str, sender_upn: str, sender_name: str, trust: Trust, text: str,
@@ -134,6 +165,10 @@ class Event:
         values["mentioned"] = bool(values["mentioned"])
         return cls(**values)
 
+    def attachment_list(self) -> list[dict[str, Any]]:
+        """The attachments as dicts with `id`, `name`, `type` and `size` (an int, or None if unknown)."""
+        return json.loads(self.attachments) if self.attachments else []
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
@@ -145,12 +180,39 @@ class Event:
 _FIELDS = tuple(f.name for f in dataclasses.fields(Event))
 _TEXT_FIELDS = tuple(name for name in _FIELDS[1:] if name not in ("confirmed", "mentioned"))
 
+def attachments_json(items: list[dict[str, Any]]) -> str:
+    """`Event.attachments` for `items` (dicts with id, name, type, size): "" for none."""
+    if not items:
+        return ""
+    return json.dumps([{k: item.get(k) for k in ("id", "name", "type", "size")} for item in items],
+                      ensure_ascii=False, separators=(",", ":"))
+
+
+def _attachments_problem(raw: str) -> str | None:
+    try:
+        items = json.loads(raw)
+    except ValueError:
+        return "attachments is not JSON"
+    if not isinstance(items, list):
+        return "attachments must be a JSON array"
+    for item in items:
+        if not isinstance(item, dict) or set(item) != _ATTACHMENT_KEYS:
+            return "each attachment needs exactly id, name, type and size"
+        if not isinstance(item["id"], str) or not item["id"] or not isinstance(item["name"], str):
+            return "an attachment's id and name must be strings (id non-empty)"
+        if item["type"] not in ATTACHMENT_TYPES:
+            return "an attachment's type is not image, file or card"
+        if item["size"] is not None and (not isinstance(item["size"], int) or item["size"] < 0):
+            return "an attachment's size must be a non-negative int or null"
+    return None
+
+
 def event_key(kind: str, chat_id: str | None, message_id: str, changed_at: str | None = None) -> str:
     """The dedupe key: the same message (or the same edit, or its deletion) from webhook,
     poll or replay has one key. An edit's key holds its `lastEditedDateTime`, so a second
     edit is a second event and a reaction (which changes only lastModifiedDateTime) none."""
     if kind == "teams_edit":
         return f"teams_edit:{chat_id}:{message_id}:{changed_at}"
-    if kind in ("teams", "teams_delete"):
+    if kind in ("teams", "teams_delete", "channel"):
         return f"{kind}:{chat_id}:{message_id}"
     return f"mail:{message_id}"

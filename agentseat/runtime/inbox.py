@@ -35,7 +35,7 @@ __all__ = ["Entry", "Event", "Inbox", "Kind", "Source", "Trust", "event_key"]
 
 log = structlog.get_logger(__name__)
 
-_SCHEMA_VERSION = 3
+_SCHEMA_VERSION = 4
 
 
 def _now() -> str:
@@ -85,7 +85,8 @@ CREATE TABLE IF NOT EXISTS events(
     message_id TEXT NOT NULL, sender_id TEXT NOT NULL, sender_upn TEXT NOT NULL, sender_name TEXT NOT NULL,
     trust TEXT NOT NULL, text TEXT NOT NULL, subject TEXT, created_at TEXT NOT NULL, received_at TEXT NOT NULL,
     source TEXT NOT NULL, confirmed INTEGER NOT NULL DEFAULT 0, read_at TEXT, chat_type TEXT NOT NULL DEFAULT '',
-    mentioned INTEGER NOT NULL DEFAULT 0);
+    mentioned INTEGER NOT NULL DEFAULT 0, attachments TEXT NOT NULL DEFAULT '', team_id TEXT NOT NULL DEFAULT '',
+    thread_id TEXT NOT NULL DEFAULT '');
 CREATE INDEX IF NOT EXISTS events_kind_seq ON events(kind, seq);
 CREATE INDEX IF NOT EXISTS events_unread ON events(seq) WHERE read_at IS NULL;
 CREATE TABLE IF NOT EXISTS cursors(sink TEXT PRIMARY KEY, seq INTEGER NOT NULL) WITHOUT ROWID;
@@ -126,6 +127,11 @@ def _upgrade(conn: sqlite3.Connection) -> None:
         conn.execute("ALTER TABLE events ADD COLUMN chat_type TEXT NOT NULL DEFAULT ''")
         conn.execute("ALTER TABLE events ADD COLUMN mentioned INTEGER NOT NULL DEFAULT 0")
         log.info("inbox_upgraded", added="events.chat_type,events.mentioned")
+    if columns and "attachments" not in columns:
+        # Schema 3 had no attachments or channels: its events had neither.
+        for column in ("attachments", "team_id", "thread_id"):
+            conn.execute(f"ALTER TABLE events ADD COLUMN {column} TEXT NOT NULL DEFAULT ''")
+        log.info("inbox_upgraded", added="events.attachments,events.team_id,events.thread_id")
 
 
 class Inbox(ReadState):
