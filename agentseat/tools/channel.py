@@ -19,6 +19,7 @@ import anyio
 import mcp_types as types
 import structlog
 
+from ..channels.push import channel_head, channel_meta
 from ..runtime.group_policy import GroupPolicy, is_group, pushes
 from ..runtime.inbox import Event, Inbox
 from .base import neutralise, sender_label
@@ -75,6 +76,8 @@ def envelope(event: Event) -> dict[str, Any]:
         head = f"Teams message {_line(event.message_id, 100)} edited by {who}"
     elif event.kind == "teams_delete":
         head = f"Teams message {_line(event.message_id, 100)} deleted by {who}"
+    elif event.kind == "channel":
+        head = channel_head(event, who)
     else:
         head = f"Teams message from {who}"
     if event.trust == "sponsor":
@@ -103,6 +106,8 @@ def envelope(event: Event) -> dict[str, Any]:
         # Group chats only, so the agent can tell a line addressed to it from one it overheard.
         meta["chat_type"] = _meta(event.chat_type)
         meta["mentioned"] = "true" if event.mentioned else "false"
+    if event.kind == "channel":  # team_id, channel_id, thread_id: where post_channel_message answers
+        meta |= channel_meta(event)
     return {"content": f"{head}\n{body}", "meta": meta}
 
 

@@ -25,7 +25,7 @@ from pydantic import ValidationError
 from .. import __version__
 from ..errors import AgentSeatError, TokenError
 from ..prompts.loader import MAX_INSTRUCTIONS, Prompts
-from . import cards, events, identity, mail, teams, teams_actions
+from . import cards, events, identity, mail, team_channels, teams, teams_actions
 from .base import Tool
 from .channel import ChannelSink
 from .events import EventCursor
@@ -144,6 +144,7 @@ def build_tools(runtime: Runtime, cursor: EventCursor, channel: ChannelSink | No
         *teams.tools(runtime),
         *teams_actions.tools(runtime),
         *cards.tools(runtime),
+        *team_channels.tools(runtime),
         *mail.tools(runtime),
         *events.tools(runtime, cursor),
         *identity.tools(runtime, extra_status),
@@ -154,7 +155,8 @@ def not_ready_tools(settings: Settings | None, failure: AgentSeatError) -> ToolB
     """Every tool listed as usual, none able to run: each call says what is wrong and how to fix it."""
     stand_in: Any = NoRuntime(settings)
     listed: list[Tool] = []
-    for build in (lambda: teams.tools(stand_in), lambda: teams_actions.tools(stand_in), lambda: mail.tools(stand_in),
+    for build in (lambda: teams.tools(stand_in), lambda: teams_actions.tools(stand_in), lambda: team_channels.tools(stand_in),
+                  lambda: mail.tools(stand_in),
                   lambda: events.tools(stand_in, EventCursor(stand_in)), lambda: identity.tools(stand_in)):
         try:
             listed += build()
