@@ -75,6 +75,8 @@ class ChannelPoller:
         self._state.setdefault("since", to_graph_time(datetime.now(UTC).timestamp()))
         self._state.setdefault("channels", {})
         self._save()
+        self._wanted: str | None = None  # the reason of the one pending full round
+        self._wake = anyio.Event()
         self.rounds = 0
         self.events = 0
         self.errors = 0
@@ -186,9 +188,34 @@ class ChannelPoller:
             self.errors += 1
             log.warning("channel_poll_failed", error=exc.message, hint=exc.hint)
 
-    async def run(self, covered: Callable[[], set[Key]] = set) -> None:
-        """Poll the channels `covered()` leaves out, at the chat interval (held to its floor), until cancelled."""
+    def resync_soon(self, kind: str = "channel", reason: str = "resync") -> bool:
+        """Ask `run` for a round over every channel, subscribed or not (after a gap, a `missed`, a
+        full fetch queue); False when one is already pending. Coalesced: a flood costs one round."""
+        if self._wanted is not None:
+            return False
+        self._wanted = reason
+        self._wake.set()
+        return True
+
+    async def on_resync(self, kind: str, reason: str) -> None:
+        """The subscription manager's resync callback (a channel subscription made or `missed`)."""
+        self.resync_soon(kind, reason)
+
+    async def run(self, covered: Callable[[], set[Key]] = set, *, poll_uncovered: bool = True) -> None:
+        """Until cancelled: every chat interval (held to its floor), read the channels `covered()` leaves
+        out (with `poll_uncovered`); every `reconcile_seconds`, and when asked, read them all."""
         every = intervals(self._settings).chat
+        last_full = time.monotonic()
         while True:
-            await self.resync("poll", skip=covered())
-            await anyio.sleep(every)
+            reason, self._wanted = self._wanted, None
+            if reason is None and time.monotonic() - last_full >= self._settings.reconcile_seconds:
+                reason = "timer"
+            if reason is not None:
+                last_full = time.monotonic()
+                await self.resync(reason)
+            elif poll_uncovered:
+                await self.resync("poll", skip=covered())
+            self._wake = anyio.Event()
+            if self._wanted is None:
+                with anyio.move_on_after(every):
+                    await self._wake.wait()
