@@ -72,17 +72,19 @@ async def joined_channels(graph: Any) -> list[JoinedChannel]:
     return out
 
 
-async def recent_posts(graph: Any, team_id: str, channel_id: str, top: int = 20) -> dict[str, Any]:
-    """One page of root posts, newest first (the body, with `@odata.nextLink` when there are more)."""
-    body = await graph.get(f"{channel_path(team_id, channel_id)}/messages", **{"$top": str(min(top, MAX_TOP))})
-    return body if isinstance(body, dict) else {}
-
-
-async def replies(graph: Any, team_id: str, channel_id: str, message_id: str, top: int = 50) -> list[dict[str, Any]]:
-    """The replies of one root post (chatmessage-list-replies; `$top` at most 50 per page)."""
-    body = await graph.get(f"{message_path(team_id, channel_id, message_id)}/replies",
-                           **{"$top": str(min(top, MAX_TOP))})
-    return [m for m in (body or {}).get("value", []) if isinstance(m, dict)]
+async def recent_posts(graph: Any, team_id: str, channel_id: str, top: int = 20) -> list[dict[str, Any]]:
+    """One page of root posts, newest first, each with its `replies` (one request: channel-list-messages
+    documents `$expand=replies`, up to 1,000 replies per post; past that, `replies@odata.nextLink`)."""
+    body = await graph.get(f"{channel_path(team_id, channel_id)}/messages",
+                           **{"$top": str(min(top, MAX_TOP)), "$expand": "replies"})
+    posts = [m for m in (body or {}).get("value", []) if isinstance(m, dict)] if isinstance(body, dict) else []
+    for post in posts:
+        more = post.get("replies@odata.nextLink")
+        if isinstance(more, str) and more:  # a thread past the expansion's 1,000: read in full
+            post["replies"] = [r async for page in graph.pages(more) for r in page if isinstance(r, dict)]
+        elif not isinstance(post.get("replies"), list):
+            post["replies"] = []
+    return posts
 
 
 async def read_message(graph: Any, team_id: str, channel_id: str, message_id: str,

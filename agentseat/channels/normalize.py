@@ -79,7 +79,8 @@ def channel_message_event(message: dict[str, Any], policy: TrustPolicy, *, sourc
         sender_id=sender_id, sender_upn=str(user.get("userPrincipalName") or ""),
         sender_name=str(user.get("displayName") or ""),
         trust=policy.trust(sender_id, "", user.get("tenantId")),  # type: ignore[arg-type]
-        text=body_text(message.get("body")), created_at=str(message.get("createdDateTime") or datetime.now(UTC).isoformat()),
+        text=body_text(message.get("body")),
+        created_at=str(message.get("createdDateTime") or datetime.now(UTC).isoformat()),
         source=source, confirmed=confirmed, mentioned=mentions_agent(message, policy),
     )
 

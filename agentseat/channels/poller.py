@@ -1,10 +1,9 @@
 """Reading team channels by polling: the fallback for channels no subscription covers.
 
 Graph has no "what changed in my channels" list for a delegated caller, so a round reads,
-per uncovered channel, one page of root posts (newest first) and the replies of the threads
-that show activity since the channel's watermark (a root modified since, or one of the few
-newest threads). Teams asks apps not to poll in a loop (teams-api-overview, "Polling
-requirements"): rounds run no faster than the chat poll interval and its floor
+per uncovered channel, one page of root posts (newest first) with their replies expanded: one
+request per channel (Teams allows 4 per second per app on a channel, throttling-limits).
+Teams asks apps not to poll in a loop (teams-api-overview, "Polling requirements"): rounds run no faster than the chat poll interval and its floor
 (runtime/poll_policy.py), and only for channels without an active subscription.
 The joined teams and channels are listed again at most every `channel_list_seconds`.
 
@@ -38,13 +37,9 @@ from .normalize import ChannelRef, channel_message_event
 log = structlog.get_logger(__name__)
 
 _STATE_KEY = "poll.channels"
-#: Threads whose replies a round reads even when their root shows no change: Graph does not say
-#: whether a reply changes its root's lastModifiedDateTime, so the newest few are always read.
-REPLY_SCAN = 3
-#: ...if their root post is this recent; older threads are read when their root changes.
-REPLY_SCAN_SECONDS = 3 * 86_400.0
-#: Root posts read per channel per round (channel-list-messages allows up to 50).
-POSTS_PER_ROUND = 20
+#: Root posts read per channel per round, each with its replies (channel-list-messages allows 50).
+#: A reply to an older thread is found by the next full listing only if its thread is among them.
+POSTS_PER_ROUND = 50
 
 Store = Callable[[list[Event]], Awaitable[list[Event]]]
 Key = tuple[str, str]  # (team id, channel id)
@@ -119,25 +114,15 @@ class ChannelPoller:
         floor = parse_graph_time(state["watermark"])
         newest = floor
         try:
-            page = await channel_graph.recent_posts(self._graph, channel.team_id, channel.channel_id, POSTS_PER_ROUND)
+            posts = await channel_graph.recent_posts(self._graph, channel.team_id, channel.channel_id,
+                                                     POSTS_PER_ROUND)
         except GraphError as exc:
             if exc.status in (403, 404):  # left the team since it was listed: listed again next round
                 self._listed_at = float("-inf")
                 return 0
             raise
-        messages: list[dict[str, Any]] = []
-        now = time.time()
-        for n, root in enumerate(m for m in page.get("value", []) if isinstance(m, dict)):
-            created, modified = _time(root.get("createdDateTime")), _time(root.get("lastModifiedDateTime"))
-            if created is not None and created >= floor:
-                messages.append(root)
-            changed = any(t is not None and t >= floor for t in (created, modified))
-            recent = n < REPLY_SCAN and created is not None and now - created < REPLY_SCAN_SECONDS
-            if (changed or recent) and root.get("id"):
-                for reply in await channel_graph.replies(self._graph, channel.team_id, channel.channel_id,
-                                                         str(root["id"])):
-                    if (at := _time(reply.get("createdDateTime"))) is not None and at >= floor:
-                        messages.append(reply)
+        messages = [m for post in posts for m in (post, *post["replies"])
+                    if (at := _time(m.get("createdDateTime"))) is not None and at >= floor]
         events: list[tuple[float, Event]] = []
         for message in messages:
             at = _time(message.get("createdDateTime")) or floor

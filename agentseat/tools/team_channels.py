@@ -106,15 +106,14 @@ class ChannelTools:
     async def read(self, args: ReadChannelArgs) -> dict[str, Any]:
         where = f"teams-channel:{args.channel_id}"
         try:
-            page = await channel_graph.recent_posts(self._graph, args.team_id, args.channel_id, args.top)
             posts = []
-            for root in page.get("value", []):
-                view = self._view(where, root) if isinstance(root, dict) else None
+            for root in await channel_graph.recent_posts(self._graph, args.team_id, args.channel_id, args.top):
+                view = self._view(where, root)
                 if view is None:
                     continue
-                replies = await channel_graph.replies(self._graph, args.team_id, args.channel_id, str(root["id"]))
                 # Oldest first within a thread, as Teams shows it.
-                view["replies"] = [v for r in reversed(replies) if (v := self._view(where, r))]
+                replies = sorted(root["replies"], key=lambda r: str(r.get("createdDateTime") or ""))
+                view["replies"] = [v for r in replies if (v := self._view(where, r))]
                 posts.append(view)
         except ValueError as exc:
             raise ToolInputError("team_id or channel_id is not an id", hint="use list_teams and list_channels") from exc

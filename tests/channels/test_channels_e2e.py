@@ -112,7 +112,8 @@ async def test_the_poller_reads_channels_when_graph_refuses_subscriptions(
         event = await wait_stored(served, chatter)
         assert event["source"] == "poll" and event["mentioned"] is False
         status = await served.call_json("status")
-        assert not [k for k, s in status["subscriptions"].items() if k.startswith("channel:") and s["state"] == "active"]
+        subs = status["subscriptions"]
+        assert not [k for k, s in subs.items() if k.startswith("channel:") and s["state"] == "active"]
         assert status["channel_poller"]["events"] >= 3
         await settled(served)
         assert len(served.pushes) == 2
