@@ -3,8 +3,9 @@
 Graph has no "what changed in my channels" list for a delegated caller, so a round reads,
 per uncovered channel, one page of root posts (newest first) with their replies expanded: one
 request per channel (Teams allows 4 per second per app on a channel, throttling-limits).
-Teams asks apps not to poll in a loop (teams-api-overview, "Polling requirements"): rounds run no faster than the chat poll interval and its floor
-(runtime/poll_policy.py), and only for channels without an active subscription.
+Teams asks apps not to poll in a loop (teams-api-overview, "Polling requirements"): rounds
+run no faster than the chat poll interval and its floor (runtime/poll_policy.py), and only
+for channels without an active subscription.
 The joined teams and channels are listed again at most every `channel_list_seconds`.
 
 Every message read here is read with the agent's own token, so its events are confirmed.
