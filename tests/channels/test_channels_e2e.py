@@ -57,7 +57,10 @@ async def test_a_mention_in_a_channel_pushes_and_the_reply_lands_in_its_thread(
         events = {e["message_id"]: e for e in await stored(served)}
         assert set(events) == {chatter, asked, followup}
         assert events[chatter]["kind"] == "channel" and events[chatter]["mentioned"] is False
-        assert events[followup]["thread_id"] == asked and events[asked]["source"] == "webhook"
+        assert events[followup]["thread_id"] == asked and events[asked]["thread_id"] == asked
+        assert events[asked]["team_id"] == team[0] and events[asked]["chat_id"] == team[1]
+        # Each came by its notification and one read of it from Graph (basic subscription).
+        assert (await served.call_json("status"))["intake"]["fetched.channel"] >= 3
 
         sent = await served.call_json("post_channel_message", team_id=team[0], channel_id=team[1],
                                       text="on it: the build is green", reply_to=push.meta["thread_id"])
@@ -110,7 +113,7 @@ async def test_the_poller_reads_channels_when_graph_refuses_subscriptions(
         assert [(p.meta or {}).get("message_id") for p in pushes] == [asked, answer]
         assert (pushes[1].meta or {}).get("thread_id") == asked
         event = await wait_stored(served, chatter)
-        assert event["source"] == "poll" and event["mentioned"] is False
+        assert event["mentioned"] is False and event["kind"] == "channel"
         status = await served.call_json("status")
         subs = status["subscriptions"]
         assert not [k for k, s in subs.items() if k.startswith("channel:") and s["state"] == "active"]
