@@ -74,6 +74,8 @@ def collect(settings: Settings) -> dict[str, Any]:
         }
         raw = inbox.get_meta("subscriptions")
         info["subscriptions"] = json.loads(raw) if raw else {}
+        raw = inbox.get_meta("subscriptions.channels")  # one per joined team channel (subscriptions/channels.py)
+        info["channel_subscriptions"] = json.loads(raw) if raw else {}
         watch = inbox.get_meta(DELIVERY_META)
         info["missed_notifications"] = None if watch is None else missed_in_window(watch)
     finally:
@@ -127,6 +129,10 @@ def status(settings: Settings, out: TextIO | None = None) -> int:
         if sub.get("state") == "refused" and sub.get("retry_at"):
             detail += f", retry at {_when(float(sub['retry_at']))}"
         print(f"subscription:   {kind}: {detail}", file=out)
+    if channel_subs := info.get("channel_subscriptions"):
+        active = sum(1 for sub in channel_subs.values() if sub.get("state") == "active")
+        print(f"channels:       {active} of {len(channel_subs)} channel subscriptions active "
+              "(in auto mode the rest are polled)", file=out)
     if info.get("missed_notifications") is not None:  # webhook mode has run here (delivery_watch.py)
         missed = (f"notifications:  missed_notifications = {info['missed_notifications']} (found by reconcile, "
                   f"never notified, last {WINDOW_SECONDS / 3600:g} h)")

@@ -100,6 +100,15 @@ class ChannelSubscriptionManager(SubscriptionManager):
                         await self._create(spec, reason="joined")
             self._save()
 
+    # A lifecycle job may run after the channel it names was left (its spec dropped): nothing to do.
+    async def _check_removed(self, kind: str, reason: str) -> None:
+        if kind in self.states:
+            await super()._check_removed(kind, reason)
+
+    async def _reauthorize(self, kind: str, reason: str) -> None:
+        if kind in self.states:
+            await super()._reauthorize(kind, reason)
+
     def _current(self, spec: SubscriptionSpec) -> SubscriptionSpec:
         # A held spec keeps the lifetime a refusal taught it.
         return next((s for s in self.specs if s.kind == spec.kind), spec)

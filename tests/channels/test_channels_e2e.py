@@ -8,16 +8,19 @@ read_channel_messages, and post_channel_message landing in the thread.
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
 
+from agentseat.runtime.status import status
 from agentseat.sandbox.app import Sandbox
 from tests.channels._sandbox import (
     ADA, AGENT, ALAN, GRACE, channel_subscribed, make_team, post, settled, stored, thread_view, wait_stored,
 )
+from tests.conftest import settings_from_env
 from tests.tools._mcp import serve
 
 
@@ -71,7 +74,9 @@ async def test_a_mention_in_a_channel_pushes_and_the_reply_lands_in_its_thread(
     assert [r["id"] for r in posts[asked]["replies"]] == [followup, sent["message_id"]]
     assert "the build is green" in _text(posts[asked]["replies"][1])
     assert fresh["message_id"] in posts and posts[fresh["message_id"]]["replies"] == []
-    # The agent's own posts and replies never come back as events (checked by the next server's inbox).
+    out = io.StringIO()
+    status(settings_from_env(env), out)  # `agentseat status`, from the state the server left
+    assert "channels:       1 of 1 channel subscriptions active" in out.getvalue()
 
 
 async def test_list_teams_channels_and_read_posts_with_replies(sandbox: Sandbox, env: dict[str, str],
