@@ -41,7 +41,8 @@ async def test_agent_lists_its_joined_teams_and_their_general_channel(sandbox: S
     status, one, _ = await call(sandbox, "GET", f"/v1.0/teams/{team_id}/channels/{channel_id}", token)
     assert status == 200 and one["displayName"] == "General"
     # Another member sees both of their teams.
-    status, body, _ = await call(sandbox, "GET", "/v1.0/me/joinedTeams", user_graph_token(sandbox, sandbox.role("sponsor")))
+    sponsor = user_graph_token(sandbox, sandbox.role("sponsor"))
+    status, body, _ = await call(sandbox, "GET", "/v1.0/me/joinedTeams", sponsor)
     assert sorted(t["displayName"] for t in body["value"]) == ["Finance", "Launch"]
 
 
@@ -149,7 +150,8 @@ async def test_posts_carry_checked_mentions(sandbox: Sandbox) -> None:
     no_throttle(sandbox)
     team_id, channel_id = await make_team(sandbox, AGENT, ADA, GRACE)
     token, base, grace = _agent(sandbox), _msgs(team_id, channel_id), sandbox.role("colleague1")
-    missing = {"body": {"contentType": "html", "content": "hi Grace"}, "mentions": [mention(0, "Grace Hopper", grace)]}
+    missing = {"body": {"contentType": "html", "content": "hi Grace"},
+               "mentions": [mention(0, "Grace Hopper", grace)]}
     status, body, _ = await call(sandbox, "POST", base, token, body=missing)
     assert status == 400 and "marker for mention" in body["error"]["message"]
     sent = {"body": {"contentType": "html", "content": '<at id="0">Grace Hopper</at> can you check?'},

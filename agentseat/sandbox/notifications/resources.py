@@ -3,8 +3,9 @@
 Owns which resources the sandbox accepts for delegated subscriptions (Teams
 chat and channel messages, Outlook messages), their query options (`$select`, a small
 `$filter`, a channel's mention filter and `$search`), and the match between a new
-chat message, channel message or mail and a parsed resource. It does not own the HTTP routes (graph_subscriptions.py), the
-creation rules (rules.py) or delivery (delivery.py).
+chat message, channel message or mail and a parsed resource. It does not own the
+HTTP routes (graph_subscriptions.py), the creation rules (rules.py) or delivery
+(delivery.py).
 """
 
 from __future__ import annotations

@@ -33,7 +33,8 @@ READ_SCOPES = ("ChannelMessage.Read.All", "Group.Read.All", "Group.ReadWrite.All
 READ_ROLES = ("ChannelMessage.Read.Group", "ChannelMessage.Read.All", "Group.Read.All", "Group.ReadWrite.All")
 SEND_SCOPES = ("ChannelMessage.Send", "Group.ReadWrite.All")
 PAGE_DEFAULT = 20  # channel-list-messages: "The default page size is 20 messages."
-PAGE_MAX = 50  # "Each page can be extended to a maximum of 50 channel messages"; replies: "maximum allowed $top value is 50"
+#: "Each page can be extended to a maximum of 50 channel messages"; replies: "maximum allowed $top value is 50".
+PAGE_MAX = 50
 EXPAND_REPLIES_MAX = 1000  # "By default, the response can contain up to 1,000 replies"
 #: throttling-limits (Teams): "GET channel message" 20 rps and "POST channel message" 50 rps per app per
 #: tenant, and at most 4 requests per second per app on a given channel.
