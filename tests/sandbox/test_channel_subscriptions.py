@@ -97,6 +97,15 @@ async def test_mention_filter_sends_only_messages_that_mention_the_user(sandbox:
     assert status == 400 and "mentions/any" in body["error"]["message"]
 
 
+async def test_search_sends_only_messages_with_the_keyword(sandbox: Sandbox, graph: Graph, rx: Receiver) -> None:
+    team_id, channel_id = await make_team(sandbox, AGENT, ADA)
+    await _subscribe(graph, rx, _resource(team_id, channel_id, "?$search=deploy"))
+    await control_post(sandbox, team_id, channel_id, ADA, "lunch anyone?")
+    wanted = await control_post(sandbox, team_id, channel_id, ADA, "Deploy is done")
+    await wait_until(lambda: len(rx.items()) >= 1)
+    assert [i["resourceData"]["id"] for i in rx.items()] == [wanted]
+
+
 async def test_all_channels_resource_is_application_only(sandbox: Sandbox, graph: Graph, rx: Receiver) -> None:
     status, body = await graph.subscribe("/teams/getAllMessages", rx.url())
     assert status == 403 and body["error"]["code"] == "ExtensionError"
