@@ -14,6 +14,7 @@ from agentseat.runtime.crypto import decrypt_content
 from agentseat.sandbox.app import Sandbox
 from agentseat.sandbox.notifications.rules import QUOTA_TEAMS_PER_ORG
 from agentseat.sandbox.tenant import Subscription
+from tests.sandbox._graph import call
 from tests.sandbox._teams import control_post, make_team
 from tests.sandbox._webhook import Graph, Receiver, certificate, rich, wait_until
 
@@ -66,6 +67,31 @@ async def test_rich_channel_notification_decrypts_to_the_channel_message(sandbox
     assert payloads[post]["replyToId"] is None and payloads[post]["chatId"] is None
     assert payloads[post]["mentions"][0]["mentioned"]["user"]["id"] == sandbox.role("agent_user")
     assert payloads[reply]["replyToId"] == post and payloads[reply]["body"]["content"] == "thanks"
+
+
+async def test_edits_and_deletes_arrive_as_updated_and_deleted(sandbox: Sandbox, graph: Graph,
+                                                               rx: Receiver) -> None:
+    team_id, channel_id = await make_team(sandbox, AGENT, ADA)
+    await _subscribe(graph, rx, _resource(team_id, channel_id), changeType="updated,deleted", **rich("cert-D"))
+    post = await control_post(sandbox, team_id, channel_id, ADA, "first draft")
+    reply = await control_post(sandbox, team_id, channel_id, ADA, "a reply", reply_to=post)
+    base = f"/_sandbox/channel-messages/{team_id}/{channel_id}"
+    status, body, _ = await call(sandbox, "POST", f"{base}/{post}/edit", body={"text": "final text"})
+    assert status == 200 and body["edited"] is not None, body
+    status, body, _ = await call(sandbox, "POST", f"{base}/{reply}/delete", body={"from": GRACE})
+    assert status == 403, body  # only the sender deletes
+    status, body, _ = await call(sandbox, "POST", f"{base}/{reply}/delete", body={"from": ADA})
+    assert status == 200 and body["deleted"] is not None
+    await wait_until(lambda: len(rx.items()) == 2)
+    updated, deleted = rx.items()
+    assert (updated["changeType"], updated["resourceData"]["id"]) == ("updated", post)
+    payload = json.loads(decrypt_content(updated["encryptedContent"], certificate()[0]))
+    assert payload["body"]["content"] == "final text" and payload["lastEditedDateTime"] is not None
+    assert (deleted["changeType"], deleted["resource"]) == (
+        "deleted", f"teams('{team_id}')/channels('{channel_id}')/messages('{post}')/replies('{reply}')")
+    assert "encryptedContent" not in deleted  # a deletion carries only the id
+    status, view, _ = await call(sandbox, "GET", f"/_sandbox/teams/{team_id}/channels/{channel_id}/messages")
+    assert view["messages"][0]["text"] == "final text" and view["messages"][0]["replies"][0]["deleted"]
 
 
 async def test_other_channels_and_unsubscribed_change_types_send_nothing(sandbox: Sandbox, graph: Graph,

@@ -4,7 +4,9 @@
 channel); `GET /_sandbox/teams/{team_id}/channels/{channel_id}/messages` (posts with their replies);
 `POST /_sandbox/channel-messages` `{from, team_id, channel_id, text, html?, mentions?, reply_to?}` ->
 `{message_id}`. Also `GET /_sandbox/teams`, `POST /_sandbox/teams/{team_id}/channels` `{name}`, and
-`POST /_sandbox/teams/{team_id}/members` `{member}` / `DELETE .../members/{member}` for membership changes.
+`POST /_sandbox/teams/{team_id}/members` `{member}` / `DELETE .../members/{member}` for membership changes,
+and `POST /_sandbox/channel-messages/{team_id}/{channel_id}/{message_id}/edit` `{text, html?}` (as the
+author) and `.../delete` `{from}` (the author soft-deletes), which notify `updated` and `deleted`.
 Posts go through the same helper as Graph's (graph/teams/store.py), so subscribers are notified alike.
 """
 
@@ -164,6 +166,45 @@ async def post_channel_message(request: web.Request) -> web.Response:
                               "reply_to": msg.reply_to_id}, status=201)
 
 
+def _target(request: web.Request) -> tuple[SandboxState, Team, Channel, ChannelMessage]:
+    sb = request.app[SANDBOX_KEY]
+    team = _team(sb, request.match_info["team_id"])
+    channel = _channel(team, request.match_info["channel_id"])
+    try:
+        return sb, team, channel, store.find_message(sb, channel, request.match_info["message_id"])
+    except GraphError as exc:
+        raise ControlError(404, f"no message '{request.match_info['message_id']}' in that channel") from exc
+
+
+def _changed(sb: SandboxState, msg: ChannelMessage) -> web.Response:
+    return web.json_response({"message_id": msg.id, "reply_to": msg.reply_to_id, **changes_view(sb, msg)})
+
+
+@_handler
+async def edit_message(request: web.Request) -> web.Response:
+    """`{"text", "html"?}`: the author edits a post or a reply."""
+    sb, team, channel, msg = _target(request)
+    data = await _body(request)
+    text = _text(data, "text")
+    try:
+        store.edit_channel_message(sb, team, channel, msg, text, "html" if data.get("html") is True else "text")
+    except GraphError as exc:
+        raise ControlError(exc.status, exc.message) from exc
+    return _changed(sb, msg)
+
+
+@_handler
+async def delete_message(request: web.Request) -> web.Response:
+    """`{"from"}`: the author soft-deletes a post or a reply (anyone else: 403)."""
+    sb, team, channel, msg = _target(request)
+    user = _user(sb, _text(await _body(request), "from"), "from")
+    try:
+        store.soft_delete_channel_message(sb, team, channel, msg, user.id)
+    except GraphError as exc:
+        raise ControlError(exc.status, exc.message) from exc
+    return _changed(sb, msg)
+
+
 def routes() -> list[web.RouteDef]:
     return [
         web.post("/_sandbox/teams", create_team),
@@ -173,4 +214,6 @@ def routes() -> list[web.RouteDef]:
         web.delete("/_sandbox/teams/{team_id}/members/{member}", remove_member),
         web.get("/_sandbox/teams/{team_id}/channels/{channel_id}/messages", channel_messages),
         web.post("/_sandbox/channel-messages", post_channel_message),
+        web.post("/_sandbox/channel-messages/{team_id}/{channel_id}/{message_id}/edit", edit_message),
+        web.post("/_sandbox/channel-messages/{team_id}/{channel_id}/{message_id}/delete", delete_message),
     ]

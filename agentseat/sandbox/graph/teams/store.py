@@ -123,3 +123,44 @@ def post_channel_message(sb: SandboxState, team: Team, channel: Channel, from_id
     log.info("channel_message_posted", team=team.id, channel=channel.id, message=msg.id,
              reply=reply_to is not None)
     return msg
+
+
+# --- changes after sending (the control API's edit and delete) ------------------------------------------------
+def find_message(sb: SandboxState, channel: Channel, message_id: str) -> ChannelMessage:
+    """A post or a reply of the channel, by id."""
+    for msg in thread(sb, channel):
+        if msg.id == message_id:
+            return msg
+    raise GraphError(404, "NotFound", f"Message {message_id} was not found in this channel.")
+
+
+def _touch(sb: SandboxState, msg: ChannelMessage) -> float:
+    # Strictly later than the last change, so a poller's lastModifiedDateTime watermark sees it.
+    now = max(sb.clock.now(), msg.last_modified + 0.001)
+    msg.last_modified = now
+    sb.mark_dirty()
+    return now
+
+
+def edit_channel_message(sb: SandboxState, team: Team, channel: Channel, msg: ChannelMessage, content: str,
+                         content_type: str) -> ChannelMessage:
+    """The sender replaces the body: an `updated` change (chatmessage-update)."""
+    if msg.deleted is not None:
+        raise GraphError(400, "BadRequest", "A deleted message cannot be edited.")
+    msg.content, msg.content_type = content, content_type
+    msg.edited = _touch(sb, msg)
+    sb.delivery.channel_message(team, channel, msg, "updated")
+    log.info("channel_message_edited", team=team.id, channel=channel.id, message=msg.id)
+    return msg
+
+
+def soft_delete_channel_message(sb: SandboxState, team: Team, channel: Channel, msg: ChannelMessage,
+                                user_id: str) -> ChannelMessage:
+    """The sender deletes (chatmessage-softdelete): a `deleted` change; the message keeps its place."""
+    if msg.from_id != user_id:
+        raise GraphError(403, "Forbidden", "Forbidden: only the sender of a message can delete it.")
+    if msg.deleted is None:
+        msg.deleted = _touch(sb, msg)
+        sb.delivery.channel_message(team, channel, msg, "deleted")
+        log.info("channel_message_deleted", team=team.id, channel=channel.id, message=msg.id)
+    return msg
