@@ -83,8 +83,10 @@ async def create_channel(request: web.Request) -> web.Response:
     name = _text(data, "name")
     if any(c.display_name.lower() == name.lower() for c in team.channels):
         raise ControlError(409, f"team '{team.display_name}' already has a channel named '{name}'")
-    channel = store.add_channel(sb, team, name, data.get("description") if isinstance(data.get("description"), str)
-                                else None)
+    description = data.get("description")
+    if description is not None and not isinstance(description, str):
+        raise ControlError(400, "'description' must be a string")
+    channel = store.add_channel(sb, team, name, description)
     return web.json_response({"team_id": team.id, "channel_id": channel.id, "name": channel.display_name},
                              status=201)
 

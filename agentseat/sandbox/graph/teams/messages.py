@@ -27,7 +27,7 @@ from .store import channel_for, find_post, find_reply, post_channel_message, rep
 
 if TYPE_CHECKING:
     from ...state import SandboxState
-    from ...tenant import Channel, ChannelMessage
+    from ...tenant import Channel, ChannelMessage, Team
 
 READ_SCOPES = ("ChannelMessage.Read.All", "Group.Read.All", "Group.ReadWrite.All")
 READ_ROLES = ("ChannelMessage.Read.Group", "ChannelMessage.Read.All", "Group.Read.All", "Group.ReadWrite.All")
@@ -48,7 +48,7 @@ def _viewer(request: web.Request) -> str | None:
     return who.oid if who.kind == "user" else None
 
 
-def _target(request: web.Request) -> tuple[SandboxState, Any, Channel]:
+def _target(request: web.Request) -> tuple[SandboxState, Team, Channel]:
     sb = request.app[SANDBOX_KEY]
     team, channel = channel_for(sb, request.match_info["team_id"], request.match_info["channel_id"],
                                 _viewer(request))
