@@ -73,7 +73,7 @@ class ChannelPoller:
         self._save()
         self._wanted: str | None = None  # the reason of the one pending full round
         self._wake = anyio.Event()
-        self.rounds = 0
+        self.rounds = 0  # polling rounds, and what they stored (a notification's read counts in its fetch queue)
         self.events = 0
         self.errors = 0
 
@@ -148,7 +148,6 @@ class ChannelPoller:
         event = channel_message_event(message, self._policy, source=source, confirmed=True,  # type: ignore[arg-type]
                                       team_id=ref.team_id, channel_id=ref.channel_id)
         stored = await self._store([event]) if event is not None else []
-        self.events += len(stored)
         return len(stored)
 
     async def read(self, ref: ChannelRef) -> dict[str, Any] | None:
