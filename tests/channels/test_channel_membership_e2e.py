@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -88,3 +89,21 @@ async def test_past_the_cap_channels_are_polled_not_subscribed(sandbox: Sandbox,
         status = await served.call_json("status")
         assert status["channel_poller"]["events"] >= 1 and "fetched.channel" not in status["intake"]
         assert await active_channels(served) == {subscribed}
+
+
+async def test_a_restart_keeps_the_channel_subscription_it_made(sandbox: Sandbox, env: dict[str, str],
+                                                                tmp_path: Path) -> None:
+    team = await make_team(sandbox, "Research", AGENT, GRACE)
+    with socket.socket() as s:  # the same URL both times, so the subscription need not move
+        s.bind(("127.0.0.1", 0))
+        port = str(s.getsockname()[1])
+    ids = []
+    for run in range(2):
+        async with serve({**env, "AGENTSEAT_WEBHOOK_PORT": port}, tmp_path, f"serve{run}") as served:
+            await until_active(served, {kind(team)})
+            ids.append((await served.call_json("status"))["subscriptions"][kind(team)]["id"])
+            asked = await post(sandbox, GRACE, team, f"@{AGENT} run {run}", mentions=[AGENT])
+            [push] = await served.wait_pushes(1)  # the kept subscription still verifies (its secret was kept)
+            assert push.meta is not None and push.meta["message_id"] == asked
+    assert ids[0] == ids[1]
+    assert await graph_subscriptions(sandbox) == [f"/teams/{team[0]}/channels/{team[1]}/messages"]
