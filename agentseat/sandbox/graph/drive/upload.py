@@ -182,7 +182,7 @@ async def upload_fragment(request: web.Request) -> web.Response:
         if not last and length % FRAGMENT_UNIT:
             raise GraphError(400, "invalidRequest", "Each fragment but the last must be a multiple of 320 KiB "
                              "(327,680 bytes).")
-        data = await request.content.read(length + 1)
+        data = await _read_limited(request, FRAGMENT_MAX)
         if len(data) != length:
             raise GraphError(400, "invalidRequest", "The body length does not match the Content-Range.")
     except GraphError as exc:
