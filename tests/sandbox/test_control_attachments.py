@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 from urllib.parse import quote
 
+from agentseat.runtime.crypto import decrypt_content
 from agentseat.sandbox.app import Sandbox
 from agentseat.sandbox.entra.tokens import user_graph_token
 from agentseat.sandbox.graph.drive import store
 from tests.sandbox._files import JPEG, PNG, b64, raw_call
 from tests.sandbox._graph import call
 from tests.sandbox.test_drive import upload_as
+from tests.sandbox._webhook import Graph, Receiver, certificate, rich, wait_until
 from tests.sandbox.test_mentions import group_chat
 
 
@@ -101,3 +103,18 @@ async def test_sandbox_files_opens_a_file_as_a_person_would(sandbox: Sandbox) ->
     assert (await open_as("grace@contoso.test"))[0] == 403
     assert (await open_as("ada@contoso.test", url.replace("out.csv", "gone.csv")))[0] == 404
     assert (await open_as("nobody@contoso.test"))[0] == 404
+
+
+async def test_rich_notifications_carry_the_rewritten_image_and_the_file_reference(sandbox: Sandbox, graph: Graph,
+                                                                                    rx: Receiver) -> None:
+    status, body = await graph.subscribe("/me/chats/getAllMessages", rx.url("/rich"), changeType="created",
+                                         lifecycleNotificationUrl=rx.url("/lifecycle"), **rich("cert-R"))
+    assert status == 201, body
+    status, sent, _ = await call(sandbox, "POST", "/_sandbox/messages", body={
+        "from": "ada@contoso.test", "to": "agent@contoso.test", "text": "both",
+        "images": [b64(PNG)], "files": [{"name": "n.txt", "data": b64(b"n")}]})
+    await wait_until(lambda: len(rx.items("/rich")) == 1)
+    payload = json.loads(decrypt_content(rx.items("/rich")[0]["encryptedContent"], certificate()[0]))
+    base = f"{sandbox.graph_url}/chats/{sent['chat_id']}/messages/{sent['message_id']}/hostedContents/"
+    assert f'src="{base}' in payload["body"]["content"] and "../hostedContents" not in payload["body"]["content"]
+    assert [(a["contentType"], a["name"]) for a in payload["attachments"]] == [("reference", "n.txt")]
