@@ -9,7 +9,7 @@ Someone the item is not shared with gets 403 accessDenied, as SharePoint answers
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
@@ -22,6 +22,10 @@ from .items import BASES, ITEM, READ_ROLES, READ_SCOPES, addressed_item, caller,
 from .resources import item_json, permission_json
 from .upload import WRITE_ROLES, WRITE_SCOPES
 
+if TYPE_CHECKING:
+    from ...state import SandboxState
+    from ...tenant import DriveItem, User
+
 #: shares-get: delegated Files.ReadWrite (least privileged), Files.ReadWrite.All, Sites.ReadWrite.All.
 SHARES_SCOPES = WRITE_SCOPES
 #: driveitem-invite: "A plain text formatted message ... Maximum length 2000 characters."
@@ -32,7 +36,7 @@ def _invalid(message: str) -> GraphError:
     return GraphError(400, "invalidRequest", message)
 
 
-def _recipients(sb: Any, raw: Any) -> list[tuple[Any, str | None]]:
+def _recipients(sb: SandboxState, raw: Any) -> list[tuple[User, str | None]]:
     if not isinstance(raw, list) or not raw:
         raise _invalid("'recipients' must be a non-empty collection of driveRecipient.")
     out = []
@@ -85,7 +89,7 @@ async def list_permissions(request: web.Request) -> web.Response:
     return web.json_response(odata(context, [permission_json(sb, p) for p in mine]))
 
 
-def shared_item(request: web.Request) -> Any:
+def shared_item(request: web.Request) -> DriveItem:
     """The item `{share_id}` names (an encoded sharing URL), readable by the caller."""
     sb = request.app[SANDBOX_KEY]
     url = store.decode_share_id(request.match_info["share_id"])

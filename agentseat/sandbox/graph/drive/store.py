@@ -14,7 +14,7 @@ import mimetypes
 import re
 import secrets
 import uuid
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, unquote, urlsplit
 
 import structlog
@@ -245,14 +245,14 @@ def write_file(sb: SandboxState, user_id: str, folder_path: str, name: str, data
     return item, True
 
 
-def grant(sb: SandboxState, item: DriveItem, user: User, roles: list[str], email: str | None) -> dict[str, object]:
+def grant(sb: SandboxState, item: DriveItem, user: User, roles: list[str], email: str | None) -> dict[str, Any]:
     """Give `user` the roles on `item` (merged into their existing permission, as SharePoint does)."""
     for perm in item.permissions:
         if perm["user_id"] == user.id:
             perm["roles"] = sorted(set(perm["roles"]) | set(roles))
             sb.mark_dirty()
             return perm
-    perm: dict[str, object] = {"id": secrets.token_hex(16), "user_id": user.id, "roles": sorted(set(roles)),
+    perm: dict[str, Any] = {"id": secrets.token_hex(16), "user_id": user.id, "roles": sorted(set(roles)),
                                "email": email or user.mail}
     item.permissions.append(perm)
     sb.mark_dirty()

@@ -78,14 +78,13 @@ def _conflict(request: web.Request, default: str = "replace") -> str:
     return query(request, "@microsoft.graph.conflictBehavior") or default
 
 
-async def _read_limited(request: web.Request, limit: int) -> bytes:
+async def _read_limited(request: web.Request, limit: int, refusal: str) -> bytes:
     """The body, streamed, refusing once it passes `limit` (the app's own body cap does not apply here)."""
     chunks, size = [], 0
     async for chunk in request.content.iter_chunked(64 * 1024):
         size += len(chunk)
         if size > limit:
-            raise GraphError(413, "invalidRequest", f"The file is over the {limit // (1024 * 1024)} MB simple "
-                             "upload limit; use an upload session (createUploadSession).")
+            raise GraphError(413, "invalidRequest", refusal)
         chunks.append(chunk)
     return b"".join(chunks)
 
@@ -96,7 +95,8 @@ async def put_content(request: web.Request) -> web.Response:
     sb = request.app[SANDBOX_KEY]
     owner, folder, name = _target(request)
     _may_write(sb, request, owner, folder)
-    data = await _read_limited(request, SIMPLE_UPLOAD_MAX)
+    data = await _read_limited(request, SIMPLE_UPLOAD_MAX, f"The file is over the {SIMPLE_UPLOAD_MAX // 2**20} MB "
+                               "simple upload limit; use an upload session (createUploadSession).")
     item, created = store.write_file(sb, owner, folder, name, data, conflict=_conflict(request),
                                      actor=caller(request) or owner)
     return web.json_response(item_json(sb, item), status=201 if created else 200)
@@ -182,7 +182,7 @@ async def upload_fragment(request: web.Request) -> web.Response:
         if not last and length % FRAGMENT_UNIT:
             raise GraphError(400, "invalidRequest", "Each fragment but the last must be a multiple of 320 KiB "
                              "(327,680 bytes).")
-        data = await _read_limited(request, FRAGMENT_MAX)
+        data = await _read_limited(request, FRAGMENT_MAX, "A fragment must be less than 60 MiB.")
         if len(data) != length:
             raise GraphError(400, "invalidRequest", "The body length does not match the Content-Range.")
     except GraphError as exc:
