@@ -5,8 +5,11 @@ file and 200 for a replaced one, `@microsoft.graph.conflictBehavior`) and "Uploa
 with an upload session" (driveitem-createuploadsession): the session's `uploadUrl` is
 pre-authenticated; byte ranges go in order with `Content-Range: bytes a-b/total`, each but the
 last a multiple of 320 KiB and none over 60 MiB; 202 with `nextExpectedRanges` until the last
-byte, then 201/200 with the driveItem; an overlapping or out-of-order range is 416; an expired
-session 404; DELETE on the URL cancels it (204).
+byte, then 201/200 with the driveItem; a range already received is 416 (and, here, one that
+skips ahead too: "fragments must be uploaded sequentially in order"); an expired session 404; GET
+on the URL reports `nextExpectedRanges`, DELETE cancels it (204). The session's conflictBehavior
+defaults to fail, a simple PUT's to replace. An Authorization header on the upload URL "may
+result in 401"; the sandbox ignores it.
 """
 
 from __future__ import annotations
@@ -105,7 +108,7 @@ async def put_content(request: web.Request) -> web.Response:
 # --- upload sessions ----------------------------------------------------------------------------------------
 def _session_json(sb: SandboxState, session: UploadSession) -> dict[str, object]:
     return {"expirationDateTime": iso(session.expiration),
-            "nextExpectedRanges": [f"{session.received}-" + (f"{session.total - 1}" if session.total else "")]}
+            "nextExpectedRanges": [f"{session.received}-"]}
 
 
 @graph_route(scopes=WRITE_SCOPES, roles=WRITE_ROLES)
@@ -123,7 +126,8 @@ async def create_session(request: web.Request) -> web.Response:
         item = (body.get("item") or {}) if isinstance(body, dict) else {}
     if not isinstance(item, dict):
         raise bad_request("'item' must be a driveItemUploadableProperties object.")
-    conflict = str(item.get("@microsoft.graph.conflictBehavior") or _conflict(request))
+    # driveitem-createuploadsession: conflictBehavior "fail (default) | replace | rename".
+    conflict = str(item.get("@microsoft.graph.conflictBehavior") or _conflict(request, "fail"))
     if conflict not in ("replace", "fail", "rename"):
         raise GraphError(400, "invalidRequest", f"Invalid conflict behavior '{conflict}'.")
     if conflict == "fail" and any(c.name.lower() == name.lower() for c in
@@ -201,6 +205,16 @@ async def upload_fragment(request: web.Request) -> web.Response:
     return web.json_response(item_json(sb, item), status=201 if created else 200)
 
 
+async def session_status(request: web.Request) -> web.Response:
+    """GET on the upload URL: what is still missing, to resume an interrupted upload."""
+    sb = request.app[SANDBOX_KEY]
+    try:
+        session = _live_session(sb, request.match_info["session_id"])
+    except GraphError as exc:
+        return exc.response(request)
+    return web.json_response(_session_json(sb, session))
+
+
 async def cancel_session(request: web.Request) -> web.Response:
     sb = request.app[SANDBOX_KEY]
     session = sb.tenant.upload_sessions.pop(request.match_info["session_id"], None)
@@ -213,6 +227,7 @@ async def cancel_session(request: web.Request) -> web.Response:
 
 def routes() -> list[web.RouteDef]:
     out: list[web.RouteDef] = [web.put(f"{UPLOAD_PATH}{{session_id}}", upload_fragment),
+                               web.get(f"{UPLOAD_PATH}{{session_id}}", session_status),
                                web.delete(f"{UPLOAD_PATH}{{session_id}}", cancel_session)]
     for base in BASES:
         out += [
