@@ -104,9 +104,10 @@ def build_parts(sb: SandboxState, chat: Chat, sender: User, data: dict[str, Any]
     parts = Parts()
     reply_to = data.get("reply_to")
     if reply_to is not None:
-        if not any(m.id == str(reply_to) for m in sb.tenant.messages.get(chat.id, [])):
+        quoted = next((m for m in sb.tenant.messages.get(chat.id, []) if m.id == str(reply_to)), None)
+        if quoted is None:
             raise PartError(404, f"reply_to: no message '{reply_to}' in that chat")
-        parts.attachments.append(message_reference(sb, chat, str(reply_to)))
+        parts.attachments.append(message_reference(sb, quoted))
         parts.before = f'<attachment id="{reply_to}"></attachment>'
     if data.get("images") is not None:
         _images(data["images"], parts)

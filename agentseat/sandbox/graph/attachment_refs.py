@@ -25,7 +25,7 @@ from .resources import identity
 
 if TYPE_CHECKING:
     from ..state import SandboxState
-    from ..tenant import Chat
+    from ..tenant import ChatMessage
 
 REFERENCE = "reference"
 MESSAGE_REFERENCE = "messageReference"
@@ -51,8 +51,8 @@ def check_file_reference(sb: SandboxState, item: dict[str, Any], sender_id: str)
             "name": name if isinstance(name, str) and name else found.name, "thumbnailUrl": None, "teamsAppId": None}
 
 
-def check_message_reference(sb: SandboxState, item: dict[str, Any], chat: Chat) -> dict[str, Any]:
-    quoted = next((m for m in sb.tenant.messages.get(chat.id, []) if m.id == item["id"]), None)
+def check_message_reference(sb: SandboxState, item: dict[str, Any], messages: list[ChatMessage]) -> dict[str, Any]:
+    quoted = next((m for m in messages if m.id == item["id"]), None)
     if quoted is None:
         raise bad_request(f"Attachment '{item['id']}' of type messageReference must be the id of a message in "
                           "this chat.")
@@ -63,12 +63,11 @@ def check_message_reference(sb: SandboxState, item: dict[str, Any], chat: Chat) 
             raise bad_request(f"Attachment '{item['id']}' content must be a JSON string.") from None
         if not isinstance(given, dict) or str(given.get("messageId", item["id"])) != item["id"]:
             raise bad_request(f"Attachment '{item['id']}': content.messageId must equal the attachment id.")
-    return message_reference(sb, chat, quoted.id)
+    return message_reference(sb, quoted)
 
 
-def message_reference(sb: SandboxState, chat: Chat, message_id: str) -> dict[str, Any]:
-    """The attachment quoting `message_id` (shared with the control API's `reply_to`)."""
-    quoted = next(m for m in sb.tenant.messages.get(chat.id, []) if m.id == message_id)
+def message_reference(sb: SandboxState, quoted: ChatMessage) -> dict[str, Any]:
+    """The attachment quoting `quoted` (shared with the control API's `reply_to`)."""
     text = "" if quoted.deleted is not None else quoted.content
     if quoted.content_type == "html":
         text = html.unescape(_TAG.sub("", text))

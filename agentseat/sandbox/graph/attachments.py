@@ -21,7 +21,7 @@ from .query import GraphError, bad_request
 
 if TYPE_CHECKING:
     from ..state import SandboxState
-    from ..tenant import Chat
+    from ..tenant import ChatMessage
 
 CARD_TYPE = "application/vnd.microsoft.card.adaptive"
 _MARKER = re.compile(r"<attachment\s+id\s*=\s*\"([^\"]*)\"\s*>\s*</attachment>", re.I)
@@ -40,8 +40,13 @@ def _card(item: dict[str, Any]) -> dict[str, Any]:
             "name": item.get("name"), "thumbnailUrl": None, "teamsAppId": None}
 
 
-def check_attachments(sb: SandboxState, raw: Any, content: str, *, chat: Chat, sender_id: str) -> list[dict[str, Any]]:
-    """The chatMessageAttachment list to store, or a GraphError as Graph refuses it."""
+def check_attachments(raw: Any, content: str, sb: SandboxState | None = None, *, sender_id: str | None = None,
+                      messages: list[ChatMessage] | None = None) -> list[dict[str, Any]]:
+    """The chatMessageAttachment list to store, or a GraphError as Graph refuses it.
+
+    File references need `sb` and the sender (whose access to the file is checked); quoted
+    replies need the `messages` they may quote (the chat's, or a channel thread's). Without
+    them only cards are accepted."""
     markers = set(_MARKER.findall(content))
     if raw is None:
         raw = []
@@ -54,13 +59,13 @@ def check_attachments(sb: SandboxState, raw: Any, content: str, *, chat: Chat, s
         kind = item.get("contentType")
         if kind == CARD_TYPE:
             out.append(_card(item))
-        elif kind == REFERENCE:
+        elif kind == REFERENCE and sb is not None and sender_id is not None:
             out.append(check_file_reference(sb, item, sender_id))
-        elif kind == MESSAGE_REFERENCE:
-            out.append(check_message_reference(sb, item, chat))
+        elif kind == MESSAGE_REFERENCE and sb is not None and messages is not None:
+            out.append(check_message_reference(sb, item, messages))
         else:
-            raise bad_request(f"Attachment '{item['id']}' has contentType '{kind}'; this sandbox accepts "
-                              f"'{CARD_TYPE}', '{REFERENCE}' and '{MESSAGE_REFERENCE}' here.")
+            raise bad_request(f"Attachment '{item['id']}' has contentType '{kind}', which is not accepted here "
+                              f"(the sandbox takes '{CARD_TYPE}', '{REFERENCE}' and '{MESSAGE_REFERENCE}').")
         if item["id"] not in markers:
             raise bad_request(f"Attachment '{item['id']}' is not referenced in the message body; add "
                               f"<attachment id=\"{item['id']}\"></attachment>.")

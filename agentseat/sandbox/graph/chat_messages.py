@@ -179,7 +179,8 @@ async def send_message(request: web.Request) -> web.Response:
     data = await json_body(request)
     content, content_type = message_body(data)
     mentions = check_mentions(sb, data.get("mentions"), content, content_type)
-    attachments = check_attachments(sb, data.get("attachments"), content, chat=chat, sender_id=who.oid)
+    attachments = check_attachments(data.get("attachments"), content, sb, sender_id=who.oid,
+                                    messages=sb.tenant.messages.get(chat.id, []))
     hosted = check_hosted_contents(data.get("hostedContents"), content, attachments)
     msg = post_chat_message(sb, chat, who.oid, content, content_type, mentions, attachments, prepare=lambda m: (
         store_hosted_contents(sb, m, hosted, chat_message_url(sb, chat.id, m.id))))
