@@ -11,7 +11,8 @@ from yarl import URL
 from agentseat.sandbox.app import Sandbox
 
 #: The smallest valid PNG (1x1, transparent) and a JPEG's first bytes: what the sandbox sniffs for.
-PNG = base64.b64decode("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg==")
+PNG = base64.b64decode("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kg"
+                       "AAAABJRU5ErkJggg==")
 JPEG = b"\xff\xd8\xff\xe0" + b"\x00" * 60 + b"\xff\xd9"
 
 

@@ -75,7 +75,8 @@ async def test_bad_images_files_and_reply_to_are_refused_with_a_reason(sandbox: 
              ({**base, "images": "nope"}, 400, "list"),
              ({**base, "files": [{"data": b64(b"x")}]}, 400, "name"),
              ({**base, "files": [{"name": "a?b.txt", "data": b64(b"x")}]}, 400, "files[0]"),
-             ({**base, "reply_to": "123"}, 404, "reply_to")]
+             ({**base, "reply_to": "123"}, 404, "reply_to"),
+             ({**base, "text": "", "images": []}, 400, "text")]
     for body, wanted, words in cases:
         status, answer, _ = await call(sandbox, "POST", "/_sandbox/messages", body=body)
         assert status == wanted and words in answer["error"], answer

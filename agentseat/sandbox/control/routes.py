@@ -136,6 +136,8 @@ async def post_message(request: web.Request) -> web.Response:
         parts = build_parts(sb, chat, sender, data)
     except PartError as exc:
         raise ControlError(exc.status, exc.message) from exc
+    if parts.empty and not content.strip():
+        raise ControlError(400, "'text' is required and must be a non-empty string")
     if not parts.empty:
         body = content if content_type == "html" else html.escape(content, quote=False)
         content, content_type = parts.before + (f"<p>{body}</p>" if body else "") + parts.after, "html"
