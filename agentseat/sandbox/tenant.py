@@ -33,6 +33,12 @@ AGENT_SCOPES = (
     "ChatMember.ReadWrite",
     "Mail.Read",
     "Mail.Send",
+    # Team channels: user-list-joinedteams, channel-list, channel-list-messages (and the
+    # channel-message subscription), channel-post-messages / chatmessage-post-replies.
+    "Team.ReadBasic.All",
+    "Channel.ReadBasic.All",
+    "ChannelMessage.Read.All",
+    "ChannelMessage.Send",
     "Files.ReadWrite",  # the agent's OneDrive: files it sends in chats (upload, invite, shares)
 )
 
@@ -151,6 +157,40 @@ class ChatMessage:
         self.reactions = [r if isinstance(r, Reaction) else Reaction(**r) for r in self.reactions]
 
 
+# --- team channels -----------------------------------------------------------------------------------
+@dataclass
+class ChannelMessage(ChatMessage):
+    """A post or a reply in a team channel; `chat_id` holds the channel id, as one thread store."""
+
+    team_id: str = ""
+    reply_to_id: str | None = None  # the root post's id for a reply; None for a root post
+
+
+@dataclass
+class Channel:
+    id: str  # "19:{hex}@thread.tacv2"
+    display_name: str
+    created: float
+    description: str | None = None
+    membership_type: str = "standard"
+
+
+@dataclass
+class Team:
+    id: str  # the team's group id (a GUID)
+    display_name: str
+    member_ids: list[str]
+    created: float
+    description: str | None = None
+    channels: list[Channel] = field(default_factory=list)  # the General channel first
+
+    def __post_init__(self) -> None:
+        self.channels = [c if isinstance(c, Channel) else Channel(**c) for c in self.channels]
+
+    def channel(self, channel_id: str) -> Channel | None:
+        return next((c for c in self.channels if c.id == channel_id), None)
+
+
 @dataclass
 class MailMessage:
     id: str
@@ -242,6 +282,8 @@ class Tenant:
     messages: dict[str, list[ChatMessage]] = field(default_factory=dict)  # chat id -> oldest first
     mail: dict[str, list[MailMessage]] = field(default_factory=dict)  # owner id -> oldest first
     subscriptions: dict[str, Subscription] = field(default_factory=dict)
+    teams: dict[str, Team] = field(default_factory=dict)
+    channel_messages: dict[str, list[ChannelMessage]] = field(default_factory=dict)  # channel id -> oldest first
     mail_seq: int = 0
     tokens_not_before: float = 0.0  # tokens issued before this instant are rejected
     roles: dict[str, str] = field(default_factory=dict)  # well-known names -> ids (agent, sponsor, ...)
@@ -302,6 +344,9 @@ class Tenant:
             messages={k: [ChatMessage(**m) for m in v] for k, v in data["messages"].items()},
             mail={k: [MailMessage(**m) for m in v] for k, v in data["mail"].items()},
             subscriptions={k: Subscription(**v) for k, v in data["subscriptions"].items()},
+            # Team channels came later: a tenant.json written before them has neither key.
+            teams={k: Team(**v) for k, v in data.get("teams", {}).items()},
+            channel_messages={k: [ChannelMessage(**m) for m in v] for k, v in data.get("channel_messages", {}).items()},
             mail_seq=data.get("mail_seq", 0),
             tokens_not_before=data.get("tokens_not_before", 0.0),
             roles=data.get("roles", {}),
