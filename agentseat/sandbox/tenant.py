@@ -39,6 +39,7 @@ AGENT_SCOPES = (
     "Channel.ReadBasic.All",
     "ChannelMessage.Read.All",
     "ChannelMessage.Send",
+    "Files.ReadWrite",  # the agent's OneDrive: files it sends in chats (upload, invite, shares)
 )
 
 #: App roles of the provisioner (entrabot-anchor §7.1).
@@ -147,7 +148,9 @@ class ChatMessage:
     deleted: float | None = None  # deletedDateTime (soft delete; the content is kept for undoSoftDelete)
     reactions: list[Reaction] = field(default_factory=list)
     mentions: list[dict[str, Any]] = field(default_factory=list)  # chatMessageMention JSON, as Graph returns it
-    attachments: list[dict[str, Any]] = field(default_factory=list)  # chatMessageAttachment JSON (cards)
+    attachments: list[dict[str, Any]] = field(default_factory=list)  # chatMessageAttachment JSON
+    #: chatMessageHostedContent: {"id", "contentType", "size", "blob"}; the bytes live in the blob store.
+    hosted_contents: list[dict[str, Any]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         # Loaded from tenant.json, reactions arrive as dicts.
@@ -230,6 +233,45 @@ class Subscription:
 
 
 @dataclass
+class DriveItem:
+    """A file or folder in a user's OneDrive (driveItem); a file's bytes live in the blob store."""
+
+    id: str
+    drive_id: str
+    owner_id: str
+    name: str
+    parent_id: str | None  # None for the drive's root
+    path: str  # "/Microsoft Teams Chat Files/report.pdf"; "" for the root
+    is_folder: bool
+    created: float
+    modified: float
+    created_by: str
+    modified_by: str
+    etag_guid: str  # eTag is "{GUID},version" (the GUID is a reference attachment's id)
+    version: int = 1
+    size: int = 0
+    mime_type: str = ""
+    blob: str = ""
+    #: Granted through invite: {"id", "user_id", "roles": ["read"|"write"], "email"}.
+    permissions: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class UploadSession:
+    """A resumable upload in progress (driveItem: createUploadSession); bytes so far in a part file."""
+
+    id: str
+    drive_id: str
+    owner_id: str
+    parent_path: str
+    name: str
+    conflict: str  # "replace" | "fail" | "rename"
+    expiration: float
+    received: int = 0
+    total: int | None = None
+
+
+@dataclass
 class Tenant:
     tenant_id: str
     domain: str
@@ -245,6 +287,8 @@ class Tenant:
     mail_seq: int = 0
     tokens_not_before: float = 0.0  # tokens issued before this instant are rejected
     roles: dict[str, str] = field(default_factory=dict)  # well-known names -> ids (agent, sponsor, ...)
+    drive_items: dict[str, DriveItem] = field(default_factory=dict)  # OneDrive items of every user, by id
+    upload_sessions: dict[str, UploadSession] = field(default_factory=dict)
 
     # --- lookups -----------------------------------------------------------------
     def user(self, ref: str) -> User | None:
@@ -306,6 +350,8 @@ class Tenant:
             mail_seq=data.get("mail_seq", 0),
             tokens_not_before=data.get("tokens_not_before", 0.0),
             roles=data.get("roles", {}),
+            drive_items={k: DriveItem(**v) for k, v in data.get("drive_items", {}).items()},
+            upload_sessions={k: UploadSession(**v) for k, v in data.get("upload_sessions", {}).items()},
         )
 
 

@@ -22,7 +22,8 @@ from ..graph.chat_message_actions import changes_view
 from ..graph.query import GraphError
 from ..graph.teams import store
 from ..state import SANDBOX_KEY
-from .routes import ControlError, _attached, _body, _handler, _mentioned, _mentioning, _plain, _text, _user
+from .message_parts import attachment_view, hosted_view
+from .routes import ControlError, _body, _handler, _mentioned, _mentioning, _plain, _text, _user
 
 if TYPE_CHECKING:
     from ..state import SandboxState
@@ -124,7 +125,8 @@ def _view(sb: SandboxState, msg: ChannelMessage) -> dict[str, Any]:
     return {"id": msg.id, "reply_to": msg.reply_to_id, "from": user.upn if user else msg.from_id,
             "text": _plain(content, msg.content_type), "content": content, "content_type": msg.content_type,
             "created": iso(msg.created), "mentions": [_mentioned(sb, m) for m in msg.mentions],
-            "attachments": [_attached(a) for a in msg.attachments], **changes_view(sb, msg)}
+            "attachments": [attachment_view(sb, a) for a in msg.attachments],
+            "hosted_images": hosted_view(msg), **changes_view(sb, msg)}
 
 
 @_handler

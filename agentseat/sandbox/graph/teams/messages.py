@@ -19,10 +19,12 @@ from ...state import SANDBOX_KEY
 from ..attachments import check_attachments
 from ..auth import graph_route, principal
 from ..chat_messages import message_body
+from ..hosted_contents import check_hosted_contents, store_hosted_contents
 from ..mentions import check_mentions
 from ..query import bad_request, graph_errors, json_body, keyset_page, query, top
 from ..throttle import Limit
 from .resources import channel_message_json, item
+from .store import channel_message_url as hosted_url
 from .store import channel_for, find_post, find_reply, post_channel_message, replies_of, thread
 
 if TYPE_CHECKING:
@@ -135,9 +137,13 @@ async def _send(request: web.Request, *, reply: bool) -> web.Response:
     data = await json_body(request)
     content, content_type = message_body(data)
     mentions = check_mentions(sb, data.get("mentions"), content, content_type)
-    attachments = check_attachments(data.get("attachments"), content)
+    # Files and quotes as in chats; a quote names a message of this channel.
+    attachments = check_attachments(data.get("attachments"), content, sb, sender_id=who.oid,
+                                    messages=thread(sb, channel))
+    hosted = check_hosted_contents(data.get("hostedContents"), content, attachments)
     msg = post_channel_message(sb, team, channel, who.oid, content, content_type, mentions, attachments,
-                               reply_to=root)
+                               reply_to=root, prepare=lambda m: store_hosted_contents(
+                                   sb, m, hosted, hosted_url(sb.graph_url, m)))
     return web.json_response(channel_message_json(sb, msg), status=201)
 
 

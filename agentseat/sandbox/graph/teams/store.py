@@ -10,6 +10,7 @@ or message is 404 and a team the caller is not in is 403 (channel-list-messages,
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -108,8 +109,10 @@ def _next_id(sb: SandboxState, now: float) -> int:
 def post_channel_message(sb: SandboxState, team: Team, channel: Channel, from_id: str, content: str,
                          content_type: str = "text", mentions: list[dict[str, Any]] | None = None,
                          attachments: list[dict[str, Any]] | None = None,
-                         reply_to: ChannelMessage | None = None) -> ChannelMessage:
-    """Store a post (or, with `reply_to`, a reply in its thread) and hand it to delivery (non-blocking)."""
+                         reply_to: ChannelMessage | None = None,
+                         prepare: Callable[[ChannelMessage], None] | None = None) -> ChannelMessage:
+    """Store a post (or, with `reply_to`, a reply in its thread) and hand it to delivery (non-blocking).
+    `prepare` finishes the message once it has its id (hosted contents' URLs name it)."""
     now = sb.clock.now()
     number = _next_id(sb, now)
     created = max(now, number / 1000)  # the id and createdDateTime agree, as in Graph
@@ -117,12 +120,20 @@ def post_channel_message(sb: SandboxState, team: Team, channel: Channel, from_id
                          content_type=content_type, created=created, last_modified=created,
                          mentions=list(mentions or []), attachments=list(attachments or []), team_id=team.id,
                          reply_to_id=reply_to.id if reply_to is not None else None)
+    if prepare is not None:
+        prepare(msg)
     thread(sb, channel).append(msg)
     sb.mark_dirty()
     sb.delivery.channel_message(team, channel, msg)  # enqueues only: a slow webhook never slows the sender
     log.info("channel_message_posted", team=team.id, channel=channel.id, message=msg.id,
              reply=reply_to is not None)
     return msg
+
+
+def channel_message_url(graph_url: str, msg: ChannelMessage) -> str:
+    """Where a channel message lives in Graph: a reply sits under its root post's `/replies`."""
+    base = f"{graph_url}/teams/{msg.team_id}/channels/{msg.chat_id}/messages"
+    return f"{base}/{msg.reply_to_id}/replies/{msg.id}" if msg.reply_to_id else f"{base}/{msg.id}"
 
 
 # --- changes after sending (the control API's edit and delete) ------------------------------------------------
