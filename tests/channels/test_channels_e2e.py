@@ -125,3 +125,20 @@ async def test_the_poller_reads_channels_when_graph_refuses_subscriptions(
         assert status["channel_poller"]["events"] >= 3
         await settled(served)
         assert len(served.pushes) == 2
+
+
+async def test_in_poll_mode_channels_are_polled_and_a_sponsor_is_pushed_without_a_mention(
+        sandbox: Sandbox, agent_env: dict[str, str], tmp_path: Path) -> None:
+    team = await make_team(sandbox, "Research", AGENT, GRACE, ADA)
+    env = {**agent_env, "AGENTSEAT_MODE": "poll", "AGENTSEAT_CHAT_POLL_SECONDS": "5"}
+    async with serve(env, tmp_path) as served:
+        chatter = await post(sandbox, GRACE, team, "lunch, anyone?")
+        sponsor = await post(sandbox, ADA, team, "status update, everyone")  # a sponsor, no mention
+        [push] = await served.wait_pushes(1)
+        assert push.meta is not None and push.meta["message_id"] == sponsor
+        assert "(your sponsor)" in push.content.splitlines()[0]
+        await wait_stored(served, chatter)
+        await settled(served)
+        assert len(served.pushes) == 1
+        status = await served.call_json("status")
+        assert status["channel_poller"]["events"] == 2 and not status["subscriptions"]
