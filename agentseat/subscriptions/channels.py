@@ -31,6 +31,7 @@ from ..errors import AgentSeatError
 from ..graph.subscription import CHANNEL_KIND_PREFIX
 from ..runtime.inbox import Inbox
 from .manager import SubscriptionManager, SubscriptionState
+from .refusals import LIFETIME_FACTS, within
 from .specs import SubscriptionSpec
 
 log = structlog.get_logger(__name__)
@@ -92,7 +93,8 @@ class ChannelSubscriptionManager(SubscriptionManager):
             added = [self._known_lifetime(s) for s in specs if s.kind not in self.states]
             for spec in added:
                 self.states[spec.kind] = self._stored.pop(spec.kind, None) or SubscriptionState(spec.kind)
-            self.specs = [self._known_lifetime(s) if s in added else self._current(s) for s in specs]
+            new = {s.kind: s for s in added}
+            self.specs = [new.get(s.kind) or self._current(s) for s in specs]
             if self.url:
                 for spec in added:
                     if not self.states[spec.kind].id:
@@ -108,6 +110,10 @@ class ChannelSubscriptionManager(SubscriptionManager):
     async def _reauthorize(self, kind: str, reason: str) -> None:
         if kind in self.states:
             await super()._reauthorize(kind, reason)
+
+    def _known_lifetime(self, spec: SubscriptionSpec) -> SubscriptionSpec:
+        """Channel messages are chatMessages: the longest lifetime the chats' refusal taught applies."""
+        return within(spec, self._facts.get(LIFETIME_FACTS["teams"])) if self._facts is not None else spec
 
     def _current(self, spec: SubscriptionSpec) -> SubscriptionSpec:
         # A held spec keeps the lifetime a refusal taught it.

@@ -107,3 +107,16 @@ async def test_a_restart_keeps_the_channel_subscription_it_made(sandbox: Sandbox
             assert push.meta is not None and push.meta["message_id"] == asked
     assert ids[0] == ids[1]
     assert await graph_subscriptions(sandbox) == [f"/teams/{team[0]}/channels/{team[1]}/messages"]
+
+
+async def test_a_tenant_with_a_shorter_chat_message_lifetime_gets_it_for_channels_too(
+        sandbox: Sandbox, env: dict[str, str], tmp_path: Path) -> None:
+    team = await make_team(sandbox, "Research", AGENT, GRACE)
+    async with aiohttp.ClientSession() as http:  # older pages and some tenants: 60 minutes for chatMessage
+        async with http.post(f"{sandbox.url}/_sandbox/behaviour", json={"chat_subscription_max_minutes": 60},
+                             ssl=sandbox.client_ssl_context()) as resp:
+            assert resp.status == 200, await resp.text()
+    async with serve(env, tmp_path) as served:
+        await until_active(served, {kind(team)})
+        subs = (await served.call_json("status"))["subscriptions"]
+        assert subs["teams"]["minutes"] == 60 and subs[kind(team)]["minutes"] == 60
