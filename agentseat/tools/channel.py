@@ -45,6 +45,8 @@ _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 _META_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 Push = Callable[[dict[str, Any]], Awaitable[None]]
+#: The tool that reads a whole message of each kind (a push cuts long ones).
+READERS = {"mail": "read_email", "channel": "read_channel_messages"}
 
 
 def _clean(text: str) -> str:
@@ -92,7 +94,7 @@ def envelope(event: Event) -> dict[str, Any]:
         body = f"deleted message {_line(event.message_id, 100)}"
     if len(body) > MAX_CONTENT:
         body = (body[:MAX_CONTENT].rstrip() + f"\n[… cut at {MAX_CONTENT} of {len(body)} characters; "
-                f"read the whole message with {'read_email' if event.kind == 'mail' else 'read_teams_messages'}]")
+                f"read the whole message with {READERS.get(event.kind, 'read_teams_messages')}]")
     meta = {
         "chat_id": _meta(event.chat_id or "mail"),
         "message_id": _meta(event.message_id),

@@ -97,3 +97,10 @@ def test_the_push_names_team_and_channel_and_carries_the_thread_in_meta() -> Non
         "kind": "channel", "team_id": TEAM, "channel_id": CHANNEL, "thread_id": "11", "message_id": "18",
         "mentioned": "true"}
     assert meta["user_id"] == ADA and meta["ts"] and meta["user"] == "Ada Lovelace"
+
+
+def test_a_long_channel_post_is_cut_and_points_at_the_channel_reader() -> None:
+    msg = {**message(mentions=[AGENT]), "body": {"contentType": "text", "content": "x" * 5000}}
+    event = channel_message_event(msg, POLICY, source="poll", confirmed=True)
+    assert event is not None
+    assert envelope(event)["content"].endswith("read the whole message with read_channel_messages]")
