@@ -353,12 +353,15 @@ class Runtime:
                 self.facts.warn(POLICY_KEY, None)
             self.delivery.cover(active)
             await self._resync_all("startup" if self.status.source == "" else "url_changed")
+            await self._subscribe_channels(url)  # after the chats' startup read, which many channels must not delay
             uncovered = set(ALL_KINDS) - active
             for kind in sorted(uncovered):
                 self._note(f"{kind}: {self.manager.states[kind].error or 'not subscribed'}")
             async with anyio.create_task_group() as tg:
                 tg.start_soon(self.manager.maintain)
-                tg.start_soon(self._keep_channels, url)
+                if self.channel_manager is not None:
+                    tg.start_soon(self.channel_manager.maintain)
+                    tg.start_soon(self.channel_manager.keep_current, self.channels.joined)
                 self.status.source = "webhook" if not uncovered else "webhook+poll"
                 self.status.polling = sorted(uncovered) if fallback else []
                 if uncovered and fallback:
@@ -370,22 +373,17 @@ class Runtime:
             self.delivery.cover(())
             self.status.public_url = ""
 
-    async def _keep_channels(self, url: str) -> None:
-        """One subscription per joined channel, pointing at `url` (subscriptions/channels.py), kept up
-        beside the chat and mail ones: many channels must not hold up the chats' startup read."""
-        manager = self.channel_manager
-        if manager is None:
+    async def _subscribe_channels(self, url: str) -> None:
+        """One subscription per joined channel, pointing at `url` (subscriptions/channels.py)."""
+        if self.channel_manager is None:
             return
         try:
-            await manager.refresh(await self.channels.joined(refresh=True))
+            await self.channel_manager.refresh(await self.channels.joined(refresh=True))
         except AgentSeatError as exc:  # teams not readable now: the channels are polled until the next listing
             log.warning("channel_list_failed", error=exc.message)
-        await manager.sync(url)
+        await self.channel_manager.sync(url)
         # What was posted between the startup read and the subscriptions: one more read of every channel.
         self.channels.resync_soon("channel", "subscribed")
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(manager.maintain)
-            tg.start_soon(manager.keep_current, self.channels.joined)
 
     def _covered_channels(self) -> set[tuple[str, str]]:
         if self.channel_manager is None or not self.status.public_url:
