@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from ..attachments.inbound import listing as attachment_listing
+from .events import attachments_json
 from .inbox import Event, Source
 
 _TAG = re.compile(r"<[^>]+>")
@@ -134,7 +136,9 @@ def _chat_message_fields(message: dict[str, Any], policy: TrustPolicy, chat_id: 
     return {"chat_id": chat, "message_id": message_id, "sender_id": sender_id,
             "sender_upn": str(user.get("userPrincipalName") or ""), "sender_name": str(user.get("displayName") or ""),
             "trust": policy.trust(sender_id, "", user.get("tenantId")), "chat_type": chat_type_of(chat),
-            "mentioned": mentions_agent(message, policy)}
+            "mentioned": mentions_agent(message, policy),
+            # What download_attachment can fetch: hostedContents images, file references, cards.
+            "attachments": attachments_json(attachment_listing(message))}
 
 
 def chat_change_event(message: dict[str, Any], policy: TrustPolicy, *, source: Source, confirmed: bool,
@@ -155,6 +159,8 @@ def chat_change_event(message: dict[str, Any], policy: TrustPolicy, *, source: S
     if who is None:
         return None
     kind = "teams_delete" if isinstance(deleted, str) and deleted else "teams_edit"
+    if kind == "teams_delete":
+        who["attachments"] = ""  # a deleted message has nothing left to download
     return Event.change(
         kind,  # type: ignore[arg-type]
         **who,

@@ -16,6 +16,7 @@ import anyio
 import structlog
 from pydantic import Field
 
+from ..attachments.inbound import listing as attachment_listing
 from ..errors import GraphError, NotFoundError, ToolInputError
 from ..runtime.inbox import Event
 from ..runtime.normalize import body_text
@@ -193,9 +194,12 @@ class TeamsTools:
         trust = "agent" if own else self._rt.policy.trust(sender_id, "", user.get("tenantId"))
         at = str(msg.get("createdDateTime") or "")
         text = body_text(msg.get("body"))
-        return {"id": msg.get("id"), "created_at": at, "from": {"name": name, "id": sender_id, "trust": trust},
+        view = {"id": msg.get("id"), "created_at": at, "from": {"name": name, "id": sender_id, "trust": trust},
                 "from_agent": own,
                 "text": wrap_untrusted(text, source=f"teams:{chat_id}", sender=name or sender_id, at=at, trust=trust)}
+        if attachments := attachment_listing(msg):
+            view["attachments"] = attachments  # ids for download_attachment, as events list them
+        return view
 
     def _page_url(self, page: str, marker: str) -> str:
         parts = urlsplit(page)
