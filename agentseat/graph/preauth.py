@@ -8,6 +8,7 @@ has never seen it. The caller checks the host first (graph/hosts.py).
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import aiohttp
@@ -42,8 +43,10 @@ async def put_range(settings: Settings, url: str, chunk: bytes, start: int, tota
     try:
         async with _session(settings) as http, http.put(url, data=chunk, headers=headers,
                                                          allow_redirects=False) as resp:
-            body = await resp.json(content_type=None) if resp.content_length != 0 else None
-            return resp.status, body
+            text = await resp.text()
+            if not 200 <= resp.status < 300 or not text:
+                return resp.status, None  # the caller says which range failed; the body is not ours to log
+            return resp.status, json.loads(text)
     except (aiohttp.ClientError, ValueError) as exc:
         raise GraphError(f"the upload session failed ({type(exc).__name__})", status=0, code="UploadFailed",
                          hint="try sending the file again") from exc
