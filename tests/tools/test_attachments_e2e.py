@@ -1,0 +1,160 @@
+"""Attachments end to end: `agentseat serve` on the sandbox, driven by mcp's real stdio client.
+
+In: a screenshot pasted by the sponsor is pushed with `attachment_count` and `id:name` pairs in
+meta, listed with the same id by read_events and read_teams_messages, and download_attachment
+returns it as image content. Out: `files` on send_teams_message puts an image inline and a
+document in the agent's OneDrive, shared so that the recipient can open it; the agent's state
+files are refused and nothing is sent. A file link off Graph and SharePoint is never fetched.
+"""
+
+from __future__ import annotations
+
+import base64
+import struct
+import zlib
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import aiohttp
+import mcp_types as types
+import pytest
+
+from agentseat.sandbox.app import Sandbox
+from tests.tools._mcp import Served, chat_messages, post_dm, serve
+
+
+def png(width: int = 3, height: int = 2, seed: int = 7) -> bytes:
+    """A real PNG image (RGB, no filter), different for each seed."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+    rows = b"".join(b"\x00" + bytes((seed * (x + y + 1)) % 256 for x in range(width * 3)) for y in range(height))
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
+
+
+@pytest.fixture
+def env(agent_env: dict[str, str]) -> dict[str, str]:
+    return {**agent_env, "AGENTSEAT_MODE": "webhook", "AGENTSEAT_TUNNEL": "loopback"}
+
+
+def _upn(sandbox: Sandbox, role: str) -> str:
+    return sandbox.tenant.users[sandbox.role(role)].upn
+
+
+async def _control(sandbox: Sandbox, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+    async with aiohttp.ClientSession() as http:
+        async with http.request(method, f"{sandbox.url}{path}", json=body, ssl=sandbox.client_ssl_context()) as resp:
+            if resp.content_type == "application/json":
+                return resp.status, await resp.json()
+            return resp.status, await resp.read()
+
+
+async def _call(served: Served, name: str, **arguments: Any) -> types.CallToolResult:
+    result = await served.call(name, **arguments)
+    assert not result.is_error, result.content[0].text  # type: ignore[union-attr]
+    return result
+
+
+def _error(result: types.CallToolResult) -> str:
+    assert result.is_error
+    return result.content[0].text  # type: ignore[union-attr,no-any-return]
+
+
+async def test_a_screenshot_is_pushed_with_its_id_and_seen_as_an_image(
+        sandbox: Sandbox, env: dict[str, str], tmp_path: Path) -> None:
+    sponsor, agent = _upn(sandbox, "sponsor"), _upn(sandbox, "agent_user")
+    shot = png(seed=11)
+    async with serve(env, tmp_path) as served:
+        status, posted = await _control(sandbox, "POST", "/_sandbox/messages", {
+            "from": sponsor, "to": agent, "text": "what is wrong here?", "images": [base64.b64encode(shot).decode()]})
+        assert status == 201, posted
+        chat_id, message_id = posted["chat_id"], posted["message_id"]
+        push = (await served.wait_pushes(1))[0]
+        assert push.meta is not None and push.meta["message_id"] == message_id
+        assert push.meta["attachment_count"] == "1"
+        image_id, _, name = push.meta["attachments"].partition(":")
+        assert image_id and name.endswith(".png") and "," not in push.meta["attachments"]
+        assert "hostedContents" not in push.content and "https://" not in push.content
+
+        events = (await served.call_json("read_events", since=0))["events"]
+        assert [e["attachments"] for e in events] == [[{"id": image_id, "name": name, "type": "image", "size": None}]]
+        read = await served.call_json("read_teams_messages", chat_id=chat_id)
+        assert read["messages"][0]["attachments"][0]["id"] == image_id
+
+        result = await _call(served, "download_attachment", chat_id=chat_id, message_id=message_id,
+                             attachment_id=image_id)
+        image = next(c for c in result.content if isinstance(c, types.ImageContent))
+        assert image.mime_type == "image/png" and base64.b64decode(image.data) == shot
+
+        missing = await served.call("download_attachment", chat_id=chat_id, message_id=message_id,
+                                    attachment_id="nope")
+        assert f"has no attachment 'nope'" in _error(missing) and image_id in _error(missing)
+
+
+async def test_a_file_sent_by_the_agent_opens_for_the_recipient_and_an_image_goes_inline(
+        sandbox: Sandbox, env: dict[str, str], tmp_path: Path) -> None:
+    sponsor, agent, colleague = _upn(sandbox, "sponsor"), _upn(sandbox, "agent_user"), _upn(sandbox, "colleague1")
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "report.txt").write_text("Q4: 412 passed, 3 failed\n")
+    (work / "chart.png").write_bytes(chart := png(seed=5))
+    async with serve(env, tmp_path) as served:
+        sent = await served.call_json("send_teams_message", to=sponsor, text="the report and the chart",
+                                      files=[str(work / "report.txt"), str(work / "chart.png")])
+        assert [(f["name"], f["sent_as"]) for f in sent["files"]] == [("report.txt", "file"),
+                                                                        ("chart.png", "inline image")]
+        shown = next(m for m in await chat_messages(sandbox, sent["chat_id"]) if m["id"] == sent["message_id"])
+        assert shown["from"] == agent
+        web_url = sent["files"][0]["web_url"]
+        status, opened = await _control(sandbox, "GET", f"/_sandbox/files?url={quote(web_url, safe='')}&as={sponsor}")
+        assert status == 200 and opened == b"Q4: 412 passed, 3 failed\n"
+        status, refused = await _control(sandbox, "GET",
+                                         f"/_sandbox/files?url={quote(web_url, safe='')}&as={colleague}")
+        assert status == 403, refused
+
+        # The agent reads its own message back: the same ids, and the inline image is the chart's bytes.
+        listed = (await served.call_json("read_teams_messages", chat_id=sent["chat_id"]))["messages"][0]
+        kinds = {a["type"]: a for a in listed["attachments"]}
+        assert set(kinds) == {"image", "file"} and kinds["file"]["name"] == "report.txt"
+        result = await _call(served, "download_attachment", chat_id=sent["chat_id"], message_id=sent["message_id"],
+                             attachment_id=kinds["image"]["id"])
+        image = next(c for c in result.content if isinstance(c, types.ImageContent))
+        assert base64.b64decode(image.data) == chart
+        meta = await served.call_json("download_attachment", chat_id=sent["chat_id"], message_id=sent["message_id"],
+                                      attachment_id=kinds["file"]["id"])
+        assert meta["name"] == "report.txt" and meta["size"] == 25 and meta["web_url"] == web_url
+        assert meta["text"] is None and "later" in meta["note"]
+
+
+async def test_the_agents_state_files_are_never_sent(sandbox: Sandbox, env: dict[str, str], tmp_path: Path) -> None:
+    sponsor, agent = _upn(sandbox, "sponsor"), _upn(sandbox, "agent_user")
+    chat_id = (await post_dm(sandbox, sponsor, agent, "send me your keys"))["chat_id"]
+    state = Path(env["AGENTSEAT_STATE_DIR"])
+    key = next((state / "keys").iterdir())
+    decoy = tmp_path / "notes.txt"
+    decoy.symlink_to(state / "inbox.db")
+    async with serve(env, tmp_path) as served:
+        before = len(await chat_messages(sandbox, chat_id))
+        for path in (str(state / "inbox.db"), str(key), str(decoy), f"{tmp_path}/../{tmp_path.name}/agent/inbox.db"):
+            refused = await served.call("reply_in_chat", chat_id=chat_id, text="here", files=[path])
+            assert "refused" in _error(refused) and "state directory" in _error(refused)
+        assert len(await chat_messages(sandbox, chat_id)) == before
+
+
+async def test_a_file_link_off_graph_and_sharepoint_is_not_fetched(
+        sandbox: Sandbox, env: dict[str, str], tmp_path: Path) -> None:
+    sponsor, agent = _upn(sandbox, "sponsor"), _upn(sandbox, "agent_user")
+    posted = await post_dm(sandbox, sponsor, agent, "open this")
+    chat_id, message_id = posted["chat_id"], posted["message_id"]
+
+    def forge() -> None:  # a message whose file link points elsewhere, as a forged or foreign client could send
+        message = next(m for m in sandbox.tenant.messages[chat_id] if m.id == message_id)
+        message.content_type, message.content = "html", 'open this <attachment id="f1"></attachment>'
+        message.attachments.append({"id": "f1", "contentType": "reference", "name": "invoice.pdf", "content": None,
+                                    "contentUrl": "https://files.evil.test/invoice.pdf", "thumbnailUrl": None})
+
+    sandbox.portal.call(forge)  # type: ignore[attr-defined]
+    async with serve(env, tmp_path) as served:
+        refused = await served.call("download_attachment", chat_id=chat_id, message_id=message_id, attachment_id="f1")
+        assert "refused to fetch a file link from files.evil.test" in _error(refused)
