@@ -97,7 +97,8 @@ async def shared_content(graph: GraphClient, settings: Settings, url: str, limit
     path = f"/shares/{share_id(url)}/driveItem/content"
     response = await graph.request("GET", path, raw=limit, redirects=False)
     if 300 <= response.status < 400:
-        location = urljoin(graph.url(path), next((v for k, v in response.headers.items() if k.lower() == "location"), ""))
+        location = next((v for k, v in response.headers.items() if k.lower() == "location"), "")
+        location = urljoin(graph.url(path), location)  # a relative Location is on the Graph host
         target = check_content_url(location, settings.graph_host, "a download redirect")
         data, _ = await preauth.get_bytes(settings, target, limit)
         return data

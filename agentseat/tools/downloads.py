@@ -9,7 +9,6 @@ a card as its JSON. Sizes are capped, and only Graph and SharePoint hosts are fe
 
 from __future__ import annotations
 
-import json
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
@@ -124,7 +123,8 @@ def _refusal(exc: GraphError) -> Exception:
     """Graph's refusals as what the model can act on; anything else as it is."""
     if exc.code == "TooLarge":
         return ToolInputError(f"the attachment is larger than the {MAX_IMAGE_BYTES // (1024 * 1024)} MB this tool "
-                              "returns; nothing was returned", hint="ask the sender for a smaller image, or open it in Teams")
+                              "returns; nothing was returned",
+                              hint="ask the sender for a smaller image, or open it in Teams")
     if exc.status == 403:
         return ToolInputError("the file is not shared with the agent", hint="ask the sender to share it with the agent")
     if isinstance(exc, NotFoundError):

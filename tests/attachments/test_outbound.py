@@ -20,8 +20,8 @@ def settings(tmp_path: Path) -> Settings:
     (state / "keys").mkdir(parents=True)
     (state / "keys" / "abc.key.enc").write_bytes(b"secret")
     (state / "inbox.db").write_bytes(b"SQLite format 3\x00")
-    return Settings(_env_file=None, state_dir=state, config_file=tmp_path / "conf" / "agentseat.conf",  # type: ignore[call-arg]
-                    provisioner_key_path=tmp_path / "prov" / "p.bin")
+    return Settings(_env_file=None, state_dir=state,  # type: ignore[call-arg]
+                    config_file=tmp_path / "conf" / "agentseat.conf", provisioner_key_path=tmp_path / "prov" / "p.bin")
 
 
 @pytest.fixture
