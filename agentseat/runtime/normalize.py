@@ -26,9 +26,15 @@ _SPACES = re.compile(r"[ \t\r\f\v]+")
 _BLANK_LINES = re.compile(r"\n{3,}")
 
 
+def _image_text(match: re.Match[str]) -> str:
+    # A pasted image (hostedContents) is an attachment the event lists by id; its Graph URL in the
+    # text would only invite a fetch without the token rules of download_attachment.
+    return " [image] " if "/hostedContents/" in match.group(1) else f" [image: {match.group(1)}] "
+
+
 def html_to_text(content: str) -> str:
     """Plain text from Teams/Outlook HTML: links and images kept as text, tags dropped."""
-    text = _IMG.sub(lambda m: f" [image: {m.group(1)}] ", content)
+    text = _IMG.sub(_image_text, content)
     text = _LINK.sub(lambda m: f"{m.group(2)} ({m.group(1)})" if m.group(2).strip() != m.group(1) else m.group(1), text)
     text = _BREAK.sub("\n", text)
     text = html.unescape(_TAG.sub("", text))

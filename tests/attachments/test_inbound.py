@@ -116,3 +116,8 @@ def test_long_names_are_cut_keeping_the_extension() -> None:
 def test_meta_pairs_cap_the_list() -> None:
     pairs = meta_pairs([{"id": f"id{n}", "name": f"f{n}.txt"} for n in range(30)])
     assert pairs.count(",") == 19 and pairs.startswith("id0:f0.txt,")
+
+
+def test_a_pasted_image_reads_as_image_in_the_text_without_its_url() -> None:
+    event = chat_message_event(_message(f"look {_img(HC)} here"), TrustPolicy(), source="webhook", confirmed=True)
+    assert event is not None and event.text == "look [image] here"
