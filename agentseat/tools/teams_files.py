@@ -66,8 +66,9 @@ class OutgoingFiles:
         """Inline the images and upload the rest; called after every check and before the POST."""
         out = Outgoing()
         inline_total = 0
-        uploads: list[LocalFile] = []
-        for f in files:
+        uploads: list[tuple[int, LocalFile]] = []
+        sent: dict[int, dict[str, Any]] = {}  # by position in `files`, so the summary follows the caller's order
+        for n, f in enumerate(files):
             if f.image_type and inline_total + f.size <= INLINE_IMAGE_MAX:
                 inline_total += f.size
                 temp = str(len(out.hosted) + 1)
@@ -76,19 +77,20 @@ class OutgoingFiles:
                                    "contentBytes": base64.b64encode(data).decode("ascii")})
                 out.html += (f'<br><img src="../hostedContents/{temp}/$value" '
                              f'alt="{html.escape(f.name, quote=True)}">')
-                out.sent.append({"name": f.name, "size": f.size, "sent_as": "inline image"})
+                sent[n] = {"name": f.name, "size": f.size, "sent_as": "inline image"}
             else:
-                uploads.append(f)
+                uploads.append((n, f))
         if uploads:
             recipients = await self._recipients(chat_id)
-            for f in uploads:
+            for n, f in uploads:
                 item = await self._upload(f, recipients)
                 att_id = drive.attachment_id(item)
                 name = str(item.get("name") or f.name)
                 out.attachments.append({"id": att_id, "contentType": "reference", "contentUrl": item.get("webUrl"),
                                         "name": name})
                 out.html += f'<attachment id="{html.escape(att_id, quote=True)}"></attachment>'
-                out.sent.append({"name": name, "size": f.size, "sent_as": "file", "web_url": item.get("webUrl")})
+                sent[n] = {"name": name, "size": f.size, "sent_as": "file", "web_url": item.get("webUrl")}
+        out.sent = [sent[n] for n in sorted(sent)]
         return out
 
     async def _recipients(self, chat_id: str) -> list[dict[str, str]]:
