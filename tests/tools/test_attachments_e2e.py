@@ -158,3 +158,30 @@ async def test_a_file_link_off_graph_and_sharepoint_is_not_fetched(
     async with serve(env, tmp_path) as served:
         refused = await served.call("download_attachment", chat_id=chat_id, message_id=message_id, attachment_id="f1")
         assert "refused to fetch a file link from files.evil.test" in _error(refused)
+
+
+async def test_files_sent_to_the_agent_are_listed_and_opened(sandbox: Sandbox, env: dict[str, str],
+                                                             tmp_path: Path) -> None:
+    sponsor, agent = _upn(sandbox, "sponsor"), _upn(sandbox, "agent_user")
+    photo = png(seed=3)
+    async with serve(env, tmp_path) as served:
+        status, posted = await _control(sandbox, "POST", "/_sandbox/messages", {
+            "from": sponsor, "to": agent, "text": "two files",
+            "files": [{"name": "notes, v2; final [x].pdf", "data": base64.b64encode(b"%PDF-1.7 tiny").decode()},
+                      {"name": "photo.png", "data": base64.b64encode(photo).decode()}]})
+        assert status == 201, posted
+        push = (await served.wait_pushes(1))[0]
+        assert push.meta is not None and push.meta["attachment_count"] == "2"
+        pairs = [p.split(":") for p in push.meta["attachments"].split(",")]
+        assert [name for _, name in pairs] == ["notes_ v2_ final _x_.pdf", "photo.png"]
+        ids = {name: att_id for att_id, name in pairs}
+
+        pdf = await served.call_json("download_attachment", chat_id=posted["chat_id"],
+                                     message_id=posted["message_id"], attachment_id=ids["notes_ v2_ final _x_.pdf"])
+        assert pdf["type"] == "file" and pdf["size"] == 13 and pdf["mime_type"] == "application/pdf"
+        assert pdf["text"] is None and pdf["web_url"].startswith(sandbox.url)
+        # An image sent as a file is fetched through the driveItem's /content redirect, and shown.
+        result = await _call(served, "download_attachment", chat_id=posted["chat_id"],
+                             message_id=posted["message_id"], attachment_id=ids["photo.png"])
+        image = next(c for c in result.content if isinstance(c, types.ImageContent))
+        assert base64.b64decode(image.data) == photo
