@@ -61,11 +61,12 @@ def _error(result: types.CallToolResult) -> str:
     return result.content[0].text  # type: ignore[union-attr,no-any-return]
 
 
+@pytest.mark.parametrize("mode", ["webhook", "poll"])
 async def test_a_screenshot_is_pushed_with_its_id_and_seen_as_an_image(
-        sandbox: Sandbox, env: dict[str, str], tmp_path: Path) -> None:
+        sandbox: Sandbox, env: dict[str, str], tmp_path: Path, mode: str) -> None:
     sponsor, agent = _upn(sandbox, "sponsor"), _upn(sandbox, "agent_user")
     shot = png(seed=11)
-    async with serve(env, tmp_path) as served:
+    async with serve({**env, "AGENTSEAT_MODE": mode, "AGENTSEAT_CHAT_POLL_SECONDS": "1"}, tmp_path) as served:
         status, posted = await _control(sandbox, "POST", "/_sandbox/messages", {
             "from": sponsor, "to": agent, "text": "what is wrong here?", "images": [base64.b64encode(shot).decode()]})
         assert status == 201, posted
@@ -185,3 +186,19 @@ async def test_files_sent_to_the_agent_are_listed_and_opened(sandbox: Sandbox, e
                              message_id=posted["message_id"], attachment_id=ids["photo.png"])
         image = next(c for c in result.content if isinstance(c, types.ImageContent))
         assert base64.b64decode(image.data) == photo
+
+
+async def test_a_file_in_a_group_chat_is_shared_with_every_member_and_no_one_else(
+        sandbox: Sandbox, env: dict[str, str], tmp_path: Path) -> None:
+    sponsor, agent = _upn(sandbox, "sponsor"), _upn(sandbox, "agent_user")
+    grace, alan = _upn(sandbox, "colleague1"), _upn(sandbox, "colleague2")
+    status, chat = await _control(sandbox, "POST", "/_sandbox/chats", {"members": [agent, sponsor, grace]})
+    assert status == 201, chat
+    (tmp_path / "plan.md").write_text("# plan\n")
+    async with serve(env, tmp_path) as served:
+        sent = await served.call_json("reply_in_chat", chat_id=chat["chat_id"], text="the plan",
+                                      files=[str(tmp_path / "plan.md")])
+    url = quote(sent["files"][0]["web_url"], safe="")
+    for person, expected in ((sponsor, 200), (grace, 200), (alan, 403)):
+        status, _ = await _control(sandbox, "GET", f"/_sandbox/files?url={url}&as={person}")
+        assert status == expected, person
