@@ -115,7 +115,8 @@ class Downloads:
                 data = await drive.shared_content(self._graph, self._settings, url, MAX_IMAGE_BYTES)
             except GraphError as exc:
                 raise _refusal(exc) from exc
-            return self._seen(data, info)
+            if image_type(data) is not None:  # the mimeType is the uploader's word; the bytes decide
+                return self._seen(data, info)
         return info | {"text": None, "note": LATER}
 
 
