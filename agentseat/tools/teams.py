@@ -17,7 +17,7 @@ import structlog
 from pydantic import Field
 
 from ..attachments.inbound import listing as attachment_listing
-from ..attachments.outbound import LocalFile
+from ..attachments.outbound import MAX_FILES, LocalFile
 from ..errors import GraphError, NotFoundError, ToolInputError
 from ..runtime.inbox import Event
 from ..runtime.normalize import body_text
@@ -51,6 +51,8 @@ _SCAN = 500
 _MEMBER_TYPE = "#microsoft.graph.aadUserConversationMember"
 
 Format = Literal["text", "markdown"]
+FILES_HELP = ("Local file paths to attach. Images (PNG/JPEG/GIF) show inline; other files are shared from the "
+              "agent's OneDrive. The agent's own state and keys are refused.")
 
 
 def sponsor_request_refusal(last: Event | None, chat_id: str, now: datetime,
@@ -94,9 +96,7 @@ class SendArgs(Args):
     mentions: list[str] = Field(default_factory=list, max_length=20, description="People to @mention: "
                                    "sign-in addresses (UPNs) or object ids of chat members. Write @their-address in "
                                    "the text where the mention goes; otherwise it goes first. Non-members are refused.")
-    files: list[str] = Field(default_factory=list, max_length=10, description="Local file paths to attach. "
-                             "Images (PNG/JPEG/GIF) show inline; other files are shared from the agent's OneDrive. "
-                             "The agent's own state and keys are refused.")
+    files: list[str] = Field(default_factory=list, max_length=MAX_FILES, description=FILES_HELP)
 
 
 class ReplyArgs(Args):
@@ -106,9 +106,7 @@ class ReplyArgs(Args):
     mentions: list[str] = Field(default_factory=list, max_length=20, description="People to @mention: "
                                    "sign-in addresses (UPNs) or object ids of chat members. Write @their-address in "
                                    "the text where the mention goes; otherwise it goes first. Non-members are refused.")
-    files: list[str] = Field(default_factory=list, max_length=10, description="Local file paths to attach. "
-                             "Images (PNG/JPEG/GIF) show inline; other files are shared from the agent's OneDrive. "
-                             "The agent's own state and keys are refused.")
+    files: list[str] = Field(default_factory=list, max_length=MAX_FILES, description=FILES_HELP)
 
 
 class ReadArgs(Args):
