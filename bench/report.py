@@ -47,6 +47,12 @@ def figures(r: dict[str, Any]) -> dict[str, Any]:
         out[f"latency_graph_latency_{role}_p50_ms"] = _get(lat, "webhook_graph_latency", "by_sender_ms", role, "p50")
     out["confirmation_round_trips_p50"] = round(
         (out["latency_graph_latency_sponsor_p50_ms"] - out["latency_graph_latency_untrusted_p50_ms"]) / graph_ms, 2)
+    for kind in ("dm", "edit", "channel_mention"):
+        out[f"latency_by_kind_{kind}_p50_ms"] = _get(lat, "by_kind", kind, "ms", "p50")
+        out[f"latency_by_kind_{kind}_lost"] = _get(lat, "by_kind", kind, "lost", default=0)
+    for kind in ("edit", "channel_mention"):
+        out[f"latency_ratio_{kind}_vs_dm_p50"] = _ratio(out[f"latency_by_kind_{kind}_p50_ms"],
+                                                        out["latency_by_kind_dm_p50_ms"])
     tp = r.get("throughput", {})
     for batch in ("batch1", "batch20"):
         out[f"throughput_{batch}_items_per_s"] = _get(tp, batch, "max_zero_loss_items_per_s")
@@ -94,6 +100,12 @@ def goals(f: dict[str, Any]) -> list[tuple[str, str, str, bool]]:
         ("sponsor DM confirmed with Graph: extra p50 over an untrusted DM, in Graph round trips",
          "<= 1.2 (one GET)", f"{f['confirmation_round_trips_p50']}",
          met(f["confirmation_round_trips_p50"], f["confirmation_round_trips_p50"] <= 1.2)),
+        ("an edit's push vs a DM's, p50 (one at a time)", "<= 2x",
+         f"{f['latency_ratio_edit_vs_dm_p50']}x", met(f["latency_ratio_edit_vs_dm_p50"],
+                                                     f["latency_ratio_edit_vs_dm_p50"] <= 2)),
+        ("a channel mention's push vs a DM's, p50 (one at a time)", "<= 2x",
+         f"{f['latency_ratio_channel_mention_vs_dm_p50']}x", met(f["latency_ratio_channel_mention_vs_dm_p50"],
+                                                                f["latency_ratio_channel_mention_vs_dm_p50"] <= 2)),
         ("RSS at idle", "< 150 MB", f"{f['idle_rss_mb']} MB", met(f["idle_rss_mb"], f["idle_rss_mb"] < 150)),
         ("peak RSS under load", "< 150 MB", f"{f['peak_rss_mb']} MB", met(f["peak_rss_mb"], f["peak_rss_mb"] < 150)),
     ]
@@ -156,6 +168,20 @@ def table(r: dict[str, Any]) -> str:
                 label = f"{label}, Graph at {_fmt(graph_ms)} ms"
                 lines.append(f"   {label:46} {_fmt(_get(part, 'p50')):>9} {_fmt(_get(part, 'p95')):>9} "
                              f"{_fmt(_get(part, 'p99')):>9}")
+    by_kind = _get(lat, "by_kind", default={})
+    if by_kind:
+        lines.append(f"   by kind, one at a time, control call -> push ({by_kind.get('rounds')} rounds)")
+        for kind, label in (("dm", "  a DM"), ("edit", "  an edit of it (teams_edit)"),
+                            ("channel_mention", "  a channel post mentioning the agent")):
+            part = by_kind.get(kind, {})
+            if "skipped" in part:
+                lines.append(f"   {label:46} skipped: {part['skipped']}")
+            elif part:
+                lines.append(f"   {label:46} {_fmt(_get(part, 'ms', 'p50')):>9} {_fmt(_get(part, 'ms', 'p95')):>9} "
+                             f"{_fmt(_get(part, 'ms', 'p99')):>9} {part.get('received')}/"
+                             f"{part.get('received', 0) + part.get('lost', 0)}")
+        lines.append(f"   p50 ratio to the DM: edit {_fmt(f['latency_ratio_edit_vs_dm_p50'])}x, channel mention "
+                     f"{_fmt(f['latency_ratio_channel_mention_vs_dm_p50'])}x")
     lines.append("")
     lines.append("2. throughput, encrypted rich notifications, zero loss")
     for batch in ("batch1", "batch20"):

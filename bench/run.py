@@ -6,7 +6,8 @@ Phases, each with a runtime of its own (a fresh agent state dir, `agentseat serv
 3. poll at our defaults: an idle window, then latency;
 4. more cold starts and a restart (full profile only);
 5. throughput for batches of 1 and 20, peak RSS, and a py-spy profile (full profile, if installed);
-6. the hot path step by step, in-process.
+6. the hot path step by step, in-process;
+7. latency by kind of event (a DM, its edit, a channel mention) in one webhook runtime.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import anyio
 
 from agentseat.config import Settings
 
-from . import coldstart, hotpath, idle, latency, profile, throughput
+from . import coldstart, hotpath, idle, kinds, latency, profile, throughput
 from .harness import SandboxHost, fresh_dir, free_port, import_seconds, loadavg, machine, memory_mb, serve
 from .latency import poll_env, webhook_env
 
@@ -42,11 +43,12 @@ class Profile:
     profile_seconds: float  # py-spy; 0 skips
     import_repeat: int = 3
     ladder_start: tuple[float, float] = (50.0, 100.0)  # items/s for batches of 1 and 20
+    kind_rounds: int = 30  # DM, edit and channel mention, one at a time
 
 
 QUICK = Profile("quick", latency_seconds=5, warmup_seconds=2, idle_seconds=6, webhook_idle_seconds=5,
                 step_seconds=2, bisect=0, hotpath_posts=24, extra_cold_starts=0, restart=False, profile_seconds=0,
-                import_repeat=1, ladder_start=(100.0, 200.0))
+                import_repeat=1, ladder_start=(100.0, 200.0), kind_rounds=5)
 FULL = Profile("full", latency_seconds=60, warmup_seconds=10, idle_seconds=120, webhook_idle_seconds=60,
                step_seconds=6, bisect=2, hotpath_posts=200, extra_cold_starts=4, restart=True, profile_seconds=10)
 
@@ -165,6 +167,17 @@ async def throughput_phase(host: SandboxHost, p: Profile, root: Path, out: dict[
     return env
 
 
+async def kinds_phase(host: SandboxHost, p: Profile, root: Path, out: dict[str, Any]) -> None:
+    say("latency by kind: a DM, its edit, a channel mention")
+    team = await kinds.team_with_agent(host)  # before serve, so its channel is subscribed at start
+    env = webhook_env(await host.provision(root / "agent-kinds"), free_port())
+    async with serve(env, root / "kinds", "serve", host.now) as served:
+        await _wait_subscriptions(host, 3 if team else 2)
+        await _warm(host, served, p.warmup_seconds)
+        out["latency"]["by_kind"] = await kinds.measure(host, served, p.kind_rounds, team)
+    await host.drop_subscriptions()
+
+
 async def run(p: Profile, root: Path) -> dict[str, Any]:
     fresh_dir(root)
     out: dict[str, Any] = {"profile": p.name, "machine": machine(), "workdir": str(root),
@@ -179,6 +192,7 @@ async def run(p: Profile, root: Path) -> dict[str, Any]:
         await poll_phase(host, p, root, out, "poll_defaults", DEFAULT_CHAT_POLL, DEFAULT_MAIL_POLL)
         await cold_start_phase(host, p, root, out)
         env = await throughput_phase(host, p, root, out)
+        await kinds_phase(host, p, root, out)
         say("hot path, step by step")
         out["hotpath"] = await hotpath.measure(host, env, root, posts=p.hotpath_posts)
     out["machine"]["loadavg_end"] = loadavg()
