@@ -107,6 +107,9 @@ async def test_a_file_sent_by_the_agent_opens_for_the_recipient_and_an_image_goe
                                                                         ("chart.png", "inline image")]
         shown = next(m for m in await chat_messages(sandbox, sent["chat_id"]) if m["id"] == sent["message_id"])
         assert shown["from"] == agent
+        # As Teams shows it: one hosted image of the chart's size, one file reference by name and size.
+        assert [(h["content_type"], h["size"]) for h in shown["hosted_images"]] == [("image/png", len(chart))]
+        assert [(a["type"], a["name"], a["size"]) for a in shown["attachments"]] == [("file", "report.txt", 25)]
         web_url = sent["files"][0]["web_url"]
         status, opened = await _control(sandbox, "GET", f"/_sandbox/files?url={quote(web_url, safe='')}&as={sponsor}")
         assert status == 200 and opened == b"Q4: 412 passed, 3 failed\n"
