@@ -205,3 +205,20 @@ async def test_a_file_in_a_group_chat_is_shared_with_every_member_and_no_one_els
     for person, expected in ((sponsor, 200), (grace, 200), (alan, 403)):
         status, _ = await _control(sandbox, "GET", f"/_sandbox/files?url={url}&as={person}")
         assert status == expected, person
+
+
+async def test_a_large_file_goes_up_in_an_upload_session_and_opens_whole(
+        sandbox: Sandbox, env: dict[str, str], tmp_path: Path) -> None:
+    sponsor = _upn(sandbox, "sponsor")
+    blob = bytes(range(256)) * (4 * 1024 * 4 + 17)  # just over 4 MiB: past the simple upload
+    (tmp_path / "dump.bin").write_bytes(blob)
+    async with serve(env, tmp_path) as served:
+        sent = await served.call_json("send_teams_message", to=sponsor, text="the dump",
+                                      files=[str(tmp_path / "dump.bin")])
+    assert sent["files"][0]["size"] == len(blob)
+    url = quote(sent["files"][0]["web_url"], safe="")
+    status, opened = await _control(sandbox, "GET", f"/_sandbox/files?url={url}&as={sponsor}")
+    assert status == 200 and opened == blob
+    _, stats = await _control(sandbox, "GET", "/_sandbox/stats")
+    routes = [r for r in stats["requests"] if "createUploadSession" in r or r.endswith(":/content")]
+    assert routes and all("createUploadSession" in r for r in routes), stats["requests"]
