@@ -172,7 +172,7 @@ class GraphClient:
     ) -> GraphResponse:
         """One Graph call. `data` sends bytes (uploads); `raw` reads the body as bytes, at most that
         many (more is a GraphError `TooLarge`); `redirects=False` returns a 3xx as it is, so its
-        target can be fetched without the token (graph/drive.py, graph/preauth.py)."""
+        target can be fetched without the token (graph/content.py, graph/preauth.py)."""
         url = self.url(path_or_url)
         route = self._route_path(url)
         mailbox = mailbox_of(route, self._me)

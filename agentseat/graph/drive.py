@@ -17,12 +17,13 @@ import base64
 import re
 from collections.abc import Awaitable, Callable
 from typing import Any
-from urllib.parse import quote, urljoin
+from urllib.parse import quote
 
 from ..config import Settings
 from ..errors import GraphError
 from . import preauth
 from .client import GraphClient
+from .content import get_content
 from .hosts import check_content_url
 
 #: Where Teams puts the files a user attaches in chats, in the sender's OneDrive.
@@ -92,14 +93,6 @@ async def shared_item(graph: GraphClient, url: str) -> dict[str, Any]:
 
 
 async def shared_content(graph: GraphClient, settings: Settings, url: str, limit: int) -> bytes:
-    """A shared file's bytes (at most `limit`). Graph answers 302 to a pre-authenticated URL: that
-    target is checked like the link itself and fetched without the token."""
-    path = f"/shares/{share_id(url)}/driveItem/content"
-    response = await graph.request("GET", path, raw=limit, redirects=False)
-    if 300 <= response.status < 400:
-        location = next((v for k, v in response.headers.items() if k.lower() == "location"), "")
-        location = urljoin(graph.url(path), location)  # a relative Location is on the Graph host
-        target = check_content_url(location, settings.graph_host, "a download redirect")
-        data, _ = await preauth.get_bytes(settings, target, limit)
-        return data
-    return response.body if isinstance(response.body, bytes) else b""
+    """A shared file's bytes (at most `limit`); a download redirect is checked and followed without the token."""
+    data, _ = await get_content(graph, settings, f"/shares/{share_id(url)}/driveItem/content", limit)
+    return data

@@ -4,7 +4,7 @@ The message is read from Graph with the agent's token (never taken from an event
 attachment found by the id the events and pushes list (attachments/inbound.py). An image comes
 back as MCP image content; a file as its metadata (and, when it is an image itself, the image);
 a card as its JSON. Sizes are capped, and only Graph and SharePoint hosts are fetched
-(graph/hosts.py); download redirects are followed without the token (graph/drive.py).
+(graph/hosts.py); download redirects are followed without the token (graph/content.py).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from pydantic import Field
 from ..attachments.inbound import Attachment, parse
 from ..errors import GraphError, NotFoundError, ToolInputError
 from ..graph import drive
+from ..graph.content import get_content
 from ..graph.hosts import check_content_url
 from .base import Args, Tool, ToolImage, neutralise, not_a_member, wrap_untrusted
 
@@ -88,10 +89,9 @@ class Downloads:
     async def _image(self, args: DownloadArgs, item: Attachment, info: dict[str, Any]) -> ToolImage:
         path = f"{self._message_path(args)}/hostedContents/{quote(item.id, safe='')}/$value"
         try:
-            response = await self._graph.request("GET", path, raw=MAX_IMAGE_BYTES)
+            data, _ = await get_content(self._graph, self._settings, path, MAX_IMAGE_BYTES)
         except GraphError as exc:
             raise _refusal(exc) from exc
-        data = response.body if isinstance(response.body, bytes) else b""
         return self._seen(data, info | {"size": len(data)})
 
     def _seen(self, data: bytes, info: dict[str, Any]) -> ToolImage:

@@ -15,6 +15,7 @@ from agentseat.config import Settings
 from agentseat.errors import GraphError
 from agentseat.graph import drive
 from agentseat.graph.client import GraphClient
+from agentseat.graph.content import get_content
 from agentseat.sandbox.app import Sandbox
 from tests.graph.test_client import FixedToken, counting_listener, https_server
 
@@ -124,3 +125,20 @@ async def test_an_upload_url_off_graph_and_sharepoint_is_refused(sandbox: Sandbo
             with pytest.raises(GraphError) as caught:
                 await drive.upload(graph, settings, "big.bin", drive.SIMPLE_UPLOAD_MAX + 1, read)
     assert caught.value.code == "ForeignHost"
+
+
+async def test_a_hosted_image_redirect_is_checked_too(sandbox: Sandbox, agent_settings: Settings) -> None:
+    seen: list[tuple[str, str]] = []
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        seen.append((request.path, request.headers.get("Authorization", "")))
+        if request.path.endswith("/$value"):
+            raise web.HTTPFound("/blob/1")  # relative: on the Graph host
+        return web.Response(body=PNG, content_type="image/png")
+
+    async with https_server(sandbox, handler) as url:
+        settings = agent_settings.model_copy(update={"graph_url": url})
+        async with GraphClient(settings, FixedToken("graph-only")) as graph:
+            data, kind = await get_content(graph, settings, "/chats/c/messages/m/hostedContents/h/$value", 1024)
+    assert (data, kind) == (PNG, "image/png")
+    assert seen == [("/v1.0/chats/c/messages/m/hostedContents/h/$value", "Bearer graph-only"), ("/blob/1", "")]
