@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
+import anyio
 import structlog
 from pydantic import Field
 
@@ -20,6 +21,8 @@ from ..errors import GraphError, NotFoundError, ToolInputError
 from ..graph import drive
 from ..graph.content import get_content
 from ..graph.hosts import check_content_url
+from ..runtime.inbox import Event
+from ..runtime.normalize import chat_type_of
 from .base import Args, Tool, ToolImage, neutralise, not_a_member, wrap_untrusted
 
 if TYPE_CHECKING:
@@ -32,6 +35,8 @@ MAX_IMAGE_BYTES = 4 * 1024 * 1024
 #: Image types MCP hosts show, by magic bytes (a Content-Type header is the sender's claim).
 _MAGIC = ((b"\x89PNG\r\n\x1a\n", "image/png"), (b"\xff\xd8\xff", "image/jpeg"), (b"GIF87a", "image/gif"),
           (b"GIF89a", "image/gif"))
+#: How many recent inbox events are searched for a channel message's team and thread.
+_CHANNEL_SCAN = 2000
 LATER = ("a file's text is not read yet: that comes with a later agentseat version (the files issue); "
          "open web_url in Teams or a browser meanwhile")
 
@@ -44,22 +49,42 @@ def image_type(data: bytes) -> str | None:
 
 
 class DownloadArgs(Args):
-    chat_id: str = Field(min_length=1, description="The chat the message is in.")
+    chat_id: str = Field(min_length=1, description="The chat the message is in (a channel event's chat_id too).")
     message_id: str = Field(min_length=1, description="The message's id.")
     attachment_id: str = Field(min_length=1, description="An id from the event's attachments (meta id:name pairs).")
 
 
+def message_path(chat_id: str, message_id: str, channel: Event | None = None) -> str:
+    """The Graph path of a chat message, or of a channel post or reply when `channel` is its event
+    (chatmessage-get: `/teams/{team}/channels/{channel}/messages/{id}[/replies/{reply}]`)."""
+    def q(value: str) -> str:
+        return quote(value, safe=":@.")
+    if channel is None:
+        return f"/chats/{q(chat_id)}/messages/{quote(message_id, safe='')}"
+    base = f"/teams/{q(channel.team_id)}/channels/{q(chat_id)}/messages"
+    if channel.thread_id:
+        return f"{base}/{quote(channel.thread_id, safe='')}/replies/{quote(message_id, safe='')}"
+    return f"{base}/{quote(message_id, safe='')}"
+
+
 class Downloads:
     def __init__(self, runtime: Runtime) -> None:
+        self._rt = runtime
         self._graph = runtime.graph
         self._settings = runtime.settings
 
-    def _message_path(self, args: DownloadArgs) -> str:
-        return f"/chats/{quote(args.chat_id, safe=':@.')}/messages/{quote(args.message_id, safe='')}"
+    async def _channel_event(self, chat_id: str, message_id: str) -> Event | None:
+        """The channel event of this message (its team and thread), among the recent ones; None for a chat."""
+        if chat_type_of(chat_id) == "oneOnOne":
+            return None
+        inbox = self._rt.inbox
+        latest = await anyio.to_thread.run_sync(inbox.latest_seq)
+        events = await inbox.aread(max(0, latest - _CHANNEL_SCAN), _CHANNEL_SCAN, kind="channel")
+        return next((e for e in reversed(events) if e.chat_id == chat_id and e.message_id == message_id), None)
 
-    async def _message(self, args: DownloadArgs) -> dict[str, Any]:
+    async def _message(self, args: DownloadArgs, path: str) -> dict[str, Any]:
         try:
-            return dict(await self._graph.get(self._message_path(args)) or {})
+            return dict(await self._graph.get(path) or {})
         except NotFoundError as exc:
             raise ToolInputError(f"no message {args.message_id!r} in chat {args.chat_id!r}",
                                  hint="take chat_id and message_id from the event or read_teams_messages") from exc
@@ -67,7 +92,8 @@ class Downloads:
             raise not_a_member(exc, args.chat_id) or exc
 
     async def download(self, args: DownloadArgs) -> Any:
-        message = await self._message(args)
+        path = message_path(args.chat_id, args.message_id, await self._channel_event(args.chat_id, args.message_id))
+        message = await self._message(args, path)
         items = parse(message)
         item = next((a for a in items if a.id == args.attachment_id), None)
         if item is None:
@@ -80,14 +106,14 @@ class Downloads:
                                 "from": neutralise(str(user.get("displayName") or user.get("id") or ""))}
         log.info("attachment_download", kind=item.kind)
         if item.kind == "image":
-            return await self._image(args, item, info)
+            return await self._image(path, item, info)
         if item.kind == "card":
             return info | {"card": wrap_untrusted(item.content, source=f"teams:{args.chat_id}", sender=info["from"],
                                                   at=str(message.get("createdDateTime") or ""))}
         return await self._file(item, info)
 
-    async def _image(self, args: DownloadArgs, item: Attachment, info: dict[str, Any]) -> ToolImage:
-        path = f"{self._message_path(args)}/hostedContents/{quote(item.id, safe='')}/$value"
+    async def _image(self, message: str, item: Attachment, info: dict[str, Any]) -> ToolImage:
+        path = f"{message}/hostedContents/{quote(item.id, safe='')}/$value"
         try:
             data, _ = await get_content(self._graph, self._settings, path, MAX_IMAGE_BYTES)
         except GraphError as exc:

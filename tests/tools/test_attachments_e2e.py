@@ -4,7 +4,8 @@ In: a screenshot pasted by the sponsor is pushed with `attachment_count` and `id
 meta, listed with the same id by read_events and read_teams_messages, and download_attachment
 returns it as image content. Out: `files` on send_teams_message puts an image inline and a
 document in the agent's OneDrive, shared so that the recipient can open it; the agent's state
-files are refused and nothing is sent. A file link off Graph and SharePoint is never fetched.
+files are refused and nothing is sent. A file link off Graph and SharePoint is never fetched. A
+channel event's attachments open from the channel (its team and thread come from the event).
 """
 
 from __future__ import annotations
@@ -20,7 +21,13 @@ import aiohttp
 import mcp_types as types
 import pytest
 
+from agentseat.attachments.inbound import listing
+from agentseat.graph.client import GraphClient
+from agentseat.runtime.events import attachments_json
+from agentseat.runtime.inbox import Event, Inbox
 from agentseat.sandbox.app import Sandbox
+from tests.conftest import settings_from_env
+from tests.graph.test_client import provider_for
 from tests.tools._mcp import Served, chat_messages, post_dm, serve
 
 
@@ -222,3 +229,39 @@ async def test_a_large_file_goes_up_in_an_upload_session_and_opens_whole(
     _, stats = await _control(sandbox, "GET", "/_sandbox/stats")
     routes = [r for r in stats["requests"] if "createUploadSession" in r or r.endswith(":/content")]
     assert routes and all("createUploadSession" in r for r in routes), stats["requests"]
+
+
+async def test_a_channel_posts_and_replys_images_open_through_their_events(
+        sandbox: Sandbox, env: dict[str, str], tmp_path: Path) -> None:
+    """A channel event's chat_id is the channel: its team and thread come from the event, so the
+    post (and a reply in its thread) is read from the channel, not from a chat."""
+    agent, sponsor = _upn(sandbox, "agent_user"), _upn(sandbox, "sponsor")
+    status, team = await _control(sandbox, "POST", "/_sandbox/teams", {"name": "Ops", "members": [agent, sponsor]})
+    assert status == 201, team
+    team_id, channel_id = team["team_id"], team["channel_id"]
+    settings = settings_from_env(env)
+    shots = [png(seed=21), png(seed=22)]
+
+    def with_image(data: bytes) -> dict[str, Any]:
+        return {"body": {"contentType": "html", "content": 'see <img src="../hostedContents/1/$value">'},
+                "hostedContents": [{"@microsoft.graph.temporaryId": "1", "contentType": "image/png",
+                                    "contentBytes": base64.b64encode(data).decode()}]}
+
+    base = f"/teams/{team_id}/channels/{quote(channel_id, safe=':@.')}/messages"
+    async with GraphClient(settings, provider_for(settings)) as graph:
+        post = await graph.post(base, with_image(shots[0]))
+        reply = await graph.post(f"{base}/{post['id']}/replies", with_image(shots[1]))
+    # The channel runtime stores channel events this way (runtime/events.py, kind `channel`).
+    with Inbox(Path(env["AGENTSEAT_STATE_DIR"]) / "inbox.db") as inbox:
+        inbox.append(Event.channel(team_id=team_id, channel_id=channel_id, message_id=m["id"], thread_id=thread,
+                                   sender_id="u", sender_upn="", sender_name="", trust="colleague", text="see",
+                                   created_at=m["createdDateTime"], source="poll",
+                                   attachments=attachments_json(listing(m)))
+                     for m, thread in ((post, ""), (reply, post["id"])))
+    async with serve(env, tmp_path) as served:
+        for message, shot in zip((post, reply), shots, strict=True):
+            image_id = listing(message)[0]["id"]
+            result = await _call(served, "download_attachment", chat_id=channel_id, message_id=message["id"],
+                                 attachment_id=image_id)
+            image = next(c for c in result.content if isinstance(c, types.ImageContent))
+            assert base64.b64decode(image.data) == shot
