@@ -24,8 +24,8 @@ from .zipguard import check_package
 log = structlog.get_logger(__name__)
 
 _OFFICE = {"docx": read_docx, "xlsx": read_xlsx, "pptx": read_pptx}
-_LABELS = {"docx": "Word document", "xlsx": "Excel workbook", "pptx": "PowerPoint presentation",
-           "pdf": "PDF", "image": "image", "text": "text file"}
+_LABELS = {"docx": "a Word document", "xlsx": "an Excel workbook", "pptx": "a PowerPoint presentation",
+           "pdf": "a PDF", "image": "an image", "text": "a text file"}
 
 
 def read_document(path: Path, *, name: str, mime: str | None, limits: ReadLimits) -> DocumentText:
@@ -49,11 +49,11 @@ def read_document(path: Path, *, name: str, mime: str | None, limits: ReadLimits
                             hint="ask for a smaller file or an extract") from None
     except Exception as exc:  # noqa: BLE001 - a hostile or damaged file must never surface a traceback
         log.info("document_unreadable", kind=sniffed.kind, error=type(exc).__name__)
-        raise DocumentError(f"{name!r} looks like a {_LABELS[sniffed.kind]} but cannot be read: "
+        raise DocumentError(f"{name!r} looks like {_LABELS[sniffed.kind]} but cannot be read: "
                             f"{type(exc).__name__}: {_short(exc)}",
                             reason="malformed", hint="the file may be damaged; ask for it to be saved again") from None
     if sniffed.claimed:
-        result.notes.insert(0, f"named as {sniffed.claimed} but the content is a {_LABELS[sniffed.kind]}; "
+        result.notes.insert(0, f"named as {sniffed.claimed} but the content is {_LABELS[sniffed.kind]}; "
                                "read as what it is")
     log.info("document_read", kind=result.kind, bytes=size, chars=len(result.markdown), truncated=result.truncated)
     return result
