@@ -133,13 +133,15 @@ class _Lists:
         if numbering is not None:
             self._load(numbering)
 
-    def _load(self, numbering) -> None:  # type: ignore[no-untyped-def]
+    def _load(self, numbering: Any) -> None:
         abstract: dict[str, dict[int, str]] = {}
         for a in numbering.findall(f"{_W}abstractNum"):
             levels = {}
             for lvl in a.findall(f"{_W}lvl"):
                 fmt = lvl.find(f"{_W}numFmt")
-                levels[int(lvl.get(f"{_W}ilvl", "0"))] = fmt.get(f"{_W}val", "decimal") if fmt is not None else "decimal"
+                ilvl = lvl.get(f"{_W}ilvl", "0")
+                if ilvl.isdigit():  # a damaged level is ignored, not fatal: the text still reads
+                    levels[int(ilvl)] = fmt.get(f"{_W}val", "decimal") if fmt is not None else "decimal"
             abstract[a.get(f"{_W}abstractNumId", "")] = levels
         for num in numbering.findall(f"{_W}num"):
             ref = num.find(f"{_W}abstractNumId")

@@ -7,6 +7,7 @@ this through `anyio.to_thread.run_sync`.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import structlog
@@ -53,14 +54,16 @@ def read_document(path: Path, *, name: str, mime: str | None, limits: ReadLimits
                             f"{type(exc).__name__}: {_short(exc)}",
                             reason="malformed", hint="the file may be damaged; ask for it to be saved again") from None
     if sniffed.claimed:
-        result.notes.insert(0, f"named as {sniffed.claimed} but the content is {_LABELS[sniffed.kind]}; "
-                               "read as what it is")
+        note = f"named as {sniffed.claimed} but the content is {_LABELS[sniffed.kind]}; read as what it is"
+        result = replace(result, notes=[note, *result.notes])
     log.info("document_read", kind=result.kind, bytes=size, chars=len(result.markdown), truncated=result.truncated)
     return result
 
 
 def _size(path: Path, name: str, limits: ReadLimits) -> int:
     try:
+        if not path.is_file():
+            raise FileNotFoundError(2, "not a file")
         size = path.stat().st_size
     except OSError as exc:
         raise DocumentError(f"{name!r} cannot be opened ({exc.strerror})", reason="malformed",

@@ -71,6 +71,9 @@ def sniff(path: Path, *, name: str, mime: str | None) -> Sniffed:
     claimed = claimed_kind(name, mime)
     kind, found_mime = _by_magic(path, head)
     if kind is None:
+        if claimed == "image":
+            raise DocumentError(f"{name!r} is not an image that can be shown", reason="unsupported",
+                                hint="images are read as PNG, JPEG, GIF or WebP; ask for one of those")
         if claimed not in (None, "text"):
             raise DocumentError(
                 f"{name!r} is named as {_LABELS[claimed]} but its content is not one",

@@ -132,3 +132,33 @@ def test_unknown_binary_is_unsupported_and_oversized_image_refused(tmp_path: Pat
     (tmp_path / "huge.png").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(4096))
     error = _refused(tmp_path / "huge.png", limits=ReadLimits(max_image_bytes=1024))
     assert error.reason == "too_large" and "image limit" in error.message
+
+
+def test_zip_entry_lying_about_its_size_cannot_inflate_past_it(tmp_path: Path) -> None:
+    # The guard trusts declared sizes because zipfile stops at them; a lie ends as a damaged file.
+    good = _docx(tmp_path / "good.docx", "text " * 2000)
+    data = bytearray(good.read_bytes())
+    with zipfile.ZipFile(good) as z:
+        info = z.getinfo("word/document.xml")
+    real = info.file_size.to_bytes(4, "little")
+    small = (200).to_bytes(4, "little")
+    for at in [i for i in range(len(data) - 4) if data[i:i + 4] == real]:
+        data[at:at + 4] = small  # in the local header and in the central directory
+    (tmp_path / "liar.docx").write_bytes(bytes(data))
+    assert _refused(tmp_path / "liar.docx").reason == "malformed"
+
+
+def test_empty_or_missing_files_are_clear(tmp_path: Path) -> None:
+    (tmp_path / "empty.docx").write_bytes(b"")
+    assert _refused(tmp_path / "empty.docx").reason == "mismatch"
+    (tmp_path / "empty.txt").write_bytes(b"")
+    assert read_document(tmp_path / "empty.txt", name="empty.txt", mime=None, limits=LIMITS).markdown == ""
+    assert "cannot be opened" in _refused(tmp_path / "nowhere.pdf").message
+    assert "cannot be opened" in _refused(tmp_path, name="folder.docx").message
+
+
+def test_image_type_that_cannot_be_shown_is_unsupported(tmp_path: Path) -> None:
+    (tmp_path / "scan.bmp").write_bytes(b"BM" + bytes(64))
+    with pytest.raises(DocumentError) as caught:
+        read_document(tmp_path / "scan.bmp", name="scan.bmp", mime="image/bmp", limits=LIMITS)
+    assert caught.value.reason == "unsupported" and "PNG" in caught.value.hint

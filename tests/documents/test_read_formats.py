@@ -224,3 +224,9 @@ def test_image_is_returned_as_bytes_with_its_mime(tmp_path: Path) -> None:
     assert result.kind == "image" and result.mime == "image/png" and result.data == png
     (tmp_path / "photo.bin").write_bytes(b"\xff\xd8\xff\xe0" + bytes(64))
     assert _read(tmp_path / "photo.bin").mime == "image/jpeg"  # found by content, not name
+
+
+def test_utf16_text_with_a_bom_is_decoded(tmp_path: Path) -> None:
+    (tmp_path / "export.txt").write_text("Zoë's notes\nsecond line", encoding="utf-16")
+    result = _read(tmp_path / "export.txt")
+    assert result.markdown == "Zoë's notes\nsecond line" and result.notes == []
