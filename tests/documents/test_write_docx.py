@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import docx
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from agentseat.documents import DocumentError, ReadLimits, markdown_to_docx, read_document
 
@@ -84,3 +87,20 @@ def test_unwritable_target_is_a_document_error(tmp_path: Path) -> None:
     with pytest.raises(DocumentError) as caught:
         markdown_to_docx("# x", tmp_path / "missing" / "x.docx")
     assert "cannot be written" in caught.value.message and caught.value.hint
+
+
+_PIECES = st.sampled_from(["# ", "## ", "- ", "  - ", "1. ", "   2. ", "> ", "| ", " | ", "|---|---|", "**", "*", "_",
+                           "__", "`", "[", "](", ")", "https://x.example/", "<", ">", "\\", "\n", "\n\n", " ",
+                           "\t", "\x07", "\u202e", "---", "é"])
+_WORDS = st.from_regex(r"[a-z]{1,8}", fullmatch=True)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.one_of(_PIECES, _WORDS), max_size=60))
+def test_any_markdown_writes_a_docx_that_reads_back_every_word(tmp_path: Path, parts: list[str]) -> None:
+    text = "".join(parts)
+    out = tmp_path / "any.docx"
+    markdown_to_docx(text, out)
+    back = read_document(out, name="any.docx", mime=None, limits=ReadLimits()).markdown
+    for word in re.findall(r"[a-z]+", text):
+        assert word in back
