@@ -22,7 +22,7 @@ from typing import Any
 
 _DOCX_TARGET = 5 * 1024 * 1024
 _PDF_PAGES = 1200  # ~4 KB of content stream per page, uncompressed: ~5 MB
-_UNLIMITED = {"max_chars": 10**12, "max_pdf_pages": 10**9, "max_input_bytes": 10**12,
+_UNLIMITED = {"max_chars": 10**12, "max_pdf_pages": 10**9, "max_input_bytes": 10**12, "max_xml_bytes": 10**12,
               "max_unzipped_bytes": 10**12}
 
 

@@ -29,6 +29,9 @@ class ReadLimits:
     max_unzipped_bytes: int = 256 * _MB
     max_zip_ratio: float = 200.0  # per entry; ordinary Office XML compresses 5-30x
     max_zip_entries: int = 10_000
+    # XML the Office libraries parse whole (an lxml tree takes about 4x its size in memory);
+    # Excel worksheets stream in read-only mode and do not count.
+    max_xml_bytes: int = 64 * _MB
 
 
 @dataclass(frozen=True)

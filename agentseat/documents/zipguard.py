@@ -15,14 +15,17 @@ from .model import ReadLimits
 
 _RATIO_FLOOR = 1024 * 1024  # small entries may compress as well as they like
 _XML_PEEK = 1024
+_STREAMED = ("xl/worksheets/",)  # openpyxl's read-only mode parses these incrementally
 
 
 def check_package(path: Path, limits: ReadLimits) -> None:
-    """Refuse a package whose entries would inflate too far, or whose XML declares a DTD."""
+    """Refuse a package whose entries would inflate too far, whose XML is too large to parse
+    in memory, or whose XML declares a DTD."""
     try:
         with zipfile.ZipFile(path) as z:
             infos = z.infolist()
             _check_sizes(infos, limits)
+            _check_xml_size(infos, limits)
             for info in infos:
                 if info.filename.endswith((".xml", ".rels")) and info.file_size:
                     _check_xml_head(z, info)
@@ -50,6 +53,16 @@ def _check_sizes(infos: list[zipfile.ZipInfo], limits: ReadLimits) -> None:
                 f"part {info.filename!r} inflates {info.file_size // max(info.compress_size, 1)}x, "
                 f"more than {limits.max_zip_ratio:g}x",
                 reason="unsafe", hint="this looks like a zip bomb; it was not opened")
+
+
+def _check_xml_size(infos: list[zipfile.ZipInfo], limits: ReadLimits) -> None:
+    parsed = sum(i.file_size for i in infos
+                 if i.filename.endswith((".xml", ".rels")) and not i.filename.startswith(_STREAMED))
+    if parsed > limits.max_xml_bytes:
+        raise DocumentError(
+            f"the document's text and layout take {parsed // (1024 * 1024)} MB of XML, more than the "
+            f"{limits.max_xml_bytes // (1024 * 1024)} MB that can be read in memory",
+            reason="too_large", hint="ask for a shorter document, or an extract of the part you need")
 
 
 def _check_xml_head(z: zipfile.ZipFile, info: zipfile.ZipInfo) -> None:

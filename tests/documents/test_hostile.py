@@ -162,3 +162,9 @@ def test_image_type_that_cannot_be_shown_is_unsupported(tmp_path: Path) -> None:
     with pytest.raises(DocumentError) as caught:
         read_document(tmp_path / "scan.bmp", name="scan.bmp", mime="image/bmp", limits=LIMITS)
     assert caught.value.reason == "unsupported" and "PNG" in caught.value.hint
+
+
+def test_word_xml_too_large_to_parse_in_memory_is_refused(tmp_path: Path) -> None:
+    big = _docx(tmp_path / "long.docx", "word " * 50_000)
+    error = _refused(big, limits=ReadLimits(max_xml_bytes=100_000))
+    assert error.reason == "too_large" and "XML" in error.message

@@ -230,3 +230,12 @@ def test_utf16_text_with_a_bom_is_decoded(tmp_path: Path) -> None:
     (tmp_path / "export.txt").write_text("Zoë's notes\nsecond line", encoding="utf-16")
     result = _read(tmp_path / "export.txt")
     assert result.markdown == "Zoë's notes\nsecond line" and result.notes == []
+
+
+def test_large_worksheets_stream_and_do_not_count_as_parsed_xml(tmp_path: Path) -> None:
+    wb = openpyxl.Workbook()
+    for r in range(2000):
+        wb.active.append([r * 10 + c for c in range(10)])
+    wb.save(tmp_path / "numbers.xlsx")
+    result = _read(tmp_path / "numbers.xlsx", limits=ReadLimits(max_xml_bytes=100_000))
+    assert result.truncated and "| 4990 | 4991 |" in result.markdown and "| 5000 |" not in result.markdown
