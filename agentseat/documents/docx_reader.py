@@ -27,6 +27,9 @@ _MONOSPACE = frozenset({"courier new", "courier", "consolas", "menlo", "monaco",
                         "cascadia code", "cascadia mono", "source code pro"})
 _SAFE_SCHEMES = ("http://", "https://", "mailto:")
 _P, _TBL, _SDT, _SDT_CONTENT = f"{_W}p", f"{_W}tbl", f"{_W}sdt", f"{_W}sdtContent"
+_R, _HYPERLINK = f"{_W}r", f"{_W}hyperlink"
+_INLINE_WRAPPERS = frozenset(f"{_W}{tag}" for tag in ("ins", "smartTag", "fldSimple", "sdt", "sdtContent",
+                                                       "customXml", "moveTo"))
 
 
 def read_docx(path: Path, limits: ReadLimits) -> DocumentText:
@@ -94,17 +97,33 @@ def _paragraph(p: Paragraph, styles: _Styles, lists: _Lists) -> tuple[str, bool]
 def _spans(p: Paragraph, *, plain: bool = False) -> list[Styled]:
     """The paragraph's runs and links; `plain` drops bold (a table header is bold already)."""
     spans: list[Styled] = []
-    for item in p.iter_inner_content():
-        if isinstance(item, Hyperlink):
-            url = item.url or ""
-            link = url if url.lower().startswith(_SAFE_SCHEMES) else None
-            spans.extend(Styled(r.text, bool(r.bold) and not plain, bool(r.italic), _mono(r), link)
-                         for r in item.runs)
-            if not item.runs and item.text:
-                spans.append(Styled(item.text, link=link))
-        elif isinstance(item, Run):
-            spans.append(Styled(item.text, bool(item.bold) and not plain, bool(item.italic), _mono(item)))
+    for el in _inline_elements(p._p):
+        if el.tag == _HYPERLINK:
+            link = Hyperlink(el, p)
+            url = _url(link)
+            spans.extend(Styled(r.text, bool(r.bold) and not plain, bool(r.italic), _mono(r), url) for r in link.runs)
+        else:
+            run = Run(el, p)
+            spans.append(Styled(run.text, bool(run.bold) and not plain, bool(run.italic), _mono(run)))
     return spans
+
+
+def _inline_elements(parent: Any) -> Iterator[Any]:
+    """Runs and hyperlinks, also inside tracked insertions, smart tags, fields and inline content
+    controls (python-docx yields only direct children); tracked deletions are left out."""
+    for child in parent:
+        if child.tag in (_R, _HYPERLINK):
+            yield child
+        elif child.tag in _INLINE_WRAPPERS:
+            yield from _inline_elements(child)
+
+
+def _url(link: Hyperlink) -> str | None:
+    try:
+        url = link.url or ""
+    except KeyError:  # a relationship id that the part does not define
+        return None
+    return url if url.lower().startswith(_SAFE_SCHEMES) else None
 
 
 def _mono(run: Run) -> bool:

@@ -49,7 +49,8 @@ def _shapes(shapes: Iterable[Any], title_shape: Any, skipped: list[int]) -> list
     for shape in shapes:
         if title_shape is not None and shape.shape_id == title_shape.shape_id:
             continue
-        if shape.shape_type == MSO_SHAPE_TYPE.GROUP:
+        kind = _shape_type(shape)
+        if kind == MSO_SHAPE_TYPE.GROUP:
             parts.extend(_shapes(shape.shapes, None, skipped))
         elif getattr(shape, "has_table", False) and shape.has_table:
             parts.append(table([[cell.text for cell in row.cells] for row in shape.table.rows]))
@@ -57,9 +58,16 @@ def _shapes(shapes: Iterable[Any], title_shape: Any, skipped: list[int]) -> list
             text = _text_frame(shape)
             if text:
                 parts.append(text)
-        elif shape.shape_type == MSO_SHAPE_TYPE.PICTURE or getattr(shape, "has_chart", False):
+        elif kind == MSO_SHAPE_TYPE.PICTURE or getattr(shape, "has_chart", False):
             skipped[0] += 1
     return parts
+
+
+def _shape_type(shape: Any) -> Any:
+    try:
+        return shape.shape_type
+    except NotImplementedError:  # python-pptx raises for shapes it does not recognise; read them as text
+        return None
 
 
 def _text_frame(shape: Any) -> str:

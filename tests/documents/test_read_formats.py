@@ -239,3 +239,15 @@ def test_large_worksheets_stream_and_do_not_count_as_parsed_xml(tmp_path: Path) 
     wb.save(tmp_path / "numbers.xlsx")
     result = _read(tmp_path / "numbers.xlsx", limits=ReadLimits(max_xml_bytes=100_000))
     assert result.truncated and "| 4990 | 4991 |" in result.markdown and "| 5000 |" not in result.markdown
+
+
+def test_docx_tracked_insertions_count_and_deletions_do_not(tmp_path: Path) -> None:
+    from docx.oxml import parse_xml
+
+    d = docx.Document()
+    p = d.add_paragraph("Budget is ")
+    w = 'xmlns:w="http://schemas.openxmlformats.org/wordprocessingml/2006/main"'
+    p._p.append(parse_xml(f'<w:ins {w} w:id="1" w:author="Ada"><w:r><w:t>approved</w:t></w:r></w:ins>'))
+    p._p.append(parse_xml(f'<w:del {w} w:id="2" w:author="Ada"><w:r><w:delText>pending</w:delText></w:r></w:del>'))
+    d.save(str(tmp_path / "tracked.docx"))
+    assert _read(tmp_path / "tracked.docx").markdown == "Budget is approved"
