@@ -66,3 +66,15 @@ def _dir_entry(buf: bytearray, index: int, name: str, *, kind: int, child: int, 
     struct.pack_into("<HBB", buf, off + 64, len(encoded), kind, 1)
     struct.pack_into("<III", buf, off + 68, 0xFFFFFFFF, 0xFFFFFFFF, child)
     struct.pack_into("<IQ", buf, off + 116, start, size)
+
+
+def png(width: int = 2, height: int = 2) -> bytes:
+    """A valid RGB PNG, grey, built by hand (PNG spec: signature, IHDR, IDAT, IEND)."""
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    rows = b"".join(b"\x00" + b"\x80\x80\x80" * width for _ in range(height))
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))

@@ -14,7 +14,7 @@ from pptx.util import Inches
 
 from agentseat.documents import ReadLimits, read_document
 
-from .build import pdf
+from .build import pdf, png
 
 LIMITS = ReadLimits()
 
@@ -218,10 +218,10 @@ def test_output_limit_truncates_with_a_note(tmp_path: Path) -> None:
 
 
 def test_image_is_returned_as_bytes_with_its_mime(tmp_path: Path) -> None:
-    png = b"\x89PNG\r\n\x1a\n" + b"\x00\x00\x00\rIHDR" + bytes(17)
-    (tmp_path / "shot.png").write_bytes(png)
+    image = png()
+    (tmp_path / "shot.png").write_bytes(image)
     result = _read(tmp_path / "shot.png", mime="image/png")
-    assert result.kind == "image" and result.mime == "image/png" and result.data == png
+    assert result.kind == "image" and result.mime == "image/png" and result.data == image
     (tmp_path / "photo.bin").write_bytes(b"\xff\xd8\xff\xe0" + bytes(64))
     assert _read(tmp_path / "photo.bin").mime == "image/jpeg"  # found by content, not name
 
@@ -251,3 +251,20 @@ def test_docx_tracked_insertions_count_and_deletions_do_not(tmp_path: Path) -> N
     p._p.append(parse_xml(f'<w:del {w} w:id="2" w:author="Ada"><w:r><w:delText>pending</w:delText></w:r></w:del>'))
     d.save(str(tmp_path / "tracked.docx"))
     assert _read(tmp_path / "tracked.docx").markdown == "Budget is approved"
+
+
+def test_pictures_in_word_and_powerpoint_are_skipped_with_a_note(tmp_path: Path) -> None:
+    import io
+
+    d = docx.Document()
+    d.add_paragraph("Before the chart")
+    d.add_picture(io.BytesIO(png()))
+    d.save(str(tmp_path / "pic.docx"))
+    word = _read(tmp_path / "pic.docx")
+    assert word.markdown == "Before the chart" and "1 picture(s) skipped: text only" in word.notes
+    deck = pptx.Presentation()
+    slide = deck.slides.add_slide(deck.slide_layouts[5])
+    slide.shapes.title.text = "Chart"
+    slide.shapes.add_picture(io.BytesIO(png()), Inches(1), Inches(1))
+    deck.save(str(tmp_path / "pic.pptx"))
+    assert "1 picture(s) or chart(s) skipped: text only" in _read(tmp_path / "pic.pptx").notes
