@@ -61,12 +61,16 @@ class Sink:
         """Append a block; False once the budget is spent (the reader should stop)."""
         if self.full:
             return False
-        text = clean(block).strip("\n")
-        if not text:
-            return True
         sep = "\n\n" if self._parts else ""
         room = self._max - self._size - len(sep)
-        if len(text) <= room:
+        # Clean no more than could fit: cleaning only removes characters, so twice the room
+        # (plus slack for the stripped ends) is enough and a huge block costs no more than a small one.
+        window = 2 * max(room, 0) + 1024
+        clipped = len(block) > window
+        text = clean(block[:window] if clipped else block).strip("\n")
+        if not text and not clipped:
+            return True
+        if len(text) <= room and not clipped:
             self._parts.append(sep + text)
             self._size += len(sep) + len(text)
             return True
