@@ -42,7 +42,7 @@ def read_document(path: Path, *, name: str, mime: str | None, limits: ReadLimits
         elif sniffed.kind == "image":
             result = _image(path, name, size, sniffed.mime or "application/octet-stream", limits)
         else:
-            result = read_text(path, name=name, limits=limits)
+            result = read_text(path, name=name, mime=mime, limits=limits)
     except DocumentError:
         raise
     except MemoryError:

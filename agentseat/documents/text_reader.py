@@ -19,19 +19,20 @@ _SAMPLE = 64 * 1024
 _JSON_MAX_BYTES = 10 * 1024 * 1024  # larger JSON is shown as raw text rather than parsed whole
 
 
-def read_text(path: Path, *, name: str, limits: ReadLimits) -> DocumentText:
+def read_text(path: Path, *, name: str, mime: str | None, limits: ReadLimits) -> DocumentText:
     sink = Sink(limits.max_chars)
     suffix = Path(name).suffix.lower()
-    size = path.stat().st_size
+    base_mime = (mime or "").split(";")[0].strip().lower()
     with path.open("rb") as f:
         sample = f.read(_SAMPLE)
     encoding = _encoding(sample, sink)
-    if suffix == ".csv":
+    if suffix == ".csv" or base_mime == "text/csv":
         _csv(path, encoding, limits, sink)
-    elif suffix == ".json" and size <= _JSON_MAX_BYTES and _json(path, encoding, sink):
-        pass
-    else:
-        _plain(path, encoding, limits, sink)
+        return sink.result("text")
+    is_json = suffix == ".json" or base_mime == "application/json"
+    if is_json and path.stat().st_size <= _JSON_MAX_BYTES and _json(path, encoding, sink):
+        return sink.result("text")
+    _plain(path, encoding, limits, sink)
     return sink.result("text")
 
 

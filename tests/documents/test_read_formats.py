@@ -268,3 +268,9 @@ def test_pictures_in_word_and_powerpoint_are_skipped_with_a_note(tmp_path: Path)
     slide.shapes.add_picture(io.BytesIO(png()), Inches(1), Inches(1))
     deck.save(str(tmp_path / "pic.pptx"))
     assert "1 picture(s) or chart(s) skipped: text only" in _read(tmp_path / "pic.pptx").notes
+
+
+def test_csv_named_only_by_its_mime_type_is_a_table(tmp_path: Path) -> None:
+    (tmp_path / "export").write_text("city,people\nOslo,700000\n")
+    result = _read(tmp_path / "export", mime="text/csv; charset=utf-8")
+    assert result.markdown == "| city | people |\n|---|---|\n| Oslo | 700000 |"
