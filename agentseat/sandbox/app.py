@@ -16,12 +16,14 @@ import anyio
 import structlog
 from aiohttp import web
 
-from .control import behaviour_routes, chat_routes, message_actions
+from .control import behaviour_routes, chat_routes, file_routes, message_actions
+from .control import team_routes
 from .control import routes as control_routes
 from .entra import endpoints as entra_endpoints
 from .envfile import write_sandbox_env
-from .graph import chat_message_actions, chat_messages, chats, mail, mail_delta
+from .graph import chat_message_actions, chat_messages, chats, drive, hosted_contents, mail, mail_delta
 from .graph.auth import graph_middleware
+from .graph import teams as graph_teams
 from .graph.directory import users as directory
 from .notifications import subscriptions
 from .notifications.delivery import DeliveryEngine
@@ -52,7 +54,8 @@ class Sandbox(SandboxState):
         # Order matters: aiohttp matches in registration order, and the more specific
         # getAllMessages and /messages/delta routes must come before `{chat_id}`/`{message_id}`.
         modules = (entra_endpoints, directory, chat_messages, chat_message_actions, chats, mail_delta, mail,
-                   subscriptions, control_routes, message_actions, behaviour_routes, chat_routes)
+                   subscriptions, control_routes, message_actions, behaviour_routes, chat_routes,
+                   graph_teams, team_routes, hosted_contents, drive, file_routes)
         for module in modules:
             app.router.add_routes(module.routes())
         return app

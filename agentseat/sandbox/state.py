@@ -25,7 +25,7 @@ from .stats import Stats
 from .tenant import Tenant, demo_tenant, load_tenant, save_tenant
 
 if TYPE_CHECKING:
-    from .tenant import Chat, ChatMessage, MailMessage, Subscription
+    from .tenant import Channel, ChannelMessage, Chat, ChatMessage, MailMessage, Subscription, Team
 
 
 @dataclass
@@ -56,6 +56,8 @@ class Notifier(Protocol):
     """What routes ask of change-notification delivery (notifications/delivery.py)."""
 
     def chat_message(self, chat: Chat, msg: ChatMessage, change_type: str = ...) -> object: ...
+    def channel_message(self, team: Team, channel: Channel, msg: ChannelMessage,
+                        change_type: str = ...) -> object: ...
     def mail_message(self, msg: MailMessage, change_type: str = ...) -> object: ...
     def lifecycle(self, sub: Subscription, event: str) -> object: ...
     def refreshed(self, sub: Subscription) -> None: ...

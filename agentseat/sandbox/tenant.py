@@ -33,6 +33,13 @@ AGENT_SCOPES = (
     "ChatMember.ReadWrite",
     "Mail.Read",
     "Mail.Send",
+    # Team channels: user-list-joinedteams, channel-list, channel-list-messages (and the
+    # channel-message subscription), channel-post-messages / chatmessage-post-replies.
+    "Team.ReadBasic.All",
+    "Channel.ReadBasic.All",
+    "ChannelMessage.Read.All",
+    "ChannelMessage.Send",
+    "Files.ReadWrite",  # the agent's OneDrive: files it sends in chats (upload, invite, shares)
 )
 
 #: App roles of the provisioner (entrabot-anchor §7.1).
@@ -141,11 +148,47 @@ class ChatMessage:
     deleted: float | None = None  # deletedDateTime (soft delete; the content is kept for undoSoftDelete)
     reactions: list[Reaction] = field(default_factory=list)
     mentions: list[dict[str, Any]] = field(default_factory=list)  # chatMessageMention JSON, as Graph returns it
-    attachments: list[dict[str, Any]] = field(default_factory=list)  # chatMessageAttachment JSON (cards)
+    attachments: list[dict[str, Any]] = field(default_factory=list)  # chatMessageAttachment JSON
+    #: chatMessageHostedContent: {"id", "contentType", "size", "blob"}; the bytes live in the blob store.
+    hosted_contents: list[dict[str, Any]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         # Loaded from tenant.json, reactions arrive as dicts.
         self.reactions = [r if isinstance(r, Reaction) else Reaction(**r) for r in self.reactions]
+
+
+# --- team channels -----------------------------------------------------------------------------------
+@dataclass
+class ChannelMessage(ChatMessage):
+    """A post or a reply in a team channel; `chat_id` holds the channel id, as one thread store."""
+
+    team_id: str = ""
+    reply_to_id: str | None = None  # the root post's id for a reply; None for a root post
+
+
+@dataclass
+class Channel:
+    id: str  # "19:{hex}@thread.tacv2"
+    display_name: str
+    created: float
+    description: str | None = None
+    membership_type: str = "standard"
+
+
+@dataclass
+class Team:
+    id: str  # the team's group id (a GUID)
+    display_name: str
+    member_ids: list[str]
+    created: float
+    description: str | None = None
+    channels: list[Channel] = field(default_factory=list)  # the General channel first
+
+    def __post_init__(self) -> None:
+        self.channels = [c if isinstance(c, Channel) else Channel(**c) for c in self.channels]
+
+    def channel(self, channel_id: str) -> Channel | None:
+        return next((c for c in self.channels if c.id == channel_id), None)
 
 
 @dataclass
@@ -190,6 +233,45 @@ class Subscription:
 
 
 @dataclass
+class DriveItem:
+    """A file or folder in a user's OneDrive (driveItem); a file's bytes live in the blob store."""
+
+    id: str
+    drive_id: str
+    owner_id: str
+    name: str
+    parent_id: str | None  # None for the drive's root
+    path: str  # "/Microsoft Teams Chat Files/report.pdf"; "" for the root
+    is_folder: bool
+    created: float
+    modified: float
+    created_by: str
+    modified_by: str
+    etag_guid: str  # eTag is "{GUID},version" (the GUID is a reference attachment's id)
+    version: int = 1
+    size: int = 0
+    mime_type: str = ""
+    blob: str = ""
+    #: Granted through invite: {"id", "user_id", "roles": ["read"|"write"], "email"}.
+    permissions: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class UploadSession:
+    """A resumable upload in progress (driveItem: createUploadSession); bytes so far in a part file."""
+
+    id: str
+    drive_id: str
+    owner_id: str
+    parent_path: str
+    name: str
+    conflict: str  # "replace" | "fail" | "rename"
+    expiration: float
+    received: int = 0
+    total: int | None = None
+
+
+@dataclass
 class Tenant:
     tenant_id: str
     domain: str
@@ -200,9 +282,13 @@ class Tenant:
     messages: dict[str, list[ChatMessage]] = field(default_factory=dict)  # chat id -> oldest first
     mail: dict[str, list[MailMessage]] = field(default_factory=dict)  # owner id -> oldest first
     subscriptions: dict[str, Subscription] = field(default_factory=dict)
+    teams: dict[str, Team] = field(default_factory=dict)
+    channel_messages: dict[str, list[ChannelMessage]] = field(default_factory=dict)  # channel id -> oldest first
     mail_seq: int = 0
     tokens_not_before: float = 0.0  # tokens issued before this instant are rejected
     roles: dict[str, str] = field(default_factory=dict)  # well-known names -> ids (agent, sponsor, ...)
+    drive_items: dict[str, DriveItem] = field(default_factory=dict)  # OneDrive items of every user, by id
+    upload_sessions: dict[str, UploadSession] = field(default_factory=dict)
 
     # --- lookups -----------------------------------------------------------------
     def user(self, ref: str) -> User | None:
@@ -258,9 +344,14 @@ class Tenant:
             messages={k: [ChatMessage(**m) for m in v] for k, v in data["messages"].items()},
             mail={k: [MailMessage(**m) for m in v] for k, v in data["mail"].items()},
             subscriptions={k: Subscription(**v) for k, v in data["subscriptions"].items()},
+            # Team channels came later: a tenant.json written before them has neither key.
+            teams={k: Team(**v) for k, v in data.get("teams", {}).items()},
+            channel_messages={k: [ChannelMessage(**m) for m in v] for k, v in data.get("channel_messages", {}).items()},
             mail_seq=data.get("mail_seq", 0),
             tokens_not_before=data.get("tokens_not_before", 0.0),
             roles=data.get("roles", {}),
+            drive_items={k: DriveItem(**v) for k, v in data.get("drive_items", {}).items()},
+            upload_sessions={k: UploadSession(**v) for k, v in data.get("upload_sessions", {}).items()},
         )
 
 

@@ -8,6 +8,7 @@ a real user. Subscription controls live with the subscriptions module.
 
 from __future__ import annotations
 
+import html
 import json
 import math
 import re
@@ -22,7 +23,9 @@ from ..faults import Faults
 from ..graph.chat_message_actions import changes_view
 from ..graph.chats import ensure_one_on_one, post_chat_message
 from ..graph.mail import deliver_mail
+from ..graph.hosted_contents import chat_message_url, store_hosted_contents
 from ..graph.mentions import build_mentions
+from .message_parts import PartError, attachment_view, build_parts, hosted_view
 
 if TYPE_CHECKING:
     from ..state import SandboxState
@@ -101,12 +104,14 @@ def _number(data: dict[str, Any], name: str) -> float | None:
 # --- acting as users ----------------------------------------------------------------------------------------
 @_handler
 async def post_message(request: web.Request) -> web.Response:
-    """`{"from", "to" | "chat_id", "text", "html"?, "mentions"?}`: a DM (1:1 chat made if needed) or a post in
-    a chat; `mentions` (UPNs or ids) become Teams @mentions, `@upn` in the text marking where."""
+    """`{"from", "to" | "chat_id", "text", "html"?, "mentions"?, "images"?, "files"?, "reply_to"?}`: a DM (1:1
+    chat made if needed) or a post in a chat; `mentions` (UPNs or ids) become Teams @mentions, `@upn` in the
+    text marking where; images, files and reply_to as Teams sends them (control/message_parts.py)."""
     sb = request.app[SANDBOX_KEY]
     data = await _body(request)
     sender = _user(sb, _text(data, "from"), "from")
-    text = _text(data, "text")
+    extras = any(data.get(k) is not None for k in ("images", "files", "reply_to"))
+    text = _text(data, "text") if not extras or data.get("text") else ""
     content_type = "html" if data.get("html") is True else "text"
     if data.get("chat_id") is not None:
         chat = sb.tenant.chats.get(str(data["chat_id"]))
@@ -126,7 +131,19 @@ async def post_message(request: web.Request) -> web.Response:
     if data.get("mentions") is not None:
         content, mentions = _mentioning(sb, data["mentions"], text, content_type)
         content_type = "html"
-    msg = post_chat_message(sb, chat, sender.id, content, content_type, mentions)
+    # --- images, files and reply_to (message_parts) ---
+    try:
+        parts = build_parts(sb, chat, sender, data)
+    except PartError as exc:
+        raise ControlError(exc.status, exc.message) from exc
+    if parts.empty and not content.strip():
+        raise ControlError(400, "'text' is required and must be a non-empty string")
+    if not parts.empty:
+        body = content if content_type == "html" else html.escape(content, quote=False)
+        content, content_type = parts.before + (f"<p>{body}</p>" if body else "") + parts.after, "html"
+    msg = post_chat_message(sb, chat, sender.id, content, content_type, mentions, parts.attachments,
+                            prepare=lambda m: store_hosted_contents(sb, m, parts.hosted,
+                                                                    chat_message_url(sb, chat.id, m.id)))
     return web.json_response({"chat_id": chat.id, "message_id": msg.id, "created": created}, status=201)
 
 
@@ -200,17 +217,9 @@ async def chat_messages(request: web.Request) -> web.Response:
         out.append({"id": msg.id, "from": user.upn if user else msg.from_id, "text": _plain(content,
                     msg.content_type), "content": content, "content_type": msg.content_type,
                     "created": iso(msg.created), "mentions": [_mentioned(sb, m) for m in msg.mentions],
-                    "attachments": [_attached(a) for a in msg.attachments], **changes_view(sb, msg)})
+                    "attachments": [attachment_view(sb, a) for a in msg.attachments],
+                    "hosted_images": hosted_view(msg), **changes_view(sb, msg)})
     return web.json_response({"chat_id": chat_id, "messages": out})
-
-
-def _attached(attachment: dict[str, Any]) -> dict[str, Any]:
-    """A card attachment with its card parsed, so a test or a person reads the card, not a string."""
-    try:
-        card = json.loads(attachment.get("content") or "null")
-    except json.JSONDecodeError:
-        card = None
-    return {"id": attachment.get("id"), "content_type": attachment.get("contentType"), "card": card}
 
 
 def _mentioned(sb: SandboxState, mention: dict[str, Any]) -> dict[str, Any]:

@@ -148,7 +148,10 @@ async def graph_middleware(request: web.Request, handler: Handler) -> web.Stream
                            f"'{', '.join(spec.scopes or spec.roles)}'.", request=request)
     mailbox = _mailbox(sb, request, who)
     keys = {"user": who.oid, "mailbox": mailbox, "app": who.app_id,
-            "chat": request.match_info.get("chat_id", "-")}
+            "chat": request.match_info.get("chat_id", "-"),
+            # throttling-limits: "A maximum of 4 requests per second per app can be issued on a given
+            # team or channel" (Teams service limits).
+            "channel": f"{who.app_id}:{request.match_info.get('channel_id', '-')}"}
     wait = sb.throttle.check(name, spec.limits, keys)
     if wait is not None:
         sb.stats.throttled[name] += 1

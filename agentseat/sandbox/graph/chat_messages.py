@@ -34,6 +34,7 @@ from .query import (
     top,
 )
 from .attachments import check_attachments
+from .hosted_contents import chat_message_url, check_hosted_contents, store_hosted_contents
 from .mentions import check_mentions
 from .resources import chat_message_json
 from ..responses import graph_error, odata
@@ -178,8 +179,11 @@ async def send_message(request: web.Request) -> web.Response:
     data = await json_body(request)
     content, content_type = message_body(data)
     mentions = check_mentions(sb, data.get("mentions"), content, content_type)
-    attachments = check_attachments(data.get("attachments"), content)
-    msg = post_chat_message(sb, chat, who.oid, content, content_type, mentions, attachments)
+    attachments = check_attachments(data.get("attachments"), content, sb, sender_id=who.oid,
+                                    messages=sb.tenant.messages.get(chat.id, []))
+    hosted = check_hosted_contents(data.get("hostedContents"), content, attachments)
+    msg = post_chat_message(sb, chat, who.oid, content, content_type, mentions, attachments, prepare=lambda m: (
+        store_hosted_contents(sb, m, hosted, chat_message_url(sb, chat.id, m.id))))
     return web.json_response(chat_message_json(sb, msg), status=201)
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import re
 import uuid
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -110,14 +111,20 @@ def _next_message_id(sb: SandboxState, now: float) -> int:
 
 def post_chat_message(sb: SandboxState, chat: Chat, from_id: str, content: str,
                       content_type: str = "text", mentions: list[dict[str, Any]] | None = None,
-                      attachments: list[dict[str, Any]] | None = None) -> ChatMessage:
-    """Store a message as `from_id` and hand it to the delivery engine (non-blocking)."""
+                      attachments: list[dict[str, Any]] | None = None,
+                      prepare: Callable[[ChatMessage], None] | None = None) -> ChatMessage:
+    """Store a message as `from_id` and hand it to the delivery engine (non-blocking).
+
+    `prepare` finishes the message once it has its id, before anyone sees it (hosted contents'
+    URLs name the message)."""
     now = sb.clock.now()
     number = _next_message_id(sb, now)
     created = max(now, number / 1000)  # the id and createdDateTime agree, as in Graph
     msg = ChatMessage(id=str(number), chat_id=chat.id, from_id=from_id, content=content,
                       content_type=content_type, created=created, last_modified=created,
                       mentions=list(mentions or []), attachments=list(attachments or []))
+    if prepare is not None:
+        prepare(msg)
     sb.tenant.messages.setdefault(chat.id, []).append(msg)
     chat.last_updated = created
     sb.mark_dirty()

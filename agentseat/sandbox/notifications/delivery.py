@@ -30,7 +30,7 @@ from .rules import change_types, live_subscriptions, parse_certificate, spec_of
 
 if TYPE_CHECKING:
     from ..state import SandboxState
-    from ..tenant import Chat, ChatMessage, MailMessage, Subscription
+    from ..tenant import Channel, ChannelMessage, Chat, ChatMessage, MailMessage, Subscription, Team
 
 log = structlog.get_logger(__name__)
 
@@ -77,6 +77,16 @@ class DeliveryEngine:
         for sub, spec in self._matching(change_type):
             if spec.is_teams and spec.matches_chat(chat):
                 body = payloads.chat_notification(self.sb, sub, msg, change_type, self._cert(sub))
+                queued += self._queue(sub, spec, body)
+        return queued
+
+    def channel_message(self, team: Team, channel: Channel, msg: ChannelMessage, change_type: str = "created") -> int:
+        """Queue notifications for a channel post or reply (`/teams/{id}/channels/{id}/messages`
+        covers both: "messages (and replies) in a channel"); returns how many were queued."""
+        queued = 0
+        for sub, spec in self._matching(change_type):
+            if spec.matches_channel(msg):
+                body = payloads.channel_notification(self.sb, sub, msg, change_type, self._cert(sub))
                 queued += self._queue(sub, spec, body)
         return queued
 

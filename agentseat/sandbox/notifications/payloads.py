@@ -21,11 +21,12 @@ from agentseat.runtime.crypto import encrypt_content
 
 from ..clock import iso
 from ..graph.resources import chat_message_json, mail_json
+from ..graph.teams.resources import channel_message_json, message_path
 from .resources import ResourceSpec
 
 if TYPE_CHECKING:
     from ..state import SandboxState
-    from ..tenant import ChatMessage, MailMessage, Subscription
+    from ..tenant import ChannelMessage, ChatMessage, MailMessage, Subscription
 
 #: The Microsoft Graph Change Tracking application: the caller (`azp` / `appid`) of
 #: every validation token (change-notifications-with-resource-data, "How to validate").
@@ -126,6 +127,26 @@ def chat_notification(sb: SandboxState, sub: Subscription, msg: ChatMessage, cha
     # chatmessage); created and updated carry the message as it now is.
     if cert is not None and change_type != "deleted":
         item["encryptedContent"] = _encrypted(sub, cert, chat_message_json(sb, msg))
+    return item
+
+
+def channel_notification(sb: SandboxState, sub: Subscription, msg: ChannelMessage, change_type: str,
+                         cert: x509.Certificate | None) -> dict[str, Any]:
+    """A channel post or reply change: the resource is `teams('{t}')/channels('{c}')/messages('{m}')`
+    for a post (teams-changenotifications-chatmessage, "Notifications without resource data") and
+    `.../messages('{root}')/replies('{r}')` for a reply (changeNotification resource example); rich
+    ones carry the whole message, with the same rules as chat messages."""
+    path = message_path(msg)
+    item = {
+        **_base(sb, sub),
+        "changeType": change_type,
+        "resource": path,
+        "resourceData": {"id": msg.id, "@odata.type": "#Microsoft.Graph.chatMessage", "@odata.id": path},
+    }
+    if cert is not None and change_type != "deleted":
+        body = channel_message_json(sb, msg)
+        body.pop("@odata.context", None)  # the decrypted payload is the chatMessage itself
+        item["encryptedContent"] = _encrypted(sub, cert, body)
     return item
 
 

@@ -1,10 +1,11 @@
 """Subscription `resource` strings: parsing them, and matching a change to them.
 
 Owns which resources the sandbox accepts for delegated subscriptions (Teams
-chat messages, Outlook messages), their query options (`$select`, a small
-`$filter`), and the match between a new chat message or mail and a parsed
-resource. It does not own the HTTP routes (graph_subscriptions.py), the
-creation rules (rules.py) or delivery (delivery.py).
+chat and channel messages, Outlook messages), their query options (`$select`, a small
+`$filter`, a channel's mention filter and `$search`), and the match between a new
+chat message, channel message or mail and a parsed resource. It does not own the
+HTTP routes (graph_subscriptions.py), the creation rules (rules.py) or delivery
+(delivery.py).
 """
 
 from __future__ import annotations
@@ -17,11 +18,12 @@ from urllib.parse import parse_qsl, unquote
 
 if TYPE_CHECKING:
     from ..state import SandboxState
-    from ..tenant import Chat, MailMessage
+    from ..tenant import ChannelMessage, Chat, MailMessage
 
 USER_CHATS = "user_chats"  # /users/{id}/chats/getAllMessages
 CHAT = "chat"  # /chats/{id}/messages
 MAIL = "mail"  # /users/{id}/messages, /users/{id}/mailFolders('{id}')/messages
+CHANNEL = "channel"  # /teams/{id}/channels/{id}/messages (posts and replies)
 
 #: Query options Graph rejects on a rich mail subscription: "Do not include in the
 #: URL $top, $skip, $orderby, $select=Body,UniqueBody, and $expand other than
@@ -60,10 +62,14 @@ class ResourceSpec:
     select: tuple[str, ...] = ()
     filter: tuple[Clause, ...] = ()
     options: Mapping[str, str] = field(default_factory=dict)  # lowercased $option -> raw value
+    team_id: str = ""  # CHANNEL: the team and channel
+    channel_id: str = ""
+    mentioned: str = ""  # CHANNEL: only messages that @mention this user id
+    search: str = ""  # CHANNEL: only messages whose text contains this keyword
 
     @property
     def is_teams(self) -> bool:
-        return self.kind in (USER_CHATS, CHAT)
+        return self.kind in (USER_CHATS, CHAT, CHANNEL)
 
     @property
     def is_outlook(self) -> bool:
@@ -75,6 +81,8 @@ class ResourceSpec:
             base = f"users/{self.user_id}/chats/getallmessages"
         elif self.kind == CHAT:
             base = f"chats/{self.chat_id}/messages"
+        elif self.kind == CHANNEL:
+            base = f"teams/{self.team_id.lower()}/channels/{self.channel_id}/messages"
         else:
             base = f"users/{self.user_id}/" + (f"mailfolders/{self.folder}/messages" if self.folder else "messages")
         query = "&".join(f"{k}={v.lower()}" for k, v in sorted(self.options.items()))
@@ -84,6 +92,16 @@ class ResourceSpec:
         if self.kind == USER_CHATS:
             return self.user_id in chat.member_ids
         return self.kind == CHAT and self.chat_id == chat.id
+
+    def matches_channel(self, msg: ChannelMessage) -> bool:
+        """A post or a reply in the subscribed channel ("messages (and replies) in a channel",
+        teams-changenotifications-chatmessage), narrowed by the mention filter and `$search`."""
+        if self.kind != CHANNEL or self.team_id.lower() != msg.team_id.lower() or self.channel_id != msg.chat_id:
+            return False
+        if self.mentioned and not any(((m.get("mentioned") or {}).get("user") or {}).get("id") == self.mentioned
+                                      for m in msg.mentions):
+            return False
+        return not self.search or self.search.casefold() in msg.content.casefold()
 
     def matches_mail(self, msg: MailMessage, resource_json: Mapping[str, Any]) -> bool:
         if self.kind != MAIL or msg.owner_id != self.user_id:
@@ -103,7 +121,7 @@ def _split(path: str) -> list[str]:
     """Split on `/` and turn `users('x')` into `users`, `x` so both key styles parse alike."""
     parts: list[str] = []
     for segment in path.strip("/").split("/"):
-        for name in ("users", "chats", "mailfolders"):
+        for name in ("users", "chats", "mailfolders", "teams", "channels"):
             key = _keyed(segment, name)
             if key is not None:
                 parts += [name, key]
@@ -137,6 +155,9 @@ def parse_resource(sb: SandboxState, resource: str, caller_id: str) -> ResourceS
             return _chat_spec(CHAT, "", parts[1], options)
         raise _unsupported(resource)
 
+    if low[:1] == ["teams"]:
+        return _channel_spec(resource, parts, low, options)
+
     if low[:1] == ["me"]:
         user_id, rest, rest_low = caller_id, parts[1:], low[1:]
     elif low[:1] == ["users"] and len(parts) >= 2:
@@ -156,9 +177,39 @@ def parse_resource(sb: SandboxState, resource: str, caller_id: str) -> ResourceS
     raise _unsupported(resource)
 
 
+#: teams-changenotifications-chatmessage, "Subscribe to messages (and replies) in a channel that
+#: mention a specific user": `$filter=mentions/any(u: u/mentioned/user/id eq '{user-id}')`.
+_MENTION_FILTER = re.compile(r"^\s*mentions/any\(\s*(\w+)\s*:\s*\1/mentioned/user/id\s+eq\s+'([^']+)'\s*\)\s*$",
+                             re.IGNORECASE)
+
+
+def _channel_spec(resource: str, parts: list[str], low: list[str], options: dict[str, str]) -> ResourceSpec:
+    if low == ["teams", "getallmessages"]:
+        # Messages across all channels: delegated "Not supported", application ChannelMessage.Read.All
+        # (teams-changenotifications-chatmessage; subscription-post-subscriptions).
+        raise ResourceError(403, "ExtensionError", "Operation: Create; Exception: [Status Code: Forbidden; "
+                            "Reason: The resource '/teams/getAllMessages' is not supported in delegated context; "
+                            "it needs the application permission ChannelMessage.Read.All.]")
+    if len(parts) != 5 or low[2] != "channels" or low[4] != "messages" or not parts[1] or not parts[3]:
+        raise _unsupported(resource)
+    unknown = set(options) - {"$filter", "$search"}
+    if unknown:
+        raise ResourceError(400, "InvalidRequest", f"Query option '{sorted(unknown)[0]}' is not supported on "
+                            "channel message subscriptions.")
+    mentioned = ""
+    if "$filter" in options:
+        match = _MENTION_FILTER.match(options["$filter"])
+        if match is None:
+            raise ResourceError(400, "InvalidRequest", "The only $filter on channel messages is "
+                                "\"mentions/any(u: u/mentioned/user/id eq '{user-id}')\".")
+        mentioned = match.group(2)
+    return ResourceSpec(CHANNEL, "", team_id=parts[1], channel_id=parts[3], mentioned=mentioned,
+                        search=options.get("$search", "").strip().strip('"'), options=options)
+
+
 def _unsupported(resource: str) -> ResourceError:
     return ResourceError(400, "InvalidRequest", f"The resource '{resource}' is not supported for subscriptions "
-                         "in the sandbox (chat messages and Outlook messages are).")
+                         "in the sandbox (chat messages, channel messages and Outlook messages are).")
 
 
 def _parse_options(raw_query: str) -> dict[str, str]:

@@ -20,6 +20,7 @@ from yarl import URL
 from ..clock import iso, parse_iso
 from ..graph import provisioning
 from .resources import (
+    CHANNEL,
     CHAT,
     RICH_MAIL_FORBIDDEN_OPTIONS,
     RICH_MAIL_FORBIDDEN_SELECT,
@@ -53,13 +54,20 @@ CERTIFICATE_ID_MAX = 128  # change-notifications-with-resource-data
 RSA_BITS = (2048, 4096)  # "RSA ... 2,048–4,096 bits" (change-notifications-with-resource-data)
 WEB_PUSH_FIELDS = ("vapidPublicKey", "webPushEncryptionP256dhPublicKey", "webPushEncryptionSecret")
 CHAT_SCOPES = ("Chat.Read", "Chat.ReadWrite")
+#: `/teams/{id}/channels/{id}/messages`: delegated ChannelMessage.Read.All (subscription-post-subscriptions,
+#: teams-changenotifications-chatmessage).
+CHANNEL_SCOPES = ("ChannelMessage.Read.All",)
 # "Microsoft Graph subscriptions don't support write access permissions when only read
 # access permissions are needed" and .Shared scopes do not support subscribing.
 MAIL_SCOPES = ("Mail.Read", "Mail.ReadBasic")
 # Quotas (change-notifications-overview): chatMessage "Per app and chat combination:
 # 1", "Per user (... all chats the user is part of): 10", "Per organization: 10,000";
-# Outlook "1,000 active subscriptions per mailbox for all applications".
+# Outlook "1,000 active subscriptions per mailbox for all applications". The chatMessage row's
+# "Per app and channel or chat combination: 1 subscription" holds for channels too, and channel
+# subscriptions count toward the organization's 10,000 Teams subscriptions (change-notifications-
+# api-overview: the per-organization limit is shared by every Teams resource).
 QUOTA_PER_APP_CHAT = 1
+QUOTA_PER_APP_CHANNEL = 1
 QUOTA_PER_USER_ALL_CHATS = 10
 QUOTA_TEAMS_PER_ORG = 10_000
 QUOTA_PER_MAILBOX = 1000
@@ -127,7 +135,7 @@ def parse_certificate(value: Any) -> x509.Certificate:
 
 def authorize_resource(sb: SandboxState, spec: ResourceSpec, who: Principal) -> None:
     """The resource's own permission decides, not a 'Subscription' scope (subscription-post-subscriptions)."""
-    wanted = CHAT_SCOPES if spec.is_teams else MAIL_SCOPES
+    wanted = CHANNEL_SCOPES if spec.kind == CHANNEL else CHAT_SCOPES if spec.is_teams else MAIL_SCOPES
     if not who.scopes.intersection(wanted):
         raise bad("Operation: Create; Exception: [Status Code: Forbidden; Reason: The caller lacks the permission "
                   f"this resource needs: one of {', '.join(wanted)}.]", "ExtensionError", 403)
@@ -137,6 +145,12 @@ def authorize_resource(sb: SandboxState, spec: ResourceSpec, who: Principal) -> 
             raise bad(f"Chat '{spec.chat_id}' was not found.", "NotFound", 404)
         if who.oid not in chat.member_ids:
             raise bad("The signed-in user is not a member of this chat.", "Forbidden", 403)
+    elif spec.kind == CHANNEL:
+        team = next((t for t in sb.tenant.teams.values() if t.id.lower() == spec.team_id.lower()), None)
+        if team is None or team.channel(spec.channel_id) is None:
+            raise bad(f"Channel '{spec.channel_id}' of team '{spec.team_id}' was not found.", "NotFound", 404)
+        if who.oid not in team.member_ids:
+            raise bad("The signed-in user is not a member of this team.", "Forbidden", 403)
     elif spec.user_id != who.oid:
         # Delegated: "chats a particular user is part of" is the signed-in user, and
         # "Delegated permission supports subscribing to items in folders in only the
@@ -208,7 +222,7 @@ def spec_of(sb: SandboxState, sub: Subscription) -> ResourceSpec:
 
 def check_conflicts(sb: SandboxState, spec: ResourceSpec, types: tuple[str, ...], app_id: str, creator_id: str) -> None:
     """409 for a duplicate, 403 for a quota (change-notifications-overview; subscription-post-subscriptions)."""
-    same_chat = same_user = teams = mailbox = 0
+    same_chat = same_channel = same_user = teams = mailbox = 0
     for other in live_subscriptions(sb):
         try:
             other_spec = spec_of(sb, other)
@@ -222,12 +236,17 @@ def check_conflicts(sb: SandboxState, spec: ResourceSpec, types: tuple[str, ...]
         teams += other_spec.is_teams
         if spec.kind == CHAT and other_spec.kind == CHAT and other_spec.chat_id == spec.chat_id:
             same_chat += other.app_id == app_id
+        if (spec.kind == CHANNEL and other_spec.kind == CHANNEL and other.app_id == app_id
+                and (other_spec.team_id.lower(), other_spec.channel_id) == (spec.team_id.lower(), spec.channel_id)):
+            same_channel += 1
         if spec.kind == USER_CHATS and other_spec.kind == USER_CHATS and other_spec.user_id == spec.user_id:
             same_user += 1
         if spec.is_outlook and other_spec.is_outlook and other_spec.user_id == spec.user_id:
             mailbox += 1
     if spec.kind == CHAT and same_chat >= QUOTA_PER_APP_CHAT:
         raise _quota(f"{QUOTA_PER_APP_CHAT} subscription per app and chat")
+    if spec.kind == CHANNEL and same_channel >= QUOTA_PER_APP_CHANNEL:
+        raise _quota(f"{QUOTA_PER_APP_CHANNEL} subscription per app and channel")
     if spec.kind == USER_CHATS and same_user >= QUOTA_PER_USER_ALL_CHATS:
         raise _quota(f"{QUOTA_PER_USER_ALL_CHATS} subscriptions per user for messages in all chats")
     if spec.is_teams and teams >= QUOTA_TEAMS_PER_ORG:

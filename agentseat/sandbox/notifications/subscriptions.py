@@ -20,6 +20,7 @@ from ..state import SANDBOX_KEY
 from ..responses import graph_error, odata
 from .resources import ResourceError, parse_resource
 from .rules import (
+    CHANNEL_SCOPES,
     CHAT_SCOPES,
     MAIL_SCOPES,
     TLS_VERSIONS,
@@ -47,7 +48,7 @@ log = structlog.get_logger(__name__)
 
 #: Any one of these lets a delegated caller reach the routes; the resource's own
 #: permission is then checked per subscription (subscription-post-subscriptions).
-_ANY_RESOURCE_SCOPE = CHAT_SCOPES + MAIL_SCOPES
+_ANY_RESOURCE_SCOPE = CHAT_SCOPES + CHANNEL_SCOPES + MAIL_SCOPES
 _PATCHABLE = ("expirationDateTime", "notificationUrl")
 #: "Don't issue a reauthorize request and an update request for the same subscription
 #: within a 10-minute window" (change-notifications-lifecycle-events).

@@ -1,0 +1,260 @@
+"""Each user's OneDrive in the sandbox: finding, creating and replacing items, and who may read them.
+
+No HTTP here: routes (items, upload, sharing) and the control API call these functions, so a
+file made through `/_sandbox/` is the same item Graph serves. Rules come from the driveItem
+resource (eTag, cTag, webUrl, parentReference), "Upload small files" (driveitem-put-content:
+`@microsoft.graph.conflictBehavior` fail | replace | rename) and "Send a sharing invitation"
+(driveitem-invite). A file's bytes are a blob (sandbox/blobs.py), never in tenant.json.
+"""
+
+from __future__ import annotations
+
+import base64
+import mimetypes
+import re
+import secrets
+import uuid
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote, unquote, urlsplit
+
+import structlog
+
+from ...blobs import put_blob, read_blob
+from ...tenant import DriveItem
+from ..query import GraphError
+
+if TYPE_CHECKING:
+    from ...state import SandboxState
+    from ...tenant import User
+
+log = structlog.get_logger(__name__)
+
+#: The folder Teams keeps the files people send in chats in (and the control API does too).
+TEAMS_CHAT_FOLDER = "Microsoft Teams Chat Files"
+ROLES = ("read", "write")
+#: OneDrive for Business refuses these characters in names (driveItem naming rules).
+_BAD_NAME = re.compile(r'["*:<>?/\\|#%]')
+_B32 = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
+
+
+def not_found(what: str = "The resource could not be found.") -> GraphError:
+    return GraphError(404, "itemNotFound", what)
+
+
+def access_denied() -> GraphError:
+    # OneDrive's error code for an item the caller may not see (errors: "accessDenied").
+    return GraphError(403, "accessDenied", "Access denied. You do not have permission to perform this action or "
+                      "access this resource.")
+
+
+# --- identities and addresses -----------------------------------------------------------------------------
+def drive_id_of(user_id: str) -> str:
+    """OneDrive for Business drive ids look like `b!` and base64url; stable per user here."""
+    return "b!" + base64.urlsafe_b64encode(uuid.UUID(user_id).bytes * 2).decode().rstrip("=")
+
+
+def _new_item_id() -> str:
+    # OneDrive for Business item ids: 34 characters, "01" and base32 (driveItem examples).
+    return "01" + "".join(secrets.choice(_B32) for _ in range(32))
+
+
+def personal_slug(user: User) -> str:
+    """The `/personal/{slug}/` part of a OneDrive URL: the UPN with `@` and `.` as `_`."""
+    return re.sub(r"[^a-z0-9]", "_", user.upn.lower())
+
+
+def web_url(sb: SandboxState, item: DriveItem) -> str:
+    """Where the item opens, on the sandbox host as SharePoint's `{tenant}-my.sharepoint.com` would be."""
+    owner = sb.tenant.users[item.owner_id]
+    return f"{sb.url}/personal/{personal_slug(owner)}/Documents{quote(item.path)}"
+
+
+def share_id(url: str) -> str:
+    """shares-get, "Encoding sharing URLs": `u!` + unpadded base64url of the URL."""
+    return "u!" + base64.urlsafe_b64encode(url.encode()).decode().rstrip("=")
+
+
+def decode_share_id(value: str) -> str | None:
+    if not value.startswith("u!"):
+        return None
+    raw = value[2:]
+    try:
+        return base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)).decode()
+    except (ValueError, UnicodeDecodeError):
+        return None
+
+
+def by_url(sb: SandboxState, url: str) -> DriveItem | None:
+    """The item a webUrl names, whether its path is percent-encoded or not."""
+    parts = urlsplit(url)
+    wanted = unquote(parts.path).rstrip("/")
+    for item in sb.tenant.drive_items.values():
+        if unquote(urlsplit(web_url(sb, item)).path).rstrip("/") == wanted:
+            return item
+    return None
+
+
+# --- reading ------------------------------------------------------------------------------------------------
+def root(sb: SandboxState, user_id: str) -> DriveItem:
+    """A user's drive root, made on first use (every licensed user has a OneDrive)."""
+    drive = drive_id_of(user_id)
+    for item in sb.tenant.drive_items.values():
+        if item.drive_id == drive and item.parent_id is None:
+            return item
+    now = sb.clock.now()
+    item = DriveItem(id=_new_item_id(), drive_id=drive, owner_id=user_id, name="root", parent_id=None, path="",
+                     is_folder=True, created=now, modified=now, created_by=user_id, modified_by=user_id,
+                     etag_guid=str(uuid.uuid4()).upper())
+    sb.tenant.drive_items[item.id] = item
+    sb.mark_dirty()
+    return item
+
+
+def children(sb: SandboxState, folder: DriveItem) -> list[DriveItem]:
+    return [i for i in sb.tenant.drive_items.values() if i.parent_id == folder.id]
+
+
+def by_path(sb: SandboxState, user_id: str, path: str) -> DriveItem | None:
+    clean = normal_path(path)
+    if clean == "":
+        return root(sb, user_id)
+    drive = drive_id_of(user_id)
+    for item in sb.tenant.drive_items.values():
+        if item.drive_id == drive and item.path.lower() == clean.lower():
+            return item
+    return None
+
+
+def by_id(sb: SandboxState, item_id: str, drive_id: str | None = None) -> DriveItem:
+    item = sb.tenant.drive_items.get(item_id)
+    if item is None or (drive_id is not None and item.drive_id != drive_id):
+        raise not_found()
+    return item
+
+
+def _lineage(sb: SandboxState, item: DriveItem) -> list[DriveItem]:
+    chain = [item]
+    while chain[-1].parent_id is not None and chain[-1].parent_id in sb.tenant.drive_items:
+        chain.append(sb.tenant.drive_items[chain[-1].parent_id])
+    return chain
+
+
+def can_read(sb: SandboxState, item: DriveItem, user_id: str | None) -> bool:
+    """The owner, or anyone the item or a folder above it was shared with; None is an app-only caller."""
+    return user_id is None or item.owner_id == user_id or any(
+        p["user_id"] == user_id for i in _lineage(sb, item) for p in i.permissions)
+
+
+def can_write(sb: SandboxState, item: DriveItem, user_id: str | None) -> bool:
+    return user_id is None or item.owner_id == user_id or any(
+        p["user_id"] == user_id and "write" in p["roles"] for i in _lineage(sb, item) for p in i.permissions)
+
+
+def readable(sb: SandboxState, item: DriveItem, user_id: str | None) -> DriveItem:
+    if not can_read(sb, item, user_id):
+        raise access_denied()
+    return item
+
+
+def content(sb: SandboxState, item: DriveItem) -> bytes:
+    if item.is_folder:
+        raise GraphError(400, "invalidRequest", "A folder has no content stream.")
+    return read_blob(sb.state_dir, item.blob) if item.blob else b""
+
+
+# --- writing ------------------------------------------------------------------------------------------------
+def normal_path(path: str) -> str:
+    """`/a/b.txt` for any of `a/b.txt`, `/a//b.txt/`; each name checked as OneDrive checks it."""
+    names = [n for n in path.replace("\\", "/").split("/") if n]
+    for name in names:
+        check_name(name)
+    return "".join(f"/{n}" for n in names)
+
+
+def check_name(name: str) -> str:
+    if not name.strip() or _BAD_NAME.search(name) or name != name.strip() or name.endswith("."):
+        raise GraphError(400, "invalidRequest", f"The name '{name}' contains characters OneDrive does not allow "
+                         "(\" * : < > ? / \\ | # %), or leading or trailing spaces.")
+    return name
+
+
+def ensure_folder(sb: SandboxState, user_id: str, path: str) -> DriveItem:
+    """The folder at `path`, made with its parents as needed (uploads create missing folders)."""
+    folder = root(sb, user_id)
+    for name in [n for n in normal_path(path).split("/") if n]:
+        found = next((c for c in children(sb, folder) if c.name.lower() == name.lower()), None)
+        if found is not None and not found.is_folder:
+            raise GraphError(409, "nameAlreadyExists", f"A file named '{name}' is in the way of this folder path.")
+        if found is None:
+            now = sb.clock.now()
+            found = DriveItem(id=_new_item_id(), drive_id=folder.drive_id, owner_id=user_id, name=name,
+                              parent_id=folder.id, path=f"{folder.path}/{name}", is_folder=True, created=now,
+                              modified=now, created_by=user_id, modified_by=user_id,
+                              etag_guid=str(uuid.uuid4()).upper())
+            sb.tenant.drive_items[found.id] = found
+        folder = found
+    return folder
+
+
+def _free_name(sb: SandboxState, folder: DriveItem, name: str) -> str:
+    """`report 1.pdf`, `report 2.pdf`, ... as OneDrive renames on conflict."""
+    taken = {c.name.lower() for c in children(sb, folder)}
+    stem, dot, ext = name.rpartition(".")
+    if not dot or not stem:
+        stem, ext = name, ""
+    n = 1
+    candidate = name
+    while candidate.lower() in taken:
+        candidate = f"{stem} {n}" + (f".{ext}" if ext else "")
+        n += 1
+    return candidate
+
+
+def write_file(sb: SandboxState, user_id: str, folder_path: str, name: str, data: bytes, *,
+               conflict: str = "replace", actor: str | None = None) -> tuple[DriveItem, bool]:
+    """Create or replace a file; returns it and whether it is new. `conflict` as conflictBehavior."""
+    check_name(name)
+    if conflict not in ("replace", "fail", "rename"):
+        raise GraphError(400, "invalidRequest", f"Invalid conflict behavior '{conflict}': use fail, replace or "
+                         "rename.")
+    folder = ensure_folder(sb, user_id, folder_path)
+    actor = actor or user_id
+    now = sb.clock.now()
+    existing = next((c for c in children(sb, folder) if c.name.lower() == name.lower()), None)
+    if existing is not None and conflict == "fail":
+        raise GraphError(409, "nameAlreadyExists", f"The specified item name '{name}' already exists.")
+    if existing is not None and existing.is_folder and conflict == "replace":
+        raise GraphError(409, "nameAlreadyExists", f"A folder named '{name}' already exists.")
+    if existing is not None and conflict == "replace":
+        existing.blob, existing.size = put_blob(sb.state_dir, data), len(data)
+        existing.version += 1
+        existing.modified, existing.modified_by = now, actor
+        sb.mark_dirty()
+        log.info("drive_file_replaced", item=existing.id, size=len(data))
+        return existing, False
+    if existing is not None:
+        name = _free_name(sb, folder, name)
+    mime = mimetypes.guess_type(name)[0] or "application/octet-stream"
+    item = DriveItem(id=_new_item_id(), drive_id=folder.drive_id, owner_id=user_id, name=name, parent_id=folder.id,
+                     path=f"{folder.path}/{name}", is_folder=False, created=now, modified=now, created_by=actor,
+                     modified_by=actor, etag_guid=str(uuid.uuid4()).upper(), size=len(data), mime_type=mime,
+                     blob=put_blob(sb.state_dir, data))
+    sb.tenant.drive_items[item.id] = item
+    sb.mark_dirty()
+    log.info("drive_file_created", item=item.id, size=len(data))
+    return item, True
+
+
+def grant(sb: SandboxState, item: DriveItem, user: User, roles: list[str], email: str | None) -> dict[str, Any]:
+    """Give `user` the roles on `item` (merged into their existing permission, as SharePoint does)."""
+    for perm in item.permissions:
+        if perm["user_id"] == user.id:
+            perm["roles"] = sorted(set(perm["roles"]) | set(roles))
+            sb.mark_dirty()
+            return perm
+    perm: dict[str, Any] = {"id": secrets.token_hex(16), "user_id": user.id, "roles": sorted(set(roles)),
+                               "email": email or user.mail}
+    item.permissions.append(perm)
+    sb.mark_dirty()
+    log.info("drive_item_shared", item=item.id, roles=",".join(roles))
+    return perm
