@@ -274,3 +274,25 @@ def test_csv_named_only_by_its_mime_type_is_a_table(tmp_path: Path) -> None:
     (tmp_path / "export").write_text("city,people\nOslo,700000\n")
     result = _read(tmp_path / "export", mime="text/csv; charset=utf-8")
     assert result.markdown == "| city | people |\n|---|---|\n| Oslo | 700000 |"
+
+
+def test_docx_multilevel_list_as_word_writes_it(tmp_path: Path) -> None:
+    """Word keeps one numbering instance per list and a level per paragraph (w:numPr/w:ilvl)."""
+    from docx.oxml import parse_xml
+
+    d = docx.Document()
+    w = 'xmlns:w="http://schemas.openxmlformats.org/wordprocessingml/2006/main"'
+    numbering = d.part.numbering_part.element
+    numbering.insert(0, parse_xml(
+        f'<w:abstractNum {w} w:abstractNumId="90">'
+        '<w:lvl w:ilvl="0"><w:start w:val="1"/><w:numFmt w:val="decimal"/></w:lvl>'
+        '<w:lvl w:ilvl="1"><w:start w:val="1"/><w:numFmt w:val="lowerLetter"/></w:lvl>'
+        '<w:lvl w:ilvl="2"><w:numFmt w:val="bullet"/></w:lvl></w:abstractNum>'))
+    numbering.append(parse_xml(f'<w:num {w} w:numId="90"><w:abstractNumId w:val="90"/></w:num>'))
+    for text, level in [("Plan", 0), ("Scope", 1), ("Budget", 1), ("note", 2), ("Ship", 0), ("Announce", 1)]:
+        p = d.add_paragraph(text, style="List Paragraph")
+        p._p.get_or_add_pPr().append(parse_xml(
+            f'<w:numPr {w}><w:ilvl w:val="{level}"/><w:numId w:val="90"/></w:numPr>'))
+    d.save(str(tmp_path / "multi.docx"))
+    assert _read(tmp_path / "multi.docx").markdown == (
+        "1. Plan\n   1. Scope\n   2. Budget\n      - note\n2. Ship\n   1. Announce")
