@@ -43,7 +43,7 @@ def _open_encrypted(reader: pypdf.PdfReader) -> None:
     try:
         opened = reader.decrypt("")
     except (DependencyError, NotImplementedError) as exc:
-        raise DocumentError(f"the PDF uses an encryption this reader cannot open ({exc})", reason="encrypted",
+        raise DocumentError(f"the PDF uses an encryption this reader cannot open ({type(exc).__name__})", reason="encrypted",
                             hint="ask for a copy without a password") from None
     if opened == pypdf.PasswordType.NOT_DECRYPTED:
         raise DocumentError("the PDF is password-protected", reason="encrypted",

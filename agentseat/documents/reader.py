@@ -50,8 +50,9 @@ def read_document(path: Path, *, name: str, mime: str | None, limits: ReadLimits
                             hint="ask for a smaller file or an extract") from None
     except Exception as exc:  # noqa: BLE001 - a hostile or damaged file must never surface a traceback
         log.info("document_unreadable", kind=sniffed.kind, error=type(exc).__name__)
-        raise DocumentError(f"{name!r} looks like {_LABELS[sniffed.kind]} but cannot be read: "
-                            f"{type(exc).__name__}: {_short(exc)}",
+        # Only the exception's type: a library's message can quote the document, which is untrusted.
+        raise DocumentError(f"{name!r} looks like {_LABELS[sniffed.kind]} but cannot be read "
+                            f"({type(exc).__name__})",
                             reason="malformed", hint="the file may be damaged; ask for it to be saved again") from None
     if sniffed.claimed:
         note = f"named as {sniffed.claimed} but the content is {_LABELS[sniffed.kind]}; read as what it is"
@@ -83,7 +84,3 @@ def _image(path: Path, name: str, size: int, mime: str, limits: ReadLimits) -> D
     return DocumentText(markdown=f"[image {name}: {mime}, {size} bytes]", kind="image",
                         data=path.read_bytes(), mime=mime)
 
-
-def _short(exc: Exception) -> str:
-    text = " ".join(str(exc).split())
-    return text[:200] + "…" if len(text) > 200 else text

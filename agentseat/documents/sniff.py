@@ -107,7 +107,7 @@ def _ooxml_kind(path: Path) -> str:
         with zipfile.ZipFile(path) as z:
             names = set(z.namelist())
     except (zipfile.BadZipFile, OSError, ValueError) as exc:
-        raise DocumentError(f"the zip container is damaged ({exc})", reason="malformed",
+        raise DocumentError(f"the zip container is damaged ({type(exc).__name__})", reason="malformed",
                             hint="ask for the file to be saved again") from None
     for part, kind in _OOXML_MAIN:
         if part in names:

@@ -88,8 +88,8 @@ def _csv(path: Path, encoding: str, limits: ReadLimits, sink: Sink) -> None:
                 if len(row) > limits.max_sheet_cols:
                     row, width_cut = row[: limits.max_sheet_cols], True
                 rows.append(row)
-        except csv.Error as exc:
-            sink.cut(f"the CSV is malformed after row {len(rows)} ({exc}); the rest was not read")
+        except csv.Error:
+            sink.cut(f"the CSV is malformed after row {len(rows)}; the rest was not read")
     if width_cut:
         sink.cut(f"only the first {limits.max_sheet_cols} columns read (the column limit)")
     sink.add(table(rows))

@@ -7,6 +7,7 @@ then fails its CRC), so an entry cannot grow past what the directory says.
 
 from __future__ import annotations
 
+import re
 import zipfile
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from .model import ReadLimits
 _RATIO_FLOOR = 1024 * 1024  # small entries may compress as well as they like
 _XML_PEEK = 1024
 _STREAMED = ("xl/worksheets/",)  # openpyxl's read-only mode parses these incrementally
+_UNSAFE_NAME = re.compile(r"[^A-Za-z0-9/._\[\]-]")
 
 
 def check_package(path: Path, limits: ReadLimits) -> None:
@@ -33,7 +35,7 @@ def check_package(path: Path, limits: ReadLimits) -> None:
         raise
     except (zipfile.BadZipFile, OSError, ValueError, RuntimeError, NotImplementedError) as exc:
         # RuntimeError: an encrypted zip entry; NotImplementedError: an unknown compression method.
-        raise DocumentError(f"the document's zip container cannot be read ({exc})", reason="malformed",
+        raise DocumentError(f"the document's zip container cannot be read ({type(exc).__name__})", reason="malformed",
                             hint="ask for the file to be saved again") from None
 
 
@@ -50,7 +52,7 @@ def _check_sizes(infos: list[zipfile.ZipInfo], limits: ReadLimits) -> None:
     for info in infos:
         if info.file_size > _RATIO_FLOOR and info.file_size > limits.max_zip_ratio * max(info.compress_size, 1):
             raise DocumentError(
-                f"part {info.filename!r} inflates {info.file_size // max(info.compress_size, 1)}x, "
+                f"part {_part(info.filename)} inflates {info.file_size // max(info.compress_size, 1)}x, "
                 f"more than {limits.max_zip_ratio:g}x",
                 reason="unsafe", hint="this looks like a zip bomb; it was not opened")
 
@@ -70,5 +72,10 @@ def _check_xml_head(z: zipfile.ZipFile, info: zipfile.ZipInfo) -> None:
     with z.open(info) as f:
         head = f.read(_XML_PEEK)
     if b"<!DOCTYPE" in head or b"<!ENTITY" in head:
-        raise DocumentError(f"part {info.filename!r} declares a DTD, which Office documents never do",
+        raise DocumentError(f"part {_part(info.filename)} declares a DTD, which Office documents never do",
                             reason="unsafe", hint="the file was not opened")
+
+
+def _part(name: str) -> str:
+    """A part name fit for an error message: entry names are chosen by whoever made the file."""
+    return repr(_UNSAFE_NAME.sub("?", name)[:80])
