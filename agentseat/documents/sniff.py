@@ -69,7 +69,7 @@ def sniff(path: Path, *, name: str, mime: str | None) -> Sniffed:
     with path.open("rb") as f:
         head = f.read(2048)
     claimed = claimed_kind(name, mime)
-    kind, found_mime = _by_magic(path, head)
+    kind, found_mime = _by_magic(path, head, claimed)
     if kind is None:
         if claimed == "image":
             raise DocumentError(f"{name!r} is not an image that can be shown", reason="unsupported",
@@ -86,9 +86,10 @@ def sniff(path: Path, *, name: str, mime: str | None) -> Sniffed:
     return Sniffed(kind, found_mime, _LABELS[claimed] if claimed not in (None, kind) else None)
 
 
-def _by_magic(path: Path, head: bytes) -> tuple[str | None, str | None]:
-    # PDF readers accept the header anywhere in the first 1024 bytes (PDF 32000-1, Annex H).
-    if b"%PDF-" in head[:1024]:
+def _by_magic(path: Path, head: bytes, claimed: str | None) -> tuple[str | None, str | None]:
+    # PDF readers accept the header anywhere in the first 1024 bytes (PDF 32000-1, Annex H), but a
+    # text file that merely mentions "%PDF-" is not a PDF: off the start, only when named as one.
+    if head.lstrip()[:5] == b"%PDF-" or (claimed == "pdf" and b"%PDF-" in head[:1024]):
         return "pdf", None
     for magic, mime in _IMAGES:
         if head.startswith(magic):

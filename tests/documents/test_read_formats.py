@@ -296,3 +296,11 @@ def test_docx_multilevel_list_as_word_writes_it(tmp_path: Path) -> None:
     d.save(str(tmp_path / "multi.docx"))
     assert _read(tmp_path / "multi.docx").markdown == (
         "1. Plan\n   1. Scope\n   2. Budget\n      - note\n2. Ship\n   1. Announce")
+
+
+def test_text_that_mentions_a_pdf_header_is_still_text(tmp_path: Path) -> None:
+    (tmp_path / "notes.md").write_text("# PDF notes\n\nEvery PDF starts with %PDF-1.7 on its first line.")
+    result = _read(tmp_path / "notes.md")
+    assert result.kind == "text" and "%PDF-1.7" in result.markdown
+    (tmp_path / "junk-first.pdf").write_bytes(b"garbage line\n" + pdf(tmp_path / "p.pdf", ["late header"]).read_bytes())
+    assert "late header" in _read(tmp_path / "junk-first.pdf").markdown
