@@ -27,7 +27,7 @@ _MONOSPACE = frozenset({"courier new", "courier", "consolas", "menlo", "monaco",
                         "cascadia code", "cascadia mono", "source code pro"})
 _SAFE_SCHEMES = ("http://", "https://", "mailto:")
 _P, _TBL, _SDT, _SDT_CONTENT = f"{_W}p", f"{_W}tbl", f"{_W}sdt", f"{_W}sdtContent"
-_R, _HYPERLINK = f"{_W}r", f"{_W}hyperlink"
+_R, _HYPERLINK, _VANISH = f"{_W}r", f"{_W}hyperlink", f"{_W}vanish"
 _INLINE_WRAPPERS = frozenset(f"{_W}{tag}" for tag in ("ins", "smartTag", "fldSimple", "sdt", "sdtContent",
                                                        "customXml", "moveTo"))
 
@@ -50,9 +50,14 @@ def read_docx(path: Path, limits: ReadLimits) -> DocumentText:
             break
     else:
         sink.add("\n".join(items))
-    pictures = len(document.element.body.findall(f".//{_W}drawing"))
+    body = document.element.body
+    pictures = len(body.findall(f".//{_W}drawing"))
     if pictures:
         sink.note(f"{pictures} picture(s) skipped: text only")
+    hidden = sum(1 for v in body.iter(_VANISH)  # on runs only; a hidden paragraph mark hides no text
+                 if v.getparent().getparent().tag == _R and v.get(f"{_W}val", "true") not in ("0", "false", "off"))
+    if hidden:
+        sink.note(f"{hidden} run(s) of hidden text skipped")
     return sink.result("docx")
 
 
@@ -101,9 +106,12 @@ def _spans(p: Paragraph, *, plain: bool = False) -> list[Styled]:
         if el.tag == _HYPERLINK:
             link = Hyperlink(el, p)
             url = _url(link)
-            spans.extend(Styled(r.text, bool(r.bold) and not plain, bool(r.italic), _mono(r), url) for r in link.runs)
+            spans.extend(Styled(r.text, bool(r.bold) and not plain, bool(r.italic), _mono(r), url)
+                         for r in link.runs if not r.font.hidden)
         else:
             run = Run(el, p)
+            if run.font.hidden:
+                continue  # what the reader of the document does not see is not read either
             spans.append(Styled(run.text, bool(run.bold) and not plain, bool(run.italic), _mono(run)))
     return spans
 
