@@ -94,3 +94,17 @@ class ProvisionError(AgentSeatError):
 
 class ToolInputError(AgentSeatError):
     """An MCP tool was called with arguments it cannot act on."""
+
+
+class DocumentError(AgentSeatError):
+    """A document cannot be read or written: too large, encrypted, malformed or of an unsupported type.
+
+    `reason` is a short machine-readable word (`too_large`, `encrypted`, `unsafe`, `malformed`,
+    `unsupported`, `mismatch`) so a tool can say why without parsing the message.
+    """
+
+    exit_code = 65  # EX_DATAERR
+
+    def __init__(self, message: str, *, reason: str, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.reason = reason

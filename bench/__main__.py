@@ -7,6 +7,7 @@
     python -m bench soak ...         # bench/soak.py, when present
     python -m bench attack ...       # bench/attack.py, when present
     python -m bench realistic ...    # Graph's documented delays: webhook vs entrabot polling
+    python -m bench documents [--quick]   # docx and pdf read throughput alone
 
 stdout: the table, then the last line, a JSON object with every figure (for
 comparing commits). Progress goes to stderr; logs of the sandbox and the runtimes
@@ -26,7 +27,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-_SUBCOMMANDS = ("soak", "attack", "realistic")
+_SUBCOMMANDS = ("soak", "attack", "realistic", "documents")
 
 
 def _dispatch(name: str, argv: list[str]) -> int:

@@ -53,6 +53,12 @@ def figures(r: dict[str, Any]) -> dict[str, Any]:
     for kind in ("edit", "channel_mention"):
         out[f"latency_ratio_{kind}_vs_dm_p50"] = _ratio(out[f"latency_by_kind_{kind}_p50_ms"],
                                                         out["latency_by_kind_dm_p50_ms"])
+    docs = r.get("documents", {})
+    for kind in ("docx", "pdf"):
+        out[f"documents_{kind}_mb_per_s"] = _get(docs, f"{kind}_full", "mb_per_s")
+        out[f"documents_{kind}_peak_rss_mb"] = _get(docs, f"{kind}_full", "peak_rss_mb")
+        out[f"documents_{kind}_default_limits_s"] = _get(docs, f"{kind}_default_limits", "seconds")
+    out["documents_pdf_pages_per_s"] = _get(docs, "pdf_full", "pages_per_s")
     tp = r.get("throughput", {})
     for batch in ("batch1", "batch20"):
         out[f"throughput_{batch}_items_per_s"] = _get(tp, batch, "max_zero_loss_items_per_s")
@@ -234,6 +240,15 @@ def table(r: dict[str, Any]) -> str:
     if phases:
         lines.append("   first run, from the runtime's log: " + ", ".join(f"{k} {v:g}" for k, v in phases.items()))
     lines.append(f"   RSS at idle {_fmt(f['idle_rss_mb'])} MB")
+    if r.get("documents"):
+        lines.append("")
+        lines.append("5. document reading, whole file (no output cap), best of rounds, each in its own process")
+        for kind in ("docx", "pdf"):
+            row = _get(r, "documents", f"{kind}_full", default={})
+            pages = f", {_fmt(f['documents_pdf_pages_per_s'])} pages/s" if kind == "pdf" else ""
+            lines.append(f"   {kind:5} {_fmt(_get(row, 'mb')):>6} MB: {_fmt(f[f'documents_{kind}_mb_per_s'])} MB/s"
+                         f"{pages}, peak RSS {_fmt(f[f'documents_{kind}_peak_rss_mb'])} MB; with the default "
+                         f"limits {_fmt(f[f'documents_{kind}_default_limits_s'])} s")
     lines.append("")
     lines.append("goals")
     for what, goal, figure, ok in goals(f):

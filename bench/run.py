@@ -7,7 +7,8 @@ Phases, each with a runtime of its own (a fresh agent state dir, `agentseat serv
 4. more cold starts and a restart (full profile only);
 5. throughput for batches of 1 and 20, peak RSS, and a py-spy profile (full profile, if installed);
 6. the hot path step by step, in-process;
-7. latency by kind of event (a DM, its edit, a channel mention) in one webhook runtime.
+7. latency by kind of event (a DM, its edit, a channel mention) in one webhook runtime;
+8. document reading: docx and pdf text extraction throughput and peak memory (bench/documents.py).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import anyio
 
 from agentseat.config import Settings
 
-from . import coldstart, hotpath, idle, kinds, latency, profile, throughput
+from . import coldstart, documents, hotpath, idle, kinds, latency, profile, throughput
 from .harness import SandboxHost, fresh_dir, free_port, import_seconds, loadavg, machine, memory_mb, serve
 from .latency import poll_env, webhook_env
 
@@ -195,6 +196,8 @@ async def run(p: Profile, root: Path) -> dict[str, Any]:
         await kinds_phase(host, p, root, out)
         say("hot path, step by step")
         out["hotpath"] = await hotpath.measure(host, env, root, posts=p.hotpath_posts)
+    say("documents: docx and pdf read throughput")
+    out["documents"] = await anyio.to_thread.run_sync(documents.measure, root / "documents", p is QUICK)
     out["machine"]["loadavg_end"] = loadavg()
     out["finished_at"] = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     out["idle"]["entrabot"] = idle.entrabot_computed(chats=20)

@@ -15,7 +15,8 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import unquote
 
-from ..runtime.events import Event, Source
+from ..attachments.inbound import listing as attachment_listing
+from ..runtime.events import Event, Source, attachments_json
 from ..runtime.normalize import TrustPolicy, body_text, mentions_agent
 
 # Graph writes `teams('{t}')/channels('{c}')/messages('{m}')` and, for a reply,
@@ -82,5 +83,7 @@ def channel_message_event(message: dict[str, Any], policy: TrustPolicy, *, sourc
         text=body_text(message.get("body")),
         created_at=str(message.get("createdDateTime") or datetime.now(UTC).isoformat()),
         source=source, confirmed=confirmed, mentioned=mentions_agent(message, policy),
+        # What download_attachment can fetch (hostedContents images, file references, cards), as for chats.
+        attachments=attachments_json(attachment_listing(message)),
     )
 

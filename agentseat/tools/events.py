@@ -53,6 +53,9 @@ def event_view(event: Event) -> dict[str, Any]:
     if event.kind == "channel":  # where post_channel_message answers (reply_to=thread_id), and if it named the agent
         view |= {"team_id": event.team_id, "thread_id": event.thread_id or event.message_id,
                  "mentioned": event.mentioned}
+    if attachments := event.attachment_list():
+        # The ids download_attachment takes, the same ones the channel push lists.
+        view["attachments"] = attachments
     if event.kind == "mail":
         view["subject"] = wrap_untrusted(event.subject or "", source=source, sender=sender, at=event.created_at,
                                          trust=event.trust)

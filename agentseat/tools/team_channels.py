@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import structlog
 from pydantic import Field
 
+from ..attachments.inbound import listing as attachment_listing
 from ..channels import graph as channel_graph
 from ..channels import names
 from ..errors import GraphError, NotFoundError, ToolInputError
@@ -99,9 +100,12 @@ class ChannelTools:
         own = self._rt.policy.is_own(sender_id)
         trust = "agent" if own else self._rt.policy.trust(sender_id, "", user.get("tenantId"))
         at = str(msg.get("createdDateTime") or "")
-        return {"id": msg.get("id"), "created_at": at, "from": {"name": name, "id": sender_id, "trust": trust},
+        view = {"id": msg.get("id"), "created_at": at, "from": {"name": name, "id": sender_id, "trust": trust},
                 "from_agent": own, "text": wrap_untrusted(body_text(msg.get("body")), source=where,
                                                           sender=name or sender_id, at=at, trust=trust)}
+        if attachments := attachment_listing(msg):
+            view["attachments"] = attachments  # ids for download_attachment, as events list them
+        return view
 
     async def read(self, args: ReadChannelArgs) -> dict[str, Any]:
         where = f"teams-channel:{args.channel_id}"

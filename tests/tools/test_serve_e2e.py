@@ -19,6 +19,7 @@ TOOLS = {"send_teams_message", "reply_in_chat", "read_teams_messages", "list_cha
          "list_chat_members", "add_chat_member", "send_card", "edit_message", "delete_message", "react", "unreact",
          "send_email", "reply_email", "read_email", "wait_for_event", "read_events", "mark_read", "whoami", "status",
          "list_teams", "list_channels", "read_channel_messages", "post_channel_message"}
+TOOLS |= {"download_attachment"}  # attachments (issue 12)
 
 
 @pytest.fixture
