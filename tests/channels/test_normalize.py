@@ -104,3 +104,16 @@ def test_a_long_channel_post_is_cut_and_points_at_the_channel_reader() -> None:
     event = channel_message_event(msg, POLICY, source="poll", confirmed=True)
     assert event is not None
     assert envelope(event)["content"].endswith("read the whole message with read_channel_messages]")
+
+
+def test_a_channel_post_lists_its_pasted_image_for_download_attachment() -> None:
+    src = (f"https://graph.microsoft.com/v1.0/teams/{TEAM}/channels/{CHANNEL}/messages/17/hostedContents/"
+           "aWQ9eF8wLHR5cGU9MQ==/$value")
+    body = {"contentType": "html", "content": f'look <img src="{src}" alt="shot.png">'}
+    msg = {**message(mentions=[AGENT]), "body": body}
+    event = channel_message_event(msg, POLICY, source="poll", confirmed=True)
+    assert event is not None
+    [image] = event.attachment_list()
+    assert image["type"] == "image" and image["id"]
+    meta = envelope(event)["meta"]
+    assert meta["attachment_count"] == "1" and meta["attachments"].startswith(f"{image['id']}:")
