@@ -142,3 +142,18 @@ async def test_in_poll_mode_channels_are_polled_and_a_sponsor_is_pushed_without_
         assert len(served.pushes) == 1
         status = await served.call_json("status")
         assert status["channel_poller"]["events"] == 2 and not status["subscriptions"]
+
+
+async def test_a_channel_post_mentions_people_by_address(sandbox: Sandbox, env: dict[str, str],
+                                                         tmp_path: Path) -> None:
+    team = await make_team(sandbox, "Research", AGENT, GRACE, ALAN)
+    async with serve(env, tmp_path) as served:
+        sent = await served.call_json("post_channel_message", team_id=team[0], channel_id=team[1],
+                                      text=f"@{GRACE} the build is green", mentions=[GRACE])
+        unknown = await served.call("post_channel_message", team_id=team[0], channel_id=team[1], text="hi",
+                                    mentions=["nobody@contoso.test"])
+        assert unknown.is_error and "no user" in unknown.content[0].text  # type: ignore[union-attr]
+    [only] = await thread_view(sandbox, team)  # the refused one sent nothing
+    assert only["id"] == sent["message_id"]
+    assert only["content"] == '<at id="0">Grace Hopper</at> the build is green'
+    assert [m["upn"] for m in only["mentions"]] == [GRACE]
