@@ -28,9 +28,9 @@ import anyio
 import structlog
 from pydantic import ValidationError
 
+from agentseat.channels.normalize import ChannelRef, parse_resource
 from agentseat.errors import InboxError
 from agentseat.graph.models import ChangeNotification, ChangeNotificationCollection
-from agentseat.channels.normalize import ChannelRef, parse_resource
 from agentseat.graph.subscription import KnownSubscription, is_channel_kind
 
 from .crypto import DecryptionError, KeyRing

@@ -19,7 +19,9 @@ the agent left. Its state is kept under its own meta key.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Awaitable, Callable
+from dataclasses import asdict
 from typing import Any
 
 import anyio
@@ -101,6 +103,12 @@ class ChannelSubscriptionManager(SubscriptionManager):
                         # A channel joined while running: read what was posted before the subscription.
                         await self._create(spec, reason="joined")
             self._save()
+
+    def _save(self) -> None:
+        # Channels saved by an earlier run stay saved until `refresh` knows whether they are still joined.
+        saved = {**self._stored, **self.states}
+        self._inbox.set_meta(self._meta_key, json.dumps({k: asdict(v) for k, v in saved.items()}))
+        self._refresh_known()
 
     # A lifecycle job may run after the channel it names was left (its spec dropped): nothing to do.
     async def _check_removed(self, kind: str, reason: str) -> None:
