@@ -40,6 +40,11 @@ AGENT_SCOPES = (
     "ChannelMessage.Read.All",
     "ChannelMessage.Send",
     "Files.ReadWrite",  # the agent's OneDrive: files it sends in chats (upload, invite, shares)
+    # Files and documents: files others share (drive-sharedwithme: "can't access shared items ... without
+    # one of the *.All permissions"), Microsoft Search over driveItems (search-query: Files.Read.All or
+    # Sites.Read.All), and SharePoint sites and their libraries (site-get: Sites.Read.All or Sites.ReadWrite.All).
+    "Files.ReadWrite.All",
+    "Sites.ReadWrite.All",
 )
 
 #: App roles of the provisioner (entrabot-anchor §7.1).
@@ -269,6 +274,20 @@ class UploadSession:
     expiration: float
     received: int = 0
     total: int | None = None
+    defer_commit: bool = False  # the last byte waits for a POST to the upload URL
+
+
+@dataclass
+class Site:
+    """A SharePoint team site with its default document library (site resource; graph/drive/sites.py)."""
+
+    guid: str  # the site collection id; the library's items carry it as their owner_id
+    web_guid: str
+    name: str  # the URL segment: /sites/{name}
+    display_name: str
+    member_ids: list[str]  # members read and write the library
+    created: float
+    description: str = ""
 
 
 @dataclass
@@ -289,6 +308,7 @@ class Tenant:
     roles: dict[str, str] = field(default_factory=dict)  # well-known names -> ids (agent, sponsor, ...)
     drive_items: dict[str, DriveItem] = field(default_factory=dict)  # OneDrive items of every user, by id
     upload_sessions: dict[str, UploadSession] = field(default_factory=dict)
+    sites: dict[str, Site] = field(default_factory=dict)  # SharePoint sites, by site collection guid
 
     # --- lookups -----------------------------------------------------------------
     def user(self, ref: str) -> User | None:
@@ -352,6 +372,7 @@ class Tenant:
             roles=data.get("roles", {}),
             drive_items={k: DriveItem(**v) for k, v in data.get("drive_items", {}).items()},
             upload_sessions={k: UploadSession(**v) for k, v in data.get("upload_sessions", {}).items()},
+            sites={k: Site(**v) for k, v in data.get("sites", {}).items()},
         )
 
 
@@ -421,4 +442,8 @@ def demo_tenant() -> Tenant:
     agent.identity_parent_id = identity.app_id
     agent.licenses = [TEAMS_SKU_ID]
     tenant.roles["secret_seed"] = secrets.token_hex(8)
+    # A SharePoint team site whose library the sponsor and the agent share (graph/drive/sites.py).
+    engineering = Site(guid=new_id(), web_guid=new_id(), name="Engineering", display_name="Engineering",
+                       member_ids=[sponsor.id, agent.id], created=0.0)
+    tenant.sites[engineering.guid] = engineering
     return tenant

@@ -1,28 +1,35 @@
-"""Uploading to the sandbox's OneDrive: simple PUT and resumable upload sessions.
+"""Uploading to the sandbox's drives: simple PUT and resumable upload sessions, streamed to disk.
 
 Rules from "Upload small files" (driveitem-put-content: up to 250 MB in one PUT, 201 for a new
 file and 200 for a replaced one, `@microsoft.graph.conflictBehavior`) and "Upload large files
 with an upload session" (driveitem-createuploadsession): the session's `uploadUrl` is
 pre-authenticated; byte ranges go in order with `Content-Range: bytes a-b/total`, each but the
 last a multiple of 320 KiB and none over 60 MiB; 202 with `nextExpectedRanges` until the last
-byte, then 201/200 with the driveItem; a range already received is 416 (and, here, one that
-skips ahead too: "fragments must be uploaded sequentially in order"); an expired session 404; GET
+byte, then 201/200 with the driveItem; a range already received is 416 invalidRange
+(innerError fragmentOverlap), one that skips ahead too ("fragments must be uploaded sequentially
+in order": fragmentOutOfOrder); an expired session 404 itemNotFound (uploadSessionNotFound); GET
 on the URL reports `nextExpectedRanges`, DELETE cancels it (204). The session's conflictBehavior
-defaults to fail, a simple PUT's to replace. An Authorization header on the upload URL "may
-result in 401"; the sandbox ignores it.
+defaults to fail, checked when the session is made and again at commit (409 nameAlreadyExists).
+With `deferCommit: true` the last byte answers 202 and a zero-length POST to the URL commits.
+An Authorization header on the upload URL "may result in 401"; the sandbox ignores it.
+
+Bodies stream to a part file under the state dir and become a blob by rename, so a 100 MB
+upload never sits in memory; a fragment that fails half-way is cut back off the part file.
+Error code details: OneDrive "Error responses" (detailed codes in innerError).
 """
 
 from __future__ import annotations
 
 import re
 import secrets
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import structlog
 from aiohttp import web
 
+from ...blobs import adopt_blob, part_path, spool_path
 from ...clock import iso
-from ...blobs import part_path
 from ...responses import graph_error
 from ...state import SANDBOX_KEY
 from ...tenant import UploadSession
@@ -81,15 +88,22 @@ def _conflict(request: web.Request, default: str = "replace") -> str:
     return query(request, "@microsoft.graph.conflictBehavior") or default
 
 
-async def _read_limited(request: web.Request, limit: int, refusal: str) -> bytes:
-    """The body, streamed, refusing once it passes `limit` (the app's own body cap does not apply here)."""
-    chunks, size = [], 0
-    async for chunk in request.content.iter_chunked(64 * 1024):
-        size += len(chunk)
-        if size > limit:
-            raise GraphError(413, "invalidRequest", refusal)
-        chunks.append(chunk)
-    return b"".join(chunks)
+async def _stream_to(request: web.Request, path: Path, limit: int, refusal: GraphError) -> int:
+    """Append the body to `path` as it arrives, refusing once it passes `limit`; the bytes written.
+    On a refusal or a broken connection, what was appended is cut off again."""
+    size = 0
+    with path.open("ab") as fh:
+        start = fh.tell()
+        try:
+            async for chunk in request.content.iter_chunked(256 * 1024):
+                size += len(chunk)
+                if size > limit:
+                    raise refusal
+                fh.write(chunk)
+        except BaseException:
+            fh.truncate(start)
+            raise
+    return size
 
 
 @graph_route(scopes=WRITE_SCOPES, roles=WRITE_ROLES)
@@ -98,17 +112,26 @@ async def put_content(request: web.Request) -> web.Response:
     sb = request.app[SANDBOX_KEY]
     owner, folder, name = _target(request)
     _may_write(sb, request, owner, folder)
-    data = await _read_limited(request, SIMPLE_UPLOAD_MAX, f"The file is over the {SIMPLE_UPLOAD_MAX // 2**20} MB "
-                               "simple upload limit; use an upload session (createUploadSession).")
-    item, created = store.write_file(sb, owner, folder, name, data, conflict=_conflict(request),
+    conflict = _conflict(request)
+    store.check_conflict(sb, owner, folder, name, conflict)
+    spool = spool_path(sb.state_dir)
+    try:
+        await _stream_to(request, spool, SIMPLE_UPLOAD_MAX, GraphError(
+            413, "invalidRequest", f"The file is over the {SIMPLE_UPLOAD_MAX // 2**20} MB simple upload limit; "
+            "use an upload session (createUploadSession).", "maxFileSizeExceeded"))
+        blob, size = adopt_blob(sb.state_dir, spool)
+    finally:
+        spool.unlink(missing_ok=True)
+    item, created = store.write_blob(sb, owner, folder, name, blob, size, conflict=conflict,
                                      actor=caller(request) or owner)
     return web.json_response(item_json(sb, item), status=201 if created else 200)
 
 
 # --- upload sessions ----------------------------------------------------------------------------------------
 def _session_json(sb: SandboxState, session: UploadSession) -> dict[str, object]:
+    done = session.total is not None and session.received >= session.total
     return {"expirationDateTime": iso(session.expiration),
-            "nextExpectedRanges": [f"{session.received}-"]}
+            "nextExpectedRanges": [] if done else [f"{session.received}-"]}
 
 
 @graph_route(scopes=WRITE_SCOPES, roles=WRITE_ROLES)
@@ -118,24 +141,24 @@ async def create_session(request: web.Request) -> web.Response:
     owner, folder, name = _target(request)
     _may_write(sb, request, owner, folder)
     item: dict[str, object] = {}
+    defer = False
     if request.can_read_body:
         try:
             body = await request.json()
         except ValueError as exc:
             raise bad_request("Unable to read JSON request payload.") from exc
         item = (body.get("item") or {}) if isinstance(body, dict) else {}
+        defer = isinstance(body, dict) and body.get("deferCommit") is True
     if not isinstance(item, dict):
         raise bad_request("'item' must be a driveItemUploadableProperties object.")
     # driveitem-createuploadsession: conflictBehavior "fail (default) | replace | rename".
     conflict = str(item.get("@microsoft.graph.conflictBehavior") or _conflict(request, "fail"))
     if conflict not in ("replace", "fail", "rename"):
         raise GraphError(400, "invalidRequest", f"Invalid conflict behavior '{conflict}'.")
-    if conflict == "fail" and any(c.name.lower() == name.lower() for c in
-                                  store.children(sb, store.ensure_folder(sb, owner, folder))):
-        raise GraphError(409, "nameAlreadyExists", f"The specified item name '{name}' already exists.")
+    store.check_conflict(sb, owner, folder, name, conflict)
     session = UploadSession(id=secrets.token_hex(16), drive_id=store.drive_id_of(owner), owner_id=owner,
                             parent_path=folder, name=name, conflict=conflict,
-                            expiration=sb.clock.now() + SESSION_SECONDS)
+                            expiration=sb.clock.now() + SESSION_SECONDS, defer_commit=defer)
     sb.tenant.upload_sessions[session.id] = session
     path = part_path(sb.state_dir, session.id)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -149,20 +172,74 @@ async def create_session(request: web.Request) -> web.Response:
 
 def _live_session(sb: SandboxState, session_id: str) -> UploadSession:
     session = sb.tenant.upload_sessions.get(session_id)
-    if session is None or session.expiration < sb.clock.now():
-        raise GraphError(404, "itemNotFound", "The upload session was not found or has expired; create a new one.")
+    if session is not None and session.expiration < sb.clock.now():
+        _drop(sb, session)  # an expired session's bytes are gone, as OneDrive cleans them up
+        session = None
+    if session is None:
+        raise GraphError(404, "itemNotFound", "The upload session was not found or has expired; create a new one.",
+                         "uploadSessionNotFound")
     return session
 
 
-def _finish(sb: SandboxState, session: UploadSession) -> tuple[DriveItem, bool]:
-    path = part_path(sb.state_dir, session.id)
-    data = path.read_bytes()
-    item, created = store.write_file(sb, session.owner_id, session.parent_path, session.name, data,
-                                     conflict=session.conflict)
-    path.unlink(missing_ok=True)
-    del sb.tenant.upload_sessions[session.id]
+def _drop(sb: SandboxState, session: UploadSession) -> None:
+    part_path(sb.state_dir, session.id).unlink(missing_ok=True)
+    sb.tenant.upload_sessions.pop(session.id, None)
     sb.mark_dirty()
+
+
+def _finish(sb: SandboxState, session: UploadSession) -> tuple[DriveItem, bool]:
+    """Commit: the part file becomes the file (409 if `fail` meets a name taken meanwhile)."""
+    store.check_conflict(sb, session.owner_id, session.parent_path, session.name, session.conflict)
+    blob, size = adopt_blob(sb.state_dir, part_path(sb.state_dir, session.id))
+    item, created = store.write_blob(sb, session.owner_id, session.parent_path, session.name, blob, size,
+                                     conflict=session.conflict)
+    _drop(sb, session)
+    log.info("upload_session_committed", session=session.id, size=size)
     return item, created
+
+
+def _fragment(request: web.Request, session: UploadSession) -> tuple[int, int, int]:
+    """(start, end, total) from Content-Range, checked against the session and the fragment rules."""
+    match = _RANGE.match(request.headers.get("Content-Range", "").strip())
+    if match is None:
+        raise GraphError(400, "invalidRequest", "Content-Range must be 'bytes {start}-{end}/{total}'.",
+                         "invalidParameterFormat")
+    start, end, total = (int(g) for g in match.groups())
+    if end < start or end >= total or (session.total is not None and total != session.total):
+        raise GraphError(400, "invalidRequest", "The Content-Range is inconsistent with the upload session.",
+                         "fragmentLengthMismatch")
+    length = end - start + 1
+    if length > FRAGMENT_MAX:
+        raise GraphError(400, "invalidRequest", "A fragment must be less than 60 MiB.", "maxFragmentLengthExceeded")
+    if start < session.received:
+        raise GraphError(416, "invalidRange", "Uploaded fragment overlaps with existing data; the next expected "
+                         f"range starts at {session.received}.", "fragmentOverlap")
+    if start > session.received:
+        raise GraphError(416, "invalidRange", "Uploaded fragment is out of order; the next expected range starts "
+                         f"at {session.received}.", "fragmentOutOfOrder")
+    if end != total - 1 and length % FRAGMENT_UNIT:
+        raise GraphError(400, "invalidRequest", "Each fragment but the last must be a multiple of 320 KiB "
+                         "(327,680 bytes).", "invalidRange")
+    return start, end, total
+
+
+async def _fault(request: web.Request, sb: SandboxState, length: int) -> web.Response | None:
+    """An armed upload fault (faults.py): a 5xx, or a connection cut after half the fragment."""
+    fault = sb.faults.upload_fault()
+    if fault is None:
+        return None
+    log.info("upload_fault_injected", drop=fault.drop, status=fault.status)
+    if not fault.drop:
+        return graph_error(fault.status, "serviceNotAvailable", "The service is not available. Try the request "
+                           "again after a delay.", headers={"Retry-After": "1"}, request=request)
+    seen = 0
+    async for chunk in request.content.iter_chunked(64 * 1024):
+        seen += len(chunk)
+        if seen >= length // 2:
+            break
+    if request.transport is not None:
+        request.transport.abort()  # the client sees the connection drop mid-request
+    raise ConnectionResetError("upload fault: connection dropped")
 
 
 async def upload_fragment(request: web.Request) -> web.Response:
@@ -170,35 +247,39 @@ async def upload_fragment(request: web.Request) -> web.Response:
     sb = request.app[SANDBOX_KEY]
     try:
         session = _live_session(sb, request.match_info["session_id"])
-        match = _RANGE.match(request.headers.get("Content-Range", "").strip())
-        if match is None:
-            raise GraphError(400, "invalidRequest", "Content-Range must be 'bytes {start}-{end}/{total}'.")
-        start, end, total = (int(g) for g in match.groups())
-        if end < start or end >= total or (session.total is not None and total != session.total):
-            raise GraphError(400, "invalidRequest", "The Content-Range is inconsistent with the upload session.")
+        if session.total is not None and session.received >= session.total:
+            raise GraphError(416, "invalidRange", "Every byte has been received; commit the upload with a "
+                             "zero-length POST to the upload URL.", "fragmentOverlap")
+        start, end, total = _fragment(request, session)
         length = end - start + 1
-        if length > FRAGMENT_MAX:
-            raise GraphError(400, "invalidRequest", "A fragment must be less than 60 MiB.")
-        if start != session.received:
-            raise GraphError(416, "invalidRange", f"The uploaded fragment does not follow the bytes received; "
-                             f"the next expected range starts at {session.received}.")
-        last = end == total - 1
-        if not last and length % FRAGMENT_UNIT:
-            raise GraphError(400, "invalidRequest", "Each fragment but the last must be a multiple of 320 KiB "
-                             "(327,680 bytes).")
-        data = await _read_limited(request, FRAGMENT_MAX, "A fragment must be less than 60 MiB.")
-        if len(data) != length:
-            raise GraphError(400, "invalidRequest", "The body length does not match the Content-Range.")
+        if (faulted := await _fault(request, sb, length)) is not None:
+            return faulted
+        wrote = await _stream_to(request, part_path(sb.state_dir, session.id), length, GraphError(
+            400, "invalidRequest", "The body is longer than the Content-Range.", "fragmentLengthMismatch"))
+        if wrote != length:
+            with part_path(sb.state_dir, session.id).open("ab") as fh:
+                fh.truncate(start)
+            raise GraphError(400, "invalidRequest", "The body length does not match the Content-Range.",
+                             "fragmentLengthMismatch")
+        session.received, session.total = end + 1, total
+        session.expiration = sb.clock.now() + SESSION_SECONDS
+        sb.mark_dirty()
+        if end != total - 1 or session.defer_commit:
+            return web.json_response(_session_json(sb, session), status=202)
+        item, created = _finish(sb, session)
     except GraphError as exc:
         return exc.response(request)
-    with part_path(sb.state_dir, session.id).open("ab") as fh:
-        fh.write(data)
-    session.received, session.total = end + 1, total
-    session.expiration = sb.clock.now() + SESSION_SECONDS
-    sb.mark_dirty()
-    if not last:
-        return web.json_response(_session_json(sb, session), status=202)
+    return web.json_response(item_json(sb, item), status=201 if created else 200)
+
+
+async def commit_session(request: web.Request) -> web.Response:
+    """deferCommit: a zero-length POST to the upload URL once every byte is in makes the file."""
+    sb = request.app[SANDBOX_KEY]
     try:
+        session = _live_session(sb, request.match_info["session_id"])
+        if session.total is None or session.received < session.total:
+            raise GraphError(400, "invalidRequest", "The upload is incomplete; send the missing byte ranges first.",
+                             "uploadSessionIncomplete")
         item, created = _finish(sb, session)
     except GraphError as exc:
         return exc.response(request)
@@ -217,17 +298,18 @@ async def session_status(request: web.Request) -> web.Response:
 
 async def cancel_session(request: web.Request) -> web.Response:
     sb = request.app[SANDBOX_KEY]
-    session = sb.tenant.upload_sessions.pop(request.match_info["session_id"], None)
+    session = sb.tenant.upload_sessions.get(request.match_info["session_id"])
     if session is None:
-        return graph_error(404, "itemNotFound", "The upload session was not found.", request=request)
-    part_path(sb.state_dir, session.id).unlink(missing_ok=True)
-    sb.mark_dirty()
+        return graph_error(404, "itemNotFound", "The upload session was not found.", request=request,
+                           inner_code="uploadSessionNotFound")
+    _drop(sb, session)
     return web.Response(status=204)
 
 
 def routes() -> list[web.RouteDef]:
     out: list[web.RouteDef] = [web.put(f"{UPLOAD_PATH}{{session_id}}", upload_fragment),
                                web.get(f"{UPLOAD_PATH}{{session_id}}", session_status),
+                               web.post(f"{UPLOAD_PATH}{{session_id}}", commit_session),
                                web.delete(f"{UPLOAD_PATH}{{session_id}}", cancel_session)]
     for base in BASES:
         out += [
