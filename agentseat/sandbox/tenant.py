@@ -12,6 +12,7 @@ import json
 import os
 import secrets
 import tempfile
+import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -444,6 +445,6 @@ def demo_tenant() -> Tenant:
     tenant.roles["secret_seed"] = secrets.token_hex(8)
     # A SharePoint team site whose library the sponsor and the agent share (graph/drive/sites.py).
     engineering = Site(guid=new_id(), web_guid=new_id(), name="Engineering", display_name="Engineering",
-                       member_ids=[sponsor.id, agent.id], created=0.0)
+                       member_ids=[sponsor.id, agent.id], created=time.time())
     tenant.sites[engineering.guid] = engineering
     return tenant
