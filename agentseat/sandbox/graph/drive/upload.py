@@ -77,9 +77,13 @@ def _target(request: web.Request) -> tuple[str, str, str]:
     return owner, item.path.rpartition("/")[0], item.name
 
 
-def _may_write(sb: SandboxState, request: web.Request, owner: str, folder_path: str) -> None:
-    folder = store.by_path(sb, owner, folder_path)
-    node = folder or store.root(sb, owner)
+def _may_write(sb: SandboxState, request: web.Request, owner: str, folder_path: str, name: str) -> None:
+    """Write access to the file being replaced, or else to the nearest folder above it that exists."""
+    path = f"{folder_path}/{name}"
+    node = store.by_path(sb, owner, path)
+    while node is None:
+        path = path.rpartition("/")[0]
+        node = store.by_path(sb, owner, path)
     if not store.can_write(sb, node, caller(request)):
         raise store.access_denied()
 
@@ -111,7 +115,7 @@ async def _stream_to(request: web.Request, path: Path, limit: int, refusal: Grap
 async def put_content(request: web.Request) -> web.Response:
     sb = request.app[SANDBOX_KEY]
     owner, folder, name = _target(request)
-    _may_write(sb, request, owner, folder)
+    _may_write(sb, request, owner, folder, name)
     conflict = _conflict(request)
     store.check_conflict(sb, owner, folder, name, conflict)
     spool = spool_path(sb.state_dir)
@@ -139,7 +143,7 @@ def _session_json(sb: SandboxState, session: UploadSession) -> dict[str, object]
 async def create_session(request: web.Request) -> web.Response:
     sb = request.app[SANDBOX_KEY]
     owner, folder, name = _target(request)
-    _may_write(sb, request, owner, folder)
+    _may_write(sb, request, owner, folder, name)
     item: dict[str, object] = {}
     defer = False
     if request.can_read_body:
