@@ -243,7 +243,7 @@ async def _fault(request: web.Request, sb: SandboxState, length: int) -> web.Res
             break
     if request.transport is not None:
         request.transport.abort()  # the client sees the connection drop mid-request
-    raise ConnectionResetError("upload fault: connection dropped")
+    return web.Response(status=500)  # never reaches the client: its connection is gone
 
 
 async def upload_fragment(request: web.Request) -> web.Response:
