@@ -258,8 +258,12 @@ class DriveItem:
     size: int = 0
     mime_type: str = ""
     blob: str = ""
-    #: Granted through invite: {"id", "user_id", "roles": ["read"|"write"], "email"}.
+    #: Granted through invite: {"id", "user_id", "roles": ["read"|"write"], "email"}; sharing links:
+    #: {"id", "kind": "link", "type", "scope", "roles", "url", "granted_ids", ...} (graph/drive/links.py).
     permissions: list[dict[str, Any]] = field(default_factory=list)
+    #: Replies posted through Graph to a workbook's comments (graph/drive/workbook.py):
+    #: {"id", "comment_id", "content", "contentType", "author"}; the comments themselves live in the file.
+    comment_replies: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass
