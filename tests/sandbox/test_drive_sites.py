@@ -28,6 +28,10 @@ async def test_the_demo_site_is_found_by_path_and_id_and_serves_its_library(sand
     status, drive, _ = await call(sandbox, "GET", f"/v1.0/sites/{site['id']}/drive", agent)
     assert status == 200 and drive["driveType"] == "documentLibrary"
     assert drive["webUrl"] == f"{sandbox.url}/sites/Engineering/Shared%20Documents"
+    status, found, _ = await call(sandbox, "GET", "/v1.0/sites?search=engineering", agent)
+    assert status == 200 and [s["id"] for s in found["value"]] == [site["id"]]
+    status, found, _ = await call(sandbox, "GET", "/v1.0/sites?search=engineering", token(sandbox, GRACE))
+    assert status == 200 and found["value"] == []  # not a member: the site is not hers to find
     status, drives, _ = await call(sandbox, "GET", f"/v1.0/sites/{site['id']}/drives", agent)
     assert status == 200 and [d["id"] for d in drives["value"]] == [drive["id"]]
     # Write through the site path, read back through /drives/{drive-id}: a drive is a drive.

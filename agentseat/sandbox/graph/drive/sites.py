@@ -4,7 +4,8 @@ Rules from "Get a site resource" (site-get: the id is "a composite ID of: site c
 hostname, site collection unique ID, site unique ID"; Sites.Read.All or Sites.ReadWrite.All),
 "Get a site resource by path" (site-getbypath: `GET /sites/{hostname}:/{relative-path}`),
 "Get drive" (drive-get: `GET /sites/{siteId}/drive`, the default document library) and
-"List drives" (drive-list: `GET /sites/{siteId}/drives`). Each sandbox site has one library,
+"List drives" (drive-list: `GET /sites/{siteId}/drives`) and "Search for sites" (site-search:
+`GET /sites?search={query}`). Each sandbox site has one library,
 whose items are ordinary driveItems (items.py serves `/sites/{site-id}/drive/...`). Site
 membership decides access: members read and write; others get 403 accessDenied for the site,
 and reach only the items shared with them.
@@ -121,11 +122,33 @@ async def list_drives(request: web.Request) -> web.Response:
     return web.json_response(odata("https://graph.microsoft.com/v1.0/$metadata#drives", [body]))
 
 
+@graph_route(scopes=SITE_SCOPES, roles=SITE_ROLES)
+@graph_errors
+async def search_sites(request: web.Request) -> web.Response:
+    """site-search: `GET /sites?search={query}`, sites whose name or title holds the words, that the
+    caller can open (a member; an app-only caller sees all)."""
+    sb = request.app[SANDBOX_KEY]
+    raw = request.query.get("search")
+    if raw is None:
+        raise GraphError(400, "invalidRequest", "Give a search query: /sites?search={query}.")
+    words = [w for w in unquote(raw).strip("'\"").lower().split() if w != "*"]
+    who = principal(request)
+    found = []
+    for site in sorted(sb.tenant.sites.values(), key=lambda s: s.name.lower()):
+        text = f"{site.name} {site.display_name} {site.description}".lower()
+        if all(w in text for w in words) and (who.kind != "user" or who.oid in site.member_ids):
+            body = site_json(sb, site)
+            body.pop("@odata.context", None)
+            found.append(body)
+    return web.json_response(odata("https://graph.microsoft.com/v1.0/$metadata#sites", found))
+
+
 def routes() -> list[web.RouteDef]:
     """The by-path form first: its `{hostname}:/` would otherwise read as a site id."""
     return [
         web.get("/v1.0/sites/{hostname:[^/,]+}:/{path:[^:]*}:", get_site_by_path),
         web.get("/v1.0/sites/{hostname:[^/,]+}:/{path:[^:]*}", get_site_by_path),
+        web.get("/v1.0/sites", search_sites),
         web.get("/v1.0/sites/{site_id}/drives", list_drives),
         web.get("/v1.0/sites/{site_id}", get_site),
     ]
