@@ -11,12 +11,12 @@ import pytest
 from yarl import URL
 
 from agentseat.sandbox.app import Sandbox
-from agentseat.sandbox.graph.drive import upload
+from agentseat.sandbox.graph.drive import sessions
 from tests.sandbox._drive import AGENT, put_file, token
 from tests.sandbox._files import raw_call
 from tests.sandbox._graph import call
 
-UNIT = upload.FRAGMENT_UNIT
+UNIT = sessions.FRAGMENT_UNIT
 
 
 async def _session(sb: Sandbox, name: str, **body: Any) -> dict[str, Any]:
@@ -96,6 +96,14 @@ async def test_commit_fails_with_409_when_the_name_was_taken_meanwhile(sandbox: 
     await put_file(sandbox, AGENT, "Uploads/report.txt", b"someone was faster")
     status, body = await _put(sandbox, url, b"mine", 0, 4)
     assert status == 409 and body["error"]["code"] == "nameAlreadyExists"
+    # The session is kept: committed again under another name by a PUT naming it as the source.
+    status, state, _ = await call(sandbox, "GET", url)
+    assert status == 200 and state["nextExpectedRanges"] == []
+    status, item, _ = await call(sandbox, "PUT", "/v1.0/me/drive/root:/Uploads", token(sandbox, AGENT), body={
+        "name": "report.txt", "@microsoft.graph.conflictBehavior": "rename", "@microsoft.graph.sourceUrl": url})
+    assert status == 201 and item["name"] == "report 1.txt" and item["size"] == 4
+    status, _, _ = await call(sandbox, "GET", url)
+    assert status == 404  # committed: the session is over
     status, body, _ = await call(sandbox, "POST", "/v1.0/me/drive/root:/Uploads/report.txt:/createUploadSession",
                                  token(sandbox, AGENT))
     assert status == 409 and body["error"]["code"] == "nameAlreadyExists"
@@ -113,7 +121,7 @@ async def test_an_expired_session_is_404_and_its_bytes_are_gone(sandbox: Sandbox
     assert session["expirationDateTime"] > "2026"
     status, _ = await _put(sandbox, session["uploadUrl"], os.urandom(UNIT), 0, 2 * UNIT)
     assert status == 202
-    status, _, _ = await call(sandbox, "POST", "/_sandbox/clock", body={"advance_seconds": upload.SESSION_SECONDS + 1})
+    status, _, _ = await call(sandbox, "POST", "/_sandbox/clock", body={"advance_seconds": sessions.SESSION_SECONDS + 1})
     for method in ("GET", "PUT"):
         status, body, _ = await raw_call(sandbox, method, session["uploadUrl"], data=b"x" if method == "PUT" else None,
                                          headers={"Content-Range": f"bytes {UNIT}-{UNIT}/{2 * UNIT}"})
