@@ -144,3 +144,27 @@ async def test_deleting_an_invitation_revokes_it_and_the_control_api_shows_permi
     assert status == 404 and "error" in body
     status, opened, _ = await raw_call(sandbox, "GET", f"/_sandbox/files?url={put['sharing_url']}&as={AGENT}")
     assert status == 200 and opened == b"grace was here"
+
+
+async def test_an_invitation_with_send_invitation_mails_a_notice_that_opens_the_file(sandbox: Sandbox) -> None:
+    put = await put_file(sandbox, ADA, "Specs/design.md", b"# Design")
+    ada = token(sandbox, ADA)
+    status, _, _ = await call(sandbox, "POST", f"/v1.0/me/drive/items/{put['item_id']}/invite", ada, body={
+        "recipients": [{"email": AGENT}], "roles": ["read"], "sendInvitation": True,
+        "message": "Please review <before> Friday"})
+    assert status == 200
+    status, box, _ = await call(sandbox, "GET", f"/_sandbox/mail/{AGENT}")
+    [notice] = [m for m in box["messages"] if m["folder"] == "inbox"]
+    assert notice["subject"] == 'Ada Lovelace shared "design.md" with you' and notice["from"] == ADA
+    assert notice["body_type"] == "html" and "Please review &lt;before&gt; Friday" in notice["body"]
+    assert f'href="{put["web_url"]}"' in notice["body"]
+    assert await _read_via_share(sandbox, put["web_url"], AGENT) == (200, b"# Design")
+    status, ada_box, _ = await call(sandbox, "GET", f"/_sandbox/mail/{ADA}")
+    assert ada_box["messages"] == []  # the service sent it, not Ada: nothing in her sent items
+    # Without sendInvitation the permission is granted silently; the control API notifies on request.
+    await call(sandbox, "POST", f"/v1.0/me/drive/items/{put['item_id']}/invite", ada, body={
+        "recipients": [{"email": GRACE}], "roles": ["read"], "sendInvitation": False})
+    other = await put_file(sandbox, ADA, "budget.xlsx", b"PK", share_with=[GRACE], notify=True, message="FYI")
+    status, box, _ = await call(sandbox, "GET", f"/_sandbox/mail/{GRACE}")
+    assert [m["subject"] for m in box["messages"]] == ['Ada Lovelace shared "budget.xlsx" with you']
+    assert other["sharing_url"] in box["messages"][0]["body"] and "FYI" in box["messages"][0]["body"]

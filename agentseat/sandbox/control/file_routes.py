@@ -1,10 +1,12 @@
 """Files and sites in the control API: put a file in someone's drive, look at one, open one as a person.
 
-- `POST /_sandbox/files` `{owner, path, content_base64, share_with?: [upn], role?: "read"|"write"}`
-  -> 201 `{drive_id, item_id, web_url, sharing_url}`. `owner` is a UPN or object id (their
-  OneDrive) or a site's name or id (its library); an existing file at `path` is replaced.
-  `sharing_url` is a `users` sharing link (view, or edit with role write) naming the
-  `share_with` people: they open the file directly and through `/shares/{u!...}`.
+- `POST /_sandbox/files` `{owner, path, content_base64, share_with?: [upn], role?: "read"|"write",
+  notify?: bool, message?: str}` -> 201 `{drive_id, item_id, web_url, sharing_url}`. `owner` is a
+  UPN or object id (their OneDrive) or a site's name or id (its library, written as its first
+  member); an existing file at `path` is replaced. `sharing_url` is a `users` sharing link (view,
+  or edit with role write) naming the `share_with` people: they open the file directly and
+  through `/shares/{u!...}`. With `notify`, they also get the sharing notice by mail
+  (graph/drive/notices.py), from the owner, linking `sharing_url`.
 - `GET /_sandbox/files/{drive_id}/{item_id}` -> `{drive_id, item_id, metadata, content_base64,
   permissions}`: the driveItem and permission JSON Graph would show its owner, and the bytes.
 - `GET /_sandbox/files?url=<webUrl or sharing link>&as=<upn>`: a file's bytes as that person would open it
@@ -21,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from ..graph.drive import links, store
+from ..graph.drive import links, notices, store
 from ..graph.drive.resources import item_json, permission_json, site_id
 from ..graph.drive.sites import create_site, site_by_ref
 from ..graph.query import GraphError
@@ -92,6 +94,9 @@ async def put_file(request: web.Request) -> web.Response:
     role = data.get("role", "read")
     if role not in ("read", "write"):
         raise ControlError(400, "'role' must be 'read' or 'write'")
+    notify = data.get("notify", False)
+    if not isinstance(notify, bool):
+        raise ControlError(400, "'notify' must be true or false")
     try:
         path = store.normal_path(_text(data, "path"))
         folder, _, name = path.rpartition("/")
@@ -100,6 +105,11 @@ async def put_file(request: web.Request) -> web.Response:
         raise ControlError(400, f"path: {exc.message}") from exc
     perm, _ = links.create(sb, item, "edit" if role == "write" else "view", "users", app_id=CONTROL_APP,
                            actor=actor, granted_ids=share_with)
+    sharer = sb.tenant.users.get(actor)
+    if notify and share_with and sharer is not None:  # a site without members has no one to send it
+        message = data.get("message")
+        notices.send(sb, item, sharer, [sb.tenant.users[u] for u in share_with],
+                     message if isinstance(message, str) else None, perm["url"])
     return web.json_response({"drive_id": item.drive_id, "item_id": item.id, "web_url": store.web_url(sb, item),
                               "sharing_url": perm["url"]}, status=201)
 

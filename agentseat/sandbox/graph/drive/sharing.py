@@ -1,7 +1,7 @@
 """Sharing in the sandbox's drives: invitations, sharing links, permissions, and shared items by URL.
 
 Rules from "Send a sharing invitation" (driveitem-invite: recipients by email or objectId,
-roles read | write, 200 with the permission collection), "Create a sharing link"
+roles read | write, 200 with the permission collection, a notice by mail with `sendInvitation`), "Create a sharing link"
 (driveitem-createlink; the link rules are in links.py), "List permissions"
 (driveitem-list-permissions: the owner sees all, anyone else only their own), "Get permission"
 and "Delete a sharing permission" (permission-delete: 204; only permissions on the item itself,
@@ -21,7 +21,7 @@ from ...responses import odata
 from ...state import SANDBOX_KEY
 from ..auth import graph_route, principal
 from ..query import GraphError, graph_errors, json_body
-from . import links, store
+from . import links, notices, store
 from .access import grantees
 from .items import BASES, ITEM, READ_ROLES, READ_SCOPES, addressed_item, caller, redirect_to_content
 from .resources import item_json, permission_json
@@ -78,7 +78,11 @@ async def invite(request: web.Request) -> web.Response:
     message = data.get("message")
     if message is not None and (not isinstance(message, str) or len(message) > MESSAGE_MAX):
         raise _invalid(f"'message' must be a string of at most {MESSAGE_MAX} characters.")
-    perms = [store.grant(sb, item, user, list(roles), email) for user, email in _recipients(sb, data.get("recipients"))]
+    recipients = _recipients(sb, data.get("recipients"))
+    perms = [store.grant(sb, item, user, list(roles), email) for user, email in recipients]
+    sharer = sb.tenant.users.get(caller(request) or "")
+    if data.get("sendInvitation") is True and sharer is not None:
+        notices.send(sb, item, sharer, [user for user, _ in recipients], message)
     return web.json_response(odata("https://graph.microsoft.com/v1.0/$metadata#Collection(permission)",
                                    [permission_json(sb, p) for p in perms]))
 
