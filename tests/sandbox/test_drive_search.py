@@ -68,6 +68,12 @@ async def test_search_pages_with_from_and_size_and_refuses_what_it_does_not_supp
             break
         start += 2
     assert sorted(seen) == [f"report-{n}.txt" for n in range(5)]
+    status, body, _ = await call(sandbox, "POST", "/v1.0/search/query", token(sandbox, AGENT), body={"requests": [{
+        "entityTypes": ["driveItem"], "query": {"queryString": "report"},
+        "sortProperties": [{"name": "name", "isDescending": False}]}]})
+    assert _names(body) == [f"report-{n}.txt" for n in range(5)]  # unsorted, the newest change comes first
+    status, body = await _search(sandbox, AGENT, "report")
+    assert _names(body) == [f"report-{n}.txt" for n in (4, 3, 2, 1, 0)]
     status, body = await _search(sandbox, AGENT, "*")
     assert "Batch" in _names(body)  # folders are driveItems too
     status, body = await _search(sandbox, AGENT, "* isDocument:true")
@@ -75,7 +81,8 @@ async def test_search_pages_with_from_and_size_and_refuses_what_it_does_not_supp
     agent = token(sandbox, AGENT)
     for request in ({"entityTypes": ["message"], "query": {"queryString": "x"}},
                     {"entityTypes": ["driveItem"], "query": {"queryString": ""}},
-                    {"entityTypes": ["driveItem"], "query": {"queryString": "x"}, "size": 501}):
+                    {"entityTypes": ["driveItem"], "query": {"queryString": "x"}, "size": 501},
+                    {"entityTypes": ["driveItem"], "query": {"queryString": "x"}, "sortProperties": [{"name": "colour"}]}):
         status, body, _ = await call(sandbox, "POST", "/v1.0/search/query", agent, body={"requests": [request]})
         assert status == 400 and body["error"]["code"] == "BadRequest", request
     status, body, _ = await call(sandbox, "POST", "/v1.0/search/query", token(sandbox, AGENT, ["Files.ReadWrite"]),
@@ -90,6 +97,7 @@ async def test_drive_search_children_paging_and_the_deprecated_listings(sandbox:
     agent = token(sandbox, AGENT)
     status, body, _ = await call(sandbox, "GET", "/v1.0/me/drive/root/search(q='spec')", agent)
     assert status == 200 and sorted(i["name"] for i in body["value"]) == [f"spec-{n}.md" for n in range(5)]
+    assert all("searchResult" in i for i in body["value"])
     # /me/drive/search also looks at what is shared with the caller, as a remoteItem.
     status, body, _ = await call(sandbox, "GET", "/v1.0/me/drive/search(q='spec')", agent)
     remote = [i for i in body["value"] if "remoteItem" in i]

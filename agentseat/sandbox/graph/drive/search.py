@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import html
 import re
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -190,13 +191,39 @@ def _answer(sb: SandboxState, request: dict[str, Any], user_id: str | None) -> d
     if size > SIZE_MAX:
         raise GraphError(400, "BadRequest", f"'size' must not be more than {SIZE_MAX}.")
     alternatives = parse(text)
-    found = [i for i in reachable(sb, user_id) if matches(sb, i, alternatives)]
+    found = _sorted([i for i in reachable(sb, user_id) if matches(sb, i, alternatives)],
+                    request.get("sortProperties"))
     page = found[start:start + size]
     terms = search_terms(alternatives)
-    hits = [{"hitId": item.id, "rank": start + n + 1, "summary": _summary(sb, item, terms),
-             "resource": _hit_resource(sb, item)} for n, item in enumerate(page)]
-    container = {"hits": hits, "total": len(found), "moreResultsAvailable": start + len(page) < len(found)}
-    return {"searchTerms": terms, "hitsContainers": [container]}
+    hits = [{"@odata.type": "#microsoft.graph.searchHit", "hitId": item.id, "rank": start + n + 1,
+             "summary": _summary(sb, item, terms), "resource": _hit_resource(sb, item)}
+            for n, item in enumerate(page)]
+    container = {"@odata.type": "#microsoft.graph.searchHitsContainer", "hits": hits, "total": len(found),
+                 "moreResultsAvailable": start + len(page) < len(found)}
+    return {"@odata.type": "#microsoft.graph.searchResponse", "searchTerms": terms, "hitsContainers": [container]}
+
+
+#: search-concept-sort: driveItem properties that are sortable in the search schema (names as the examples
+#: write them, in any case); "the default sort order is ascending"; "at most 5 sort properties".
+_SORTABLE: dict[str, Callable[[DriveItem], Any]] = {
+    "createddatetime": lambda i: i.created, "lastmodifieddatetime": lambda i: i.modified,
+    "lastmodifiedtime": lambda i: i.modified, "name": lambda i: i.name.lower(), "filename": lambda i: i.name.lower(),
+    "size": lambda i: i.size,
+}
+
+
+def _sorted(items: list[DriveItem], raw: Any) -> list[DriveItem]:
+    """Relevance order (here: newest change first) unless `sortProperties` says otherwise."""
+    if raw is None:
+        return items
+    if not isinstance(raw, list) or len(raw) > 5 or not all(isinstance(p, dict) for p in raw):
+        raise GraphError(400, "BadRequest", "'sortProperties' must be at most 5 sortProperty objects.")
+    for prop in reversed(raw):  # stable sorts, last key first: the first property leads
+        key = _SORTABLE.get(str(prop.get("name", "")).lower())
+        if key is None:
+            raise GraphError(400, "BadRequest", f"The property '{prop.get('name')}' is not sortable.")
+        items = sorted(items, key=key, reverse=prop.get("isDescending") is True)
+    return items
 
 
 @graph_route(scopes=SEARCH_SCOPES, roles=("Files.Read.All", "Files.ReadWrite.All", "Sites.Read.All",
@@ -241,16 +268,18 @@ def _remote(sb: SandboxState, item: DriveItem) -> dict[str, Any]:
 
 
 def _listing(sb: SandboxState, request: web.Request, items: list[DriveItem], tag: str,
-             foreign: str | None = None) -> web.Response:
+             foreign: str | None = None, *, search: bool = False) -> web.Response:
     page, next_link = page_of(request, items, tag)
     values = []
     for item in page:
         if foreign is not None and item.drive_id != foreign:
-            values.append(_remote(sb, item))
+            body = _remote(sb, item)
         else:
             body = item_json(sb, item)
             body.pop("@odata.context", None)
-            values.append(body)
+        if search:
+            body["searchResult"] = {}  # driveitem-search: each result carries the searchResult facet
+        values.append(body)
     return web.json_response(odata("https://graph.microsoft.com/v1.0/$metadata#Collection(driveItem)", values,
                                    next_link))
 
@@ -266,7 +295,8 @@ async def drive_search(request: web.Request) -> web.Response:
     broad = request.path.startswith("/v1.0/me/drive/search")
     found = [i for i in reachable(sb, who) if (i.drive_id == drive or (broad and who is not None
              and shared_with(sb, i, who))) and matches(sb, i, alternatives)]
-    return _listing(sb, request, found, f"search:{drive}:{request.match_info['call']}", drive if broad else None)
+    return _listing(sb, request, found, f"search:{drive}:{request.match_info['call']}", drive if broad else None,
+                    search=True)
 
 
 @graph_route(scopes=READ_SCOPES, roles=READ_ROLES)
