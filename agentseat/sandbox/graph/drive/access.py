@@ -61,9 +61,11 @@ def roles(sb: SandboxState, item: DriveItem, user_id: str | None) -> set[str]:
     if user_id is None or owns(sb, item, user_id):
         return {"read", "write"}
     out: set[str] = set()
+    now = sb.clock.now()
     for node in lineage(sb, item):
         for perm in node.permissions:
-            if user_id in grantees(perm):
+            expired = perm.get("expiration") is not None and float(perm["expiration"]) <= now
+            if user_id in grantees(perm) and not expired:
                 out.update(perm["roles"])
     if "write" in out:
         out.add("read")
