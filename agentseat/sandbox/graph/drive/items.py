@@ -1,8 +1,10 @@
-"""Reading the sandbox's OneDrive through Graph: drives, items by id or path, children, content.
+"""Reading the sandbox's drives through Graph: drives, items by id or path, children, content.
 
 Rules from "Get a driveItem" (driveitem-get: by id or `root:/{path}`), "Download the contents
 of a driveItem" (driveitem-get-content: `302 Found` to a pre-authenticated download URL, which
-needs no Authorization header) and "List children". Someone who may not read an item gets
+needs no Authorization header; served from disk, byte ranges included) and "List children" (pages of
+`$top`, then `@odata.nextLink`). A drive is a user's OneDrive or a site's library (`/sites/{site-id}/drive`,
+sites.py); access is access.py's rule. Someone who may not read an item gets
 403 accessDenied; an unknown one 404 itemNotFound. The download URL is served here too: it is
 the sandbox's stand-in for SharePoint's own host.
 """
@@ -98,9 +100,10 @@ def redirect_to_content(sb: SandboxState, item: DriveItem) -> web.Response:
 @graph_errors
 async def get_drive(request: web.Request) -> web.Response:
     sb = request.app[SANDBOX_KEY]
-    if "site_id" in request.match_info:  # a site's library is its members' (sites.py)
-        visible(request, site_by_ref(sb, request.match_info["site_id"]))
-    return web.json_response(drive_json(sb, drive_owner(request)))
+    owner = drive_owner(request)
+    if (site := sb.tenant.sites.get(owner)) is not None:  # a site's library is its members' (sites.py)
+        visible(request, site)
+    return web.json_response(drive_json(sb, owner))
 
 
 @graph_route(scopes=READ_SCOPES, roles=READ_ROLES)

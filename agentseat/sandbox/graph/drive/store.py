@@ -1,6 +1,8 @@
-"""Each user's OneDrive in the sandbox: finding, creating and replacing items, and who may read them.
+"""The sandbox's drives (each user's OneDrive, each site's library): finding, creating and replacing items.
 
-No HTTP here: routes (items, upload, sharing) and the control API call these functions, so a
+A drive's owner key is a user's object id or a site's collection guid (sites.py); who may read
+and write is access.py's rule, re-exported here. No HTTP here: routes (items, upload, sessions,
+sharing, search) and the control API call these functions, so a
 file made through `/_sandbox/` is the same item Graph serves. Rules come from the driveItem
 resource (eTag, cTag, webUrl, parentReference), "Upload small files" (driveitem-put-content:
 `@microsoft.graph.conflictBehavior` fail | replace | rename) and "Send a sharing invitation"
