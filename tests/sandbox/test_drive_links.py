@@ -11,10 +11,11 @@ from tests.sandbox._files import raw_call
 from tests.sandbox._graph import call
 
 
-async def _read_via_share(sb: Sandbox, url: str, who: str, prefer: str | None = None) -> tuple[int, bytes]:
+async def _read_via_share(sb: Sandbox, url: str, who: str, prefer: str | None = None,
+                          scopes: list[str] | None = None) -> tuple[int, bytes]:
     share = store.share_id(url)
     headers = {"Prefer": prefer} if prefer else None
-    status, body, hdrs = await raw_call(sb, "GET", f"/v1.0/shares/{share}/driveItem/content", token(sb, who),
+    status, body, hdrs = await raw_call(sb, "GET", f"/v1.0/shares/{share}/driveItem/content", token(sb, who, scopes),
                                         headers=headers)
     if status != 302:
         return status, body
@@ -168,3 +169,21 @@ async def test_an_invitation_with_send_invitation_mails_a_notice_that_opens_the_
     status, box, _ = await call(sandbox, "GET", f"/_sandbox/mail/{GRACE}")
     assert [m["subject"] for m in box["messages"]] == ['Ada Lovelace shared "budget.xlsx" with you']
     assert other["sharing_url"] in box["messages"][0]["body"] and "FYI" in box["messages"][0]["body"]
+
+
+async def test_without_an_all_scope_only_the_callers_own_drive_is_in_reach(sandbox: Sandbox) -> None:
+    theirs = await put_file(sandbox, ADA, "shared.txt", b"from ada", share_with=[AGENT], role="write")
+    mine = await put_file(sandbox, AGENT, "own.txt", b"mine")
+    narrow = token(sandbox, AGENT, ["Files.ReadWrite"])
+    status, _, _ = await call(sandbox, "GET", f"/v1.0/me/drive/items/{mine['item_id']}", narrow)
+    assert status == 200
+    item_path = f"/v1.0/drives/{theirs['drive_id']}/items/{theirs['item_id']}"
+    status, body, _ = await call(sandbox, "GET", item_path, narrow)
+    assert status == 403 and "Files.Read.All" in body["error"]["message"]
+    status, body, _ = await raw_call(sandbox, "PUT", f"{item_path}/content", narrow, data=b"x")
+    assert status == 403 and b"Files.ReadWrite.All" in body
+    # shares-get names Files.ReadWrite as enough, and so it is.
+    assert await _read_via_share(sandbox, theirs["sharing_url"], AGENT, scopes=["Files.ReadWrite"]) == (200,
+                                                                                                  b"from ada")
+    status, body, _ = await raw_call(sandbox, "PUT", f"{item_path}/content", token(sandbox, AGENT), data=b"edited")
+    assert status == 200, body

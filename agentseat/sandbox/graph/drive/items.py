@@ -73,10 +73,30 @@ def _drive_id(request: web.Request) -> str:
     return store.drive_id_of(drive_owner(request))
 
 
-def addressed_item(request: web.Request) -> DriveItem:
-    """The item a route names by `{item_id}` or `root:/{path}`, readable by the caller."""
+#: Files.Read and Files.ReadWrite reach "the signed-in user's files"; another person's drive or a
+#: site's library needs an `.All` permission (permissions reference; drive-sharedwithme: "You can't
+#: access shared items ... if the request doesn't contain one of the *.All permissions").
+REACH_READ = ("Files.Read.All", "Files.ReadWrite.All", "Sites.Read.All", "Sites.ReadWrite.All")
+REACH_WRITE = ("Files.ReadWrite.All", "Sites.ReadWrite.All")
+
+
+def require_reach(request: web.Request, owner: str, *, write: bool = False) -> None:
+    """403 accessDenied when a delegated caller without an `.All` scope reaches past their own drive."""
+    who = principal(request)
+    if who.kind != "user" or owner == who.oid:
+        return
+    wanted = REACH_WRITE if write else REACH_READ
+    if not who.scopes.intersection(wanted):
+        raise GraphError(403, "accessDenied", "Files outside the signed-in user's own drive need one of "
+                         f"{', '.join(wanted)}.")
+
+
+def addressed_item(request: web.Request, *, write: bool = False) -> DriveItem:
+    """The item a route names by `{item_id}` or `root:/{path}`, readable by the caller (and within
+    the reach of their scopes for reading, or with `write` for changing it)."""
     sb = request.app[SANDBOX_KEY]
     owner = drive_owner(request)
+    require_reach(request, owner, write=write)
     if "item_id" in request.match_info:
         ref = request.match_info["item_id"]
         item = store.root(sb, owner) if ref == "root" else store.by_id(sb, ref, store.drive_id_of(owner))
@@ -116,8 +136,9 @@ async def get_item(request: web.Request) -> web.Response:
 @graph_errors
 async def get_root(request: web.Request) -> web.Response:
     sb = request.app[SANDBOX_KEY]
-    return web.json_response(item_json(sb, store.readable(sb, store.root(sb, drive_owner(request)),
-                                                          caller(request))))
+    owner = drive_owner(request)
+    require_reach(request, owner)
+    return web.json_response(item_json(sb, store.readable(sb, store.root(sb, owner), caller(request))))
 
 
 @graph_route(scopes=READ_SCOPES, roles=READ_ROLES)

@@ -38,7 +38,7 @@ from ..auth import graph_route, principal
 from ..query import GraphError, graph_errors, json_body
 from . import store
 from .access import can_read, shared_with
-from .items import BASES, READ_ROLES, READ_SCOPES, caller, drive_owner, page_of
+from .items import BASES, REACH_READ, READ_ROLES, READ_SCOPES, caller, drive_owner, page_of, require_reach
 from .resources import item_json, parent_reference
 
 if TYPE_CHECKING:
@@ -290,9 +290,11 @@ async def drive_search(request: web.Request) -> web.Response:
     """driveitem-search: `root/search` looks in this drive; `/me/drive/search` also in what is shared."""
     sb = request.app[SANDBOX_KEY]
     owner, who = drive_owner(request), caller(request)
+    require_reach(request, owner)
     alternatives = parse(_q(request))
     drive = store.drive_id_of(owner)
-    broad = request.path.startswith("/v1.0/me/drive/search")
+    # Items from other drives only with an .All scope (items.require_reach).
+    broad = request.path.startswith("/v1.0/me/drive/search") and bool(principal(request).scopes & set(REACH_READ))
     found = [i for i in reachable(sb, who) if (i.drive_id == drive or (broad and who is not None
              and shared_with(sb, i, who))) and matches(sb, i, alternatives)]
     return _listing(sb, request, found, f"search:{drive}:{request.match_info['call']}", drive if broad else None,

@@ -34,7 +34,7 @@ from ...tenant import UploadSession
 from ..auth import graph_route
 from ..query import GraphError, bad_request, graph_errors, json_body
 from . import store
-from .items import BASES, ITEM, PATH, drive_owner
+from .items import BASES, ITEM, PATH, drive_owner, require_reach
 from .resources import item_json
 from .upload import WRITE_ROLES, WRITE_SCOPES, conflict_behavior, may_write, stream_to, target
 
@@ -245,6 +245,7 @@ async def commit_from_source(request: web.Request) -> web.Response:
         raise GraphError(400, "invalidRequest", "'@microsoft.graph.sourceUrl' must be the upload session's URL.")
     session = _live_session(sb, session_id)
     owner = drive_owner(request)
+    require_reach(request, owner, write=True)
     if store.drive_id_of(owner) != session.drive_id:
         raise GraphError(400, "invalidRequest", "The upload session belongs to another drive.")
     folder = store.normal_path(request.match_info.get("path", ""))

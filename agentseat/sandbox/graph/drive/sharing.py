@@ -63,7 +63,7 @@ def _recipients(sb: SandboxState, raw: Any) -> list[tuple[User, str | None]]:
 @graph_errors
 async def invite(request: web.Request) -> web.Response:
     sb = request.app[SANDBOX_KEY]
-    item = addressed_item(request)
+    item = addressed_item(request, write=True)
     if not store.can_write(sb, item, caller(request)):
         raise store.access_denied()
     if item.parent_id is None:
@@ -92,7 +92,7 @@ async def invite(request: web.Request) -> web.Response:
 async def create_link(request: web.Request) -> web.Response:
     """driveitem-createlink: 201 with a new link's permission, 200 with the app's existing one."""
     sb = request.app[SANDBOX_KEY]
-    item = addressed_item(request)
+    item = addressed_item(request, write=True)
     if not store.can_write(sb, item, caller(request)):
         raise store.access_denied()
     data = await json_body(request)
@@ -159,7 +159,7 @@ async def get_permission(request: web.Request) -> web.Response:
 async def delete_permission(request: web.Request) -> web.Response:
     """permission-delete: 204; whoever it named (or whoever holds the link) loses that access at once."""
     sb = request.app[SANDBOX_KEY]
-    item = addressed_item(request)
+    item = addressed_item(request, write=True)
     if not store.can_write(sb, item, caller(request)):
         raise store.access_denied()
     perm = _permission(request, item)

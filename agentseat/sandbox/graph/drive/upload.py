@@ -20,7 +20,7 @@ from ...state import SANDBOX_KEY
 from ..auth import graph_route
 from ..query import GraphError, graph_errors, query
 from . import store
-from .items import BASES, ITEM, PATH, caller, drive_owner
+from .items import BASES, ITEM, PATH, caller, drive_owner, require_reach
 from .resources import item_json
 
 if TYPE_CHECKING:
@@ -38,6 +38,7 @@ def target(request: web.Request) -> tuple[str, str, str]:
     """(owner id, folder path, file name) for `root:/{path}`, `items/{parent}:/{name}` or `items/{id}`."""
     sb = request.app[SANDBOX_KEY]
     owner = drive_owner(request)
+    require_reach(request, owner, write=True)
     if "path" in request.match_info and "item_id" not in request.match_info:
         path = store.normal_path(request.match_info["path"])
         folder, _, name = path.rpartition("/")

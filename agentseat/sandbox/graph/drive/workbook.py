@@ -38,8 +38,8 @@ _THREADED_PREFIX = "xl/threadedComments/"
 _TAG = "{http://schemas.microsoft.com/office/spreadsheetml/2018/threadedcomments}"
 
 
-def _workbook(request: web.Request) -> DriveItem:
-    item = addressed_item(request)
+def _workbook(request: web.Request, *, write: bool = False) -> DriveItem:
+    item = addressed_item(request, write=write)
     if item.is_folder or not item.name.lower().endswith((".xlsx", ".xlsm")):
         raise GraphError(400, "notSupported", "The workbook API works on Excel workbooks (.xlsx, .xlsm) only.")
     return item
@@ -114,7 +114,7 @@ async def list_replies(request: web.Request) -> web.Response:
 async def post_reply(request: web.Request) -> web.Response:
     """workbookcomment-post-replies: 201 with the new workbookCommentReply."""
     sb = request.app[SANDBOX_KEY]
-    item = _workbook(request)
+    item = _workbook(request, write=True)
     if not store.can_write(sb, item, caller(request)):
         raise store.access_denied()
     comment = _comment(sb, item, request.match_info["comment_id"])
