@@ -63,6 +63,9 @@ class Behaviour:
     #: driveitem-createlink: "Anonymous link support may be disabled by an administrator"; the
     #: sandbox tenant's administrator has, until a test says `enabled`.
     anonymous_sharing_links: str = "disabled"
+    #: The largest Microsoft Search page (`size`): searchRequest says "The maximum value is 500";
+    #: search-api-overview says "The upper limit for SharePoint or OneDrive items is 1000".
+    search_max_size: int = 500
 
     def merged(self, changes: Mapping[str, Any]) -> Behaviour:
         """A copy with `changes` applied; raises `BehaviourError` naming the first bad key."""
@@ -179,4 +182,5 @@ _CHECKS: dict[str, Callable[[Behaviour, str, Any], Any]] = {
     "delivery_delay_ms": _delivery,
     "outlook_max_concurrency": _whole(1),
     "anonymous_sharing_links": _choice(("disabled", "enabled")),
+    "search_max_size": _whole(1),
 }

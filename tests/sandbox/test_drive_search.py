@@ -85,6 +85,13 @@ async def test_search_pages_with_from_and_size_and_refuses_what_it_does_not_supp
                     {"entityTypes": ["driveItem"], "query": {"queryString": "x"}, "sortProperties": [{"name": "colour"}]}):
         status, body, _ = await call(sandbox, "POST", "/v1.0/search/query", agent, body={"requests": [request]})
         assert status == 400 and body["error"]["code"] == "BadRequest", request
+    one = {"entityTypes": ["driveItem"], "query": {"queryString": "x"}}
+    status, body, _ = await call(sandbox, "POST", "/v1.0/search/query", agent, body={"requests": [one, one]})
+    assert status == 400 and "one searchRequest" in body["error"]["message"]
+    # The docs give 500 and 1000 as the largest page; the switchboard picks.
+    await call(sandbox, "POST", "/_sandbox/behaviour", body={"search_max_size": 1000})
+    status, _ = await _search(sandbox, AGENT, "x", size=1000)
+    assert status == 200
     status, body, _ = await call(sandbox, "POST", "/v1.0/search/query", token(sandbox, AGENT, ["Files.ReadWrite"]),
                                  body={"requests": [{"entityTypes": ["driveItem"], "query": {"queryString": "x"}}]})
     assert status == 403  # search-query needs Files.Read.All or Sites.Read.All

@@ -2,7 +2,8 @@
 
 - `POST /search/query` (search-query; "Use the Microsoft Search API to search OneDrive and
   SharePoint content", search-concept-files): `requests[].entityTypes ["driveItem"]`,
-  `query.queryString`, paging by `from` and `size` ("The maximum value is 500", searchRequest);
+  `query.queryString`, paging by `from` and `size` (search-api-overview, "Page search results"); one
+  searchRequest per call ("Known limitations");
   the answer is `value[].hitsContainers[].hits[].resource` with `total` and
   `moreResultsAvailable`. Results are trimmed to what the signed-in user may open: their own
   drive, their sites' libraries, and whatever was shared with them. This is what replaces
@@ -47,8 +48,9 @@ if TYPE_CHECKING:
 
 #: search-query, driveItem: delegated Files.Read.All (least), Sites.Read.All and their ReadWrite forms.
 SEARCH_SCOPES = ("Files.Read.All", "Files.ReadWrite.All", "Sites.Read.All", "Sites.ReadWrite.All")
-#: searchRequest.size: "The maximum value is 500"; 25 when not given (search-concept-page).
-SIZE_DEFAULT, SIZE_MAX = 25, 500
+#: search-api-overview, "Page search results": from 0 and "The default is 25 results"; the maximum is the
+#: behaviour switchboard's `search_max_size` (the docs say 500 in one place and 1000 in another).
+SIZE_DEFAULT = 25
 #: The entity types the sandbox's Microsoft Search indexes; others are a 400, as Graph answers
 #: combinations it does not support (search-api-overview, "Known limitations").
 ENTITY_TYPES = {"driveItem"}
@@ -188,8 +190,8 @@ def _answer(sb: SandboxState, request: dict[str, Any], user_id: str | None) -> d
         raise GraphError(400, "BadRequest", "'query.queryString' is required and must not be empty.")
     start = _int(request.get("from"), "from", 0)
     size = _int(request.get("size"), "size", SIZE_DEFAULT)
-    if size > SIZE_MAX:
-        raise GraphError(400, "BadRequest", f"'size' must not be more than {SIZE_MAX}.")
+    if size > sb.behaviour.search_max_size:
+        raise GraphError(400, "BadRequest", f"'size' must not be more than {sb.behaviour.search_max_size}.")
     alternatives = parse(text)
     found = _sorted([i for i in reachable(sb, user_id) if matches(sb, i, alternatives)],
                     request.get("sortProperties"))
@@ -235,6 +237,10 @@ async def search_query(request: web.Request) -> web.Response:
     requests = data.get("requests")
     if not isinstance(requests, list) or not requests or not all(isinstance(r, dict) for r in requests):
         raise GraphError(400, "BadRequest", "'requests' must be a non-empty array of searchRequest objects.")
+    if len(requests) > 1:
+        # search-api-overview, "Known limitations": "the service currently supports only a single
+        # searchRequest at a time".
+        raise GraphError(400, "BadRequest", "Only one searchRequest is supported per query.")
     who = principal(request)
     if who.kind != "user" and any(not r.get("region") for r in requests):
         # search-concept-searchall: application permissions need the `region` of the content.
