@@ -41,8 +41,19 @@ async def test_the_demo_site_is_found_by_path_and_id_and_serves_its_library(sand
     status, item, _ = await call(sandbox, "GET", f"/v1.0/drives/{drive['id']}/root:/Specs/plan.md", agent)
     assert status == 200 and item["parentReference"]["siteId"] == site["id"]
     assert item["webUrl"] == f"{sandbox.url}/sites/Engineering/Shared%20Documents/Specs/plan.md"
+    # A folder made explicitly (driveitem-post-children), then the same name again: 409, or renamed.
+    status, folder, _ = await call(sandbox, "POST", f"/v1.0/sites/{site['id']}/drive/root/children", agent,
+                                   body={"name": "Notes", "folder": {}})
+    assert status == 201 and folder["folder"]["childCount"] == 0
+    status, body, _ = await call(sandbox, "POST", f"/v1.0/drives/{drive['id']}/root/children", agent,
+                                 body={"name": "notes", "folder": {}})
+    assert status == 409 and body["error"]["code"] == "nameAlreadyExists"
+    status, renamed, _ = await call(sandbox, "POST", f"/v1.0/drives/{drive['id']}/items/{folder['id']}/children",
+                                    agent, body={"name": "Week 1", "folder": {},
+                                                 "@microsoft.graph.conflictBehavior": "rename"})
+    assert status == 201 and renamed["parentReference"]["id"] == folder["id"]
     status, kids, _ = await call(sandbox, "GET", f"/v1.0/sites/{site['id']}/drive/root/children", agent)
-    assert [k["name"] for k in kids["value"]] == ["Specs"]
+    assert [k["name"] for k in kids["value"]] == ["Notes", "Specs"]
     # Ada is a member too and reads it; Grace is not, and is refused the site, its drive and the file.
     status, _, headers = await raw_call(sandbox, "GET", f"/v1.0/drives/{drive['id']}/items/{item['id']}/content",
                                         token(sandbox, ADA))

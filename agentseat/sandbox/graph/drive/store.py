@@ -188,6 +188,27 @@ def ensure_folder(sb: SandboxState, user_id: str, path: str) -> DriveItem:
     return folder
 
 
+def new_folder(sb: SandboxState, user_id: str, parent: DriveItem, name: str, conflict: str, *,
+               actor: str) -> DriveItem:
+    """A folder under `parent`; an existing name is 409 (fail), renamed (rename) or reused (replace)."""
+    if conflict not in ("replace", "fail", "rename"):
+        raise GraphError(400, "invalidRequest", f"Invalid conflict behavior '{conflict}'.")
+    existing = next((c for c in children(sb, parent) if c.name.lower() == name.lower()), None)
+    if existing is not None and conflict == "fail":
+        raise GraphError(409, "nameAlreadyExists", f"The specified item name '{name}' already exists.")
+    if existing is not None and conflict == "replace" and existing.is_folder:
+        return existing
+    if existing is not None:
+        name = _free_name(sb, parent, name)
+    now = sb.clock.now()
+    folder = DriveItem(id=_new_item_id(), drive_id=parent.drive_id, owner_id=user_id, name=name, parent_id=parent.id,
+                       path=f"{parent.path}/{name}", is_folder=True, created=now, modified=now, created_by=actor,
+                       modified_by=actor, etag_guid=str(uuid.uuid4()).upper())
+    sb.tenant.drive_items[folder.id] = folder
+    sb.mark_dirty()
+    return folder
+
+
 def _free_name(sb: SandboxState, folder: DriveItem, name: str) -> str:
     """`report 1.pdf`, `report 2.pdf`, ... as OneDrive renames on conflict."""
     taken = {c.name.lower() for c in children(sb, folder)}

@@ -4,7 +4,7 @@ Rules from "Upload small files" (driveitem-put-content: up to 250 MB in one PUT,
 file and 200 for a replaced one, `@microsoft.graph.conflictBehavior`, replace by default). The
 body streams to a spool file under the state dir and becomes a blob by rename, so a large
 upload never sits in memory. Writing needs write access to the file replaced, or else to the
-nearest folder above it.
+nearest folder above it. "Create a new folder" (driveitem-post-children) lives here too.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from aiohttp import web
 from ...blobs import adopt_blob, spool_path
 from ...state import SANDBOX_KEY
 from ..auth import graph_route
-from ..query import GraphError, graph_errors, query
+from ..query import GraphError, graph_errors, json_body, query
 from . import store
 from .items import BASES, ITEM, PATH, caller, drive_owner, require_reach
 from .resources import item_json
@@ -108,10 +108,40 @@ async def put_content(request: web.Request) -> web.Response:
     return web.json_response(item_json(sb, item), status=201 if created else 200)
 
 
+@graph_route(scopes=WRITE_SCOPES, roles=WRITE_ROLES)
+@graph_errors
+async def create_folder(request: web.Request) -> web.Response:
+    """driveitem-post-children: `{"name", "folder": {}}` makes a folder (201); conflictBehavior fail
+    unless the body says replace or rename."""
+    sb = request.app[SANDBOX_KEY]
+    owner = drive_owner(request)
+    require_reach(request, owner, write=True)
+    if "item_id" in request.match_info and request.match_info["item_id"] != "root":
+        parent = store.by_id(sb, request.match_info["item_id"], store.drive_id_of(owner))
+    else:
+        parent = store.by_path(sb, owner, request.match_info.get("path", ""))
+        if parent is None:
+            raise store.not_found()
+    if not parent.is_folder:
+        raise GraphError(400, "invalidRequest", "The parent item is not a folder.")
+    if not store.can_write(sb, parent, caller(request)):
+        raise store.access_denied()
+    data = await json_body(request)
+    name = data.get("name")
+    if not isinstance(name, str) or not isinstance(data.get("folder"), dict):
+        raise GraphError(400, "invalidRequest", "Give 'name' and 'folder': {} to make a folder.")
+    conflict = str(data.get("@microsoft.graph.conflictBehavior") or "fail")
+    folder = store.new_folder(sb, owner, parent, store.check_name(name), conflict, actor=caller(request) or owner)
+    return web.json_response(item_json(sb, folder), status=201)
+
+
 def routes() -> list[web.RouteDef]:
     out: list[web.RouteDef] = []
     for base in BASES:
         out += [
+            web.post(f"{base}/root/children", create_folder),
+            web.post(f"{base}/root:/{PATH}:/children", create_folder),
+            web.post(f"{base}/items/{ITEM}/children", create_folder),
             web.put(f"{base}/root:/{PATH}:/content", put_content),
             web.put(f"{base}/items/{ITEM}:/{PATH}:/content", put_content),
             web.put(f"{base}/items/{ITEM}/content", put_content),
