@@ -280,6 +280,7 @@ class UploadSession:
     received: int = 0
     total: int | None = None
     defer_commit: bool = False  # the last byte waits for a POST to the upload URL
+    actor: str = ""  # who made the session: the file's createdBy / lastModifiedBy
 
 
 @dataclass

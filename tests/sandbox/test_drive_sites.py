@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 from urllib.parse import quote, urlsplit
 
 from agentseat.sandbox.app import Sandbox
@@ -40,6 +41,15 @@ async def test_the_demo_site_is_found_by_path_and_id_and_serves_its_library(sand
     assert status == 201, body
     status, item, _ = await call(sandbox, "GET", f"/v1.0/drives/{drive['id']}/root:/Specs/plan.md", agent)
     assert status == 200 and item["parentReference"]["siteId"] == site["id"]
+    assert item["createdBy"]["user"]["email"] == AGENT
+    status, session, _ = await call(sandbox, "POST",
+                                    f"/v1.0/sites/{site['id']}/drive/root:/Specs/data.bin:/createUploadSession", agent)
+    assert status == 200, session
+    status, body, _ = await raw_call(sandbox, "PUT", session["uploadUrl"], data=b"0123456789",
+                                     headers={"Content-Range": "bytes 0-9/10"})
+    uploaded = json.loads(body)
+    assert status == 201 and uploaded["parentReference"]["driveId"] == drive["id"]
+    assert uploaded["createdBy"]["user"]["email"] == AGENT  # who made the session, not the site
     assert item["webUrl"] == f"{sandbox.url}/sites/Engineering/Shared%20Documents/Specs/plan.md"
     # A folder made explicitly (driveitem-post-children), then the same name again: 409, or renamed.
     status, folder, _ = await call(sandbox, "POST", f"/v1.0/sites/{site['id']}/drive/root/children", agent,

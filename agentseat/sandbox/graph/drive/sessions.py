@@ -34,7 +34,7 @@ from ...tenant import UploadSession
 from ..auth import graph_route
 from ..query import GraphError, bad_request, graph_errors, json_body
 from . import store
-from .items import BASES, ITEM, PATH, drive_owner, require_reach
+from .items import BASES, ITEM, PATH, caller, drive_owner, require_reach
 from .resources import item_json
 from .upload import WRITE_ROLES, WRITE_SCOPES, conflict_behavior, may_write, stream_to, target
 
@@ -83,7 +83,8 @@ async def create_session(request: web.Request) -> web.Response:
     store.check_conflict(sb, owner, folder, name, conflict)
     session = UploadSession(id=secrets.token_hex(16), drive_id=store.drive_id_of(owner), owner_id=owner,
                             parent_path=folder, name=name, conflict=conflict,
-                            expiration=sb.clock.now() + SESSION_SECONDS, defer_commit=defer)
+                            expiration=sb.clock.now() + SESSION_SECONDS, defer_commit=defer,
+                            actor=caller(request) or owner)
     sb.tenant.upload_sessions[session.id] = session
     path = part_path(sb.state_dir, session.id)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -117,7 +118,7 @@ def _finish(sb: SandboxState, session: UploadSession) -> tuple[DriveItem, bool]:
     store.check_conflict(sb, session.owner_id, session.parent_path, session.name, session.conflict)
     blob, size = adopt_blob(sb.state_dir, part_path(sb.state_dir, session.id))
     item, created = store.write_blob(sb, session.owner_id, session.parent_path, session.name, blob, size,
-                                     conflict=session.conflict)
+                                     conflict=session.conflict, actor=session.actor or None)
     _drop(sb, session)
     log.info("upload_session_committed", session=session.id, size=size)
     return item, created
