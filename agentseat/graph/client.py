@@ -33,6 +33,7 @@ from .unprovisioned import unprovisioned_part
 log = structlog.get_logger(__name__)
 
 _RETRY_STATUSES = {429, 500, 502, 503, 504}
+_REDIRECTS = {301, 302, 303, 307, 308}
 _HINTS = {
     401: "the agent's token was rejected: run `agentseat doctor`",
     403: "the agent lacks a permission for this call: run `agentseat setup --grant`",
@@ -165,7 +166,13 @@ class GraphClient:
         params: dict[str, Any] | None = None,
         json: Any = None,
         headers: dict[str, str] | None = None,
+        data: bytes | None = None,
+        raw: int | None = None,
+        redirects: bool = True,
     ) -> GraphResponse:
+        """One Graph call. `data` sends bytes (uploads); `raw` reads the body as bytes, at most that
+        many (more is a GraphError `TooLarge`); `redirects=False` returns a 3xx as it is, so its
+        target can be fetched without the token (graph/content.py, graph/preauth.py)."""
         url = self.url(path_or_url)
         route = self._route_path(url)
         mailbox = mailbox_of(route, self._me)
@@ -179,11 +186,12 @@ class GraphClient:
             async with self.mailboxes.slot(mailbox):  # Outlook: 4 in flight per mailbox
                 try:
                     async with self._session.request(
-                        method, url, params=params, json=json,
+                        method, url, params=params, json=json, data=data, allow_redirects=redirects,
                         headers={"Authorization": f"Bearer {token}", **(headers or {})},
                     ) as resp:
                         self.requests += 1
-                        body = await _read_body(resp)
+                        ok = 200 <= resp.status < 300
+                        body = await (read_limited(resp, raw) if raw is not None and ok else _read_body(resp))
                         status, resp_headers = resp.status, dict(resp.headers)
                 except (aiohttp.ClientError, TimeoutError) as exc:
                     status, resp_headers, body = 0, {}, None
@@ -192,7 +200,7 @@ class GraphClient:
                     error = None
             log.debug("graph_call", method=method, route=route, status=status,
                       ms=round((time.perf_counter() - started) * 1000, 1))
-            if 200 <= status < 300:
+            if 200 <= status < 300 or (not redirects and status in _REDIRECTS):
                 if self._replication is not None:
                     self._replication.graph_succeeded(method, route, json)
                 return GraphResponse(status, resp_headers, body)
@@ -273,6 +281,26 @@ class GraphClient:
             url = body.get("@odata.nextLink")
             result.delta_link = body.get("@odata.deltaLink", result.delta_link)
         return result
+
+
+async def read_limited(resp: aiohttp.ClientResponse, limit: int) -> bytes:
+    """The body as bytes, refusing (GraphError `TooLarge`) once it passes `limit`, before reading it all."""
+    declared = resp.content_length
+    if declared is not None and declared > limit:
+        raise _too_large(declared, limit)
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in resp.content.iter_chunked(65536):
+        size += len(chunk)
+        if size > limit:
+            raise _too_large(size, limit)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _too_large(size: int, limit: int) -> GraphError:
+    return GraphError(f"the content is larger than {limit} bytes (at least {size})", status=0, code="TooLarge",
+                      hint="it is too big to fetch here; open it in Teams instead")
 
 
 async def _read_body(resp: aiohttp.ClientResponse) -> Any:

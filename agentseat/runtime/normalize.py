@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from ..attachments.inbound import listing as attachment_listing
+from .events import attachments_json
 from .inbox import Event, Source
 
 _TAG = re.compile(r"<[^>]+>")
@@ -24,9 +26,15 @@ _SPACES = re.compile(r"[ \t\r\f\v]+")
 _BLANK_LINES = re.compile(r"\n{3,}")
 
 
+def _image_text(match: re.Match[str]) -> str:
+    # A pasted image (hostedContents) is an attachment the event lists by id; its Graph URL in the
+    # text would only invite a fetch without the token rules of download_attachment.
+    return " [image] " if "/hostedContents/" in match.group(1) else f" [image: {match.group(1)}] "
+
+
 def html_to_text(content: str) -> str:
     """Plain text from Teams/Outlook HTML: links and images kept as text, tags dropped."""
-    text = _IMG.sub(lambda m: f" [image: {m.group(1)}] ", content)
+    text = _IMG.sub(_image_text, content)
     text = _LINK.sub(lambda m: f"{m.group(2)} ({m.group(1)})" if m.group(2).strip() != m.group(1) else m.group(1), text)
     text = _BREAK.sub("\n", text)
     text = html.unescape(_TAG.sub("", text))
@@ -134,7 +142,9 @@ def _chat_message_fields(message: dict[str, Any], policy: TrustPolicy, chat_id: 
     return {"chat_id": chat, "message_id": message_id, "sender_id": sender_id,
             "sender_upn": str(user.get("userPrincipalName") or ""), "sender_name": str(user.get("displayName") or ""),
             "trust": policy.trust(sender_id, "", user.get("tenantId")), "chat_type": chat_type_of(chat),
-            "mentioned": mentions_agent(message, policy)}
+            "mentioned": mentions_agent(message, policy),
+            # What download_attachment can fetch: hostedContents images, file references, cards.
+            "attachments": attachments_json(attachment_listing(message))}
 
 
 def chat_change_event(message: dict[str, Any], policy: TrustPolicy, *, source: Source, confirmed: bool,
@@ -155,6 +165,8 @@ def chat_change_event(message: dict[str, Any], policy: TrustPolicy, *, source: S
     if who is None:
         return None
     kind = "teams_delete" if isinstance(deleted, str) and deleted else "teams_edit"
+    if kind == "teams_delete":
+        who["attachments"] = ""  # a deleted message has nothing left to download
     return Event.change(
         kind,  # type: ignore[arg-type]
         **who,

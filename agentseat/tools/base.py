@@ -49,6 +49,15 @@ class Tool:
         return schema
 
 
+@dataclass(frozen=True)
+class ToolImage:
+    """A tool result the model sees as an image (MCP image content), with `info` as text beside it."""
+
+    data: bytes
+    mime_type: str
+    info: dict[str, Any]
+
+
 # --- untrusted content ---------------------------------------------------------------------------
 #: Tags that mean something in the model's context: the host's channel envelope, our tool
 #: envelope, conversation turns and tool-call markup. A closed list: any other `<word>` someone

@@ -19,6 +19,7 @@ import anyio
 import mcp_types as types
 import structlog
 
+from ..attachments.names import meta_pairs
 from ..runtime.group_policy import GroupPolicy, is_group, pushes
 from ..runtime.inbox import Event, Inbox
 from .base import neutralise, sender_label
@@ -39,6 +40,10 @@ MAX_CONTENT = 4000
 #: `chat_type` and `mentioned` ("true"/"false"), are added for group and meeting chats only.
 META_KEYS = ("chat_id", "message_id", "user", "user_id", "ts", "kind")
 GROUP_META_KEYS = ("chat_type", "mentioned")
+#: Added when the message has attachments: how many, and `id:name` pairs (comma-separated, names
+#: sanitised) whose ids `download_attachment` takes. Never a path, and never in content: a line
+#: in content is forgeable by the sender (claude-code-host §2).
+ATTACHMENT_META_KEYS = ("attachment_count", "attachments")
 # Control characters other than newline and tab have no place in a chat line.
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 _META_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
@@ -87,6 +92,7 @@ def envelope(event: Event) -> dict[str, Any]:
         body = f"edited: {body}"
     elif event.kind == "teams_delete":
         body = f"deleted message {_line(event.message_id, 100)}"
+    attachments = event.attachment_list() if event.kind != "teams_delete" else []
     if len(body) > MAX_CONTENT:
         body = (body[:MAX_CONTENT].rstrip() + f"\n[… cut at {MAX_CONTENT} of {len(body)} characters; "
                 f"read the whole message with {'read_email' if event.kind == 'mail' else 'read_teams_messages'}]")
@@ -103,6 +109,12 @@ def envelope(event: Event) -> dict[str, Any]:
         # Group chats only, so the agent can tell a line addressed to it from one it overheard.
         meta["chat_type"] = _meta(event.chat_type)
         meta["mentioned"] = "true" if event.mentioned else "false"
+    if attachments:
+        meta["attachment_count"] = str(len(attachments))
+        # Real hostedContents ids run to ~200 characters: the pairs get more room than other values.
+        meta["attachments"] = _line(meta_pairs(attachments), 8000)
+        body += (f"\n[{len(attachments)} attachment{'s' if len(attachments) > 1 else ''}: ids and names in the "
+                 "attachments attribute; open one with download_attachment]")
     return {"content": f"{head}\n{body}", "meta": meta}
 
 

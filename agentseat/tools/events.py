@@ -50,6 +50,9 @@ def event_view(event: Event) -> dict[str, Any]:
     if event.kind == "teams" and event.chat_type in ("group", "meeting"):
         # Whether a group line was addressed to the agent (AGENTSEAT_GROUP_POLICY pushes only those).
         view["chat_type"], view["mentioned"] = event.chat_type, event.mentioned
+    if attachments := event.attachment_list():
+        # The ids download_attachment takes, the same ones the channel push lists.
+        view["attachments"] = attachments
     if event.kind == "mail":
         view["subject"] = wrap_untrusted(event.subject or "", source=source, sender=sender, at=event.created_at,
                                          trust=event.trust)

@@ -9,6 +9,7 @@ stdout carries only the protocol (fd 1 is diverted to stderr while it serves).
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
@@ -25,8 +26,8 @@ from pydantic import ValidationError
 from .. import __version__
 from ..errors import AgentSeatError, TokenError
 from ..prompts.loader import MAX_INSTRUCTIONS, Prompts
-from . import cards, events, identity, mail, teams, teams_actions
-from .base import Tool
+from . import cards, downloads, events, identity, mail, teams, teams_actions
+from .base import Tool, ToolImage
 from .channel import ChannelSink
 from .events import EventCursor
 from .permission import CAPABILITY as PERMISSION_CAPABILITY
@@ -127,7 +128,16 @@ class ToolBox:
             log.exception("tool_crashed", tool=name, error=type(exc).__name__)
             return error_result(f"{name} failed unexpectedly ({type(exc).__name__})",
                                 "see the agentseat log on stderr; retrying may not help")
-        return types.CallToolResult(content=[types.TextContent(type="text", text=_text(value))])
+        return _result(value)
+
+
+def _result(value: Any) -> types.CallToolResult:
+    if isinstance(value, ToolImage):  # an image the model can see, its description beside it
+        return types.CallToolResult(content=[
+            types.TextContent(type="text", text=_text(value.info)),
+            types.ImageContent(type="image", data=base64.b64encode(value.data).decode("ascii"),
+                               mime_type=value.mime_type)])
+    return types.CallToolResult(content=[types.TextContent(type="text", text=_text(value))])
 
 
 def build_tools(runtime: Runtime, cursor: EventCursor, channel: ChannelSink | None = None) -> ToolBox:
@@ -144,6 +154,7 @@ def build_tools(runtime: Runtime, cursor: EventCursor, channel: ChannelSink | No
         *teams.tools(runtime),
         *teams_actions.tools(runtime),
         *cards.tools(runtime),
+        *downloads.tools(runtime),
         *mail.tools(runtime),
         *events.tools(runtime, cursor),
         *identity.tools(runtime, extra_status),
@@ -154,7 +165,8 @@ def not_ready_tools(settings: Settings | None, failure: AgentSeatError) -> ToolB
     """Every tool listed as usual, none able to run: each call says what is wrong and how to fix it."""
     stand_in: Any = NoRuntime(settings)
     listed: list[Tool] = []
-    for build in (lambda: teams.tools(stand_in), lambda: teams_actions.tools(stand_in), lambda: mail.tools(stand_in),
+    for build in (lambda: teams.tools(stand_in), lambda: teams_actions.tools(stand_in),
+                  lambda: downloads.tools(stand_in), lambda: mail.tools(stand_in),
                   lambda: events.tools(stand_in, EventCursor(stand_in)), lambda: identity.tools(stand_in)):
         try:
             listed += build()

@@ -18,6 +18,7 @@ ALLOWED_META = {"chat_id", "message_id", "user", "user_id", "ts", "kind"}
 TOOLS = {"send_teams_message", "reply_in_chat", "read_teams_messages", "list_chats", "create_chat",
          "list_chat_members", "add_chat_member", "send_card", "edit_message", "delete_message", "react", "unreact",
          "send_email", "reply_email", "read_email", "wait_for_event", "read_events", "mark_read", "whoami", "status"}
+TOOLS |= {"download_attachment"}  # attachments (issue 12)
 
 
 @pytest.fixture
