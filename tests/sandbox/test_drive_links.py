@@ -62,7 +62,8 @@ async def test_link_rules_anonymous_policy_embed_and_who_may_share(sandbox: Sand
     agent = token(sandbox, AGENT)
     path = f"/v1.0/me/drive/items/{put['item_id']}/createLink"
     status, body, _ = await call(sandbox, "POST", path, agent, body={"type": "view", "scope": "anonymous"})
-    assert status == 403 and body["error"]["code"] == "notAllowed"  # the tenant's administrator disabled them
+    assert status == 403 and body["error"]["code"] == "accessDenied"  # the tenant's administrator disabled them
+    assert "Anonymous sharing links are disabled" in body["error"]["message"]
     status, _, _ = await call(sandbox, "POST", "/_sandbox/behaviour", body={"anonymous_sharing_links": "enabled"})
     assert status == 200
     status, anon, _ = await call(sandbox, "POST", path, agent, body={"type": "view", "scope": "anonymous"})

@@ -106,9 +106,9 @@ async def create_link(request: web.Request) -> web.Response:
     if data.get("password") is not None:
         raise GraphError(400, "notSupported", "Link passwords are available in OneDrive personal only.")
     if scope == "anonymous" and sb.behaviour.anonymous_sharing_links != "enabled":
-        # The docs say only that an administrator may disable anonymous links; OneDrive's code for
-        # an action the tenant forbids is notAllowed ("not allowed by the system", errors page).
-        raise GraphError(403, "notAllowed", "Anonymous sharing links are disabled for this organization by its "
+        # The docs say only that an administrator may disable anonymous links; what tenants answer
+        # then is 403 Forbidden (OneDrive/onedrive-api-docs#413), OneDrive's code for it accessDenied.
+        raise GraphError(403, "accessDenied", "Anonymous sharing links are disabled for this organization by its "
                          "administrator; use scope 'organization' or 'users'.")
     expiration = None
     if data.get("expirationDateTime") is not None:
