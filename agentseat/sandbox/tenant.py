@@ -294,6 +294,7 @@ class Site:
     member_ids: list[str]  # members read and write the library
     created: float
     description: str = ""
+    everyone: bool = False  # the tenant's root site: every user of the tenant is in it
 
 
 @dataclass
@@ -452,4 +453,8 @@ def demo_tenant() -> Tenant:
     engineering = Site(guid=new_id(), web_guid=new_id(), name="Engineering", display_name="Engineering",
                        member_ids=[sponsor.id, agent.id], created=time.time())
     tenant.sites[engineering.guid] = engineering
+    # The tenant's root site (`/sites/root`, at the SharePoint host's root URL), open to everyone.
+    root = Site(guid=new_id(), web_guid=new_id(), name="", display_name="Communication site", member_ids=[],
+                created=time.time(), everyone=True)
+    tenant.sites[root.guid] = root
     return tenant

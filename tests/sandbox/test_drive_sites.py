@@ -116,3 +116,22 @@ async def test_control_api_makes_a_site_whose_members_alone_use_its_library(sand
     status, looked, _ = await call(sandbox, "GET", f"/_sandbox/files/{made['drive_id']}/{put['item_id']}")
     assert status == 200 and base64.b64decode(looked["content_base64"]) == b"q,amount\n1,10\n"
     assert looked["metadata"]["parentReference"]["siteId"] == made["site_id"]
+
+
+async def test_the_tenant_root_site_is_open_to_everyone(sandbox: Sandbox) -> None:
+    grace = token(sandbox, GRACE)
+    status, root, _ = await call(sandbox, "GET", "/v1.0/sites/root", grace)
+    assert status == 200, root
+    assert root["webUrl"] == sandbox.url and root["siteCollection"]["hostname"] == "contoso.sharepoint.com"
+    status, same, _ = await call(sandbox, "GET", "/v1.0/sites/contoso.sharepoint.com", grace)
+    assert status == 200 and same["id"] == root["id"]
+    # The host a client has from the root site finds the team sites by path.
+    host = root["siteCollection"]["hostname"]
+    status, eng, _ = await call(sandbox, "GET", f"/v1.0/sites/{host}:/sites/Engineering", token(sandbox, AGENT))
+    assert status == 200 and eng["name"] == "Engineering"
+    status, body, _ = await raw_call(sandbox, "PUT", "/v1.0/sites/root/drive/root:/Announcements/hello.txt:/content",
+                                     grace, data=b"hello")
+    assert status == 201, body
+    status, item, _ = await call(sandbox, "GET", "/v1.0/sites/root/drive/root:/Announcements/hello.txt",
+                                 token(sandbox, ALAN))
+    assert status == 200 and item["webUrl"] == f"{sandbox.url}/Shared%20Documents/Announcements/hello.txt"

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from ..graph.drive import links, notices, store
-from ..graph.drive.resources import item_json, permission_json, site_id
+from ..graph.drive.resources import item_json, permission_json, site_id, site_url
 from ..graph.drive.sites import create_site, site_by_ref
 from ..graph.query import GraphError
 from ..state import SANDBOX_KEY
@@ -143,7 +143,7 @@ async def post_site(request: web.Request) -> web.Response:
     except GraphError as exc:
         raise ControlError(409, exc.message) from exc
     return web.json_response({"site_id": site_id(sb, site), "drive_id": store.drive_id_of(site.guid),
-                              "web_url": f"{sb.url}/sites/{site.name}"}, status=201)
+                              "web_url": site_url(sb, site)}, status=201)
 
 
 def routes() -> list[web.RouteDef]:

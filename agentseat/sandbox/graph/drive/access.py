@@ -54,7 +54,7 @@ def owns(sb: SandboxState, item: DriveItem, user_id: str) -> bool:
     if item.owner_id == user_id:
         return True
     site = site_of(sb, item.owner_id)
-    return site is not None and user_id in site.member_ids
+    return site is not None and (site.everyone or user_id in site.member_ids)
 
 
 def roles(sb: SandboxState, item: DriveItem, user_id: str | None) -> set[str]:

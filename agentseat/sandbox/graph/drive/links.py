@@ -48,7 +48,10 @@ def _letter(item: DriveItem) -> str:
 def link_url(sb: SandboxState, item: DriveItem, token: str) -> str:
     """`/:w:/g/personal/{slug}/{token}` for a OneDrive file, `/:w:/s/{site}/{token}` for a site's."""
     site = site_of(sb, item.owner_id)
-    where = f"s/{site.name}" if site is not None else f"g/personal/{store.personal_slug(sb.tenant.users[item.owner_id])}"
+    if site is not None:
+        where = f"s/{site.name}" if site.name else "r"
+    else:
+        where = f"g/personal/{store.personal_slug(sb.tenant.users[item.owner_id])}"
     return f"{sb.url}/:{_letter(item)}:/{where}/{token}"
 
 

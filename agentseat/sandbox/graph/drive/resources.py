@@ -8,6 +8,7 @@ permission resource (grantedTo, grantedToV2, invitation, roles), as driveitem-in
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 from ...clock import iso
 from ..query import decode_token, encode_token
@@ -52,6 +53,11 @@ def sharepoint_host(sb: SandboxState) -> str:
 def site_id(sb: SandboxState, site: Site) -> str:
     # site resource: "a composite ID of: site collection hostname, site collection unique ID, site unique ID".
     return f"{sharepoint_host(sb)},{site.guid},{site.web_guid}"
+
+
+def site_url(sb: SandboxState, site: Site) -> str:
+    """`/sites/{name}` on the sandbox host; the root site is the host's root."""
+    return f"{sb.url}/sites/{quote(site.name)}" if site.name else sb.url
 
 
 def parent_reference(sb: SandboxState, item: DriveItem) -> dict[str, Any]:

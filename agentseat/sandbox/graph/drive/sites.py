@@ -27,7 +27,7 @@ from ...tenant import Site
 from ..auth import graph_route, principal
 from ..query import GraphError, graph_errors
 from .access import access_denied
-from .resources import drive_json, sharepoint_host, site_id
+from .resources import drive_json, sharepoint_host, site_id, site_url
 
 if TYPE_CHECKING:
     from ...state import SandboxState
@@ -43,7 +43,13 @@ def _not_found(ref: str) -> GraphError:
 
 
 def site_by_ref(sb: SandboxState, ref: str) -> Site:
-    """The site a `{site-id}` names: the composite id, or its `{collection},{web}` guid part."""
+    """The site a `{site-id}` names: the composite id, or its `{collection},{web}` guid part; `root` and
+    the bare SharePoint host name the tenant's root site (site-get, "Get the tenant's root site")."""
+    if ref.lower() in ("root", sharepoint_host(sb).lower()):
+        for site in sb.tenant.sites.values():
+            if site.everyone and not site.name:
+                return site
+        raise _not_found(ref)
     parts = [p.strip().lower() for p in unquote(ref).split(",") if p.strip()]
     for site in sb.tenant.sites.values():
         if site.guid.lower() in parts or unquote(ref).lower() == site_id(sb, site).lower():
@@ -58,7 +64,7 @@ def site_by_path(sb: SandboxState, hostname: str, path: str) -> Site:
         raise _not_found(f"{hostname}:/{path}")
     wanted = "/" + unquote(path).strip("/").lower()
     for site in sb.tenant.sites.values():
-        if wanted == f"/sites/{site.name.lower()}":
+        if wanted == (f"/sites/{site.name.lower()}" if site.name else "/"):
             return site
     raise _not_found(f"{hostname}:/{path}")
 
@@ -72,7 +78,7 @@ def site_json(sb: SandboxState, site: Site) -> dict[str, Any]:
         "displayName": site.display_name,
         "name": site.name,
         "lastModifiedDateTime": iso(site.created),
-        "webUrl": f"{sb.url}/sites/{site.name}",
+        "webUrl": site_url(sb, site),
         "siteCollection": {"hostname": sharepoint_host(sb)},
         "root": {},
     }
@@ -80,7 +86,7 @@ def site_json(sb: SandboxState, site: Site) -> dict[str, Any]:
 
 def visible(request: web.Request, site: Site) -> Site:
     who = principal(request)
-    if who.kind == "user" and who.oid not in site.member_ids:
+    if who.kind == "user" and not site.everyone and who.oid not in site.member_ids:
         raise access_denied()
     return site
 
@@ -136,7 +142,7 @@ async def search_sites(request: web.Request) -> web.Response:
     found = []
     for site in sorted(sb.tenant.sites.values(), key=lambda s: s.name.lower()):
         text = f"{site.name} {site.display_name} {site.description}".lower()
-        if all(w in text for w in words) and (who.kind != "user" or who.oid in site.member_ids):
+        if all(w in text for w in words) and (who.kind != "user" or site.everyone or who.oid in site.member_ids):
             body = site_json(sb, site)
             body.pop("@odata.context", None)
             found.append(body)

@@ -71,7 +71,8 @@ def drive_base_url(sb: SandboxState, owner_id: str) -> str:
     """The drive's webUrl: `/personal/{slug}/Documents` for a OneDrive, `/sites/{name}/Shared Documents`."""
     site = site_of(sb, owner_id)
     if site is not None:
-        return f"{sb.url}/sites/{quote(site.name)}/{quote(SITE_LIBRARY)}"
+        base = f"{sb.url}/sites/{quote(site.name)}" if site.name else sb.url  # the root site: the host's root
+        return f"{base}/{quote(SITE_LIBRARY)}"
     return f"{sb.url}/personal/{personal_slug(sb.tenant.users[owner_id])}/Documents"
 
 
