@@ -6,8 +6,10 @@
   searchRequest per call ("Known limitations");
   the answer is `value[].hitsContainers[].hits[].resource` with `total` and
   `moreResultsAvailable`. Results are trimmed to what the signed-in user may open: their own
-  drive, their sites' libraries, and whatever was shared with them. This is what replaces
-  sharedWithMe and recent, which Microsoft deprecated.
+  drive, their sites' libraries, and whatever was shared with them ("Users cannot access more
+  items in a search than they can otherwise obtain from a corresponding GET"). The deprecation
+  notices of sharedWithMe and recent name no successor; this is the documented API left that
+  finds files across drives.
 - `GET {drive}/root/search(q='...')` (driveitem-search): one drive's items, paged by `$top` and
   `@odata.nextLink`; `GET /me/drive/search(q='...')` also finds items shared with the caller
   ("search more broadly to include items shared with the current user").
