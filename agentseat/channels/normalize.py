@@ -16,6 +16,7 @@ from typing import Any
 from urllib.parse import unquote
 
 from ..attachments.inbound import listing as attachment_listing
+from ..errors import InboxError
 from ..runtime.events import Event, Source, attachments_json
 from ..runtime.normalize import TrustPolicy, body_text, mentions_agent
 
@@ -87,3 +88,26 @@ def channel_message_event(message: dict[str, Any], policy: TrustPolicy, *, sourc
         attachments=attachments_json(attachment_listing(message)),
     )
 
+
+
+def plan_item(resource: str | None, payload: dict[str, Any] | None, *, rich: bool, fallback: bool,
+              policy: TrustPolicy) -> Event | ChannelRef | str:
+    """What one `created` item of a channel subscription asks for, by the chat rules: an unconfirmed
+    Event from a rich item's decrypted `payload` (the intake confirms what needs trust), the message
+    to read from Graph (a basic item, or a rich one whose validation tokens failed), "ignored" (a
+    system, deleted or own message, or a payload that is not the message named), or a drop reason."""
+    ref = parse_resource(resource)
+    if ref is None:
+        return "malformed"
+    if payload is None:
+        # Graph sends resource data on every item of a rich subscription: one without it is not
+        # Graph's, and reading what it names would spend our budget for anyone (runtime/pipeline.py).
+        return "basic_on_rich" if rich and not fallback else ref
+    try:
+        event = channel_message_event(payload, policy, source="webhook", confirmed=False,
+                                      team_id=ref.team_id, channel_id=ref.channel_id)
+    except (InboxError, AttributeError, TypeError, ValueError, KeyError):
+        return "unusable"
+    if event is None or event.message_id != (ref.reply_id or ref.message_id):
+        return "ignored"
+    return event

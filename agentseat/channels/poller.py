@@ -150,6 +150,12 @@ class ChannelPoller:
         stored = await self._store([event]) if event is not None else []
         return len(stored)
 
+    async def read_event(self, event: Event) -> dict[str, Any] | None:
+        """The message a `channel` event names, as Graph has it (the intake confirms with this)."""
+        root = event.thread_id or event.message_id
+        reply = event.message_id if event.thread_id else ""
+        return await self.read(ChannelRef(event.team_id, event.chat_id or "", root, reply))
+
     async def read(self, ref: ChannelRef) -> dict[str, Any] | None:
         """GET one channel message with the agent's token; None when Graph does not have it for us."""
         try:

@@ -53,7 +53,7 @@ from .intake import Intake
 from .lock import OwnerLock
 from .normalize import TrustPolicy
 from .permission_replies import PermissionReplies
-from ..graph.subscription import KnownSubscription
+from ..graph.subscription import KnownSubscription, is_channel_kind
 from ..tenant_facts import TenantFacts
 from .pipeline import NotificationPipeline
 from .poll_policy import POLICY_KEY
@@ -119,13 +119,14 @@ class Runtime:
         self.poller.on_found = self.delivery.found
         #: Team channels: polled where no channel subscription covers them (channels/poller.py).
         self.channels = ChannelPoller(settings, self.graph, self.inbox, self.policy, store=self.intake.admit)
+        self.intake.channel_reader = self.channels.read_event
         self.intake.reader = self.poller.read_chat_message
-        self.intake.on_overflow = self.poller.resync_soon
+        self.intake.on_overflow = self._resync_soon
         if settings.permission_relay:  # a sponsor's `yes <id>` answers a relayed Claude Code permission prompt
             self.intake.intercept(PermissionReplies(settings, self.graph, self.policy))
         self.lock = OwnerLock(settings.state_dir / "runtime.lock")
         # Rich items whose validation tokens fail are read from Graph instead, capped (issue 11).
-        self.token_fallbacks = TokenFallbacks(facts=self.facts, on_capped=self.poller.resync_soon)
+        self.token_fallbacks = TokenFallbacks(facts=self.facts, on_capped=self._resync_soon)
         #: The Agent User's mailbox and Teams presence, each waited for on its own (readiness.py).
         self.readiness = Readiness(self.graph, self.facts, on_ready=self._part_ready)
         self._deferred: dict[str, str] = {}  # kind -> reason of a read put off until its part is ready
@@ -389,6 +390,12 @@ class Runtime:
         if self.channel_manager is None or not self.status.public_url:
             return set()
         return self.channel_manager.covered()
+
+    def _resync_soon(self, kind: str, reason: str) -> bool:
+        """One coalesced read of `kind` (a channel subscription's kind, or `channel`: every channel)."""
+        if kind == "channel" or is_channel_kind(kind):
+            return self.channels.resync_soon(kind, reason)
+        return self.poller.resync_soon(kind, reason)
 
     def _part_ready(self, kind: str) -> None:
         """The mailbox or Teams presence became ready: subscribe now and read what it hid."""

@@ -28,7 +28,7 @@ import anyio
 import structlog
 from pydantic import ValidationError
 
-from agentseat.channels.normalize import ChannelRef, parse_resource
+from agentseat.channels.normalize import ChannelRef, plan_item
 from agentseat.errors import InboxError
 from agentseat.graph.models import ChangeNotification, ChangeNotificationCollection
 from agentseat.graph.subscription import KnownSubscription, is_channel_kind
@@ -270,14 +270,16 @@ def plan_actions(items: Iterable[Item], policy: TrustPolicy) -> Plan:
             # Mail subscribes to `created` only (subscriptions/specs.py); anything else is not ours to act on.
             plan.ignored += 1
             continue
-        if is_channel_kind(sub.kind):
-            # Channel subscriptions are basic (subscriptions/channels.py): the item names a post or a
-            # reply, which is read from Graph before anything is stored.
-            ref = parse_resource(n.resource)
-            if ref is None:
-                plan.drops.append(Drop("malformed", sub.id))
+        if is_channel_kind(sub.kind):  # by the chat rules (channels/normalize.py, `plan_item`)
+            outcome = plan_item(n.resource, item.resource, rich=sub.rich, fallback=bool(item.fallback), policy=policy)
+            if isinstance(outcome, Event):
+                plan.events.append(outcome)
+            elif isinstance(outcome, ChannelRef):
+                plan.channel_fetches.append(outcome)
+            elif outcome == "ignored":
+                plan.ignored += 1
             else:
-                plan.channel_fetches.append(ref)
+                plan.drops.append(Drop(outcome, sub.id))
             continue
         data_id = n.resource_data.id if n.resource_data is not None else None
         resource = item.resource

@@ -8,9 +8,12 @@ for chats, refusals.py). Quotas (change-notifications-overview, chatMessage): on
 per app and channel, and 10,000 Teams subscriptions per organisation shared by every app, so
 the agent keeps at most `channel_subscriptions_max` and polls the rest (channels/poller.py).
 
-Channel subscriptions are basic (no resource data): every channel message is read from
-Graph with the agent's token before it is stored, so a notification only says which one
-(the same choice as mail, specs.py), and no certificate-bound payload has to be trusted.
+Channel subscriptions carry resource data, as chat ones do: a post is stored from the
+notification as untrusted data, with no Graph read, and anything to be trusted (a sponsor's
+post) is confirmed with Graph first by the intake (runtime/intake.py). Channels are throttled
+at 4 requests per second per app (throttling-limits), so a read per post would make a busy
+channel's mentions wait; items whose validation tokens fail are read instead, within the
+token-fallback budget.
 
 `ChannelSubscriptionManager` is the chat/mail reconciler (manager.py) with a spec list that
 changes: `refresh` turns the joined channels into specs, creates what is new and deletes what
@@ -50,7 +53,7 @@ def channel_spec(settings: Settings, team_id: str, channel_id: str) -> Subscript
     return SubscriptionSpec(kind=channel_kind(team_id, channel_id),
                             resource=f"/teams/{team_id}/channels/{channel_id}/messages",
                             # New posts and replies are what the agent acts on; edits in channels are not events.
-                            change_type="created", minutes=settings.chat_subscription_minutes, rich=False)
+                            change_type="created", minutes=settings.chat_subscription_minutes)
 
 
 class ChannelSubscriptionManager(SubscriptionManager):

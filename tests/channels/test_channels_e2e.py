@@ -39,7 +39,7 @@ async def test_a_mention_in_a_channel_pushes_and_the_reply_lands_in_its_thread(
     async with serve(env, tmp_path) as served:
         subs = await channel_subscribed(served)
         [(kind, sub)] = [(k, s) for k, s in subs.items() if k.startswith("channel:")]
-        assert kind == f"channel:{team[0]}:{team[1]}" and sub["rich"] is False  # basic: read from Graph
+        assert kind == f"channel:{team[0]}:{team[1]}" and sub["rich"] is True  # resource data, as for chats
         chatter = await post(sandbox, ALAN, team, "lunch, anyone?")
         asked = await post(sandbox, GRACE, team, f"@{AGENT} can you check the build?", mentions=[AGENT])
         [push] = await served.wait_pushes(1)
@@ -62,8 +62,9 @@ async def test_a_mention_in_a_channel_pushes_and_the_reply_lands_in_its_thread(
         assert events[chatter]["kind"] == "channel" and events[chatter]["mentioned"] is False
         assert events[followup]["thread_id"] == asked and events[asked]["thread_id"] == asked
         assert events[asked]["team_id"] == team[0] and events[asked]["chat_id"] == team[1]
-        # Each came by its notification and one read of it from Graph (basic subscription).
-        assert (await served.call_json("status"))["intake"]["fetched.channel"] >= 3
+        # A colleague's post is stored from its notification (untrusted): no Graph read per post.
+        intake = (await served.call_json("status"))["intake"]
+        assert "fetched.channel" not in intake and intake.get("confirmed", 0) == 0
 
         sent = await served.call_json("post_channel_message", team_id=team[0], channel_id=team[1],
                                       text="on it: the build is green", reply_to=push.meta["thread_id"])
@@ -157,3 +158,18 @@ async def test_a_channel_post_mentions_people_by_address(sandbox: Sandbox, env: 
     assert only["id"] == sent["message_id"]
     assert only["content"] == '<at id="0">Grace Hopper</at> the build is green'
     assert [m["upn"] for m in only["mentions"]] == [GRACE]
+
+
+async def test_a_sponsors_channel_post_is_confirmed_with_graph_then_pushed(
+        sandbox: Sandbox, env: dict[str, str], tmp_path: Path) -> None:
+    team = await make_team(sandbox, "Research", AGENT, ADA, GRACE)
+    async with serve(env, tmp_path) as served:
+        await channel_subscribed(served)
+        root = await post(sandbox, GRACE, team, "release notes are up")
+        sponsor = await post(sandbox, ADA, team, "please summarise this thread", reply_to=root)  # no mention
+        [push] = await served.wait_pushes(1)
+        assert push.meta is not None and (push.meta["message_id"], push.meta["thread_id"]) == (sponsor, root)
+        assert "(your sponsor)" in push.content.splitlines()[0]
+        event = await wait_stored(served, sponsor)
+        assert event["from"]["trust"] == "sponsor"
+        assert (await served.call_json("status"))["intake"]["confirmed"] == 1  # one GET of the reply
