@@ -1,0 +1,115 @@
+"""The AMQPS listener: TLS with Python's ssl, proton's engine per connection, padded frames out.
+
+The sandbox's server certificate (pki.py, valid for `localhost` and 127.0.0.1)
+serves TLS from the first byte, as Event Hubs does on 5671 ("AMQP 1.0 in Azure
+Service Bus and Event Hubs protocol guide": TLS, then the SASL and AMQP headers).
+Each connection runs two tasks on the sandbox's event loop: one feeds received
+bytes to proton, one writes proton's output through the frame padder
+(frames.py) and ticks proton's idle timer. The listener lives in the task group
+`run` is started in, so it stops with the sandbox.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import anyio
+import structlog
+from anyio.abc import ByteStream
+from anyio.streams.tls import TLSListener
+
+from .connection import AmqpConnection
+from .emulator import EventHubs
+from .frames import FramePadder
+
+log = structlog.get_logger(__name__)
+
+_READ = 65536
+
+
+async def run(emulator: EventHubs, host: str, *, task_status: Any = anyio.TASK_STATUS_IGNORED) -> None:
+    """Listen on a loopback port until cancelled; `emulator.port` is set before `started`."""
+    listener = await anyio.create_tcp_listener(local_host=host, local_port=0)
+    emulator.port = listener.extra(anyio.abc.SocketAttribute.local_port)
+    tls = TLSListener(listener, emulator.sb.ssl_context(), standard_compatible=False)
+    log.info("eventhubs_listening", endpoint=emulator.endpoint, namespace=emulator.namespace.fqdn)
+    task_status.started()
+    async with tls:
+        await tls.serve(lambda stream: _serve(emulator, stream))
+
+
+async def _serve(emulator: EventHubs, stream: ByteStream) -> None:
+    conn = AmqpConnection(emulator)
+    wake = anyio.Event()
+
+    def poke(*_: object) -> None:
+        nonlocal wake
+        wake.set()
+
+    original_wake = conn.wake
+
+    def wake_and_poke(hub: Any, partition: Any) -> None:
+        original_wake(hub, partition)
+        poke()
+
+    conn.wake = wake_and_poke  # type: ignore[method-assign]
+    emulator.connections.add(conn)
+    padder = FramePadder()
+    done = anyio.Event()
+
+    async def reader() -> None:
+        try:
+            while not done.is_set():
+                try:
+                    data = await stream.receive(_READ)
+                except (anyio.EndOfStream, anyio.BrokenResourceError, OSError):
+                    conn.transport.close_tail()
+                    conn.process()
+                    poke()
+                    return
+                if conn.transport.capacity() < 0:
+                    return
+                conn.transport.push(data)
+                conn.process()
+                poke()
+        finally:
+            poke()
+
+    async def writer() -> None:
+        nonlocal wake
+        while True:
+            conn.process()
+            pending = conn.transport.pending()
+            if pending < 0:
+                break
+            if pending > 0:
+                out = conn.transport.peek(pending) or b""
+                conn.transport.pop(len(out))
+                padded = padder.feed(out)
+                if padded:
+                    try:
+                        await stream.send(padded)
+                    except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
+                        break
+                continue
+            deadline = conn.transport.tick(time.monotonic())
+            wait = max(0.05, min(deadline - time.monotonic(), 5.0)) if deadline else 5.0
+            wake = anyio.Event()
+            with anyio.move_on_after(wait):
+                await wake.wait()
+        done.set()
+
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(reader)
+            await writer()
+            tg.cancel_scope.cancel()
+    finally:
+        emulator.connections.discard(conn)
+        with anyio.CancelScope(shield=True):
+            try:
+                await stream.aclose()
+            except Exception:
+                pass
+        log.info("eventhubs_connection_closed")
