@@ -21,6 +21,7 @@ from .control import team_routes
 from .control import routes as control_routes
 from .entra import endpoints as entra_endpoints
 from .envfile import write_sandbox_env
+from .eventhubs import routes as eventhubs_routes
 from .eventhubs import server as eventhubs_server
 from .eventhubs.emulator import EventHubs
 from .graph import chat_message_actions, chat_messages, chats, drive, hosted_contents, mail, mail_delta
@@ -58,7 +59,7 @@ class Sandbox(SandboxState):
         # getAllMessages and /messages/delta routes must come before `{chat_id}`/`{message_id}`.
         modules = (entra_endpoints, directory, chat_messages, chat_message_actions, chats, mail_delta, mail,
                    subscriptions, control_routes, message_actions, behaviour_routes, chat_routes,
-                   graph_teams, team_routes, hosted_contents, drive, file_routes)
+                   graph_teams, team_routes, hosted_contents, drive, file_routes, eventhubs_routes)
         for module in modules:
             app.router.add_routes(module.routes())
         return app
