@@ -1,0 +1,158 @@
+"""The Event Hubs emulator with the real, unmodified azure-eventhub SDK (aio) over AMQPS on loopback."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import jwt
+import pytest
+from azure.eventhub import EventData
+from azure.eventhub.exceptions import AuthenticationError, ConnectError, EventHubError
+
+from agentseat.sandbox.app import Sandbox
+from agentseat.sandbox.entra import tokens
+from tests.sandbox._eventhubs import (
+    AgentEventHubsCredential,
+    FixedToken,
+    consumer,
+    hub_name,
+    producer,
+    publish,
+    receive,
+    stop,
+)
+
+
+def _partition(sb: Sandbox, pid: str) -> Any:
+    return sb.eventhubs.namespace.hubs[hub_name(sb)].partition(pid)
+
+
+async def test_sas_hub_and_partition_properties(sandbox: Sandbox) -> None:
+    async with producer(sandbox) as client:
+        hub = await client.get_eventhub_properties()
+        assert hub["eventhub_name"] == "agentseat"
+        assert hub["partition_ids"] == ["0", "1", "2", "3"]  # the default partition count
+        assert abs(hub["created_at"].timestamp() - sandbox.eventhubs.namespace.hubs["agentseat"].created_ms / 1000) < 1
+        empty = await client.get_partition_properties("2")
+        assert empty["is_empty"] is True and empty["last_enqueued_sequence_number"] == -1
+        await client.send_event(EventData("one"), partition_id="2")
+        await client.send_event(EventData("two"), partition_id="2")
+        props = await client.get_partition_properties("2")
+    assert props["eventhub_name"] == "agentseat" and props["id"] == "2"
+    assert props["is_empty"] is False
+    assert (props["beginning_sequence_number"], props["last_enqueued_sequence_number"]) == (0, 1)
+    assert props["last_enqueued_offset"] == "3"  # the second event starts after the first's 3 body bytes
+    assert props["last_enqueued_time_utc"].timestamp() * 1000 == pytest.approx(_partition(sandbox, "2").last.enqueued_ms)
+
+
+async def test_publish_and_receive_on_every_partition_with_annotations(sandbox: Sandbox) -> None:
+    for pid in ("0", "1", "2", "3"):
+        await publish(sandbox, [f"p{pid}-a", f"p{pid}-b"], partition_id=pid)
+    for pid in ("0", "1", "2", "3"):
+        events = await receive(sandbox, 2, partition_id=pid)
+        assert [e.body_as_str() for e in events] == [f"p{pid}-a", f"p{pid}-b"]
+        assert [e.sequence_number for e in events] == [0, 1]
+        assert [e.offset for e in events] == ["0", "4"]
+        stored = _partition(sandbox, pid).events
+        assert [int(e.enqueued_time.timestamp() * 1000) for e in events] == [s.enqueued_ms for s in stored]
+        assert all(e.partition_key is None for e in events)
+
+
+async def test_partition_key_goes_to_one_partition_and_comes_back_annotated(sandbox: Sandbox) -> None:
+    await publish(sandbox, ["k1", "k2", "k3"], partition_key="chat-42")
+    where = [p.id for p in sandbox.eventhubs.namespace.hubs["agentseat"].partitions if p.events]
+    assert len(where) == 1
+    events = await receive(sandbox, 3, partition_id=where[0])
+    assert [e.body_as_str() for e in events] == ["k1", "k2", "k3"]
+    assert {e.partition_key for e in events} == {b"chat-42"}
+
+
+async def test_events_without_a_partition_spread_over_the_partitions(sandbox: Sandbox) -> None:
+    async with producer(sandbox) as client:
+        for i in range(8):
+            await client.send_event(EventData(f"e{i}"))
+    assert [len(p.events) for p in sandbox.eventhubs.namespace.hubs["agentseat"].partitions] == [2, 2, 2, 2]
+    events = await receive(sandbox, 8)  # all partitions, one client
+    assert sorted(e.body_as_str() for e in events) == [f"e{i}" for i in range(8)]
+
+
+async def test_start_positions_offset_sequence_time_earliest_latest(sandbox: Sandbox) -> None:
+    await publish(sandbox, [f"m{i}" for i in range(6)], partition_id="1")
+    stored = list(_partition(sandbox, "1").events)
+
+    async def bodies(position: Any, inclusive: bool = False, count: int = 1) -> list[str]:
+        events = await receive(sandbox, count, partition_id="1", starting_position=position, inclusive=inclusive)
+        return [e.body_as_str() for e in events]
+
+    assert await bodies("-1", count=6) == [f"m{i}" for i in range(6)]  # earliest
+    assert await bodies(2, count=3) == ["m3", "m4", "m5"]  # sequence number, exclusive
+    assert await bodies(2, inclusive=True, count=4) == ["m2", "m3", "m4", "m5"]
+    assert await bodies(str(stored[3].offset), count=2) == ["m4", "m5"]  # offset, exclusive
+    assert await bodies(str(stored[3].offset), inclusive=True, count=3) == ["m3", "m4", "m5"]
+    at = dt.datetime.fromtimestamp(stored[4].enqueued_ms / 1000, dt.UTC)
+    got = await bodies(at, inclusive=True, count=1)
+    assert got[0] in ("m4", "m3", "m2", "m1", "m0") or got == ["m4"]
+    assert (await bodies(at, inclusive=True, count=2))[-1] in ("m5", "m4")
+
+    # "@latest": only what is enqueued after the link attached.
+    got_latest: list[str] = []
+
+    async def publish_once_attached(events: list[Any]) -> bool:
+        return False
+
+    import asyncio
+
+    from tests.sandbox._eventhubs import consumer as make_consumer
+
+    arrived = asyncio.Event()
+
+    async def on_event(context: Any, event: Any) -> None:
+        got_latest.append(event.body_as_str())
+        arrived.set()
+
+    client = make_consumer(sandbox)
+    task = asyncio.create_task(client.receive(on_event, partition_id="1", starting_position="@latest"))
+    try:
+        reader_attached = lambda: any(r.partition.id == "1" for c in sandbox.eventhubs.connections  # noqa: E731
+                                      for r in c.readers.values())
+        from tests.sandbox._webhook import wait_until
+
+        await wait_until(reader_attached)
+        await publish(sandbox, ["fresh"], partition_id="1")
+        await arrived.wait()
+    finally:
+        await stop(client, task)
+    assert got_latest == ["fresh"]
+
+
+async def test_entra_token_from_the_agents_chain_is_accepted(sandbox: Sandbox) -> None:
+    credential = AgentEventHubsCredential(sandbox)
+    async with producer(sandbox, credential) as client:
+        props = await client.get_eventhub_properties()
+        await client.send_event(EventData("via entra"), partition_id="3")
+    assert props["partition_ids"] == ["0", "1", "2", "3"]
+    claims = jwt.decode(credential.claims_seen[0], options={"verify_signature": False})
+    assert claims["aud"] == "https://eventhubs.azure.net" and claims["appid"] == sandbox.role("agent_identity")
+    events = await receive(sandbox, 1, partition_id="3", credential=AgentEventHubsCredential(sandbox))
+    assert events[0].body_as_str() == "via entra"
+
+
+async def test_wrong_sas_key_is_refused(sandbox: Sandbox) -> None:
+    async with producer(sandbox, key="d3Jvbmcta2V5LXdyb25nLWtleS13cm9uZy1rZXk=") as client:
+        with pytest.raises((AuthenticationError, ConnectError, EventHubError)) as caught:
+            await client.get_eventhub_properties()
+    assert "401" in str(caught.value) or "nvalid" in str(caught.value) or "uthoriz" in str(caught.value)
+    assert _partition(sandbox, "0").next_sequence == 0
+
+
+async def test_expired_and_foreign_tokens_are_refused(sandbox: Sandbox) -> None:
+    expired, _ = sandbox.portal.call(lambda: tokens.app_token(  # type: ignore[attr-defined]
+        sandbox, app_id=sandbox.role("agent_identity"), roles=[], lifetime=-60, aud="https://eventhubs.azure.net"))
+    graph_token, _ = sandbox.portal.call(lambda: tokens.app_token(  # type: ignore[attr-defined]
+        sandbox, app_id=sandbox.role("agent_identity"), roles=[]))  # a Graph token: wrong audience
+    for token in (expired, graph_token):
+        async with producer(sandbox, FixedToken(token)) as client:
+            with pytest.raises((AuthenticationError, ConnectError, EventHubError)):
+                await client.send_event(EventData("never"), partition_id="0")
+    assert _partition(sandbox, "0").next_sequence == 0
