@@ -101,9 +101,12 @@ def _check_sas(sb: SandboxState, ns: Namespace, token: str) -> tuple[str, float]
     expected = _signature(ns.key, resource, se)
     if not hmac.compare_digest(expected, sig):
         raise TokenRefused(401, "InvalidSignature: The token has an invalid signature.")
-    if expiry <= sb.clock.now():
+    # The client mints SAS tokens from its own (wall) clock, unlike Entra tokens, which the sandbox
+    # issues on its clock; so `se` is judged on wall time, and the grant lasts as long in sandbox time.
+    left = expiry - time.time()
+    if left <= 0:
         raise TokenRefused(401, "ExpiredToken: The token is expired.")
-    return resource, expiry
+    return resource, sb.clock.now() + left * sb.clock.speed
 
 
 def _signature(key: str, resource: str, se: str) -> str:
