@@ -1,5 +1,5 @@
 """Graph's change notifications into the emulated hub ("Receive change notifications
-through Azure Event Hubs", change-notifications-delivery-event-hubs).
+through Azure Event Hubs", https://learn.microsoft.com/graph/change-notifications-delivery-event-hubs).
 
 - The notificationUrl (and lifecycleNotificationUrl) form with Azure RBAC is
   `EventHub:https://<namespace>.servicebus.windows.net/eventhubname/<hub>?tenantId=<domain>`;

@@ -1,7 +1,8 @@
 """The `$cbs` node: claims-based security `put-token` for Entra bearer tokens and SAS tokens.
 
 "AMQP 1.0 in Azure Service Bus and Event Hubs protocol guide", section
-"Claims-based authorization": the client sends a request message to `$cbs`
+"Claims-based authorization" (https://learn.microsoft.com/azure/service-bus-messaging/service-bus-amqp-protocol-guide) and OASIS "AMQP Claims-based Security
+Version 1.0" (https://docs.oasis-open.org/amqp/amqp-cbs/v1.0/amqp-cbs-v1.0.html): the client sends a request message to `$cbs`
 with application properties `operation=put-token`, `type` (`jwt` or
 `servicebus.windows.net:sastoken`), `name` (the audience: the entity URI) and
 `expiration`, and the token as an AMQP value body. The reply carries
@@ -11,9 +12,10 @@ authorizes the connection for that entity until the token expires.
 
 Entra tokens must be issued by the sandbox's Entra for the Event Hubs audience
 (`https://eventhubs.azure.net`, "Authenticate an application with Microsoft
-Entra ID to access Event Hubs resources"). SAS tokens are checked against the
-namespace's key ("Authenticate access to Event Hubs resources using shared
-access signatures"): `sig` is base64(HMAC-SHA256(key, url_encode(sr) + "\n" + se)).
+Entra ID to access Event Hubs resources",
+https://learn.microsoft.com/azure/event-hubs/authenticate-application). SAS tokens are checked
+against the namespace's key ("Authenticate access to Event Hubs resources using shared
+access signatures", https://learn.microsoft.com/azure/event-hubs/authenticate-shared-access-signature): `sig` is base64(HMAC-SHA256(key, url_encode(sr) + "\n" + se)).
 """
 
 from __future__ import annotations

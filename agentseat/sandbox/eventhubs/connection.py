@@ -1,7 +1,8 @@
 """One client connection: proton's engine (Connection, Transport, Collector) and its links.
 
 proton does the AMQP 1.0 protocol; this module decides what each link means
-("AMQP 1.0 in Azure Service Bus and Event Hubs protocol guide"):
+("AMQP 1.0 in Azure Service Bus and Event Hubs protocol guide",
+https://learn.microsoft.com/azure/service-bus-messaging/service-bus-amqp-protocol-guide):
 
 - `$cbs` and `$management` request/response link pairs (cbs.py, management.py);
 - receive links at `<hub>/ConsumerGroups/<group>/Partitions/<n>`, which need a
@@ -16,6 +17,7 @@ detaches with the error condition. Bytes in and out are the server's job (server
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -48,8 +50,9 @@ class Reader:
 
 
 class AmqpConnection:
-    def __init__(self, emulator: EventHubs) -> None:
+    def __init__(self, emulator: EventHubs, on_output: Callable[[], None] = lambda: None) -> None:
         self.emulator = emulator
+        self.on_output = on_output  # the server's writer: proton has bytes to send
         self.ns = emulator.namespace
         self.connection = Connection()
         self.transport = Transport(Transport.SERVER)
@@ -189,9 +192,11 @@ class AmqpConnection:
             index += 1
 
     def wake(self, hub: Hub, partition: Partition) -> None:
+        """A new event in `partition`: feed the links reading it, then have the writer flush."""
         for reader in list(self.readers.values()):
             if reader.partition is partition:
                 self.pump(reader)
+        self.on_output()
 
     # --- receiving ---------------------------------------------------------------------------
     def _delivery(self, delivery: Delivery) -> None:

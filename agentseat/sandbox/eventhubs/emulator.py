@@ -3,8 +3,8 @@
 `append` stores an event and wakes the receive links reading its partition;
 `annotated` adds the service's message annotations on the way out
 (`x-opt-sequence-number`, `x-opt-offset`, `x-opt-enqueued-time` and, when the
-event had one, `x-opt-partition-key`: "Event Hubs AMQP": the annotations the
-service stamps on every event). The endpoint itself is server.py's.
+event had one, `x-opt-partition-key`: the annotations the service stamps on
+every event, https://learn.microsoft.com/azure/service-bus-messaging/service-bus-amqp-protocol-guide). The endpoint itself is server.py's.
 """
 
 from __future__ import annotations

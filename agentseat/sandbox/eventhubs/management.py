@@ -1,7 +1,8 @@
 """The `$management` node: hub and partition runtime information.
 
 "AMQP 1.0 in Azure Service Bus and Event Hubs protocol guide" (request/response
-management) and the Event Hubs runtime-information operations: a request with
+management, https://learn.microsoft.com/azure/service-bus-messaging/service-bus-amqp-protocol-guide) and the Event Hubs runtime-information operations (their fields match
+"Get partition runtime metadata", https://learn.microsoft.com/rest/api/eventhub/get-partition-runtime-metadata): a request with
 application properties `operation=READ`, `type=com.microsoft:eventhub` or
 `com.microsoft:partition`, `name` (the hub) and `partition`; the reply's body is
 a map, its application properties carry `status-code` and `status-description`,

@@ -1,7 +1,8 @@
 """Where a receive link starts: the client's `apache.org:selector-filter:string`.
 
 Event Hubs reads a starting position from the source's selector filter
-("AMQP 1.0 in Azure Service Bus and Event Hubs protocol guide", filters; the
+("AMQP 1.0 in Azure Service Bus and Event Hubs protocol guide", filters,
+https://learn.microsoft.com/azure/service-bus-messaging/service-bus-amqp-protocol-guide; the
 SDK writes it as `amqp.annotation.x-opt-offset > '<offset>'`, `...x-opt-sequence-number`
 or `...x-opt-enqueued-time` with `>` or, when inclusive, `>=`). Offset `-1` is
 the start of the partition and `@latest` its end. Without a filter a receiver

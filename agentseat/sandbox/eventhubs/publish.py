@@ -2,7 +2,7 @@
 
 A producer transfer is either one message or an Event Hubs batch: a message
 whose data sections each hold one encoded message (message format 0x80013700,
-"AMQP 1.0 in Azure Service Bus and Event Hubs protocol guide", batching). proton's
+"AMQP 1.0 in Azure Service Bus and Event Hubs protocol guide", batching, https://learn.microsoft.com/azure/service-bus-messaging/service-bus-amqp-protocol-guide). proton's
 Python API does not expose the message format of a delivery, so a batch is
 recognised by its content: every data section decodes as a whole AMQP message.
 The partition key is the `x-opt-partition-key` message annotation, of the batch

@@ -2,7 +2,8 @@
 
 The sandbox's server certificate (pki.py, valid for `localhost` and 127.0.0.1)
 serves TLS from the first byte, as Event Hubs does on 5671 ("AMQP 1.0 in Azure
-Service Bus and Event Hubs protocol guide": TLS, then the SASL and AMQP headers).
+Service Bus and Event Hubs protocol guide", https://learn.microsoft.com/azure/service-bus-messaging/service-bus-amqp-protocol-guide: TLS, then SASL
+(ANONYMOUS, credentials following by CBS) and the AMQP header).
 Each connection runs two tasks on the sandbox's event loop: one feeds received
 bytes to proton, one writes proton's output through the frame padder
 (frames.py) and ticks proton's idle timer. The listener lives in the task group
@@ -40,20 +41,12 @@ async def run(emulator: EventHubs, host: str, *, task_status: Any = anyio.TASK_S
 
 
 async def _serve(emulator: EventHubs, stream: ByteStream) -> None:
-    conn = AmqpConnection(emulator)
     wake = anyio.Event()
 
-    def poke(*_: object) -> None:
-        nonlocal wake
+    def poke() -> None:
         wake.set()
 
-    original_wake = conn.wake
-
-    def wake_and_poke(hub: Any, partition: Any) -> None:
-        original_wake(hub, partition)
-        poke()
-
-    conn.wake = wake_and_poke  # type: ignore[method-assign]
+    conn = AmqpConnection(emulator, on_output=poke)
     emulator.connections.add(conn)
     padder = FramePadder()
     done = anyio.Event()

@@ -3,8 +3,9 @@
 Each partition is an ordered log. An event gets the partition's next sequence
 number, an offset (the byte position of its body in the partition, as a string:
 Event Hubs documents offsets as opaque, service-assigned strings) and the
-enqueued time in epoch milliseconds ("Event Hubs features": sequence number,
-offset, enqueued time). Events older than the hub's retention or beyond the
+enqueued time in epoch milliseconds ("Features and terminology in Azure Event
+Hubs", https://learn.microsoft.com/azure/event-hubs/event-hubs-features: sequence
+number, offset, enqueued time, retention). Events older than the hub's retention or beyond the
 per-partition cap are trimmed from the front; the begin sequence number moves
 with them. With a state directory each event is also appended to a JSON-lines
 file, so a sandbox restart keeps the hub's contents.
