@@ -121,3 +121,39 @@ def test_events_survive_a_sandbox_restart_and_options_set_partitions(tmp_path: P
                 assert [(e.sequence_number, e.body_as_str()) for e in events] == [
                     (0, "before restart"), (1, "before restart")]
                 assert events[1].offset == str(len("before restart"))
+
+
+class NoTokenProbe(MessagingHandler):  # type: ignore[misc]
+    """Attaches a receiver and a sender for the hub without putting a token first."""
+
+    def __init__(self, sb: Sandbox) -> None:
+        super().__init__(prefetch=0)
+        self.sb = sb
+        self.conditions: list[tuple[str, str]] = []
+
+    def on_start(self, event: Any) -> None:
+        domain = SSLDomain(SSLDomain.MODE_CLIENT)
+        domain.set_trusted_ca_db(str(self.sb.pki.ca_path))
+        domain.set_peer_authentication(SSLDomain.VERIFY_PEER_NAME)
+        conn = event.container.connect(f"amqps://localhost:{self.sb.eventhubs.port}", ssl_domain=domain,
+                                       allowed_mechs="ANONYMOUS", virtual_host="localhost")
+        event.container.create_receiver(conn, f"{hub_name(self.sb)}/ConsumerGroups/$Default/Partitions/0")
+        event.container.create_sender(conn, hub_name(self.sb))
+        event.container.create_receiver(conn, f"{hub_name(self.sb)}/ConsumerGroups/nogroup/Partitions/0")
+
+    def on_link_error(self, event: Any) -> None:
+        cond = event.link.remote_condition
+        self.conditions.append((event.link.source.address or event.link.target.address, cond.name))
+        if len(self.conditions) == 3:
+            event.connection.close()
+
+
+async def test_links_without_a_token_are_refused_as_unauthorized(sandbox: Sandbox) -> None:
+    probe = NoTokenProbe(sandbox)
+    await anyio.to_thread.run_sync(Container(probe).run)
+    hub = hub_name(sandbox)
+    assert sorted(probe.conditions) == sorted([
+        (f"{hub}/ConsumerGroups/$Default/Partitions/0", "amqp:unauthorized-access"),
+        (hub, "amqp:unauthorized-access"),
+        (f"{hub}/ConsumerGroups/nogroup/Partitions/0", "amqp:unauthorized-access"),
+    ])

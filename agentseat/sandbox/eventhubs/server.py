@@ -61,11 +61,20 @@ async def _serve(emulator: EventHubs, stream: ByteStream) -> None:
                     conn.process()
                     poke()
                     return
-                if conn.transport.capacity() < 0:
-                    return
-                conn.transport.push(data)
-                conn.process()
-                poke()
+                view = memoryview(data)
+                while view:
+                    # proton takes input only up to its capacity; the rest waits for it to make room.
+                    room = conn.transport.capacity()
+                    if room < 0:
+                        return
+                    if room == 0:
+                        poke()
+                        await anyio.sleep(0.005)
+                        continue
+                    conn.transport.push(bytes(view[:room]))
+                    view = view[room:]
+                    conn.process()
+                    poke()
         finally:
             poke()
 
