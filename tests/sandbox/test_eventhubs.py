@@ -158,3 +158,16 @@ async def test_a_large_event_spans_several_frames_and_arrives_whole(sandbox: San
         await client.send_event(EventData(body), partition_id="0")
     events = await receive(sandbox, 1, partition_id="0")
     assert events[0].body_as_str() == body
+
+
+async def test_the_agent_users_delegated_token_for_event_hubs_is_accepted(sandbox: Sandbox) -> None:
+    from tests.sandbox._agent import agent_user_token, register_agent_cert
+
+    key_pem, sha1, _ = register_agent_cert(sandbox)
+    result = agent_user_token(sandbox, key_pem, sha1, scopes=["https://eventhubs.azure.net//.default"])
+    claims = jwt.decode(result["access_token"], options={"verify_signature": False})
+    assert (claims["aud"], claims["idtyp"], claims["scp"]) == ("https://eventhubs.azure.net", "user",
+                                                               "user_impersonation")
+    assert claims["oid"] == sandbox.role("agent_user")
+    async with producer(sandbox, FixedToken(result["access_token"])) as client:
+        assert (await client.get_eventhub_properties())["eventhub_name"] == "agentseat"

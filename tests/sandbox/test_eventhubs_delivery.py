@@ -25,12 +25,15 @@ def _events(sb: Sandbox) -> list[dict[str, Any]]:
     """Every stored event body, oldest first (for counting; content is read back with the SDK)."""
     from proton import Message
 
+    def stored() -> list[Any]:  # on the sandbox's loop, which appends to these deques
+        return [(e.enqueued_ms, e.sequence, e.message) for p in sb.eventhubs.namespace.hubs["agentseat"].partitions
+                for e in p.events]
+
     out = []
-    for partition in sb.eventhubs.namespace.hubs["agentseat"].partitions:
-        for event in partition.events:
-            msg = Message()
-            msg.decode(event.message)
-            out.append((event.enqueued_ms, event.sequence, json.loads(bytes(msg.body))))
+    for enqueued, sequence, raw in sb.portal.call(stored):  # type: ignore[attr-defined]
+        msg = Message()
+        msg.decode(raw)
+        out.append((enqueued, sequence, json.loads(bytes(msg.body))))
     return [body for _, _, body in sorted(out, key=lambda e: (e[0], e[1]))]
 
 

@@ -136,6 +136,7 @@ class AmqpConnection:
 
     def _authorize(self, hub_name: str) -> None:
         now = self.emulator.sb.clock.now()
+        self.grants = [g for g in self.grants if g.expires > now]  # the SDK puts a fresh token before expiry
         if not any(g.entity in ("", hub_name) and g.expires > now for g in self.grants):
             raise TokenRefused(401, f"Unauthorized access. 'Listen' or 'Send' claim(s) are required for "
                                     f"'sb://{self.ns.fqdn}/{hub_name}'. Put a token on $cbs first.")
