@@ -171,3 +171,16 @@ async def test_the_agent_users_delegated_token_for_event_hubs_is_accepted(sandbo
     assert claims["oid"] == sandbox.role("agent_user")
     async with producer(sandbox, FixedToken(result["access_token"])) as client:
         assert (await client.get_eventhub_properties())["eventhub_name"] == "agentseat"
+
+
+async def test_a_client_naming_another_namespace_is_refused(sandbox: Sandbox) -> None:
+    from azure.eventhub.aio import EventHubProducerClient
+
+    from tests.sandbox._eventhubs import sdk_options
+
+    credential = AgentEventHubsCredential(sandbox)
+    client = EventHubProducerClient("elsewhere.servicebus.windows.net", "agentseat", credential,
+                                    **sdk_options(sandbox))
+    async with client:
+        with pytest.raises((AuthenticationError, ConnectError, EventHubError)):
+            await client.get_eventhub_properties()

@@ -64,6 +64,11 @@ def put_token(sb: SandboxState, ns: Namespace, token_type: str, audience: str, t
     """Check one put-token request; the grant it earns, or `TokenRefused`."""
     if not audience:
         raise TokenRefused(400, "The put-token request has no 'name' (audience).")
+    host = (urlparse(audience).hostname or "").lower()
+    if host != ns.fqdn.lower():
+        # A token names the namespace it is for (the SDK uses the namespace, not the custom endpoint).
+        raise TokenRefused(401, f"InvalidAudience: The token audience '{audience}' is not for namespace "
+                                f"'{ns.fqdn}'.")
     if token_type in JWT_TYPES:
         return Grant(entity_of(audience), _check_jwt(sb, token))
     if token_type == SAS_TYPE:
