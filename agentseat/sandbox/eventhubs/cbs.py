@@ -81,6 +81,9 @@ def _check_jwt(sb: SandboxState, token: str) -> float:
         claims = sb.pki.decode(token, audience=list(EVENTHUBS_AUDIENCES), now=sb.clock.now())
     except jwt.ExpiredSignatureError:
         raise TokenRefused(401, "ExpiredToken: The token is expired.") from None
+    except jwt.InvalidAudienceError:
+        raise TokenRefused(401, f"InvalidAudience: The token audience is not {EVENTHUBS_AUDIENCES[0]}; ask "
+                                f"for {EVENTHUBS_AUDIENCES[0]}/.default.") from None
     except jwt.InvalidTokenError as exc:
         raise TokenRefused(401, f"InvalidIssuer: Token issuer is invalid or the token is malformed ({exc}).") from None
     if claims.get("tid") != sb.tenant.tenant_id:
