@@ -39,6 +39,8 @@ class EventHubsOptions:
         raw = dict(extra.get("eventhubs") or {})
         known = {k: raw[k] for k in cls.__dataclass_fields__ if k in raw}
         opts = cls(**known)
+        if not opts.hubs or not all(isinstance(h, str) and h for h in opts.hubs):
+            raise ValueError("eventhubs.hubs must name at least one hub")
         if not 1 <= int(opts.partitions) <= 32:
             raise ValueError("eventhubs.partitions must be between 1 and 32 (the Standard tier's range)")
         return opts

@@ -79,8 +79,9 @@ class Hub:
         return None
 
     def choose(self, partition_key: str | None) -> Partition:
-        """Events without a key go round-robin ("Partitions": the service distributes them);
-        a key always maps to the same partition (a stable hash, as the service promises)."""
+        """Events without a key go round-robin (event-hubs-features, "Partitions": the service
+        distributes them); a key always maps to the same partition. The hash is the sandbox's own
+        and stable across restarts; the service's hash function is not documented."""
         if partition_key is None:
             return self.partitions[next(self._round_robin)]
         digest = sum(partition_key.encode("utf-8")) * 2654435761 % (2**32)
@@ -115,7 +116,6 @@ class Hub:
         """Read the hub's file back, keeping what retention and the cap allow, and compact it."""
         if self.path is None or not self.path.exists():
             return
-        newest = 0
         for line in self.path.read_text().splitlines():
             try:
                 row = json.loads(line)
@@ -129,7 +129,6 @@ class Hub:
             partition.events.append(event)
             partition.next_sequence = event.sequence + 1
             partition.next_offset = event.offset + max(int(row.get("size", 1)), 1)
-            newest = max(newest, event.enqueued_ms)
         for partition in self.partitions:
             while len(partition.events) > self.max_events:
                 partition.events.popleft()
