@@ -157,3 +157,43 @@ async def test_links_without_a_token_are_refused_as_unauthorized(sandbox: Sandbo
         (hub, "amqp:unauthorized-access"),
         (f"{hub}/ConsumerGroups/nogroup/Partitions/0", "amqp:unauthorized-access"),
     ])
+
+
+async def test_a_higher_owner_level_takes_the_partition_over(sandbox: Sandbox) -> None:
+    import asyncio
+
+    from tests.sandbox._eventhubs import consumer, stop
+    from tests.sandbox._webhook import wait_until
+
+    def readers() -> list[Any]:
+        return sandbox.portal.call(lambda: [r.epoch for c in sandbox.eventhubs.connections  # type: ignore[attr-defined]
+                                            for r in c.readers.values()])
+
+    got: dict[str, list[str]] = {"a": [], "b": [], "c": []}
+    errors: dict[str, list[BaseException]] = {"a": [], "b": [], "c": []}
+
+    def start(name: str, owner_level: int | None) -> tuple[Any, Any]:
+        async def on_event(context: Any, event: Any) -> None:
+            got[name].append(event.body_as_str())
+
+        async def on_error(context: Any, error: BaseException) -> None:
+            errors[name].append(error)
+
+        client = consumer(sandbox)
+        kwargs = {} if owner_level is None else {"owner_level": owner_level}
+        task = asyncio.create_task(client.receive(on_event, on_error=on_error, partition_id="0",
+                                                  starting_position="@latest", **kwargs))
+        return client, task
+
+    a = start("a", 0)
+    await wait_until(lambda: readers() == [0])
+    b = start("b", 1)
+    await wait_until(lambda: readers() == [1] and bool(errors["a"]))  # a was detached as b attached
+    c = start("c", None)  # a non-exclusive receiver is refused while b owns the partition
+    await wait_until(lambda: bool(errors["c"]))
+    await publish(sandbox, ["after takeover"], partition_id="0")
+    await wait_until(lambda: got["b"] == ["after takeover"])
+    for client, task in (a, b, c):
+        await stop(client, task)
+    assert got["a"] == [] and got["c"] == []
+    assert "epoch" in str(errors["a"][0]) and "epoch" in str(errors["c"][0])

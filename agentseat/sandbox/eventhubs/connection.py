@@ -47,6 +47,8 @@ class Reader:
     hub: Hub
     partition: Partition
     next_sequence: int
+    group: str = "$default"
+    epoch: int | None = None  # the owner level (`com.microsoft:epoch`), None for a non-exclusive receiver
 
 
 class AmqpConnection:
@@ -156,10 +158,19 @@ class AmqpConnection:
             start = start_sequence(partition, _selector(link.remote_source.filter))
         except BadSelector as exc:
             raise TokenRefused(400, str(exc)) from None
+        epoch = _epoch(link.remote_properties)
+        self.emulator.owners.admit(hub, parts[2].lower(), partition, epoch)  # raises for a lower owner level
         self._open(link)
-        reader = self.readers[link] = Reader(link, hub, partition, start)
-        log.info("eventhubs_reader_attached", hub=hub.name, partition=partition.id, start=start)
+        reader = self.readers[link] = Reader(link, hub, partition, start, parts[2].lower(), epoch)
+        log.info("eventhubs_reader_attached", hub=hub.name, partition=partition.id, start=start, epoch=epoch)
         self.pump(reader)
+
+    def disconnect(self, reader: Reader, description: str) -> None:
+        """Another receiver took the partition over: detach this one with `amqp:link:stolen`."""
+        self.readers.pop(reader.link, None)
+        reader.link.condition = Condition("amqp:link:stolen", description)
+        reader.link.close()
+        self.on_output()
 
     def _attach_producer(self, link: Link, node: str) -> None:
         parts = node.split("/")
@@ -290,3 +301,11 @@ def _text(value: Any) -> str:
     if isinstance(value, (bytes, memoryview)):
         return bytes(value).decode("utf-8", "replace")
     return "" if value is None else str(value)
+
+
+def _epoch(properties: Any) -> int | None:
+    """The receiver's owner level from its attach properties, if it asked for exclusivity."""
+    for key, value in (properties or {}).items():
+        if str(key) == "com.microsoft:epoch" and value is not None:
+            return int(value)
+    return None

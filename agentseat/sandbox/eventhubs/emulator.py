@@ -15,6 +15,7 @@ import structlog
 from proton import Message, symbol, timestamp
 
 from .namespace import EventHubsOptions, Namespace, load_namespace
+from .owners import Owners
 from .store import Hub, Partition, StoredEvent
 
 if TYPE_CHECKING:
@@ -30,6 +31,7 @@ class EventHubs:
         self.options = EventHubsOptions.from_extra(sb.options.extra)
         self.namespace: Namespace = load_namespace(sb.state_dir, self.options, self.now_ms())
         self.connections: set[AmqpConnection] = set()
+        self.owners = Owners(self)
         self.port = 0
         for hub in self.namespace.hubs.values():
             hub.listeners.append(self._wake)

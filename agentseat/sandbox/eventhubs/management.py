@@ -33,7 +33,8 @@ def reply(request: Message, status: int, description: str, body: Any = None) -> 
 
 
 def error_condition(status: int) -> str:
-    return {400: "amqp:invalid-field", 401: "amqp:unauthorized-access", 404: "amqp:not-found"}.get(
+    return {400: "amqp:invalid-field", 401: "amqp:unauthorized-access", 404: "amqp:not-found",
+            409: "amqp:link:stolen"}.get(
         status, "amqp:internal-error")
 
 
