@@ -185,3 +185,25 @@ async def test_a_client_naming_another_namespace_is_refused(sandbox: Sandbox) ->
     async with client:
         with pytest.raises((AuthenticationError, ConnectError, EventHubError)):
             await client.get_eventhub_properties()
+
+
+async def test_receivers_can_track_the_last_enqueued_event(sandbox: Sandbox) -> None:
+    await publish(sandbox, ["first", "second", "third"], partition_id="2")
+    seen: list[Any] = []
+
+    async def on_event(context: Any, event: Any) -> None:
+        seen.append(context.last_enqueued_event_properties)
+        if len(seen) == 1:
+            done.set()
+
+    done = asyncio.Event()
+    client = consumer(sandbox)
+    task = asyncio.create_task(client.receive(on_event, partition_id="2", starting_position="-1",
+                                              track_last_enqueued_event_properties=True))
+    try:
+        await done.wait()
+    finally:
+        await stop(client, task)
+    last = _partition(sandbox, "2").last
+    assert seen[0]["sequence_number"] == 2 and seen[0]["offset"] == str(last.offset)
+    assert int(seen[0]["enqueued_time"].timestamp() * 1000) == last.enqueued_ms

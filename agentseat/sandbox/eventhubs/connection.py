@@ -196,7 +196,7 @@ class AmqpConnection:
         while link.credit > 0 and index < len(partition.events):
             event = partition.events[index]
             delivery = link.delivery(f"{partition.id}:{event.sequence}".encode())
-            link.send(self.emulator.annotated(event))
+            link.send(self.emulator.annotated(event, partition))
             link.advance()
             if link.snd_settle_mode == Link.SND_SETTLED:
                 delivery.settle()

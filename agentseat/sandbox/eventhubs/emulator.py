@@ -61,9 +61,21 @@ class EventHubs:
         msg.inferred = True  # bytes go out as a data section, as Graph's sender writes them
         return self.append(hub, msg.encode(), body_size=len(body))
 
-    def annotated(self, event: StoredEvent) -> bytes:
+    def annotated(self, event: StoredEvent, partition: Partition | None = None) -> bytes:
         msg = Message()
         msg.decode(event.message)
+        last = partition.last if partition is not None else None
+        if last is not None:
+            # The partition's newest event, as delivery annotations: the service adds them for a receiver
+            # that asked for `com.microsoft:enable-receiver-runtime-metric` (the SDK's
+            # track_last_enqueued_event_properties). proton's Python API does not show a link's desired
+            # capabilities, so the sandbox always adds them; receivers that did not ask ignore them.
+            msg.instructions = {
+                symbol("last_enqueued_sequence_number"): last.sequence,
+                symbol("last_enqueued_offset"): str(last.offset),
+                symbol("last_enqueued_time_utc"): timestamp(last.enqueued_ms),
+                symbol("runtime_info_retrieval_time_utc"): timestamp(self.now_ms()),
+            }
         annotations: dict[Any, Any] = dict(msg.annotations or {})
         annotations[symbol("x-opt-sequence-number")] = event.sequence
         annotations[symbol("x-opt-offset")] = str(event.offset)
