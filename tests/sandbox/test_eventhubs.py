@@ -207,3 +207,30 @@ async def test_receivers_can_track_the_last_enqueued_event(sandbox: Sandbox) -> 
     last = _partition(sandbox, "2").last
     assert seen[0]["sequence_number"] == 2 and seen[0]["offset"] == str(last.offset)
     assert int(seen[0]["enqueued_time"].timestamp() * 1000) == last.enqueued_ms
+
+
+async def test_amqp_over_websockets_on_the_sandbox_https_port(sandbox: Sandbox) -> None:
+    from azure.eventhub import TransportType
+    from azure.eventhub.aio import EventHubConsumerClient, EventHubProducerClient
+
+    from tests.sandbox._eventhubs import connection_string
+
+    ws = {"custom_endpoint_address": sandbox.url.replace("https://", "sb://"), "retry_total": 0,
+          "transport_type": TransportType.AmqpOverWebsocket, "connection_verify": str(sandbox.pki.ca_path)}
+    async with EventHubProducerClient.from_connection_string(connection_string(sandbox), **ws) as client:
+        assert (await client.get_eventhub_properties())["partition_ids"] == ["0", "1", "2", "3"]
+        await client.send_event(EventData("over websockets"), partition_id="1")
+    got: list[str] = []
+    done = asyncio.Event()
+
+    async def on_event(context: Any, event: Any) -> None:
+        got.append(event.body_as_str())
+        done.set()
+
+    reader = EventHubConsumerClient.from_connection_string(connection_string(sandbox), consumer_group="$Default", **ws)
+    task = asyncio.create_task(reader.receive(on_event, partition_id="1", starting_position="-1"))
+    try:
+        await done.wait()
+    finally:
+        await stop(reader, task)
+    assert got == ["over websockets"]

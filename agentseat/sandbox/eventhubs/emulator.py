@@ -111,6 +111,8 @@ class EventHubs:
         return {
             "namespace": ns.fqdn,
             "endpoint": self.endpoint,
+            # AMQP over WebSockets (transport_type AmqpOverWebsocket) on the sandbox's HTTPS port.
+            "websocketEndpoint": self.sb.url.replace("https://", "sb://", 1),
             "caBundle": str(self.sb.pki.ca_path),
             "sasKeyName": ns.key_name,
             "connectionString": ns.connection_string(self.endpoint, first),

@@ -11,6 +11,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from ..state import SANDBOX_KEY
+from . import websocket
 
 
 async def eventhubs_info(request: web.Request) -> web.Response:
@@ -19,4 +20,4 @@ async def eventhubs_info(request: web.Request) -> web.Response:
 
 
 def routes() -> list[web.RouteDef]:
-    return [web.get("/_sandbox/eventhubs", eventhubs_info)]
+    return [web.get("/_sandbox/eventhubs", eventhubs_info), *websocket.routes()]

@@ -13,6 +13,7 @@ bytes to proton, one writes proton's output through the frame padder
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import anyio
@@ -41,6 +42,28 @@ async def run(emulator: EventHubs, host: str, *, task_status: Any = anyio.TASK_S
 
 
 async def _serve(emulator: EventHubs, stream: ByteStream) -> None:
+    async def receive() -> bytes | None:
+        try:
+            return await stream.receive(_READ)
+        except (anyio.EndOfStream, anyio.BrokenResourceError, OSError):
+            return None
+
+    try:
+        await pump(emulator, receive, stream.send)
+    finally:
+        with anyio.CancelScope(shield=True):
+            try:
+                await stream.aclose()
+            except Exception:  # the peer may be gone already
+                pass
+
+
+async def pump(emulator: EventHubs, receive: Callable[[], Awaitable[bytes | None]],
+               send: Callable[[bytes], Awaitable[None]]) -> None:
+    """Run one AMQP connection over a byte transport (TLS socket or WebSocket) until either side ends it.
+
+    `receive` returns None at the end of the input; `send` raises when the peer is gone.
+    """
     wake = anyio.Event()
 
     def poke() -> None:
@@ -54,12 +77,10 @@ async def _serve(emulator: EventHubs, stream: ByteStream) -> None:
     async def reader() -> None:
         try:
             while not done.is_set():
-                try:
-                    data = await stream.receive(_READ)
-                except (anyio.EndOfStream, anyio.BrokenResourceError, OSError):
+                data = await receive()
+                if data is None:
                     conn.transport.close_tail()
                     conn.process()
-                    poke()
                     return
                 view = memoryview(data)
                 while view:
@@ -91,8 +112,8 @@ async def _serve(emulator: EventHubs, stream: ByteStream) -> None:
                 padded = padder.feed(out)
                 if padded:
                     try:
-                        await stream.send(padded)
-                    except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
+                        await send(padded)
+                    except (anyio.BrokenResourceError, anyio.ClosedResourceError, ConnectionError, OSError):
                         break
                 continue
             deadline = conn.transport.tick(time.monotonic())
@@ -109,9 +130,4 @@ async def _serve(emulator: EventHubs, stream: ByteStream) -> None:
             tg.cancel_scope.cancel()
     finally:
         emulator.connections.discard(conn)
-        with anyio.CancelScope(shield=True):
-            try:
-                await stream.aclose()
-            except Exception:
-                pass
         log.info("eventhubs_connection_closed")
