@@ -152,6 +152,7 @@ async def test_control_route_and_sandbox_env_let_a_runtime_find_the_hub(
     port = sandbox.eventhubs.port
     assert info["namespace"] == "agentseat-sandbox.servicebus.windows.net"
     assert info["endpoint"] == f"sb://localhost:{port}"
+    assert info["websocketEndpoint"] == sandbox.url.replace("https://", "sb://")  # AmqpOverWebsocket
     assert info["caBundle"] == str(sandbox.pki.ca_path)
     assert info["connectionString"] == connection_string(sandbox)
     assert info["connectionString"].startswith("Endpoint=sb://agentseat-sandbox.servicebus.windows.net/;"
