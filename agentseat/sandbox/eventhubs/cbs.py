@@ -39,8 +39,8 @@ JWT_TYPES = ("jwt",)
 SAS_TYPE = "servicebus.windows.net:sastoken"
 
 
-class TokenRefused(Exception):
-    """A put-token the service answers with 401 (or 400 for a malformed request)."""
+class Refused(Exception):
+    """What the service refuses, with the status it answers (a put-token's 401, a link's 404...)."""
 
     def __init__(self, status: int, description: str) -> None:
         super().__init__(description)
@@ -61,33 +61,33 @@ def entity_of(audience: str) -> str:
 
 
 def put_token(sb: SandboxState, ns: Namespace, token_type: str, audience: str, token: str) -> Grant:
-    """Check one put-token request; the grant it earns, or `TokenRefused`."""
+    """Check one put-token request; the grant it earns, or `Refused`."""
     if not audience:
-        raise TokenRefused(400, "The put-token request has no 'name' (audience).")
+        raise Refused(400, "The put-token request has no 'name' (audience).")
     host = (urlparse(audience).hostname or "").lower()
     if host != ns.fqdn.lower():
         # A token names the namespace it is for (the SDK uses the namespace, not the custom endpoint).
-        raise TokenRefused(401, f"InvalidAudience: The token audience '{audience}' is not for namespace "
+        raise Refused(401, f"InvalidAudience: The token audience '{audience}' is not for namespace "
                                 f"'{ns.fqdn}'.")
     if token_type in JWT_TYPES:
         return Grant(entity_of(audience), _check_jwt(sb, token))
     if token_type == SAS_TYPE:
         return _sas_grant(sb, ns, token)
-    raise TokenRefused(400, f"The token type '{token_type}' is not supported.")
+    raise Refused(400, f"The token type '{token_type}' is not supported.")
 
 
 def _check_jwt(sb: SandboxState, token: str) -> float:
     try:
         claims = sb.pki.decode(token, audience=list(EVENTHUBS_AUDIENCES), now=sb.clock.now())
     except jwt.ExpiredSignatureError:
-        raise TokenRefused(401, "ExpiredToken: The token is expired.") from None
+        raise Refused(401, "ExpiredToken: The token is expired.") from None
     except jwt.InvalidAudienceError:
-        raise TokenRefused(401, f"InvalidAudience: The token audience is not {EVENTHUBS_AUDIENCES[0]}; ask "
+        raise Refused(401, f"InvalidAudience: The token audience is not {EVENTHUBS_AUDIENCES[0]}; ask "
                                 f"for {EVENTHUBS_AUDIENCES[0]}/.default.") from None
     except jwt.InvalidTokenError as exc:
-        raise TokenRefused(401, f"InvalidIssuer: Token issuer is invalid or the token is malformed ({exc}).") from None
+        raise Refused(401, f"InvalidIssuer: Token issuer is invalid or the token is malformed ({exc}).") from None
     if claims.get("tid") != sb.tenant.tenant_id:
-        raise TokenRefused(401, "InvalidIssuer: Token issuer is invalid. The token is for another tenant.")
+        raise Refused(401, "InvalidIssuer: Token issuer is invalid. The token is for another tenant.")
     return float(claims["exp"])
 
 
@@ -99,23 +99,23 @@ def _sas_grant(sb: SandboxState, ns: Namespace, token: str) -> Grant:
 def _check_sas(sb: SandboxState, ns: Namespace, token: str) -> tuple[str, float]:
     prefix = "SharedAccessSignature "
     if not token.startswith(prefix):
-        raise TokenRefused(401, "InvalidSignature: The token has an invalid signature.")
+        raise Refused(401, "InvalidSignature: The token has an invalid signature.")
     fields = {k: v[0] for k, v in parse_qs(token[len(prefix):], keep_blank_values=True).items()}
     try:
         resource, sig, se = fields["sr"], fields["sig"], fields["se"]
         expiry = float(se)
     except (KeyError, ValueError):
-        raise TokenRefused(401, "InvalidSignature: The token has an invalid signature.") from None
+        raise Refused(401, "InvalidSignature: The token has an invalid signature.") from None
     if fields.get("skn") != ns.key_name:
-        raise TokenRefused(401, f"InvalidSignature: The authorization rule '{fields.get('skn')}' was not found.")
+        raise Refused(401, f"InvalidSignature: The authorization rule '{fields.get('skn')}' was not found.")
     expected = _signature(ns.key, resource, se)
     if not hmac.compare_digest(expected, sig):
-        raise TokenRefused(401, "InvalidSignature: The token has an invalid signature.")
+        raise Refused(401, "InvalidSignature: The token has an invalid signature.")
     # The client mints SAS tokens from its own (wall) clock, unlike Entra tokens, which the sandbox
     # issues on its clock; so `se` is judged on wall time, and the grant lasts as long in sandbox time.
     left = expiry - time.time()
     if left <= 0:
-        raise TokenRefused(401, "ExpiredToken: The token is expired.")
+        raise Refused(401, "ExpiredToken: The token is expired.")
     return resource, sb.clock.now() + left * sb.clock.speed
 
 

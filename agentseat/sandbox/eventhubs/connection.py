@@ -25,7 +25,7 @@ import structlog
 from proton import Collector, Condition, Connection, Data, Delivery, Endpoint, Event, Link, Message, Transport
 
 from . import cbs, management
-from .cbs import Grant, TokenRefused
+from .cbs import Grant, Refused
 from .positions import SELECTOR_FILTER, BadSelector, start_sequence
 from .publish import publish_payload
 from .store import Hub, Partition
@@ -111,7 +111,7 @@ class AmqpConnection:
                 self._attach_reader(link, node)
             else:
                 self._attach_producer(link, node)
-        except TokenRefused as exc:
+        except Refused as exc:
             self._refuse(link, management.error_condition(exc.status), exc.description)
 
     def _open(self, link: Link, *, credit: int = 0) -> None:
@@ -130,34 +130,34 @@ class AmqpConnection:
         link.close()
 
     def _hub(self, name: str) -> Hub:
+        self._authorize(name)  # first, so a caller without a token learns nothing about the namespace
         hub = self.ns.hubs.get(name)
         if hub is None:
-            raise TokenRefused(404, f"The messaging entity 'sb://{self.ns.fqdn}/{name}' could not be found.")
-        self._authorize(hub.name)
+            raise Refused(404, f"The messaging entity 'sb://{self.ns.fqdn}/{name}' could not be found.")
         return hub
 
     def _authorize(self, hub_name: str) -> None:
         now = self.emulator.sb.clock.now()
         self.grants = [g for g in self.grants if g.expires > now]  # the SDK puts a fresh token before expiry
         if not any(g.entity in ("", hub_name) and g.expires > now for g in self.grants):
-            raise TokenRefused(401, f"Unauthorized access. 'Listen' or 'Send' claim(s) are required for "
+            raise Refused(401, f"Unauthorized access. 'Listen' or 'Send' claim(s) are required for "
                                     f"'sb://{self.ns.fqdn}/{hub_name}'. Put a token on $cbs first.")
 
     def _attach_reader(self, link: Link, node: str) -> None:
         parts = node.split("/")
         if len(parts) != 5 or parts[1].lower() != "consumergroups" or parts[3].lower() != "partitions":
-            raise TokenRefused(404, f"The messaging entity '{node}' could not be found.")
+            raise Refused(404, f"The messaging entity '{node}' could not be found.")
         hub = self._hub(parts[0])
         if parts[2].lower() not in {g.lower() for g in self.ns.consumer_groups}:
-            raise TokenRefused(404, f"The messaging entity 'sb://{self.ns.fqdn}/{hub.name}/consumergroups/"
+            raise Refused(404, f"The messaging entity 'sb://{self.ns.fqdn}/{hub.name}/consumergroups/"
                                     f"{parts[2]}' could not be found.")
         partition = hub.partition(parts[4])
         if partition is None:
-            raise TokenRefused(404, f"The partition '{parts[4]}' of '{hub.name}' does not exist.")
+            raise Refused(404, f"The partition '{parts[4]}' of '{hub.name}' does not exist.")
         try:
             start = start_sequence(partition, _selector(link.remote_source.filter))
         except BadSelector as exc:
-            raise TokenRefused(400, str(exc)) from None
+            raise Refused(400, str(exc)) from None
         epoch = _epoch(link.remote_properties)
         self.emulator.owners.admit(hub, parts[2].lower(), partition, epoch)  # raises for a lower owner level
         self._open(link)
@@ -179,9 +179,9 @@ class AmqpConnection:
         if len(parts) == 3 and parts[1].lower() == "partitions":
             partition = hub.partition(parts[2])
             if partition is None:
-                raise TokenRefused(404, f"The partition '{parts[2]}' of '{hub.name}' does not exist.")
+                raise Refused(404, f"The partition '{parts[2]}' of '{hub.name}' does not exist.")
         elif len(parts) != 1:
-            raise TokenRefused(404, f"The messaging entity '{node}' could not be found.")
+            raise Refused(404, f"The messaging entity '{node}' could not be found.")
         self._open(link, credit=INBOUND_CREDIT)
         self.producers[link] = (hub, partition)
 
@@ -247,7 +247,7 @@ class AmqpConnection:
                         str(token)))
                 self._authorize(str(props.get("name")))
                 answer = management.read(self.ns, request)
-            except TokenRefused as exc:
+            except Refused as exc:
                 answer = management.reply(request, exc.status, exc.description)
         self._answer(link, node, answer)
 
@@ -258,7 +258,7 @@ class AmqpConnection:
         try:
             grant = cbs.put_token(self.emulator.sb, self.ns, str(props.get("type") or ""), str(props.get("name") or ""),
                                   _text(request.body))
-        except TokenRefused as exc:
+        except Refused as exc:
             log.info("eventhubs_put_token_refused", status=exc.status)
             return management.reply(request, exc.status, exc.description)
         self.grants.append(grant)

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 import structlog
 
-from .cbs import TokenRefused
+from .cbs import Refused
 from .store import Hub, Partition
 
 if TYPE_CHECKING:
@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 log = structlog.get_logger(__name__)
 
 
-class LinkStolen(TokenRefused):
+class LinkStolen(Refused):
     """A refusal whose condition is `amqp:link:stolen`."""
 
     def __init__(self, description: str) -> None:
