@@ -40,7 +40,7 @@ SAS_TYPE = "servicebus.windows.net:sastoken"
 
 
 class Refused(Exception):
-    """What the service refuses, with the status it answers (a put-token's 401, a link's 404...)."""
+              """What the service refuses, with the status it answers (a put-token's 401, a link's 404...)."""
 
     def __init__(self, status: int, description: str) -> None:
         super().__init__(description)
@@ -68,7 +68,7 @@ def put_token(sb: SandboxState, ns: Namespace, token_type: str, audience: str, t
     if host != ns.fqdn.lower():
         # A token names the namespace it is for (the SDK uses the namespace, not the custom endpoint).
         raise Refused(401, f"InvalidAudience: The token audience '{audience}' is not for namespace "
-                                f"'{ns.fqdn}'.")
+                      f"'{ns.fqdn}'.")
     if token_type in JWT_TYPES:
         return Grant(entity_of(audience), _check_jwt(sb, token))
     if token_type == SAS_TYPE:
@@ -83,7 +83,7 @@ def _check_jwt(sb: SandboxState, token: str) -> float:
         raise Refused(401, "ExpiredToken: The token is expired.") from None
     except jwt.InvalidAudienceError:
         raise Refused(401, f"InvalidAudience: The token audience is not {EVENTHUBS_AUDIENCES[0]}; ask "
-                                f"for {EVENTHUBS_AUDIENCES[0]}/.default.") from None
+                      f"for {EVENTHUBS_AUDIENCES[0]}/.default.") from None
     except jwt.InvalidTokenError as exc:
         raise Refused(401, f"InvalidIssuer: Token issuer is invalid or the token is malformed ({exc}).") from None
     if claims.get("tid") != sb.tenant.tenant_id:

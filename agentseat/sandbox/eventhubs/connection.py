@@ -141,7 +141,7 @@ class AmqpConnection:
         self.grants = [g for g in self.grants if g.expires > now]  # the SDK puts a fresh token before expiry
         if not any(g.entity in ("", hub_name) and g.expires > now for g in self.grants):
             raise Refused(401, f"Unauthorized access. 'Listen' or 'Send' claim(s) are required for "
-                                    f"'sb://{self.ns.fqdn}/{hub_name}'. Put a token on $cbs first.")
+                          f"'sb://{self.ns.fqdn}/{hub_name}'. Put a token on $cbs first.")
 
     def _attach_reader(self, link: Link, node: str) -> None:
         parts = node.split("/")
@@ -150,7 +150,7 @@ class AmqpConnection:
         hub = self._hub(parts[0])
         if parts[2].lower() not in {g.lower() for g in self.ns.consumer_groups}:
             raise Refused(404, f"The messaging entity 'sb://{self.ns.fqdn}/{hub.name}/consumergroups/"
-                                    f"{parts[2]}' could not be found.")
+                          f"{parts[2]}' could not be found.")
         partition = hub.partition(parts[4])
         if partition is None:
             raise Refused(404, f"The partition '{parts[4]}' of '{hub.name}' does not exist.")
@@ -224,7 +224,13 @@ class AmqpConnection:
         node = (link.remote_target.address or "").strip("/").split("/")[-1]
         if link in self.producers:
             hub, partition = self.producers[link]
-            publish_payload(self.emulator, hub, partition, payload)
+            try:
+                publish_payload(self.emulator, hub, partition, payload)
+            except Exception:  # not an AMQP message: the service rejects the delivery
+                log.warning("eventhubs_publish_rejected", hub=hub.name)
+                delivery.update(Delivery.REJECTED)
+                delivery.settle()
+                return
         elif node in ("$cbs", "$management"):
             request = Message()
             request.decode(payload)
