@@ -40,7 +40,7 @@ SAS_TYPE = "servicebus.windows.net:sastoken"
 
 
 class Refused(Exception):
-              """What the service refuses, with the status it answers (a put-token's 401, a link's 404...)."""
+    """What the service refuses, with the status it answers (a put-token's 401, a link's 404...)."""
 
     def __init__(self, status: int, description: str) -> None:
         super().__init__(description)
