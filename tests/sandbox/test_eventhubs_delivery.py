@@ -175,3 +175,28 @@ async def test_control_route_and_sandbox_env_let_a_runtime_find_the_hub(
     assert env["AGENTSEAT_EVENTHUB_NAME"] == "agentseat"
     assert env["AGENTSEAT_EVENTHUB_ENDPOINT"] == f"sb://localhost:{port}"
     assert env["AGENTSEAT_CA_BUNDLE"] == str(sandbox.pki.ca_path)  # also verifies the hub's certificate
+
+
+async def test_rich_chat_and_mail_notifications_through_the_hub(sandbox: Sandbox, graph: Graph,
+                                                                session: aiohttp.ClientSession) -> None:
+    from agentseat.runtime.crypto import decrypt_content
+    from tests.sandbox._webhook import certificate, deliver_mail, rich
+
+    hub_url = _hub_url(sandbox)
+    status, chats = await graph.subscribe(ALL_CHATS, hub_url, lifecycleNotificationUrl=hub_url, **rich("cert-A"))
+    assert status == 201, chats
+    status, inbox = await graph.subscribe("/me/mailFolders('inbox')/messages", hub_url, lifecycleNotificationUrl=None)
+    assert status == 201, inbox
+    _, msg = await _dm_from_sponsor(sandbox, session, "the quarterly numbers")
+    mail, queued = deliver_mail(sandbox, sandbox.role("agent_user"), "Invoice")
+    assert queued == 1
+    wanted = {chats["id"], inbox["id"]}
+    events = await receive(sandbox, 0, until=lambda got: wanted <= {
+        e.body_as_json()["value"][0]["subscriptionId"] for e in got})
+    bodies = {e.body_as_json()["value"][0]["subscriptionId"]: e.body_as_json() for e in events}
+    rich_body = bodies[chats["id"]]
+    assert "validationTokens" not in rich_body  # "Event Hubs deliveries carry no validationTokens"
+    payload = json.loads(decrypt_content(rich_body["value"][0]["encryptedContent"], certificate()[0]))
+    assert payload["id"] == msg["id"] and payload["body"]["content"] == "the quarterly numbers"
+    item = bodies[inbox["id"]]["value"][0]
+    assert item["resourceData"]["id"] == mail.id and item["resourceData"]["@odata.type"] == "#Microsoft.Graph.Message"
