@@ -26,7 +26,7 @@ from pydantic import ValidationError
 from .. import __version__
 from ..errors import AgentSeatError, TokenError
 from ..prompts.loader import MAX_INSTRUCTIONS, Prompts
-from . import cards, downloads, events, identity, mail, teams, teams_actions
+from . import cards, downloads, events, files, identity, mail, teams, teams_actions
 from .base import Tool, ToolImage
 from .channel import ChannelSink
 from .events import EventCursor
@@ -155,6 +155,7 @@ def build_tools(runtime: Runtime, cursor: EventCursor, channel: ChannelSink | No
         *teams_actions.tools(runtime),
         *cards.tools(runtime),
         *downloads.tools(runtime),
+        *files.tools(runtime),
         *mail.tools(runtime),
         *events.tools(runtime, cursor),
         *identity.tools(runtime, extra_status),
@@ -166,7 +167,7 @@ def not_ready_tools(settings: Settings | None, failure: AgentSeatError) -> ToolB
     stand_in: Any = NoRuntime(settings)
     listed: list[Tool] = []
     for build in (lambda: teams.tools(stand_in), lambda: teams_actions.tools(stand_in),
-                  lambda: downloads.tools(stand_in), lambda: mail.tools(stand_in),
+                  lambda: downloads.tools(stand_in), lambda: files.tools(stand_in), lambda: mail.tools(stand_in),
                   lambda: events.tools(stand_in, EventCursor(stand_in)), lambda: identity.tools(stand_in)):
         try:
             listed += build()
