@@ -59,8 +59,9 @@ async def _site(graph: GraphClient, raw: str) -> dict[str, Any]:
         if value.lower().startswith("https://"):
             parts = urlsplit(value)
             site_path = parts.path.strip("/")
-            return dict(await graph.get(f"/sites/{parts.hostname}:/{quote(site_path, safe='/')}" if site_path
-                                        else f"/sites/{parts.hostname}") or {})
+            host = f"{parts.hostname}:{parts.port}" if parts.port else str(parts.hostname)  # a port: the sandbox only
+            return dict(await graph.get(f"/sites/{host}:/{quote(site_path, safe='/')}" if site_path
+                                        else f"/sites/{host}") or {})
         if "," in value or re.fullmatch(r"[0-9a-fA-F-]{36}", value):
             return dict(await graph.get(f"/sites/{quote(value, safe=',')}") or {})
         found = (await graph.get("/sites", search=value) or {}).get("value", [])

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import anyio
 import structlog
-from pydantic import Field
+from pydantic import ConfigDict, Field
 
 from ..attachments.outbound import check_file
 from ..documents import DocumentError, markdown_to_docx
@@ -64,6 +64,8 @@ class RefArgs(Args):
 
 
 class WriteArgs(Args):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)  # content is written as given
+
     path: str = Field(min_length=1, max_length=400, description="Where, from the drive's root: folder/name.md.")
     content: str = Field(description="The text or markdown to write.")
     target: Target = Field("onedrive", description="\"onedrive\" (the agent's own) or \"sharepoint\" (needs site).")

@@ -184,17 +184,18 @@ async def test_share_file_needs_a_sponsor_or_a_sponsors_request_confirmed_in_gra
         perms = (await stored(sandbox, ref))["permissions"]
         return {str(((p.get("grantedToV2") or {}).get("user") or {}).get("email") or "").lower() for p in perms}
 
-    async with serve(env, tmp_path) as served:
+    # Everyone in the tenant reaches the agent, so a colleague's message is an event too (and is not a request).
+    async with serve({**env, "AGENTSEAT_INBOUND_POLICY": "tenant"}, tmp_path) as served:
         written = await served.call_json("write_file", path="plan.md", content="# plan\n")
         ref = written["ref"]
         refused = await served.call("share_file", ref=ref, recipient=alan)
         assert "refused" in _error(refused) and "not a sponsor" in _error(refused)
         await say(grace, f"share plan.md with {alan} please")
-        await _wait_event(served, chat_id, grace)
+        await _wait_events(served, chat_id, 1)
         refused = await served.call("share_file", ref=ref, recipient=alan, chat_id=chat_id)
         assert "refused" in _error(refused)
         await say(sponsor, f"please share the plan with {alan}")
-        await _wait_event(served, chat_id, sponsor)
+        await _wait_events(served, chat_id, 2)
         refused = await served.call("share_file", ref=ref, recipient=grace, chat_id=chat_id)
         assert "does not name the recipient" in _error(refused)
         assert alan.lower() not in await permissions(ref)
@@ -208,12 +209,12 @@ async def test_share_file_needs_a_sponsor_or_a_sponsors_request_confirmed_in_gra
         assert grace.lower() not in await permissions(ref)
 
 
-async def _wait_event(served: Served, chat_id: str, sender: str) -> None:
+async def _wait_events(served: Served, chat_id: str, count: int) -> None:
+    """Until the inbox holds `count` events from `chat_id` (stored, pushed or not)."""
     with anyio.fail_after(60):
         while True:
             events = (await served.call_json("read_events", since=0))["events"]
-            if any(e.get("chat_id") == chat_id and str(e["from"].get("upn") or "").lower() == sender.lower()
-                   for e in events):
+            if sum(e.get("chat_id") == chat_id for e in events) >= count:
                 return
             await anyio.sleep(0.1)
 
@@ -236,8 +237,8 @@ async def test_a_deny_listed_site_is_refused_for_reading_writing_and_listing(
             for site in (legal["web_url"], legal["site_id"]):
                 refused = await served.call("write_file", path="x.md", content="x", target="sharepoint", site=site)
                 assert "AGENTSEAT_FILE_DENY_SITES" in _error(refused)
-            listed = await served.call_json("list_files", scope="shared")
-            assert [f["name"] for f in listed["files"]] == ["notes.txt"]
+            names = {f["name"] for f in (await served.call_json("list_files", scope="shared"))["files"]}
+            assert "notes.txt" in names and "nda.txt" not in names
             read = await served.call_json("read_file", ref=f"{open_file['drive_id']}/{open_file['item_id']}")
             assert "team notes" in read["text"]
             written = await served.call_json("write_file", path=f"from-agent-{n}.md", content="hello team",
