@@ -109,13 +109,17 @@ async def test_a_pdf_and_a_workbook_are_read_as_text(sandbox: Sandbox, env: dict
                               pdf(tmp_path / "c.pdf", ["Clause 1: the term is 24 months", "Clause 2: fees"]).read_bytes(),
                               share_with=[agent])
     made_xlsx = await put_file(sandbox, sponsor, "budget.xlsx", budget_xlsx(), share_with=[agent])
-    async with serve(env, tmp_path) as served:
+    made_log = await put_file(sandbox, sponsor, "huge.log", b"line of log\n" * 4000, share_with=[agent])
+    async with serve({**env, "AGENTSEAT_FILE_READ_MAX_MB": "0.03"}, tmp_path) as served:
         read_pdf = await served.call_json("read_file", ref=f"{made_pdf['drive_id']}/{made_pdf['item_id']}")
         assert read_pdf["kind"] == "pdf" and read_pdf["pages"] == 2
         assert "the term is 24 months" in read_pdf["text"] and "Clause 2: fees" in read_pdf["text"]
         read_xlsx = await served.call_json("read_file", ref=made_xlsx["sharing_url"])
         assert read_xlsx["kind"] == "xlsx" and read_xlsx["sheets"] == 1
         assert "Budget" in read_xlsx["text"] and "| Laptops | 12000 |" in read_xlsx["text"]
+        too_big = await served.call("read_file", ref=f"{made_log['drive_id']}/{made_log['item_id']}")
+        assert "'huge.log' is 0.0458 MB, over the 0.03 MB read limit" in _error(too_big)
+        assert "line of log" not in _error(too_big)
 
 
 async def test_a_markdown_note_written_as_word_reads_back(sandbox: Sandbox, env: dict[str, str], tmp_path: Path) -> None:
@@ -136,6 +140,8 @@ async def test_a_markdown_note_written_as_word_reads_back(sandbox: Sandbox, env:
         assert renamed["ref"] != written["ref"] and renamed["name"] != "plan.docx"
         text = await served.call_json("write_file", path="notes/todo.md", content="- [ ] review\n")
         assert base64.b64decode((await stored(sandbox, text["ref"]))["content_base64"]) == b"- [ ] review\n"
+        recent = await served.call_json("list_files", scope="recent")
+        assert [f["name"] for f in recent["files"]][:1] == ["todo.md"]
         mine = await served.call_json("list_files", scope="mine", query="filetype:docx")
         assert {f["ref"] for f in mine["files"]} == {written["ref"], renamed["ref"]}
 
