@@ -41,7 +41,7 @@ def limits_for(settings: Settings) -> ReadLimits:
 
 def _too_large(name: str, size: int | None, limit: int) -> ToolInputError:
     how_big = f"{size / _MB:.3g} MB, over" if size is not None else "larger than"
-    return ToolInputError(f"{name!r} is {how_big} the {limit / _MB:g} MB read limit (AGENTSEAT_FILE_READ_MAX_MB); "
+    return ToolInputError(f"{name!r} is {how_big} the {limit / _MB:.3g} MB read limit (AGENTSEAT_FILE_READ_MAX_MB); "
                           "nothing was read", hint="ask for a smaller file, or an extract of the part you need")
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import AsyncIterable
 from pathlib import Path
 from typing import Any
 
@@ -38,10 +39,17 @@ async def get_bytes(settings: Settings, url: str, limit: int) -> tuple[bytes, st
                          hint="check the network") from exc
 
 
-async def put_range(settings: Settings, url: str, chunk: bytes, start: int, total: int) -> tuple[int, Any]:
-    """PUT one byte range of an upload session (Content-Range `bytes start-end/total`); (status, JSON body)."""
-    headers = {"Content-Range": f"bytes {start}-{start + len(chunk) - 1}/{total}",
-               "Content-Length": str(len(chunk))}
+async def put_range(settings: Settings, url: str, chunk: bytes | AsyncIterable[bytes], start: int, total: int,
+                    length: int | None = None) -> tuple[int, Any]:
+    """PUT one byte range of an upload session (Content-Range `bytes start-end/total`); (status, JSON body).
+
+    `chunk` is the bytes, or pieces of them streamed as they are read (then `length` says how many):
+    the Content-Length is always sent, since upload sessions take no chunked transfer encoding.
+    """
+    size = len(chunk) if isinstance(chunk, bytes) else length
+    if size is None:
+        raise ValueError("a streamed range needs its length")
+    headers = {"Content-Range": f"bytes {start}-{start + size - 1}/{total}", "Content-Length": str(size)}
     try:
         async with _session(settings) as http, http.put(url, data=chunk, headers=headers,
                                                          allow_redirects=False) as resp:

@@ -15,7 +15,7 @@ The upload URL is pre-authenticated: the PUTs go without the token (preauth.py).
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import anyio
@@ -29,6 +29,8 @@ log = structlog.get_logger(__name__)
 
 UNIT = 320 * 1024
 CHUNK = 32 * UNIT
+#: A range is read from its source and sent in pieces of this size, so memory holds one piece, not a range.
+PIECE = 1024 * 1024
 #: Failed attempts in a row (at one offset) before the upload gives up.
 MAX_FAILURES = 5
 
@@ -57,6 +59,18 @@ async def _resume_at(settings: Settings, url: str, size: int) -> int | None:
     return _next_offset(body, size) if 200 <= status < 300 else None
 
 
+async def _pieces(read: Reader, offset: int, length: int) -> AsyncIterator[bytes]:
+    """The range `offset`..`offset + length` in PIECE-sized reads, each only when the socket wants it."""
+    end = offset + length
+    while offset < end:
+        piece = await read(offset, min(PIECE, end - offset))
+        if not piece:
+            raise GraphError("the file got shorter while it was uploaded", status=0, code="UploadFailed",
+                             hint="send it again once it stops changing")
+        offset += len(piece)
+        yield piece
+
+
 async def send(settings: Settings, url: str, size: int, read: Reader, *, chunk: int = CHUNK,
                progress: Progress | None = None) -> dict[str, Any]:
     """Send `size` bytes (read with `read(offset, length)`) to the upload session at `url`; the driveItem."""
@@ -65,12 +79,10 @@ async def send(settings: Settings, url: str, size: int, read: Reader, *, chunk: 
     offset, failures = 0, 0
     while True:
         length = min(chunk, size - offset)
-        data = await read(offset, length)
         try:
-            status, body = await preauth.put_range(settings, url, data, offset, size)
+            status, body = await preauth.put_range(settings, url, _pieces(read, offset, length), offset, size, length)
         except GraphError as exc:  # a dropped connection: the range is lost, the session is not
             status, body = exc.status, None
-        del data  # one range in memory at a time
         if status in (200, 201):
             return dict(body or {})
         if status == 202:
