@@ -40,11 +40,14 @@ APPLICATION_READ_ALL = "9a5d68dd-52b0-4cc2-bd40-abcf44ac3a30"
 #: Delegated scopes the runtime needs: chats and mail, and what their change-notification
 #: subscriptions need (Chat.ReadWrite covers getAllMessages' Chat.Read; Mail.Read the inbox), and
 #: team channels: joined teams, channels, channel messages (read and subscribe) and posting, and
-#: Files.ReadWrite for the files the agent sends in chats (upload, invite, shares-get).
+#: Files.ReadWrite for the files the agent sends in chats (upload, invite, shares-get), and for files
+#: and documents Files.ReadWrite.All (files others share, Microsoft Search) and Sites.ReadWrite.All
+#: (SharePoint sites and their libraries).
 #: Keep in step with the sandbox's AGENT_SCOPES (agentseat/sandbox/tenant.py).
 REQUIRED_SCOPES = ("User.Read", "User.ReadBasic.All", "Chat.Create", "Chat.ReadWrite", "ChatMessage.Send",
                    "ChatMember.ReadWrite", "Mail.Read", "Mail.Send", "Team.ReadBasic.All",
-                   "Channel.ReadBasic.All", "ChannelMessage.Read.All", "ChannelMessage.Send", "Files.ReadWrite")
+                   "Channel.ReadBasic.All", "ChannelMessage.Read.All", "ChannelMessage.Send", "Files.ReadWrite",
+                   "Files.ReadWrite.All", "Sites.ReadWrite.All")
 #: application-rollkey-prooftoken: the proof's `aud` is this fixed id and it lives ten minutes at most.
 PROOF_AUDIENCE = "00000002-0000-0000-c000-000000000000"
 PROOF_LIFETIME = 600

@@ -60,6 +60,12 @@ class Behaviour:
         default_factory=lambda: {kind: (0.0, 0.0) for kind in KINDS})
     #: Outlook allows 4 concurrent requests per mailbox; beyond this, 429 ApplicationThrottled.
     outlook_max_concurrency: int = 4
+    #: driveitem-createlink: "Anonymous link support may be disabled by an administrator"; the
+    #: sandbox tenant's administrator has, until a test says `enabled`.
+    anonymous_sharing_links: str = "disabled"
+    #: The largest Microsoft Search page (`size`): searchRequest says "The maximum value is 500";
+    #: search-api-overview says "The upper limit for SharePoint or OneDrive items is 1000".
+    search_max_size: int = 500
 
     def merged(self, changes: Mapping[str, Any]) -> Behaviour:
         """A copy with `changes` applied; raises `BehaviourError` naming the first bad key."""
@@ -175,4 +181,6 @@ _CHECKS: dict[str, Callable[[Behaviour, str, Any], Any]] = {
     "graph_latency_ms": _latency,
     "delivery_delay_ms": _delivery,
     "outlook_max_concurrency": _whole(1),
+    "anonymous_sharing_links": _choice(("disabled", "enabled")),
+    "search_max_size": _whole(1),
 }

@@ -39,6 +39,33 @@ def put_blob(state_dir: Path, data: bytes) -> str:
     return key
 
 
+def adopt_blob(state_dir: Path, source: Path) -> tuple[str, int]:
+    """Move the file at `source` into the store, hashing it in chunks (memory stays flat for large
+    uploads); returns its key and size. `source` is gone afterwards."""
+    digest, size = hashlib.sha256(), 0
+    with source.open("rb") as fh:
+        while chunk := fh.read(1024 * 1024):
+            digest.update(chunk)
+            size += len(chunk)
+    key = digest.hexdigest()
+    path = blob_path(state_dir, key)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.exists():
+        source.unlink(missing_ok=True)
+    else:
+        os.replace(source, path)
+    return key, size
+
+
+def spool_path(state_dir: Path) -> Path:
+    """A fresh file to stream a request body into before it becomes a blob (same filesystem: a rename)."""
+    directory = state_dir / UPLOAD_DIR
+    directory.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".spool-")
+    os.close(fd)
+    return Path(tmp)
+
+
 def read_blob(state_dir: Path, key: str) -> bytes:
     return blob_path(state_dir, key).read_bytes()
 

@@ -14,10 +14,13 @@ def _now() -> str:
 
 
 def graph_error(
-    status: int, code: str, message: str, *, headers: dict[str, str] | None = None, request: web.Request | None = None
+    status: int, code: str, message: str, *, headers: dict[str, str] | None = None, request: web.Request | None = None,
+    inner_code: str | None = None,
 ) -> web.Response:
-    """Graph's error envelope: {"error": {"code", "message", "innerError": {...}}}."""
-    inner: dict[str, Any] = {"date": _now(), "request-id": str(uuid.uuid4())}
+    """Graph's error envelope: {"error": {"code", "message", "innerError": {...}}}; `inner_code` is a
+    detailed code in innerError (OneDrive's "Detailed error codes", e.g. fragmentOverlap)."""
+    inner: dict[str, Any] = {"code": inner_code} if inner_code else {}
+    inner |= {"date": _now(), "request-id": str(uuid.uuid4())}
     if request is not None and (cid := request.headers.get("client-request-id")):
         inner["client-request-id"] = cid
     body = {"error": {"code": code, "message": message, "innerError": inner}}

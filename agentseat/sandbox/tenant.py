@@ -12,6 +12,7 @@ import json
 import os
 import secrets
 import tempfile
+import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,6 +41,11 @@ AGENT_SCOPES = (
     "ChannelMessage.Read.All",
     "ChannelMessage.Send",
     "Files.ReadWrite",  # the agent's OneDrive: files it sends in chats (upload, invite, shares)
+    # Files and documents: files others share (drive-sharedwithme: "can't access shared items ... without
+    # one of the *.All permissions"), Microsoft Search over driveItems (search-query: Files.Read.All or
+    # Sites.Read.All), and SharePoint sites and their libraries (site-get: Sites.Read.All or Sites.ReadWrite.All).
+    "Files.ReadWrite.All",
+    "Sites.ReadWrite.All",
 )
 
 #: App roles of the provisioner (entrabot-anchor §7.1).
@@ -252,8 +258,12 @@ class DriveItem:
     size: int = 0
     mime_type: str = ""
     blob: str = ""
-    #: Granted through invite: {"id", "user_id", "roles": ["read"|"write"], "email"}.
+    #: Granted through invite: {"id", "user_id", "roles": ["read"|"write"], "email"}; sharing links:
+    #: {"id", "kind": "link", "type", "scope", "roles", "url", "granted_ids", ...} (graph/drive/links.py).
     permissions: list[dict[str, Any]] = field(default_factory=list)
+    #: Replies posted through Graph to a workbook's comments (graph/drive/workbook.py):
+    #: {"id", "comment_id", "content", "contentType", "author"}; the comments themselves live in the file.
+    comment_replies: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass
@@ -269,6 +279,22 @@ class UploadSession:
     expiration: float
     received: int = 0
     total: int | None = None
+    defer_commit: bool = False  # the last byte waits for a POST to the upload URL
+    actor: str = ""  # who made the session: the file's createdBy / lastModifiedBy
+
+
+@dataclass
+class Site:
+    """A SharePoint team site with its default document library (site resource; graph/drive/sites.py)."""
+
+    guid: str  # the site collection id; the library's items carry it as their owner_id
+    web_guid: str
+    name: str  # the URL segment: /sites/{name}
+    display_name: str
+    member_ids: list[str]  # members read and write the library
+    created: float
+    description: str = ""
+    everyone: bool = False  # the tenant's root site: every user of the tenant is in it
 
 
 @dataclass
@@ -289,6 +315,7 @@ class Tenant:
     roles: dict[str, str] = field(default_factory=dict)  # well-known names -> ids (agent, sponsor, ...)
     drive_items: dict[str, DriveItem] = field(default_factory=dict)  # OneDrive items of every user, by id
     upload_sessions: dict[str, UploadSession] = field(default_factory=dict)
+    sites: dict[str, Site] = field(default_factory=dict)  # SharePoint sites, by site collection guid
 
     # --- lookups -----------------------------------------------------------------
     def user(self, ref: str) -> User | None:
@@ -352,6 +379,7 @@ class Tenant:
             roles=data.get("roles", {}),
             drive_items={k: DriveItem(**v) for k, v in data.get("drive_items", {}).items()},
             upload_sessions={k: UploadSession(**v) for k, v in data.get("upload_sessions", {}).items()},
+            sites={k: Site(**v) for k, v in data.get("sites", {}).items()},
         )
 
 
@@ -421,4 +449,12 @@ def demo_tenant() -> Tenant:
     agent.identity_parent_id = identity.app_id
     agent.licenses = [TEAMS_SKU_ID]
     tenant.roles["secret_seed"] = secrets.token_hex(8)
+    # A SharePoint team site whose library the sponsor and the agent share (graph/drive/sites.py).
+    engineering = Site(guid=new_id(), web_guid=new_id(), name="Engineering", display_name="Engineering",
+                       member_ids=[sponsor.id, agent.id], created=time.time())
+    tenant.sites[engineering.guid] = engineering
+    # The tenant's root site (`/sites/root`, at the SharePoint host's root URL), open to everyone.
+    root = Site(guid=new_id(), web_guid=new_id(), name="", display_name="Communication site", member_ids=[],
+                created=time.time(), everyone=True)
+    tenant.sites[root.guid] = root
     return tenant

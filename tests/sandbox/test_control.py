@@ -181,7 +181,8 @@ async def test_behaviour_reads_merges_and_names_a_bad_key(sandbox: Sandbox) -> N
         "validation_token_audience": "agent_identity", "chat_subscription_max_minutes": 4320,
         "chats_orderby": "supported", "messages_filter": "supported", "replication_delay_seconds": 0.0,
         "mailbox_ready_after_seconds": 0.0, "blueprint_key_route": "both", "graph_latency_ms": [0.0, 0.0],
-        "delivery_delay_ms": {"chat": [0.0, 0.0], "mail": [0.0, 0.0]}, "outlook_max_concurrency": 4}
+        "delivery_delay_ms": {"chat": [0.0, 0.0], "mail": [0.0, 0.0]}, "outlook_max_concurrency": 4,
+        "anonymous_sharing_links": "disabled", "search_max_size": 500}
     status, merged, _ = await call(sandbox, "POST", "/_sandbox/behaviour",
                                    body={"chats_orderby": "rejected", "delivery_delay_ms": {"mail": [10, 50]}})
     assert status == 200 and merged["chats_orderby"] == "rejected"

@@ -10,7 +10,7 @@ import pytest
 
 from agentseat.sandbox.app import Sandbox
 from agentseat.sandbox.entra.tokens import user_graph_token
-from agentseat.sandbox.graph.drive import store, upload
+from agentseat.sandbox.graph.drive import sessions, store, upload
 from tests.sandbox._files import raw_call
 from tests.sandbox._graph import call
 
@@ -89,7 +89,7 @@ async def test_an_upload_session_takes_ordered_ranges_and_makes_the_file(sandbox
                                     f"/v1.0/me/drive/root:/{quote(FOLDER)}/big.bin:/createUploadSession", token,
                                     body={"item": {"@microsoft.graph.conflictBehavior": "rename"}})
     assert status == 200 and session["nextExpectedRanges"] == ["0-"] and "expirationDateTime" in session
-    url, unit, total = session["uploadUrl"], upload.FRAGMENT_UNIT, len(data)
+    url, unit, total = session["uploadUrl"], sessions.FRAGMENT_UNIT, len(data)
 
     def rng(a: int, b: int) -> dict[str, str]:
         return {"Content-Range": f"bytes {a}-{b}/{total}"}

@@ -170,7 +170,8 @@ def test_three_hops_with_msal_give_the_agent_user_a_delegated_graph_token(
     assert set(claims["scp"].split()) == {"User.Read", "User.ReadBasic.All", "Chat.Create", "Chat.ReadWrite",
                                           "ChatMessage.Send", "ChatMember.ReadWrite", "Mail.Read", "Mail.Send",
                                           "Team.ReadBasic.All", "Channel.ReadBasic.All", "ChannelMessage.Read.All",
-                                          "ChannelMessage.Send", "Files.ReadWrite"}
+                                          "ChannelMessage.Send", "Files.ReadWrite", "Files.ReadWrite.All",
+                                          "Sites.ReadWrite.All"}
     who = verify_access_token(sandbox, f"Bearer {result['access_token']}")  # Graph's own check accepts it
     assert (who.kind, who.oid) == ("user", sandbox.role("agent_user"))
     # msal recorded the Agent User as an account (it needs id_token/client_info for that).

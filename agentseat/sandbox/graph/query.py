@@ -33,14 +33,15 @@ T = TypeVar("T")
 class GraphError(Exception):
     """A request Graph would refuse; raised deep in a handler, answered in Graph's error shape."""
 
-    def __init__(self, status: int, code: str, message: str) -> None:
+    def __init__(self, status: int, code: str, message: str, inner_code: str | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
+        self.inner_code = inner_code
 
     def response(self, request: web.Request) -> web.Response:
-        return graph_error(self.status, self.code, self.message, request=request)
+        return graph_error(self.status, self.code, self.message, request=request, inner_code=self.inner_code)
 
 
 def bad_request(message: str, code: str = "BadRequest") -> GraphError:

@@ -8,14 +8,16 @@ permission resource (grantedTo, grantedToV2, invitation, roles), as driveitem-in
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 from ...clock import iso
 from ..query import decode_token, encode_token
 from . import store
+from .access import site_of
 
 if TYPE_CHECKING:
     from ...state import SandboxState
-    from ...tenant import DriveItem
+    from ...tenant import DriveItem, Site
 
 #: driveItem: "@microsoft.graph.downloadUrl ... only valid for a short period of time" (an hour here).
 DOWNLOAD_URL_SECONDS = 3600
@@ -43,6 +45,29 @@ def item_for_download(sb: SandboxState, token: str) -> DriveItem | None:
     return sb.tenant.drive_items.get(str(data.get("i")))
 
 
+def sharepoint_host(sb: SandboxState) -> str:
+    """The tenant's SharePoint host name, as in site ids (`contoso.sharepoint.com,{guid},{guid}`)."""
+    return f"{sb.tenant.domain.split('.')[0]}.sharepoint.com"
+
+
+def site_id(sb: SandboxState, site: Site) -> str:
+    # site resource: "a composite ID of: site collection hostname, site collection unique ID, site unique ID".
+    return f"{sharepoint_host(sb)},{site.guid},{site.web_guid}"
+
+
+def site_url(sb: SandboxState, site: Site) -> str:
+    """`/sites/{name}` on the sandbox host; the root site is the host's root."""
+    return f"{sb.url}/sites/{quote(site.name)}" if site.name else sb.url
+
+
+def parent_reference(sb: SandboxState, item: DriveItem) -> dict[str, Any]:
+    site = site_of(sb, item.owner_id)
+    ref: dict[str, Any] = {"driveType": "documentLibrary" if site else "business", "driveId": item.drive_id}
+    if site is not None:
+        ref["siteId"] = site_id(sb, site)
+    return ref
+
+
 def item_json(sb: SandboxState, item: DriveItem, *, download: bool = True) -> dict[str, Any]:
     parent = sb.tenant.drive_items.get(item.parent_id) if item.parent_id else None
     body: dict[str, Any] = {
@@ -57,7 +82,7 @@ def item_json(sb: SandboxState, item: DriveItem, *, download: bool = True) -> di
         "size": item.size if not item.is_folder else sum(c.size for c in store.children(sb, item)),
         "createdBy": _who(sb, item.created_by),
         "lastModifiedBy": _who(sb, item.modified_by),
-        "parentReference": {"driveType": "business", "driveId": item.drive_id},
+        "parentReference": parent_reference(sb, item),
         "fileSystemInfo": {"createdDateTime": iso(item.created), "lastModifiedDateTime": iso(item.modified)},
     }
     if parent is not None:
@@ -74,7 +99,25 @@ def item_json(sb: SandboxState, item: DriveItem, *, download: bool = True) -> di
     return body
 
 
+def _identity(sb: SandboxState, user_id: str) -> dict[str, Any]:
+    user = sb.tenant.users.get(user_id)
+    return {"user": {"id": user_id, "displayName": user.display_name if user else None,
+                     "email": user.mail if user else None}}
+
+
 def permission_json(sb: SandboxState, perm: dict[str, Any]) -> dict[str, Any]:
+    """A permission resource: an invitation (grantedTo/grantedToV2) or a sharing link (link, shareId,
+    grantedToIdentitiesV2 for the people a `users` link names)."""
+    if perm.get("kind") == "link":
+        body: dict[str, Any] = {
+            "id": perm["id"], "roles": list(perm["roles"]), "shareId": store.share_id(perm["url"]),
+            "hasPassword": False,
+            "link": {"type": perm["type"], "scope": perm["scope"], "webUrl": perm["url"], "preventsDownload": False},
+            "grantedToIdentitiesV2": [_identity(sb, uid) for uid in perm.get("granted_ids", [])],
+        }
+        if perm.get("expiration") is not None:
+            body["expirationDateTime"] = iso(float(perm["expiration"]))
+        return body
     user = sb.tenant.users.get(perm["user_id"])
     name = user.display_name if user else None
     return {
@@ -90,12 +133,20 @@ def permission_json(sb: SandboxState, perm: dict[str, Any]) -> dict[str, Any]:
 
 
 def drive_json(sb: SandboxState, user_id: str) -> dict[str, Any]:
+    """A drive: a user's OneDrive (business) or a site's default library (documentLibrary)."""
+    site = site_of(sb, user_id)
+    if site is not None:
+        return {"@odata.context": "https://graph.microsoft.com/v1.0/$metadata#drives/$entity",
+                "id": store.drive_id_of(site.guid), "driveType": "documentLibrary", "name": "Documents",
+                "description": "", "webUrl": store.drive_base_url(sb, site.guid),
+                "createdDateTime": iso(site.created),
+                "owner": {"group": {"id": site.guid, "displayName": site.display_name}}}
     user = sb.tenant.users[user_id]
     return {
         "@odata.context": "https://graph.microsoft.com/v1.0/$metadata#drives/$entity",
         "id": store.drive_id_of(user_id),
         "driveType": "business",
         "name": "OneDrive",
-        "webUrl": f"{sb.url}/personal/{store.personal_slug(user)}/Documents",
+        "webUrl": store.drive_base_url(sb, user_id),
         "owner": _who(sb, user_id),
     }

@@ -1,6 +1,8 @@
-"""Each user's OneDrive in the sandbox: finding, creating and replacing items, and who may read them.
+"""The sandbox's drives (each user's OneDrive, each site's library): finding, creating and replacing items.
 
-No HTTP here: routes (items, upload, sharing) and the control API call these functions, so a
+A drive's owner key is a user's object id or a site's collection guid (sites.py); who may read
+and write is access.py's rule, re-exported here. No HTTP here: routes (items, upload, sessions,
+sharing, search) and the control API call these functions, so a
 file made through `/_sandbox/` is the same item Graph serves. Rules come from the driveItem
 resource (eTag, cTag, webUrl, parentReference), "Upload small files" (driveitem-put-content:
 `@microsoft.graph.conflictBehavior` fail | replace | rename) and "Send a sharing invitation"
@@ -14,14 +16,18 @@ import mimetypes
 import re
 import secrets
 import uuid
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, unquote, urlsplit
 
 import structlog
 
-from ...blobs import put_blob, read_blob
+from ...blobs import blob_path, put_blob, read_blob
 from ...tenant import DriveItem
 from ..query import GraphError
+from .access import access_denied, can_read, can_write, readable, site_of
+
+__all__ = ["access_denied", "can_read", "can_write", "readable"]  # re-exported: callers ask the store
 
 if TYPE_CHECKING:
     from ...state import SandboxState
@@ -41,12 +47,6 @@ def not_found(what: str = "The resource could not be found.") -> GraphError:
     return GraphError(404, "itemNotFound", what)
 
 
-def access_denied() -> GraphError:
-    # OneDrive's error code for an item the caller may not see (errors: "accessDenied").
-    return GraphError(403, "accessDenied", "Access denied. You do not have permission to perform this action or "
-                      "access this resource.")
-
-
 # --- identities and addresses -----------------------------------------------------------------------------
 def drive_id_of(user_id: str) -> str:
     """OneDrive for Business drive ids look like `b!` and base64url; stable per user here."""
@@ -63,10 +63,22 @@ def personal_slug(user: User) -> str:
     return re.sub(r"[^a-z0-9]", "_", user.upn.lower())
 
 
+#: A team site's default document library, in its URLs (SharePoint's "Shared Documents").
+SITE_LIBRARY = "Shared Documents"
+
+
+def drive_base_url(sb: SandboxState, owner_id: str) -> str:
+    """The drive's webUrl: `/personal/{slug}/Documents` for a OneDrive, `/sites/{name}/Shared Documents`."""
+    site = site_of(sb, owner_id)
+    if site is not None:
+        base = f"{sb.url}/sites/{quote(site.name)}" if site.name else sb.url  # the root site: the host's root
+        return f"{base}/{quote(SITE_LIBRARY)}"
+    return f"{sb.url}/personal/{personal_slug(sb.tenant.users[owner_id])}/Documents"
+
+
 def web_url(sb: SandboxState, item: DriveItem) -> str:
     """Where the item opens, on the sandbox host as SharePoint's `{tenant}-my.sharepoint.com` would be."""
-    owner = sb.tenant.users[item.owner_id]
-    return f"{sb.url}/personal/{personal_slug(owner)}/Documents{quote(item.path)}"
+    return f"{drive_base_url(sb, item.owner_id)}{quote(item.path)}"
 
 
 def share_id(url: str) -> str:
@@ -132,34 +144,15 @@ def by_id(sb: SandboxState, item_id: str, drive_id: str | None = None) -> DriveI
     return item
 
 
-def _lineage(sb: SandboxState, item: DriveItem) -> list[DriveItem]:
-    chain = [item]
-    while chain[-1].parent_id is not None and chain[-1].parent_id in sb.tenant.drive_items:
-        chain.append(sb.tenant.drive_items[chain[-1].parent_id])
-    return chain
-
-
-def can_read(sb: SandboxState, item: DriveItem, user_id: str | None) -> bool:
-    """The owner, or anyone the item or a folder above it was shared with; None is an app-only caller."""
-    return user_id is None or item.owner_id == user_id or any(
-        p["user_id"] == user_id for i in _lineage(sb, item) for p in i.permissions)
-
-
-def can_write(sb: SandboxState, item: DriveItem, user_id: str | None) -> bool:
-    return user_id is None or item.owner_id == user_id or any(
-        p["user_id"] == user_id and "write" in p["roles"] for i in _lineage(sb, item) for p in i.permissions)
-
-
-def readable(sb: SandboxState, item: DriveItem, user_id: str | None) -> DriveItem:
-    if not can_read(sb, item, user_id):
-        raise access_denied()
-    return item
-
-
 def content(sb: SandboxState, item: DriveItem) -> bytes:
     if item.is_folder:
         raise GraphError(400, "invalidRequest", "A folder has no content stream.")
     return read_blob(sb.state_dir, item.blob) if item.blob else b""
+
+
+def content_path(sb: SandboxState, item: DriveItem) -> Path | None:
+    """Where a file's bytes are on disk, to stream them; None for an empty file."""
+    return blob_path(sb.state_dir, item.blob) if item.blob else None
 
 
 # --- writing ------------------------------------------------------------------------------------------------
@@ -196,6 +189,27 @@ def ensure_folder(sb: SandboxState, user_id: str, path: str) -> DriveItem:
     return folder
 
 
+def new_folder(sb: SandboxState, user_id: str, parent: DriveItem, name: str, conflict: str, *,
+               actor: str) -> DriveItem:
+    """A folder under `parent`; an existing name is 409 (fail), renamed (rename) or reused (replace)."""
+    if conflict not in ("replace", "fail", "rename"):
+        raise GraphError(400, "invalidRequest", f"Invalid conflict behavior '{conflict}'.")
+    existing = next((c for c in children(sb, parent) if c.name.lower() == name.lower()), None)
+    if existing is not None and conflict == "fail":
+        raise GraphError(409, "nameAlreadyExists", f"The specified item name '{name}' already exists.")
+    if existing is not None and conflict == "replace" and existing.is_folder:
+        return existing
+    if existing is not None:
+        name = _free_name(sb, parent, name)
+    now = sb.clock.now()
+    folder = DriveItem(id=_new_item_id(), drive_id=parent.drive_id, owner_id=user_id, name=name, parent_id=parent.id,
+                       path=f"{parent.path}/{name}", is_folder=True, created=now, modified=now, created_by=actor,
+                       modified_by=actor, etag_guid=str(uuid.uuid4()).upper())
+    sb.tenant.drive_items[folder.id] = folder
+    sb.mark_dirty()
+    return folder
+
+
 def _free_name(sb: SandboxState, folder: DriveItem, name: str) -> str:
     """`report 1.pdf`, `report 2.pdf`, ... as OneDrive renames on conflict."""
     taken = {c.name.lower() for c in children(sb, folder)}
@@ -213,6 +227,22 @@ def _free_name(sb: SandboxState, folder: DriveItem, name: str) -> str:
 def write_file(sb: SandboxState, user_id: str, folder_path: str, name: str, data: bytes, *,
                conflict: str = "replace", actor: str | None = None) -> tuple[DriveItem, bool]:
     """Create or replace a file; returns it and whether it is new. `conflict` as conflictBehavior."""
+    check_conflict(sb, user_id, folder_path, name, conflict)
+    return write_blob(sb, user_id, folder_path, name, put_blob(sb.state_dir, data), len(data), conflict=conflict,
+                      actor=actor)
+
+
+def check_conflict(sb: SandboxState, user_id: str, folder_path: str, name: str, conflict: str) -> None:
+    """409 nameAlreadyExists before any bytes are stored, when `fail` meets an existing name."""
+    folder = by_path(sb, user_id, folder_path)
+    if conflict == "fail" and folder is not None and any(c.name.lower() == name.lower()
+                                                          for c in children(sb, folder)):
+        raise GraphError(409, "nameAlreadyExists", f"The specified item name '{name}' already exists.")
+
+
+def write_blob(sb: SandboxState, user_id: str, folder_path: str, name: str, blob: str, size: int, *,
+               conflict: str = "replace", actor: str | None = None) -> tuple[DriveItem, bool]:
+    """`write_file` for bytes already in the blob store (uploads stream there first)."""
     check_name(name)
     if conflict not in ("replace", "fail", "rename"):
         raise GraphError(400, "invalidRequest", f"Invalid conflict behavior '{conflict}': use fail, replace or "
@@ -226,29 +256,29 @@ def write_file(sb: SandboxState, user_id: str, folder_path: str, name: str, data
     if existing is not None and existing.is_folder and conflict == "replace":
         raise GraphError(409, "nameAlreadyExists", f"A folder named '{name}' already exists.")
     if existing is not None and conflict == "replace":
-        existing.blob, existing.size = put_blob(sb.state_dir, data), len(data)
+        existing.blob, existing.size = blob, size
         existing.version += 1
         existing.modified, existing.modified_by = now, actor
         sb.mark_dirty()
-        log.info("drive_file_replaced", item=existing.id, size=len(data))
+        log.info("drive_file_replaced", item=existing.id, size=size)
         return existing, False
     if existing is not None:
         name = _free_name(sb, folder, name)
     mime = mimetypes.guess_type(name)[0] or "application/octet-stream"
     item = DriveItem(id=_new_item_id(), drive_id=folder.drive_id, owner_id=user_id, name=name, parent_id=folder.id,
                      path=f"{folder.path}/{name}", is_folder=False, created=now, modified=now, created_by=actor,
-                     modified_by=actor, etag_guid=str(uuid.uuid4()).upper(), size=len(data), mime_type=mime,
-                     blob=put_blob(sb.state_dir, data))
+                     modified_by=actor, etag_guid=str(uuid.uuid4()).upper(), size=size, mime_type=mime,
+                     blob=blob)
     sb.tenant.drive_items[item.id] = item
     sb.mark_dirty()
-    log.info("drive_file_created", item=item.id, size=len(data))
+    log.info("drive_file_created", item=item.id, size=size)
     return item, True
 
 
 def grant(sb: SandboxState, item: DriveItem, user: User, roles: list[str], email: str | None) -> dict[str, Any]:
     """Give `user` the roles on `item` (merged into their existing permission, as SharePoint does)."""
     for perm in item.permissions:
-        if perm["user_id"] == user.id:
+        if perm.get("user_id") == user.id:
             perm["roles"] = sorted(set(perm["roles"]) | set(roles))
             sb.mark_dirty()
             return perm

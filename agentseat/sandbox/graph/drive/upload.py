@@ -1,40 +1,30 @@
-"""Uploading to the sandbox's OneDrive: simple PUT and resumable upload sessions.
+"""Uploading to the sandbox's drives: the simple PUT, and what upload sessions (sessions.py) share with it.
 
 Rules from "Upload small files" (driveitem-put-content: up to 250 MB in one PUT, 201 for a new
-file and 200 for a replaced one, `@microsoft.graph.conflictBehavior`) and "Upload large files
-with an upload session" (driveitem-createuploadsession): the session's `uploadUrl` is
-pre-authenticated; byte ranges go in order with `Content-Range: bytes a-b/total`, each but the
-last a multiple of 320 KiB and none over 60 MiB; 202 with `nextExpectedRanges` until the last
-byte, then 201/200 with the driveItem; a range already received is 416 (and, here, one that
-skips ahead too: "fragments must be uploaded sequentially in order"); an expired session 404; GET
-on the URL reports `nextExpectedRanges`, DELETE cancels it (204). The session's conflictBehavior
-defaults to fail, a simple PUT's to replace. An Authorization header on the upload URL "may
-result in 401"; the sandbox ignores it.
+file and 200 for a replaced one, `@microsoft.graph.conflictBehavior`, replace by default). The
+body streams to a spool file under the state dir and becomes a blob by rename, so a large
+upload never sits in memory. Writing needs write access to the file replaced, or else to the
+nearest folder above it. "Create a new folder" (driveitem-post-children) lives here too.
 """
 
 from __future__ import annotations
 
-import re
-import secrets
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import structlog
 from aiohttp import web
 
-from ...clock import iso
-from ...blobs import part_path
-from ...responses import graph_error
+from ...blobs import adopt_blob, spool_path
 from ...state import SANDBOX_KEY
-from ...tenant import UploadSession
 from ..auth import graph_route
-from ..query import GraphError, bad_request, graph_errors, query
+from ..query import GraphError, graph_errors, json_body, query
 from . import store
-from .items import BASES, ITEM, PATH, caller, drive_owner
+from .items import BASES, ITEM, PATH, caller, drive_owner, require_reach
 from .resources import item_json
 
 if TYPE_CHECKING:
     from ...state import SandboxState
-    from ...tenant import DriveItem
 
 log = structlog.get_logger(__name__)
 
@@ -42,19 +32,13 @@ WRITE_SCOPES = ("Files.ReadWrite", "Files.ReadWrite.All", "Sites.ReadWrite.All")
 WRITE_ROLES = ("Files.ReadWrite.All", "Sites.ReadWrite.All")
 #: driveitem-put-content: "This method only supports files up to 250 MB in size."
 SIMPLE_UPLOAD_MAX = 250 * 1024 * 1024
-#: driveitem-createuploadsession: byte ranges in multiples of 320 KiB, "less than 60 MiB" per request.
-FRAGMENT_UNIT = 320 * 1024
-FRAGMENT_MAX = 60 * 1024 * 1024
-#: uploadSession.expirationDateTime; each fragment extends it (the resource page). Ours: 15 minutes.
-SESSION_SECONDS = 15 * 60
-UPLOAD_PATH = "/_sandbox/upload/"
-_RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+)$")
 
 
-def _target(request: web.Request) -> tuple[str, str, str]:
+def target(request: web.Request) -> tuple[str, str, str]:
     """(owner id, folder path, file name) for `root:/{path}`, `items/{parent}:/{name}` or `items/{id}`."""
     sb = request.app[SANDBOX_KEY]
     owner = drive_owner(request)
+    require_reach(request, owner, write=True)
     if "path" in request.match_info and "item_id" not in request.match_info:
         path = store.normal_path(request.match_info["path"])
         folder, _, name = path.rpartition("/")
@@ -70,172 +54,96 @@ def _target(request: web.Request) -> tuple[str, str, str]:
     return owner, item.path.rpartition("/")[0], item.name
 
 
-def _may_write(sb: SandboxState, request: web.Request, owner: str, folder_path: str) -> None:
-    folder = store.by_path(sb, owner, folder_path)
-    node = folder or store.root(sb, owner)
+def may_write(sb: SandboxState, request: web.Request, owner: str, folder_path: str, name: str) -> None:
+    """Write access to the file being replaced, or else to the nearest folder above it that exists."""
+    path = f"{folder_path}/{name}"
+    node = store.by_path(sb, owner, path)
+    while node is None:
+        path = path.rpartition("/")[0]
+        node = store.by_path(sb, owner, path)
     if not store.can_write(sb, node, caller(request)):
         raise store.access_denied()
 
 
-def _conflict(request: web.Request, default: str = "replace") -> str:
+def conflict_behavior(request: web.Request, default: str = "replace") -> str:
     return query(request, "@microsoft.graph.conflictBehavior") or default
 
 
-async def _read_limited(request: web.Request, limit: int, refusal: str) -> bytes:
-    """The body, streamed, refusing once it passes `limit` (the app's own body cap does not apply here)."""
-    chunks, size = [], 0
-    async for chunk in request.content.iter_chunked(64 * 1024):
-        size += len(chunk)
-        if size > limit:
-            raise GraphError(413, "invalidRequest", refusal)
-        chunks.append(chunk)
-    return b"".join(chunks)
+async def stream_to(request: web.Request, path: Path, limit: int, refusal: GraphError) -> int:
+    """Append the body to `path` as it arrives, refusing once it passes `limit`; the bytes written.
+    On a refusal or a broken connection, what was appended is cut off again."""
+    size = 0
+    with path.open("ab") as fh:
+        start = fh.tell()
+        try:
+            async for chunk in request.content.iter_chunked(256 * 1024):
+                size += len(chunk)
+                if size > limit:
+                    raise refusal
+                fh.write(chunk)
+        except BaseException:
+            fh.truncate(start)
+            raise
+    return size
 
 
 @graph_route(scopes=WRITE_SCOPES, roles=WRITE_ROLES)
 @graph_errors
 async def put_content(request: web.Request) -> web.Response:
     sb = request.app[SANDBOX_KEY]
-    owner, folder, name = _target(request)
-    _may_write(sb, request, owner, folder)
-    data = await _read_limited(request, SIMPLE_UPLOAD_MAX, f"The file is over the {SIMPLE_UPLOAD_MAX // 2**20} MB "
-                               "simple upload limit; use an upload session (createUploadSession).")
-    item, created = store.write_file(sb, owner, folder, name, data, conflict=_conflict(request),
+    owner, folder, name = target(request)
+    may_write(sb, request, owner, folder, name)
+    conflict = conflict_behavior(request)
+    store.check_conflict(sb, owner, folder, name, conflict)
+    spool = spool_path(sb.state_dir)
+    try:
+        await stream_to(request, spool, SIMPLE_UPLOAD_MAX, GraphError(
+            413, "invalidRequest", f"The file is over the {SIMPLE_UPLOAD_MAX // 2**20} MB simple upload limit; "
+            "use an upload session (createUploadSession).", "maxFileSizeExceeded"))
+        blob, size = adopt_blob(sb.state_dir, spool)
+    finally:
+        spool.unlink(missing_ok=True)
+    item, created = store.write_blob(sb, owner, folder, name, blob, size, conflict=conflict,
                                      actor=caller(request) or owner)
     return web.json_response(item_json(sb, item), status=201 if created else 200)
 
 
-# --- upload sessions ----------------------------------------------------------------------------------------
-def _session_json(sb: SandboxState, session: UploadSession) -> dict[str, object]:
-    return {"expirationDateTime": iso(session.expiration),
-            "nextExpectedRanges": [f"{session.received}-"]}
-
-
 @graph_route(scopes=WRITE_SCOPES, roles=WRITE_ROLES)
 @graph_errors
-async def create_session(request: web.Request) -> web.Response:
+async def create_folder(request: web.Request) -> web.Response:
+    """driveitem-post-children: `{"name", "folder": {}}` makes a folder (201); conflictBehavior fail
+    unless the body says replace or rename."""
     sb = request.app[SANDBOX_KEY]
-    owner, folder, name = _target(request)
-    _may_write(sb, request, owner, folder)
-    item: dict[str, object] = {}
-    if request.can_read_body:
-        try:
-            body = await request.json()
-        except ValueError as exc:
-            raise bad_request("Unable to read JSON request payload.") from exc
-        item = (body.get("item") or {}) if isinstance(body, dict) else {}
-    if not isinstance(item, dict):
-        raise bad_request("'item' must be a driveItemUploadableProperties object.")
-    # driveitem-createuploadsession: conflictBehavior "fail (default) | replace | rename".
-    conflict = str(item.get("@microsoft.graph.conflictBehavior") or _conflict(request, "fail"))
-    if conflict not in ("replace", "fail", "rename"):
-        raise GraphError(400, "invalidRequest", f"Invalid conflict behavior '{conflict}'.")
-    if conflict == "fail" and any(c.name.lower() == name.lower() for c in
-                                  store.children(sb, store.ensure_folder(sb, owner, folder))):
-        raise GraphError(409, "nameAlreadyExists", f"The specified item name '{name}' already exists.")
-    session = UploadSession(id=secrets.token_hex(16), drive_id=store.drive_id_of(owner), owner_id=owner,
-                            parent_path=folder, name=name, conflict=conflict,
-                            expiration=sb.clock.now() + SESSION_SECONDS)
-    sb.tenant.upload_sessions[session.id] = session
-    path = part_path(sb.state_dir, session.id)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(b"")
-    sb.mark_dirty()
-    log.info("upload_session_created", session=session.id)
-    return web.json_response({"@odata.context": "https://graph.microsoft.com/v1.0/$metadata#microsoft.graph."
-                              "uploadSession", "uploadUrl": f"{sb.url}{UPLOAD_PATH}{session.id}",
-                              **_session_json(sb, session)})
-
-
-def _live_session(sb: SandboxState, session_id: str) -> UploadSession:
-    session = sb.tenant.upload_sessions.get(session_id)
-    if session is None or session.expiration < sb.clock.now():
-        raise GraphError(404, "itemNotFound", "The upload session was not found or has expired; create a new one.")
-    return session
-
-
-def _finish(sb: SandboxState, session: UploadSession) -> tuple[DriveItem, bool]:
-    path = part_path(sb.state_dir, session.id)
-    data = path.read_bytes()
-    item, created = store.write_file(sb, session.owner_id, session.parent_path, session.name, data,
-                                     conflict=session.conflict)
-    path.unlink(missing_ok=True)
-    del sb.tenant.upload_sessions[session.id]
-    sb.mark_dirty()
-    return item, created
-
-
-async def upload_fragment(request: web.Request) -> web.Response:
-    """PUT a byte range to the pre-authenticated upload URL (no Authorization header is needed)."""
-    sb = request.app[SANDBOX_KEY]
-    try:
-        session = _live_session(sb, request.match_info["session_id"])
-        match = _RANGE.match(request.headers.get("Content-Range", "").strip())
-        if match is None:
-            raise GraphError(400, "invalidRequest", "Content-Range must be 'bytes {start}-{end}/{total}'.")
-        start, end, total = (int(g) for g in match.groups())
-        if end < start or end >= total or (session.total is not None and total != session.total):
-            raise GraphError(400, "invalidRequest", "The Content-Range is inconsistent with the upload session.")
-        length = end - start + 1
-        if length > FRAGMENT_MAX:
-            raise GraphError(400, "invalidRequest", "A fragment must be less than 60 MiB.")
-        if start != session.received:
-            raise GraphError(416, "invalidRange", f"The uploaded fragment does not follow the bytes received; "
-                             f"the next expected range starts at {session.received}.")
-        last = end == total - 1
-        if not last and length % FRAGMENT_UNIT:
-            raise GraphError(400, "invalidRequest", "Each fragment but the last must be a multiple of 320 KiB "
-                             "(327,680 bytes).")
-        data = await _read_limited(request, FRAGMENT_MAX, "A fragment must be less than 60 MiB.")
-        if len(data) != length:
-            raise GraphError(400, "invalidRequest", "The body length does not match the Content-Range.")
-    except GraphError as exc:
-        return exc.response(request)
-    with part_path(sb.state_dir, session.id).open("ab") as fh:
-        fh.write(data)
-    session.received, session.total = end + 1, total
-    session.expiration = sb.clock.now() + SESSION_SECONDS
-    sb.mark_dirty()
-    if not last:
-        return web.json_response(_session_json(sb, session), status=202)
-    try:
-        item, created = _finish(sb, session)
-    except GraphError as exc:
-        return exc.response(request)
-    return web.json_response(item_json(sb, item), status=201 if created else 200)
-
-
-async def session_status(request: web.Request) -> web.Response:
-    """GET on the upload URL: what is still missing, to resume an interrupted upload."""
-    sb = request.app[SANDBOX_KEY]
-    try:
-        session = _live_session(sb, request.match_info["session_id"])
-    except GraphError as exc:
-        return exc.response(request)
-    return web.json_response(_session_json(sb, session))
-
-
-async def cancel_session(request: web.Request) -> web.Response:
-    sb = request.app[SANDBOX_KEY]
-    session = sb.tenant.upload_sessions.pop(request.match_info["session_id"], None)
-    if session is None:
-        return graph_error(404, "itemNotFound", "The upload session was not found.", request=request)
-    part_path(sb.state_dir, session.id).unlink(missing_ok=True)
-    sb.mark_dirty()
-    return web.Response(status=204)
+    owner = drive_owner(request)
+    require_reach(request, owner, write=True)
+    if "item_id" in request.match_info and request.match_info["item_id"] != "root":
+        parent = store.by_id(sb, request.match_info["item_id"], store.drive_id_of(owner))
+    else:
+        parent = store.by_path(sb, owner, request.match_info.get("path", ""))
+        if parent is None:
+            raise store.not_found()
+    if not parent.is_folder:
+        raise GraphError(400, "invalidRequest", "The parent item is not a folder.")
+    if not store.can_write(sb, parent, caller(request)):
+        raise store.access_denied()
+    data = await json_body(request)
+    name = data.get("name")
+    if not isinstance(name, str) or not isinstance(data.get("folder"), dict):
+        raise GraphError(400, "invalidRequest", "Give 'name' and 'folder': {} to make a folder.")
+    conflict = str(data.get("@microsoft.graph.conflictBehavior") or "fail")
+    folder = store.new_folder(sb, owner, parent, store.check_name(name), conflict, actor=caller(request) or owner)
+    return web.json_response(item_json(sb, folder), status=201)
 
 
 def routes() -> list[web.RouteDef]:
-    out: list[web.RouteDef] = [web.put(f"{UPLOAD_PATH}{{session_id}}", upload_fragment),
-                               web.get(f"{UPLOAD_PATH}{{session_id}}", session_status),
-                               web.delete(f"{UPLOAD_PATH}{{session_id}}", cancel_session)]
+    out: list[web.RouteDef] = []
     for base in BASES:
         out += [
+            web.post(f"{base}/root/children", create_folder),
+            web.post(f"{base}/root:/{PATH}:/children", create_folder),
+            web.post(f"{base}/items/{ITEM}/children", create_folder),
             web.put(f"{base}/root:/{PATH}:/content", put_content),
             web.put(f"{base}/items/{ITEM}:/{PATH}:/content", put_content),
             web.put(f"{base}/items/{ITEM}/content", put_content),
-            web.post(f"{base}/root:/{PATH}:/createUploadSession", create_session),
-            web.post(f"{base}/items/{ITEM}:/{PATH}:/createUploadSession", create_session),
-            web.post(f"{base}/items/{ITEM}/createUploadSession", create_session),
         ]
     return out
