@@ -120,24 +120,23 @@ async def upload(graph: GraphClient, settings: Settings, base: str, path: str, s
             response = await graph.request("PUT", f"{target}/content", params=behaviour, data=await read(0, size),
                                            headers={"Content-Type": "application/octet-stream"})
             return dict(response.body or {})
-        for attempt in (1, 2):
-            session = await graph.post(f"{target}/createUploadSession", {"item": behaviour})
-            url = check_content_url(str((session or {}).get("uploadUrl") or ""), settings.graph_host,
-                                    "an upload session")
-            log.info("upload_session_started", bytes=size, attempt=attempt)
-            try:
-                return await upload_session.send(settings, url, size, read, progress=_progress(size))
-            except upload_session.SessionGone:
-                if attempt == 2:
-                    raise
-                log.info("upload_session_restarted")
+        try:
+            return await _session_upload(graph, settings, target, size, read, behaviour)
+        except upload_session.SessionGone:  # expired mid-way: its bytes are gone, so start once more
+            log.info("upload_session_restarted")
+            return await _session_upload(graph, settings, target, size, read, behaviour)
     except GraphError as exc:
         raise _conflict_error(path, exc) from exc
-    raise AssertionError("unreachable")
 
 
-def _progress(size: int) -> Callable[[int, int], None]:
+async def _session_upload(graph: GraphClient, settings: Settings, target: str, size: int, read: Reader,
+                          behaviour: dict[str, str]) -> dict[str, Any]:
+    session = await graph.post(f"{target}/createUploadSession", {"item": behaviour})
+    url = check_content_url(str((session or {}).get("uploadUrl") or ""), settings.graph_host, "an upload session")
+    log.info("upload_session_started", bytes=size)
+    return await upload_session.send(settings, url, size, read, progress=_report_progress)
+
+
+def _report_progress(sent: int, total: int) -> None:
     """Upload progress on stderr (structlog): a line per range, with the percentage."""
-    def report(sent: int, total: int) -> None:
-        log.info("upload_progress", sent=sent, total=total, percent=round(100 * sent / max(total, 1), 1))
-    return report
+    log.info("upload_progress", sent=sent, total=total, percent=round(100 * sent / max(total, 1), 1))
