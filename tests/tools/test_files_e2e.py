@@ -1,7 +1,7 @@
 """Files end to end: `agentseat serve` on the sandbox, driven by mcp's real stdio client.
 
 A sponsor shares a Word document and the agent lists it, resolves its link and reads its
-headings and table; a PDF and a workbook read as text; a markdown note written as .docx reads
+headings and table; a PDF and a workbook read as text, an image as image content; a markdown note written as .docx reads
 back; a 30 MB upload goes through an upload session, a fault is injected mid-way and it
 resumes; share_file is refused until a sponsor asks (and Graph confirms it), and a sponsor can
 always be given a file; a deny-listed site is refused for reading, writing and listing; a file
@@ -25,7 +25,7 @@ import pytest
 from agentseat.sandbox.app import Sandbox
 from tests.documents.build import pdf
 from tests.tools._mcp import Served, serve
-from tests.tools.test_attachments_e2e import _control, _upn
+from tests.tools.test_attachments_e2e import _control, _upn, png
 
 
 @pytest.fixture
@@ -110,6 +110,8 @@ async def test_a_pdf_and_a_workbook_are_read_as_text(sandbox: Sandbox, env: dict
                               share_with=[agent])
     made_xlsx = await put_file(sandbox, sponsor, "budget.xlsx", budget_xlsx(), share_with=[agent])
     made_log = await put_file(sandbox, sponsor, "huge.log", b"line of log\n" * 4000, share_with=[agent])
+    chart = png(seed=9)
+    made_png = await put_file(sandbox, sponsor, "chart.png", chart, share_with=[agent])
     async with serve({**env, "AGENTSEAT_FILE_READ_MAX_MB": "0.03"}, tmp_path) as served:
         read_pdf = await served.call_json("read_file", ref=f"{made_pdf['drive_id']}/{made_pdf['item_id']}")
         assert read_pdf["kind"] == "pdf" and read_pdf["pages"] == 2
@@ -120,6 +122,9 @@ async def test_a_pdf_and_a_workbook_are_read_as_text(sandbox: Sandbox, env: dict
         too_big = await served.call("read_file", ref=f"{made_log['drive_id']}/{made_log['item_id']}")
         assert "'huge.log' is 0.0458 MB, over the 0.03 MB read limit" in _error(too_big)
         assert "line of log" not in _error(too_big)
+        shown = await served.call("read_file", ref=made_png["sharing_url"])
+        image = next(c for c in shown.content if isinstance(c, types.ImageContent))
+        assert image.mime_type == "image/png" and base64.b64decode(image.data) == chart
 
 
 async def test_a_markdown_note_written_as_word_reads_back(sandbox: Sandbox, env: dict[str, str], tmp_path: Path) -> None:
