@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import io
 from pathlib import Path
 from typing import Any
@@ -164,12 +165,26 @@ async def test_a_30_mb_upload_resumes_after_a_fault_mid_way(sandbox: Sandbox, en
         status, _ = await _control(sandbox, "POST", "/_sandbox/faults", {"uploads": {"count": 1, "status": 503}})
         assert status == 200
 
+    progress: list[tuple[float, float | None, str | None]] = []
+
+    async def on_progress(done: float, total: float | None, message: str | None) -> None:
+        progress.append((done, total, message))
+
     async with serve(env, tmp_path) as served:
         async with anyio.create_task_group() as tg:
             tg.start_soon(arm_fault_mid_way)
-            uploaded = await served.call_json("upload_file", local_path=str(tmp_path / "dataset.bin"),
-                                              path="data/dataset.bin")
+            # As a host does: the call carries a progress token, so the upload reports per range.
+            with anyio.fail_after(120):
+                result = await served.session.call_tool(
+                    "upload_file", {"local_path": str(tmp_path / "dataset.bin"), "path": "data/dataset.bin"},
+                    progress_callback=on_progress)
+    assert not result.is_error, result.content
+    uploaded = json.loads(result.content[0].text)  # type: ignore[union-attr]
     assert uploaded["size"] == len(blob)
+    # One notification per range that landed, rising, each with the total and a readable line.
+    assert len(progress) >= 2 and all(total == len(blob) for _, total, _ in progress)
+    assert [done for done, _, _ in progress] == sorted(done for done, _, _ in progress)
+    assert progress[-1][2] is not None and "MB" in progress[-1][2]
     assert base64.b64decode((await stored(sandbox, uploaded["ref"]))["content_base64"]) == blob
     assert sandbox.faults.uploads is not None and sandbox.faults.uploads.count == 0  # the fault fired
     served_log = (tmp_path / "serve.log").read_text()
