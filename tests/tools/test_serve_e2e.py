@@ -19,6 +19,7 @@ TOOLS = {"send_teams_message", "reply_in_chat", "read_teams_messages", "list_cha
          "list_chat_members", "add_chat_member", "send_card", "edit_message", "delete_message", "react", "unreact",
          "send_email", "reply_email", "read_email", "wait_for_event", "read_events", "mark_read", "whoami", "status"}
 TOOLS |= {"download_attachment"}  # attachments (issue 12)
+TOOLS |= {"list_files", "resolve_file_url", "read_file", "write_file", "upload_file", "share_file"}  # files (issue 13)
 
 
 @pytest.fixture
