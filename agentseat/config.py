@@ -159,10 +159,19 @@ class Settings(BaseSettings):
     # Claude Code's permission prompts, asked of the sponsors in their Teams DMs (issue 9, point 7).
     permission_relay: bool = Field(default=True, description="Relay Claude Code permission prompts to sponsors.")
 
+    # Files and documents (agentseat/files, tools/files.py).
+    simple_upload_max_mb: float = Field(
+        default=4.0, gt=0, le=250, description="Files up to this size go up in one PUT; larger ones in a resumable "
+        "upload session (driveitem-put-content allows 250 MB, but larger files are safer resumable).")
+    file_deny_sites: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="SharePoint sites the agent never reads or writes: site URLs or site ids "
+        "(comma-separated).")
+    file_read_max_mb: float = Field(default=50.0, gt=0, le=1024, description="Largest file read_file downloads.")
+
     # Bot.
     bot_timeout_seconds: float = Field(default=60.0, gt=0)
 
-    @field_validator("sponsors", "allow", mode="before")
+    @field_validator("sponsors", "allow", "file_deny_sites", mode="before")
     @classmethod
     def _split_csv(cls, value: object) -> object:
         if isinstance(value, str):

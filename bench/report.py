@@ -59,6 +59,8 @@ def figures(r: dict[str, Any]) -> dict[str, Any]:
         out[f"documents_{kind}_peak_rss_mb"] = _get(docs, f"{kind}_full", "peak_rss_mb")
         out[f"documents_{kind}_default_limits_s"] = _get(docs, f"{kind}_default_limits", "seconds")
     out["documents_pdf_pages_per_s"] = _get(docs, "pdf_full", "pages_per_s")
+    for key in ("mb", "mb_per_s", "peak_rss_mb", "rss_added_mb"):
+        out[f"upload_{key}"] = _get(r, "files", "upload", key)
     tp = r.get("throughput", {})
     for batch in ("batch1", "batch20"):
         out[f"throughput_{batch}_items_per_s"] = _get(tp, batch, "max_zero_loss_items_per_s")
@@ -112,6 +114,9 @@ def goals(f: dict[str, Any]) -> list[tuple[str, str, str, bool]]:
         ("a channel mention's push vs a DM's, p50 (one at a time)", "<= 2x",
          f"{f['latency_ratio_channel_mention_vs_dm_p50']}x", met(f["latency_ratio_channel_mention_vs_dm_p50"],
                                                                 f["latency_ratio_channel_mention_vs_dm_p50"] <= 2)),
+        ("memory a large upload adds, over its size", "< 0.2",
+         f"{_ratio(f['upload_rss_added_mb'], f['upload_mb'])}",
+         met(_ratio(f['upload_rss_added_mb'], f['upload_mb']), _ratio(f['upload_rss_added_mb'], f['upload_mb']) < 0.2)),
         ("RSS at idle", "< 150 MB", f"{f['idle_rss_mb']} MB", met(f["idle_rss_mb"], f["idle_rss_mb"] < 150)),
         ("peak RSS under load", "< 150 MB", f"{f['peak_rss_mb']} MB", met(f["peak_rss_mb"], f["peak_rss_mb"] < 150)),
     ]
@@ -249,6 +254,10 @@ def table(r: dict[str, Any]) -> str:
             lines.append(f"   {kind:5} {_fmt(_get(row, 'mb')):>6} MB: {_fmt(f[f'documents_{kind}_mb_per_s'])} MB/s"
                          f"{pages}, peak RSS {_fmt(f[f'documents_{kind}_peak_rss_mb'])} MB; with the default "
                          f"limits {_fmt(f[f'documents_{kind}_default_limits_s'])} s")
+    if r.get("files"):
+        lines.append(f"   upload_file, {_fmt(f['upload_mb'])} MB through an upload session: {_fmt(f['upload_mb_per_s'])} MB/s, "
+                     f"peak RSS {_fmt(f['upload_peak_rss_mb'])} MB ({_fmt(f['upload_rss_added_mb'])} MB above the "
+                     "process's baseline)")
     lines.append("")
     lines.append("goals")
     for what, goal, figure, ok in goals(f):

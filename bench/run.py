@@ -8,7 +8,8 @@ Phases, each with a runtime of its own (a fresh agent state dir, `agentseat serv
 5. throughput for batches of 1 and 20, peak RSS, and a py-spy profile (full profile, if installed);
 6. the hot path step by step, in-process;
 7. latency by kind of event (a DM, its edit, a channel mention) in one webhook runtime;
-8. document reading: docx and pdf text extraction throughput and peak memory (bench/documents.py).
+8. document reading: docx and pdf text extraction throughput and peak memory (bench/documents.py);
+9. a large upload through `upload_file`'s code path: throughput and the memory it adds (bench/files.py).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import anyio
 from agentseat.config import Settings
 
 from . import coldstart, documents, hotpath, idle, kinds, latency, profile, throughput
+from . import files as files_bench
 from .harness import SandboxHost, fresh_dir, free_port, import_seconds, loadavg, machine, memory_mb, serve
 from .latency import poll_env, webhook_env
 
@@ -198,6 +200,8 @@ async def run(p: Profile, root: Path) -> dict[str, Any]:
         out["hotpath"] = await hotpath.measure(host, env, root, posts=p.hotpath_posts)
     say("documents: docx and pdf read throughput")
     out["documents"] = await anyio.to_thread.run_sync(documents.measure, root / "documents", p is QUICK)
+    say("files: a large upload through an upload session")
+    out["files"] = await anyio.to_thread.run_sync(files_bench.measure, root / "files", p is QUICK)
     out["machine"]["loadavg_end"] = loadavg()
     out["finished_at"] = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     out["idle"]["entrabot"] = idle.entrabot_computed(chats=20)

@@ -7,8 +7,12 @@
 #      in tmux (Enter on the development-channels warning), its debug log's channel
 #      registration for the plugin's server;
 #   3. a sponsor's Teams DM posted through the sandbox control API, and the
-#      `← agentseat · <user>: ...` line it puts on the screen.
-# Prints what it saw and exits 0 only if the push appeared.
+#      `← agentseat · <user>: ...` line it puts on the screen;
+#   4. a DM with a pasted screenshot (the push carries `attachment_count` and `attachments` in
+#      meta) and a team-channel post that @mentions the agent (a `channel` push with team_id,
+#      channel_id and thread_id in meta): each must reach the screen, and the debug log must
+#      show no meta key dropped and no instructions truncated.
+# Prints what it saw and exits 0 only if every push appeared.
 #
 # Needs npm, git, tmux and curl. Claude Code comes from npm into a temp dir with a throwaway
 # HOME. Offline stand-ins, no credential involved: a dummy ANTHROPIC_API_KEY (the model call
@@ -51,6 +55,12 @@ echo "== sandbox tenant"
 export PYTHON_KEYRING_BACKEND=keyring.backends.fail.Keyring AGENTSEAT_KEY_PASSPHRASE=claude-code-check
 export AGENTSEAT_STATE_DIR="$work/state" AGENTSEAT_MODE=webhook AGENTSEAT_TUNNEL=loopback
 sandbox_start "$agentseat" "$work/state" "$work/sandbox.log"
+sb_post() {  # sb_post PATH JSON: a sandbox control-API POST
+  curl -sS --fail --cacert "$(sed -n 's/^AGENTSEAT_CA_BUNDLE=//p' "$ENV_FILE")" -X POST \
+    "$(sed -n 's/^AGENTSEAT_SANDBOX_URL=//p' "$ENV_FILE")$1" -H 'content-type: application/json' -d "$2"
+}
+# A team made before the session starts, so the runtime subscribes to its channel at start.
+team_json=$(sb_post /_sandbox/teams "{\"name\": \"Check team\", \"members\": [\"$(sed -n 's/^AGENTSEAT_SPONSORS=//p' "$ENV_FILE" | cut -d, -f1)\", \"$(sed -n 's/^AGENTSEAT_AGENT_USER_UPN=//p' "$ENV_FILE")\"]}")
 # The plugin's launcher starts the `agentseat` it finds on PATH.
 mkdir -p "$work/bin" "$work/project"
 ln -s "$(readlink -f "$agentseat")" "$work/bin/agentseat"
@@ -106,9 +116,40 @@ echo
 if wait_for 30 sh -c "tmux -L $sock capture-pane -p -t cc | grep -q '← agentseat'"; then
   screen | grep '← agentseat' | sed 's/^/  screen: /'
   grep -A1 'notifications/claude/channel:' "$debug" | sed -E 's/^([0-9]{4}-[^ ]+ )?/  debug: /' || true
-  echo "PASS: the DM reached the session as a channel push"
+  echo "ok: the DM reached the session as a channel push"
 else
   echo "FAIL: no push on the screen after 30 s; the screen:"; screen
   grep -iE 'channel|agentseat' "$debug" | tail -20
   exit 1
 fi
+pushes() { tmux -L "$sock" capture-pane -p -S -200 -t cc | grep -c '← agentseat' || true; }
+expect_push() {  # expect_push N WHAT: wait until N pushes are on the screen
+  if wait_for 30 sh -c "[ \$(tmux -L $sock capture-pane -p -S -200 -t cc | grep -c '← agentseat') -ge $1 ]"; then
+    screen | grep '← agentseat' | tail -1 | sed 's/^/  screen: /'
+    echo "ok: $2 reached the session"
+  else
+    echo "FAIL: $2 did not reach the screen after 30 s; the screen:"; screen
+    grep -iE 'channel|agentseat' "$debug" | tail -20
+    exit 1
+  fi
+}
+
+echo "== a sponsor's DM with a pasted screenshot"
+png=iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg==
+sb_post /_sandbox/messages "{\"from\": \"$sponsor\", \"to\": \"$agent\", \"text\": \"screenshot check\", \"images\": [\"$png\"]}" \
+  | sed 's/^/  sandbox: /'; echo
+expect_push 2 "the DM with an image"
+
+echo "== a channel post that @mentions the agent"
+team=$(printf '%s' "$team_json" | python3 -c 'import json,sys; d=json.load(sys.stdin); print(d["team_id"])')
+channel=$(printf '%s' "$team_json" | python3 -c 'import json,sys; d=json.load(sys.stdin); print(d["channel_id"])')
+sb_post /_sandbox/channel-messages "{\"from\": \"$sponsor\", \"team_id\": \"$team\", \"channel_id\": \"$channel\", \"text\": \"@$agent channel check\", \"mentions\": [\"$agent\"]}" \
+  | sed 's/^/  sandbox: /'; echo
+expect_push 3 "the channel mention"
+
+echo "== the host's complaints, if any"
+if grep -iE 'meta key|invalid.*meta|truncated from' "$debug"; then
+  echo "FAIL: the host dropped a meta key or cut the instructions (lines above)"; exit 1
+fi
+echo "PASS: the DM, the screenshot and the channel mention reached the session; no meta key dropped"
+

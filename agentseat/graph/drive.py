@@ -5,7 +5,7 @@ Graph v1.0 pages, in the order a file travels:
   Graph page now says 250 MB: 4 MB is safe under both). `@microsoft.graph.conflictBehavior=rename`
   keeps an earlier file of the same name, which an earlier message still links to.
 - driveitem-createuploadsession: larger files, in byte ranges that are multiples of 320 KiB, PUT
-  to the session's uploadUrl without the token (graph/preauth.py).
+  to the session's uploadUrl without the token, resumed after a failure (graph/upload_session.py).
 - driveitem-invite: share with the chat's members, read-only, sign-in required, no mail.
 - shares-get, "Encoding sharing URLs": a file's webUrl as `u!` + unpadded base64url is a shareId;
   `/shares/{id}/driveItem` and its `/content` (a 302 to a pre-authenticated URL) open it.
@@ -21,7 +21,7 @@ from urllib.parse import quote
 
 from ..config import Settings
 from ..errors import GraphError
-from . import preauth
+from . import upload_session
 from .client import GraphClient
 from .content import get_content
 from .hosts import check_content_url
@@ -51,18 +51,7 @@ async def upload(graph: GraphClient, settings: Settings, name: str, size: int, r
     session = await graph.post(f"/me/drive/root:/{_chat_file_path(name)}:/createUploadSession",
                                {"item": {**_RENAME, "name": name}})
     url = check_content_url(str((session or {}).get("uploadUrl") or ""), settings.graph_host, "an upload session")
-    offset = 0
-    while offset < size:
-        chunk = await read(offset, min(CHUNK, size - offset))
-        status, body = await preauth.put_range(settings, url, chunk, offset, size)
-        if status in (200, 201):
-            return dict(body or {})
-        if status != 202:
-            raise GraphError(f"the upload session refused bytes {offset}-{offset + len(chunk) - 1}: {status}",
-                             status=status, code="UploadFailed", hint="try sending the file again")
-        offset += len(chunk)
-    raise GraphError("the upload session never returned the file", status=0, code="UploadFailed",
-                     hint="try sending the file again")
+    return await upload_session.send(settings, url, size, read, chunk=CHUNK)
 
 
 async def invite(graph: GraphClient, item_id: str, recipients: list[dict[str, str]]) -> None:

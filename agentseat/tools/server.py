@@ -23,10 +23,10 @@ from mcp.server.stdio import stdio_server
 from mcp.shared.exceptions import MCPError
 from pydantic import ValidationError
 
-from .. import __version__
+from .. import __version__, progress
 from ..errors import AgentSeatError, TokenError
 from ..prompts.loader import MAX_INSTRUCTIONS, Prompts
-from . import cards, downloads, events, identity, mail, team_channels, teams, teams_actions
+from . import cards, downloads, events, files, identity, mail, team_channels, teams, teams_actions
 from .base import Tool, ToolImage
 from .channel import ChannelSink
 from .events import EventCursor
@@ -156,6 +156,7 @@ def build_tools(runtime: Runtime, cursor: EventCursor, channel: ChannelSink | No
         *cards.tools(runtime),
         *team_channels.tools(runtime),
         *downloads.tools(runtime),
+        *files.tools(runtime),
         *mail.tools(runtime),
         *events.tools(runtime, cursor),
         *identity.tools(runtime, extra_status),
@@ -168,7 +169,7 @@ def not_ready_tools(settings: Settings | None, failure: AgentSeatError) -> ToolB
     listed: list[Tool] = []
     for build in (lambda: teams.tools(stand_in), lambda: teams_actions.tools(stand_in),
                   lambda: team_channels.tools(stand_in), lambda: downloads.tools(stand_in),
-                  lambda: mail.tools(stand_in),
+                  lambda: files.tools(stand_in), lambda: mail.tools(stand_in),
                   lambda: events.tools(stand_in, EventCursor(stand_in)), lambda: identity.tools(stand_in)):
         try:
             listed += build()
@@ -187,6 +188,20 @@ def not_ready_prompts(failure: AgentSeatError) -> Prompts:
     return Prompts(instructions=text[:MAX_INSTRUCTIONS], body=text)
 
 
+def _progress_reporter(ctx: Any) -> progress.Reporter | None:
+    """Where long work reports progress: the host's progress token for this call, if it gave one."""
+    meta = getattr(ctx, "meta", None) or {}
+    token = meta.get("progress_token", meta.get("progressToken")) if isinstance(meta, dict) else None
+    if token is None:
+        return None
+
+    async def send(done: float, total: float | None, message: str) -> None:
+        await ctx.session.send_progress_notification(token, done, total, message,
+                                                     related_request_id=getattr(ctx, "request_id", None))
+
+    return send
+
+
 def build_server(runtime: Runtime | None, prompts: Prompts, *, channel: ChannelSink | None = None,
                  cursor: EventCursor | None = None, box: ToolBox | None = None) -> Server[Any]:
     """The MCP server for `runtime` (or for `box` alone); pass `channel` to push inbox events once a
@@ -200,7 +215,8 @@ def build_server(runtime: Runtime | None, prompts: Prompts, *, channel: ChannelS
         return types.ListToolsResult(tools=box.listing())
 
     async def call_tool(ctx: Any, params: types.CallToolRequestParams) -> types.CallToolResult:
-        return await box.call(params.name, params.arguments)
+        with progress.reporting(_progress_reporter(ctx)):
+            return await box.call(params.name, params.arguments)
 
     prompt = types.Prompt(name=PROMPT_NAME, description="Who the agent is, its sponsors, its channel discipline "
                           "and its defences against injected instructions.")

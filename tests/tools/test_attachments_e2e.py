@@ -135,7 +135,9 @@ async def test_a_file_sent_by_the_agent_opens_for_the_recipient_and_an_image_goe
         meta = await served.call_json("download_attachment", chat_id=sent["chat_id"], message_id=sent["message_id"],
                                       attachment_id=kinds["file"]["id"])
         assert meta["name"] == "report.txt" and meta["size"] == 25 and meta["web_url"] == web_url
-        assert meta["text"] is None and "later" in meta["note"]
+        # The file's text, read through read_document and wrapped as data from its last editor (the agent).
+        assert meta["text"].startswith("<external_content source=\"file:") and 'trust="agent"' in meta["text"]
+        assert "Q4: 412 passed, 3 failed" in meta["text"] and meta["kind"] == "text"
 
 
 async def test_the_agents_state_files_are_never_sent(sandbox: Sandbox, env: dict[str, str], tmp_path: Path) -> None:
@@ -190,7 +192,9 @@ async def test_files_sent_to_the_agent_are_listed_and_opened(sandbox: Sandbox, e
         pdf = await served.call_json("download_attachment", chat_id=posted["chat_id"],
                                      message_id=posted["message_id"], attachment_id=ids["notes_ v2_ final _x_.pdf"])
         assert pdf["type"] == "file" and pdf["size"] == 13 and pdf["mime_type"] == "application/pdf"
-        assert pdf["text"] is None and pdf["web_url"].startswith(sandbox.url)
+        assert pdf["web_url"].startswith(sandbox.url)
+        # Thirteen bytes are no PDF: the metadata comes back with why there is no text.
+        assert pdf["text"] is None and "cannot read it" in pdf["note"]
         # An image sent as a file is fetched through the driveItem's /content redirect, and shown.
         result = await _call(served, "download_attachment", chat_id=posted["chat_id"],
                              message_id=posted["message_id"], attachment_id=ids["photo.png"])

@@ -20,6 +20,7 @@ TOOLS = {"send_teams_message", "reply_in_chat", "read_teams_messages", "list_cha
          "send_email", "reply_email", "read_email", "wait_for_event", "read_events", "mark_read", "whoami", "status",
          "list_teams", "list_channels", "read_channel_messages", "post_channel_message"}
 TOOLS |= {"download_attachment"}  # attachments (issue 12)
+TOOLS |= {"list_files", "resolve_file_url", "read_file", "write_file", "upload_file", "share_file"}  # files (issue 13)
 
 
 @pytest.fixture
