@@ -28,6 +28,13 @@ from anyio.abc import TaskStatus
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 
 from ..access import AccessPolicy
+from ..audit import AuditLog
+from ..audit.observe import observer as audit_observer
+from ..clock import Clock
+from ..clock.scheduler import scheduled
+from ..promises import Promises
+from ..record import Record
+from ..record.observe import observer as record_observer
 from ..config import Settings
 from ..errors import AgentSeatError, ConfigError, TunnelError
 from ..graph.client import GraphClient, ssl_context
@@ -128,12 +135,22 @@ class Runtime:
         self.webhook: WebhookServer | None = None  # the owner's, while webhooks run
         self.fetches: dict[str, FetchQueue] = {}  # per-kind reads notifications ask for, while webhooks run
         self._sponsors_known: anyio.Event | None = None  # set once sponsors are resolved (or could not be)
+        # --- memory and clock (issue 15): what the agent said, what it did, what it promised ---
+        self.record = Record(settings.state_dir / "record.db", retention_days=settings.record_retention_days)
+        self.audit = AuditLog(settings.state_dir / "audit.db")
+        self.graph.observers += [record_observer(self.record), audit_observer(self.audit)]
+        self.promises = Promises(settings.state_dir / "promises.db")
+        #: The one place that owns time: run by the owner only, so each reminder is raised once.
+        self.clock = Clock(self.promises, self.inbox)
 
     async def aclose(self) -> None:
         await self.graph.close()
         self.intake.close()
         self.access.close()
         self.inbox.close()
+        self.record.close()
+        self.audit.close()
+        self.promises.close()
         self.lock.release()
 
     # --- shared by every process -------------------------------------------------------
@@ -191,6 +208,7 @@ class Runtime:
             tg.start_soon(self.poller.run_resyncs)
             tg.start_soon(self.access.run)  # releases what approvals allow, from this process or the CLI
             tg.start_soon(self.readiness.run)
+            await tg.start(self.clock.run)  # reminders (and the daily summary): owner only
             await self._sources()
             tg.cancel_scope.cancel()
 
@@ -407,5 +425,8 @@ class Runtime:
             "notes": self.status.notes,
             # What the tenant was seen to do (token audience, lifetimes, $orderby, ...) and warnings.
             "tenant": self.facts.snapshot(),
+            # What the clock will raise next (issue 15); wakeups: times the owner's clock woke.
+            "scheduled": scheduled(self.promises) | ({"clock_wakeups": self.clock.wakeups}
+                                                     if self.status.role == "owner" else {}),
         }
 
