@@ -59,12 +59,18 @@ def _moment(view: dict[str, Any]) -> datetime:
 
 
 def interactions(inbox: Inbox, record: Record, *, chat_id: str | None = None, person: str | None = None,
-                 direction: Direction = "both", since: str | None = None, limit: int = 20) -> list[dict[str, Any]]:
-    """The newest `limit` interactions matching, oldest first."""
+                 direction: Direction = "both", since: str | None = None, limit: int = 20,
+                 person_ids: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+    """The newest `limit` interactions matching, oldest first. `person_ids`: other names of
+    `person` (its object id, looked up in Graph), since chat messages carry ids, not addresses."""
     bound = since_bound(since)
     views: list[dict[str, Any]] = []
     if direction in ("both", "inbound"):
-        views += [_inbound(e) for e in inbox.history(chat_id=chat_id, person=person, since=bound, limit=limit)]
+        found: dict[int, Event] = {}
+        for name in (person, *person_ids) if person else (None,):
+            for event in inbox.history(chat_id=chat_id, person=name, since=bound, limit=limit):
+                found[event.seq] = event
+        views += [_inbound(e) for e in found.values()]
     if direction in ("both", "outbound"):
         views += [_outbound(r) for r in record.query(chat_id=chat_id, person=person, since=bound, limit=limit)]
     views.sort(key=_moment)
