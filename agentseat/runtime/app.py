@@ -93,6 +93,7 @@ class Runtime:
         settings.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         own = {settings.agent_user_id, settings.agent_user_upn} - {""}
         self.inbox = Inbox(settings.state_dir / "inbox.db", own_ids=own)
+        self.audit = AuditLog(settings.state_dir / "audit.db")  # issue 15: actions and gate refusals
         self.keys = KeyStore(settings)
         self._certificates: dict[str, AgentCertificate] = {}
         # What `setup` just created may not have replicated yet: ride out its refusals for a while.
@@ -122,7 +123,7 @@ class Runtime:
         self.intake.reader = self.poller.read_chat_message
         self.intake.on_overflow = self.poller.resync_soon
         if settings.permission_relay:  # a sponsor's `yes <id>` answers a relayed Claude Code permission prompt
-            self.intake.intercept(PermissionReplies(settings, self.graph, self.policy))
+            self.intake.intercept(PermissionReplies(settings, self.graph, self.policy, audit=self.audit.append))
         self.lock = OwnerLock(settings.state_dir / "runtime.lock")
         # Rich items whose validation tokens fail are read from Graph instead, capped (issue 11).
         self.token_fallbacks = TokenFallbacks(facts=self.facts, on_capped=self.poller.resync_soon)
@@ -137,8 +138,8 @@ class Runtime:
         self._sponsors_known: anyio.Event | None = None  # set once sponsors are resolved (or could not be)
         # --- memory and clock (issue 15): what the agent said, what it did, what it promised ---
         self.record = Record(settings.state_dir / "record.db", retention_days=settings.record_retention_days)
-        self.audit = AuditLog(settings.state_dir / "audit.db")
         self.graph.observers += [record_observer(self.record), audit_observer(self.audit)]
+        self.access.audit = self.audit.append  # held senders and approvals
         self.promises = Promises(settings.state_dir / "promises.db")
         #: The one place that owns time: run by the owner only, so each reminder is raised once.
         self.clock = Clock(self.promises, self.inbox)

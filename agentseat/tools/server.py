@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
@@ -67,6 +68,8 @@ def _describe(exc: ValidationError) -> str:
 
 
 FailureView = Callable[[AgentSeatError], dict[str, Any]]
+#: A gate's refusal, as the gates word it: "refused: ..." or "files: refused PATH: ...".
+_REFUSED = re.compile(r"^(?:\w+: )?refused\b")
 STOPPED = "the agentseat runtime has stopped"
 
 
@@ -126,7 +129,7 @@ class ToolBox:
             value = await tool.run(args)
         except AgentSeatError as exc:
             log.info("tool_error", tool=name, error=exc.message)
-            if self.on_refusal is not None and exc.message.startswith("refused"):
+            if self.on_refusal is not None and _REFUSED.match(exc.message):
                 self.on_refusal(name, exc.message)
             return error_result(exc.message, exc.hint)
         except Exception as exc:  # the last line: a bug must not take the server down
