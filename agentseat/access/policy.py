@@ -132,7 +132,7 @@ class AccessPolicy:
         self.counters.held += 1
         log.info("access_held", kind=event.kind, chat=event.chat_id, sender=sender_key(event), trust=event.trust)
         if self.audit is not None:  # a gate's refusal: the sender may not reach the agent (yet)
-            self.audit("refusal", "access_held", kind=event.kind, chat_id=event.chat_id, sender=sender_key(event))
+            self.audit("refusal", "access_held", event_kind=event.kind, chat_id=event.chat_id, sender=sender_key(event))
         # Approved between `decide` and now, perhaps by `agentseat access` a moment ago (the timer
         # refreshes before it releases, and a just-approved sender must not get a second code).
         await anyio.to_thread.run_sync(self.refresh_if_changed)
