@@ -31,7 +31,8 @@ from ..access import AccessPolicy
 from ..audit import AuditLog
 from ..audit.observe import observer as audit_observer
 from ..clock import Clock
-from ..clock.scheduler import scheduled
+from ..clock.scheduler import Timer, scheduled
+from ..summary.daily import DailySummary, sponsor_mailer, summary_time
 from ..promises import Promises
 from ..record import Record
 from ..record.observe import observer as record_observer
@@ -142,7 +143,13 @@ class Runtime:
         self.access.audit = self.audit.append  # held senders and approvals
         self.promises = Promises(settings.state_dir / "promises.db")
         #: The one place that owns time: run by the owner only, so each reminder is raised once.
-        self.clock = Clock(self.promises, self.inbox)
+        timers: list[Timer] = []
+        if (summary_at := summary_time(settings.daily_summary_at)) is not None:  # AGENTSEAT_DAILY_SUMMARY_AT
+            mailer = (sponsor_mailer(self.graph, settings.sponsors[0])
+                      if settings.daily_summary_mail and settings.sponsors else None)
+            timers.append(DailySummary(summary_at, settings.timezone, inbox=self.inbox, record=self.record,
+                                       promises=self.promises, mail=mailer))
+        self.clock = Clock(self.promises, self.inbox, timers=timers)
 
     async def aclose(self) -> None:
         await self.graph.close()

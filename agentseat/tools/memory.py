@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 
 from ..promises import tools as promise_tools
 from ..record import tools as record_tools
+from ..summary import brief
 from .base import Tool
 
 if TYPE_CHECKING:
@@ -13,4 +14,4 @@ if TYPE_CHECKING:
 
 
 def memory_tools(runtime: Runtime) -> list[Tool]:
-    return [*record_tools.tools(runtime), *promise_tools.tools(runtime)]
+    return [*record_tools.tools(runtime), *promise_tools.tools(runtime), *brief.tools(runtime)]

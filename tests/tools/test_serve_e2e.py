@@ -20,7 +20,7 @@ TOOLS = {"send_teams_message", "reply_in_chat", "read_teams_messages", "list_cha
          "send_email", "reply_email", "read_email", "wait_for_event", "read_events", "mark_read", "whoami", "status"}
 TOOLS |= {"download_attachment"}  # attachments (issue 12)
 TOOLS |= {"list_files", "resolve_file_url", "read_file", "write_file", "upload_file", "share_file"}  # files (issue 13)
-TOOLS |= {"read_interactions", "add_promise", "list_promises", "resolve_promise"}  # memory and clock (issue 15)
+TOOLS |= {"read_interactions", "add_promise", "list_promises", "resolve_promise", "session_brief"}  # memory and clock (issue 15)
 
 
 @pytest.fixture
