@@ -4,6 +4,7 @@ its condition holds); a promise missed while nothing ran is made in the past."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -13,7 +14,7 @@ import pytest
 from agentseat.audit import AuditLog
 from agentseat.promises import Promises
 from agentseat.sandbox.app import Sandbox
-from tests.tools._mcp import BOUND, Served, post_dm, serve
+from tests.tools._mcp import BOUND, Served, mailbox, post_dm, serve
 
 
 @pytest.fixture
@@ -125,3 +126,26 @@ async def test_a_promise_due_in_2_s_arrives_once_across_three_servers_and_surviv
     assert again["message_id"] == missed.id and "2.0 h late" in str(again["content"])
     assert [e["message_id"] for e in events if e["kind"] == "reminder"] == [promise["id"], missed.id]
     assert status["promises"] == [{"id": later["id"], "due": later["due"], "chat_id": chat}]
+
+
+async def test_the_daily_summary_is_raised_and_mailed_and_the_brief_is_short(
+        sandbox: Sandbox, env: dict[str, str], tmp_path: Path) -> None:
+    sponsor, agent = _upn(sandbox, "sponsor"), _upn(sandbox, "agent_user")
+    # 00:00 UTC has always passed today: the first owner raises today's summary at start, once.
+    summary_env = {**env, "AGENTSEAT_DAILY_SUMMARY_AT": "00:00", "AGENTSEAT_DAILY_SUMMARY_MAIL": "1"}
+    async with serve(summary_env, tmp_path, "summary") as served:
+        with anyio.fail_after(BOUND):
+            while not [p for p in served.pushes if p.meta and p.meta.get("kind") == "summary"]:
+                await anyio.sleep(0.05)
+        [push] = [p for p in served.pushes if p.meta and p.meta.get("kind") == "summary"]
+        assert "Needs you (0):" in push.content and "Open promises: 0" in push.content
+        await post_dm(sandbox, sponsor, agent, "Are we on for Friday?")
+        await served.wait_pushes(2)
+        await served.call_json("add_promise", chat_id="19:x@thread.v2", description="confirm Friday",
+                               due="in 3 hours")
+        brief = await served.call_json("session_brief")
+    mail = [m for m in await mailbox(sandbox, sponsor) if str(m.get("subject", "")).startswith("Daily summary")]
+    assert len(mail) == 1 and "<h3>Needs you (0)</h3>" in str(mail[0])
+    assert brief["today"]["received"] == 1 and brief["open_promises"]["count"] == 1
+    assert brief["unread"] >= 1 and brief["subscriptions"]
+    assert len(json.dumps(brief)) < 1500  # short enough to read at the start of a session
