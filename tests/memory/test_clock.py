@@ -94,3 +94,35 @@ def test_due_phrases_in_the_sponsor_time_zone() -> None:
     for bad in ("soonish", "in 3 fortnights", "25:00"):
         with pytest.raises(ToolInputError):
             parse_due(bad, "UTC", now)
+
+
+async def test_after_a_clock_jump_the_clock_looks_again_without_a_poke(stores: tuple[Inbox, Promises]) -> None:
+    inbox, promises = stores
+    now = FakeTime(T0)
+    promises.add("19:c@thread.v2", "in an hour", T0 + timedelta(hours=1), now=T0)
+    clock = Clock(promises, inbox, now=now, recheck=0.05)  # RECHECK, shrunk: the jump is seen at the next look
+    async with anyio.create_task_group() as tg:
+        await tg.start(clock.run)
+        assert inbox.count() == 0
+        now.at = T0 + timedelta(hours=2)  # the wall clock jumped (or the machine slept) two hours
+        with anyio.fail_after(10):
+            while inbox.count() == 0:
+                await anyio.sleep(0.01)
+        tg.cancel_scope.cancel()
+    [event] = inbox.read(0)
+    assert event.kind == "reminder" and "1.0 h late" in envelope(event)["content"]
+
+
+def test_status_lists_what_is_scheduled_next(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from agentseat.cli import main
+
+    promises = Promises(tmp_path / "promises.db")
+    promise = promises.add("19:c@thread.v2", "call back", T0 + timedelta(days=400), now=T0)
+    promises.set_meta("next_due", promise.due)
+    promises.close()
+    (tmp_path / "inbox.db").touch()
+    Inbox(tmp_path / "inbox.db").close()
+    assert main(["--state-dir", str(tmp_path), "status"]) == 0
+    out = capsys.readouterr().out
+    assert f"scheduled:      next due {promise.due}" in out
+    assert f"promise:        {promise.id} due {promise.due} in 19:c@thread.v2" in out
