@@ -10,14 +10,17 @@ tests move it instead of sleeping.
 from __future__ import annotations
 
 import socket
+import sqlite3
 from collections.abc import Callable
+from contextlib import suppress
 from datetime import UTC, datetime
 from typing import Any
 
 import anyio
 import structlog
-from anyio.abc import SocketAttribute, TaskStatus
+from anyio.abc import SocketAttribute, TaskGroup, TaskStatus
 
+from ..errors import AgentSeatError
 from ..promises.store import Promises
 from ..runtime.events import Event
 from ..runtime.inbox import Inbox
@@ -95,31 +98,51 @@ class Clock:
         return self.next_due
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
-        """Until cancelled: tick, then sleep until the next due time, a poke, or `recheck`."""
-        async with await anyio.create_udp_socket(family=socket.AF_INET, local_host="127.0.0.1") as udp, \
-                anyio.create_task_group() as tg:
-            port = udp.extra(SocketAttribute.local_port)
-            await anyio.to_thread.run_sync(self.promises.set_meta, PORT_KEY, str(port))
-            tg.start_soon(self._listen, udp)
+        """Until cancelled: tick, then sleep until the next due time, a poke, or `recheck`.
+
+        The clock never takes the runtime down: a store that fails is retried at the next
+        look, and without a loopback socket other processes' promises wait for `recheck`."""
+        async with anyio.create_task_group() as tg:
+            port = await self._listener(tg)
             log.info("clock_started", port=port)
             task_status.started()
             try:
                 while True:
                     self._poked = anyio.Event()
-                    upcoming = await self.tick()
                     wait = self.recheck
-                    if upcoming is not None:
-                        wait = min(wait, max(0.0, (upcoming - self.now()).total_seconds()))
+                    try:
+                        upcoming = await self.tick()
+                    except (AgentSeatError, sqlite3.Error) as exc:
+                        log.warning("clock_tick_failed", error=getattr(exc, "message", type(exc).__name__))
+                        wait = min(wait, 30.0)
+                    else:
+                        if upcoming is not None:
+                            wait = min(wait, max(0.0, (upcoming - self.now()).total_seconds()))
                     with anyio.move_on_after(wait):
                         await self._poked.wait()
                     self.wakeups += 1
             finally:
-                with anyio.CancelScope(shield=True):
-                    await anyio.to_thread.run_sync(self.promises.set_meta, PORT_KEY, None)
+                with anyio.CancelScope(shield=True), suppress(sqlite3.Error):
+                    if port is not None:
+                        await anyio.to_thread.run_sync(self.promises.set_meta, PORT_KEY, None)
+                tg.cancel_scope.cancel()
+
+    async def _listener(self, tg: TaskGroup) -> int | None:
+        """Listen for pokes on a loopback UDP port, published in the store; None if that fails."""
+        try:
+            udp = await anyio.create_udp_socket(family=socket.AF_INET, local_host="127.0.0.1")
+            port = int(udp.extra(SocketAttribute.local_port))
+            await anyio.to_thread.run_sync(self.promises.set_meta, PORT_KEY, str(port))
+        except (OSError, sqlite3.Error) as exc:
+            log.warning("clock_poke_unavailable", error=type(exc).__name__)
+            return None
+        tg.start_soon(self._listen, udp)
+        return port
 
     async def _listen(self, udp: Any) -> None:
-        async for _packet in udp:
-            self.wake()
+        async with udp:
+            async for _packet in udp:
+                self.wake()
 
 
 def scheduled(promises: Promises, *, limit: int = 5, extra: dict[str, str | None] | None = None) -> dict[str, Any]:
