@@ -68,6 +68,15 @@ class Clock:
         self.next_due: datetime | None = None
         self._poked = anyio.Event()
 
+    def add(self, timer: Timer) -> None:
+        """Serve `timer` from now on (the reconcile behind webhooks, while they run)."""
+        self.timers.append(timer)
+        self.wake()
+
+    def remove(self, timer: Timer) -> None:
+        if timer in self.timers:
+            self.timers.remove(timer)
+
     def wake(self) -> None:
         """Look again now (a promise was added or resolved, or a test moved time)."""
         self._poked.set()

@@ -32,6 +32,7 @@ from ..audit import AuditLog
 from ..audit.observe import observer as audit_observer
 from ..clock import Clock
 from ..clock.scheduler import Timer, scheduled
+from ..clock.timers import Reconcile
 from ..summary.daily import DailySummary, sponsor_mailer, summary_time
 from ..promises import Promises
 from ..record import Record
@@ -292,6 +293,7 @@ class Runtime:
             fallbacks=self.token_fallbacks,
         )
         tunnel = self._tunnel()
+        reconcile = Reconcile(self.poller, settings.reconcile_seconds, self.clock.now)
         try:
             async with anyio.create_task_group() as tg:
                 self.webhook = WebhookServer(settings, pipeline)
@@ -299,10 +301,11 @@ class Runtime:
                 tg.start_soon(mail_fetches.run)
                 tg.start_soon(chat_fetches.run)
                 tg.start_soon(self._lifecycle_worker)
-                tg.start_soon(self.poller.reconcile_forever)
+                self.clock.add(reconcile)  # the clock says when to reconcile (one place owns time)
                 tg.start_soon(self.delivery.run)
                 await self._tunnel_loop(tunnel, port, fallback=fallback)
         finally:
+            self.clock.remove(reconcile)
             with anyio.CancelScope(shield=True):
                 await tunnel.stop()
                 await session.close()
