@@ -77,6 +77,11 @@ class Clock:
         if timer in self.timers:
             self.timers.remove(timer)
 
+    def timer_times(self) -> dict[str, str | None]:
+        """When each timer is next due (`status`): the daily summary, the reconcile."""
+        now = self.now()
+        return {timer.name: (at.isoformat() if (at := timer.next_at(now)) else None) for timer in self.timers}
+
     def wake(self) -> None:
         """Look again now (a promise was added or resolved, or a test moved time)."""
         self._poked.set()

@@ -437,7 +437,7 @@ class Runtime:
             # What the tenant was seen to do (token audience, lifetimes, $orderby, ...) and warnings.
             "tenant": self.facts.snapshot(),
             # What the clock will raise next (issue 15); wakeups: times the owner's clock woke.
-            "scheduled": scheduled(self.promises) | ({"clock_wakeups": self.clock.wakeups}
-                                                     if self.status.role == "owner" else {}),
+            "scheduled": scheduled(self.promises, extra=self.clock.timer_times()) | (
+                {"clock_wakeups": self.clock.wakeups} if self.status.role == "owner" else {}),
         }
 

@@ -26,6 +26,7 @@ async def test_the_clock_runs_the_reconcile_when_its_time_comes(sandbox: Sandbox
         assert runtime.poller.counters.by_reason.get("timer", 0) == 0
         scheduled = datetime.fromisoformat(runtime.describe()["scheduled"]["next_due"])
         assert timedelta(minutes=59) < scheduled - datetime.now(UTC) <= timedelta(hours=1)
+        assert runtime.describe()["scheduled"]["reconcile"] == scheduled.isoformat()
         moved = timedelta(hours=1, seconds=1)
         runtime.clock.wake()
         await wait_for(lambda: runtime.poller.counters.by_reason.get("timer", 0) >= 2)  # chats and mail, once each
