@@ -118,7 +118,8 @@ class GraphClient:
         self._replication = replication
         self.requests = 0
         #: Called as (method, route, json sent, body returned) after Graph accepts a write (the
-        #: interaction record and the audit log); an observer's failure never fails the call.
+        #: interaction record and the audit log), in a worker thread since each writes SQLite;
+        #: an observer's failure never fails the call.
         self.observers: list[Callable[[str, str, Any, Any], None]] = []
 
     async def __aenter__(self) -> GraphClient:
@@ -206,8 +207,8 @@ class GraphClient:
             if 200 <= status < 300 or (not redirects and status in _REDIRECTS):
                 if self._replication is not None:
                     self._replication.graph_succeeded(method, route, json)
-                if method.upper() != "GET":
-                    self._observe(method, route, json, body)
+                if method.upper() != "GET" and self.observers:
+                    await anyio.to_thread.run_sync(self._observe, method, route, json, body)
                 return GraphResponse(status, resp_headers, body)
             if status == 401 and not refreshed:
                 refreshed = True  # exactly one forced refresh and one retry
