@@ -65,13 +65,18 @@ def interactions(inbox: Inbox, record: Record, *, chat_id: str | None = None, pe
     `person` (its object id, looked up in Graph), since chat messages carry ids, not addresses."""
     bound = since_bound(since)
     views: list[dict[str, Any]] = []
+    found: dict[int, Event] = {}
+    for name in (person, *person_ids) if person else (None,):
+        for event in inbox.history(chat_id=chat_id, person=name, since=bound, limit=limit):
+            found[event.seq] = event
     if direction in ("both", "inbound"):
-        found: dict[int, Event] = {}
-        for name in (person, *person_ids) if person else (None,):
-            for event in inbox.history(chat_id=chat_id, person=name, since=bound, limit=limit):
-                found[event.seq] = event
         views += [_inbound(e) for e in found.values()]
     if direction in ("both", "outbound"):
-        views += [_outbound(r) for r in record.query(chat_id=chat_id, person=person, since=bound, limit=limit)]
+        rows = {r["id"]: r for r in record.query(chat_id=chat_id, person=person, since=bound, limit=limit)}
+        if person:  # what the agent said in its one-on-one chats with them (chat messages name no recipient)
+            for chat in {e.chat_id for e in found.values() if e.chat_type == "oneOnOne" and e.chat_id}:
+                if chat_id in (None, chat):
+                    rows |= {r["id"]: r for r in record.query(chat_id=chat, since=bound, limit=limit)}
+        views += [_outbound(r) for r in rows.values()]
     views.sort(key=_moment)
     return views[-limit:]

@@ -63,6 +63,7 @@ async def test_history_of_a_chat_returns_both_directions_in_order(sandbox: Sandb
         history = (await served.call_json("read_interactions", chat_id=chat))["interactions"]
         outbound = (await served.call_json("read_interactions", chat_id=chat, direction="outbound"))["interactions"]
         mine = (await served.call_json("read_interactions", person=sponsor, direction="inbound"))["interactions"]
+        with_her = (await served.call_json("read_interactions", person=sponsor))["interactions"]
     assert [(h["direction"], h.get("action")) for h in history] == [
         ("inbound", None), ("outbound", "send"), ("outbound", "react"), ("outbound", "edit")]
     first = history[0]
@@ -71,6 +72,7 @@ async def test_history_of_a_chat_returns_both_directions_in_order(sandbox: Sandb
     assert [h["text"] for h in history[1:]] == ["Checking now", "like", "Checked: all fine"]
     assert history[1]["message_id"] == sent["message_id"] and len(outbound) == 3
     assert [m["message_id"] for m in mine] == [asked["message_id"]]
+    assert [h["text"] for h in with_her][1:] == ["Checking now", "like", "Checked: all fine"]  # their DM
     # The audit trail has each outward action and the refusal, chained; no text in it.
     log = AuditLog(Path(env["AGENTSEAT_STATE_DIR"]) / "audit.db")
     try:
