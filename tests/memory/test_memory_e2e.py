@@ -127,6 +127,8 @@ async def test_a_promise_due_in_2_s_arrives_once_across_three_servers_and_surviv
         status = (await d.call_json("status"))["scheduled"]
     assert again["message_id"] == missed.id and "2.0 h late" in str(again["content"])
     assert [e["message_id"] for e in events if e["kind"] == "reminder"] == [promise["id"], missed.id]
+    assert [e["due"] for e in events if e["kind"] == "reminder"][1] == missed.due
+    assert 'source="clock:reminder"' in events[-1]["text"]
     assert status["promises"] == [{"id": later["id"], "due": later["due"], "chat_id": chat}]
 
 
