@@ -41,6 +41,8 @@ from anyio.abc import ByteReceiveStream, ByteSendStream, Process
 
 from .errors import AgentSeatError, ConfigError
 from .runtime.events import CHANGE_KINDS, CLOCK_KINDS
+from .channels import graph as channel_graph
+from .channels.push import thread_of
 from .runtime.group_policy import pushes
 from .runtime.inbox import Event, Inbox
 from .tools.base import MAX_MESSAGE_BYTES
@@ -414,7 +416,10 @@ class Bot:
         if event.kind == "summary":
             log.info("bot_summary_handled", seq=event.seq)  # nobody to answer: the handler saw it
             return
-        if event.kind in ("teams", "reminder"):  # a reminder's answer goes to its promise's chat
+        if event.kind == "channel":  # in the thread the post started, or the reply belongs to
+            body = {"body": {"contentType": "text", "content": fit(text, TEAMS_REPLY_BYTES)}}
+            await channel_graph.post(runtime.graph, event.team_id, event.chat_id or "", body, thread_of(event))
+        elif event.kind in ("teams", "reminder"):  # a reminder's answer goes to its promise's chat
             assert event.chat_id is not None
             body = {"body": {"contentType": "text", "content": fit(text, TEAMS_REPLY_BYTES)}}
             await runtime.graph.post(f"/chats/{quote(event.chat_id, safe=':@.')}/messages", body)

@@ -76,6 +76,8 @@ def collect(settings: Settings) -> dict[str, Any]:
         }
         raw = inbox.get_meta("subscriptions")
         info["subscriptions"] = json.loads(raw) if raw else {}
+        raw = inbox.get_meta("subscriptions.channels")  # one per joined team channel (subscriptions/channels.py)
+        info["channel_subscriptions"] = json.loads(raw) if raw else {}
         watch = inbox.get_meta(DELIVERY_META)
         info["missed_notifications"] = None if watch is None else missed_in_window(watch)
     finally:
@@ -135,6 +137,10 @@ def status(settings: Settings, out: TextIO | None = None) -> int:
         if sub.get("state") == "refused" and sub.get("retry_at"):
             detail += f", retry at {_when(float(sub['retry_at']))}"
         print(f"subscription:   {kind}: {detail}", file=out)
+    if channel_subs := info.get("channel_subscriptions"):
+        active = sum(1 for sub in channel_subs.values() if sub.get("state") == "active")
+        print(f"channels:       {active} of {len(channel_subs)} channel subscriptions active "
+              "(in auto mode the rest are polled)", file=out)
     plan = info.get("scheduled") or {}
     print(f"scheduled:      next due {plan.get('next_due') or 'nothing'}", file=out)
     for item in plan.get("promises", []):

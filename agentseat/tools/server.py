@@ -27,11 +27,11 @@ from pydantic import ValidationError
 from .. import __version__, progress
 from ..errors import AgentSeatError, TokenError
 from ..prompts.loader import MAX_INSTRUCTIONS, Prompts
-from . import cards, downloads, events, files, identity, mail, teams, teams_actions
-from .memory import memory_tools
+from . import cards, downloads, events, files, identity, mail, team_channels, teams, teams_actions
 from .base import Tool, ToolImage
 from .channel import ChannelSink
 from .events import EventCursor
+from .memory import memory_tools
 from .permission import CAPABILITY as PERMISSION_CAPABILITY
 from .permission import REQUEST_METHOD as PERMISSION_REQUEST
 from .permission import PermissionRelay
@@ -162,6 +162,7 @@ def build_tools(runtime: Runtime, cursor: EventCursor, channel: ChannelSink | No
         *teams.tools(runtime),
         *teams_actions.tools(runtime),
         *cards.tools(runtime),
+        *team_channels.tools(runtime),
         *downloads.tools(runtime),
         *files.tools(runtime),
         *mail.tools(runtime),
@@ -178,7 +179,8 @@ def not_ready_tools(settings: Settings | None, failure: AgentSeatError) -> ToolB
     stand_in: Any = NoRuntime(settings)
     listed: list[Tool] = []
     for build in (lambda: teams.tools(stand_in), lambda: teams_actions.tools(stand_in),
-                  lambda: downloads.tools(stand_in), lambda: files.tools(stand_in), lambda: mail.tools(stand_in),
+                  lambda: team_channels.tools(stand_in), lambda: downloads.tools(stand_in),
+                  lambda: files.tools(stand_in), lambda: mail.tools(stand_in),
                   lambda: events.tools(stand_in, EventCursor(stand_in)), lambda: identity.tools(stand_in),
                   lambda: memory_tools(stand_in)):
         try:
