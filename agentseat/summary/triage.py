@@ -6,9 +6,9 @@ message id. Its newest inbound message decides where the thread goes:
 1. *handled*: the agent said something in that thread (a send, reply, edit or reaction
    in the same chat) after the newest inbound message.
 2. *needs you*: not answered, and from a sponsor, or in a one-on-one chat, or an @mention
-   of the agent, or a mail.
-3. *heads-up*: not answered, and only overheard: group chatter that did not mention the
-   agent, channel posts, edits and deletions.
+   of the agent (in a chat or a channel), or a mail.
+3. *heads-up*: not answered, and only overheard: group chatter and channel posts that did
+   not mention the agent (and are not a sponsor's), edits and deletions.
 
 Promises: open ones overdue by a day or more are *needs you*; open ones due in the next
 24 hours (or overdue by less than a day) are *heads-up*; promises resolved today are
@@ -106,7 +106,7 @@ def triage(inbound: list[Event], outbound: list[dict[str, Any]], promises: list[
         line = f"{_who(event)} ({event.kind}): {what}{_snippet(event.text)}"
         if thread in said and said[thread] >= _when(event.created_at):
             day.handled.append(Item(thread, line))
-        elif event.kind in ("teams", "mail") and _urgent(event):
+        elif event.kind in ("teams", "mail", "channel") and _urgent(event):
             day.needs_you.append(Item(thread, line))
         else:
             day.heads_up.append(Item(thread, line))
