@@ -118,6 +118,8 @@ async def test_a_promise_due_in_2_s_arrives_once_across_three_servers_and_surviv
     finally:
         promises.close()
     async with serve(env, tmp_path, "d") as d:
+        # The model's way, beside the push: unread events in order, the earlier (pushed, unread) reminder first.
+        waited = [(await d.call_json("wait_for_event", timeout_seconds=55))["event"] for _ in range(2)]
         with anyio.fail_after(BOUND):
             while not _reminders(d):
                 await anyio.sleep(0.05)
@@ -126,6 +128,7 @@ async def test_a_promise_due_in_2_s_arrives_once_across_three_servers_and_surviv
         events = (await d.call_json("read_events", since=0))["events"]
         status = (await d.call_json("status"))["scheduled"]
     assert again["message_id"] == missed.id and "2.0 h late" in str(again["content"])
+    assert [(e["kind"], e["message_id"]) for e in waited] == [("reminder", promise["id"]), ("reminder", missed.id)]
     assert [e["message_id"] for e in events if e["kind"] == "reminder"] == [promise["id"], missed.id]
     assert [e["due"] for e in events if e["kind"] == "reminder"][1] == missed.due
     assert 'source="clock:reminder"' in events[-1]["text"]
