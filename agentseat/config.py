@@ -178,6 +178,15 @@ class Settings(BaseSettings):
     daily_summary_at: str = Field(default="", description="HH:MM local time of the daily summary; empty: off.")
     daily_summary_mail: bool = Field(default=False, description="Also mail the daily summary to the primary sponsor.")
 
+    @field_validator("daily_summary_at")
+    @classmethod
+    def _hh_mm(cls, value: str) -> str:
+        import re
+
+        if value.strip() and not re.fullmatch(r"([01]?\d|2[0-3]):[0-5]\d", value.strip()):
+            raise ValueError(f"{value!r} is not a time of day as HH:MM (for example 17:30)")
+        return value.strip()
+
     @field_validator("timezone")
     @classmethod
     def _known_zone(cls, value: str) -> str:
