@@ -40,7 +40,7 @@ import structlog
 from anyio.abc import ByteReceiveStream, ByteSendStream, Process
 
 from .errors import AgentSeatError, ConfigError
-from .runtime.events import CHANGE_KINDS
+from .runtime.events import CHANGE_KINDS, CLOCK_KINDS
 from .channels import graph as channel_graph
 from .channels.push import thread_of
 from .runtime.group_policy import pushes
@@ -347,6 +347,8 @@ class Bot:
         return self._access.allows(event)
 
     def allows(self, event: Event) -> bool:
+        if event.kind in CLOCK_KINDS:  # raised by the agent's own clock (a reminder, the summary): nobody sent it
+            return True
         # A notification's word is not enough to run a handler: sender and text must be Graph's.
         return event.confirmed and self.allows_sender(event)
 
@@ -411,10 +413,13 @@ class Bot:
             log.warning("bot_handler_failed", **facts, returncode=result.returncode)
 
     async def _reply(self, runtime: Runtime, event: Event, text: str) -> None:
+        if event.kind == "summary":
+            log.info("bot_summary_handled", seq=event.seq)  # nobody to answer: the handler saw it
+            return
         if event.kind == "channel":  # in the thread the post started, or the reply belongs to
             body = {"body": {"contentType": "text", "content": fit(text, TEAMS_REPLY_BYTES)}}
             await channel_graph.post(runtime.graph, event.team_id, event.chat_id or "", body, thread_of(event))
-        elif event.kind == "teams":
+        elif event.kind in ("teams", "reminder"):  # a reminder's answer goes to its promise's chat
             assert event.chat_id is not None
             body = {"body": {"contentType": "text", "content": fit(text, TEAMS_REPLY_BYTES)}}
             await runtime.graph.post(f"/chats/{quote(event.chat_id, safe=':@.')}/messages", body)

@@ -235,7 +235,10 @@ def cmd_access(args: argparse.Namespace, settings: Settings) -> int:
         raise AgentSeatError(f"`agentseat access {args.action}` needs a CODE or a person",
                              hint="`agentseat access list` shows pending codes, held senders and the allowlist")
     action = {"approve": commands.access_approve, "deny": commands.access_deny, "revoke": commands.access_revoke}
-    return action[args.action](settings, args.target, sys.stdout)
+    code = action[args.action](settings, args.target, sys.stdout)
+    if code == 0:
+        _audited_access(settings, args.action, args.target)
+    return code
 
 
 def _access_command(parsers: dict[str, argparse.ArgumentParser]) -> None:
@@ -244,6 +247,36 @@ def _access_command(parsers: dict[str, argparse.ArgumentParser]) -> None:
                    help="list: policy, allowlist, codes, held; approve/deny CODE (or a held sender); revoke PERSON")
     p.add_argument("target", nargs="?", help="a pairing code, or a UPN, mail address or object id")
     p.set_defaults(func=cmd_access)
+
+
+# --- audit (work in audit/commands.py) ---------------------------------------------------------
+def cmd_audit(args: argparse.Namespace, settings: Settings) -> int:
+    from .audit import commands
+
+    if args.action == "verify":
+        return commands.audit_verify(settings, sys.stdout)
+    if args.action == "export":
+        return commands.audit_export(settings, args.since, sys.stdout)
+    return commands.audit_tail(settings, args.limit, sys.stdout)
+
+
+def _audit_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("audit", help="the hash-chained audit log: tail | verify | export --since TIME")
+    p.add_argument("action", choices=["tail", "verify", "export"])
+    p.add_argument("--since", metavar="TIME", help="export: rows from this ISO 8601 time on")
+    p.add_argument("--limit", type=_positive, default=20, metavar="N", help="tail: the newest N rows (default 20)")
+    p.set_defaults(func=cmd_audit)
+
+
+def _audited_access(settings: Settings, action: str, target: str) -> None:
+    """An approval, denial or revocation changes who reaches the agent: the audit log keeps it."""
+    from .audit import AuditLog
+
+    log_file = AuditLog(settings.state_dir / "audit.db")
+    try:
+        log_file.append("action", f"access_{action}", target=target)
+    finally:
+        log_file.close()
 
 
 # --- inbox (work in runtime/inbox_view.py) -------------------------------------------------------
@@ -316,6 +349,7 @@ def build_parser() -> argparse.ArgumentParser:
     _reactive_commands(sub.choices)
     _access_command(sub.choices)
     _inbox_command(sub)
+    _audit_command(sub)
     return parser
 
 

@@ -171,6 +171,33 @@ class Settings(BaseSettings):
     # Bot.
     bot_timeout_seconds: float = Field(default=60.0, gt=0)
 
+    # The agent's memory and clock (issue 15: agentseat/record, audit, promises, clock).
+    record_retention_days: float = Field(default=30.0, gt=0, description="Days the interaction record keeps.")
+    timezone: str = Field(default="UTC", description="The sponsor's IANA time zone: promise due phrases and "
+                          "the daily summary hour are read in it.")
+    daily_summary_at: str = Field(default="", description="HH:MM local time of the daily summary; empty: off.")
+    daily_summary_mail: bool = Field(default=False, description="Also mail the daily summary to the primary sponsor.")
+
+    @field_validator("daily_summary_at")
+    @classmethod
+    def _hh_mm(cls, value: str) -> str:
+        import re
+
+        if value.strip() and not re.fullmatch(r"([01]?\d|2[0-3]):[0-5]\d", value.strip()):
+            raise ValueError(f"{value!r} is not a time of day as HH:MM (for example 17:30)")
+        return value.strip()
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"{value!r} is not an IANA time zone (for example Europe/Berlin)") from None
+        return value
+
     @field_validator("sponsors", "allow", "file_deny_sites", mode="before")
     @classmethod
     def _split_csv(cls, value: object) -> object:

@@ -8,6 +8,7 @@
     python -m bench attack ...       # bench/attack.py, when present
     python -m bench realistic ...    # Graph's documented delays: webhook vs entrabot polling
     python -m bench documents [--quick]   # docx and pdf read throughput alone
+    python -m bench promises [--seconds S]   # the clock's idle cost with 1,000 pending promises
 
 stdout: the table, then the last line, a JSON object with every figure (for
 comparing commits). Progress goes to stderr; logs of the sandbox and the runtimes
@@ -27,7 +28,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-_SUBCOMMANDS = ("soak", "attack", "realistic", "documents")
+_SUBCOMMANDS = ("soak", "attack", "realistic", "documents", "promises")
 
 
 def _dispatch(name: str, argv: list[str]) -> int:

@@ -80,6 +80,8 @@ class AccessPolicy:
         self._intake: Releaser | None = None
         self._graph: GraphLike | None = None
         self._chat_types: dict[str, str] = {}
+        #: The audit log's append (kind, action, **facts), set by the runtime: holds and approvals.
+        self.audit: Callable[..., object] | None = None
         self._release_lock = anyio.Lock()
         self.refresh()
 
@@ -129,6 +131,8 @@ class AccessPolicy:
             return
         self.counters.held += 1
         log.info("access_held", kind=event.kind, chat=event.chat_id, sender=sender_key(event), trust=event.trust)
+        if self.audit is not None:  # a gate's refusal: the sender may not reach the agent (yet)
+            self.audit("refusal", "access_held", event_kind=event.kind, chat_id=event.chat_id, sender=sender_key(event))
         # Approved between `decide` and now, perhaps by `agentseat access` a moment ago (the timer
         # refreshes before it releases, and a just-approved sender must not get a second code).
         await anyio.to_thread.run_sync(self.refresh_if_changed)
@@ -171,6 +175,8 @@ class AccessPolicy:
         person = await anyio.to_thread.run_sync(
             lambda: approve_code(self.store, code, allow_external=self.allow_external, via=via))
         self.refresh()
+        if self.audit is not None:
+            self.audit("action", "access_approve", via=via, person=person.upn or person.key)
         return person, await self.release_allowed()
 
     async def on_confirmed(self, event: Event) -> bool:

@@ -14,7 +14,7 @@ import json
 import random
 import ssl
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 from urllib.parse import urlsplit
@@ -117,6 +117,10 @@ class GraphClient:
         self._me = {settings.agent_user_id, settings.agent_user_upn} - {""}
         self._replication = replication
         self.requests = 0
+        #: Called as (method, route, json sent, body returned) after Graph accepts a write (the
+        #: interaction record and the audit log), in a worker thread since each writes SQLite;
+        #: an observer's failure never fails the call.
+        self.observers: list[Callable[[str, str, Any, Any], None]] = []
 
     async def __aenter__(self) -> GraphClient:
         return self
@@ -203,6 +207,8 @@ class GraphClient:
             if 200 <= status < 300 or (not redirects and status in _REDIRECTS):
                 if self._replication is not None:
                     self._replication.graph_succeeded(method, route, json)
+                if method.upper() != "GET" and self.observers:
+                    await anyio.to_thread.run_sync(self._observe, method, route, json, body)
                 return GraphResponse(status, resp_headers, body)
             if status == 401 and not refreshed:
                 refreshed = True  # exactly one forced refresh and one retry
@@ -238,6 +244,13 @@ class GraphClient:
                     await anyio.sleep(wait)
                     continue
             raise _error(status, body, method, route, replicating=replicating > 0)
+
+    def _observe(self, method: str, route: str, sent: Any, returned: Any) -> None:
+        for observer in self.observers:
+            try:
+                observer(method, route, sent, returned)
+            except Exception as exc:  # the write happened; a full disk must not make it look failed
+                log.warning("graph_observer_failed", method=method, route=route, error=type(exc).__name__)
 
     @staticmethod
     def _retry_wait(status: int, headers: dict[str, str], attempt: int) -> float:

@@ -29,16 +29,25 @@ from anyio.abc import TaskStatus
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 
 from ..access import AccessPolicy
+from ..audit import AuditLog
+from ..audit.observe import observer as audit_observer
 from ..channels.normalize import ChannelRef
 from ..channels.poller import ChannelPoller
+from ..clock import Clock
+from ..clock.scheduler import Timer, scheduled
+from ..clock.timers import Reconcile
 from ..config import Settings
 from ..errors import AgentSeatError, ConfigError, TunnelError
 from ..graph.client import GraphClient, ssl_context
 from ..graph.replication import ReplicationGrace
 from ..identity.keys import AgentCertificate, KeyStore
 from ..identity.tokens import AppOnlyTokens, TokenProvider
+from ..promises import Promises
+from ..record import Record
+from ..record.observe import observer as record_observer
 from ..subscriptions.channels import ChannelSubscriptionManager
 from ..subscriptions.known import KnownUnion
+from ..summary.daily import DailySummary, sponsor_mailer, summary_time
 from ..subscriptions.manager import SubscriptionManager
 from ..subscriptions.readiness import Readiness
 from ..tunnel import LoopbackTunnel, make_tunnel
@@ -91,6 +100,7 @@ class Runtime:
         settings.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         own = {settings.agent_user_id, settings.agent_user_upn} - {""}
         self.inbox = Inbox(settings.state_dir / "inbox.db", own_ids=own)
+        self.audit = AuditLog(settings.state_dir / "audit.db")  # issue 15: actions and gate refusals
         self.keys = KeyStore(settings)
         self._certificates: dict[str, AgentCertificate] = {}
         # What `setup` just created may not have replicated yet: ride out its refusals for a while.
@@ -123,7 +133,7 @@ class Runtime:
         self.intake.reader = self.poller.read_chat_message
         self.intake.on_overflow = self._resync_soon
         if settings.permission_relay:  # a sponsor's `yes <id>` answers a relayed Claude Code permission prompt
-            self.intake.intercept(PermissionReplies(settings, self.graph, self.policy))
+            self.intake.intercept(PermissionReplies(settings, self.graph, self.policy, audit=self.audit.append))
         self.lock = OwnerLock(settings.state_dir / "runtime.lock")
         # Rich items whose validation tokens fail are read from Graph instead, capped (issue 11).
         self.token_fallbacks = TokenFallbacks(facts=self.facts, on_capped=self._resync_soon)
@@ -137,12 +147,28 @@ class Runtime:
         self.webhook: WebhookServer | None = None  # the owner's, while webhooks run
         self.fetches: dict[str, FetchQueue] = {}  # per-kind reads notifications ask for, while webhooks run
         self._sponsors_known: anyio.Event | None = None  # set once sponsors are resolved (or could not be)
+        # --- memory and clock (issue 15): what the agent said, what it did, what it promised ---
+        self.record = Record(settings.state_dir / "record.db", retention_days=settings.record_retention_days)
+        self.graph.observers += [record_observer(self.record), audit_observer(self.audit)]
+        self.access.audit = self.audit.append  # held senders and approvals
+        self.promises = Promises(settings.state_dir / "promises.db")
+        #: The one place that owns time: run by the owner only, so each reminder is raised once.
+        timers: list[Timer] = []
+        if (summary_at := summary_time(settings.daily_summary_at)) is not None:  # AGENTSEAT_DAILY_SUMMARY_AT
+            mailer = (sponsor_mailer(self.graph, settings.sponsors[0])
+                      if settings.daily_summary_mail and settings.sponsors else None)
+            timers.append(DailySummary(summary_at, settings.timezone, inbox=self.inbox, record=self.record,
+                                       promises=self.promises, mail=mailer))
+        self.clock = Clock(self.promises, self.inbox, timers=timers)
 
     async def aclose(self) -> None:
         await self.graph.close()
         self.intake.close()
         self.access.close()
         self.inbox.close()
+        self.record.close()
+        self.audit.close()
+        self.promises.close()
         self.lock.release()
 
     # --- shared by every process -------------------------------------------------------
@@ -200,6 +226,7 @@ class Runtime:
             tg.start_soon(self.poller.run_resyncs)
             tg.start_soon(self.access.run)  # releases what approvals allow, from this process or the CLI
             tg.start_soon(self.readiness.run)
+            await tg.start(self.clock.run)  # reminders (and the daily summary): owner only
             await self._sources()
             tg.cancel_scope.cancel()
 
@@ -287,6 +314,7 @@ class Runtime:
             fallbacks=self.token_fallbacks,
         )
         tunnel = self._tunnel()
+        reconcile = Reconcile(self.poller, settings.reconcile_seconds, self.clock.now)
         try:
             async with anyio.create_task_group() as tg:
                 self.webhook = WebhookServer(settings, pipeline)
@@ -298,10 +326,11 @@ class Runtime:
                 tg.start_soon(channel_manager.lifecycle.run)
                 # Channels no subscription covers (refused, over the cap, no public URL) are polled in auto mode.
                 tg.start_soon(functools.partial(self.channels.run, self._covered_channels, poll_uncovered=fallback))
-                tg.start_soon(self.poller.reconcile_forever)
+                self.clock.add(reconcile)  # the clock says when to reconcile (one place owns time)
                 tg.start_soon(self.delivery.run)
                 await self._tunnel_loop(tunnel, port, fallback=fallback)
         finally:
+            self.clock.remove(reconcile)
             with anyio.CancelScope(shield=True):
                 await tunnel.stop()
                 await session.close()
@@ -463,5 +492,8 @@ class Runtime:
             "notes": self.status.notes,
             # What the tenant was seen to do (token audience, lifetimes, $orderby, ...) and warnings.
             "tenant": self.facts.snapshot(),
+            # What the clock will raise next (issue 15); wakeups: times the owner's clock woke.
+            "scheduled": scheduled(self.promises, extra=self.clock.timer_times()) | (
+                {"clock_wakeups": self.clock.wakeups} if self.status.role == "owner" else {}),
         }
 

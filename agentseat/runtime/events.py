@@ -13,6 +13,10 @@ A post or reply in a team channel is kind `channel` (key `channel:{channel}:{mes
 belongs to ("" for a root post). `attachments` is what `download_attachment` can fetch, as
 a JSON array of `{"id", "name", "type", "size"}` ("" when there are none); see
 `attachment_list`.
+
+Time raises events too (agentseat/clock): `reminder` (key `reminder:{promise}:{due}`,
+`chat_id` the promise's chat, `message_id` its id, `created_at` when it fell due) and
+`summary` (key `summary:{day}`, no chat). Their source is `clock`.
 """
 
 from __future__ import annotations
@@ -26,16 +30,18 @@ from typing import Any, Literal
 
 from agentseat.errors import InboxError
 
-Kind = Literal["teams", "mail", "teams_edit", "teams_delete", "channel"]
+Kind = Literal["teams", "mail", "teams_edit", "teams_delete", "channel", "reminder", "summary"]
 Trust = Literal["sponsor", "colleague", "external"]
-Source = Literal["webhook", "poll"]
-_KINDS = ("teams", "mail", "teams_edit", "teams_delete", "channel")
+Source = Literal["webhook", "poll", "clock"]
+_KINDS = ("teams", "mail", "teams_edit", "teams_delete", "channel", "reminder", "summary")
 #: Kinds that name a chat or channel message (they carry a chat_id: for `channel`, the channel's id).
 CHAT_KINDS = frozenset({"teams", "teams_edit", "teams_delete", "channel"})
 #: Kinds that report a change to a message already sent, not a new message.
 CHANGE_KINDS = frozenset({"teams_edit", "teams_delete"})
 _TRUSTS = ("sponsor", "colleague", "external")
-_SOURCES = ("webhook", "poll")
+_SOURCES = ("webhook", "poll", "clock")
+#: Kinds the runtime's clock raises (agentseat/clock): nobody sent them, time did.
+CLOCK_KINDS = frozenset({"reminder", "summary"})
 #: Graph's chat.chatType values, and "" where the kind of chat is not known (mail, older events).
 _CHAT_TYPES = ("", "oneOnOne", "group", "meeting")
 #: What an attachment is: an inline image (hostedContents), a file reference, or an Adaptive Card.
@@ -107,6 +113,10 @@ class Event:
             return "message_id is empty"
         if (self.kind in CHAT_KINDS and not self.chat_id) or (self.kind == "mail" and self.chat_id is not None):
             return "a teams event needs a chat_id and a mail event has none"
+        if (self.kind in CLOCK_KINDS) != (self.source == "clock"):
+            return "reminder and summary events, and only they, come from the clock"
+        if (self.kind == "reminder" and not self.chat_id) or (self.kind == "summary" and self.chat_id is not None):
+            return "a reminder needs its promise's chat_id and a summary has none"
         if self.attachments and (problem := _attachments_problem(self.attachments)):
             return problem
         if (self.team_id or self.thread_id) and self.kind != "channel":
@@ -158,6 +168,21 @@ class Event:
         return cls(0, event_key("mail", None, message_id), "mail", None, message_id, sender_id, sender_upn,
                    sender_name, trust, text, subject, created_at, received_at or _now(), source, confirmed,
                    "", False, attachments)
+
+    @classmethod
+    def reminder(cls, *, promise_id: str, chat_id: str, description: str, due: str,
+                 received_at: str | None = None) -> Event:
+        """A promise fallen due: `created_at` is when it was due, `received_at` when it fired (the
+        difference is how late). Written by the agent itself and raised by its own clock, so it is
+        confirmed; trust stays `colleague`, as it must never authorise what only a sponsor may."""
+        return cls(0, event_key("reminder", chat_id, promise_id, due), "reminder", chat_id, promise_id, "", "",
+                   "agentseat clock", "colleague", description, None, due, received_at or _now(), "clock", True)
+
+    @classmethod
+    def summary(cls, *, day: str, text: str, at: str, received_at: str | None = None) -> Event:
+        """The daily summary of `day` (YYYY-MM-DD, the sponsor's time zone), due at `at`."""
+        return cls(0, event_key("summary", None, day), "summary", None, day, "", "", "agentseat clock", "colleague",
+                   text, f"Daily summary {day}", at, received_at or _now(), "clock", True)
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> Event:
@@ -216,4 +241,8 @@ def event_key(kind: str, chat_id: str | None, message_id: str, changed_at: str |
         return f"teams_edit:{chat_id}:{message_id}:{changed_at}"
     if kind in ("teams", "teams_delete", "channel"):
         return f"{kind}:{chat_id}:{message_id}"
+    if kind == "reminder":  # one per promise and due time: re-raising it after a crash is a duplicate
+        return f"reminder:{message_id}:{changed_at}"
+    if kind == "summary":
+        return f"summary:{message_id}"
     return f"mail:{message_id}"

@@ -302,6 +302,27 @@ class Inbox(ReadState):
         rows = self._query(f"SELECT {_COLUMNS} FROM events ORDER BY seq DESC LIMIT 1")
         return Event.from_row(rows[0]) if rows else None
 
+    # --- the interaction record's inbound half (agentseat/record/history.py) ---
+    def history(self, *, chat_id: str | None = None, person: str | None = None, since: str | None = None,
+                limit: int = 20, kinds: Iterable[str] = ("teams", "mail", "channel", "teams_edit", "teams_delete"),
+                ) -> list[Event]:
+        """The newest `limit` inbound messages matching, newest first (time: `created_at`)."""
+        _check_int("limit", limit, 1)
+        kinds = tuple(kinds)
+        where, args = [f"kind IN ({', '.join('?' * len(kinds))})"], list(kinds)
+        if chat_id:
+            where.append("chat_id = ?")
+            args.append(chat_id)
+        if person:
+            where.append("(lower(sender_upn) = ? OR lower(sender_id) = ? OR lower(sender_name) LIKE ?)")
+            args += [person.lower(), person.lower(), f"%{person.lower()}%"]
+        if since:
+            where.append("created_at >= ?")
+            args.append(since)
+        rows = self._query(f"SELECT {_COLUMNS} FROM events WHERE {' AND '.join(where)} "
+                           "ORDER BY created_at DESC, seq DESC LIMIT ?", (*args, limit))
+        return [Event.from_row(r) for r in rows]
+
     def cursor(self, sink: str) -> int:
         """The last seq `sink` has handled; 0 for a sink never seen."""
         rows = self._query("SELECT seq FROM cursors WHERE sink = ?", (sink,))

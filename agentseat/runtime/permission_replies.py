@@ -16,6 +16,7 @@ from __future__ import annotations
 import html
 import sqlite3
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 from urllib.parse import quote
 
@@ -91,8 +92,10 @@ class PermissionReplies:
     """The intake interceptor: True (consumed) only for a sponsor's valid, timely answer in their DM."""
 
     def __init__(self, settings: Settings, graph: GraphClient, policy: TrustPolicy,
-                 store: PermissionStore | None = None, dms: SponsorDMs | None = None) -> None:
+                 store: PermissionStore | None = None, dms: SponsorDMs | None = None,
+                 audit: Callable[..., object] | None = None) -> None:
         self._policy = policy
+        self._audit = audit  # the audit log's append: answers given and answers refused (issue 15)
         self.store = store or PermissionStore(settings.state_dir)
         self.dms = dms or SponsorDMs(settings, graph)
 
@@ -139,6 +142,9 @@ class PermissionReplies:
         if refusal is None:
             if await anyio.to_thread.run_sync(store.answer, request_id, behavior, sponsor, event.key, now):
                 log.info("permission_answered", request_id=request_id, behavior=behavior)
+                if self._audit is not None:
+                    self._audit("action", "permission_answer", request_id=request_id, behavior=behavior,
+                                tool=request.tool_name, sponsor=sponsor)
                 word = "Allowed" if behavior == "allow" else "Denied"
                 await self._say(sponsor, f"{word}: {html.escape(request.tool_name)} ({request_id}).")
                 return True
@@ -171,6 +177,8 @@ class PermissionReplies:
     async def _tell(self, sponsor: str, request_id: str, reason: str) -> None:
         """One short note per request, sponsor and reason: a repeated mistake is not answered twice."""
         log.info("permission_reply_refused", request_id=request_id, reason=reason)
+        if self._audit is not None:
+            self._audit("refusal", "permission_reply", request_id=request_id, reason=reason, sponsor=sponsor)
         if await anyio.to_thread.run_sync(self.store.first_notice, request_id, sponsor, reason):
             await self._say(sponsor, _NOTICES[reason](request_id))
 

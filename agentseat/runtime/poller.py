@@ -361,13 +361,6 @@ class Poller:
             if "mail" in kinds:
                 tg.start_soon(self._every, chosen.mail, "mail")
 
-    async def reconcile_forever(self) -> None:
-        """Behind webhooks: a slow timer that catches whatever a lost notification hid."""
-        while True:
-            await anyio.sleep(self._settings.reconcile_seconds)
-            await self.resync("teams", "timer")
-            await self.resync("mail", "timer")
-
     async def _every(self, seconds: float, kind: str) -> None:
         while True:
             await self.resync(kind, "poll")

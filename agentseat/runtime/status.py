@@ -22,6 +22,8 @@ from .delivery_watch import META_KEY as DELIVERY_META, WINDOW_SECONDS, missed_in
 from .inbox import Inbox
 from .inbox_view import unread_line, unread_status
 from .lock import OwnerLock
+from ..clock.scheduler import scheduled
+from ..promises import Promises
 
 
 def _alive(pid: int | None) -> bool:
@@ -80,6 +82,12 @@ def collect(settings: Settings) -> dict[str, Any]:
         info["missed_notifications"] = None if watch is None else missed_in_window(watch)
     finally:
         inbox.close()
+    if (state / "promises.db").exists():  # what the clock raises next (issue 15)
+        promises = Promises(state / "promises.db")
+        try:
+            info["scheduled"] = scheduled(promises)
+        finally:
+            promises.close()
     return info
 
 
@@ -133,6 +141,10 @@ def status(settings: Settings, out: TextIO | None = None) -> int:
         active = sum(1 for sub in channel_subs.values() if sub.get("state") == "active")
         print(f"channels:       {active} of {len(channel_subs)} channel subscriptions active "
               "(in auto mode the rest are polled)", file=out)
+    plan = info.get("scheduled") or {}
+    print(f"scheduled:      next due {plan.get('next_due') or 'nothing'}", file=out)
+    for item in plan.get("promises", []):
+        print(f"promise:        {item['id']} due {item['due']} in {item['chat_id']}", file=out)
     if info.get("missed_notifications") is not None:  # webhook mode has run here (delivery_watch.py)
         missed = (f"notifications:  missed_notifications = {info['missed_notifications']} (found by reconcile, "
                   f"never notified, last {WINDOW_SECONDS / 3600:g} h)")

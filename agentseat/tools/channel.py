@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import re
 import socket
+from datetime import datetime
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -75,6 +76,8 @@ def envelope(event: Event) -> dict[str, Any]:
     Anyone but a sponsor is marked as untrusted data in the first line, so the model
     reads their text as something to consider, never as instructions to follow.
     """
+    if event.kind in ("reminder", "summary"):
+        return _clock_envelope(event)
     who = _line(sender_label(event.sender_name, event.sender_upn))
     if event.kind == "mail":
         subject = _line(event.subject or "(no subject)", 500)
@@ -123,6 +126,34 @@ def envelope(event: Event) -> dict[str, Any]:
         body += (f"\n[{len(attachments)} attachment{'s' if len(attachments) > 1 else ''}: ids and names in the "
                  f"attachments attribute; open one with {'read_file' if event.kind == 'mail' else 'download_attachment'}]")
     return {"content": f"{head}\n{body}", "meta": meta}
+
+
+def _clock_envelope(event: Event) -> dict[str, Any]:
+    """A `reminder` (a promise the agent made fell due) or the daily `summary`: raised by the
+    agent's own clock. The text is the agent's own note, still neutralised like any other."""
+    late = ""
+    if event.kind == "reminder":
+        due, fired = datetime.fromisoformat(event.created_at), datetime.fromisoformat(event.received_at)
+        if (seconds := (fired - due).total_seconds()) >= 60:
+            late = f", {_late(seconds)} late (nothing was running when it fell due)"
+        head = (f"Reminder: promise {_line(event.message_id, 100)} in chat {_line(event.chat_id, 300)} is due "
+                f"{_line(event.created_at, 40)}{late}. Follow through, then resolve_promise:")
+    else:
+        head = f"{_line(event.subject or 'Daily summary', 200)} from your clock:"
+    body = _clean(event.text).strip() or "(no text)"
+    if len(body) > MAX_CONTENT:
+        body = body[:MAX_CONTENT].rstrip() + "\n[… cut; read_interactions and list_promises have the rest]"
+    meta = {"chat_id": _meta(event.chat_id or event.kind), "message_id": _meta(event.message_id),
+            "user": "agentseat clock", "user_id": "", "ts": _meta(event.created_at), "kind": _meta(event.kind)}
+    return {"content": f"{head}\n{body}", "meta": meta}
+
+
+def _late(seconds: float) -> str:
+    if seconds < 3600:
+        return f"{int(seconds // 60)} min"
+    if seconds < 172800:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} days"
 
 
 class ChannelParams(types.NotificationParams):

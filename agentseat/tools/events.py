@@ -36,6 +36,8 @@ MAX_MARKS = 500
 def event_view(event: Event) -> dict[str, Any]:
     """An inbox event as a tool returns it: metadata outside, the text wrapped as untrusted."""
     source = f"email:{event.message_id}" if event.kind == "mail" else f"teams:{event.chat_id}"
+    if event.kind in ("reminder", "summary"):  # raised by the agent's own clock (agentseat/clock)
+        source = f"clock:{event.kind}"
     sender = sender_label(event.sender_name, event.sender_upn)
     view: dict[str, Any] = {
         "seq": event.seq,
@@ -56,6 +58,8 @@ def event_view(event: Event) -> dict[str, Any]:
     if attachments := event.attachment_list():
         # The ids download_attachment takes, the same ones the channel push lists.
         view["attachments"] = attachments
+    if event.kind == "reminder":  # a promise fell due: when, and how late it was raised
+        view["due"], view["raised_at"] = event.created_at, event.received_at
     if event.kind == "mail":
         view["subject"] = wrap_untrusted(event.subject or "", source=source, sender=sender, at=event.created_at,
                                          trust=event.trust)

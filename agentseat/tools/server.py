@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
@@ -30,6 +31,7 @@ from . import cards, downloads, events, files, identity, mail, team_channels, te
 from .base import Tool, ToolImage
 from .channel import ChannelSink
 from .events import EventCursor
+from .memory import memory_tools
 from .permission import CAPABILITY as PERMISSION_CAPABILITY
 from .permission import REQUEST_METHOD as PERMISSION_REQUEST
 from .permission import PermissionRelay
@@ -66,6 +68,8 @@ def _describe(exc: ValidationError) -> str:
 
 
 FailureView = Callable[[AgentSeatError], dict[str, Any]]
+#: A gate's refusal, as the gates word it: "refused: ..." or "files: refused PATH: ...".
+_REFUSED = re.compile(r"^(?:\w+: )?refused\b")
 STOPPED = "the agentseat runtime has stopped"
 
 
@@ -80,6 +84,8 @@ class ToolBox:
         #: What a tool answers instead of an error while `failure` is set (`status`, `whoami`).
         self.views = views or {}
         self._passing = False  # the failure lasts only while its cause does (see `pass_failure`)
+        #: Told of every gate's refusal (a tool error starting "refused"): the audit log (issue 15).
+        self.on_refusal: Callable[[str, str], None] | None = None
 
     @property
     def stopped(self) -> bool:
@@ -123,6 +129,8 @@ class ToolBox:
             value = await tool.run(args)
         except AgentSeatError as exc:
             log.info("tool_error", tool=name, error=exc.message)
+            if self.on_refusal is not None and _REFUSED.match(exc.message):
+                self.on_refusal(name, exc.message)
             return error_result(exc.message, exc.hint)
         except Exception as exc:  # the last line: a bug must not take the server down
             log.exception("tool_crashed", tool=name, error=type(exc).__name__)
@@ -150,7 +158,7 @@ def build_tools(runtime: Runtime, cursor: EventCursor, channel: ChannelSink | No
                               "not_pushed_group": channel.skipped}
         return out
 
-    return ToolBox([
+    box = ToolBox([
         *teams.tools(runtime),
         *teams_actions.tools(runtime),
         *cards.tools(runtime),
@@ -160,7 +168,10 @@ def build_tools(runtime: Runtime, cursor: EventCursor, channel: ChannelSink | No
         *mail.tools(runtime),
         *events.tools(runtime, cursor),
         *identity.tools(runtime, extra_status),
+        *memory_tools(runtime),  # issue 15: read_interactions, promises, session_brief
     ], views=identity.failure_views(runtime.settings, extra_status))
+    box.on_refusal = lambda tool, reason: runtime.audit.append("refusal", tool, reason=reason)
+    return box
 
 
 def not_ready_tools(settings: Settings | None, failure: AgentSeatError) -> ToolBox:
@@ -170,7 +181,8 @@ def not_ready_tools(settings: Settings | None, failure: AgentSeatError) -> ToolB
     for build in (lambda: teams.tools(stand_in), lambda: teams_actions.tools(stand_in),
                   lambda: team_channels.tools(stand_in), lambda: downloads.tools(stand_in),
                   lambda: files.tools(stand_in), lambda: mail.tools(stand_in),
-                  lambda: events.tools(stand_in, EventCursor(stand_in)), lambda: identity.tools(stand_in)):
+                  lambda: events.tools(stand_in, EventCursor(stand_in)), lambda: identity.tools(stand_in),
+                  lambda: memory_tools(stand_in)):
         try:
             listed += build()
         except Exception as exc:  # a module that needs a live runtime to list its tools: list the rest

@@ -21,6 +21,7 @@ TOOLS = {"send_teams_message", "reply_in_chat", "read_teams_messages", "list_cha
          "list_teams", "list_channels", "read_channel_messages", "post_channel_message"}
 TOOLS |= {"download_attachment"}  # attachments (issue 12)
 TOOLS |= {"list_files", "resolve_file_url", "read_file", "write_file", "upload_file", "share_file"}  # files (issue 13)
+TOOLS |= {"read_interactions", "add_promise", "list_promises", "resolve_promise", "session_brief"}  # memory and clock (issue 15)
 
 
 @pytest.fixture
