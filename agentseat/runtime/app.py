@@ -9,6 +9,8 @@ the poller, in the mode the settings ask for:
 - `auto`: webhooks while a public URL validates and Graph accepts the
   subscriptions; polling for whatever is not covered, switching back and forth
   as the tunnel comes and goes.
+- `eventhub`: Graph delivers to an Azure event hub the runtime reads outward
+  (agentseat/eventhub); the same pipeline as webhooks, no public endpoint.
 
 Sinks (the MCP channel, `watch`, the bot) read the inbox and run beside it.
 """
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import os
 import time
+from functools import partial
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,6 +37,9 @@ from ..graph.client import GraphClient, ssl_context
 from ..graph.replication import ReplicationGrace
 from ..identity.keys import AgentCertificate, KeyStore
 from ..identity.tokens import AppOnlyTokens, TokenProvider
+from ..eventhub.consumer import EventHubConsumer
+from ..eventhub.settings import notification_url as eventhub_address
+from ..subscriptions.endpoints import eventhub_endpoints, webhook_endpoints
 from ..subscriptions.manager import SubscriptionManager
 from ..subscriptions.readiness import Readiness
 from ..tunnel import LoopbackTunnel, make_tunnel
@@ -67,7 +73,7 @@ Sink = Callable[["Runtime"], Awaitable[None]]
 class RuntimeStatus:
     role: str = "starting"  # starting | owner | sink
     mode: str = ""
-    source: str = ""  # webhook | poll | webhook+poll
+    source: str = ""  # webhook | poll | webhook+poll | eventhub | eventhub+poll
     public_url: str = ""
     polling: list[str] = field(default_factory=list)
     started_at: float = field(default_factory=time.time)
@@ -126,6 +132,7 @@ class Runtime:
         self._tunnel_override = tunnel
         self.manager: SubscriptionManager | None = None
         self.webhook: WebhookServer | None = None  # the owner's, while webhooks run
+        self.eventhub: EventHubConsumer | None = None  # the owner's, in eventhub mode
         self.fetches: dict[str, FetchQueue] = {}  # per-kind reads notifications ask for, while webhooks run
         self._sponsors_known: anyio.Event | None = None  # set once sponsors are resolved (or could not be)
 
@@ -207,7 +214,7 @@ class Runtime:
             self.status.source, self.status.polling = "poll", sorted(ALL_KINDS)
             await self.poller.run(set(ALL_KINDS))
             return
-        await self._webhooks(fallback=mode == "auto")
+        await self._webhooks(fallback=mode == "auto", eventhub=mode == "eventhub")
 
     async def _sponsors_resolved(self) -> None:
         if self._sponsors_known is not None:
@@ -227,23 +234,26 @@ class Runtime:
             raise ConfigError("webhook mode needs a tunnel", hint="use --tunnel ngrok|static, or --mode poll")
         return tunnel
 
-    async def _webhooks(self, *, fallback: bool) -> None:
+    async def _webhooks(self, *, fallback: bool, eventhub: bool = False) -> None:
+        """Push delivery: webhooks through the tunnel, or (`eventhub`) the hub Graph delivers to."""
         settings = self.settings
+        source = "eventhub" if eventhub else "webhook"
         certs = await anyio.to_thread.run_sync(self._keyring)
         ring, active = certs
         session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=ssl_context(settings)))
         # Reads that notifications ask for: one bounded, rate-capped queue per kind, so a flood
         # of one never delays the other nor fails a POST (a full queue drops and resyncs instead).
         self.fetches = {
-            "mail": FetchQueue("mail", self.poller.fetch_mail, counters=self.intake.counters,
-                               on_overflow=self.poller.resync_soon),
-            "teams": FetchQueue("teams", self.poller.fetch_chat_message, counters=self.intake.counters,
-                                on_overflow=self.poller.resync_soon),
+            "mail": FetchQueue("mail", partial(self.poller.fetch_mail, source=source),
+                               counters=self.intake.counters, on_overflow=self.poller.resync_soon),
+            "teams": FetchQueue("teams", partial(self.poller.fetch_chat_message, source=source),
+                                counters=self.intake.counters, on_overflow=self.poller.resync_soon),
         }
         mail_fetches, chat_fetches = self.fetches["mail"], self.fetches["teams"]
         self.manager = manager = SubscriptionManager(
             settings, self.graph, self.inbox, certificate_b64=active.der_b64, certificate_id=active.sha1_thumbprint,
             on_resync=self.poller.resync, facts=self.facts, readiness=self.readiness,
+            endpoints=eventhub_endpoints if eventhub else webhook_endpoints,
         )
 
         async def on_mail_fetch(message_id: str, partial: dict[str, Any]) -> None:
@@ -263,22 +273,27 @@ class Runtime:
             jwks=JwksCache(settings.jwks_url, session, ssl=ssl_context(settings)),
             policy=self.policy, subscriptions=manager.known, on_lifecycle=on_lifecycle, on_mail_fetch=on_mail_fetch,
             on_chat_fetch=on_chat_fetch, store=self.delivery.observing(self.intake.admit),
-            fallbacks=self.token_fallbacks,
+            fallbacks=self.token_fallbacks, source=source,
         )
-        tunnel = self._tunnel()
+        tunnel = None if eventhub else self._tunnel()
         try:
             async with anyio.create_task_group() as tg:
-                self.webhook = WebhookServer(settings, pipeline)
-                port = await tg.start(self.webhook.run)
+                if tunnel is not None:
+                    self.webhook = WebhookServer(settings, pipeline)
+                    port = await tg.start(self.webhook.run)
                 tg.start_soon(mail_fetches.run)
                 tg.start_soon(chat_fetches.run)
                 tg.start_soon(self._lifecycle_worker)
                 tg.start_soon(self.poller.reconcile_forever)
                 tg.start_soon(self.delivery.run)
-                await self._tunnel_loop(tunnel, port, fallback=fallback)
+                if tunnel is None:
+                    await self._eventhub_loop(pipeline)
+                else:
+                    await self._tunnel_loop(tunnel, port, fallback=fallback)
         finally:
             with anyio.CancelScope(shield=True):
-                await tunnel.stop()
+                if tunnel is not None:
+                    await tunnel.stop()
                 await session.close()
 
     def _certificate(self, sha1: str | None = None) -> AgentCertificate:
@@ -345,6 +360,27 @@ class Runtime:
             self.delivery.cover(())
             self.status.public_url = ""
 
+    async def _eventhub_loop(self, pipeline: NotificationPipeline) -> None:
+        """Read the hub; point the subscriptions at it; poll what Graph refuses to deliver there."""
+        assert self.manager is not None
+        await self._sponsors_resolved()  # events are about to flow: trust needs the sponsors
+        self.eventhub = EventHubConsumer.for_runtime(self.settings, pipeline, self.inbox, self.tokens)
+        async with anyio.create_task_group() as tg:
+            await tg.start(self.eventhub.run)
+            active = await self.manager.sync(eventhub_address(self.settings))
+            if "teams" in active:  # Teams no longer polled (poll_policy.py): the warning is over
+                self.facts.warn(POLICY_KEY, None)
+            self.delivery.cover(active)
+            await self._resync_all("startup")
+            uncovered = set(ALL_KINDS) - active
+            for kind in sorted(uncovered):
+                self._note(f"{kind}: {self.manager.states[kind].error or 'not subscribed'}")
+            self.status.source = "eventhub" if not uncovered else "eventhub+poll"
+            self.status.polling = sorted(uncovered)
+            tg.start_soon(self.manager.maintain)
+            if uncovered:
+                tg.start_soon(self.poller.run, uncovered)
+
     def _part_ready(self, kind: str) -> None:
         """The mailbox or Teams presence became ready: subscribe now and read what it hid."""
         if self.manager is not None:
@@ -390,6 +426,8 @@ class Runtime:
             "public_url": self.status.public_url,
             "polling": self.status.polling,
             "subscriptions": self.manager.status() if self.manager else {},
+            # Event Hubs mode: the partitions this process owns, their last checkpoints, counts.
+            "eventhub": self.eventhub.describe() if self.eventhub else None,
             "events": {"total": self.inbox.count(), "teams": self.inbox.count("teams"), "mail": self.inbox.count("mail")},
             "last_event": None if last is None else {"kind": last.kind, "at": last.received_at, "seq": last.seq},
             "unread": unread,

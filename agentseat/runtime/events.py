@@ -28,14 +28,14 @@ from agentseat.errors import InboxError
 
 Kind = Literal["teams", "mail", "teams_edit", "teams_delete", "channel"]
 Trust = Literal["sponsor", "colleague", "external"]
-Source = Literal["webhook", "poll"]
+Source = Literal["webhook", "poll", "eventhub"]
 _KINDS = ("teams", "mail", "teams_edit", "teams_delete", "channel")
 #: Kinds that name a chat or channel message (they carry a chat_id: for `channel`, the channel's id).
 CHAT_KINDS = frozenset({"teams", "teams_edit", "teams_delete", "channel"})
 #: Kinds that report a change to a message already sent, not a new message.
 CHANGE_KINDS = frozenset({"teams_edit", "teams_delete"})
 _TRUSTS = ("sponsor", "colleague", "external")
-_SOURCES = ("webhook", "poll")
+_SOURCES = ("webhook", "poll", "eventhub")
 #: Graph's chat.chatType values, and "" where the kind of chat is not known (mail, older events).
 _CHAT_TYPES = ("", "oneOnOne", "group", "meeting")
 #: What an attachment is: an inline image (hostedContents), a file reference, or an Adaptive Card.
