@@ -137,6 +137,10 @@ async def doctor(settings: Settings, out: TextIO | None = None) -> int:
     """`agentseat doctor`: print every check; 1 if any failed."""
     out = out or sys.stdout
     checks = await diagnose(settings)
+    if settings.mode == "eventhub" or settings.eventhub_namespace:
+        from ..eventhub.doctor import eventhub_checks  # imports this module: Check, credential_for
+
+        checks += await eventhub_checks(settings)
     for check in checks:
         print(check.render(), file=out, flush=True)
     failed = [c.name for c in checks if c.status == "fail"]

@@ -15,6 +15,8 @@ import sys
 from typing import Any, TextIO
 
 from ..config import Settings
+from ..eventhub.consumer import META_KEY as EVENTHUB_META
+from ..eventhub.status import eventhub_lines
 from ..errors import AgentSeatError
 from ..identity.keys import KeyStore
 from ..tenant_facts import TenantFacts
@@ -74,6 +76,8 @@ def collect(settings: Settings) -> dict[str, Any]:
         }
         raw = inbox.get_meta("subscriptions")
         info["subscriptions"] = json.loads(raw) if raw else {}
+        hub = inbox.get_meta(EVENTHUB_META)  # written by the Event Hubs consumer (eventhub/consumer.py)
+        info["eventhub"] = json.loads(hub) if hub else None
         watch = inbox.get_meta(DELIVERY_META)
         info["missed_notifications"] = None if watch is None else missed_in_window(watch)
     finally:
@@ -127,6 +131,8 @@ def status(settings: Settings, out: TextIO | None = None) -> int:
         if sub.get("state") == "refused" and sub.get("retry_at"):
             detail += f", retry at {_when(float(sub['retry_at']))}"
         print(f"subscription:   {kind}: {detail}", file=out)
+    for line in eventhub_lines(info.get("eventhub"), running=run["running"]):
+        print(f"event hub:      {line}", file=out)
     if info.get("missed_notifications") is not None:  # webhook mode has run here (delivery_watch.py)
         missed = (f"notifications:  missed_notifications = {info['missed_notifications']} (found by reconcile, "
                   f"never notified, last {WINDOW_SECONDS / 3600:g} h)")
