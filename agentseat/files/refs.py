@@ -6,7 +6,9 @@ A `ref` is one of:
 - an `https://` sharing link or file URL (SharePoint / OneDrive), opened through
   `/shares/{u!...}` (shares-get, "Encoding sharing URLs");
 - a chat attachment: `{chat_id}/{message_id}/{attachment_id}` (the ids an event or
-  read_teams_messages lists), or the attachment id alone, found among recent inbox events.
+  read_teams_messages lists), or the attachment id alone, found among recent inbox events;
+- a Graph share id `u!...` (what a mail event lists for a file shared by a sharing notice):
+  the link it encodes.
 Pure parsing: nothing here calls Graph.
 """
 
@@ -16,6 +18,7 @@ import re
 from dataclasses import dataclass
 from urllib.parse import quote
 
+from ..attachments.shared_links import share_url
 from ..errors import ToolInputError
 
 #: Drive and item ids: base64url (`b!...`), base32 (`01...`), hex with `!` for personal drives.
@@ -24,8 +27,8 @@ _ID = re.compile(r"^[A-Za-z0-9!_\-.=+]{1,256}$")
 _CHAT = re.compile(r"^19:[^/\s]{1,300}$")
 _ATTACHMENT = re.compile(r"^[A-Za-z0-9+/=_.\-]{1,512}$")
 HELP = ("a ref is \"{drive_id}/{item_id}\" (from list_files, resolve_file_url, write_file or upload_file), a "
-        "SharePoint/OneDrive https link, or a chat attachment as \"{chat_id}/{message_id}/{attachment_id}\" or "
-        "its attachment id alone")
+        "SharePoint/OneDrive https link, a share id (u!...) from a mail event, or a chat attachment as "
+        "\"{chat_id}/{message_id}/{attachment_id}\" or its attachment id alone")
 
 
 @dataclass(frozen=True)
@@ -61,6 +64,10 @@ def parse_ref(raw: str) -> Ref:
     value = raw.strip()
     if value.lower().startswith("https://"):
         return UrlRef(value)
+    if value.startswith("u!"):
+        if (url := share_url(value)) is None:
+            raise ToolInputError(f"{raw!r} is not a share id of an https link", hint=HELP)
+        return UrlRef(url)
     if value.lower().startswith("http://"):
         raise ToolInputError("file links must be https", hint=HELP)
     if _CHAT.match(value.split("/", 1)[0]):

@@ -21,6 +21,7 @@ from urllib.parse import quote, urlsplit
 
 import structlog
 
+from .. import progress
 from ..config import Settings
 from ..errors import GraphError, NotFoundError, ToolInputError
 from ..graph import upload_session
@@ -137,6 +138,7 @@ async def _session_upload(graph: GraphClient, settings: Settings, target: str, s
     return await upload_session.send(settings, url, size, read, progress=_report_progress)
 
 
-def _report_progress(sent: int, total: int) -> None:
-    """Upload progress on stderr (structlog): a line per range, with the percentage."""
+async def _report_progress(sent: int, total: int) -> None:
+    """Upload progress on stderr (structlog), and to the MCP host when the call asked for it: per range."""
     log.info("upload_progress", sent=sent, total=total, percent=round(100 * sent / max(total, 1), 1))
+    await progress.report(sent, total, f"uploaded {sent / 1048576:.1f} of {total / 1048576:.1f} MB")

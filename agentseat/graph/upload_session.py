@@ -35,7 +35,7 @@ PIECE = 1024 * 1024
 MAX_FAILURES = 5
 
 Reader = Callable[[int, int], Awaitable[bytes]]
-Progress = Callable[[int, int], None]
+Progress = Callable[[int, int], Awaitable[None]]
 
 
 class SessionGone(GraphError):
@@ -89,7 +89,7 @@ async def send(settings: Settings, url: str, size: int, read: Reader, *, chunk: 
             failures = 0
             offset = _next_offset(body, size) or offset + length
             if progress is not None:
-                progress(offset, size)
+                await progress(offset, size)
             continue
         if status == 404:
             raise SessionGone("the upload session expired", status=404, code="itemNotFound",

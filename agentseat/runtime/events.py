@@ -154,9 +154,10 @@ class Event:
     @classmethod
     def mail(cls, *, message_id: str, sender_id: str, sender_upn: str, sender_name: str, trust: Trust, text: str,
              subject: str | None, created_at: str, source: Source, received_at: str | None = None,
-             confirmed: bool = False) -> Event:
+             confirmed: bool = False, attachments: str = "") -> Event:
         return cls(0, event_key("mail", None, message_id), "mail", None, message_id, sender_id, sender_upn,
-                   sender_name, trust, text, subject, created_at, received_at or _now(), source, confirmed)
+                   sender_name, trust, text, subject, created_at, received_at or _now(), source, confirmed,
+                   "", False, attachments)
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> Event:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from ..attachments import shared_links
 from ..attachments.inbound import listing as attachment_listing
 from .events import attachments_json
 from .inbox import Event, Source
@@ -188,8 +189,9 @@ def chat_message_events(message: dict[str, Any], policy: TrustPolicy, *, source:
 
 
 def mail_event(message: dict[str, Any], policy: TrustPolicy, *, source: Source,
-               sender_id: str = "") -> Event | None:
-    """An Event from a Graph message (it must carry `body`; rich notifications never do)."""
+               sender_id: str = "", graph_host: str = "") -> Event | None:
+    """An Event from a Graph message (it must carry `body`; rich notifications never do). With
+    `graph_host`, the Microsoft 365 file links in its body (a sharing notice's) are its attachments."""
     address = (((message.get("from") or message.get("sender") or {}).get("emailAddress")) or {})
     upn = str(address.get("address") or "")
     if not message.get("id") or policy.is_own(sender_id, upn):
@@ -205,4 +207,5 @@ def mail_event(message: dict[str, Any], policy: TrustPolicy, *, source: Source,
         created_at=str(message.get("receivedDateTime") or _now_iso()),
         source=source,
         confirmed=True,  # a mail body is only ever read from Graph (rich mail notifications carry none)
+        attachments=attachments_json(shared_links.listing(message.get("body"), graph_host)),
     )

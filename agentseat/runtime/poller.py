@@ -248,7 +248,7 @@ class Poller:
                 received = item.get("receivedDateTime")
                 if received and parse_graph_time(str(received)) <= since:
                     continue
-                event = mail_event(item, self._policy, source="poll")
+                event = mail_event(item, self._policy, source="poll", graph_host=self._settings.graph_host)
                 if event is not None:
                     events.append(event)
             stored = await self._store(events, reason)
@@ -267,7 +267,8 @@ class Poller:
         except NotFoundError:
             log.info("mail_vanished", message=message_id)
             return 0
-        event = mail_event(message, self._policy, source=source)  # type: ignore[arg-type]
+        event = mail_event(message, self._policy, source=source,  # type: ignore[arg-type]
+                           graph_host=self._settings.graph_host)
         return await self._store([event]) if event else 0
 
     async def read_chat_message(self, chat_id: str, message_id: str) -> dict[str, Any] | None:

@@ -114,7 +114,7 @@ def envelope(event: Event) -> dict[str, Any]:
         # Real hostedContents ids run to ~200 characters: the pairs get more room than other values.
         meta["attachments"] = _line(meta_pairs(attachments), 8000)
         body += (f"\n[{len(attachments)} attachment{'s' if len(attachments) > 1 else ''}: ids and names in the "
-                 "attachments attribute; open one with download_attachment]")
+                 f"attachments attribute; open one with {'read_file' if event.kind == 'mail' else 'download_attachment'}]")
     return {"content": f"{head}\n{body}", "meta": meta}
 
 

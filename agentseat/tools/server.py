@@ -23,7 +23,7 @@ from mcp.server.stdio import stdio_server
 from mcp.shared.exceptions import MCPError
 from pydantic import ValidationError
 
-from .. import __version__
+from .. import __version__, progress
 from ..errors import AgentSeatError, TokenError
 from ..prompts.loader import MAX_INSTRUCTIONS, Prompts
 from . import cards, downloads, events, files, identity, mail, teams, teams_actions
@@ -186,6 +186,20 @@ def not_ready_prompts(failure: AgentSeatError) -> Prompts:
     return Prompts(instructions=text[:MAX_INSTRUCTIONS], body=text)
 
 
+def _progress_reporter(ctx: Any) -> progress.Reporter | None:
+    """Where long work reports progress: the host's progress token for this call, if it gave one."""
+    meta = getattr(ctx, "meta", None) or {}
+    token = meta.get("progress_token", meta.get("progressToken")) if isinstance(meta, dict) else None
+    if token is None:
+        return None
+
+    async def send(done: float, total: float | None, message: str) -> None:
+        await ctx.session.send_progress_notification(token, done, total, message,
+                                                     related_request_id=getattr(ctx, "request_id", None))
+
+    return send
+
+
 def build_server(runtime: Runtime | None, prompts: Prompts, *, channel: ChannelSink | None = None,
                  cursor: EventCursor | None = None, box: ToolBox | None = None) -> Server[Any]:
     """The MCP server for `runtime` (or for `box` alone); pass `channel` to push inbox events once a
@@ -199,7 +213,8 @@ def build_server(runtime: Runtime | None, prompts: Prompts, *, channel: ChannelS
         return types.ListToolsResult(tools=box.listing())
 
     async def call_tool(ctx: Any, params: types.CallToolRequestParams) -> types.CallToolResult:
-        return await box.call(params.name, params.arguments)
+        with progress.reporting(_progress_reporter(ctx)):
+            return await box.call(params.name, params.arguments)
 
     prompt = types.Prompt(name=PROMPT_NAME, description="Who the agent is, its sponsors, its channel discipline "
                           "and its defences against injected instructions.")

@@ -56,9 +56,13 @@ async def test_a_failed_range_is_resent_from_where_the_session_says(sandbox: San
         return blob[offset:offset + length]
 
     progress: list[int] = []
+
+    async def note(sent: int, total: int) -> None:
+        progress.append(sent)
+
     async with https_server(sandbox, handler) as url:
         item = await upload_session.send(agent_settings, f"{url}/upload/s1", size, read, chunk=2 * UNIT,
-                                         progress=lambda sent, total: progress.append(sent))
+                                         progress=note)
     assert item == {"id": "item1", "size": size} and bytes(got) == blob
     assert log == [f"bytes 0-{2 * UNIT - 1}/{size}", f"bytes {2 * UNIT}-{4 * UNIT - 1}/{size}", "GET",
                    f"bytes {2 * UNIT}-{4 * UNIT - 1}/{size}", f"bytes {4 * UNIT}-{size - 1}/{size}", "GET",

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import io
 from pathlib import Path
 from typing import Any
@@ -164,12 +165,26 @@ async def test_a_30_mb_upload_resumes_after_a_fault_mid_way(sandbox: Sandbox, en
         status, _ = await _control(sandbox, "POST", "/_sandbox/faults", {"uploads": {"count": 1, "status": 503}})
         assert status == 200
 
+    progress: list[tuple[float, float | None, str | None]] = []
+
+    async def on_progress(done: float, total: float | None, message: str | None) -> None:
+        progress.append((done, total, message))
+
     async with serve(env, tmp_path) as served:
         async with anyio.create_task_group() as tg:
             tg.start_soon(arm_fault_mid_way)
-            uploaded = await served.call_json("upload_file", local_path=str(tmp_path / "dataset.bin"),
-                                              path="data/dataset.bin")
+            # As a host does: the call carries a progress token, so the upload reports per range.
+            with anyio.fail_after(120):
+                result = await served.session.call_tool(
+                    "upload_file", {"local_path": str(tmp_path / "dataset.bin"), "path": "data/dataset.bin"},
+                    progress_callback=on_progress)
+    assert not result.is_error, result.content
+    uploaded = json.loads(result.content[0].text)  # type: ignore[union-attr]
     assert uploaded["size"] == len(blob)
+    # One notification per range that landed, rising, each with the total and a readable line.
+    assert len(progress) >= 2 and all(total == len(blob) for _, total, _ in progress)
+    assert [done for done, _, _ in progress] == sorted(done for done, _, _ in progress)
+    assert progress[-1][2] is not None and "MB" in progress[-1][2]
     assert base64.b64decode((await stored(sandbox, uploaded["ref"]))["content_base64"]) == blob
     assert sandbox.faults.uploads is not None and sandbox.faults.uploads.count == 0  # the fault fired
     served_log = (tmp_path / "serve.log").read_text()
@@ -283,3 +298,28 @@ async def test_a_word_document_attached_in_chat_is_read_by_its_attachment_id(
             assert "# Quarterly review" in read["text"] and read["ref"].count("/") == 1
         missing = await served.call("read_file", ref="0f0f0f0f-aaaa-bbbb-cccc-000000000000")
         assert "no recent event lists an attachment" in _error(missing)
+
+
+async def test_a_file_shared_by_a_sharing_notice_arrives_in_the_mail_events_attachments(
+        sandbox: Sandbox, env: dict[str, str], tmp_path: Path) -> None:
+    sponsor, agent = _upn(sandbox, "sponsor"), _upn(sandbox, "agent_user")
+    async with serve(env, tmp_path) as served:
+        status, made = await _control(sandbox, "POST", "/_sandbox/files", {
+            "owner": sponsor, "path": "Reviews/Q3 review.docx", "share_with": [agent], "notify": True,
+            "message": "please have a look", "content_base64": base64.b64encode(report_docx()).decode()})
+        assert status == 201, made
+        push = (await served.wait_pushes(1))[0]
+        assert push.meta is not None and push.meta["kind"] == "mail"
+        assert push.meta["attachment_count"] == "1"
+        share_id, _, name = push.meta["attachments"].partition(":")
+        assert share_id.startswith("u!") and name == "Q3 review.docx"
+        assert "read_file" in push.content and "u!" not in push.content  # ids live in meta only
+
+        events = await served.call_json("read_events")
+        listed = [a for e in events["events"] for a in e.get("attachments", [])]
+        assert [a["id"] for a in listed] == [share_id]
+        read = await served.call_json("read_file", ref=share_id)
+        assert read["ref"] == f"{made['drive_id']}/{made['item_id']}"
+        assert "# Quarterly review" in read["text"] and "| North | 412 |" in read["text"]
+        refused = await served.call("read_file", ref="u!bm90LWEtbGluaw")  # "not-a-link"
+        assert "share id" in _error(refused)
