@@ -30,6 +30,7 @@ from ..runtime.webhook import WebhookStats
 from .client import checkpoint_store, consumer_client, store_kind
 from .credential import AgentCredential
 from .settings import eventhub_name, fully_qualified_namespace
+from .status import META_KEY
 
 if TYPE_CHECKING:
     from anyio.abc import TaskStatus
@@ -45,8 +46,6 @@ __all__ = ["META_KEY", "EventHubConsumer", "event_body"]
 
 log = structlog.get_logger(__name__)
 
-#: Inbox meta key: what this machine's runtime owns and has checkpointed (runtime/status.py reads it).
-META_KEY = "eventhub"
 #: Where a first start (no checkpoint yet) begins: the oldest retained event. Events of
 #: subscriptions we do not hold are dropped cheaply, and what we stored before is deduped.
 START_AT_EARLIEST = "-1"

@@ -1,5 +1,7 @@
 """What `agentseat status` prints of Event Hubs: the partitions this machine owns, its checkpoints.
 
+No Azure SDK import here: `status` works where the `eventhub` extra is not installed.
+
 The runtime's consumer keeps a snapshot in the inbox's meta table (consumer.py); this turns
 it into lines. Ownership is only current while the runtime runs: otherwise it is shown as
 what the last run held.
@@ -9,7 +11,10 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["eventhub_lines"]
+__all__ = ["META_KEY", "eventhub_lines"]
+
+#: Inbox meta key: what this machine's runtime owns and has checkpointed (consumer.py writes it).
+META_KEY = "eventhub"
 
 
 def eventhub_lines(snapshot: dict[str, Any] | None, *, running: bool) -> list[str]:

@@ -138,9 +138,13 @@ async def doctor(settings: Settings, out: TextIO | None = None) -> int:
     out = out or sys.stdout
     checks = await diagnose(settings)
     if settings.mode == "eventhub" or settings.eventhub_namespace:
-        from ..eventhub.doctor import eventhub_checks  # imports this module: Check, credential_for
-
-        checks += await eventhub_checks(settings)
+        try:
+            from ..eventhub.doctor import eventhub_checks  # imports this module: Check, credential_for
+        except ImportError as exc:
+            checks.append(Check("event hub", "fail", f"the Azure Event Hubs SDK is not installed ({exc.name})",
+                                "pip install 'agentseat[eventhub]'"))
+        else:
+            checks += await eventhub_checks(settings)
     for check in checks:
         print(check.render(), file=out, flush=True)
     failed = [c.name for c in checks if c.status == "fail"]

@@ -37,7 +37,6 @@ from ..graph.client import GraphClient, ssl_context
 from ..graph.replication import ReplicationGrace
 from ..identity.keys import AgentCertificate, KeyStore
 from ..identity.tokens import AppOnlyTokens, TokenProvider
-from ..eventhub.consumer import EventHubConsumer
 from ..eventhub.settings import notification_url as eventhub_address
 from ..subscriptions.endpoints import eventhub_endpoints, webhook_endpoints
 from ..subscriptions.manager import SubscriptionManager
@@ -132,7 +131,7 @@ class Runtime:
         self._tunnel_override = tunnel
         self.manager: SubscriptionManager | None = None
         self.webhook: WebhookServer | None = None  # the owner's, while webhooks run
-        self.eventhub: EventHubConsumer | None = None  # the owner's, in eventhub mode
+        self.eventhub: Any = None  # the owner's EventHubConsumer, in eventhub mode (imported only then)
         self.fetches: dict[str, FetchQueue] = {}  # per-kind reads notifications ask for, while webhooks run
         self._sponsors_known: anyio.Event | None = None  # set once sponsors are resolved (or could not be)
 
@@ -364,6 +363,11 @@ class Runtime:
         """Read the hub; point the subscriptions at it; poll what Graph refuses to deliver there."""
         assert self.manager is not None
         await self._sponsors_resolved()  # events are about to flow: trust needs the sponsors
+        try:  # the Azure SDK is an extra: only this mode needs it
+            from ..eventhub.consumer import EventHubConsumer
+        except ImportError as exc:
+            raise ConfigError(f"--mode eventhub needs the Azure Event Hubs SDK ({exc.name} is missing)",
+                              hint="pip install 'agentseat[eventhub]', or use --mode poll") from None
         self.eventhub = EventHubConsumer.for_runtime(self.settings, pipeline, self.inbox, self.tokens)
         async with anyio.create_task_group() as tg:
             await tg.start(self.eventhub.run)

@@ -15,7 +15,7 @@ import sys
 from typing import Any, TextIO
 
 from ..config import Settings
-from ..eventhub.consumer import META_KEY as EVENTHUB_META
+from ..eventhub.status import META_KEY as EVENTHUB_META
 from ..eventhub.status import eventhub_lines
 from ..errors import AgentSeatError
 from ..identity.keys import KeyStore

@@ -12,7 +12,7 @@ from pathlib import Path
 import anyio
 import pytest
 
-from agentseat.eventhub.consumer import META_KEY
+from agentseat.eventhub.status import META_KEY
 from agentseat.eventhub.settings import notification_url
 from agentseat.runtime.app import Runtime
 from agentseat.runtime.inbox import Inbox
