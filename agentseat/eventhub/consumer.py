@@ -42,7 +42,7 @@ if TYPE_CHECKING:
     from ..identity.tokens import TokenProvider
     from ..runtime.inbox import Inbox
 
-__all__ = ["META_KEY", "EventHubConsumer", "event_body"]
+__all__ = ["META_KEY", "EventHubConsumer", "event_body", "is_validation_message"]
 
 log = structlog.get_logger(__name__)
 
@@ -62,6 +62,21 @@ def event_body(event: EventData) -> bytes:
     if isinstance(body, (dict, list)):  # an AMQP value section: not what Graph sends, but readable
         return json.dumps(body).encode("utf-8")
     return b"".join(bytes(chunk) for chunk in body)  # several data sections
+
+
+def is_validation_message(body: bytes) -> bool:
+    """Graph's stand-in for the webhook handshake: a one-item collection with `subscriptionId` "NA"
+    and a `changeType` starting "Validation:", which the receiver ignores
+    (change-notifications-delivery-event-hubs: "You can ignore the validation message")."""
+    if b'"NA"' not in body:  # cheap test first: every real notification names its subscription
+        return False
+    try:
+        items = json.loads(body).get("value")
+    except (ValueError, AttributeError):
+        return False
+    return (isinstance(items, list) and len(items) == 1 and isinstance(items[0], dict)
+            and items[0].get("subscriptionId") == "NA"
+            and str(items[0].get("changeType", "")).startswith("Validation:"))
 
 
 @dataclass
@@ -156,6 +171,10 @@ class EventHubConsumer:
     async def _process(self, partition: str, body: bytes) -> None:
         if len(body) > self._settings.webhook_max_body:
             self.stats.add(self._pipeline.reject("too_large"))
+            return
+        if is_validation_message(body):
+            self.stats.handshakes += 1
+            log.info("eventhub_validation_message", partition=partition)
             return
         wait = _RETRY_FIRST
         while True:
