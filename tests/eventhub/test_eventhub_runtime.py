@@ -125,3 +125,18 @@ async def test_restart_resumes_from_the_checkpoint_without_duplicates(
         assert inbox.get_meta(META_KEY) is not None
     finally:
         inbox.close()
+
+
+async def test_a_sas_connection_string_reads_the_hub_instead_of_the_agent_token(
+        sandbox: Sandbox, env: dict[str, str]) -> None:
+    info = await control(sandbox, "GET", "/_sandbox/eventhubs")
+    async with anyio.create_task_group() as tg:
+        running = await start(tg, {**env, "AGENTSEAT_EVENTHUB_CONNECTION_STRING": info["connectionString"]})
+        await wait_for(lambda: running.runtime.status.source == "eventhub")
+        await control(sandbox, "POST", "/_sandbox/messages",
+                      {"from": upn(sandbox, "colleague2"), "to": upn(sandbox, "agent_user"), "text": "over SAS"})
+        await wait_for(lambda: len(running.events) >= 1, timeout=60)
+        assert [(e.source, e.text) for e in running.events] == [("eventhub", "over SAS")]
+        # No Event Hubs token was asked of Entra: the SAS key signed the CBS put-token.
+        assert "https://eventhubs.azure.net" not in running.runtime.tokens._cache  # noqa: SLF001
+        tg.cancel_scope.cancel()
