@@ -4,7 +4,8 @@ Each event body is the notification collection Graph would POST to a webhook
 (change-notifications-delivery-event-hubs), so it goes through the same
 `NotificationPipeline.process`: verify, decrypt, confirm trust with Graph, normalise,
 store. A partition's checkpoint advances only after every event of its batch has been
-stored (or dropped as unusable): a crash before that re-reads them, and the inbox dedupes.
+stored (or dropped as unusable), including the messages a notification only names, which
+are read from Graph first: a crash before that re-reads them, and the inbox dedupes.
 A batch the pipeline cannot store yet (`retry`, what a webhook answers 5xx for) is tried
 again on a backoff, holding that partition back, never skipped.
 
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -25,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import structlog
 
+from ..runtime.fetchq import FetchQueue
 from ..runtime.pipeline import NotificationPipeline, ProcessResult
 from ..runtime.webhook import WebhookStats
 from .client import checkpoint_store, consumer_client, store_kind
@@ -114,8 +117,10 @@ class EventHubConsumer:
     """One process's reader of the hub: load-balanced partitions, pipeline, checkpoints."""
 
     def __init__(self, settings: Settings, pipeline: NotificationPipeline, inbox: Inbox, *,
-                 credential: Any, store: CheckpointStore) -> None:
+                 credential: Any, store: CheckpointStore, fetches: Iterable[FetchQueue] = ()) -> None:
         self._settings = settings
+        #: The reads notifications queue (mail bodies, messages named without content): a checkpoint waits for them.
+        self._fetches = list(fetches)
         self._pipeline = pipeline
         self._inbox = inbox
         self._credential = credential
@@ -127,11 +132,11 @@ class EventHubConsumer:
 
     @classmethod
     def for_runtime(cls, settings: Settings, pipeline: NotificationPipeline, inbox: Inbox,
-                    tokens: TokenProvider) -> EventHubConsumer:
+                    tokens: TokenProvider, fetches: Iterable[FetchQueue] = ()) -> EventHubConsumer:
         """The consumer as the runtime runs it: the agent's credential (unless SAS), the configured store."""
         credential = AgentCredential(tokens, principal=settings.azure_principal)
         store = checkpoint_store(settings, settings.state_dir / "inbox.db", credential)
-        return cls(settings, pipeline, inbox, credential=credential, store=store)
+        return cls(settings, pipeline, inbox, credential=credential, store=store, fetches=fetches)
 
     # --- the receive loop ----------------------------------------------------------------
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
@@ -160,6 +165,8 @@ class EventHubConsumer:
             return
         for event in events:
             await self._process(context.partition_id, event_body(event))
+        for queue in self._fetches:  # messages the batch only named are read and stored too
+            await queue.caught_up()
         # Every event of the batch is stored (or dropped for good): only now may the hub forget them.
         last = events[-1]
         await context.update_checkpoint(last)

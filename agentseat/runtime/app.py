@@ -368,7 +368,8 @@ class Runtime:
         except ImportError as exc:
             raise ConfigError(f"--mode eventhub needs the Azure Event Hubs SDK ({exc.name} is missing)",
                               hint="pip install 'agentseat[eventhub]', or use --mode poll") from None
-        self.eventhub = EventHubConsumer.for_runtime(self.settings, pipeline, self.inbox, self.tokens)
+        self.eventhub = EventHubConsumer.for_runtime(self.settings, pipeline, self.inbox, self.tokens,
+                                                     fetches=self.fetches.values())
         async with anyio.create_task_group() as tg:
             await tg.start(self.eventhub.run)
             active = await self.manager.sync(eventhub_address(self.settings))

@@ -140,3 +140,43 @@ async def test_a_sas_connection_string_reads_the_hub_instead_of_the_agent_token(
         # No Event Hubs token was asked of Entra: the SAS key signed the CBS put-token.
         assert "https://eventhubs.azure.net" not in running.runtime.tokens._cache  # noqa: SLF001
         tg.cancel_scope.cancel()
+
+
+async def test_the_checkpoint_waits_until_a_named_message_is_read_and_stored(
+        sandbox: Sandbox, env: dict[str, str]) -> None:
+    # Event Hubs deliveries carry no validation tokens, so the runtime reads each chat message from
+    # Graph: the checkpoint past its notification must wait for that read and the store.
+    runtime = Runtime(settings_from_env(env))
+    read = runtime.poller.fetch_chat_message
+    gate, reads = anyio.Event(), []
+
+    async def gated(chat_id: str, message_id: str, source: str = "webhook") -> int:
+        reads.append(message_id)
+        await gate.wait()
+        return await read(chat_id, message_id, source=source)
+
+    runtime.poller.fetch_chat_message = gated  # type: ignore[method-assign]
+    running = Running(runtime)
+    async with anyio.create_task_group() as tg:
+        await tg.start(lambda task_status: runtime.run([running.sink], task_status=task_status))
+        await wait_for(lambda: runtime.status.source == "eventhub")
+        before = await hub_last_sequences(sandbox)
+        await wait_for(lambda: caught_up(running, before), timeout=60)  # validation messages checkpointed
+        await control(sandbox, "POST", "/_sandbox/messages",
+                      {"from": upn(sandbox, "sponsor"), "to": upn(sandbox, "agent_user"), "text": "held"})
+        after = {}
+        for _ in range(600):
+            after = await hub_last_sequences(sandbox)
+            if after != before:
+                break
+            await anyio.sleep(0.05)
+        [partition] = [p for p in after if after[p] != before[p]]
+        await wait_for(lambda: bool(reads))  # the notification was processed and its read queued
+        await anyio.sleep(0.5)  # ample time for a checkpoint that does not wait
+        assert checkpoints(runtime.settings.state_dir).get(partition, -1) < after[partition]
+        assert not running.events
+        gate.set()
+        await wait_for(lambda: len(running.events) == 1, timeout=60)
+        await wait_for(lambda: checkpoints(runtime.settings.state_dir).get(partition, -1) == after[partition])
+        assert running.events[0].source == "eventhub"
+        tg.cancel_scope.cancel()
