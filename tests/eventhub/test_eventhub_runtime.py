@@ -20,6 +20,7 @@ from agentseat.runtime.status import status
 from agentseat.sandbox.app import Sandbox
 from tests.runtime.test_runtime import Running, control, upn, wait_for
 from tests.conftest import settings_from_env
+from tests.eventhub.conftest import Azurite
 
 
 @pytest.fixture
@@ -180,3 +181,31 @@ async def test_the_checkpoint_waits_until_a_named_message_is_read_and_stored(
         await wait_for(lambda: checkpoints(runtime.settings.state_dir).get(partition, -1) == after[partition])
         assert running.events[0].source == "eventhub"
         tg.cancel_scope.cancel()
+
+
+async def test_blob_checkpoints_on_azurite_with_a_sas_container_url(
+        sandbox: Sandbox, env: dict[str, str], azurite: Azurite) -> None:
+    url = await azurite.container_sas_url("checkpoints")
+    async with anyio.create_task_group() as tg:
+        running = await start(tg, {**env, "AGENTSEAT_CHECKPOINT_STORE": url})
+        await wait_for(lambda: running.runtime.status.source == "eventhub")
+        await control(sandbox, "POST", "/_sandbox/messages",
+                      {"from": upn(sandbox, "sponsor"), "to": upn(sandbox, "agent_user"), "text": "blob"})
+        await wait_for(lambda: len(running.events) >= 1, timeout=60)
+        last = await hub_last_sequences(sandbox)
+        await wait_for(lambda: caught_up(running, last), timeout=60)
+        assert running.runtime.describe()["eventhub"]["checkpoint_store"] == "blob"
+        tg.cancel_scope.cancel()
+    assert not checkpoints(Path(env["AGENTSEAT_STATE_DIR"])), "the local store was used instead of Blob"
+    # Read back with the SDK's own Blob store: what another machine would resume from.
+    from azure.eventhub.extensions.checkpointstoreblobaio import BlobCheckpointStore
+
+    account, _, query = url.partition("?")
+    async with BlobCheckpointStore(f"{account.rsplit('/', 1)[0]}?{query}", "checkpoints") as store:
+        info = await control(sandbox, "GET", "/_sandbox/eventhubs")
+        found = {c["partition_id"]: c["sequence_number"] for c in
+                 await store.list_checkpoints(info["namespace"], info["hubs"][0]["name"], "$Default")}
+        owners = {o["partition_id"] for o in await store.list_ownership(info["namespace"], info["hubs"][0]["name"],
+                                                                       "$Default")}
+    assert found == {p: s for p, s in last.items() if s >= 0}
+    assert owners == set(last)
