@@ -65,8 +65,8 @@ def azurite(tmp_path: Path) -> Iterator[Azurite]:
         pytest.skip("Azurite is not installed: npm install --prefix .azurite azurite@3 (see .ci/run)")
     port = _free_port()
     proc = subprocess.Popen([binary, "--blobHost", "127.0.0.1", "--blobPort", str(port), "--inMemoryPersistence",
-                             "--disableTelemetry", "--skipApiVersionCheck", "--loose", "--silent",
-                             "--location", str(tmp_path / "azurite")],
+                             "--disableTelemetry", "--skipApiVersionCheck", "--loose", "--silent"],
+                            cwd=tmp_path,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 30  # a bound for a slow start, not a measurement

@@ -46,6 +46,8 @@ async def hub_last_sequences(sandbox: Sandbox) -> dict[str, int]:
 
 def checkpoints(state_dir: Path) -> dict[str, int]:
     with sqlite3.connect(state_dir / "inbox.db") as conn:
+        if not conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'eventhub_checkpoints'").fetchall():
+            return {}  # the local store was never opened (a Blob store is configured)
         return {pid: seq for pid, seq in conn.execute("SELECT partition_id, sequence_number FROM eventhub_checkpoints")}
 
 
