@@ -59,6 +59,8 @@ def cmd_sandbox(args: argparse.Namespace, settings: Settings) -> int:
         async with sandbox.running():
             print(f"agentseat sandbox listening on {sandbox.url}", flush=True)
             print(f"settings for a runtime: {sandbox.env_path}", flush=True)
+            print(f"Event Hubs {sandbox.eventhubs.namespace.fqdn} at {sandbox.eventhubs.endpoint} "
+                  f"(GET {sandbox.url}/_sandbox/eventhubs)", flush=True)
             print("press Ctrl-C to stop", flush=True)
             await anyio.sleep_forever()
 

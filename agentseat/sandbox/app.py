@@ -21,6 +21,9 @@ from .control import team_routes
 from .control import routes as control_routes
 from .entra import endpoints as entra_endpoints
 from .envfile import write_sandbox_env
+from .eventhubs import routes as eventhubs_routes
+from .eventhubs import server as eventhubs_server
+from .eventhubs.emulator import EventHubs
 from .graph import chat_message_actions, chat_messages, chats, drive, hosted_contents, mail, mail_delta
 from .graph.auth import graph_middleware
 from .graph import teams as graph_teams
@@ -41,6 +44,7 @@ class Sandbox(SandboxState):
     def __init__(self, state_dir: Path, options: SandboxOptions | None = None) -> None:
         super().__init__(state_dir, options)
         self.delivery: DeliveryEngine = DeliveryEngine(self)
+        self.eventhubs: EventHubs = EventHubs(self)  # Event Hubs emulator (eventhubs/); its listener runs below
         self._runner: web.AppRunner | None = None
 
     async def _flusher(self) -> None:
@@ -55,7 +59,7 @@ class Sandbox(SandboxState):
         # getAllMessages and /messages/delta routes must come before `{chat_id}`/`{message_id}`.
         modules = (entra_endpoints, directory, chat_messages, chat_message_actions, chats, mail_delta, mail,
                    subscriptions, control_routes, message_actions, behaviour_routes, chat_routes,
-                   graph_teams, team_routes, hosted_contents, drive, file_routes)
+                   graph_teams, team_routes, hosted_contents, drive, file_routes, eventhubs_routes)
         for module in modules:
             app.router.add_routes(module.routes())
         return app
@@ -70,10 +74,11 @@ class Sandbox(SandboxState):
         await site.start()
         port = self._runner.addresses[0][1]
         self.url = f"https://{'localhost' if self.options.host in ('127.0.0.1', 'localhost') else self.options.host}:{port}"
-        write_sandbox_env(self)
-        log.info("sandbox_started", url=self.url, env=str(self.env_path))
         try:
             async with anyio.create_task_group() as tg:
+                await tg.start(eventhubs_server.run, self.eventhubs, self.options.host)
+                write_sandbox_env(self)  # after the Event Hubs port is known
+                log.info("sandbox_started", url=self.url, env=str(self.env_path))
                 tg.start_soon(self._flusher)
                 await tg.start(self.delivery.run)
                 try:

@@ -27,6 +27,20 @@ def sandbox_settings(sb: SandboxState) -> dict[str, str]:
         "AGENTSEAT_AGENT_USER_UPN": agent.upn,
         "AGENTSEAT_SPONSORS": sponsor.upn,
         "AGENTSEAT_SANDBOX_URL": sb.url,
+        **_eventhub_settings(sb),
+    }
+
+
+def _eventhub_settings(sb: SandboxState) -> dict[str, str]:
+    """The emulated Event Hubs namespace (eventhubs/): a runtime in `--mode eventhub` reads these.
+    Its TLS certificate is signed by the sandbox CA, so `AGENTSEAT_CA_BUNDLE` (above) verifies it too."""
+    hubs = getattr(sb, "eventhubs", None)
+    if hubs is None or not hubs.port:
+        return {}
+    return {
+        "AGENTSEAT_EVENTHUB_NAMESPACE": hubs.namespace.fqdn,
+        "AGENTSEAT_EVENTHUB_NAME": next(iter(hubs.namespace.hubs), ""),
+        "AGENTSEAT_EVENTHUB_ENDPOINT": hubs.endpoint,
     }
 
 

@@ -25,6 +25,7 @@ from .stats import Stats
 from .tenant import Tenant, demo_tenant, load_tenant, save_tenant
 
 if TYPE_CHECKING:
+    from .eventhubs.emulator import EventHubs
     from .tenant import Channel, ChannelMessage, Chat, ChatMessage, MailMessage, Subscription, Team
 
 
@@ -69,6 +70,7 @@ class SandboxState:
     """The tenant and the emulator's machinery, shared by every route."""
 
     delivery: Notifier  # set by the app, which owns the engine's task
+    eventhubs: EventHubs  # set by the app, which owns the AMQP listener's task
 
     def __init__(self, state_dir: Path, options: SandboxOptions | None = None) -> None:
         self.state_dir = Path(state_dir)

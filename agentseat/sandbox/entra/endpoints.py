@@ -37,7 +37,10 @@ log = structlog.get_logger(__name__)
 MULTI_TENANT = ("common", "organizations")
 #: Scopes msal adds to every user grant (`_decorate_scope`), plus `email`.
 OIDC_SCOPES = frozenset({"openid", "profile", "offline_access", "email"})
-EXCHANGE, GRAPH = "exchange", "graph"
+EXCHANGE, GRAPH, EVENTHUBS = "exchange", "graph", "eventhubs"
+#: Azure Event Hubs' resource ("Authenticate an application with Microsoft Entra ID to access Event Hubs
+#: resources": request `https://eventhubs.azure.net/.default`); tokens for it reach the sandbox's hub (eventhubs/).
+EVENTHUBS_RESOURCE = "https://eventhubs.azure.net"
 DEFAULT = ".default"
 
 
@@ -138,6 +141,8 @@ def _resource_of(sb: SandboxState, scope: str) -> tuple[str, str]:
         if low.startswith(prefix.lower()):
             # Entra tolerates the doubled slash of "https://graph.microsoft.com//.default".
             return GRAPH, scope[len(prefix) :].lstrip("/")
+    if low.startswith(EVENTHUBS_RESOURCE + "/"):
+        return EVENTHUBS, scope[len(EVENTHUBS_RESOURCE) + 1 :].lstrip("/")
     if "/" not in scope and ":" not in scope:
         return GRAPH, scope
     resource = scope.rsplit("/", 1)[0]
@@ -215,6 +220,10 @@ def _client_credentials(sb: SandboxState, form: dict[str, str], client: ClientAu
         # impersonates its agent identities (AADSTS82001, seen by many Agent 365 samples).
         raise OAuthError(400, "unauthorized_client", 82001, f"Agentic application '{app.app_id}' is not permitted "
                          f"to request app-only tokens for resource '{GRAPH_APP_ID}'.")
+    if resource == EVENTHUBS:
+        # Event Hubs access is Azure RBAC on the namespace, not app roles in the token.
+        token, claims = tokens.app_token(sb, app_id=app.app_id, roles=[], aud=EVENTHUBS_RESOURCE)
+        return "eventhubs", token, claims, {}
     token, claims = tokens.app_token(sb, app_id=app.app_id, roles=replication.visible_roles(sb, app))
     label = {"agentIdentity": "agent_identity_app", "provisioner": "provisioner"}.get(app.kind, "client_credentials")
     return label, token, claims, {}
@@ -251,6 +260,8 @@ def _user_fic(sb: SandboxState, form: dict[str, str], client: ClientAuth) -> Iss
     verify_user_credential(sb, identity, t2)
     user = _agent_user(sb, identity, form)
     resource, perms = _requested(sb, form, user=True)
+    if resource == EVENTHUBS:
+        return _user_eventhubs(sb, identity, user, perms)
     if resource != GRAPH:
         raise OAuthError(400, "invalid_scope", 70011, "The provided value for the input parameter 'scope' is not "
                          f"valid. The scope {form.get('scope', '')} is not valid.")
@@ -273,6 +284,20 @@ def _user_fic(sb: SandboxState, form: dict[str, str], client: ClientAuth) -> Iss
         "client_info": _b64url(json.dumps({"uid": user.id, "utid": sb.tenant.tenant_id}).encode()),
     }
     return "user_fic", token, claims, extra
+
+
+def _user_eventhubs(sb: SandboxState, identity: App, user: User, perms: list[str]) -> Issued:
+    """The Agent User's delegated Event Hubs token: Event Hubs' one delegated permission is
+    `user_impersonation`; access itself is Azure RBAC, which the sandbox does not model."""
+    if any(p.lower() not in (DEFAULT, "user_impersonation") for p in perms):
+        raise OAuthError(400, "invalid_scope", 70011, "The provided value for the input parameter 'scope' is not "
+                         f"valid. The scope {' '.join(perms)} is not valid.")
+    token, claims = tokens.delegated_token(sb, user_id=user.id, app_id=identity.app_id,
+                                           scopes=["user_impersonation"], aud=EVENTHUBS_RESOURCE)
+    extra = {"scope": f"{EVENTHUBS_RESOURCE}/user_impersonation openid profile",
+             "id_token": _id_token(sb, identity, user),
+             "client_info": _b64url(json.dumps({"uid": user.id, "utid": sb.tenant.tenant_id}).encode())}
+    return "user_fic_eventhubs", token, claims, extra
 
 
 def _id_token(sb: SandboxState, client: App, user: User) -> str:

@@ -23,6 +23,7 @@ from cryptography import x509
 from yarl import URL
 
 from . import payloads
+from ..eventhubs import bridge as eventhub_bridge
 from .queue import Item, Outbox
 from ..graph.resources import mail_json
 from .resources import ResourceError, ResourceSpec
@@ -227,6 +228,10 @@ class DeliveryEngine:
         endpoint must answer 200, text/plain, and the URL-decoded token, within 10 s.
         The token is opaque and, like Graph's, holds spaces and colons.
         """
+        if eventhub_bridge.is_eventhub_url(url):
+            # No handshake for Event Hubs: a validation message goes to the hub (bridge.py).
+            self.sb.stats.notifications["validations"] += 1
+            return eventhub_bridge.send_validation(self.sb, url)
         assert self.sb.http is not None, "the sandbox's HTTP session starts with the server"
         token = f"Validation: Testing client application reachability for subscription Request-Id: {uuid.uuid4()}"
         base = str(URL(url))

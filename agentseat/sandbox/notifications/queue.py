@@ -24,6 +24,7 @@ import anyio
 import structlog
 from anyio.abc import TaskGroup
 
+from ..eventhubs import bridge as eventhub_bridge
 from .payloads import validation_tokens
 
 if TYPE_CHECKING:
@@ -231,7 +232,11 @@ class Outbox:
                     await anyio.sleep(sb.faults.delay_ms / 1000)
             # "For notifications that are retried, the request timeout is extended to 10 seconds."
             timeout = sb.options.delivery_timeout if attempt == 0 else sb.options.retry_timeout
-            ok, elapsed, timed_out = await self._post(queue.url, self._body(batch), timeout)
+            if eventhub_bridge.is_eventhub_url(queue.url):
+                # Event Hubs delivery: the collection becomes one event in the emulated hub (bridge.py).
+                ok, elapsed, timed_out = eventhub_bridge.publish(sb, queue.url, self._collection(batch)), 0.0, False
+            else:
+                ok, elapsed, timed_out = await self._post(queue.url, self._body(batch), timeout)
             self._record(health, queue.url, elapsed, timed_out, attempt)
             if ok:
                 stats["sent"] += 1
@@ -247,6 +252,10 @@ class Outbox:
             stats["retried"] += 1
             backoff = min(RETRY_BASE * 2 ** (attempt - 1), RETRY_CAP)
             await sb.clock.sleep(min(backoff, started + sb.options.retry_window - sb.clock.now()))
+
+    def _collection(self, batch: list[Item]) -> dict[str, Any]:
+        """What an Event Hubs delivery carries: the collection without validationTokens."""
+        return {"value": [i.body for i in batch]}
 
     def _body(self, batch: list[Item]) -> bytes:
         body: dict[str, Any] = {"value": [i.body for i in batch]}

@@ -18,6 +18,8 @@ from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 from yarl import URL
 
 from ..clock import iso, parse_iso
+from ..eventhubs.bridge import BadEventHubUrl, is_eventhub_url
+from ..eventhubs.bridge import parse as parse_eventhub_url
 from ..graph import provisioning
 from .resources import (
     CHANNEL,
@@ -94,8 +96,14 @@ def check_url(sb: SandboxState, url: Any, name: str) -> str:
     if not isinstance(url, str) or not url.strip():
         raise bad(f"Property '{name}' is required.")
     url = url.strip()
-    if url.lower().startswith(("eventhub:", "eventgrid:")):
-        raise bad(f"Event Hubs and Event Grid delivery are not emulated by the sandbox; use an HTTPS {name}.")
+    if is_eventhub_url(url):
+        try:
+            parse_eventhub_url(sb, url)  # change-notifications-delivery-event-hubs: the RBAC form
+        except BadEventHubUrl as exc:
+            raise bad(f"Invalid {name}: {exc}", "ValidationError") from None
+        return url
+    if url.lower().startswith("eventgrid:"):
+        raise bad(f"Event Grid delivery is not emulated by the sandbox; use an HTTPS or EventHub: {name}.")
     try:
         parsed = URL(url)
     except ValueError:
