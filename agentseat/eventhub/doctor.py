@@ -65,8 +65,10 @@ def _grant_hint(settings: Settings) -> str:
     return "grant the role, then run doctor again: " + az_commands(settings)[0]
 
 
-async def eventhub_checks(settings: Settings, tokens: TokenProvider | None = None) -> list[Check]:
-    """The Event Hubs checks, in order; later ones are skipped when what they need failed."""
+async def eventhub_checks(settings: Settings, tokens: TokenProvider | None = None, *,
+                          identity_ok: bool = True) -> list[Check]:
+    """The Event Hubs checks, in order; later ones are skipped when what they need failed
+    (`identity_ok`: the identity checks before them passed, so the agent can get a token)."""
     namespace, hub = fully_qualified_namespace(settings), eventhub_name(settings)
     via = "SAS connection string" if settings.eventhub_connection_string else f"the agent ({settings.azure_principal})"
     where = f" via {settings.eventhub_endpoint}" if settings.eventhub_endpoint else ""
@@ -77,14 +79,17 @@ async def eventhub_checks(settings: Settings, tokens: TokenProvider | None = Non
     if not (namespace and hub):
         return checks
     credential: AgentCredential | None = None
+    if settings.eventhub_connection_string is None and not identity_ok:
+        checks.append(Check("event hub", "skip", "needs the agent's token: fix the checks above first"))
+        return checks
     if settings.eventhub_connection_string is None:
         tokens = tokens or TokenProvider(settings, credential_for(settings))
         credential = AgentCredential(tokens, principal=settings.azure_principal)
         try:
             await credential.get_token(EVENTHUBS_SCOPE)
             checks.append(Check("event hub token", "ok", f"Entra issues the agent a token for {EVENTHUBS_SCOPE}"))
-        except ClientAuthenticationError as exc:
-            checks.append(Check("event hub token", "fail", str(exc.message)[:300],
+        except (ClientAuthenticationError, AgentSeatError) as exc:
+            checks.append(Check("event hub token", "fail", str(getattr(exc, "message", exc))[:300],
                                 "run `agentseat doctor` checks above first (hops), then `agentseat setup`"))
             checks.append(Check("event hub", "skip", "needs a token"))
             return checks

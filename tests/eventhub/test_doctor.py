@@ -79,3 +79,9 @@ async def test_an_unreachable_endpoint_says_which_port_to_open(agent_env: dict[s
     assert await doctor(settings_from_env(env), out) == 1
     text = out.getvalue()
     assert "✗ event hub:" in text and "5671" in text
+
+
+async def test_without_a_working_identity_the_hub_check_waits_for_the_fix(agent_env: dict[str, str],
+                                                                          hub: dict[str, Any]) -> None:
+    checks = await eventhub_checks(settings_from_env(hub_env(agent_env, hub)), identity_ok=False)
+    assert [(c.name, c.status) for c in checks] == [("event hub settings", "ok"), ("event hub", "skip")]
