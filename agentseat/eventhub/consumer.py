@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable
+import time
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -32,6 +33,7 @@ from ..runtime.pipeline import NotificationPipeline, ProcessResult
 from ..runtime.webhook import WebhookStats
 from .client import checkpoint_store, consumer_client, store_kind
 from .credential import AgentCredential
+from .lease import Lease
 from .settings import eventhub_name, fully_qualified_namespace
 from .status import META_KEY
 
@@ -53,6 +55,9 @@ log = structlog.get_logger(__name__)
 #: subscriptions we do not hold are dropped cheaply, and what we stored before is deduped.
 START_AT_EARLIEST = "-1"
 _RETRY_FIRST, _RETRY_MAX = 1.0, 60.0
+#: A notification of a subscription this machine does not know asks Graph for the list at most this often:
+#: the sender may be a forger, and the list costs a Graph request.
+_RELEARN_SECONDS = 10.0
 
 
 def event_body(event: EventData) -> bytes:
@@ -117,8 +122,12 @@ class EventHubConsumer:
     """One process's reader of the hub: load-balanced partitions, pipeline, checkpoints."""
 
     def __init__(self, settings: Settings, pipeline: NotificationPipeline, inbox: Inbox, *,
-                 credential: Any, store: CheckpointStore, fetches: Iterable[FetchQueue] = ()) -> None:
+                 credential: Any, store: CheckpointStore, fetches: Iterable[FetchQueue] = (),
+                 on_unknown: Callable[[], Awaitable[object]] | None = None) -> None:
         self._settings = settings
+        #: Learns subscriptions another machine made (manager.follow); asked at most every `_RELEARN_SECONDS`.
+        self._on_unknown = on_unknown
+        self._relearned_at = -_RELEARN_SECONDS
         #: The reads notifications queue (mail bodies, messages named without content): a checkpoint waits for them.
         self._fetches = list(fetches)
         self._pipeline = pipeline
@@ -132,11 +141,20 @@ class EventHubConsumer:
 
     @classmethod
     def for_runtime(cls, settings: Settings, pipeline: NotificationPipeline, inbox: Inbox,
-                    tokens: TokenProvider, fetches: Iterable[FetchQueue] = ()) -> EventHubConsumer:
+                    tokens: TokenProvider, fetches: Iterable[FetchQueue] = (),
+                    on_unknown: Callable[[], Awaitable[object]] | None = None) -> EventHubConsumer:
         """The consumer as the runtime runs it: the agent's credential (unless SAS), the configured store."""
         credential = AgentCredential(tokens, principal=settings.azure_principal)
         store = checkpoint_store(settings, settings.state_dir / "inbox.db", credential)
-        return cls(settings, pipeline, inbox, credential=credential, store=store, fetches=fetches)
+        return cls(settings, pipeline, inbox, credential=credential, store=store, fetches=fetches,
+                   on_unknown=on_unknown)
+
+    def lease(self) -> Lease | None:
+        """The manager lease shared by the machines on a Blob store; None for the local store (one machine)."""
+        if self.status.store == "local":
+            return None
+        return Lease(self._store, self.status.namespace, self.status.hub, self.status.consumer_group,
+                     expiry_seconds=self._settings.eventhub_ownership_seconds)
 
     # --- the receive loop ----------------------------------------------------------------
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
@@ -190,6 +208,8 @@ class EventHubConsumer:
             except Exception as exc:  # a bug: hold the partition back rather than lose the event
                 log.error("eventhub_processing_failed", partition=partition, error=type(exc).__name__)
                 result = ProcessResult(retry=True)
+            if result.dropped.get("unknown_subscription") and await self._relearn():
+                continue  # another machine made it: processed again, now known
             self.stats.add(result)
             if not result.retry:
                 return
@@ -198,6 +218,15 @@ class EventHubConsumer:
             log.warning("eventhub_event_retry", partition=partition, wait=wait)
             await anyio.sleep(wait)
             wait = min(wait * 2, _RETRY_MAX)
+
+    async def _relearn(self) -> bool:
+        """Ask for the subscriptions other machines manage; True when that was done now."""
+        now = time.monotonic()
+        if self._on_unknown is None or now - self._relearned_at < _RELEARN_SECONDS:
+            return False
+        self._relearned_at = now
+        await self._on_unknown()
+        return True
 
     # --- ownership, for status ------------------------------------------------------------
     async def _on_open(self, context: PartitionContext) -> None:

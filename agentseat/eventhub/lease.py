@@ -8,8 +8,8 @@ store's ETags (`if-match` / `if-none-match`) or the SQLite store's. A holder ren
 every third of the expiry; a record not renewed within the expiry is free to take, and a
 holder whose renewal loses (another took it after it went silent) stops at once.
 
-It owns the claim rules only; what the holder does is the runtime's. Not wired into the
-runtime yet: the follower side (learning the subscriptions' secrets from Graph) is to come.
+It owns the claim rules only; what the holder does is the runtime's (runtime/app.py: the
+holder manages the subscriptions, the resyncs and the reconcile; the others only read).
 """
 
 from __future__ import annotations
@@ -87,15 +87,23 @@ class Lease:
             await self._store.claim_ownership([self._record("", self._etag)])
             self._etag = None
 
-    async def hold(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
-        """Wait for the lease, report `started` once held, renew until cancelled (then release).
-
-        Raises LeaseLost if a renewal loses: the caller's task group then stops what it guards.
-        """
+    async def acquire(self) -> None:
+        """Wait until the lease is ours."""
         while not await self.try_acquire():
             await anyio.sleep(self.expiry / 3)
         log.info("lease_acquired", owner=self.owner_id)
+
+    async def hold(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Wait for the lease, report `started` once held, then `keep` it."""
+        await self.acquire()
         task_status.started()
+        await self.keep()
+
+    async def keep(self) -> None:
+        """Renew the held lease until cancelled (then release it).
+
+        Raises LeaseLost if a renewal loses: the caller's task group then stops what it guards.
+        """
         try:
             while True:
                 await anyio.sleep(self.expiry / 3)

@@ -65,6 +65,9 @@ from .webhook import WebhookServer
 log = structlog.get_logger(__name__)
 
 ALL_KINDS = frozenset({"teams", "mail"})
+#: A machine that does not manage the hub's subscriptions reads Graph's list this often (and when
+#: it reads a notification of a subscription it does not know).
+_FOLLOW_SECONDS = 300.0
 Sink = Callable[["Runtime"], Awaitable[None]]
 
 
@@ -283,7 +286,8 @@ class Runtime:
                 tg.start_soon(mail_fetches.run)
                 tg.start_soon(chat_fetches.run)
                 tg.start_soon(self._lifecycle_worker)
-                tg.start_soon(self.poller.reconcile_forever)
+                if tunnel is not None:  # with a hub, only its manager reconciles (_manage_hub)
+                    tg.start_soon(self.poller.reconcile_forever)
                 tg.start_soon(self.delivery.run)
                 if tunnel is None:
                     await self._eventhub_loop(pipeline)
@@ -360,31 +364,62 @@ class Runtime:
             self.status.public_url = ""
 
     async def _eventhub_loop(self, pipeline: NotificationPipeline) -> None:
-        """Read the hub; point the subscriptions at it; poll what Graph refuses to deliver there."""
+        """Read the hub. One machine per hub (the lease holder, eventhub/lease.py; always this one
+        with the local store) manages the subscriptions, resyncs and reconciles; the others follow."""
         assert self.manager is not None
         await self._sponsors_resolved()  # events are about to flow: trust needs the sponsors
         try:  # the Azure SDK is an extra: only this mode needs it
             from ..eventhub.consumer import EventHubConsumer
+            from ..eventhub.lease import LeaseLost
         except ImportError as exc:
             raise ConfigError(f"--mode eventhub needs the Azure Event Hubs SDK ({exc.name} is missing)",
                               hint="pip install 'agentseat[eventhub]', or use --mode poll") from None
+        address, manager = eventhub_address(self.settings), self.manager
         self.eventhub = EventHubConsumer.for_runtime(self.settings, pipeline, self.inbox, self.tokens,
-                                                     fetches=self.fetches.values())
+                                                     fetches=self.fetches.values(),
+                                                     on_unknown=lambda: manager.follow(address))
+        lease = self.eventhub.lease()
         async with anyio.create_task_group() as tg:
             await tg.start(self.eventhub.run)
-            active = await self.manager.sync(eventhub_address(self.settings))
-            if "teams" in active:  # Teams no longer polled (poll_policy.py): the warning is over
-                self.facts.warn(POLICY_KEY, None)
-            self.delivery.cover(active)
-            await self._resync_all("startup")
-            uncovered = set(ALL_KINDS) - active
-            for kind in sorted(uncovered):
-                self._note(f"{kind}: {self.manager.states[kind].error or 'not subscribed'}")
-            self.status.source = "eventhub" if not uncovered else "eventhub+poll"
-            self.status.polling = sorted(uncovered)
-            tg.start_soon(self.manager.maintain)
-            if uncovered:
-                tg.start_soon(self.poller.run, uncovered)
+            while True:
+                if lease is not None:
+                    async with anyio.create_task_group() as follow:
+                        follow.start_soon(self._follow_hub, address)
+                        await lease.acquire()
+                        follow.cancel_scope.cancel()
+                try:
+                    async with anyio.create_task_group() as duties:
+                        if lease is not None:
+                            duties.start_soon(lease.keep)
+                        await self._manage_hub(duties, address)
+                except* LeaseLost:
+                    self._note("another machine manages the subscriptions now; following it")
+
+    async def _follow_hub(self, address: str) -> None:
+        """Not the manager: learn the subscriptions the manager keeps, and read only the hub."""
+        assert self.manager is not None
+        self.status.source, self.status.polling = "eventhub-follower", []
+        while True:
+            self.delivery.cover(await self.manager.follow(address))
+            await anyio.sleep(_FOLLOW_SECONDS)
+
+    async def _manage_hub(self, duties: anyio.abc.TaskGroup, address: str) -> None:
+        """The manager's part: point the subscriptions at the hub, resync, reconcile; poll what Graph refuses."""
+        assert self.manager is not None
+        active = await self.manager.sync(address)
+        if "teams" in active:  # Teams no longer polled (poll_policy.py): the warning is over
+            self.facts.warn(POLICY_KEY, None)
+        self.delivery.cover(active)
+        await self._resync_all("startup")
+        uncovered = set(ALL_KINDS) - active
+        for kind in sorted(uncovered):
+            self._note(f"{kind}: {self.manager.states[kind].error or 'not subscribed'}")
+        self.status.source = "eventhub" if not uncovered else "eventhub+poll"
+        self.status.polling = sorted(uncovered)
+        duties.start_soon(self.manager.maintain)
+        duties.start_soon(self.poller.reconcile_forever)
+        if uncovered:
+            duties.start_soon(self.poller.run, uncovered)
 
     def _part_ready(self, kind: str) -> None:
         """The mailbox or Teams presence became ready: subscribe now and read what it hid."""

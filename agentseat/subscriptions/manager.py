@@ -190,6 +190,27 @@ class SubscriptionManager:
         # The caller resyncs every kind once after `sync`: that one read covers the
         # downtime before it and any recreation during it.
 
+    async def follow(self, url: str) -> set[str]:
+        """Hold the live subscriptions another process manages for `url`, changing nothing in Graph.
+
+        For machines that share an event hub (eventhub/lease.py): one manages the
+        subscriptions, the others only need each one's id and clientState to verify what
+        they read; Graph echoes the clientState to the app that made the subscription.
+        """
+        async with self._lock:
+            self.url = url.rstrip("/")
+            try:
+                live = [s async for page in self._graph.pages("/subscriptions") for s in page]
+            except GraphError as exc:
+                log.warning("subscriptions_list_failed", status=exc.status, code=exc.code)
+                return self.active_kinds()
+            for spec in self.specs:
+                keep = next((s for s in live if spec.matches(str(s.get("resource", ""))) and self._points_here(s)
+                             and self._secret_for(s)), None)
+                if keep is not None and str(keep["id"]) != self.states[spec.kind].id:
+                    self._take_over(spec, keep, self._secret_for(keep))
+            return self.active_kinds()
+
     def _secret_for(self, live: dict[str, Any]) -> str:
         """The clientState of a live subscription, if it is one we can verify and may keep."""
         sub_id = str(live.get("id", ""))
