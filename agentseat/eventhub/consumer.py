@@ -171,12 +171,15 @@ class EventHubConsumer:
         finally:
             with anyio.CancelScope(shield=True):
                 await client.close()
-                await self._store.close()  # type: ignore[attr-defined]
                 for state in self.status.partitions.values():
                     state.owned = False
                 self.status.connected = False
                 await self._save()
                 log.info("eventhub_stopped", hub=self.status.hub)
+
+    async def aclose(self) -> None:
+        """Close the checkpoint store, after `run` and any lease on it have ended."""
+        await self._store.close()  # type: ignore[attr-defined]
 
     async def _on_batch(self, context: PartitionContext, events: list[EventData]) -> None:
         if not events:

@@ -379,21 +379,25 @@ class Runtime:
                                                      fetches=self.fetches.values(),
                                                      on_unknown=lambda: manager.follow(address))
         lease = self.eventhub.lease()
-        async with anyio.create_task_group() as tg:
-            await tg.start(self.eventhub.run)
-            while True:
-                if lease is not None:
-                    async with anyio.create_task_group() as follow:
-                        follow.start_soon(self._follow_hub, address)
-                        await lease.acquire()
-                        follow.cancel_scope.cancel()
-                try:
-                    async with anyio.create_task_group() as duties:
-                        if lease is not None:
-                            duties.start_soon(lease.keep)
-                        await self._manage_hub(duties, address)
-                except* LeaseLost:
-                    self._note("another machine manages the subscriptions now; following it")
+        try:
+            async with anyio.create_task_group() as tg:
+                await tg.start(self.eventhub.run)
+                while True:
+                    if lease is not None:
+                        async with anyio.create_task_group() as follow:
+                            follow.start_soon(self._follow_hub, address)
+                            await lease.acquire()
+                            follow.cancel_scope.cancel()
+                    try:
+                        async with anyio.create_task_group() as duties:
+                            if lease is not None:
+                                duties.start_soon(lease.keep)
+                            await self._manage_hub(duties, address)
+                    except* LeaseLost:
+                        self._note("another machine manages the subscriptions now; following it")
+        finally:
+            with anyio.CancelScope(shield=True):
+                await self.eventhub.aclose()  # after the consumer and the lease are done with the store
 
     async def _follow_hub(self, address: str) -> None:
         """Not the manager: learn the subscriptions the manager keeps, and read only the hub."""
