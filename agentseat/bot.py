@@ -41,6 +41,8 @@ from anyio.abc import ByteReceiveStream, ByteSendStream, Process
 
 from .errors import AgentSeatError, ConfigError
 from .runtime.events import CHANGE_KINDS
+from .channels import graph as channel_graph
+from .channels.push import thread_of
 from .runtime.group_policy import pushes
 from .runtime.inbox import Event, Inbox
 from .tools.base import MAX_MESSAGE_BYTES
@@ -409,7 +411,10 @@ class Bot:
             log.warning("bot_handler_failed", **facts, returncode=result.returncode)
 
     async def _reply(self, runtime: Runtime, event: Event, text: str) -> None:
-        if event.kind == "teams":
+        if event.kind == "channel":  # in the thread the post started, or the reply belongs to
+            body = {"body": {"contentType": "text", "content": fit(text, TEAMS_REPLY_BYTES)}}
+            await channel_graph.post(runtime.graph, event.team_id, event.chat_id or "", body, thread_of(event))
+        elif event.kind == "teams":
             assert event.chat_id is not None
             body = {"body": {"contentType": "text", "content": fit(text, TEAMS_REPLY_BYTES)}}
             await runtime.graph.post(f"/chats/{quote(event.chat_id, safe=':@.')}/messages", body)

@@ -164,6 +164,13 @@ class Settings(BaseSettings):
     mail_poll_seconds: float = Field(default=30.0, ge=1.0)
     reconcile_seconds: float = Field(default=86_400.0, ge=60.0, description="Reconciliation behind webhooks.")
 
+    # Team channels (agentseat/channels, subscriptions/channels.py). Teams subscriptions share one
+    # quota of 10,000 per organisation across every app (change-notifications-overview), so the
+    # agent keeps at most this many channel subscriptions and polls the rest.
+    channel_subscriptions_max: int = Field(default=100, ge=0, description="Channel subscriptions kept at most.")
+    channel_list_seconds: float = Field(
+        default=300.0, ge=1.0, description="How often joined teams and channels are listed again.")
+
     # Graph client.
     graph_deadline_seconds: float = Field(default=60.0, gt=0)
     graph_timeout_seconds: float = Field(default=30.0, gt=0)

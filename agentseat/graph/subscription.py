@@ -19,3 +19,12 @@ class KnownSubscription:
     client_state: str = field(repr=False)
     #: Created with includeResourceData: every genuine item carries encryptedContent.
     rich: bool = True
+
+
+#: A channel subscription's kind is `channel:{team id}:{channel id}` (one per joined channel,
+#: subscriptions/channels.py); its notifications name a channel message to read.
+CHANNEL_KIND_PREFIX = "channel:"
+
+
+def is_channel_kind(kind: str) -> bool:
+    return kind.startswith(CHANNEL_KIND_PREFIX)

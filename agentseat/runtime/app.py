@@ -17,9 +17,9 @@ Sinks (the MCP channel, `watch`, the bot) read the inbox and run beside it.
 
 from __future__ import annotations
 
+import functools
 import os
 import time
-from functools import partial
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,6 +31,8 @@ from anyio.abc import TaskStatus
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 
 from ..access import AccessPolicy
+from ..channels.normalize import ChannelRef
+from ..channels.poller import ChannelPoller
 from ..config import Settings
 from ..errors import AgentSeatError, ConfigError, TunnelError
 from ..graph.client import GraphClient, ssl_context
@@ -39,6 +41,8 @@ from ..identity.keys import AgentCertificate, KeyStore
 from ..identity.tokens import AppOnlyTokens, TokenProvider
 from ..eventhub.settings import notification_url as eventhub_address
 from ..subscriptions.endpoints import eventhub_endpoints, webhook_endpoints
+from ..subscriptions.channels import ChannelSubscriptionManager
+from ..subscriptions.known import KnownUnion
 from ..subscriptions.manager import SubscriptionManager
 from ..subscriptions.readiness import Readiness
 from ..tunnel import LoopbackTunnel, make_tunnel
@@ -53,7 +57,7 @@ from .intake import Intake
 from .lock import OwnerLock
 from .normalize import TrustPolicy
 from .permission_replies import PermissionReplies
-from ..graph.subscription import KnownSubscription
+from ..graph.subscription import KnownSubscription, is_channel_kind
 from ..tenant_facts import TenantFacts
 from .pipeline import NotificationPipeline
 from .poll_policy import POLICY_KEY
@@ -120,19 +124,23 @@ class Runtime:
         #: Messages reconciles find that no notification delivered (variant 8: silent webhook failure).
         self.delivery = DeliveryWatch(self.inbox, self.facts)
         self.poller.on_found = self.delivery.found
+        #: Team channels: polled where no channel subscription covers them (channels/poller.py).
+        self.channels = ChannelPoller(settings, self.graph, self.inbox, self.policy, store=self.intake.admit)
+        self.intake.channel_reader = self.channels.read_event
         self.intake.reader = self.poller.read_chat_message
-        self.intake.on_overflow = self.poller.resync_soon
+        self.intake.on_overflow = self._resync_soon
         if settings.permission_relay:  # a sponsor's `yes <id>` answers a relayed Claude Code permission prompt
             self.intake.intercept(PermissionReplies(settings, self.graph, self.policy))
         self.lock = OwnerLock(settings.state_dir / "runtime.lock")
         # Rich items whose validation tokens fail are read from Graph instead, capped (issue 11).
-        self.token_fallbacks = TokenFallbacks(facts=self.facts, on_capped=self.poller.resync_soon)
+        self.token_fallbacks = TokenFallbacks(facts=self.facts, on_capped=self._resync_soon)
         #: The Agent User's mailbox and Teams presence, each waited for on its own (readiness.py).
         self.readiness = Readiness(self.graph, self.facts, on_ready=self._part_ready)
         self._deferred: dict[str, str] = {}  # kind -> reason of a read put off until its part is ready
         self.status = RuntimeStatus(mode=settings.mode)
         self._tunnel_override = tunnel
         self.manager: SubscriptionManager | None = None
+        self.channel_manager: ChannelSubscriptionManager | None = None
         self.webhook: WebhookServer | None = None  # the owner's, while webhooks run
         self.eventhub: Any = None  # the owner's EventHubConsumer, in eventhub mode (imported only then)
         self.fetches: dict[str, FetchQueue] = {}  # per-kind reads notifications ask for, while webhooks run
@@ -214,7 +222,9 @@ class Runtime:
             await self._sponsors_resolved()
             await self.readiness.usable("teams")  # its probe reads the chat list first: 1 per second
             self.status.source, self.status.polling = "poll", sorted(ALL_KINDS)
-            await self.poller.run(set(ALL_KINDS))
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(self.channels.run)
+                await self.poller.run(set(ALL_KINDS))
             return
         await self._webhooks(fallback=mode == "auto", eventhub=mode == "eventhub")
 
@@ -246,16 +256,22 @@ class Runtime:
         # Reads that notifications ask for: one bounded, rate-capped queue per kind, so a flood
         # of one never delays the other nor fails a POST (a full queue drops and resyncs instead).
         self.fetches = {
-            "mail": FetchQueue("mail", partial(self.poller.fetch_mail, source=source),
+            "mail": FetchQueue("mail", functools.partial(self.poller.fetch_mail, source=source),
                                counters=self.intake.counters, on_overflow=self.poller.resync_soon),
-            "teams": FetchQueue("teams", partial(self.poller.fetch_chat_message, source=source),
+            "teams": FetchQueue("teams", functools.partial(self.poller.fetch_chat_message, source=source),
                                 counters=self.intake.counters, on_overflow=self.poller.resync_soon),
         }
+        self.fetches["channel"] = FetchQueue("channel", self.channels.fetch, counters=self.intake.counters,
+                                             on_overflow=self.channels.resync_soon)
         mail_fetches, chat_fetches = self.fetches["mail"], self.fetches["teams"]
         self.manager = manager = SubscriptionManager(
             settings, self.graph, self.inbox, certificate_b64=active.der_b64, certificate_id=active.sha1_thumbprint,
             on_resync=self.poller.resync, facts=self.facts, readiness=self.readiness,
             endpoints=eventhub_endpoints if eventhub else webhook_endpoints,
+        )
+        self.channel_manager = channel_manager = ChannelSubscriptionManager(
+            settings, self.graph, self.inbox, certificate_b64=active.der_b64, certificate_id=active.sha1_thumbprint,
+            on_resync=self.channels.on_resync, facts=self.facts,
         )
 
         async def on_mail_fetch(message_id: str, partial: dict[str, Any]) -> None:
@@ -266,15 +282,19 @@ class Runtime:
             self.delivery.notified("teams", event_key("teams", chat_id, message_id))
             chat_fetches.offer(chat_id, message_id)
 
+        async def on_channel_fetch(ref: ChannelRef) -> None:
+            self.fetches["channel"].offer(ref)
+
         async def on_lifecycle(known: KnownSubscription, event: str) -> None:
             # Never blocks or raises: a full queue is a counted drop and the POST still gets 202.
-            manager.lifecycle.offer(known, event)
+            (channel_manager if known.id in channel_manager.known else manager).lifecycle.offer(known, event)
 
         pipeline = NotificationPipeline(
             settings=settings, inbox=self.inbox, keyring=ring,
             jwks=JwksCache(settings.jwks_url, session, ssl=ssl_context(settings)),
-            policy=self.policy, subscriptions=manager.known, on_lifecycle=on_lifecycle, on_mail_fetch=on_mail_fetch,
-            on_chat_fetch=on_chat_fetch, store=self.delivery.observing(self.intake.admit),
+            policy=self.policy, subscriptions=KnownUnion(manager.known, channel_manager.known),
+            on_lifecycle=on_lifecycle, on_mail_fetch=on_mail_fetch, on_chat_fetch=on_chat_fetch,
+            on_channel_fetch=on_channel_fetch, store=self.delivery.observing(self.intake.admit),
             fallbacks=self.token_fallbacks, source=source,
         )
         tunnel = None if eventhub else self._tunnel()
@@ -286,6 +306,12 @@ class Runtime:
                 tg.start_soon(mail_fetches.run)
                 tg.start_soon(chat_fetches.run)
                 tg.start_soon(self._lifecycle_worker)
+                tg.start_soon(self.fetches["channel"].run)
+                tg.start_soon(channel_manager.lifecycle.run)
+                # Channels no subscription covers (refused, over the cap, no public URL) are polled in auto mode,
+                # and always with a hub (channel subscriptions are not pointed at the hub yet).
+                tg.start_soon(functools.partial(self.channels.run, self._covered_channels,
+                                                poll_uncovered=fallback or eventhub))
                 if tunnel is not None:  # with a hub, only its manager reconciles (_manage_hub)
                     tg.start_soon(self.poller.reconcile_forever)
                 tg.start_soon(self.delivery.run)
@@ -347,11 +373,15 @@ class Runtime:
                 self.facts.warn(POLICY_KEY, None)
             self.delivery.cover(active)
             await self._resync_all("startup" if self.status.source == "" else "url_changed")
+            await self._subscribe_channels(url)  # after the chats' startup read, which many channels must not delay
             uncovered = set(ALL_KINDS) - active
             for kind in sorted(uncovered):
                 self._note(f"{kind}: {self.manager.states[kind].error or 'not subscribed'}")
             async with anyio.create_task_group() as tg:
                 tg.start_soon(self.manager.maintain)
+                if self.channel_manager is not None:
+                    tg.start_soon(self.channel_manager.maintain)
+                    tg.start_soon(self.channel_manager.keep_current, self.channels.joined)
                 self.status.source = "webhook" if not uncovered else "webhook+poll"
                 self.status.polling = sorted(uncovered) if fallback else []
                 if uncovered and fallback:
@@ -425,6 +455,29 @@ class Runtime:
         if uncovered:
             duties.start_soon(self.poller.run, uncovered)
 
+    async def _subscribe_channels(self, url: str) -> None:
+        """One subscription per joined channel, pointing at `url` (subscriptions/channels.py)."""
+        if self.channel_manager is None:
+            return
+        try:
+            await self.channel_manager.refresh(await self.channels.joined(refresh=True))
+        except AgentSeatError as exc:  # teams not readable now: the channels are polled until the next listing
+            log.warning("channel_list_failed", error=exc.message)
+        await self.channel_manager.sync(url)
+        # What was posted between the startup read and the subscriptions: one more read of every channel.
+        self.channels.resync_soon("channel", "subscribed")
+
+    def _covered_channels(self) -> set[tuple[str, str]]:
+        if self.channel_manager is None or not self.status.public_url:
+            return set()
+        return self.channel_manager.covered()
+
+    def _resync_soon(self, kind: str, reason: str) -> bool:
+        """One coalesced read of `kind` (a channel subscription's kind, or `channel`: every channel)."""
+        if kind == "channel" or is_channel_kind(kind):
+            return self.channels.resync_soon(kind, reason)
+        return self.poller.resync_soon(kind, reason)
+
     def _part_ready(self, kind: str) -> None:
         """The mailbox or Teams presence became ready: subscribe now and read what it hid."""
         if self.manager is not None:
@@ -433,6 +486,7 @@ class Runtime:
 
     async def _resync_all(self, reason: str) -> None:
         """Read what the gap before now may hide, chats and mail side by side."""
+        self.channels.resync_soon("channel", reason)
         async with anyio.create_task_group() as tg:
             for kind in sorted(ALL_KINDS):
                 tg.start_soon(self._resync_when_ready, kind, reason)
@@ -469,7 +523,8 @@ class Runtime:
             "source": self.status.source,
             "public_url": self.status.public_url,
             "polling": self.status.polling,
-            "subscriptions": self.manager.status() if self.manager else {},
+            "subscriptions": {**(self.manager.status() if self.manager else {}),
+                              **(self.channel_manager.status() if self.channel_manager else {})},
             # Event Hubs mode: the partitions this process owns, their last checkpoints, counts.
             "eventhub": self.eventhub.describe() if self.eventhub else None,
             "events": {"total": self.inbox.count(), "teams": self.inbox.count("teams"), "mail": self.inbox.count("mail")},
@@ -481,6 +536,8 @@ class Runtime:
             # Lifecycle events received, dropped (forged, coalesced, rate-limited) and acted on.
             "lifecycle": self.manager.counters.snapshot() if self.manager else {},
             "poller": vars(self.poller.counters),
+            "channel_poller": {"rounds": self.channels.rounds, "events": self.channels.events,
+                               "errors": self.channels.errors},
             "notifications": self.token_fallbacks.snapshot(),  # validation tokens: verified, fallbacks, capped
             # Messages reconciles found that no notification delivered (a silent webhook failure).
             "missed_notifications": self.delivery.missed_notifications,

@@ -27,6 +27,7 @@ from typing import Any, Literal, Protocol
 import anyio
 import structlog
 
+from agentseat.channels.normalize import channel_message_event
 from agentseat.errors import AgentSeatError, InboxError
 
 from .events import CHAT_KINDS, Event
@@ -44,6 +45,8 @@ Decision = Literal["allow", "open", "hold"]
 Interceptor = Callable[[Event], Awaitable[bool]]
 #: GET one chat message with the agent's token; None when Graph does not have it (404).
 ChatReader = Callable[[str, str], Awaitable[dict[str, Any] | None]]
+#: GET the channel post or reply a `channel` event names (its team, channel and thread); None when Graph lacks it.
+ChannelReader = Callable[[Event], Awaitable[dict[str, Any] | None]]
 #: (kind, reason): schedule one coalesced resync of that kind.
 Overflow = Callable[[str, str], Any]
 
@@ -103,6 +106,7 @@ class Intake:
         self.policy = policy
         self.gate: Gate = gate or TenantGate()
         self.reader = reader
+        self.channel_reader: ChannelReader | None = None
         self.on_overflow = on_overflow
         self._store = PendingStore(path)
         self._interceptors: list[Interceptor] = []
@@ -262,16 +266,20 @@ class Intake:
 
     async def _read(self, event: Event) -> tuple[str | None, Event | None]:
         """(drop reason, None) or (None, the event as Graph has it)."""
-        if event.kind not in CHAT_KINDS or event.chat_id is None or self.reader is None:
+        if event.kind not in CHAT_KINDS or event.chat_id is None:
             return "unconfirmable", None
-        message = await self.reader(event.chat_id, event.message_id)
+        if event.kind == "channel":  # a post or reply is read where the event says it is
+            if self.channel_reader is None:
+                return "unconfirmable", None
+            message = await self.channel_reader(event)
+        elif self.reader is None:
+            return "unconfirmable", None
+        else:
+            message = await self.reader(event.chat_id, event.message_id)
         if message is None:
             return "not_in_graph", None
-        # An edit or deletion is confirmed by the message as Graph has it now: its current text and
-        # edit time (a later edit replaces the claimed one), or its deletion.
-        normalise = chat_message_event if event.kind == "teams" else chat_change_event
         try:
-            confirmed = normalise(message, self.policy, source=event.source, confirmed=True, chat_id=event.chat_id)
+            confirmed = _normalised(message, event, self.policy)
         except (InboxError, AttributeError, TypeError, ValueError, KeyError):
             return "unusable", None
         if confirmed is None:
@@ -296,3 +304,14 @@ class Intake:
         self._seen.move_to_end(key)
         while len(self._seen) > _SEEN:
             self._seen.popitem(last=False)
+
+
+def _normalised(message: dict[str, Any], event: Event, policy: TrustPolicy) -> Event | None:
+    """The event as Graph has the message now. An edit or deletion is confirmed by its current text
+    and edit time (a later edit replaces the claimed one), or its deletion; a channel post by where
+    the event says it is."""
+    if event.kind == "channel":
+        return channel_message_event(message, policy, source=event.source, confirmed=True, team_id=event.team_id,
+                                     channel_id=event.chat_id or "")
+    normalise = chat_message_event if event.kind == "teams" else chat_change_event
+    return normalise(message, policy, source=event.source, confirmed=True, chat_id=event.chat_id)

@@ -28,9 +28,10 @@ import anyio
 import structlog
 from pydantic import ValidationError
 
+from agentseat.channels.normalize import ChannelRef, plan_item
 from agentseat.errors import InboxError
 from agentseat.graph.models import ChangeNotification, ChangeNotificationCollection
-from agentseat.graph.subscription import KnownSubscription
+from agentseat.graph.subscription import KnownSubscription, is_channel_kind
 
 from .crypto import DecryptionError, KeyRing
 from .droplog import Drop, DropLog, grouped
@@ -65,6 +66,7 @@ _MESSAGE_IN_RESOURCE = re.compile(r"(?i)\bmessages(?:\('([^']+)'\)|/([^/('?]+))"
 LifecycleCallback = Callable[[KnownSubscription, str], Awaitable[None]]
 MailFetchCallback = Callable[[str, dict[str, Any]], Awaitable[None]]
 ChatFetchCallback = Callable[[str, str], Awaitable[None]]
+ChannelFetchCallback = Callable[[ChannelRef], Awaitable[None]]
 #: Hands normalised events on (the runtime's `Intake.admit`); returns those appended to the inbox.
 StoreCallback = Callable[[list[Event]], Awaitable[list[Event]]]
 
@@ -113,6 +115,7 @@ class Plan:
     events: list[Event] = field(default_factory=list)
     chat_fetches: list[tuple[str, str]] = field(default_factory=list)
     mail_fetches: dict[str, dict[str, Any]] = field(default_factory=dict)
+    channel_fetches: list[ChannelRef] = field(default_factory=list)
     lifecycle: list[tuple[KnownSubscription, str]] = field(default_factory=list)
     ignored: int = 0
     drops: list[Drop] = field(default_factory=list)
@@ -268,6 +271,17 @@ def plan_actions(items: Iterable[Item], policy: TrustPolicy, *, source: Source =
             # Mail subscribes to `created` only (subscriptions/specs.py); anything else is not ours to act on.
             plan.ignored += 1
             continue
+        if is_channel_kind(sub.kind):  # by the chat rules (channels/normalize.py, `plan_item`)
+            outcome = plan_item(n.resource, item.resource, rich=sub.rich, fallback=bool(item.fallback), policy=policy)
+            if isinstance(outcome, Event):
+                plan.events.append(outcome)
+            elif isinstance(outcome, ChannelRef):
+                plan.channel_fetches.append(outcome)
+            elif outcome == "ignored":
+                plan.ignored += 1
+            else:
+                plan.drops.append(Drop(outcome, sub.id))
+            continue
         data_id = n.resource_data.id if n.resource_data is not None else None
         resource = item.resource
         if change == "deleted":
@@ -345,6 +359,7 @@ class NotificationPipeline:
         on_lifecycle: LifecycleCallback | None = None,
         on_mail_fetch: MailFetchCallback | None = None,
         on_chat_fetch: ChatFetchCallback | None = None,
+        on_channel_fetch: ChannelFetchCallback | None = None,
         drop_log: DropLog | None = None,
         store: StoreCallback | None = None,
         fallbacks: TokenFallbacks | None = None,
@@ -354,6 +369,7 @@ class NotificationPipeline:
         self._store: StoreCallback = store or inbox.aappend
         self._policy, self._subscriptions = policy, subscriptions
         self._on_lifecycle, self._on_mail_fetch, self._on_chat_fetch = on_lifecycle, on_mail_fetch, on_chat_fetch
+        self._on_channel_fetch = on_channel_fetch
         self._drop_log = drop_log or DropLog()
         self.fallbacks = fallbacks or TokenFallbacks()
         self._fallback_log = DropLog()  # its own windows: a fallback line never hides a drop line
@@ -438,6 +454,7 @@ class NotificationPipeline:
             calls.append(("lifecycle", self._on_lifecycle, (sub, event), sub.id))
         calls += [("mail", self._on_mail_fetch, (mid, partial), "-") for mid, partial in plan.mail_fetches.items()]
         calls += [("chat", self._on_chat_fetch, pair, "-") for pair in plan.chat_fetches]
+        calls += [("channel", self._on_channel_fetch, (ref,), "-") for ref in plan.channel_fetches]
         unhandled: list[Drop] = []
         for kind, callback, args, sub_id in calls:
             if callback is None:

@@ -78,6 +78,8 @@ def collect(settings: Settings) -> dict[str, Any]:
         info["subscriptions"] = json.loads(raw) if raw else {}
         hub = inbox.get_meta(EVENTHUB_META)  # written by the Event Hubs consumer (eventhub/consumer.py)
         info["eventhub"] = json.loads(hub) if hub else None
+        raw = inbox.get_meta("subscriptions.channels")  # one per joined team channel (subscriptions/channels.py)
+        info["channel_subscriptions"] = json.loads(raw) if raw else {}
         watch = inbox.get_meta(DELIVERY_META)
         info["missed_notifications"] = None if watch is None else missed_in_window(watch)
     finally:
@@ -133,6 +135,10 @@ def status(settings: Settings, out: TextIO | None = None) -> int:
         print(f"subscription:   {kind}: {detail}", file=out)
     for line in eventhub_lines(info.get("eventhub"), running=run["running"]):
         print(f"event hub:      {line}", file=out)
+    if channel_subs := info.get("channel_subscriptions"):
+        active = sum(1 for sub in channel_subs.values() if sub.get("state") == "active")
+        print(f"channels:       {active} of {len(channel_subs)} channel subscriptions active "
+              "(in auto mode the rest are polled)", file=out)
     if info.get("missed_notifications") is not None:  # webhook mode has run here (delivery_watch.py)
         missed = (f"notifications:  missed_notifications = {info['missed_notifications']} (found by reconcile, "
                   f"never notified, last {WINDOW_SECONDS / 3600:g} h)")

@@ -103,3 +103,25 @@ class KnownView(Mapping[str, KnownSubscription]):
 
     def __repr__(self) -> str:  # ids only: the secrets never reach a log line or a traceback
         return f"KnownView(held={sorted(self._current)}, retired={sorted(self._retired)})"
+
+
+class KnownUnion(Mapping[str, KnownSubscription]):
+    """Several `KnownView`s read as one (chats and mail beside the channel subscriptions)."""
+
+    def __init__(self, *views: Mapping[str, KnownSubscription]) -> None:
+        self._views = views
+
+    def __getitem__(self, subscription_id: str) -> KnownSubscription:
+        for view in self._views:
+            if subscription_id in view:
+                return view[subscription_id]
+        raise KeyError(subscription_id)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter([sid for view in self._views for sid in view])
+
+    def __len__(self) -> int:
+        return sum(len(view) for view in self._views)
+
+    def __repr__(self) -> str:
+        return f"KnownUnion({', '.join(repr(v) for v in self._views)})"

@@ -83,7 +83,7 @@ class SubscriptionManager:
 
     def __init__(self, settings: Settings, graph: Any, inbox: Inbox, *, certificate_b64: str, certificate_id: str,
                  on_resync: Resync, specs: list[SubscriptionSpec] | None = None, facts: TenantFacts | None = None,
-                 readiness: Readiness | None = None,
+                 readiness: Readiness | None = None, meta_key: str = _META_KEY,
                  endpoints: Callable[[str], Endpoints] = webhook_endpoints) -> None:
         self._settings = settings
         #: The URLs a subscription names for the current `url` (the webhook's two, or an Event Hub's one).
@@ -95,7 +95,8 @@ class SubscriptionManager:
         self._on_resync = on_resync
         self._facts = facts
         self._readiness = readiness
-        self.specs = [self._known_lifetime(s) for s in (specs or desired_specs(settings))]
+        self._meta_key = meta_key
+        self.specs = [self._known_lifetime(s) for s in (desired_specs(settings) if specs is None else specs)]
         self.states: dict[str, SubscriptionState] = {s.kind: SubscriptionState(s.kind) for s in self.specs}
         self.known = KnownView()  # live view the webhook pipeline checks
         self.counters = LifecycleCounters()
@@ -132,19 +133,22 @@ class SubscriptionManager:
 
     # --- persistence ------------------------------------------------------------------
     def _load(self) -> None:
-        raw = self._inbox.get_meta(_META_KEY)
+        raw = self._inbox.get_meta(self._meta_key)
+        self._stored: dict[str, SubscriptionState] = {}  # kinds saved before and not (yet) in the specs
         if raw:
             names = {f.name for f in fields(SubscriptionState)}
             for kind, data in json.loads(raw).items():
+                state = SubscriptionState(**{k: v for k, v in data.items() if k in names})
+                if state.id and not state.client_state:
+                    state.client_state = self._legacy
                 if kind in self.states:
-                    state = SubscriptionState(**{k: v for k, v in data.items() if k in names})
-                    if state.id and not state.client_state:
-                        state.client_state = self._legacy
                     self.states[kind] = state
+                else:
+                    self._stored[kind] = state
         self._refresh_known()
 
     def _save(self) -> None:
-        self._inbox.set_meta(_META_KEY, json.dumps({k: asdict(v) for k, v in self.states.items()}))
+        self._inbox.set_meta(self._meta_key, json.dumps({k: asdict(v) for k, v in self.states.items()}))
         self._refresh_known()
 
     def _refresh_known(self) -> None:

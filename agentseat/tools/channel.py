@@ -20,6 +20,7 @@ import mcp_types as types
 import structlog
 
 from ..attachments.names import meta_pairs
+from ..channels.push import channel_head, channel_meta
 from ..runtime.group_policy import GroupPolicy, is_group, pushes
 from ..runtime.inbox import Event, Inbox
 from .base import neutralise, sender_label
@@ -49,6 +50,8 @@ _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 _META_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 Push = Callable[[dict[str, Any]], Awaitable[None]]
+#: The tool that reads a whole message of each kind (a push cuts long ones).
+READERS = {"mail": "read_email", "channel": "read_channel_messages"}
 
 
 def _clean(text: str) -> str:
@@ -80,6 +83,8 @@ def envelope(event: Event) -> dict[str, Any]:
         head = f"Teams message {_line(event.message_id, 100)} edited by {who}"
     elif event.kind == "teams_delete":
         head = f"Teams message {_line(event.message_id, 100)} deleted by {who}"
+    elif event.kind == "channel":
+        head = channel_head(event, who)
     else:
         head = f"Teams message from {who}"
     if event.trust == "sponsor":
@@ -95,7 +100,7 @@ def envelope(event: Event) -> dict[str, Any]:
     attachments = event.attachment_list() if event.kind != "teams_delete" else []
     if len(body) > MAX_CONTENT:
         body = (body[:MAX_CONTENT].rstrip() + f"\n[… cut at {MAX_CONTENT} of {len(body)} characters; "
-                f"read the whole message with {'read_email' if event.kind == 'mail' else 'read_teams_messages'}]")
+                f"read the whole message with {READERS.get(event.kind, 'read_teams_messages')}]")
     meta = {
         "chat_id": _meta(event.chat_id or "mail"),
         "message_id": _meta(event.message_id),
@@ -109,6 +114,8 @@ def envelope(event: Event) -> dict[str, Any]:
         # Group chats only, so the agent can tell a line addressed to it from one it overheard.
         meta["chat_type"] = _meta(event.chat_type)
         meta["mentioned"] = "true" if event.mentioned else "false"
+    if event.kind == "channel":  # team_id, channel_id, thread_id: where post_channel_message answers
+        meta |= channel_meta(event)
     if attachments:
         meta["attachment_count"] = str(len(attachments))
         # Real hostedContents ids run to ~200 characters: the pairs get more room than other values.

@@ -50,6 +50,9 @@ def event_view(event: Event) -> dict[str, Any]:
     if event.kind == "teams" and event.chat_type in ("group", "meeting"):
         # Whether a group line was addressed to the agent (AGENTSEAT_GROUP_POLICY pushes only those).
         view["chat_type"], view["mentioned"] = event.chat_type, event.mentioned
+    if event.kind == "channel":  # where post_channel_message answers (reply_to=thread_id), and if it named the agent
+        view |= {"team_id": event.team_id, "thread_id": event.thread_id or event.message_id,
+                 "mentioned": event.mentioned}
     if attachments := event.attachment_list():
         # The ids download_attachment takes, the same ones the channel push lists.
         view["attachments"] = attachments

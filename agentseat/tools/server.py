@@ -26,7 +26,7 @@ from pydantic import ValidationError
 from .. import __version__, progress
 from ..errors import AgentSeatError, TokenError
 from ..prompts.loader import MAX_INSTRUCTIONS, Prompts
-from . import cards, downloads, events, files, identity, mail, teams, teams_actions
+from . import cards, downloads, events, files, identity, mail, team_channels, teams, teams_actions
 from .base import Tool, ToolImage
 from .channel import ChannelSink
 from .events import EventCursor
@@ -154,6 +154,7 @@ def build_tools(runtime: Runtime, cursor: EventCursor, channel: ChannelSink | No
         *teams.tools(runtime),
         *teams_actions.tools(runtime),
         *cards.tools(runtime),
+        *team_channels.tools(runtime),
         *downloads.tools(runtime),
         *files.tools(runtime),
         *mail.tools(runtime),
@@ -167,7 +168,8 @@ def not_ready_tools(settings: Settings | None, failure: AgentSeatError) -> ToolB
     stand_in: Any = NoRuntime(settings)
     listed: list[Tool] = []
     for build in (lambda: teams.tools(stand_in), lambda: teams_actions.tools(stand_in),
-                  lambda: downloads.tools(stand_in), lambda: files.tools(stand_in), lambda: mail.tools(stand_in),
+                  lambda: team_channels.tools(stand_in), lambda: downloads.tools(stand_in),
+                  lambda: files.tools(stand_in), lambda: mail.tools(stand_in),
                   lambda: events.tools(stand_in, EventCursor(stand_in)), lambda: identity.tools(stand_in)):
         try:
             listed += build()

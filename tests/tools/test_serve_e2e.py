@@ -17,7 +17,8 @@ from tests.tools._mcp import PACKAGE_ROOT, Served, chat_messages, mailbox, post_
 ALLOWED_META = {"chat_id", "message_id", "user", "user_id", "ts", "kind"}
 TOOLS = {"send_teams_message", "reply_in_chat", "read_teams_messages", "list_chats", "create_chat",
          "list_chat_members", "add_chat_member", "send_card", "edit_message", "delete_message", "react", "unreact",
-         "send_email", "reply_email", "read_email", "wait_for_event", "read_events", "mark_read", "whoami", "status"}
+         "send_email", "reply_email", "read_email", "wait_for_event", "read_events", "mark_read", "whoami", "status",
+         "list_teams", "list_channels", "read_channel_messages", "post_channel_message"}
 TOOLS |= {"download_attachment"}  # attachments (issue 12)
 TOOLS |= {"list_files", "resolve_file_url", "read_file", "write_file", "upload_file", "share_file"}  # files (issue 13)
 

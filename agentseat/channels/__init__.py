@@ -1,0 +1,1 @@
+"""Microsoft Teams team channels: Graph reads and posts, normalisation, polling and names."""
