@@ -211,3 +211,18 @@ async def test_blob_checkpoints_on_azurite_with_a_sas_container_url(
                                                                        "$Default")}
     assert found == {p: s for p, s in last.items() if s >= 0}
     assert owners == set(last)
+
+
+async def test_channel_posts_are_polled_in_eventhub_mode(sandbox: Sandbox, env: dict[str, str]) -> None:
+    # Channel subscriptions are not pointed at the hub yet: the channel poller covers them meanwhile.
+    from tests.channels._sandbox import GRACE, make_team, post
+
+    team = await make_team(sandbox, "Hub team", GRACE, upn(sandbox, "agent_user"))
+    async with anyio.create_task_group() as tg:
+        running = await start(tg, {**env, "AGENTSEAT_GROUP_POLICY": "all"})
+        await wait_for(lambda: running.runtime.status.source == "eventhub")
+        await post(sandbox, GRACE, team, "a channel post")
+        await wait_for(lambda: any(e.text == "a channel post" for e in running.events), timeout=60)
+        event = next(e for e in running.events if e.text == "a channel post")
+        assert event.kind == "channel" and event.source == "poll"
+        tg.cancel_scope.cancel()
