@@ -39,7 +39,6 @@ from ..graph.client import GraphClient, ssl_context
 from ..graph.replication import ReplicationGrace
 from ..identity.keys import AgentCertificate, KeyStore
 from ..identity.tokens import AppOnlyTokens, TokenProvider
-from ..eventhub.settings import notification_url as eventhub_address
 from ..subscriptions.endpoints import eventhub_endpoints, webhook_endpoints
 from ..subscriptions.channels import ChannelSubscriptionManager
 from ..subscriptions.known import KnownUnion
@@ -51,6 +50,7 @@ from .crypto import KeyRing
 from .delivery_watch import DeliveryWatch
 from .events import event_key
 from .fetchq import FetchQueue
+from .hub import HubDuties
 from .inbox import Inbox
 from .inbox_view import unread_status
 from .intake import Intake
@@ -69,9 +69,6 @@ from .webhook import WebhookServer
 log = structlog.get_logger(__name__)
 
 ALL_KINDS = frozenset({"teams", "mail"})
-#: A machine that does not manage the hub's subscriptions reads Graph's list this often (and when
-#: it reads a notification of a subscription it does not know).
-_FOLLOW_SECONDS = 300.0
 Sink = Callable[["Runtime"], Awaitable[None]]
 
 
@@ -142,7 +139,7 @@ class Runtime:
         self.manager: SubscriptionManager | None = None
         self.channel_manager: ChannelSubscriptionManager | None = None
         self.webhook: WebhookServer | None = None  # the owner's, while webhooks run
-        self.eventhub: Any = None  # the owner's EventHubConsumer, in eventhub mode (imported only then)
+        self.hub: HubDuties | None = None  # the owner's, in eventhub mode (its consumer: `self.hub.consumer`)
         self.fetches: dict[str, FetchQueue] = {}  # per-kind reads notifications ask for, while webhooks run
         self._sponsors_known: anyio.Event | None = None  # set once sponsors are resolved (or could not be)
 
@@ -394,66 +391,13 @@ class Runtime:
             self.status.public_url = ""
 
     async def _eventhub_loop(self, pipeline: NotificationPipeline) -> None:
-        """Read the hub. One machine per hub (the lease holder, eventhub/lease.py; always this one
-        with the local store) manages the subscriptions, resyncs and reconciles; the others follow."""
+        """Event Hubs mode (runtime/hub.py): read the hub; manage the subscriptions or follow them."""
         assert self.manager is not None
         await self._sponsors_resolved()  # events are about to flow: trust needs the sponsors
-        try:  # the Azure SDK is an extra: only this mode needs it
-            from ..eventhub.consumer import EventHubConsumer
-            from ..eventhub.lease import LeaseLost
-        except ImportError as exc:
-            raise ConfigError(f"--mode eventhub needs the Azure Event Hubs SDK ({exc.name} is missing)",
-                              hint="pip install 'agentseat[eventhub]', or use --mode poll") from None
-        address, manager = eventhub_address(self.settings), self.manager
-        self.eventhub = EventHubConsumer.for_runtime(self.settings, pipeline, self.inbox, self.tokens,
-                                                     fetches=self.fetches.values(),
-                                                     on_unknown=lambda: manager.follow(address))
-        lease = self.eventhub.lease()
-        try:
-            async with anyio.create_task_group() as tg:
-                await tg.start(self.eventhub.run)
-                while True:
-                    if lease is not None:
-                        async with anyio.create_task_group() as follow:
-                            follow.start_soon(self._follow_hub, address)
-                            await lease.acquire()
-                            follow.cancel_scope.cancel()
-                    try:
-                        async with anyio.create_task_group() as duties:
-                            if lease is not None:
-                                duties.start_soon(lease.keep)
-                            await self._manage_hub(duties, address)
-                    except* LeaseLost:
-                        self._note("another machine manages the subscriptions now; following it")
-        finally:
-            with anyio.CancelScope(shield=True):
-                await self.eventhub.aclose()  # after the consumer and the lease are done with the store
-
-    async def _follow_hub(self, address: str) -> None:
-        """Not the manager: learn the subscriptions the manager keeps, and read only the hub."""
-        assert self.manager is not None
-        self.status.source, self.status.polling = "eventhub-follower", []
-        while True:
-            self.delivery.cover(await self.manager.follow(address))
-            await anyio.sleep(_FOLLOW_SECONDS)
-
-    async def _manage_hub(self, duties: anyio.abc.TaskGroup, address: str) -> None:
-        """The manager's part: point the subscriptions at the hub, resync, reconcile; poll what Graph refuses."""
-        assert self.manager is not None
-        active = await self.manager.sync(address)
-        if "teams" in active:  # Teams no longer polled (poll_policy.py): the warning is over
-            self.facts.warn(POLICY_KEY, None)
-        self.delivery.cover(active)
-        await self._resync_all("startup")
-        uncovered = set(ALL_KINDS) - active
-        for kind in sorted(uncovered):
-            self._note(f"{kind}: {self.manager.states[kind].error or 'not subscribed'}")
-        self.status.source = "eventhub" if not uncovered else "eventhub+poll"
-        self.status.polling = sorted(uncovered)
-        duties.start_soon(self.manager.maintain)
-        duties.start_soon(self.poller.reconcile_forever)
-        if uncovered:
-            duties.start_soon(self.poller.run, uncovered)
+        self.hub = HubDuties(self.settings, pipeline, self.inbox, self.tokens, self.manager, self.poller,
+                             self.delivery, self.facts, list(self.fetches.values()), self.status, ALL_KINDS,
+                             resync_all=self._resync_all, note=self._note)
+        await self.hub.run()
 
     async def _subscribe_channels(self, url: str) -> None:
         """One subscription per joined channel, pointing at `url` (subscriptions/channels.py)."""
@@ -526,7 +470,7 @@ class Runtime:
             "subscriptions": {**(self.manager.status() if self.manager else {}),
                               **(self.channel_manager.status() if self.channel_manager else {})},
             # Event Hubs mode: the partitions this process owns, their last checkpoints, counts.
-            "eventhub": self.eventhub.describe() if self.eventhub else None,
+            "eventhub": self.hub.consumer.describe() if self.hub and self.hub.consumer else None,
             "events": {"total": self.inbox.count(), "teams": self.inbox.count("teams"), "mail": self.inbox.count("mail")},
             "last_event": None if last is None else {"kind": last.kind, "at": last.received_at, "seq": last.seq},
             "unread": unread,

@@ -42,7 +42,7 @@ async def start(tg: anyio.abc.TaskGroup, env: dict[str, str]) -> Running:
 
 
 def owned(running: Running) -> set[str]:
-    consumer = running.runtime.eventhub
+    consumer = running.runtime.hub.consumer if running.runtime.hub else None
     return set() if consumer is None else {p for p, s in consumer.status.partitions.items() if s.owned}
 
 

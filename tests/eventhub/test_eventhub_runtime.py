@@ -56,8 +56,8 @@ def _at_least(checkpointed: int | None, seq: int) -> bool:
 
 
 def caught_up(running: Running, last: dict[str, int]) -> bool:
-    assert running.runtime.eventhub is not None
-    parts = running.runtime.eventhub.status.partitions
+    assert running.runtime.hub is not None and running.runtime.hub.consumer is not None
+    parts = running.runtime.hub.consumer.status.partitions
     return all(seq < 0 or (pid in parts and _at_least(parts[pid].sequence_number, seq)) for pid, seq in last.items())
 
 
@@ -76,7 +76,7 @@ async def test_dm_and_mail_arrive_through_the_hub(sandbox: Sandbox, env: dict[st
         await wait_for(lambda: len(running.events) >= 2, timeout=60)
         got = sorted((e.kind, e.source, e.text) for e in running.events)
         assert got == [("mail", "eventhub", "mail through the hub"), ("teams", "eventhub", "through the hub")]
-        consumer = running.runtime.eventhub
+        consumer = running.runtime.hub.consumer
         assert consumer is not None and consumer.stats.accepted >= 2  # both notifications passed the pipeline
         assert consumer.stats.handshakes >= 2  # Graph's validation messages (one per URL at least), ignored
         assert not consumer.stats.dropped
@@ -113,7 +113,7 @@ async def test_restart_resumes_from_the_checkpoint_without_duplicates(
         second = await start(tg, env)
         await wait_for(lambda: any(e.text == "two" for e in second.events), timeout=60)
         await wait_for(lambda: caught_up(second, after), timeout=60)
-        consumer = second.runtime.eventhub
+        consumer = second.runtime.hub.consumer
         assert consumer is not None
         # Resumed at the checkpoint: only the events after it were read again, not the hub from its start.
         assert consumer.stats.posts == unread_since
