@@ -12,6 +12,8 @@ import shutil
 import socket
 import subprocess
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -71,9 +73,11 @@ def azurite(tmp_path: Path) -> Iterator[Azurite]:
     try:
         deadline = time.monotonic() + 30  # a bound for a slow start, not a measurement
         while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            try:  # an HTTP answer, not just a bound port: Azurite binds before it serves
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/{DEV_ACCOUNT}?comp=list", timeout=2)  # noqa: S310
                 break
+            except urllib.error.HTTPError:
+                break  # 403 without a signature: it serves
             except OSError:
                 if proc.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError("Azurite did not start") from None
