@@ -29,7 +29,8 @@ Command = Callable[[argparse.Namespace, Settings], int]
 
 def _runtime_options(parser: argparse.ArgumentParser) -> None:
     """Options shared by serve, watch and bot."""
-    parser.add_argument("--mode", choices=["auto", "webhook", "poll"], help="event source (default: auto)")
+    parser.add_argument("--mode", choices=["auto", "webhook", "poll", "eventhub"],
+                        help="event source (default: auto; eventhub: read Graph's notifications from an Azure event hub)")
     parser.add_argument("--tunnel", choices=["ngrok", "static", "loopback", "none"], help="how Graph reaches the webhook")
     parser.add_argument("--public-url", help="public https URL that forwards to the webhook (--tunnel static)")
 

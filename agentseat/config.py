@@ -28,7 +28,8 @@ GRAPH_CHANGE_TRACKING_APP_ID = "0bf30f3b-4a52-48df-9a82-234910c4a086"
 #: (LoadCredential=, v247+) copies it to $CREDENTIALS_DIRECTORY, readable by the service alone.
 KEY_PASSPHRASE_CREDENTIAL = "agentseat-key-passphrase"
 
-Mode = Literal["auto", "webhook", "poll"]
+Mode = Literal["auto", "webhook", "poll", "eventhub"]
+AzurePrincipal = Literal["agent_user", "agent_identity"]
 InboundPolicy = Literal["sponsors", "allowlist", "pairing", "tenant"]
 TunnelKind = Literal["ngrok", "static", "loopback", "none"]
 
@@ -132,6 +133,29 @@ class Settings(BaseSettings):
     mail_subscription_minutes: int = Field(default=10080, ge=45)  # basic mail: 7 days (subscriptions/specs.py)
     renew_fraction: float = Field(default=0.5, gt=0, lt=1, description="Renew when this much lifetime is left.")
 
+    # Event Hubs delivery (agentseat/eventhub; change-notifications-delivery-event-hubs): Graph sends
+    # notifications to a hub the runtime reads outward over AMQP/TLS, with no public endpoint.
+    eventhub_namespace: str = Field(
+        default="", description="Event Hubs namespace: `<name>.servicebus.windows.net` (or just `<name>`).")
+    eventhub_name: str = Field(default="", description="The event hub Graph delivers to.")
+    eventhub_consumer_group: str = Field(default="$Default", description="Consumer group the runtime reads with.")
+    eventhub_connection_string: SecretStr | None = Field(
+        default=None, description="SAS connection string (Listen) instead of the agent's Entra token.")
+    eventhub_endpoint: str = Field(
+        default="", description="Custom endpoint `sb://host:port` (private endpoints, the sandbox's emulator).")
+    eventhub_ca_bundle: Path | None = Field(default=None, description="CA bundle (PEM) for that endpoint's TLS.")
+    checkpoint_store: str = Field(
+        default="local", description="`local` (checkpoints in the inbox database, one machine) or a Blob "
+        "container URL `https://<account>.blob.core.windows.net/<container>[?SAS]` (several machines).")
+    azure_principal: AzurePrincipal = Field(
+        default="agent_user", description="Who the agent is to Azure (Event Hubs, Blob): the Agent User "
+        "(delegated, three hops) or the Agent Identity (app-only, two hops). Azure roles go to that principal.")
+    # Load balancing (EventHubConsumerClient): the SDK's 30 s / 180 s let a dead machine's partitions
+    # wait ~3.5 min; 10 s / 60 s bound the takeover to about 70 s at 1 Blob read per 10 s per process.
+    eventhub_balance_seconds: float = Field(default=10.0, ge=1.0, description="Load-balancing interval.")
+    eventhub_ownership_seconds: float = Field(
+        default=60.0, ge=3.0, description="Ownership expiry: a silent owner's partitions are free after this.")
+
     # Polling. Teams asks apps to poll for changes rarely (teams-api-overview,
     # "Polling requirements"); the poll mode reads one chat list per interval plus the chats
     # it names as changed, inside the 1 request/s per user limit on GET /me/chats, and never
@@ -222,6 +246,13 @@ class Settings(BaseSettings):
             self.config_file = self.state_dir / "agentseat.env"
         if self.key_passphrase is None:
             self.key_passphrase = _passphrase_from_file(self.key_passphrase_file)
+        return self
+
+    @model_validator(mode="after")
+    def _eventhub_settings(self) -> Settings:
+        # Imported here: the eventhub package imports settings, not the other way round.
+        from .eventhub.settings import check_eventhub_settings
+        check_eventhub_settings(self)
         return self
 
     @cached_property

@@ -137,6 +137,14 @@ async def doctor(settings: Settings, out: TextIO | None = None) -> int:
     """`agentseat doctor`: print every check; 1 if any failed."""
     out = out or sys.stdout
     checks = await diagnose(settings)
+    if settings.mode == "eventhub":
+        try:
+            from ..eventhub.doctor import eventhub_checks  # imports this module: Check, credential_for
+        except ImportError as exc:
+            checks.append(Check("event hub", "fail", f"the Azure Event Hubs SDK is not installed ({exc.name})",
+                                "pip install 'agentseat[eventhub]'"))
+        else:
+            checks += await eventhub_checks(settings, identity_ok=not any(c.status == "fail" for c in checks))
     for check in checks:
         print(check.render(), file=out, flush=True)
     failed = [c.name for c in checks if c.status == "fail"]

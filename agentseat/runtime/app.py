@@ -9,6 +9,8 @@ the poller, in the mode the settings ask for:
 - `auto`: webhooks while a public URL validates and Graph accepts the
   subscriptions; polling for whatever is not covered, switching back and forth
   as the tunnel comes and goes.
+- `eventhub`: Graph delivers to an Azure event hub the runtime reads outward
+  (agentseat/eventhub); the same pipeline as webhooks, no public endpoint.
 
 Sinks (the MCP channel, `watch`, the bot) read the inbox and run beside it.
 """
@@ -45,6 +47,7 @@ from ..identity.tokens import AppOnlyTokens, TokenProvider
 from ..promises import Promises
 from ..record import Record
 from ..record.observe import observer as record_observer
+from ..subscriptions.endpoints import eventhub_endpoints, webhook_endpoints
 from ..subscriptions.channels import ChannelSubscriptionManager
 from ..subscriptions.known import KnownUnion
 from ..summary.daily import DailySummary, sponsor_mailer, summary_time
@@ -56,6 +59,7 @@ from .crypto import KeyRing
 from .delivery_watch import DeliveryWatch
 from .events import event_key
 from .fetchq import FetchQueue
+from .hub import HubDuties
 from .inbox import Inbox
 from .inbox_view import unread_status
 from .intake import Intake
@@ -81,7 +85,7 @@ Sink = Callable[["Runtime"], Awaitable[None]]
 class RuntimeStatus:
     role: str = "starting"  # starting | owner | sink
     mode: str = ""
-    source: str = ""  # webhook | poll | webhook+poll
+    source: str = ""  # webhook | poll | webhook+poll | eventhub | eventhub+poll
     public_url: str = ""
     polling: list[str] = field(default_factory=list)
     started_at: float = field(default_factory=time.time)
@@ -145,6 +149,7 @@ class Runtime:
         self.manager: SubscriptionManager | None = None
         self.channel_manager: ChannelSubscriptionManager | None = None
         self.webhook: WebhookServer | None = None  # the owner's, while webhooks run
+        self.hub: HubDuties | None = None  # the owner's, in eventhub mode (its consumer: `self.hub.consumer`)
         self.fetches: dict[str, FetchQueue] = {}  # per-kind reads notifications ask for, while webhooks run
         self._sponsors_known: anyio.Event | None = None  # set once sponsors are resolved (or could not be)
         # --- memory and clock (issue 15): what the agent said, what it did, what it promised ---
@@ -245,7 +250,7 @@ class Runtime:
                 tg.start_soon(self.channels.run)
                 await self.poller.run(set(ALL_KINDS))
             return
-        await self._webhooks(fallback=mode == "auto")
+        await self._webhooks(fallback=mode == "auto", eventhub=mode == "eventhub")
 
     async def _sponsors_resolved(self) -> None:
         if self._sponsors_known is not None:
@@ -265,18 +270,20 @@ class Runtime:
             raise ConfigError("webhook mode needs a tunnel", hint="use --tunnel ngrok|static, or --mode poll")
         return tunnel
 
-    async def _webhooks(self, *, fallback: bool) -> None:
+    async def _webhooks(self, *, fallback: bool, eventhub: bool = False) -> None:
+        """Push delivery: webhooks through the tunnel, or (`eventhub`) the hub Graph delivers to."""
         settings = self.settings
+        source = "eventhub" if eventhub else "webhook"
         certs = await anyio.to_thread.run_sync(self._keyring)
         ring, active = certs
         session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=ssl_context(settings)))
         # Reads that notifications ask for: one bounded, rate-capped queue per kind, so a flood
         # of one never delays the other nor fails a POST (a full queue drops and resyncs instead).
         self.fetches = {
-            "mail": FetchQueue("mail", self.poller.fetch_mail, counters=self.intake.counters,
-                               on_overflow=self.poller.resync_soon),
-            "teams": FetchQueue("teams", self.poller.fetch_chat_message, counters=self.intake.counters,
-                                on_overflow=self.poller.resync_soon),
+            "mail": FetchQueue("mail", functools.partial(self.poller.fetch_mail, source=source),
+                               counters=self.intake.counters, on_overflow=self.poller.resync_soon),
+            "teams": FetchQueue("teams", functools.partial(self.poller.fetch_chat_message, source=source),
+                                counters=self.intake.counters, on_overflow=self.poller.resync_soon),
         }
         self.fetches["channel"] = FetchQueue("channel", self.channels.fetch, counters=self.intake.counters,
                                              on_overflow=self.channels.resync_soon)
@@ -284,6 +291,7 @@ class Runtime:
         self.manager = manager = SubscriptionManager(
             settings, self.graph, self.inbox, certificate_b64=active.der_b64, certificate_id=active.sha1_thumbprint,
             on_resync=self.poller.resync, facts=self.facts, readiness=self.readiness,
+            endpoints=eventhub_endpoints if eventhub else webhook_endpoints,
         )
         self.channel_manager = channel_manager = ChannelSubscriptionManager(
             settings, self.graph, self.inbox, certificate_b64=active.der_b64, certificate_id=active.sha1_thumbprint,
@@ -311,28 +319,36 @@ class Runtime:
             policy=self.policy, subscriptions=KnownUnion(manager.known, channel_manager.known),
             on_lifecycle=on_lifecycle, on_mail_fetch=on_mail_fetch, on_chat_fetch=on_chat_fetch,
             on_channel_fetch=on_channel_fetch, store=self.delivery.observing(self.intake.admit),
-            fallbacks=self.token_fallbacks,
+            fallbacks=self.token_fallbacks, source=source,
         )
-        tunnel = self._tunnel()
+        tunnel = None if eventhub else self._tunnel()
         reconcile = Reconcile(self.poller, settings.reconcile_seconds, self.clock.now)
         try:
             async with anyio.create_task_group() as tg:
-                self.webhook = WebhookServer(settings, pipeline)
-                port = await tg.start(self.webhook.run)
+                if tunnel is not None:
+                    self.webhook = WebhookServer(settings, pipeline)
+                    port = await tg.start(self.webhook.run)
                 tg.start_soon(mail_fetches.run)
                 tg.start_soon(chat_fetches.run)
                 tg.start_soon(self._lifecycle_worker)
                 tg.start_soon(self.fetches["channel"].run)
                 tg.start_soon(channel_manager.lifecycle.run)
-                # Channels no subscription covers (refused, over the cap, no public URL) are polled in auto mode.
-                tg.start_soon(functools.partial(self.channels.run, self._covered_channels, poll_uncovered=fallback))
-                self.clock.add(reconcile)  # the clock says when to reconcile (one place owns time)
+                # Channels no subscription covers (refused, over the cap, no public URL) are polled in auto mode,
+                # and always with a hub (channel subscriptions are not pointed at the hub yet).
+                tg.start_soon(functools.partial(self.channels.run, self._covered_channels,
+                                                poll_uncovered=fallback or eventhub))
+                if tunnel is not None:  # with a hub, only its manager reconciles (runtime/hub.py)
+                    self.clock.add(reconcile)  # the clock says when to reconcile (one place owns time)
                 tg.start_soon(self.delivery.run)
-                await self._tunnel_loop(tunnel, port, fallback=fallback)
+                if tunnel is None:
+                    await self._eventhub_loop(pipeline, reconcile)
+                else:
+                    await self._tunnel_loop(tunnel, port, fallback=fallback)
         finally:
             self.clock.remove(reconcile)
             with anyio.CancelScope(shield=True):
-                await tunnel.stop()
+                if tunnel is not None:
+                    await tunnel.stop()
                 await session.close()
 
     def _certificate(self, sha1: str | None = None) -> AgentCertificate:
@@ -402,6 +418,24 @@ class Runtime:
             log.warning("tunnel_lost", public_url=url)
             self.delivery.cover(())
             self.status.public_url = ""
+
+    async def _eventhub_loop(self, pipeline: NotificationPipeline, reconcile: Reconcile) -> None:
+        """Event Hubs mode (runtime/hub.py): read the hub; manage the subscriptions or follow them."""
+        assert self.manager is not None
+        await self._sponsors_resolved()  # events are about to flow: trust needs the sponsors
+        self.hub = HubDuties(self.settings, pipeline, self.inbox, self.tokens, self.manager, self.poller,
+                             self.delivery, self.facts, list(self.fetches.values()), self.status, ALL_KINDS,
+                             resync_all=self._resync_all, note=self._note,
+                             reconcile=functools.partial(self._clock_serves, reconcile))
+        await self.hub.run()
+
+    async def _clock_serves(self, timer: Timer) -> None:
+        """The clock serves `timer` until this task is cancelled (the hub's manager duty ends)."""
+        self.clock.add(timer)
+        try:
+            await anyio.sleep_forever()
+        finally:
+            self.clock.remove(timer)
 
     async def _subscribe_channels(self, url: str) -> None:
         """One subscription per joined channel, pointing at `url` (subscriptions/channels.py)."""
@@ -473,6 +507,8 @@ class Runtime:
             "polling": self.status.polling,
             "subscriptions": {**(self.manager.status() if self.manager else {}),
                               **(self.channel_manager.status() if self.channel_manager else {})},
+            # Event Hubs mode: the partitions this process owns, their last checkpoints, counts.
+            "eventhub": self.hub.consumer.describe() if self.hub and self.hub.consumer else None,
             "events": {"total": self.inbox.count(), "teams": self.inbox.count("teams"), "mail": self.inbox.count("mail")},
             "last_event": None if last is None else {"kind": last.kind, "at": last.received_at, "seq": last.seq},
             "unread": unread,

@@ -32,14 +32,14 @@ from agentseat.errors import InboxError
 
 Kind = Literal["teams", "mail", "teams_edit", "teams_delete", "channel", "reminder", "summary"]
 Trust = Literal["sponsor", "colleague", "external"]
-Source = Literal["webhook", "poll", "clock"]
+Source = Literal["webhook", "poll", "clock", "eventhub"]
 _KINDS = ("teams", "mail", "teams_edit", "teams_delete", "channel", "reminder", "summary")
 #: Kinds that name a chat or channel message (they carry a chat_id: for `channel`, the channel's id).
 CHAT_KINDS = frozenset({"teams", "teams_edit", "teams_delete", "channel"})
 #: Kinds that report a change to a message already sent, not a new message.
 CHANGE_KINDS = frozenset({"teams_edit", "teams_delete"})
 _TRUSTS = ("sponsor", "colleague", "external")
-_SOURCES = ("webhook", "poll", "clock")
+_SOURCES = ("webhook", "poll", "clock", "eventhub")
 #: Kinds the runtime's clock raises (agentseat/clock): nobody sent them, time did.
 CLOCK_KINDS = frozenset({"reminder", "summary"})
 #: Graph's chat.chatType values, and "" where the kind of chat is not known (mail, older events).

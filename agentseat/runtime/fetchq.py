@@ -68,6 +68,9 @@ class FetchQueue:
         self._bucket = TokenBucket(rate, burst)
         self._counters = counters
         self._on_overflow = on_overflow
+        # Jobs leave the stream in the order they entered it, so two counters make a barrier (`caught_up`).
+        self._offered = self._finished = 0
+        self._progress = anyio.Event()
 
     def _count(self, name: str) -> None:
         key = f"{name}.{self.kind}"
@@ -87,10 +90,21 @@ class FetchQueue:
                 self._on_overflow(self.kind, "fetch_queue_full")
             return False
         self._queued.add(job)
+        self._offered += 1
         return True
 
     def pending(self) -> int:
         return len(self._queued)
+
+    async def caught_up(self) -> None:
+        """Wait until every read queued before this call is done (a failed one has asked for a resync).
+
+        Event Hubs checkpoints wait on this: a notification that only names a message is
+        handled once the message is read and stored, not when its read is queued.
+        """
+        target = self._offered
+        while self._finished < target:
+            await self._progress.wait()
 
     async def run(self) -> None:
         """Work the queue until cancelled; a failed read asks for a resync of the kind."""
@@ -107,3 +121,6 @@ class FetchQueue:
                         self._on_overflow(self.kind, "fetch_failed")
                 finally:
                     self._queued.discard(job)  # a replay during the read is the same read
+                    self._finished += 1
+                    self._progress.set()
+                    self._progress = anyio.Event()

@@ -35,6 +35,7 @@ from agentseat.graph.subscription import KnownSubscription, is_channel_kind
 
 from .crypto import DecryptionError, KeyRing
 from .droplog import Drop, DropLog, grouped
+from .events import Source
 from .inbox import Event, Inbox
 from .normalize import TrustPolicy, chat_change_event, chat_message_event
 from .token_fallback import TokenFallbacks
@@ -257,7 +258,7 @@ def _from_resource(pattern: re.Pattern[str], resource: str | None) -> str | None
     return (match.group(1) or match.group(2)) if match else None
 
 
-def plan_actions(items: Iterable[Item], policy: TrustPolicy) -> Plan:
+def plan_actions(items: Iterable[Item], policy: TrustPolicy, *, source: Source = "webhook") -> Plan:
     """Normalise accepted items into events, fetches and lifecycle reactions (no I/O)."""
     plan = Plan()
     for item in items:
@@ -312,7 +313,7 @@ def plan_actions(items: Iterable[Item], policy: TrustPolicy) -> Plan:
             # event; one that is neither (a reaction) is nothing new.
             normalise = chat_message_event if change == "created" else chat_change_event
             try:
-                event = normalise(resource, policy, source="webhook", confirmed=False,
+                event = normalise(resource, policy, source=source, confirmed=False,
                                   chat_id=in_payload or chat_id or None)
             except (InboxError, AttributeError, TypeError, ValueError, KeyError):
                 # A chatMessage we cannot turn into a valid Event (odd types or dates).
@@ -362,6 +363,7 @@ class NotificationPipeline:
         drop_log: DropLog | None = None,
         store: StoreCallback | None = None,
         fallbacks: TokenFallbacks | None = None,
+        source: Source = "webhook",
     ) -> None:
         self._settings, self._inbox, self._keyring, self._jwks = settings, inbox, keyring, jwks
         self._store: StoreCallback = store or inbox.aappend
@@ -371,6 +373,8 @@ class NotificationPipeline:
         self._drop_log = drop_log or DropLog()
         self.fallbacks = fallbacks or TokenFallbacks()
         self._fallback_log = DropLog()  # its own windows: a fallback line never hides a drop line
+        #: The transport the bodies come by ("webhook", or "eventhub": the same collection read from a hub).
+        self.source: Source = source
 
     def reject(self, reason: str, *, lifecycle_endpoint: bool = False) -> ProcessResult:
         """Record a body dropped before parsing (too large, wrong content type, unreadable)."""
@@ -404,7 +408,7 @@ class NotificationPipeline:
             # One thread hop for the whole POST: RSA work per item is ~1 ms, a hop costs more.
             items, decrypt_drops = await anyio.to_thread.run_sync(decrypt_items, items, self._keyring)
             drops += decrypt_drops
-        plan = plan_actions(items, self._policy)
+        plan = plan_actions(items, self._policy, source=self.source)
         result.accepted = len(items) - len(plan.drops)
         self._report(drops + plan.drops, result, lifecycle_endpoint)
         result.ignored = plan.ignored

@@ -15,6 +15,8 @@ import sys
 from typing import Any, TextIO
 
 from ..config import Settings
+from ..eventhub.status import META_KEY as EVENTHUB_META
+from ..eventhub.status import eventhub_lines
 from ..errors import AgentSeatError
 from ..identity.keys import KeyStore
 from ..tenant_facts import TenantFacts
@@ -76,6 +78,8 @@ def collect(settings: Settings) -> dict[str, Any]:
         }
         raw = inbox.get_meta("subscriptions")
         info["subscriptions"] = json.loads(raw) if raw else {}
+        hub = inbox.get_meta(EVENTHUB_META)  # written by the Event Hubs consumer (eventhub/consumer.py)
+        info["eventhub"] = json.loads(hub) if hub else None
         raw = inbox.get_meta("subscriptions.channels")  # one per joined team channel (subscriptions/channels.py)
         info["channel_subscriptions"] = json.loads(raw) if raw else {}
         watch = inbox.get_meta(DELIVERY_META)
@@ -137,6 +141,8 @@ def status(settings: Settings, out: TextIO | None = None) -> int:
         if sub.get("state") == "refused" and sub.get("retry_at"):
             detail += f", retry at {_when(float(sub['retry_at']))}"
         print(f"subscription:   {kind}: {detail}", file=out)
+    for line in eventhub_lines(info.get("eventhub"), running=run["running"]):
+        print(f"event hub:      {line}", file=out)
     if channel_subs := info.get("channel_subscriptions"):
         active = sum(1 for sub in channel_subs.values() if sub.get("state") == "active")
         print(f"channels:       {active} of {len(channel_subs)} channel subscriptions active "

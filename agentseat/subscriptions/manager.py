@@ -34,6 +34,7 @@ from ..errors import GraphError, NotFoundError
 from ..graph.times import parse_graph_time
 from ..runtime.inbox import Inbox
 from ..graph.subscription import KnownSubscription
+from .endpoints import Endpoints, webhook_endpoints
 from .known import KnownView, new_client_state, read_legacy_client_state, remove_legacy_client_state
 from .lifecycle import LifecycleCounters, LifecycleGate
 from .refusals import BACKOFF_MAX_SECONDS, LIFETIME_FACTS, backoff_seconds, explain, max_minutes
@@ -82,8 +83,11 @@ class SubscriptionManager:
 
     def __init__(self, settings: Settings, graph: Any, inbox: Inbox, *, certificate_b64: str, certificate_id: str,
                  on_resync: Resync, specs: list[SubscriptionSpec] | None = None, facts: TenantFacts | None = None,
-                 readiness: Readiness | None = None, meta_key: str = _META_KEY) -> None:
+                 readiness: Readiness | None = None, meta_key: str = _META_KEY,
+                 endpoints: Callable[[str], Endpoints] = webhook_endpoints) -> None:
         self._settings = settings
+        #: The URLs a subscription names for the current `url` (the webhook's two, or an Event Hub's one).
+        self._endpoints = endpoints
         self._graph = graph
         self._inbox = inbox
         self._cert = certificate_b64
@@ -168,7 +172,7 @@ class SubscriptionManager:
         return {k for k, s in self.states.items() if s.state == "active"}
 
     async def sync(self, public_url: str) -> set[str]:
-        """Make every desired subscription point at `public_url`; returns the active kinds."""
+        """Make every desired subscription point at `public_url` (or the Event Hubs address); returns the active kinds."""
         async with self._lock:
             self.url = public_url.rstrip("/")
             try:
@@ -190,6 +194,27 @@ class SubscriptionManager:
         # The caller resyncs every kind once after `sync`: that one read covers the
         # downtime before it and any recreation during it.
 
+    async def follow(self, url: str) -> set[str]:
+        """Hold the live subscriptions another process manages for `url`, changing nothing in Graph.
+
+        For machines that share an event hub (eventhub/lease.py): one manages the
+        subscriptions, the others only need each one's id and clientState to verify what
+        they read; Graph echoes the clientState to the app that made the subscription.
+        """
+        async with self._lock:
+            self.url = url.rstrip("/")
+            try:
+                live = [s async for page in self._graph.pages("/subscriptions") for s in page]
+            except GraphError as exc:
+                log.warning("subscriptions_list_failed", status=exc.status, code=exc.code)
+                return self.active_kinds()
+            for spec in self.specs:
+                keep = next((s for s in live if spec.matches(str(s.get("resource", ""))) and self._points_here(s)
+                             and self._secret_for(s)), None)
+                if keep is not None and str(keep["id"]) != self.states[spec.kind].id:
+                    self._take_over(spec, keep, self._secret_for(keep))
+            return self.active_kinds()
+
     def _secret_for(self, live: dict[str, Any]) -> str:
         """The clientState of a live subscription, if it is one we can verify and may keep."""
         sub_id = str(live.get("id", ""))
@@ -202,9 +227,17 @@ class SubscriptionManager:
         # accepted for every subscription that shares it.
         return "" if self._is_legacy(secret) else secret
 
+    @property
+    def _notify_url(self) -> str:
+        return self._endpoints(self.url).notification
+
+    @property
+    def _lifecycle_url(self) -> str:
+        return self._endpoints(self.url).lifecycle
+
     def _points_here(self, live: dict[str, Any], *, lifecycle_only: bool = False) -> bool:
-        lifecycle_ok = live.get("lifecycleNotificationUrl") == f"{self.url}/lifecycle"
-        return lifecycle_ok and (lifecycle_only or live.get("notificationUrl") == f"{self.url}/notifications")
+        lifecycle_ok = live.get("lifecycleNotificationUrl") == self._lifecycle_url
+        return lifecycle_ok and (lifecycle_only or live.get("notificationUrl") == self._notify_url)
 
     async def _reconcile(self, spec: SubscriptionSpec, existing: list[dict[str, Any]]) -> None:
         state = self.states[spec.kind]
@@ -234,7 +267,7 @@ class SubscriptionManager:
         here and has its own secret (a renewal finds out if it is gone), else replace it."""
         state = self.states[spec.kind]
         if state.id and state.state == "active":
-            if state.url == f"{self.url}/notifications" and not self._is_legacy(state.client_state):
+            if state.url == self._notify_url and not self._is_legacy(state.client_state):
                 await self._renew_if_due(spec)
                 return
             await self._delete(state.id)
@@ -246,7 +279,7 @@ class SubscriptionManager:
         adopted = state.id != str(live["id"])
         if adopted and state.id:
             self._let_go(state, grace=True)
-        state.id, state.url, state.state, state.error = str(live["id"]), f"{self.url}/notifications", "active", ""
+        state.id, state.url, state.state, state.error = str(live["id"]), self._notify_url, "active", ""
         state.client_state = secret
         echoed = live.get("includeResourceData")  # what Graph says it promised, else what we asked for
         state.rich = spec.rich if echoed is None else bool(echoed)
@@ -268,7 +301,7 @@ class SubscriptionManager:
             log.info("subscription_deferred", kind=spec.kind, reason=reason)
             return
         secret = new_client_state()  # every subscription its own, fresh, never reused
-        body = spec.body(notification_url=f"{self.url}/notifications", lifecycle_url=f"{self.url}/lifecycle",
+        body = spec.body(notification_url=self._notify_url, lifecycle_url=self._lifecycle_url,
                          client_state=secret, certificate_b64=self._cert, certificate_id=self._cert_id)
         try:
             created = await self._graph.post("/subscriptions", body)
@@ -288,7 +321,7 @@ class SubscriptionManager:
             self._refused(spec, exc)
             return
         self._let_go(state, grace=False)
-        state.id, state.url, state.state, state.error = str(created["id"]), f"{self.url}/notifications", "active", ""
+        state.id, state.url, state.state, state.error = str(created["id"]), self._notify_url, "active", ""
         state.client_state, state.rich = secret, spec.rich
         state.expires = parse_graph_time(str(created["expirationDateTime"]))
         self._active(state)
@@ -311,7 +344,7 @@ class SubscriptionManager:
                 continue
             self._take_over(spec, candidate, secret)
             self.counters.actions["adopted"] += 1
-            if candidate.get("notificationUrl") != f"{self.url}/notifications":
+            if candidate.get("notificationUrl") != self._notify_url:
                 await self.renew(spec.kind, reason="adopted", move=True)
             else:
                 await self._renew_if_due(spec)
@@ -384,7 +417,7 @@ class SubscriptionManager:
             return await self._create(spec, reason=reason)
         body = {"expirationDateTime": expiry(spec.minutes, slack=spec.slack_seconds)}
         if move:
-            body["notificationUrl"] = f"{self.url}/notifications"
+            body["notificationUrl"] = self._notify_url
         self._patched_at[state.id] = time.monotonic()
         try:
             updated = await self._graph.patch(f"/subscriptions/{state.id}", body)

@@ -1,0 +1,75 @@
+"""Builds the azure-eventhub consumer client and the checkpoint store from settings.
+
+It owns the connection choices the SDK needs spelled out: the custom endpoint address
+(the SDK ignores a port in the namespace and dials 5671), the AMQP transport over TLS, the
+CA bundle for a private endpoint, SAS or the agent's credential, and the load-balancing
+intervals. It does not read events (consumer.py does).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from azure.eventhub import TransportType
+from azure.eventhub.aio import CheckpointStore, EventHubConsumerClient
+
+from .checkpoints import SqliteCheckpointStore
+from .settings import blob_store, eventhub_name, fully_qualified_namespace
+
+if TYPE_CHECKING:
+    from azure.core.credentials_async import AsyncTokenCredential
+
+    from ..config import Settings
+
+__all__ = ["checkpoint_store", "consumer_client", "store_kind"]
+
+
+def store_kind(settings: Settings) -> str:
+    """`local` or `blob`, for status."""
+    return "local" if blob_store(settings.checkpoint_store) is None else "blob"
+
+
+def checkpoint_store(settings: Settings, inbox_path: Path, credential: AsyncTokenCredential | None) -> CheckpointStore:
+    """The local store on the inbox database, or BlobCheckpointStore for the container URL."""
+    blob = blob_store(settings.checkpoint_store)
+    if blob is None:
+        return SqliteCheckpointStore(inbox_path)
+    from azure.eventhub.extensions.checkpointstoreblobaio import BlobCheckpointStore
+
+    if blob.sas:
+        # An explicit credential would override the URL's SAS (Blob SDK), so none is passed.
+        return BlobCheckpointStore(f"{blob.account_url}?{blob.sas}", blob.container)
+    return BlobCheckpointStore(blob.account_url, blob.container, credential=credential)
+
+
+def client_options(settings: Settings) -> dict[str, Any]:
+    """Keyword arguments both client constructors take."""
+    options: dict[str, Any] = {
+        # The SDK's default transport may be WebSocket here; AMQP over TLS on 5671 (or the endpoint's port).
+        "transport_type": TransportType.Amqp,
+        "load_balancing_interval": settings.eventhub_balance_seconds,
+        "partition_ownership_expiration_interval": settings.eventhub_ownership_seconds,
+    }
+    if settings.eventhub_endpoint:
+        options["custom_endpoint_address"] = settings.eventhub_endpoint
+    # The endpoint's CA: its own setting, else the one that already verifies the sandbox (or a
+    # corporate proxy) for Entra and Graph, but only for a custom endpoint: Azure itself uses system roots.
+    ca = settings.eventhub_ca_bundle or (settings.ca_bundle if settings.eventhub_endpoint else None)
+    if ca is not None:
+        options["connection_verify"] = str(ca)
+    return options
+
+
+def consumer_client(settings: Settings, credential: AsyncTokenCredential | None,
+                    store: CheckpointStore | None) -> EventHubConsumerClient:
+    """The consumer for the configured hub and group: SAS when a connection string is set, else the agent."""
+    options = client_options(settings)
+    if store is not None:
+        options["checkpoint_store"] = store
+    group, hub = settings.eventhub_consumer_group, eventhub_name(settings)
+    if settings.eventhub_connection_string is not None:
+        return EventHubConsumerClient.from_connection_string(
+            settings.eventhub_connection_string.get_secret_value(), group, eventhub_name=hub, **options)
+    assert credential is not None, "the agent's credential is needed without a connection string"
+    return EventHubConsumerClient(fully_qualified_namespace(settings), hub, group, credential, **options)

@@ -1,0 +1,141 @@
+"""`agentseat doctor` for Event Hubs: the namespace, the agent's receive right, the Azure roles.
+
+What can be checked from the agent's side is checked: the settings, a token for Event Hubs,
+a connection that reads the hub's properties (`$management`; it needs the Listen right that
+the Data Receiver role grants, so it also tells whether the agent may receive), and the
+checkpoint store. What cannot (whether Graph's Change Tracking app may send to the hub) is
+said plainly, with the `az` command that grants it: setup cannot grant Azure roles.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import anyio
+from azure.core.exceptions import AzureError, ClientAuthenticationError
+
+from ..config import GRAPH_CHANGE_TRACKING_APP_ID, Settings
+from ..errors import AgentSeatError
+from ..identity.doctor import Check, credential_for
+from ..identity.tokens import TokenProvider
+from .client import checkpoint_store, consumer_client, store_kind
+from .credential import EVENTHUBS_SCOPE, AgentCredential
+from .settings import eventhub_name, fully_qualified_namespace
+
+if TYPE_CHECKING:
+    from azure.eventhub.aio import CheckpointStore
+
+__all__ = ["az_commands", "eventhub_checks"]
+
+#: A connection that does not answer within this long is reported unreachable.
+_CONNECT_SECONDS = 30.0
+RECEIVER_ROLE, SENDER_ROLE = "Azure Event Hubs Data Receiver", "Azure Event Hubs Data Sender"
+BLOB_ROLE = "Storage Blob Data Contributor"
+
+
+def _principal(settings: Settings) -> tuple[str, str]:
+    """(object id, principal type) of who the agent is to Azure."""
+    if settings.azure_principal == "agent_identity":
+        return settings.agent_object_id or "<agent-identity-object-id>", "ServicePrincipal"
+    return settings.agent_user_id or "<agent-user-object-id>", "User"
+
+
+def az_commands(settings: Settings) -> list[str]:
+    """The role assignments Event Hubs delivery needs, as `az` commands to run (placeholders in <>)."""
+    namespace = fully_qualified_namespace(settings).split(".")[0] or "<namespace>"
+    scope = f'"$(az eventhubs namespace show -g <resource-group> -n {namespace} --query id -o tsv)"'
+    who, kind = _principal(settings)
+    commands = [
+        f'az role assignment create --role "{RECEIVER_ROLE}" --assignee-object-id {who} '
+        f"--assignee-principal-type {kind} --scope {scope}",
+        # Graph's Change Tracking app sends the notifications (change-notifications-delivery-event-hubs,
+        # "Microsoft Graph Change Tracking" in the Data Sender role); its app id is the `azp` of
+        # Graph's validation tokens (change-notifications-with-resource-data).
+        f'az role assignment create --role "{SENDER_ROLE}" --assignee {GRAPH_CHANGE_TRACKING_APP_ID} --scope {scope}',
+    ]
+    if store_kind(settings) == "blob":
+        commands.append(f'az role assignment create --role "{BLOB_ROLE}" --assignee-object-id {who} '
+                        f"--assignee-principal-type {kind} --scope "
+                        '"$(az storage account show -g <resource-group> -n <account> --query id -o tsv)"'
+                        "/blobServices/default/containers/<container>")
+    return commands
+
+
+def _grant_hint(settings: Settings) -> str:
+    return "grant the role, then run doctor again: " + az_commands(settings)[0]
+
+
+async def eventhub_checks(settings: Settings, tokens: TokenProvider | None = None, *,
+                          identity_ok: bool = True) -> list[Check]:
+    """The Event Hubs checks, in order; later ones are skipped when what they need failed
+    (`identity_ok`: the identity checks before them passed, so the agent can get a token)."""
+    namespace, hub = fully_qualified_namespace(settings), eventhub_name(settings)
+    via = "SAS connection string" if settings.eventhub_connection_string else f"the agent ({settings.azure_principal})"
+    where = f" via {settings.eventhub_endpoint}" if settings.eventhub_endpoint else ""
+    checks = [Check("event hub settings", "ok" if namespace and hub else "fail",
+                    f"{namespace or '?'}/{hub or '?'}, consumer group {settings.eventhub_consumer_group}, "
+                    f"as {via}{where}, checkpoints {store_kind(settings)}",
+                    "set AGENTSEAT_EVENTHUB_NAMESPACE and AGENTSEAT_EVENTHUB_NAME")]
+    if not (namespace and hub):
+        return checks
+    credential: AgentCredential | None = None
+    if settings.eventhub_connection_string is None and not identity_ok:
+        checks.append(Check("event hub", "skip", "needs the agent's token: fix the checks above first"))
+        return checks
+    if settings.eventhub_connection_string is None:
+        tokens = tokens or TokenProvider(settings, credential_for(settings))
+        credential = AgentCredential(tokens, principal=settings.azure_principal)
+        try:
+            await credential.get_token(EVENTHUBS_SCOPE)
+            checks.append(Check("event hub token", "ok", f"Entra issues the agent a token for {EVENTHUBS_SCOPE}"))
+        except (ClientAuthenticationError, AgentSeatError) as exc:
+            checks.append(Check("event hub token", "fail", str(getattr(exc, "message", exc))[:300],
+                                "run `agentseat doctor` checks above first (hops), then `agentseat setup`"))
+            checks.append(Check("event hub", "skip", "needs a token"))
+            return checks
+    checks.append(await _hub_check(settings, credential))
+    checks.append(await _store_check(settings, credential))
+    checks.append(Check("graph send role", "warn", f"whether Graph's Change Tracking app ({GRAPH_CHANGE_TRACKING_APP_ID})"
+                        f" may send to {hub} cannot be seen from here; without it no notification arrives",
+                        "once per namespace: " + az_commands(settings)[1]))
+    return checks
+
+
+async def _hub_check(settings: Settings, credential: AgentCredential | None) -> Check:
+    client = consumer_client(settings, credential, None)
+    try:
+        with anyio.fail_after(_CONNECT_SECONDS):
+            async with client:
+                props: dict[str, Any] = await client.get_eventhub_properties()
+    except TimeoutError:
+        return Check("event hub", "fail", f"no answer from {fully_qualified_namespace(settings)} within "
+                     f"{_CONNECT_SECONDS:g} s", "allow outbound TCP 5671 (AMQP over TLS) to the namespace, or check "
+                     "AGENTSEAT_EVENTHUB_ENDPOINT and AGENTSEAT_EVENTHUB_CA_BUNDLE")
+    except Exception as exc:  # the SDK's errors: authentication, connection, not found
+        text = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"
+        refused = any(word in text.lower() for word in ("unauthorized", "authentication", "401", "forbidden"))
+        if refused:
+            return Check("event hub", "fail", f"the namespace refused the agent: {text}", _grant_hint(settings))
+        return Check("event hub", "fail", f"cannot read the hub: {text}",
+                     "check the namespace and hub names, outbound TCP 5671, AGENTSEAT_EVENTHUB_ENDPOINT and the CA")
+    partitions = list(props.get("partition_ids") or [])
+    return Check("event hub", "ok", f"reachable; {len(partitions)} partitions; the hub's properties read as the "
+                 f"agent (the Listen right the {RECEIVER_ROLE} role grants)")
+
+
+async def _store_check(settings: Settings, credential: AgentCredential | None) -> Check:
+    if store_kind(settings) == "local":
+        return Check("checkpoint store", "ok", f"local: {settings.state_dir / 'inbox.db'} (one machine)")
+    store: CheckpointStore = checkpoint_store(settings, settings.state_dir / "inbox.db", credential)
+    try:
+        with anyio.fail_after(_CONNECT_SECONDS):
+            await store.list_ownership(fully_qualified_namespace(settings), eventhub_name(settings),
+                                       settings.eventhub_consumer_group)
+            await store.list_checkpoints(fully_qualified_namespace(settings), eventhub_name(settings),
+                                         settings.eventhub_consumer_group)
+    except (TimeoutError, AzureError, AgentSeatError) as exc:
+        return Check("checkpoint store", "fail", f"the Blob container is not readable: {type(exc).__name__}",
+                     f"check the container URL; grant the agent: {az_commands(settings)[-1]}")
+    finally:
+        await store.close()  # type: ignore[attr-defined]
+    return Check("checkpoint store", "ok", "the Blob container lists ownership and checkpoints")

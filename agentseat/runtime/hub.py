@@ -1,0 +1,117 @@
+"""The runtime's duties in Event Hubs mode: read the hub; manage the subscriptions, or follow them.
+
+One machine per hub (the lease holder, eventhub/lease.py; always this one with the local
+checkpoint store) points the subscriptions at the hub, resyncs and reconciles; the others
+learn the subscriptions from Graph and only read the partitions they own. When the holder
+stops, another takes the lease and its duties. runtime/app.py builds this with the parts it
+owns; this module owns only the order of the duties and the hand-over.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import anyio.abc
+
+from ..errors import ConfigError
+from ..eventhub.settings import notification_url
+from .poll_policy import POLICY_KEY
+
+if TYPE_CHECKING:
+    from ..config import Settings
+    from ..identity.tokens import TokenProvider
+    from ..subscriptions.manager import SubscriptionManager
+    from ..tenant_facts import TenantFacts
+    from .delivery_watch import DeliveryWatch
+    from .fetchq import FetchQueue
+    from .inbox import Inbox
+    from .pipeline import NotificationPipeline
+    from .poller import Poller
+
+__all__ = ["FOLLOW_SECONDS", "HubDuties"]
+
+#: A machine that does not manage the hub's subscriptions reads Graph's list this often (and when
+#: it reads a notification of a subscription it does not know: consumer.py).
+FOLLOW_SECONDS = 300.0
+
+
+@dataclass
+class HubDuties:
+    """Event Hubs mode for one runtime; `consumer` is set once running (for `status`)."""
+
+    settings: Settings
+    pipeline: NotificationPipeline
+    inbox: Inbox
+    tokens: TokenProvider
+    manager: SubscriptionManager
+    poller: Poller
+    delivery: DeliveryWatch
+    facts: TenantFacts
+    fetches: list[FetchQueue]
+    status: Any  # the runtime's RuntimeStatus: source and polling are shown by `status`
+    kinds: frozenset[str]
+    resync_all: Callable[[str], Awaitable[None]]
+    note: Callable[[str], None]
+    #: Runs the reconcile on the runtime's clock until cancelled (the manager's duty only).
+    reconcile: Callable[[], Awaitable[None]]
+    consumer: Any = None
+
+    async def run(self) -> None:
+        """Read the hub until cancelled, managing or following as the lease decides."""
+        try:  # the Azure SDK is an extra: only this mode needs it
+            from ..eventhub.consumer import EventHubConsumer
+            from ..eventhub.lease import LeaseLost
+        except ImportError as exc:
+            raise ConfigError(f"--mode eventhub needs the Azure Event Hubs SDK ({exc.name} is missing)",
+                              hint="pip install 'agentseat[eventhub]', or use --mode poll") from None
+        address, manager = notification_url(self.settings), self.manager
+        self.consumer = consumer = EventHubConsumer.for_runtime(
+            self.settings, self.pipeline, self.inbox, self.tokens, fetches=self.fetches,
+            on_unknown=lambda: manager.follow(address))
+        lease = consumer.lease()
+        try:
+            async with anyio.create_task_group() as tg:
+                await tg.start(consumer.run)
+                while True:
+                    if lease is not None:
+                        async with anyio.create_task_group() as follow:
+                            follow.start_soon(self._follow, address)
+                            await lease.acquire()
+                            follow.cancel_scope.cancel()
+                    try:
+                        async with anyio.create_task_group() as duties:
+                            if lease is not None:
+                                duties.start_soon(lease.keep)
+                            await self._manage(duties, address)
+                    except* LeaseLost:
+                        self.note("another machine manages the subscriptions now; following it")
+        finally:
+            with anyio.CancelScope(shield=True):
+                await consumer.aclose()  # after the consumer and the lease are done with the store
+
+    async def _follow(self, address: str) -> None:
+        """Not the manager: learn the subscriptions the manager keeps, and read only the hub."""
+        self.status.source, self.status.polling = "eventhub-follower", []
+        while True:
+            self.delivery.cover(await self.manager.follow(address))
+            await anyio.sleep(FOLLOW_SECONDS)
+
+    async def _manage(self, duties: anyio.abc.TaskGroup, address: str) -> None:
+        """The manager's part: point the subscriptions at the hub, resync, reconcile; poll what Graph refuses."""
+        active = await self.manager.sync(address)
+        if "teams" in active:  # Teams no longer polled (poll_policy.py): the warning is over
+            self.facts.warn(POLICY_KEY, None)
+        self.delivery.cover(active)
+        await self.resync_all("startup")
+        uncovered = set(self.kinds) - active
+        for kind in sorted(uncovered):
+            self.note(f"{kind}: {self.manager.states[kind].error or 'not subscribed'}")
+        self.status.source = "eventhub" if not uncovered else "eventhub+poll"
+        self.status.polling = sorted(uncovered)
+        duties.start_soon(self.manager.maintain)
+        duties.start_soon(self.reconcile)
+        if uncovered:
+            duties.start_soon(self.poller.run, uncovered)
