@@ -10,7 +10,6 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-import pytest
 
 from agentseat.runtime.inbox import Inbox
 from agentseat.sandbox.app import Sandbox
@@ -36,9 +35,6 @@ def _stored(state_dir: Path) -> Counter[tuple[str, str]]:
         return Counter((e.text, e.source) for e in inbox.read(0, 10_000))
 
 
-@pytest.mark.xfail(strict=True, reason="sandbox bug (agentseat/sandbox/eventhubs/server.py `pump`): a client that "
-                   "vanishes (kill -9) ends the TLS stream mid-write, anyio.EndOfStream escapes and stops the whole "
-                   "sandbox; remove this mark once the emulator treats a dropped connection as closed")
 async def test_kill_9_in_eventhub_mode_loses_nothing_and_duplicates_nothing(
         sandbox: Sandbox, agent_env: dict[str, str], tmp_path: Path) -> None:
     info = await control(sandbox, "GET", "/_sandbox/eventhubs")

@@ -28,6 +28,8 @@ from .frames import FramePadder
 log = structlog.get_logger(__name__)
 
 _READ = 65536
+#: How a peer that went away shows up: a TLS stream ended mid-write raises EndOfStream.
+_GONE = (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError, ConnectionError, OSError)
 
 
 async def run(emulator: EventHubs, host: str, *, task_status: Any = anyio.TASK_STATUS_IGNORED) -> None:
@@ -50,6 +52,8 @@ async def _serve(emulator: EventHubs, stream: ByteStream) -> None:
 
     try:
         await pump(emulator, receive, stream.send)
+    except _GONE as exc:  # one client's dropped connection must never stop the listener (and the sandbox)
+        log.info("eventhubs_peer_gone", error=type(exc).__name__)
     finally:
         with anyio.CancelScope(shield=True):
             try:
@@ -113,7 +117,7 @@ async def pump(emulator: EventHubs, receive: Callable[[], Awaitable[bytes | None
                 if padded:
                     try:
                         await send(padded)
-                    except (anyio.BrokenResourceError, anyio.ClosedResourceError, ConnectionError, OSError):
+                    except _GONE:  # the peer vanished (kill -9): this connection is over, nothing else
                         break
                 continue
             deadline = conn.transport.tick(time.monotonic())
