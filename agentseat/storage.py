@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
-__all__ = ["connect", "create_private", "immediate"]
+__all__ = ["connect", "create_private", "immediate", "open_store"]
 
 
 def create_private(path: Path) -> None:
@@ -41,6 +41,30 @@ def connect(path: Path, *, busy_timeout: float = 5.0) -> tuple[sqlite3.Connectio
         conn.close()
         raise
     return conn, mode
+
+
+def open_store(path: Path, schema: str, what: str, hint: str = "") -> sqlite3.Connection:
+    """A private store at `path` with `schema` (statements split on `;`) created in one transaction.
+
+    `what` names the store in the error ("the audit log"); failing, it is an InboxError whose hint
+    says to check the folder is writable, then `hint`.
+    """
+    from .errors import InboxError  # errors imports nothing of ours; kept local so storage stays a leaf
+
+    try:
+        create_private(path)
+        conn, _ = connect(path)
+        try:
+            with immediate(conn) as tx:
+                for statement in filter(str.strip, schema.split(";")):
+                    tx.execute(statement)
+        except BaseException:
+            conn.close()
+            raise
+    except (sqlite3.Error, OSError) as exc:
+        raise InboxError(f"cannot open {what} at {path}: {exc}",
+                         hint=f"check that {path.parent} is writable" + (f"; {hint}" if hint else "")) from exc
+    return conn
 
 
 @contextmanager

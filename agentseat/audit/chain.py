@@ -21,8 +21,7 @@ from typing import Any
 
 import structlog
 
-from ..errors import InboxError
-from ..storage import connect, create_private, immediate
+from ..storage import immediate, open_store
 
 __all__ = ["AuditLog", "Broken", "row_hash"]
 
@@ -62,13 +61,7 @@ class AuditLog:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._lock = threading.Lock()
-        try:
-            create_private(path)
-            self._conn, _ = connect(path)
-            self._conn.execute(_SCHEMA)
-        except (sqlite3.Error, OSError) as exc:
-            raise InboxError(f"cannot open the audit log at {path}: {exc}",
-                             hint=f"check that {path.parent} is writable") from exc
+        self._conn = open_store(path, _SCHEMA, "the audit log")
 
     def close(self) -> None:
         with self._lock:

@@ -10,15 +10,14 @@ promise can wake the owner at once instead of the owner polling.
 from __future__ import annotations
 
 import secrets
-import sqlite3
 import threading
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from ..errors import InboxError, ToolInputError
-from ..storage import connect, create_private, immediate
+from ..errors import ToolInputError
+from ..storage import immediate, open_store
 
 __all__ = ["Promise", "Promises"]
 
@@ -62,15 +61,7 @@ class Promises:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._lock = threading.Lock()
-        try:
-            create_private(path)
-            self._conn, _ = connect(path)
-            with immediate(self._conn) as conn:
-                for statement in filter(str.strip, _SCHEMA.split(";")):
-                    conn.execute(statement)
-        except (sqlite3.Error, OSError) as exc:
-            raise InboxError(f"cannot open the promises at {path}: {exc}",
-                             hint=f"check that {path.parent} is writable") from exc
+        self._conn = open_store(path, _SCHEMA, "the promises")
 
     def close(self) -> None:
         with self._lock:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import sqlite3
 import threading
 import time
 from datetime import UTC, datetime, timedelta
@@ -19,8 +18,7 @@ from typing import Any
 
 import structlog
 
-from ..errors import InboxError
-from ..storage import connect, create_private, immediate
+from ..storage import immediate, open_store
 from .classify import Outbound
 
 __all__ = ["Record"]
@@ -50,15 +48,7 @@ class Record:
         self.retention = timedelta(days=retention_days)
         self._lock = threading.Lock()
         self._pruned_at = 0.0
-        try:
-            create_private(path)
-            self._conn, _ = connect(path)
-            with immediate(self._conn) as conn:
-                for statement in filter(str.strip, _SCHEMA.split(";")):
-                    conn.execute(statement)
-        except (sqlite3.Error, OSError) as exc:
-            raise InboxError(f"cannot open the interaction record at {path}: {exc}",
-                             hint=f"check that {path.parent} is writable; move a corrupt file aside") from exc
+        self._conn = open_store(path, _SCHEMA, "the interaction record", "move a corrupt file aside")
         self.prune()
 
     def close(self) -> None:
