@@ -9,9 +9,11 @@ the MCP protocol).
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import anyio
 import structlog
@@ -145,7 +147,30 @@ def cmd_doctor(args: argparse.Namespace, settings: Settings) -> int:
         return anyio.run(lambda: doctor_live(settings, args.report))
     if args.report is not None:
         raise AgentSeatError("--report goes with --live", hint="agentseat doctor --live --report FILE")
-    return anyio.run(doctor, settings)
+    return anyio.run(functools.partial(doctor, settings, extra=transport_checks(settings)))
+
+
+def transport_checks(settings: Settings) -> Any:
+    """The transport's own doctor checks: Event Hubs in eventhub mode (its SDK is an extra)."""
+    if settings.mode != "eventhub":
+        return None
+    from .identity.doctor import Check
+
+    try:
+        from .eventhub.doctor import eventhub_checks
+    except ImportError as exc:
+        missing = exc.name
+
+        async def sdk_missing(settings: Settings, identity_ok: bool) -> list[Check]:
+            return [Check("event hub", "fail", f"the Azure Event Hubs SDK is not installed ({missing})",
+                          "pip install 'agentseat[eventhub]'")]
+
+        return sdk_missing
+
+    async def hub(settings: Settings, identity_ok: bool) -> list[Check]:
+        return await eventhub_checks(settings, identity_ok=identity_ok)
+
+    return hub
 
 
 def _identity_commands(parsers: dict[str, argparse.ArgumentParser]) -> None:

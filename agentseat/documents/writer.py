@@ -18,7 +18,7 @@ from docx.shared import RGBColor
 from docx.text.paragraph import Paragraph as DocxParagraph
 
 from ..errors import DocumentError
-from . import markdown as md
+from .markdown import Block, Code, Heading, ListBlock, Paragraph, Rule, Table, parse
 from .inline import Styled
 from .output import clean
 
@@ -30,7 +30,7 @@ def markdown_to_docx(markdown: str, out: Path) -> None:
     """Write `markdown` as a .docx file at `out` (overwritten if it exists)."""
     document = docx.Document()
     numbering = _Numbering(document)
-    for block in md.parse(clean(markdown)):
+    for block in parse(clean(markdown)):
         _block(document, block, numbering)
     try:
         document.save(str(out))
@@ -39,24 +39,24 @@ def markdown_to_docx(markdown: str, out: Path) -> None:
                             hint="check that the target folder exists and is writable") from None
 
 
-def _block(document: Document, block: md.Block, numbering: _Numbering) -> None:
-    if isinstance(block, md.Heading):
+def _block(document: Document, block: Block, numbering: _Numbering) -> None:
+    if isinstance(block, Heading):
         _runs(document.add_heading("", level=min(block.level, 9)), block.spans)
-    elif isinstance(block, md.Paragraph):
+    elif isinstance(block, Paragraph):
         _runs(document.add_paragraph(style="Quote" if block.quote else None), block.spans)
-    elif isinstance(block, md.Code):
+    elif isinstance(block, Code):
         for line in block.text.split("\n"):
             p = document.add_paragraph(style="No Spacing")
             p.add_run(line).font.name = _MONO
-    elif isinstance(block, md.Rule):
+    elif isinstance(block, Rule):
         document.add_paragraph()
-    elif isinstance(block, md.ListBlock):
+    elif isinstance(block, ListBlock):
         _list(document, block, numbering, level=0)
-    elif isinstance(block, md.Table):
+    elif isinstance(block, Table):
         _table(document, block)
 
 
-def _list(document: Document, block: md.ListBlock, numbering: _Numbering, level: int) -> None:
+def _list(document: Document, block: ListBlock, numbering: _Numbering, level: int) -> None:
     style = ("List Number" if block.ordered else "List Bullet") + (" 2" if level else "")
     num_id = numbering.restart(style) if block.ordered else None
     for item in block.items:
@@ -68,7 +68,7 @@ def _list(document: Document, block: md.ListBlock, numbering: _Numbering, level:
             _list(document, item.children, numbering, level=1)
 
 
-def _table(document: Document, block: md.Table) -> None:
+def _table(document: Document, block: Table) -> None:
     width = max(len(r) for r in block.rows)
     table = document.add_table(rows=len(block.rows), cols=width)
     table.style = "Table Grid"

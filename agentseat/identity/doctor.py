@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import sys
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TextIO
 
@@ -133,18 +134,16 @@ async def _hops(chain: TokenChain, settings: Settings, checks: list[Check]) -> s
     return str(token["access_token"])
 
 
-async def doctor(settings: Settings, out: TextIO | None = None) -> int:
-    """`agentseat doctor`: print every check; 1 if any failed."""
+#: More checks for a transport: given the settings and whether the identity checks passed.
+ExtraChecks = Callable[[Settings, bool], Awaitable[list[Check]]]
+
+
+async def doctor(settings: Settings, out: TextIO | None = None, *, extra: ExtraChecks | None = None) -> int:
+    """`agentseat doctor`: print every check (and `extra`'s, which cli.py picks by mode); 1 if any failed."""
     out = out or sys.stdout
     checks = await diagnose(settings)
-    if settings.mode == "eventhub":
-        try:
-            from ..eventhub.doctor import eventhub_checks  # imports this module: Check, credential_for
-        except ImportError as exc:
-            checks.append(Check("event hub", "fail", f"the Azure Event Hubs SDK is not installed ({exc.name})",
-                                "pip install 'agentseat[eventhub]'"))
-        else:
-            checks += await eventhub_checks(settings, identity_ok=not any(c.status == "fail" for c in checks))
+    if extra is not None:
+        checks += await extra(settings, not any(c.status == "fail" for c in checks))
     for check in checks:
         print(check.render(), file=out, flush=True)
     failed = [c.name for c in checks if c.status == "fail"]

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from agentseat.cli import transport_checks
 from agentseat.config import GRAPH_CHANGE_TRACKING_APP_ID
 from agentseat.eventhub.doctor import az_commands, eventhub_checks
 from agentseat.identity.doctor import doctor
@@ -76,7 +77,8 @@ async def test_an_unreachable_endpoint_says_which_port_to_open(agent_env: dict[s
         closed = probe.getsockname()[1]  # nothing listens once the socket closes
     env = hub_env(agent_env, hub, eventhub_endpoint=f"sb://127.0.0.1:{closed}")
     out = io.StringIO()
-    assert await doctor(settings_from_env(env), out) == 1
+    settings = settings_from_env(env)
+    assert await doctor(settings, out, extra=transport_checks(settings)) == 1  # as `agentseat doctor` runs it
     text = out.getvalue()
     assert "✗ event hub:" in text and "5671" in text
 
