@@ -21,14 +21,12 @@ import functools
 import os
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
 import anyio
 import structlog
 from anyio.abc import TaskStatus
-from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 
 from ..access import AccessPolicy
 from ..audit import AuditLog
@@ -42,7 +40,7 @@ from ..config import Settings
 from ..errors import AgentSeatError, ConfigError, TunnelError
 from ..graph.client import GraphClient, ssl_context
 from ..graph.replication import ReplicationGrace
-from ..identity.keys import AgentCertificate, KeyStore
+from ..identity.keys import KeyStore
 from ..identity.tokens import AppOnlyTokens, TokenProvider
 from ..promises import Promises
 from ..record import Record
@@ -55,7 +53,6 @@ from ..subscriptions.manager import SubscriptionManager
 from ..subscriptions.readiness import Readiness
 from ..tunnel import LoopbackTunnel, make_tunnel
 from ..tunnel.base import Tunnel
-from .crypto import KeyRing
 from .delivery_watch import DeliveryWatch
 from .events import event_key
 from .fetchq import FetchQueue
@@ -73,23 +70,14 @@ from .poll_policy import POLICY_KEY
 from .poller import Poller
 from .token_fallback import TokenFallbacks
 from .verify import JwksCache
+from .status import RuntimeStatus
+from .unlocked_keys import UnlockedKeys
 from .webhook import WebhookServer
 
 log = structlog.get_logger(__name__)
 
 ALL_KINDS = frozenset({"teams", "mail"})
 Sink = Callable[["Runtime"], Awaitable[None]]
-
-
-@dataclass
-class RuntimeStatus:
-    role: str = "starting"  # starting | owner | sink
-    mode: str = ""
-    source: str = ""  # webhook | poll | webhook+poll | eventhub | eventhub+poll
-    public_url: str = ""
-    polling: list[str] = field(default_factory=list)
-    started_at: float = field(default_factory=time.time)
-    notes: list[str] = field(default_factory=list)
 
 
 class Runtime:
@@ -106,12 +94,12 @@ class Runtime:
         self.inbox = Inbox(settings.state_dir / "inbox.db", own_ids=own)
         self.audit = AuditLog(settings.state_dir / "audit.db")  # issue 15: actions and gate refusals
         self.keys = KeyStore(settings)
-        self._certificates: dict[str, AgentCertificate] = {}
+        self.unlocked = UnlockedKeys(self.keys, settings.cert_thumbprint)
         # What `setup` just created may not have replicated yet: ride out its refusals for a while.
         self.replication = ReplicationGrace(settings.replication_grace_seconds, own_ids=(
             settings.agent_user_id, settings.agent_user_upn, settings.agent_id, settings.agent_object_id,
             settings.blueprint_app_id, settings.blueprint_object_id))
-        self.tokens = TokenProvider(settings, self._credential, replication=self.replication)
+        self.tokens = TokenProvider(settings, self.unlocked.msal_credential, replication=self.replication)
         self.graph = GraphClient(settings, self.tokens, replication=self.replication)
         self.policy = TrustPolicy(
             tenant_id=settings.tenant_id,
@@ -274,7 +262,7 @@ class Runtime:
         """Push delivery: webhooks through the tunnel, or (`eventhub`) the hub Graph delivers to."""
         settings = self.settings
         source = "eventhub" if eventhub else "webhook"
-        certs = await anyio.to_thread.run_sync(self._keyring)
+        certs = await anyio.to_thread.run_sync(self.unlocked.key_ring)
         ring, active = certs
         session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=ssl_context(settings)))
         # Reads that notifications ask for: one bounded, rate-capped queue per kind, so a flood
@@ -350,30 +338,6 @@ class Runtime:
                 if tunnel is not None:
                     await tunnel.stop()
                 await session.close()
-
-    def _certificate(self, sha1: str | None = None) -> AgentCertificate:
-        """A stored certificate with its key, decrypted once per process: unlocking the
-        encrypted PKCS#8 file costs ~90 ms of key derivation, and startup needs it thrice."""
-        key = (sha1 or self.settings.cert_thumbprint or self.keys.active() or "").upper()
-        if key not in self._certificates:
-            cert = self.keys.load(key or None)
-            self._certificates[cert.sha1_thumbprint.upper()] = self._certificates[key] = cert
-        return self._certificates[key]
-
-    def _credential(self) -> dict[str, Any]:
-        """msal's certificate credential; the unencrypted PEM exists only in memory."""
-        cert = self._certificate()
-        pem = cert.private_key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption()).decode("ascii")
-        return {"private_key": pem, "thumbprint": cert.sha1_thumbprint}
-
-    def _keyring(self) -> tuple[KeyRing, AgentCertificate]:
-        """Every stored key can decrypt: Graph may still use the old certificate for a
-        while after a rotation (change-notifications-with-resource-data, key rotation)."""
-        ring = KeyRing()
-        for stored in self.keys.list():
-            cert = self._certificate(stored.sha1)
-            ring.add(cert.private_key, certificate=cert.certificate, certificate_id=cert.sha1_thumbprint)
-        return ring, self._certificate()
 
     async def _tunnel_loop(self, tunnel: Tunnel, port: int, *, fallback: bool) -> None:
         """Keep a public URL; while there is none (or Graph refuses a kind), poll instead."""

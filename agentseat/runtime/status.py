@@ -12,6 +12,8 @@ import datetime as dt
 import json
 import os
 import sys
+import time
+from dataclasses import dataclass, field
 from typing import Any, TextIO
 
 from ..config import Settings
@@ -26,6 +28,20 @@ from .inbox_view import unread_line, unread_status
 from .lock import OwnerLock
 from ..clock.scheduler import scheduled
 from ..promises import Promises
+
+
+
+@dataclass
+class RuntimeStatus:
+    """What the running runtime is doing, for `status` and `describe()`."""
+
+    role: str = "starting"  # starting | owner | sink
+    mode: str = ""
+    source: str = ""  # webhook | poll | webhook+poll | eventhub | eventhub+poll
+    public_url: str = ""
+    polling: list[str] = field(default_factory=list)
+    started_at: float = field(default_factory=time.time)
+    notes: list[str] = field(default_factory=list)
 
 
 def _alive(pid: int | None) -> bool:
