@@ -24,7 +24,8 @@ from .envfile import write_sandbox_env
 from .eventhubs import routes as eventhubs_routes
 from .eventhubs import server as eventhubs_server
 from .eventhubs.emulator import EventHubs
-from .graph import chat_message_actions, chat_messages, chats, drive, hosted_contents, mail, mail_delta
+from .graph import chat_message_actions, chat_messages, chats, hosted_contents, mail, mail_delta
+from .graph.drive import routes as drive
 from .graph.auth import graph_middleware
 from .graph import teams as graph_teams
 from .graph.directory import users as directory
