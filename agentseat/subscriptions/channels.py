@@ -35,7 +35,8 @@ from ..config import Settings
 from ..errors import AgentSeatError
 from ..graph.subscription import CHANNEL_KIND_PREFIX
 from ..runtime.inbox import Inbox
-from .manager import SubscriptionManager, SubscriptionState
+from .manager import SubscriptionManager
+from .state import SubscriptionState
 from .refusals import LIFETIME_FACTS, within
 from .specs import SubscriptionSpec
 

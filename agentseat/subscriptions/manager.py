@@ -19,10 +19,8 @@ SQLite file); they never reach a log line, `status` or a repr.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -40,6 +38,7 @@ from .lifecycle import LifecycleCounters, LifecycleGate
 from .refusals import BACKOFF_MAX_SECONDS, LIFETIME_FACTS, backoff_seconds, explain, max_minutes
 from .refusals import not_provisioned, within
 from .specs import SubscriptionSpec, desired_specs, expiry
+from .state import SubscriptionState, dump_states, load_states
 
 if TYPE_CHECKING:
     from ..tenant_facts import TenantFacts
@@ -62,20 +61,6 @@ RETRY_CREATE_SECONDS = 30.0
 MAIL_PAYLOAD_FACT = "mail_subscription"
 #: `maintain` looks again after at most 300 s, and at least 5 s.
 MAX_CHECK_SECONDS, MIN_CHECK_SECONDS = 300.0, 5.0
-
-
-@dataclass
-class SubscriptionState:
-    kind: str
-    id: str = ""
-    expires: float = 0.0  # epoch seconds
-    url: str = ""
-    state: str = "pending"  # pending | active | refused
-    error: str = ""
-    client_state: str = field(default="", repr=False)  # this subscription's own secret
-    rich: bool = True  # made with includeResourceData (what the pipeline expects of its items)
-    refusals: int = 0  # refusals in a row, for the backoff
-    retry_at: float = 0.0  # epoch seconds: when a refused kind is asked for again
 
 
 class SubscriptionManager:
@@ -133,22 +118,16 @@ class SubscriptionManager:
 
     # --- persistence ------------------------------------------------------------------
     def _load(self) -> None:
-        raw = self._inbox.get_meta(self._meta_key)
         self._stored: dict[str, SubscriptionState] = {}  # kinds saved before and not (yet) in the specs
-        if raw:
-            names = {f.name for f in fields(SubscriptionState)}
-            for kind, data in json.loads(raw).items():
-                state = SubscriptionState(**{k: v for k, v in data.items() if k in names})
-                if state.id and not state.client_state:
-                    state.client_state = self._legacy
-                if kind in self.states:
-                    self.states[kind] = state
-                else:
-                    self._stored[kind] = state
+        for kind, state in load_states(self._inbox.get_meta(self._meta_key), self._legacy).items():
+            if kind in self.states:
+                self.states[kind] = state
+            else:
+                self._stored[kind] = state
         self._refresh_known()
 
     def _save(self) -> None:
-        self._inbox.set_meta(self._meta_key, json.dumps({k: asdict(v) for k, v in self.states.items()}))
+        self._inbox.set_meta(self._meta_key, dump_states(self.states))
         self._refresh_known()
 
     def _refresh_known(self) -> None:
