@@ -179,6 +179,7 @@ async def check_tokens(
     *,
     jwks: JwksCache,
     settings: Settings,
+    source: Source = "webhook",
 ) -> TokenCheck:
     """Validate `validationTokens` when the items rely on them.
 
@@ -197,6 +198,12 @@ async def check_tokens(
     Basic items never rely on tokens: what they name is fetched with our own token.
     """
     tokens_present = collection.validation_tokens is not None
+    if source == "eventhub" and not tokens_present:
+        # "No validationTokens are sent" to an event hub (change-notifications-delivery-event-hubs).
+        # The hub authenticates the sender instead: only holders of Azure Event Hubs Data Sender
+        # on the namespace (Graph's Change Tracking app) can write to it, and we read it over TLS
+        # with our own Entra token. Tokens that are present are still checked.
+        return TokenCheck(items)
     relies = [i for i in items if i.rich or (i.notification.is_lifecycle and tokens_present)]
     if not relies:
         return TokenCheck(items)
@@ -395,7 +402,7 @@ class NotificationPipeline:
         result = ProcessResult(received=len(collection.value))
         items, drops = screen_items(collection, self._subscriptions, tenant_id=self._settings.tenant_id,
                                     lifecycle_endpoint=lifecycle_endpoint)
-        tokens = await check_tokens(collection, items, jwks=self._jwks, settings=self._settings)
+        tokens = await check_tokens(collection, items, jwks=self._jwks, settings=self._settings, source=self.source)
         self.fallbacks.observe(tokens.report)
         if tokens.retry:
             # Nothing of this POST is used: Graph redelivers all of it, and the keys may be known by then.

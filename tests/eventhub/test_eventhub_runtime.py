@@ -147,26 +147,26 @@ async def test_a_sas_connection_string_reads_the_hub_instead_of_the_agent_token(
 
 async def test_the_checkpoint_waits_until_a_named_message_is_read_and_stored(
         sandbox: Sandbox, env: dict[str, str]) -> None:
-    # Event Hubs deliveries carry no validation tokens, so the runtime reads each chat message from
-    # Graph: the checkpoint past its notification must wait for that read and the store.
+    # Mail notifications carry no resource data, so the runtime reads each message from Graph:
+    # the checkpoint past its notification must wait for that read and the store.
     runtime = Runtime(settings_from_env(env))
-    read = runtime.poller.fetch_chat_message
+    read = runtime.poller.fetch_mail
     gate, reads = anyio.Event(), []
 
-    async def gated(chat_id: str, message_id: str, source: str = "webhook") -> int:
+    async def gated(message_id: str, source: str = "webhook") -> int:
         reads.append(message_id)
         await gate.wait()
-        return await read(chat_id, message_id, source=source)
+        return await read(message_id, source=source)
 
-    runtime.poller.fetch_chat_message = gated  # type: ignore[method-assign]
+    runtime.poller.fetch_mail = gated  # type: ignore[method-assign]
     running = Running(runtime)
     async with anyio.create_task_group() as tg:
         await tg.start(lambda task_status: runtime.run([running.sink], task_status=task_status))
         await wait_for(lambda: runtime.status.source == "eventhub")
         before = await hub_last_sequences(sandbox)
         await wait_for(lambda: caught_up(running, before), timeout=60)  # validation messages checkpointed
-        await control(sandbox, "POST", "/_sandbox/messages",
-                      {"from": upn(sandbox, "sponsor"), "to": upn(sandbox, "agent_user"), "text": "held"})
+        await control(sandbox, "POST", "/_sandbox/mail", {"from": upn(sandbox, "colleague1"),
+                                                          "to": upn(sandbox, "agent_user"), "subject": "held", "body": "held"})
         after = {}
         for _ in range(600):
             after = await hub_last_sequences(sandbox)

@@ -352,3 +352,16 @@ async def test_process_never_logs_message_text_or_secrets(world: World) -> None:
     text = json.dumps(logs, default=str)
     for secret in (token, CLIENT_STATE, "launch code", "Quarterly numbers", items[0]["encryptedContent"]["data"]):
         assert secret not in text
+
+
+async def test_hub_deliveries_carry_no_tokens_and_the_hub_vouches_for_them(world: World) -> None:
+    # Event Hubs delivery sends no validationTokens (change-notifications-delivery-event-hubs); the
+    # hub's Data Sender role authenticates Graph instead, so rich content is used, not re-read.
+    parsed, items, _ = screened(world, [change_item(), rich_chat_item(world.keys)])
+    check = await check_tokens(parsed, items, jwks=world.jwks, settings=world.settings, source="eventhub")
+    assert [(i.rich, i.fallback) for i in check.items] == [(False, None), (True, None)]
+    assert check.drops == [] and check.report is None
+    # Tokens that do come are still checked, whatever the transport.
+    parsed, items, _ = screened(world, [rich_chat_item(world.keys)], [world.token(azp=new_id())])
+    check = await check_tokens(parsed, items, jwks=world.jwks, settings=world.settings, source="eventhub")
+    assert [i.fallback for i in check.items] == ["token_bad_caller"]
