@@ -9,6 +9,7 @@
     python -m bench realistic ...    # Graph's documented delays: webhook vs entrabot polling
     python -m bench documents [--quick]   # docx and pdf read throughput alone
     python -m bench promises [--seconds S]   # the clock's idle cost with 1,000 pending promises
+    python -m bench floors           # this machine's floors alone (crypto, loopback, commit, pipe, imports)
 
 stdout: the table, then the last line, a JSON object with every figure (for
 comparing commits). Progress goes to stderr; logs of the sandbox and the runtimes
@@ -28,7 +29,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-_SUBCOMMANDS = ("soak", "attack", "realistic", "documents", "promises")
+_SUBCOMMANDS = ("soak", "attack", "realistic", "documents", "promises", "floors")
 
 
 def _dispatch(name: str, argv: list[str]) -> int:
@@ -93,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
         args.json.write_text(json.dumps(results, indent=1))
     print(json.dumps({"profile": results["profile"], "machine": results["machine"], **results["figures"],
                       "details": {k: results.get(k) for k in ("latency", "throughput", "idle", "cold_start", "rss",
-                                                               "hotpath", "pyspy")}},
+                                                               "hotpath", "pyspy", "floors")}},
                      separators=(",", ":")))
     return 0
 

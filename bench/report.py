@@ -10,6 +10,8 @@ import math
 from datetime import UTC, datetime
 from typing import Any
 
+from . import ratios
+
 MODES = (("webhook", "webhook"), ("poll_entrabot_intervals", "poll at entrabot's intervals (5 s / 60 s)"),
          ("poll_defaults", "poll at our defaults"))
 
@@ -84,6 +86,8 @@ def figures(r: dict[str, Any]) -> dict[str, Any]:
     out["cold_start_restart_first_event_s"] = _get(cs, "restart", "first_event_s")
     out["import_s"] = _get(cs, "import_s")
     out["idle_rss_mb"] = _get(r, "rss", "idle", "VmRSS")
+    # Issue 16: the floors of this run and the goals stated as ratios to them (bench/ratios.py).
+    out.update(ratios.figures(r, out))
     return out
 
 
@@ -258,6 +262,8 @@ def table(r: dict[str, Any]) -> str:
         lines.append(f"   upload_file, {_fmt(f['upload_mb'])} MB through an upload session: {_fmt(f['upload_mb_per_s'])} MB/s, "
                      f"peak RSS {_fmt(f['upload_peak_rss_mb'])} MB ({_fmt(f['upload_rss_added_mb'])} MB above the "
                      "process's baseline)")
+    if r.get("floors"):
+        lines += ["", *ratios.table_lines(f)]
     lines.append("")
     lines.append("goals")
     for what, goal, figure, ok in goals(f):
@@ -301,6 +307,8 @@ def markdown(r: dict[str, Any], *, keep_from: str = "") -> str:
     ]
     for what, goal, figure, ok in goals(f):
         lines.append(f"| {what} | {goal} | {figure} | {'met' if ok else '**not met**'} |")
+    if r.get("floors"):
+        lines += ["", *ratios.markdown_lines(f, f"this run (`python -m bench`, {r['profile']} profile)")]
     lines += ["", "## Figures", "", "```", table(r), "```", "", NOTES]
     kept = _kept(keep_from)
     return "\n".join(lines) + (f"\n{kept}\n" if kept else "")

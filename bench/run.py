@@ -1,5 +1,6 @@
 """The benchmark run: every figure of issue #6 (items 1-4) against one sandbox, in order.
 
+First this machine's floors (bench/floors.py: crypto, loopback, commit, pipe, imports; issue 16).
 Phases, each with a runtime of its own (a fresh agent state dir, `agentseat serve` spawned anew):
 1. webhook: cold start, idle RSS, latency at 10 msg/s, an idle window, one renewal notice per subscription;
 2. poll at entrabot's intervals (5 s / 60 s): an idle window, then latency;
@@ -25,7 +26,7 @@ import anyio
 
 from agentseat.config import Settings
 
-from . import coldstart, documents, hotpath, idle, kinds, latency, profile, throughput
+from . import coldstart, documents, floors, hotpath, idle, kinds, latency, profile, throughput
 from . import files as files_bench
 from .harness import SandboxHost, fresh_dir, free_port, import_seconds, loadavg, machine, memory_mb, serve
 from .latency import poll_env, webhook_env
@@ -187,6 +188,9 @@ async def run(p: Profile, root: Path) -> dict[str, Any]:
                            "cold_start": {"runs": []}, "rss": {}, "latency": {}, "idle": {}}
     say("timing imports")
     out["cold_start"]["import_s"] = import_seconds(p.import_repeat)
+    say("floors: crypto, loopback, commit, pipe, imports")  # issue 16: the goals are ratios to these
+    out["floors"] = await floors.measure(root / "floors", samples=floors.SAMPLES[p.name],
+                                         import_repeat=max(p.import_repeat, 2))
     async with SandboxHost(root) as host:
         await host.seed(chats=20, mails=2)
         await webhook_phase(host, p, root, out)

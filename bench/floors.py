@@ -1,0 +1,325 @@
+"""This machine's floors, measured in the same run as the figures they judge (issue 16, point 1).
+
+What one notification cannot cost less than, whatever the runtime does:
+
+- **crypto**: the runtime's own functions on a genuine rich item: `KeyRing.decrypt`
+  (RSA-OAEP unwrap of the AES key, HMAC-SHA256 check, AES-CBC decrypt; runtime/crypto.py)
+  and `assess_tokens` on one fresh RS256 validation token (runtime/verify.py; its cache of
+  verified tokens is off, so every call verifies the signature). Beside it, the same four
+  operations called straight on `cryptography`, each timed alone: the raw cost.
+- **loopback**: one HTTP round trip, aiohttp client to aiohttp server on 127.0.0.1,
+  keep-alive, a notification-sized POST answered 202 (as the webhook answers).
+- **commit**: one SQLite write transaction in the inbox's mode (agentseat/storage.py:
+  WAL, synchronous NORMAL, BEGIN IMMEDIATE), one event-sized row.
+- **pipe**: one MCP-push-sized line written to a child process's stdin and parsed there
+  with `json.loads`, one way (both ends read CLOCK_MONOTONIC, shared by every process).
+- **import**: a fresh interpreter importing aiohttp and the mcp SDK's server side
+  (what `serve` needs of them), best of a few; and a bare interpreter for comparison.
+
+Every figure is the median of its samples, in microseconds (import: seconds). The
+crypto-bound rate is 1 / crypto: one core doing nothing but the crypto. `python -m bench
+floors` prints them alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import datetime as dt
+import hashlib
+import hmac
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from statistics import median
+from typing import Any
+
+import aiohttp
+import anyio
+import jwt
+from aiohttp import web
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives import padding as sym_padding
+from cryptography.hazmat.primitives.asymmetric import padding as asym_padding
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+from cryptography.x509.oid import NameOID
+
+from agentseat.config import GRAPH_CHANGE_TRACKING_APP_ID
+from agentseat.runtime.crypto import KeyRing, encrypt_content
+from agentseat.runtime.verify import JwksCache, assess_tokens
+from agentseat.storage import connect, create_private, immediate
+
+from .harness import REPO, child_env
+
+TENANT = "9f4ebab6-520d-49c0-85cc-7b25c78d4a93"
+AUDIENCE = "925bff9f-f6e2-4a69-b858-f71ea2b9b6d0"
+KID = "bench-floor"
+#: What `serve` needs of aiohttp and the mcp SDK (agentseat/tools/server.py), nothing of agentseat.
+IMPORT_FLOOR_CODE = "import aiohttp, aiohttp.web, mcp_types, mcp.server, mcp.server.stdio, mcp.server.runner"
+#: Sample counts: (quick, full).
+SAMPLES = {"quick": 300, "full": 2000}
+
+
+def _us(values: list[float]) -> float:
+    return round(median(values) * 1e6, 1)
+
+
+# --- a genuine rich item --------------------------------------------------------------------------------
+def _certificate(key: rsa.RSAPrivateKey) -> x509.Certificate:
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "agentseat-bench-floor")])
+    now = dt.datetime.now(dt.UTC)
+    return (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(minutes=1))
+            .not_valid_after(now + dt.timedelta(days=1)).sign(key, hashes.SHA256()))
+
+
+def chat_message(text_chars: int = 300) -> bytes:
+    """A chatMessage as Graph puts it in `encryptedContent` (about the size the sandbox sends)."""
+    now = dt.datetime.now(dt.UTC).isoformat().replace("+00:00", "Z")
+    user = {"@odata.type": "#microsoft.graph.teamworkUserIdentity", "id": str(uuid.uuid4()),
+            "displayName": "Megan Bowen", "userIdentityType": "aadUser", "tenantId": TENANT}
+    return json.dumps({
+        "@odata.context": "https://graph.microsoft.com/v1.0/$metadata#chats('19%3Abench')/messages/$entity",
+        "id": str(int(time.time() * 1000)), "replyToId": None, "etag": "1", "messageType": "message",
+        "createdDateTime": now, "lastModifiedDateTime": now, "lastEditedDateTime": None, "deletedDateTime": None,
+        "subject": None, "summary": None, "chatId": "19:bench_floor@unq.gbl.spaces", "importance": "normal",
+        "locale": "en-us", "webUrl": None, "channelIdentity": None, "policyViolation": None,
+        "eventDetail": None, "from": {"application": None, "device": None, "user": user},
+        "body": {"contentType": "text", "content": "x" * text_chars},
+        "attachments": [], "mentions": [], "reactions": [],
+    }).encode()
+
+
+class Item:
+    """One notification's crypto material: the agent's key, the encrypted resource, a signed token."""
+
+    def __init__(self) -> None:
+        self.key = rsa.generate_private_key(public_exponent=65537, key_size=2048)  # as identity/keys.py makes it
+        self.certificate = _certificate(self.key)
+        self.signing = rsa.generate_private_key(public_exponent=65537, key_size=2048)  # Entra's key
+        self.ring = KeyRing()
+        self.ring.add(self.key, certificate=self.certificate, certificate_id="bench-floor-cert")
+        self.plaintext = chat_message()
+        self.encrypted = encrypt_content(self.plaintext, self.certificate, "bench-floor-cert")
+        now = int(time.time())
+        claims = {"aud": AUDIENCE, "iss": f"https://login.microsoftonline.com/{TENANT}/v2.0", "iat": now,
+                  "nbf": now, "exp": now + 3600, "azp": GRAPH_CHANGE_TRACKING_APP_ID, "azpacr": "2",
+                  "tid": TENANT, "ver": "2.0"}
+        self.token = jwt.encode(claims, self.signing, algorithm="RS256", headers={"kid": KID})
+
+    def jwks(self) -> dict[str, Any]:
+        jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(self.signing.public_key()))
+        return {"keys": [{**jwk, "kid": KID, "use": "sig", "alg": "RS256"}]}
+
+
+# --- crypto -----------------------------------------------------------------------------------------------
+async def crypto(item: Item, jwks: JwksCache, samples: int) -> dict[str, Any]:
+    """The runtime's decrypt and one token check per sample, then the raw `cryptography` steps."""
+    decrypt, verify = [], []
+    for _ in range(samples):
+        t0 = time.perf_counter()
+        plain = item.ring.decrypt(item.encrypted)
+        t1 = time.perf_counter()
+        report = await assess_tokens([item.token], jwks=jwks, audiences=(AUDIENCE,), tenant_ids=(TENANT,),
+                                     caller_app_id=GRAPH_CHANGE_TRACKING_APP_ID)
+        t2 = time.perf_counter()
+        if plain != item.plaintext or report.reason is not None:
+            raise RuntimeError(f"the floor's item did not verify: {report.reason}")
+        decrypt.append(t1 - t0)
+        verify.append(t2 - t1)
+    raw = _raw_crypto(item, samples)
+    runtime_us = round(_us(decrypt) + _us(verify), 1)
+    return {
+        "runtime_decrypt_us": _us(decrypt), "runtime_token_verify_us": _us(verify), "runtime_us": runtime_us,
+        "raw": raw, "raw_us": round(sum(raw.values()), 1),
+        "resource_bytes": len(item.plaintext), "rsa_bits": item.key.key_size, "samples": samples,
+    }
+
+
+def _raw_crypto(item: Item, samples: int) -> dict[str, float]:
+    """The four operations alone, on `cryptography` directly: what the runtime's functions wrap."""
+    oaep = asym_padding.OAEP(mgf=asym_padding.MGF1(algorithm=hashes.SHA1()), algorithm=hashes.SHA1(), label=None)
+    wrapped = base64.b64decode(item.encrypted["dataKey"])
+    data = base64.b64decode(item.encrypted["data"])
+    signature = base64.b64decode(item.encrypted["dataSignature"])
+    signing_input, _, sig_b64 = item.token.rpartition(".")
+    token_sig = base64.urlsafe_b64decode(sig_b64 + "=" * (-len(sig_b64) % 4))
+    public = item.signing.public_key()
+    times: dict[str, list[float]] = {"rsa_oaep_unwrap_us": [], "hmac_sha256_us": [], "aes_cbc_decrypt_us": [],
+                                     "rs256_verify_us": []}
+    for _ in range(samples):
+        t0 = time.perf_counter()
+        key = item.key.decrypt(wrapped, oaep)
+        t1 = time.perf_counter()
+        ok = hmac.compare_digest(hmac.new(key, data, hashlib.sha256).digest(), signature)
+        t2 = time.perf_counter()
+        dec = Cipher(algorithms.AES(key), modes.CBC(key[:16])).decryptor()
+        unpadder = sym_padding.PKCS7(128).unpadder()
+        unpadder.update(dec.update(data) + dec.finalize()) + unpadder.finalize()
+        t3 = time.perf_counter()
+        public.verify(token_sig, signing_input.encode(), asym_padding.PKCS1v15(), hashes.SHA256())
+        t4 = time.perf_counter()
+        if not ok:
+            raise RuntimeError("the floor's item failed its HMAC")
+        for name, took in zip(times, (t1 - t0, t2 - t1, t3 - t2, t4 - t3), strict=True):
+            times[name].append(took)
+    return {name: _us(values) for name, values in times.items()}
+
+
+# --- loopback HTTP ------------------------------------------------------------------------------------------
+async def loopback(body_bytes: int, samples: int, serve_jwks: dict[str, Any]) -> tuple[dict[str, Any], Any]:
+    """Starts the loopback server (it also serves the JWKS); returns the round-trip figures and a closer."""
+    async def notify(request: web.Request) -> web.Response:
+        await request.read()
+        return web.Response(status=202)
+
+    async def keys(_: web.Request) -> web.Response:
+        return web.json_response(serve_jwks)
+
+    app = web.Application()
+    app.router.add_post("/notifications", notify)
+    app.router.add_get("/keys", keys)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    base = f"http://127.0.0.1:{port}"
+    session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=1))  # one kept-alive connection
+    body = b"{" + b" " * (body_bytes - 2) + b"}"
+    headers = {"Content-Type": "application/json"}
+    rtt = []
+    for i in range(samples + 20):
+        t0 = time.perf_counter()
+        async with session.post(f"{base}/notifications", data=body, headers=headers) as response:
+            await response.read()
+        if i >= 20:  # the first requests open the connection and warm aiohttp's caches
+            rtt.append(time.perf_counter() - t0)
+        if response.status != 202:
+            raise RuntimeError(f"loopback server answered {response.status}")
+
+    async def close() -> None:
+        await session.close()
+        await runner.cleanup()
+
+    return {"round_trip_us": _us(rtt), "body_bytes": body_bytes, "samples": samples,
+            "jwks_url": f"{base}/keys", "session": session}, close
+
+
+# --- SQLite -------------------------------------------------------------------------------------------------
+def commit(root: Path, samples: int) -> dict[str, Any]:
+    """One BEGIN IMMEDIATE; INSERT; COMMIT per sample, in the inbox's mode (agentseat/storage.py)."""
+    path = root / "floor-commit.db"
+    create_private(path)
+    conn, mode = connect(path)
+    try:
+        conn.execute("CREATE TABLE IF NOT EXISTS events(seq INTEGER PRIMARY KEY AUTOINCREMENT, "
+                     "key TEXT NOT NULL UNIQUE, text TEXT NOT NULL)")
+        text = "x" * 600
+        took = []
+        for _ in range(samples):
+            t0 = time.perf_counter()
+            with immediate(conn) as tx:
+                tx.execute("INSERT INTO events(key, text) VALUES (?, ?)", (uuid.uuid4().hex, text))
+            took.append(time.perf_counter() - t0)
+        synchronous = conn.execute("PRAGMA synchronous").fetchone()[0]
+    finally:
+        conn.close()
+    return {"commit_us": _us(took), "journal_mode": mode, "synchronous": synchronous, "samples": samples}
+
+
+# --- pipe ---------------------------------------------------------------------------------------------------
+_CHILD = """
+import json, sys, time
+took = []
+out = sys.stdout
+for line in sys.stdin:
+    message = json.loads(line)
+    took.append(time.perf_counter() - message["sent"])
+    out.write("\\n"); out.flush()
+out.write(json.dumps(sorted(took)[len(took) // 2]) + "\\n"); out.flush()
+"""
+
+
+def pipe(samples: int, content_chars: int = 300) -> dict[str, Any]:
+    """One line to a child's stdin and its `json.loads` there, one way; the child answers so that
+    no line waits behind another (closed loop), and reports the median at the end."""
+    message = {"jsonrpc": "2.0", "method": "notifications/claude/channel",
+               "params": {"content": "x" * content_chars,
+                          "meta": {"chat_id": "19:bench@unq.gbl.spaces", "message_id": "1733520000000",
+                                   "user": "Megan Bowen", "ts": "2026-12-07T00:00:00Z", "kind": "teams"}}}
+    child = subprocess.Popen([sys.executable, "-c", _CHILD], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                             bufsize=0)
+    assert child.stdin is not None and child.stdout is not None
+    size = 0
+    try:
+        for _ in range(samples + 20):
+            line = (json.dumps({**message, "sent": time.perf_counter()}) + "\n").encode()
+            size = len(line)
+            child.stdin.write(line)
+            child.stdout.readline()
+        child.stdin.close()
+        # The child's samples include 20 warm-up lines: the median barely moves.
+        one_way = float(child.stdout.readline())
+    finally:
+        child.wait(10)
+    return {"write_and_parse_us": round(one_way * 1e6, 1), "line_bytes": size, "samples": samples}
+
+
+# --- imports ------------------------------------------------------------------------------------------------
+def import_floor(repeat: int = 3) -> dict[str, Any]:
+    """Fastest fresh interpreter importing aiohttp and the mcp SDK; and a bare interpreter."""
+    def best(code: str) -> float:
+        fastest = float("inf")
+        for _ in range(repeat):
+            began = time.perf_counter()
+            subprocess.run([sys.executable, "-c", code], check=True, env={**os.environ, **child_env()},
+                           cwd=str(REPO))
+            fastest = min(fastest, time.perf_counter() - began)
+        return round(fastest, 3)
+
+    return {"import_s": best(IMPORT_FLOOR_CODE), "python_s": best("pass"), "code": IMPORT_FLOOR_CODE,
+            "repeat": repeat}
+
+
+# --- all of them ----------------------------------------------------------------------------------------------
+async def measure(root: Path, *, samples: int = 300, import_repeat: int = 3) -> dict[str, Any]:
+    """Every floor, and the sums the goals are judged against (see bench/ratios.py)."""
+    root.mkdir(parents=True, exist_ok=True)
+    item = Item()
+    http, close = await loopback(2048, samples, item.jwks())
+    try:
+        jwks = JwksCache(http.pop("jwks_url"), http.pop("session"), ssl=False, max_remembered_tokens=0)
+        await assess_tokens([item.token], jwks=jwks, audiences=(AUDIENCE,), tenant_ids=(TENANT,),
+                            caller_app_id=GRAPH_CHANGE_TRACKING_APP_ID)  # fetches the keys once
+        crypto_floor = await crypto(item, jwks, samples)
+    finally:
+        await close()
+    sqlite_floor = await anyio.to_thread.run_sync(commit, root, samples)
+    pipe_floor = await anyio.to_thread.run_sync(pipe, samples)
+    imports = await anyio.to_thread.run_sync(import_floor, import_repeat)
+    crypto_us = crypto_floor["runtime_us"]
+    return {
+        "crypto": crypto_floor, "loopback": http, "commit": sqlite_floor, "pipe": pipe_floor, "imports": imports,
+        "crypto_us": crypto_us,
+        "crypto_bound_items_per_s": round(1e6 / crypto_us) if crypto_us else None,
+        "overhead_floor_us": round(crypto_us + http["round_trip_us"] + sqlite_floor["commit_us"]
+                                   + pipe_floor["write_and_parse_us"], 1),
+    }
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench floors", description=__doc__.splitlines()[0])
+    parser.add_argument("--samples", type=int, default=SAMPLES["full"])
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="agentseat-bench-floors-") as root:
+        result = anyio.run(lambda: measure(Path(root), samples=args.samples))
+    print(json.dumps(result, indent=1))
+    return 0

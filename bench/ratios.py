@@ -1,0 +1,170 @@
+"""Goals as ratios against this machine's floors (issue 16, point 1): the arithmetic and its lines.
+
+The floors come from bench/floors.py in the same run; the figures they judge are the ones
+report.py already draws from that run (own overhead p99 from the webhook latency phase,
+zero-loss throughput and CPU per item from the throughput ladder, the median cold start to
+the first pushed event). Each goal is stated with both figures and their ratio:
+
+- own overhead p99 <= 3 x (crypto + loopback + commit + pipe);
+- zero-loss throughput at batch 1 >= 50 % of the one-core crypto-bound rate (1 / crypto),
+  which is CPU per item <= 2 x the crypto;
+- at batch 20 >= 80 % of it;
+- cold start to the first pushed event <= max(1.5 x the import floor, 1 s).
+
+Pure functions over dicts: no timing here, so tests/bench/ can check the arithmetic.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+OVERHEAD_FACTOR = 3.0
+BATCH1_SHARE = 0.5
+BATCH20_SHARE = 0.8
+COLD_START_FACTOR = 1.5
+COLD_START_MIN_S = 1.0
+
+
+def _num(value: Any) -> float:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else math.nan
+
+
+def _get(data: Any, *path: str) -> float:
+    for key in path:
+        if not isinstance(data, dict) or data.get(key) is None:
+            return math.nan
+        data = data[key]
+    return _num(data)
+
+
+def _div(a: float, b: float, digits: int = 3) -> float:
+    return round(a / b, digits) if b and not math.isnan(a) and not math.isnan(b) else math.nan
+
+
+def figures(r: dict[str, Any], f: dict[str, Any]) -> dict[str, Any]:
+    """Floors and ratios, flat (`floor_*`, `ratio_*`), from the run `r` and report.py's figures `f`."""
+    fl = r.get("floors") or {}
+    out: dict[str, Any] = {
+        "floor_crypto_us": _get(fl, "crypto_us"),
+        "floor_crypto_decrypt_us": _get(fl, "crypto", "runtime_decrypt_us"),
+        "floor_crypto_token_verify_us": _get(fl, "crypto", "runtime_token_verify_us"),
+        "floor_crypto_raw_us": _get(fl, "crypto", "raw_us"),
+        "floor_loopback_us": _get(fl, "loopback", "round_trip_us"),
+        "floor_commit_us": _get(fl, "commit", "commit_us"),
+        "floor_pipe_us": _get(fl, "pipe", "write_and_parse_us"),
+        "floor_import_s": _get(fl, "imports", "import_s"),
+        "floor_python_s": _get(fl, "imports", "python_s"),
+    }
+    parts = [out[k] for k in ("floor_crypto_us", "floor_loopback_us", "floor_commit_us", "floor_pipe_us")]
+    out["floor_overhead_us"] = round(sum(parts), 1) if not any(math.isnan(p) for p in parts) else math.nan
+    crypto = out["floor_crypto_us"]
+    out["floor_crypto_bound_items_per_s"] = round(1e6 / crypto) if crypto and not math.isnan(crypto) else math.nan
+    out["ratio_own_overhead_p99_vs_floor"] = _div(_num(f.get("own_overhead_p99_ms")) * 1000,
+                                                  out["floor_overhead_us"], 2)
+    for batch in ("batch1", "batch20"):
+        out[f"ratio_throughput_{batch}_vs_crypto_bound"] = _div(_num(f.get(f"throughput_{batch}_items_per_s")),
+                                                                out["floor_crypto_bound_items_per_s"])
+        out[f"ratio_cpu_per_item_{batch}_vs_crypto"] = _div(_num(f.get(f"throughput_{batch}_cpu_ms_per_item")) * 1000,
+                                                           crypto, 2)
+    imports = out["floor_import_s"]
+    out["cold_start_budget_s"] = (round(max(COLD_START_FACTOR * imports, COLD_START_MIN_S), 3)
+                                  if not math.isnan(imports) else math.nan)
+    out["ratio_cold_start_vs_import_floor"] = _div(_num(f.get("cold_start_first_event_s")), imports, 2)
+    return out
+
+
+@dataclass(frozen=True)
+class FloorGoal:
+    """One goal against the floors: `ok` is None when a figure is missing (not measured this run)."""
+
+    what: str
+    goal: str
+    measured: str  # absolute figures
+    ratio: str  # the ratio the goal is stated in
+    ok: bool | None
+
+    @property
+    def verdict(self) -> str:
+        return "n/a" if self.ok is None else ("PASS" if self.ok else "MISS")
+
+
+def _fmt(value: float, unit: str = "", digits: int = 3) -> str:
+    return "n/a" if math.isnan(value) else f"{round(value, digits):g}{unit}"
+
+
+def _pct(value: float) -> str:
+    return "n/a" if math.isnan(value) else f"{value * 100:.0f} %"
+
+
+def _judge(value: float, ok: bool) -> bool | None:
+    return None if math.isnan(value) else ok
+
+
+def goals(f: dict[str, Any]) -> list[FloorGoal]:
+    """The four goals of issue 16 against the floors of the same run; `f` holds `figures`' keys
+    and report.py's (own overhead, throughput, cold start)."""
+    own_ms, floor_us = _num(f.get("own_overhead_p99_ms")), f["floor_overhead_us"]
+    ratio = f["ratio_own_overhead_p99_vs_floor"]
+    rows = [FloorGoal(
+        "own overhead p99 vs crypto + loopback + commit + pipe", f"<= {OVERHEAD_FACTOR:g}x",
+        f"{_fmt(own_ms, ' ms')} vs floor {_fmt(floor_us / 1000, ' ms')} (budget {_fmt(floor_us * OVERHEAD_FACTOR / 1000, ' ms')})",
+        f"{_fmt(ratio, 'x', 2)}", _judge(ratio, ratio <= OVERHEAD_FACTOR))]
+    bound = f["floor_crypto_bound_items_per_s"]
+    for batch, share in (("batch1", BATCH1_SHARE), ("batch20", BATCH20_SHARE)):
+        rate = _num(f.get(f"throughput_{batch}_items_per_s"))
+        got = f[f"ratio_throughput_{batch}_vs_crypto_bound"]
+        cpu = f[f"ratio_cpu_per_item_{batch}_vs_crypto"]
+        capped = " (generator cap: a lower bound)" if f.get(f"throughput_{batch}_capped") else ""
+        rows.append(FloorGoal(
+            f"zero-loss throughput, {batch.replace('batch', 'batch ')}, vs the one-core crypto-bound rate",
+            f">= {share:.0%}" + (" (CPU per item <= 2x crypto)" if batch == "batch1" else ""),
+            f"{_fmt(rate, '/s')}{capped} vs {_fmt(bound, '/s')} (goal {_fmt(bound * share, '/s', 0)}); "
+            f"CPU {_fmt(_num(f.get(f'throughput_{batch}_cpu_ms_per_item')) * 1000, ' us', 1)}/item = "
+            f"{_fmt(cpu, 'x', 2)} crypto",
+            _pct(got), _judge(got, got >= share)))
+    first, budget = _num(f.get("cold_start_first_event_s")), f["cold_start_budget_s"]
+    cold = f["ratio_cold_start_vs_import_floor"]
+    rows.append(FloorGoal(
+        "cold start to the first pushed event vs the import floor",
+        f"<= max({COLD_START_FACTOR:g}x import floor, {COLD_START_MIN_S:g} s)",
+        f"{_fmt(first, ' s')} vs budget {_fmt(budget, ' s')} (import floor {_fmt(f['floor_import_s'], ' s')})",
+        f"{_fmt(cold, 'x', 2)} import floor", _judge(first, not math.isnan(budget) and first <= budget)))
+    return rows
+
+
+def floor_lines(f: dict[str, Any]) -> list[str]:
+    """The floors themselves, one line each."""
+    return [
+        f"crypto per notification (runtime's functions) {_fmt(f['floor_crypto_us'], ' us', 1)}: decrypt "
+        f"{_fmt(f['floor_crypto_decrypt_us'], ' us', 1)} + one RS256 token check "
+        f"{_fmt(f['floor_crypto_token_verify_us'], ' us', 1)}; raw cryptography {_fmt(f['floor_crypto_raw_us'], ' us', 1)}",
+        f"one-core crypto-bound rate {_fmt(f['floor_crypto_bound_items_per_s'], ' items/s', 0)}",
+        f"loopback HTTP round trip (aiohttp, keep-alive) {_fmt(f['floor_loopback_us'], ' us', 1)}; "
+        f"SQLite commit (WAL, NORMAL) {_fmt(f['floor_commit_us'], ' us', 1)}; "
+        f"pipe write + JSON parse {_fmt(f['floor_pipe_us'], ' us', 1)}",
+        f"sum (crypto + loopback + commit + pipe) {_fmt(f['floor_overhead_us'], ' us', 1)}",
+        f"import floor (fresh Python + aiohttp + mcp SDK) {_fmt(f['floor_import_s'], ' s')}; "
+        f"bare interpreter {_fmt(f['floor_python_s'], ' s')}",
+    ]
+
+
+def table_lines(f: dict[str, Any]) -> list[str]:
+    """The block report.table prints: floors, then each goal with PASS / MISS."""
+    lines = ["floors of this machine, measured in this run (medians)"]
+    lines += [f"   {line}" for line in floor_lines(f)]
+    lines.append("goals against the floors")
+    for g in goals(f):
+        lines.append(f"   {g.verdict:4}  {g.what}: {g.goal}; measured {g.ratio}: {g.measured}")
+    return lines
+
+
+def markdown_lines(f: dict[str, Any], run: str) -> list[str]:
+    """The "Floors and ratios" section of BENCHMARKS.md."""
+    lines = ["## Floors and ratios", "", f"From {run}. The floors (bench/floors.py, medians):", ""]
+    lines += [f"- {line}" for line in floor_lines(f)]
+    lines += ["", "| goal | target | measured (absolute) | ratio | |", "|---|---|---|---|---|"]
+    for g in goals(f):
+        lines.append(f"| {g.what} | {g.goal} | {g.measured} | {g.ratio} | {g.verdict if g.ok is not False else '**MISS**'} |")
+    return lines

@@ -1,0 +1,94 @@
+"""Issue 16's goals as ratios: the arithmetic of bench/ratios.py, its place in the report, and
+the floors measured for real (no figure is asserted, only that each was measured)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+from bench import floors, ratios, report
+
+
+def _floors(crypto_us: float = 300.0, import_s: float = 0.8) -> dict[str, Any]:
+    return {"crypto_us": crypto_us,
+            "crypto": {"runtime_decrypt_us": crypto_us - 50, "runtime_token_verify_us": 50.0, "raw_us": 280.0},
+            "loopback": {"round_trip_us": 150.0}, "commit": {"commit_us": 30.0},
+            "pipe": {"write_and_parse_us": 20.0}, "imports": {"import_s": import_s, "python_s": 0.03}}
+
+
+def _figures(**given: Any) -> dict[str, Any]:
+    base = {"own_overhead_p99_ms": 1.2, "throughput_batch1_items_per_s": 2000.0,
+            "throughput_batch1_cpu_ms_per_item": 0.5, "throughput_batch20_items_per_s": 2500.0,
+            "throughput_batch20_cpu_ms_per_item": 0.33, "cold_start_first_event_s": 0.9}
+    return {**base, **given}
+
+
+def _judged(r: dict[str, Any], f: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
+    both = {**f, **ratios.figures(r, f)}
+    return both, {g.what.split(",")[1].strip() if "," in g.what else g.what.split()[0]: g.verdict
+                  for g in ratios.goals(both)}
+
+
+def test_floor_sums_and_ratios() -> None:
+    f = {**_figures(), **ratios.figures({"floors": _floors()}, _figures())}
+    assert f["floor_overhead_us"] == 500.0  # 300 + 150 + 30 + 20
+    assert f["floor_crypto_bound_items_per_s"] == 3333  # 1 / 300 us
+    assert f["ratio_own_overhead_p99_vs_floor"] == 2.4  # 1,200 us / 500 us
+    assert f["ratio_throughput_batch1_vs_crypto_bound"] == round(2000 / 3333, 3)
+    assert f["ratio_cpu_per_item_batch1_vs_crypto"] == round(500 / 300, 2)
+    assert f["cold_start_budget_s"] == 1.2  # 1.5 x 0.8 s is above the 1 s floor
+    assert f["ratio_cold_start_vs_import_floor"] == round(0.9 / 0.8, 2)
+
+
+def test_each_goal_passes_and_misses_at_its_bound() -> None:
+    r = {"floors": _floors()}
+    _, verdicts = _judged(r, _figures())
+    assert verdicts == {"own": "PASS", "batch 1": "PASS", "batch 20": "MISS", "cold": "PASS"}
+    # 3x the 500 us floor is 1.5 ms; 50 % and 80 % of 3,333/s are 1,667 and 2,667/s.
+    _, verdicts = _judged(r, _figures(own_overhead_p99_ms=1.6, throughput_batch1_items_per_s=1600.0,
+                                      throughput_batch20_items_per_s=2700.0, cold_start_first_event_s=1.3))
+    assert verdicts == {"own": "MISS", "batch 1": "MISS", "batch 20": "PASS", "cold": "MISS"}
+
+
+def test_cold_start_budget_is_never_under_one_second() -> None:
+    f, verdicts = _judged({"floors": _floors(import_s=0.4)}, _figures(cold_start_first_event_s=0.95))
+    assert f["cold_start_budget_s"] == 1.0  # 1.5 x 0.4 s = 0.6 s, so the 1 s bound holds
+    assert verdicts["cold"] == "PASS"
+
+
+def test_missing_figures_are_not_judged() -> None:
+    f, verdicts = _judged({}, {})
+    assert math.isnan(f["floor_overhead_us"]) and math.isnan(f["ratio_own_overhead_p99_vs_floor"])
+    assert set(verdicts.values()) == {"n/a"}
+
+
+def test_report_states_each_goal_with_both_figures() -> None:
+    r = {"profile": "quick", "machine": {"cpu": "test cpu", "cores": 2, "ram_gb": 4, "python": "3.11", "os": "Linux"},
+         "floors": _floors(), "latency": {"webhook": {"own_overhead_ms": {"p99": 1.2}}},
+         "throughput": {"batch1": {"max_zero_loss_items_per_s": 2000, "at_max": {"cpu_ms_per_item": 0.5}},
+                        "batch20": {"max_zero_loss_items_per_s": 2500, "at_max": {"cpu_ms_per_item": 0.33}}},
+         "cold_start": {"first_event_s": {"median": 0.9}}}
+    f = report.figures(r)
+    assert f["ratio_own_overhead_p99_vs_floor"] == 2.4
+    text = report.table(r)
+    assert "goals against the floors" in text
+    assert "PASS  own overhead p99" in text and "2.4x: 1.2 ms vs floor 0.5 ms (budget 1.5 ms)" in text
+    assert "MISS  zero-loss throughput, batch 20" in text and "75 %: 2500/s vs 3333/s" in text
+    md = report.markdown(r)
+    assert "## Floors and ratios" in md and "| **MISS** |" in md
+    assert md.index("## Goals") < md.index("## Floors and ratios") < md.index("## Figures")
+
+
+async def test_floors_are_measured_on_a_genuine_item(tmp_path: Path) -> None:
+    """The crypto floor runs the runtime's decrypt and token check on a real item (they raise if it
+    did not verify), and every floor comes back as a measured, positive figure."""
+    got = await floors.measure(tmp_path, samples=5, import_repeat=1)
+    for value in (got["crypto_us"], got["crypto"]["raw_us"], got["loopback"]["round_trip_us"],
+                  got["commit"]["commit_us"], got["pipe"]["write_and_parse_us"], got["imports"]["import_s"]):
+        assert value > 0
+    assert got["commit"]["journal_mode"] == "wal"
+    assert got["crypto"]["rsa_bits"] == 2048
+    assert got["crypto_bound_items_per_s"] == round(1e6 / got["crypto_us"])
+    assert set(got["crypto"]["raw"]) == {"rsa_oaep_unwrap_us", "hmac_sha256_us", "aes_cbc_decrypt_us",
+                                         "rs256_verify_us"}
