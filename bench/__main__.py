@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
         args.json.write_text(json.dumps(results, indent=1))
     print(json.dumps({"profile": results["profile"], "machine": results["machine"], **results["figures"],
                       "details": {k: results.get(k) for k in ("latency", "throughput", "idle", "cold_start", "rss",
-                                                               "hotpath", "pyspy", "floors")}},
+                                                               "hotpath", "pyspy", "floors", "gates", "clock")}},
                      separators=(",", ":")))
     return 0
 

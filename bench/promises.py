@@ -82,3 +82,15 @@ async def main(argv: list[str]) -> dict[str, Any]:
         result = await measure(args.promises, args.seconds, Path(root))
     print(json.dumps(result))
     return result
+
+
+def lines(c: dict[str, Any]) -> list[str]:
+    """report.table's line for the clock, from `measure`'s result in the main run (issue 16, point 4)."""
+    if not c:
+        return []
+    switches = c.get("process_voluntary_switches_per_hour")
+    return [f"   the clock, {c['pending_promises']} promises pending, idle {c['window_seconds']} s: "
+            f"{c['clock_wakeups_in_window']} wake-ups (ceiling {c['clock_wakeups_per_hour_ceiling']}/hour), "
+            f"{c['graph_requests']} Graph requests, one tick {c['tick_ms']} ms, poke to wake {c['poke_to_wake_ms']} ms"
+            + (f"; {switches} voluntary context switches/hour (the whole bench process)" if switches is not None
+               else "")]

@@ -109,7 +109,8 @@ def goals(f: dict[str, Any]) -> list[FloorGoal]:
     ratio = f["ratio_own_overhead_p99_vs_floor"]
     rows = [FloorGoal(
         "own overhead p99 vs crypto + loopback + commit + pipe", f"<= {OVERHEAD_FACTOR:g}x",
-        f"{_fmt(own_ms, ' ms')} vs floor {_fmt(floor_us / 1000, ' ms')} (budget {_fmt(floor_us * OVERHEAD_FACTOR / 1000, ' ms')})",
+        f"{_fmt(own_ms, ' ms')} vs floor {_fmt(floor_us / 1000, ' ms')} "
+        f"(budget {_fmt(floor_us * OVERHEAD_FACTOR / 1000, ' ms')})",
         f"{_fmt(ratio, 'x', 2)}", _judge(ratio, ratio <= OVERHEAD_FACTOR))]
     bound = f["floor_crypto_bound_items_per_s"]
     for batch, share in (("batch1", BATCH1_SHARE), ("batch20", BATCH20_SHARE)):
@@ -139,7 +140,8 @@ def floor_lines(f: dict[str, Any]) -> list[str]:
     return [
         f"crypto per notification (runtime's functions) {_fmt(f['floor_crypto_us'], ' us', 1)}: decrypt "
         f"{_fmt(f['floor_crypto_decrypt_us'], ' us', 1)} + one RS256 token check "
-        f"{_fmt(f['floor_crypto_token_verify_us'], ' us', 1)}; raw cryptography {_fmt(f['floor_crypto_raw_us'], ' us', 1)}",
+        f"{_fmt(f['floor_crypto_token_verify_us'], ' us', 1)}; raw cryptography "
+        f"{_fmt(f['floor_crypto_raw_us'], ' us', 1)}",
         f"one-core crypto-bound rate {_fmt(f['floor_crypto_bound_items_per_s'], ' items/s', 0)}",
         f"loopback HTTP round trip (aiohttp, keep-alive) {_fmt(f['floor_loopback_us'], ' us', 1)}; "
         f"SQLite commit (WAL, NORMAL) {_fmt(f['floor_commit_us'], ' us', 1)}; "
@@ -166,5 +168,6 @@ def markdown_lines(f: dict[str, Any], run: str) -> list[str]:
     lines += [f"- {line}" for line in floor_lines(f)]
     lines += ["", "| goal | target | measured (absolute) | ratio | |", "|---|---|---|---|---|"]
     for g in goals(f):
-        lines.append(f"| {g.what} | {g.goal} | {g.measured} | {g.ratio} | {g.verdict if g.ok is not False else '**MISS**'} |")
+        verdict = "**MISS**" if g.ok is False else g.verdict
+        lines.append(f"| {g.what} | {g.goal} | {g.measured} | {g.ratio} | {verdict} |")
     return lines

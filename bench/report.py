@@ -10,7 +10,7 @@ import math
 from datetime import UTC, datetime
 from typing import Any
 
-from . import ratios
+from . import gates, promises, ratios
 
 MODES = (("webhook", "webhook"), ("poll_entrabot_intervals", "poll at entrabot's intervals (5 s / 60 s)"),
          ("poll_defaults", "poll at our defaults"))
@@ -88,6 +88,11 @@ def figures(r: dict[str, Any]) -> dict[str, Any]:
     out["idle_rss_mb"] = _get(r, "rss", "idle", "VmRSS")
     # Issue 16: the floors of this run and the goals stated as ratios to them (bench/ratios.py).
     out.update(ratios.figures(r, out))
+    # Issue 16, point 4: trust confirmation, access policy and the clock each have their line.
+    out.update(gates.figures(r))
+    clock = r.get("clock") or {}
+    out["clock_idle_wakeups"] = clock.get("clock_wakeups_in_window", math.nan)
+    out["clock_idle_window_s"] = clock.get("window_seconds", math.nan)
     return out
 
 
@@ -223,6 +228,7 @@ def table(r: dict[str, Any]) -> str:
                              f"{_fmt(_get(var, 'channel_one_hop', 'cpu_us_per_item'))}, stdout "
                              f"{_fmt(_get(var, 'stdout_current', 'cpu_us_per_item'))} -> "
                              f"{_fmt(_get(var, 'stdout_one_hop', 'cpu_us_per_item'))}")
+    lines += gates.lines(r.get("gates", {}))  # issue 16, point 4
     prof = r.get("pyspy", {})
     for batch, data in prof.items():
         if "categories" in data:
@@ -239,6 +245,7 @@ def table(r: dict[str, Any]) -> str:
         lines.append(f"   {label:34} graph {_fmt(f[f'idle_{key}_graph_per_hour']):>9}  tokens "
                      f"{_fmt(f[f'idle_{key}_tokens_per_hour']):>6}  ({_get(idle, key, 'how', default='-')})")
     lines.append(f"   entrabot / webhook: {_fmt(f['idle_ratio_entrabot_vs_webhook'])}x fewer Graph requests")
+    lines += promises.lines(r.get("clock", {}))  # issue 16, point 4
     lines.append("")
     lines.append("4. cold start (median of runs, s from spawn)")
     lines.append(f"   initialize {_fmt(f['cold_start_initialize_s'])}, subscriptions live "

@@ -10,7 +10,9 @@ Phases, each with a runtime of its own (a fresh agent state dir, `agentseat serv
 6. the hot path step by step, in-process;
 7. latency by kind of event (a DM, its edit, a channel mention) in one webhook runtime;
 8. document reading: docx and pdf text extraction throughput and peak memory (bench/documents.py);
-9. a large upload through `upload_file`'s code path: throughput and the memory it adds (bench/files.py).
+9. a large upload through `upload_file`'s code path: throughput and the memory it adds (bench/files.py);
+10. after 6: trust confirmation and access policy per item (bench/gates.py); at the end, the clock's
+    idle cost with 1,000 pending promises (bench/promises.py).
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ import anyio
 
 from agentseat.config import Settings
 
-from . import coldstart, documents, floors, hotpath, idle, kinds, latency, profile, throughput
+from . import coldstart, documents, floors, gates, hotpath, idle, kinds, latency, profile, promises, throughput
 from . import files as files_bench
 from .harness import SandboxHost, fresh_dir, free_port, import_seconds, loadavg, machine, memory_mb, serve
 from .latency import poll_env, webhook_env
@@ -55,6 +57,10 @@ QUICK = Profile("quick", latency_seconds=5, warmup_seconds=2, idle_seconds=6, we
                 import_repeat=1, ladder_start=(100.0, 200.0), kind_rounds=5)
 FULL = Profile("full", latency_seconds=60, warmup_seconds=10, idle_seconds=120, webhook_idle_seconds=60,
                step_seconds=6, bisect=2, hotpath_posts=200, extra_cold_starts=4, restart=True, profile_seconds=10)
+
+#: The clock's line (issue 16, point 4): its idle cost with this many promises pending, over a window.
+CLOCK_PROMISES = 1000
+CLOCK_SECONDS = {"quick": 5.0, "full": 30.0}
 
 _DEFAULTS = Settings.model_fields
 DEFAULT_CHAT_POLL = float(_DEFAULTS["chat_poll_seconds"].default)
@@ -202,10 +208,14 @@ async def run(p: Profile, root: Path) -> dict[str, Any]:
         await kinds_phase(host, p, root, out)
         say("hot path, step by step")
         out["hotpath"] = await hotpath.measure(host, env, root, posts=p.hotpath_posts)
+        say("trust confirmation and access policy, per item")  # issue 16, point 4
+        out["gates"] = await gates.measure(host, env, root / "gates", posts=p.hotpath_posts)
     say("documents: docx and pdf read throughput")
     out["documents"] = await anyio.to_thread.run_sync(documents.measure, root / "documents", p is QUICK)
     say("files: a large upload through an upload session")
     out["files"] = await anyio.to_thread.run_sync(files_bench.measure, root / "files", p is QUICK)
+    say(f"the clock: {CLOCK_PROMISES} pending promises, idle")  # issue 16, point 4 (bench/promises.py)
+    out["clock"] = await promises.measure(CLOCK_PROMISES, CLOCK_SECONDS[p.name], fresh_dir(root / "clock"))
     out["machine"]["loadavg_end"] = loadavg()
     out["finished_at"] = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     out["idle"]["entrabot"] = idle.entrabot_computed(chats=20)
