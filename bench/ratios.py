@@ -51,6 +51,8 @@ def figures(r: dict[str, Any], f: dict[str, Any]) -> dict[str, Any]:
         "floor_crypto_decrypt_us": _get(fl, "crypto", "runtime_decrypt_us"),
         "floor_crypto_token_verify_us": _get(fl, "crypto", "runtime_token_verify_us"),
         "floor_crypto_raw_us": _get(fl, "crypto", "raw_us"),
+        **{f"floor_crypto_raw_{k.removesuffix('_us')}_us": _get(fl, "crypto", "raw", k)
+           for k in ("rsa_oaep_unwrap_us", "hmac_sha256_us", "aes_cbc_decrypt_us", "rs256_verify_us")},
         "floor_loopback_us": _get(fl, "loopback", "round_trip_us"),
         "floor_commit_us": _get(fl, "commit", "commit_us"),
         "floor_pipe_us": _get(fl, "pipe", "write_and_parse_us"),
@@ -64,6 +66,8 @@ def figures(r: dict[str, Any], f: dict[str, Any]) -> dict[str, Any]:
     out["ratio_own_overhead_p99_vs_floor"] = _div(_num(f.get("own_overhead_p99_ms")) * 1000,
                                                   out["floor_overhead_us"], 2)
     for batch in ("batch1", "batch20"):
+        # The ladder's next step, which failed: the zero-loss rate lies between the two.
+        out[f"throughput_{batch}_first_failing_items_per_s"] = _get(r, "throughput", batch, "first_failing_items_per_s")
         out[f"ratio_throughput_{batch}_vs_crypto_bound"] = _div(_num(f.get(f"throughput_{batch}_items_per_s")),
                                                                 out["floor_crypto_bound_items_per_s"])
         out[f"ratio_cpu_per_item_{batch}_vs_crypto"] = _div(_num(f.get(f"throughput_{batch}_cpu_ms_per_item")) * 1000,
@@ -118,6 +122,9 @@ def goals(f: dict[str, Any]) -> list[FloorGoal]:
         got = f[f"ratio_throughput_{batch}_vs_crypto_bound"]
         cpu = f[f"ratio_cpu_per_item_{batch}_vs_crypto"]
         capped = " (generator cap: a lower bound)" if f.get(f"throughput_{batch}_capped") else ""
+        failing = _num(f.get(f"throughput_{batch}_first_failing_items_per_s"))
+        if not capped and not math.isnan(failing):
+            capped = f" (next step {_fmt(failing, '/s')} failed)"
         rows.append(FloorGoal(
             f"zero-loss throughput, {batch.replace('batch', 'batch ')}, vs the one-core crypto-bound rate",
             f">= {share:.0%}" + (" (CPU per item <= 2x crypto)" if batch == "batch1" else ""),
@@ -141,7 +148,10 @@ def floor_lines(f: dict[str, Any]) -> list[str]:
         f"crypto per notification (runtime's functions) {_fmt(f['floor_crypto_us'], ' us', 1)}: decrypt "
         f"{_fmt(f['floor_crypto_decrypt_us'], ' us', 1)} + one RS256 token check "
         f"{_fmt(f['floor_crypto_token_verify_us'], ' us', 1)}; raw cryptography "
-        f"{_fmt(f['floor_crypto_raw_us'], ' us', 1)}",
+        f"{_fmt(f['floor_crypto_raw_us'], ' us', 1)} (" + ", ".join(
+            f"{label} {_fmt(f[f'floor_crypto_raw_{key}_us'], '', 1)}" for label, key in (
+                ("RSA-OAEP unwrap", "rsa_oaep_unwrap"), ("HMAC", "hmac_sha256"), ("AES-CBC", "aes_cbc_decrypt"),
+                ("RS256 verify", "rs256_verify"))) + ")",
         f"one-core crypto-bound rate {_fmt(f['floor_crypto_bound_items_per_s'], ' items/s', 0)}",
         f"loopback HTTP round trip (aiohttp, keep-alive) {_fmt(f['floor_loopback_us'], ' us', 1)}; "
         f"SQLite commit (WAL, NORMAL) {_fmt(f['floor_commit_us'], ' us', 1)}; "
