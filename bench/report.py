@@ -278,8 +278,8 @@ def table(r: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-#: Sections of BENCHMARKS.md written by other runs (`bench soak`, `bench attack`): kept as they are.
-KEPT_SECTIONS = ("## Soak", "## Attack")
+#: Sections of BENCHMARKS.md written by other runs (`bench realistic`, `bench soak`, `bench attack`): kept as they are.
+KEPT_SECTIONS = ("## Realistic", "## Soak", "## Attack")
 
 
 def _kept(old: str) -> str:

@@ -92,3 +92,12 @@ async def test_floors_are_measured_on_a_genuine_item(tmp_path: Path) -> None:
     assert got["crypto_bound_items_per_s"] == round(1e6 / got["crypto_us"])
     assert set(got["crypto"]["raw"]) == {"rsa_oaep_unwrap_us", "hmac_sha256_us", "aes_cbc_decrypt_us",
                                          "rs256_verify_us"}
+
+
+def test_markdown_keeps_the_hand_written_sections() -> None:
+    r = {"profile": "quick", "machine": {"cpu": "test cpu", "cores": 2, "ram_gb": 4, "python": "3.11", "os": "Linux"},
+         "floors": _floors()}
+    old = "# Benchmarks\n\n## Goals\n\nold\n\n## Realistic profile (x)\n\nreal\n\n## Soak (y)\n\nsoak\n"
+    md = report.markdown(r, keep_from=old)
+    assert "## Realistic profile (x)\n\nreal" in md and "## Soak (y)\n\nsoak" in md
+    assert md.count("## Floors and ratios") == 1
