@@ -76,7 +76,14 @@ def figures(r: dict[str, Any], f: dict[str, Any]) -> dict[str, Any]:
     out["cold_start_budget_s"] = (round(max(COLD_START_FACTOR * imports, COLD_START_MIN_S), 3)
                                   if not math.isnan(imports) else math.nan)
     out["ratio_cold_start_vs_import_floor"] = _div(_num(f.get("cold_start_first_event_s")), imports, 2)
+    # The verdicts too, so the run's JSON line says PASS / MISS without re-deriving them.
+    for key, goal in zip(GOAL_KEYS, goals({**f, **out}), strict=True):
+        out[f"floor_goal_{key}"] = goal.verdict
     return out
+
+
+#: The goals' keys in the JSON line (`floor_goal_<key>`), in the order `goals` states them.
+GOAL_KEYS = ("own_overhead_p99", "throughput_batch1", "throughput_batch20", "cold_start")
 
 
 @dataclass(frozen=True)

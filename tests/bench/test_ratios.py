@@ -45,6 +45,8 @@ def test_each_goal_passes_and_misses_at_its_bound() -> None:
     r = {"floors": _floors()}
     _, verdicts = _judged(r, _figures())
     assert verdicts == {"own": "PASS", "batch 1": "PASS", "batch 20": "MISS", "cold": "PASS"}
+    f = ratios.figures(r, _figures())
+    assert [f[f"floor_goal_{k}"] for k in ratios.GOAL_KEYS] == ["PASS", "PASS", "MISS", "PASS"]
     # 3x the 500 us floor is 1.5 ms; 50 % and 80 % of 3,333/s are 1,667 and 2,667/s.
     _, verdicts = _judged(r, _figures(own_overhead_p99_ms=1.6, throughput_batch1_items_per_s=1600.0,
                                       throughput_batch20_items_per_s=2700.0, cold_start_first_event_s=1.3))
