@@ -35,6 +35,8 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from statistics import median
 from typing import Any
@@ -56,14 +58,15 @@ from agentseat.runtime.crypto import KeyRing, encrypt_content
 from agentseat.runtime.verify import JwksCache, assess_tokens
 from agentseat.storage import connect, create_private, immediate
 
-from .harness import REPO, child_env
+from .harness import REPO, child_env, quiet_logging
 
 TENANT = "9f4ebab6-520d-49c0-85cc-7b25c78d4a93"
 AUDIENCE = "925bff9f-f6e2-4a69-b858-f71ea2b9b6d0"
 KID = "bench-floor"
 #: What `serve` needs of aiohttp and the mcp SDK (agentseat/tools/server.py), nothing of agentseat.
 IMPORT_FLOOR_CODE = "import aiohttp, aiohttp.web, mcp_types, mcp.server, mcp.server.stdio, mcp.server.runner"
-#: Sample counts: (quick, full).
+WARM_UP = 20  # samples not counted (connections, caches, the child's first reads)
+#: Sample counts per profile.
 SAMPLES = {"quick": 300, "full": 2000}
 
 
@@ -174,43 +177,46 @@ def _raw_crypto(item: Item, samples: int) -> dict[str, float]:
 
 
 # --- loopback HTTP ------------------------------------------------------------------------------------------
-async def loopback(body_bytes: int, samples: int, serve_jwks: dict[str, Any]) -> tuple[dict[str, Any], Any]:
-    """Starts the loopback server (it also serves the JWKS); returns the round-trip figures and a closer."""
+@asynccontextmanager
+async def loopback_server(jwks: dict[str, Any]) -> AsyncIterator[tuple[str, aiohttp.ClientSession]]:
+    """An aiohttp server on 127.0.0.1 answering POST /notifications 202 (as the webhook does) and
+    serving `jwks` at /keys; yields its URL and a client session with one kept-alive connection."""
     async def notify(request: web.Request) -> web.Response:
         await request.read()
         return web.Response(status=202)
 
     async def keys(_: web.Request) -> web.Response:
-        return web.json_response(serve_jwks)
+        return web.json_response(jwks)
 
     app = web.Application()
     app.router.add_post("/notifications", notify)
     app.router.add_get("/keys", keys)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    base = f"http://127.0.0.1:{port}"
-    session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=1))  # one kept-alive connection
+    try:
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=1)) as session:
+            yield f"http://127.0.0.1:{port}", session
+    finally:
+        await runner.cleanup()
+
+
+async def round_trips(base: str, session: aiohttp.ClientSession, body_bytes: int, samples: int) -> dict[str, Any]:
+    """One notification-sized POST and its 202 per sample, after a warm-up."""
     body = b"{" + b" " * (body_bytes - 2) + b"}"
     headers = {"Content-Type": "application/json"}
     rtt = []
-    for i in range(samples + 20):
+    for i in range(samples + WARM_UP):
         t0 = time.perf_counter()
         async with session.post(f"{base}/notifications", data=body, headers=headers) as response:
             await response.read()
-        if i >= 20:  # the first requests open the connection and warm aiohttp's caches
+        if i >= WARM_UP:  # the first requests open the connection and warm aiohttp's caches
             rtt.append(time.perf_counter() - t0)
         if response.status != 202:
             raise RuntimeError(f"loopback server answered {response.status}")
-
-    async def close() -> None:
-        await session.close()
-        await runner.cleanup()
-
-    return {"round_trip_us": _us(rtt), "body_bytes": body_bytes, "samples": samples,
-            "jwks_url": f"{base}/keys", "session": session}, close
+    return {"round_trip_us": _us(rtt), "body_bytes": body_bytes, "samples": samples}
 
 
 # --- SQLite -------------------------------------------------------------------------------------------------
@@ -242,7 +248,8 @@ took = []
 out = sys.stdout
 for line in sys.stdin:
     message = json.loads(line)
-    took.append(time.perf_counter() - message["sent"])
+    if not message.get("warm"):
+        took.append(time.perf_counter() - message["sent"])
     out.write("\\n"); out.flush()
 out.write(json.dumps(sorted(took)[len(took) // 2]) + "\\n"); out.flush()
 """
@@ -260,13 +267,12 @@ def pipe(samples: int, content_chars: int = 300) -> dict[str, Any]:
     assert child.stdin is not None and child.stdout is not None
     size = 0
     try:
-        for _ in range(samples + 20):
-            line = (json.dumps({**message, "sent": time.perf_counter()}) + "\n").encode()
+        for i in range(samples + WARM_UP):
+            line = (json.dumps({**message, "warm": i < WARM_UP, "sent": time.perf_counter()}) + "\n").encode()
             size = len(line)
             child.stdin.write(line)
             child.stdout.readline()
         child.stdin.close()
-        # The child's samples include 20 warm-up lines: the median barely moves.
         one_way = float(child.stdout.readline())
     finally:
         child.wait(10)
@@ -294,14 +300,12 @@ async def measure(root: Path, *, samples: int = 300, import_repeat: int = 3) -> 
     """Every floor, and the sums the goals are judged against (see bench/ratios.py)."""
     root.mkdir(parents=True, exist_ok=True)
     item = Item()
-    http, close = await loopback(2048, samples, item.jwks())
-    try:
-        jwks = JwksCache(http.pop("jwks_url"), http.pop("session"), ssl=False, max_remembered_tokens=0)
+    async with loopback_server(item.jwks()) as (base, session):
+        http = await round_trips(base, session, 2048, samples)
+        jwks = JwksCache(f"{base}/keys", session, ssl=False, max_remembered_tokens=0)
         await assess_tokens([item.token], jwks=jwks, audiences=(AUDIENCE,), tenant_ids=(TENANT,),
                             caller_app_id=GRAPH_CHANGE_TRACKING_APP_ID)  # fetches the keys once
         crypto_floor = await crypto(item, jwks, samples)
-    finally:
-        await close()
     sqlite_floor = await anyio.to_thread.run_sync(commit, root, samples)
     pipe_floor = await anyio.to_thread.run_sync(pipe, samples)
     imports = await anyio.to_thread.run_sync(import_floor, import_repeat)
@@ -319,6 +323,7 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench floors", description=__doc__.splitlines()[0])
     parser.add_argument("--samples", type=int, default=SAMPLES["full"])
     args = parser.parse_args(argv)
+    quiet_logging()  # warnings only, to stderr: stdout is the result
     with tempfile.TemporaryDirectory(prefix="agentseat-bench-floors-") as root:
         result = anyio.run(lambda: measure(Path(root), samples=args.samples))
     print(json.dumps(result, indent=1))
