@@ -278,7 +278,7 @@ def table(r: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-#: Sections of BENCHMARKS.md written by other runs (`bench realistic`, `bench soak`, `bench attack`): kept as they are.
+#: Sections of BENCHMARKS.md made by other runs (`bench realistic`, `soak`, `attack`): kept as they are.
 KEPT_SECTIONS = ("## Realistic", "## Soak", "## Attack")
 
 
