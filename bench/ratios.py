@@ -197,8 +197,8 @@ on 127.0.0.1 over a kept-alive connection (a 2 KB POST answered 202); one `BEGIN
 MCP-push-sized line written to a child's stdin and `json.loads`-ed there, one way; and a fresh
 interpreter importing aiohttp and the mcp SDK's server side, best of a few. The crypto-bound
 rate is 1 / crypto: one core doing nothing else. The zero-loss rates come from a ladder that
-doubles (then bisects in a full run), so a quick run's rate can sit up to half a step below
-the true one: the failing step is shown beside it."""
+doubles (then bisects in a full run): the highest passing step can be up to half the true rate
+in a quick run, so the failing step is shown beside it."""
 
 
 def goal_table(f: dict[str, Any]) -> list[str]:
