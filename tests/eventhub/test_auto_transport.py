@@ -153,3 +153,25 @@ async def test_doctor_says_which_transport_auto_chooses_and_why(agent_env: dict[
     out = io.StringIO()
     await doctor(plain, out, extra=transport_checks(plain))
     assert "✓ transport: auto chooses webhook: no event hub configured" in out.getvalue()
+
+
+async def test_auto_without_a_tunnel_polls_until_the_hub_answers(sandbox: Sandbox, agent_env: dict[str, str],
+                                                                  hub: dict[str, Any]) -> None:
+    port = closed_port()
+    env = {**auto_env(agent_env, hub, f"sb://127.0.0.1:{port}"), "AGENTSEAT_TUNNEL": "none",
+           "AGENTSEAT_CHAT_POLL_SECONDS": "5"}  # the floor: the polled DM comes within 5 s
+    async with anyio.create_task_group() as tg:
+        running = await start(tg, env)
+        runtime = running.runtime
+        await wait_for(lambda: runtime.status.source == "poll", timeout=60)
+        assert runtime.describe()["transport"]["transport"] == "poll"
+        await dm(sandbox, "polled")
+        await wait_for(lambda: any(e.text == "polled" for e in running.events), timeout=60)
+        assert next(e for e in running.events if e.text == "polled").source == "poll"
+        await tg.start(forward, port, int(hub["endpoint"].rsplit(":", 1)[1]))
+        await wait_for(lambda: runtime.status.source == "eventhub", timeout=60)
+        assert runtime.status.polling == []  # the poller stopped with the fallback
+        await dm(sandbox, "pushed")
+        await wait_for(lambda: any(e.text == "pushed" for e in running.events), timeout=60)
+        assert next(e for e in running.events if e.text == "pushed").source == "eventhub"
+        tg.cancel_scope.cancel()
