@@ -108,7 +108,11 @@ async def probe(settings: Settings, tokens: TokenProvider, *, timeout: float = P
     except ImportError as exc:
         return Check("event hub", "fail", f"the Azure Event Hubs SDK is not installed ({exc.name})",
                      "pip install 'agentseat[eventhub]', or unset AGENTSEAT_EVENTHUB_NAMESPACE")
-    return await probe_hub(settings, tokens, timeout=timeout)
+    try:
+        return await probe_hub(settings, tokens, timeout=timeout)
+    except Exception as exc:  # a probe that cannot even start (the client refused its settings) must not stop auto
+        return Check("event hub", "fail", f"cannot probe the hub: {type(exc).__name__}",
+                     "run `agentseat doctor`; check the AGENTSEAT_EVENTHUB_* settings")
 
 
 class TransportChoice:
@@ -154,8 +158,10 @@ class TransportChoice:
         if check.status == "ok":
             await self._record(Choice("eventhub", f"the event hub answered: {check.detail}"))
             return None
-        log.warning("eventhub_unreachable", fallback=self.fallback, reason=check.detail, fix=check.fix,
-                    probe_again_seconds=self._settings.eventhub_probe_seconds)
+        # A warning for each new reason; the same reason again, every few minutes, is only noted.
+        again = self.choice is not None and self.choice.reason.endswith(f"({check.detail})")
+        (log.info if again else log.warning)("eventhub_unreachable", fallback=self.fallback, reason=check.detail,
+                                             fix=check.fix, probe_again_seconds=self._settings.eventhub_probe_seconds)
         return check
 
     async def _record_fallback(self, timer: HubProbe, failed: Check) -> None:
