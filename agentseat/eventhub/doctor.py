@@ -157,6 +157,7 @@ async def _store_check(settings: Settings, credential: AgentCredential | None) -
         if isinstance(exc, ClientAuthenticationError) or status in (401, 403):
             # Storage answers 403 (AuthorizationPermissionMismatch) to a valid token without a data role.
             code = getattr(exc, "error_code", None) or status or type(exc).__name__
+            code = getattr(code, "value", code)  # the Storage SDK's StorageErrorCode enum: Storage's own code
             who = f"the agent ({settings.azure_principal})" if as_agent else "the SAS"
             return Check("checkpoint store", "fail", f"the Blob container refused {who}: {code}", grant)
         return Check("checkpoint store", "fail", f"the Blob container is not readable: {type(exc).__name__} "

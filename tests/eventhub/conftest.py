@@ -38,6 +38,8 @@ from agentseat.sandbox.app import Sandbox
 DEV_ACCOUNT = "devstoreaccount1"
 DEV_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
 _REPO = Path(__file__).resolve().parents[2]
+#: What BlobTokenAuthenticator.authenticateBasic logs when a Bearer token passes.
+TOKEN_ACCEPTED = "Validation against token authentication successfully"
 
 
 @dataclass
@@ -81,6 +83,16 @@ class Azurite:
 
     def log(self) -> str:
         return self.debug_log.read_text(errors="replace") if self.debug_log and self.debug_log.exists() else ""
+
+    async def tokens_accepted(self, at_least: int = 1) -> int:
+        """How many requests Azurite's Bearer authenticator accepted (its debug log), once it logged `at_least`."""
+        import anyio
+
+        for _ in range(200):  # a bound, not a measurement: Azurite writes its log behind its answers
+            if self.log().count(TOKEN_ACCEPTED) >= at_least:
+                break
+            await anyio.sleep(0.05)
+        return self.log().count(TOKEN_ACCEPTED)
 
 
 def _binary() -> str | None:
