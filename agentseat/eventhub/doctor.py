@@ -10,6 +10,7 @@ said plainly, with the `az` command that grants it: setup cannot grant Azure rol
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import anyio
 from azure.core.exceptions import AzureError, ClientAuthenticationError, HttpResponseError, ResourceNotFoundError
@@ -20,7 +21,7 @@ from ..identity.doctor import Check, credential_for
 from ..identity.tokens import TokenProvider
 from .client import checkpoint_store, consumer_client, store_kind
 from .credential import EVENTHUBS_SCOPE, STORAGE_SCOPE, AgentCredential
-from .settings import blob_store, eventhub_name, fully_qualified_namespace
+from .settings import BlobStore, blob_store, eventhub_name, fully_qualified_namespace
 
 if TYPE_CHECKING:
     from azure.eventhub.aio import CheckpointStore
@@ -53,12 +54,21 @@ def az_commands(settings: Settings) -> list[str]:
         # Graph's validation tokens (change-notifications-with-resource-data).
         f'az role assignment create --role "{SENDER_ROLE}" --assignee {GRAPH_CHANGE_TRACKING_APP_ID} --scope {scope}',
     ]
-    if store_kind(settings) == "blob":
+    blob = blob_store(settings.checkpoint_store)
+    if blob is not None:
+        account = _account_name(blob)
+        # The role on the container alone ("Assign an Azure role for access to blob data", scope: container).
         commands.append(f'az role assignment create --role "{BLOB_ROLE}" --assignee-object-id {who} '
                         f"--assignee-principal-type {kind} --scope "
-                        '"$(az storage account show -g <resource-group> -n <account> --query id -o tsv)"'
-                        "/blobServices/default/containers/<container>")
+                        f'"$(az storage account show -g <resource-group> -n {account} --query id -o tsv)"'
+                        f"/blobServices/default/containers/{blob.container}")
     return commands
+
+
+def _account_name(blob: BlobStore) -> str:
+    """The storage account of an Azure container URL, else a placeholder (an emulator or a custom host)."""
+    host = urlsplit(blob.account_url).hostname or ""
+    return host.split(".")[0] if host.endswith(".blob.core.windows.net") else "<account>"
 
 
 def _grant_hint(settings: Settings) -> str:
@@ -151,7 +161,7 @@ async def _store_check(settings: Settings, credential: AgentCredential | None) -
     except ResourceNotFoundError:
         return Check("checkpoint store", "fail", f"the Blob container {blob.container} does not exist",
                      f"create it: az storage container create --auth-mode login -n {blob.container} "
-                     "--account-name <account>")
+                     f"--account-name {_account_name(blob)}")
     except (ClientAuthenticationError, HttpResponseError) as exc:
         status = getattr(exc, "status_code", None)
         if isinstance(exc, ClientAuthenticationError) or status in (401, 403):

@@ -46,6 +46,7 @@ def test_az_commands_grant_the_agent_receive_and_graph_send() -> None:
                     checkpoint_store="https://acct.blob.core.windows.net/ckpt", azure_principal="agent_identity",
                     agent_object_id="99999999-2222-3333-4444-555555555555")
     assert "Storage Blob Data Contributor" in az_commands(blob)[-1]
+    assert "-n acct --query id" in az_commands(blob)[-1] and az_commands(blob)[-1].endswith("/containers/ckpt")
     assert "--assignee-principal-type ServicePrincipal" in az_commands(blob)[0]
 
 
