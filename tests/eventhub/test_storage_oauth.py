@@ -71,7 +71,11 @@ async def test_the_agents_token_is_accepted_and_other_audiences_refused(
 
     foreign = sandbox.portal.call(lambda: mint(aud="https://eventhubs.azure.net"))  # type: ignore[attr-defined]
     expired = sandbox.portal.call(lambda: mint(lifetime=-60))  # type: ignore[attr-defined]
+    v2 = sandbox.portal.call(lambda: tokens.delegated_token(  # type: ignore[attr-defined]
+        sandbox, user_id=settings.agent_user_id, app_id=settings.agent_id, scopes=["user_impersonation"],
+        aud="https://storage.azure.com")[0])  # right audience, but the v2.0 issuer Storage tokens never carry
     assert await list_blobs(azurite_oauth, "ckpt", foreign) == (403, "Invalid token audience.")
+    assert await list_blobs(azurite_oauth, "ckpt", v2) == (403, "Invalid token issuer.")
     assert await list_blobs(azurite_oauth, "ckpt", expired) == (403, "Lifetime validation failed. The token is expired.")
     assert await list_blobs(azurite_oauth, "ckpt", sandbox.portal.call(mint)) == (200, "")  # type: ignore[attr-defined]
     # The four accepted went through Azurite's Bearer authenticator (its debug log, written behind the answers).
