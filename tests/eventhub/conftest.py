@@ -108,7 +108,8 @@ def _free_port() -> int:
 
 
 @contextmanager
-def start_azurite(tmp_path: Path, *, tls: tuple[Path, Path, Path] | None = None, oauth: bool = False) -> Iterator[Azurite]:
+def start_azurite(tmp_path: Path, *, tls: tuple[Path, Path, Path] | None = None,
+                  oauth: bool = False) -> Iterator[Azurite]:
     """Azurite on a free loopback port; `tls` = (certificate, key, CA) serves HTTPS, `oauth` takes Bearer tokens."""
     binary = _binary()
     if binary is None:

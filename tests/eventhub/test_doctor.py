@@ -96,7 +96,8 @@ async def test_without_a_working_identity_the_hub_check_waits_for_the_fix(agent_
 async def test_the_blob_checkpoint_store_passes_with_the_agents_token(
         agent_env: dict[str, str], hub: dict[str, Any], azurite_oauth: Azurite) -> None:
     url = await azurite_oauth.create_container("checkpoints")
-    checks = {c.name: c for c in await eventhub_checks(settings_from_env(hub_env(agent_env, hub, checkpoint_store=url)))}
+    settings = settings_from_env(hub_env(agent_env, hub, checkpoint_store=url))
+    checks = {c.name: c for c in await eventhub_checks(settings)}
     store = checks["checkpoint store"]
     assert store.status == "ok" and "as the agent (agent_user, Entra token)" in store.detail, store.render()
     assert await azurite_oauth.tokens_accepted(2) >= 2  # ownership and checkpoints, listed with the token
@@ -119,7 +120,8 @@ async def test_a_refused_token_is_explained_with_the_storage_role_command(
 async def test_a_missing_container_says_how_to_create_it(
         agent_env: dict[str, str], hub: dict[str, Any], azurite_oauth: Azurite) -> None:
     url = f"{azurite_oauth.account_url}/nothere"
-    checks = {c.name: c for c in await eventhub_checks(settings_from_env(hub_env(agent_env, hub, checkpoint_store=url)))}
+    settings = settings_from_env(hub_env(agent_env, hub, checkpoint_store=url))
+    checks = {c.name: c for c in await eventhub_checks(settings)}
     store = checks["checkpoint store"]
     assert store.status == "fail" and "nothere does not exist" in store.detail
     assert "az storage container create --auth-mode login -n nothere" in store.fix

@@ -76,7 +76,8 @@ async def test_the_agents_token_is_accepted_and_other_audiences_refused(
         aud="https://storage.azure.com")[0])  # right audience, but the v2.0 issuer Storage tokens never carry
     assert await list_blobs(azurite_oauth, "ckpt", foreign) == (403, "Invalid token audience.")
     assert await list_blobs(azurite_oauth, "ckpt", v2) == (403, "Invalid token issuer.")
-    assert await list_blobs(azurite_oauth, "ckpt", expired) == (403, "Lifetime validation failed. The token is expired.")
+    assert await list_blobs(azurite_oauth, "ckpt", expired) == (
+        403, "Lifetime validation failed. The token is expired.")
     assert await list_blobs(azurite_oauth, "ckpt", sandbox.portal.call(mint)) == (200, "")  # type: ignore[attr-defined]
     # The four accepted went through Azurite's Bearer authenticator (its debug log, written behind the answers).
     assert await azurite_oauth.tokens_accepted(4) == 4
@@ -86,7 +87,8 @@ async def test_the_agents_token_is_accepted_and_other_audiences_refused(
 async def test_the_blob_checkpoint_store_with_a_plain_container_url_works_as_the_agent(
         sandbox: Sandbox, agent_env: dict[str, str], azurite_oauth: Azurite, principal: str) -> None:
     url = await azurite_oauth.create_container("checkpoints")  # no SAS: the agent's token authorizes
-    settings = settings_from_env({**agent_env, "AGENTSEAT_CHECKPOINT_STORE": url, "AGENTSEAT_AZURE_PRINCIPAL": principal})
+    settings = settings_from_env({**agent_env, "AGENTSEAT_CHECKPOINT_STORE": url,
+                                  "AGENTSEAT_AZURE_PRINCIPAL": principal})
     assert settings.ca_bundle is not None and str(settings.ca_bundle) == azurite_oauth.ca  # the sandbox CA verifies it
     store = checkpoint_store(settings, Path(settings.state_dir) / "inbox.db", credential(settings, principal))
     try:

@@ -29,7 +29,8 @@ if TYPE_CHECKING:
     from ..state import SandboxState
     from ..tenant import App, User
 
-__all__ = ["DELEGATED_SCOPE", "STORAGE_RESOURCE", "is_storage", "storage_app_token", "storage_scope", "storage_user_token"]
+__all__ = ["DELEGATED_SCOPE", "STORAGE_RESOURCE", "is_storage", "storage_app_token", "storage_scope",
+           "storage_user_token"]
 
 STORAGE_RESOURCE = "https://storage.azure.com"
 DELEGATED_SCOPE = "user_impersonation"
