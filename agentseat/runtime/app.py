@@ -35,7 +35,7 @@ from ..channels.normalize import ChannelRef
 from ..channels.poller import ChannelPoller
 from ..clock import Clock
 from ..clock.scheduler import Timer, scheduled
-from ..clock.timers import Reconcile
+from ..clock.timers import Reconcile, maintained
 from ..config import Settings
 from ..errors import AgentSeatError, ConfigError, TunnelError
 from ..graph.client import GraphClient, ssl_context
@@ -368,9 +368,9 @@ class Runtime:
             for kind in sorted(uncovered):
                 self._note(f"{kind}: {self.manager.states[kind].error or 'not subscribed'}")
             async with anyio.create_task_group() as tg:
-                tg.start_soon(self.manager.maintain)
+                tg.start_soon(maintained, self.clock, self.manager)  # renewals: the clock says when
                 if self.channel_manager is not None:
-                    tg.start_soon(self.channel_manager.maintain)
+                    tg.start_soon(maintained, self.clock, self.channel_manager, "renewals.channels")
                     tg.start_soon(self.channel_manager.keep_current, self.channels.joined)
                 self.status.source = "webhook" if not uncovered else "webhook+poll"
                 self.status.polling = sorted(uncovered) if fallback else []
@@ -390,7 +390,8 @@ class Runtime:
         self.hub = HubDuties(self.settings, pipeline, self.inbox, self.tokens, self.manager, self.poller,
                              self.delivery, self.facts, list(self.fetches.values()), self.status, ALL_KINDS,
                              resync_all=self._resync_all, note=self._note,
-                             reconcile=functools.partial(self._clock_serves, reconcile))
+                             reconcile=functools.partial(self._clock_serves, reconcile),
+                             maintain=functools.partial(maintained, self.clock, self.manager))
         await self.hub.run()
 
     async def _clock_serves(self, timer: Timer) -> None:

@@ -57,6 +57,8 @@ class HubDuties:
     note: Callable[[str], None]
     #: Runs the reconcile on the runtime's clock until cancelled (the manager's duty only).
     reconcile: Callable[[], Awaitable[None]]
+    #: Runs the subscription manager's renewals, on the runtime's clock, until cancelled.
+    maintain: Callable[[], Awaitable[None]]
     consumer: Any = None
 
     async def run(self) -> None:
@@ -111,7 +113,7 @@ class HubDuties:
             self.note(f"{kind}: {self.manager.states[kind].error or 'not subscribed'}")
         self.status.source = "eventhub" if not uncovered else "eventhub+poll"
         self.status.polling = sorted(uncovered)
-        duties.start_soon(self.manager.maintain)
+        duties.start_soon(self.maintain)
         duties.start_soon(self.reconcile)
         if uncovered:
             duties.start_soon(self.poller.run, uncovered)
