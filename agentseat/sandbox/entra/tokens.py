@@ -68,7 +68,8 @@ def v1_access_token(sb: SandboxState, *, aud: str, app_id: str, oid: str, scp: s
                     user_id: str | None = None, lifetime: int | None = None) -> tuple[str, dict[str, Any]]:
     """A v1.0 access token, delegated (`user_id` and `scp`) or app-only (no `scp`).
 
-    Per "Access token claims reference": v1.0 tokens name the client in `appid` with
+    Per "Access token claims reference"
+    (https://learn.microsoft.com/entra/identity-platform/access-token-claims-reference): v1.0 tokens name the client in `appid` with
     `appidacr` ("2": a certificate or client assertion authenticated it), never `azp`;
     `iss` and `idp` are the tenant's STS; `ver` is "1.0"; `unique_name` and `upn` name a
     user. Claims with no value are left out ("Claims are present only if a value exists"):
