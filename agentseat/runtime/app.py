@@ -36,7 +36,7 @@ from ..channels.normalize import ChannelRef
 from ..channels.poller import ChannelPoller
 from ..clock import Clock
 from ..clock.scheduler import Timer, scheduled
-from ..clock.timers import Reconcile
+from ..clock.timers import Reconcile, maintained
 from ..config import Settings
 from ..errors import AgentSeatError, ConfigError, TunnelError
 from ..graph.client import GraphClient, ssl_context
@@ -381,9 +381,10 @@ class Runtime:
             for kind in sorted(uncovered):
                 self._note(f"{kind}: {self.manager.states[kind].error or 'not subscribed'}")
             async with anyio.create_task_group() as tg:
-                tg.start_soon(self.manager.maintain)
-                tg.start_soon(self.channel_manager.maintain)
-                tg.start_soon(self.channel_manager.keep_current, self.channels.joined)
+                tg.start_soon(maintained, self.clock, self.manager)  # renewals: the clock says when
+                if self.channel_manager is not None:
+                    tg.start_soon(maintained, self.clock, self.channel_manager, "renewals.channels")
+                    tg.start_soon(self.channel_manager.keep_current, self.channels.joined)
                 self.status.source = "webhook" if not uncovered else "webhook+poll"
                 self.status.polling = sorted(uncovered) if fallback else []
                 if uncovered and fallback:
@@ -403,7 +404,10 @@ class Runtime:
                              self.delivery, self.facts, list(self.fetches.values()), self.status, ALL_KINDS,
                              resync_all=self._resync_all, note=self._note,
                              reconcile=functools.partial(self._clock_serves, reconcile),
-                             channel_manager=self.channel_manager, channels=self.channels)
+                             maintain=functools.partial(maintained, self.clock, self.manager),
+                             channel_manager=self.channel_manager, channels=self.channels,
+                             maintain_channels=functools.partial(maintained, self.clock, self.channel_manager,
+                                                                 "renewals.channels"))
         await self.hub.run()
 
     async def _clock_serves(self, timer: Timer) -> None:

@@ -59,10 +59,13 @@ class HubDuties:
     note: Callable[[str], None]
     #: Runs the reconcile on the runtime's clock until cancelled (the manager's duty only).
     reconcile: Callable[[], Awaitable[None]]
+    #: Runs the subscription manager's renewals, on the runtime's clock, until cancelled.
+    maintain: Callable[[], Awaitable[None]]
     consumer: Any = None
     #: Team channels: their subscriptions point at the hub too (subscriptions/channels.py); None: only polled.
     channel_manager: ChannelSubscriptionManager | None = None
     channels: ChannelPoller | None = None
+    maintain_channels: Callable[[], Awaitable[None]] | None = None  # their renewals, on the clock
     managing: bool = False  # this machine holds the subscriptions (always, with the local checkpoint store)
 
     async def run(self) -> None:
@@ -122,14 +125,15 @@ class HubDuties:
         await self.resync_all("startup")
         if self.channel_manager is not None and self.channels is not None:  # after the chats' startup read
             await self.channel_manager.subscribe(address, self.channels)
-            duties.start_soon(self.channel_manager.maintain)
+            if self.maintain_channels is not None:
+                duties.start_soon(self.maintain_channels)
             duties.start_soon(self.channel_manager.keep_current, self.channels.joined)
         uncovered = set(self.kinds) - active
         for kind in sorted(uncovered):
             self.note(f"{kind}: {self.manager.states[kind].error or 'not subscribed'}")
         self.status.source = "eventhub" if not uncovered else "eventhub+poll"
         self.status.polling = sorted(uncovered)
-        duties.start_soon(self.manager.maintain)
+        duties.start_soon(self.maintain)
         duties.start_soon(self.reconcile)
         if uncovered:
             duties.start_soon(self.poller.run, uncovered)
