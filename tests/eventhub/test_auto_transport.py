@@ -98,9 +98,12 @@ async def test_auto_reads_a_configured_hub_that_answers(sandbox: Sandbox, agent_
 
 async def test_auto_falls_back_to_webhooks_then_switches_to_the_hub_once_it_answers(
         sandbox: Sandbox, agent_env: dict[str, str], hub: dict[str, Any], capsys: pytest.CaptureFixture[str]) -> None:
+    from tests.channels._sandbox import AGENT, GRACE, make_team, post
+
     port = closed_port()
-    env = auto_env(agent_env, hub, f"sb://127.0.0.1:{port}")
+    env = {**auto_env(agent_env, hub, f"sb://127.0.0.1:{port}"), "AGENTSEAT_GROUP_POLICY": "all"}
     target = int(hub["endpoint"].rsplit(":", 1)[1])
+    team = await make_team(sandbox, "Switching team", GRACE, upn(sandbox, "agent_user"))
     with capture_logs() as logs:
         async with anyio.create_task_group() as tg:
             running = await start(tg, env)
@@ -122,9 +125,13 @@ async def test_auto_falls_back_to_webhooks_then_switches_to_the_hub_once_it_answ
             await tg.start(forward, port, target)  # the hub's endpoint comes up
             await wait_for(lambda: runtime.status.source == "eventhub", timeout=60)
             assert runtime.describe()["transport"]["transport"] == "eventhub"
-            # The webhook subscriptions moved to the hub: every live one names it now.
-            await wait_for(lambda: all(s.notification_url == notification_url(runtime.settings)
-                                       for s in sandbox.tenant.subscriptions.values()), timeout=60)
+            # The webhook subscriptions (chats, mail, the channel) moved to the hub: every live one names it now.
+            await wait_for(lambda: len(sandbox.tenant.subscriptions) == 3 and all(
+                s.notification_url == notification_url(runtime.settings)
+                for s in sandbox.tenant.subscriptions.values()), timeout=60)
+            asked = await post(sandbox, GRACE, team, f"@{AGENT} after the switch?", mentions=[AGENT])
+            await wait_for(lambda: any(e.message_id == asked for e in running.events), timeout=60)
+            assert next(e for e in running.events if e.message_id == asked).source == "eventhub"
             await dm(sandbox, "through the hub now")
             await wait_for(lambda: any(e.text == "through the hub now" for e in running.events), timeout=60)
             assert next(e for e in running.events if e.text == "through the hub now").source == "eventhub"
