@@ -13,6 +13,8 @@ What one notification cannot cost less than, whatever the runtime does:
   WAL, synchronous NORMAL, BEGIN IMMEDIATE), one event-sized row.
 - **pipe**: one MCP-push-sized line written to a child process's stdin and parsed there
   with `json.loads`, one way (both ends read CLOCK_MONOTONIC, shared by every process).
+- **beyond one core**: the runtime's decrypt in one thread, two threads and two processes at
+  once, with the CPU each setup got (issue 16, point 2: does a second thread or process pay?).
 - **import**: a fresh interpreter importing aiohttp and the mcp SDK's server side
   (what `serve` needs of them), best of a few; and a bare interpreter for comparison.
 
@@ -65,6 +67,8 @@ AUDIENCE = "925bff9f-f6e2-4a69-b858-f71ea2b9b6d0"
 KID = "bench-floor"
 #: What `serve` needs of aiohttp and the mcp SDK (agentseat/tools/server.py), nothing of agentseat.
 IMPORT_FLOOR_CODE = "import aiohttp, aiohttp.web, mcp_types, mcp.server, mcp.server.stdio, mcp.server.runner"
+#: Seconds of decrypting per setup (one thread, two threads, two processes).
+SCALING_SECONDS = 1.0
 WARM_UP = 20  # samples not counted (connections, caches, the child's first reads)
 #: Sample counts per profile.
 SAMPLES = {"quick": 300, "full": 2000}
@@ -174,6 +178,54 @@ def _raw_crypto(item: Item, samples: int) -> dict[str, float]:
         for name, took in zip(times, (t1 - t0, t2 - t1, t3 - t2, t4 - t3), strict=True):
             times[name].append(took)
     return {name: _us(values) for name, values in times.items()}
+
+
+# --- beyond one core -----------------------------------------------------------------------------------------
+def _decrypt_until(pem: bytes, encrypted: dict[str, str], start: float, seconds: float) -> tuple[int, float]:
+    """Decrypts from `start` (CLOCK_MONOTONIC, shared by every process) for `seconds`; returns the
+    count and the CPU seconds this thread got meanwhile."""
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+    key = load_pem_private_key(pem, password=None)
+    ring = KeyRing()
+    ring.add(key, certificate_id=encrypted["encryptionCertificateId"])  # type: ignore[arg-type]
+    while time.monotonic() < start:
+        time.sleep(0.001)
+    done, end, cpu = 0, start + seconds, time.thread_time()
+    while time.monotonic() < end:
+        ring.decrypt(encrypted)
+        done += 1
+    return done, time.thread_time() - cpu
+
+
+def parallel_decrypt(item: Item, seconds: float) -> dict[str, Any]:
+    """Decrypts per second in one thread, two threads and two processes, all at once per setup:
+    whether a second thread or process pays for itself (the pinned cryptography holds the GIL
+    for RSA, so two threads should do no better than one)."""
+    from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+    from multiprocessing import get_context
+
+    from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
+
+    pem = item.key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption())
+    out: dict[str, Any] = {"seconds": seconds}
+    for label, pool, workers in (("one_thread", ThreadPoolExecutor, 1), ("two_threads", ThreadPoolExecutor, 2),
+                                 ("two_processes", ProcessPoolExecutor, 2)):
+        extra = {"mp_context": get_context("spawn")} if pool is ProcessPoolExecutor else {}
+        with pool(max_workers=workers, **extra) as executor:  # type: ignore[operator]
+            if pool is ProcessPoolExecutor:  # start both interpreters before the clock starts
+                list(executor.map(_decrypt_until, [pem] * workers, [item.encrypted] * workers, [0.0] * workers,
+                                  [0.0] * workers))
+            start = time.monotonic() + 0.2
+            got = list(executor.map(_decrypt_until, [pem] * workers, [item.encrypted] * workers,
+                                    [start] * workers, [seconds] * workers))
+        out[f"{label}_per_s"] = round(sum(n for n, _ in got) / seconds)
+        # CPU the workers got: on a busy machine a low rate with few cores is starvation, not the GIL.
+        out[f"{label}_cores"] = round(sum(c for _, c in got) / seconds, 2)
+    one = out["one_thread_per_s"] or 1
+    out["two_threads_speedup"] = round(out["two_threads_per_s"] / one, 2)
+    out["two_processes_speedup"] = round(out["two_processes_per_s"] / one, 2)
+    return out
 
 
 # --- loopback HTTP ------------------------------------------------------------------------------------------
@@ -306,12 +358,14 @@ async def measure(root: Path, *, samples: int = 300, import_repeat: int = 3) -> 
         await assess_tokens([item.token], jwks=jwks, audiences=(AUDIENCE,), tenant_ids=(TENANT,),
                             caller_app_id=GRAPH_CHANGE_TRACKING_APP_ID)  # fetches the keys once
         crypto_floor = await crypto(item, jwks, samples)
+    scaling = await anyio.to_thread.run_sync(parallel_decrypt, item, SCALING_SECONDS)
     sqlite_floor = await anyio.to_thread.run_sync(commit, root, samples)
     pipe_floor = await anyio.to_thread.run_sync(pipe, samples)
     imports = await anyio.to_thread.run_sync(import_floor, import_repeat)
     crypto_us = crypto_floor["runtime_us"]
     return {
-        "crypto": crypto_floor, "loopback": http, "commit": sqlite_floor, "pipe": pipe_floor, "imports": imports,
+        "crypto": crypto_floor, "parallel_decrypt": scaling, "loopback": http, "commit": sqlite_floor,
+        "pipe": pipe_floor, "imports": imports,
         "crypto_us": crypto_us,
         "crypto_bound_items_per_s": round(1e6 / crypto_us) if crypto_us else None,
         "overhead_floor_us": round(crypto_us + http["round_trip_us"] + sqlite_floor["commit_us"]

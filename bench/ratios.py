@@ -53,6 +53,8 @@ def figures(r: dict[str, Any], f: dict[str, Any]) -> dict[str, Any]:
         "floor_crypto_raw_us": _get(fl, "crypto", "raw_us"),
         **{f"floor_crypto_raw_{k.removesuffix('_us')}_us": _get(fl, "crypto", "raw", k)
            for k in ("rsa_oaep_unwrap_us", "hmac_sha256_us", "aes_cbc_decrypt_us", "rs256_verify_us")},
+        **{f"floor_decrypt_{setup}_{what}": _get(fl, "parallel_decrypt", f"{setup}_{what}")
+           for setup in ("one_thread", "two_threads", "two_processes") for what in ("per_s", "cores")},
         "floor_loopback_us": _get(fl, "loopback", "round_trip_us"),
         "floor_commit_us": _get(fl, "commit", "commit_us"),
         "floor_pipe_us": _get(fl, "pipe", "write_and_parse_us"),
@@ -149,6 +151,10 @@ def goals(f: dict[str, Any]) -> list[FloorGoal]:
     return rows
 
 
+def _scaling(f: dict[str, Any], setup: str) -> str:
+    return f"{_fmt(f[f'floor_decrypt_{setup}_per_s'], '', 0)} ({_fmt(f[f'floor_decrypt_{setup}_cores'], '', 2)})"
+
+
 def floor_lines(f: dict[str, Any]) -> list[str]:
     """The floors themselves, one line each."""
     return [
@@ -159,7 +165,9 @@ def floor_lines(f: dict[str, Any]) -> list[str]:
             f"{label} {_fmt(f[f'floor_crypto_raw_{key}_us'], '', 1)}" for label, key in (
                 ("RSA-OAEP unwrap", "rsa_oaep_unwrap"), ("HMAC", "hmac_sha256"), ("AES-CBC", "aes_cbc_decrypt"),
                 ("RS256 verify", "rs256_verify"))) + ")",
-        f"one-core crypto-bound rate {_fmt(f['floor_crypto_bound_items_per_s'], ' items/s', 0)}",
+        f"one-core crypto-bound rate {_fmt(f['floor_crypto_bound_items_per_s'], ' items/s', 0)}; decrypts/s "
+        f"(cores used): one thread {_scaling(f, 'one_thread')}, two threads {_scaling(f, 'two_threads')}, "
+        f"two processes {_scaling(f, 'two_processes')}",
         f"loopback HTTP round trip (aiohttp, keep-alive) {_fmt(f['floor_loopback_us'], ' us', 1)}; "
         f"SQLite commit (WAL, NORMAL) {_fmt(f['floor_commit_us'], ' us', 1)}; "
         f"pipe write + JSON parse {_fmt(f['floor_pipe_us'], ' us', 1)}",

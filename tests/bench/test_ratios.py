@@ -92,6 +92,8 @@ async def test_floors_are_measured_on_a_genuine_item(tmp_path: Path) -> None:
     assert got["commit"]["journal_mode"] == "wal"
     assert got["crypto"]["rsa_bits"] == 2048
     assert got["crypto_bound_items_per_s"] == round(1e6 / got["crypto_us"])
+    for setup in ("one_thread", "two_threads", "two_processes"):  # every worker decrypted, in its own process too
+        assert got["parallel_decrypt"][f"{setup}_per_s"] > 0 and got["parallel_decrypt"][f"{setup}_cores"] > 0
     assert set(got["crypto"]["raw"]) == {"rsa_oaep_unwrap_us", "hmac_sha256_us", "aes_cbc_decrypt_us",
                                          "rs256_verify_us"}
 
