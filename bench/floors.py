@@ -69,6 +69,7 @@ KID = "bench-floor"
 IMPORT_FLOOR_CODE = "import aiohttp, aiohttp.web, mcp_types, mcp.server, mcp.server.stdio, mcp.server.runner"
 #: Seconds of decrypting per setup (one thread, two threads, two processes).
 SCALING_SECONDS = 1.0
+PROCESS_LEAD_S = 4.0  # a spawned worker imports cryptography and agentseat's crypto before its first task
 WARM_UP = 20  # samples not counted (connections, caches, the child's first reads)
 #: Sample counts per profile.
 SAMPLES = {"quick": 300, "full": 2000}
@@ -213,10 +214,9 @@ def parallel_decrypt(item: Item, seconds: float) -> dict[str, Any]:
                                  ("two_processes", ProcessPoolExecutor, 2)):
         extra = {"mp_context": get_context("spawn")} if pool is ProcessPoolExecutor else {}
         with pool(max_workers=workers, **extra) as executor:  # type: ignore[operator]
-            if pool is ProcessPoolExecutor:  # start both interpreters before the clock starts
-                list(executor.map(_decrypt_until, [pem] * workers, [item.encrypted] * workers, [0.0] * workers,
-                                  [0.0] * workers))
-            start = time.monotonic() + 0.2
+            # Each task blocks until `start`, so each worker takes one; a spawned interpreter needs
+            # time to import before it can take its task, hence the longer lead for processes.
+            start = time.monotonic() + (PROCESS_LEAD_S if pool is ProcessPoolExecutor else 0.2)
             got = list(executor.map(_decrypt_until, [pem] * workers, [item.encrypted] * workers,
                                     [start] * workers, [seconds] * workers))
         out[f"{label}_per_s"] = round(sum(n for n, _ in got) / seconds)
