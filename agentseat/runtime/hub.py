@@ -85,7 +85,7 @@ class HubDuties:
                         async with anyio.create_task_group() as duties:
                             if lease is not None:
                                 duties.start_soon(lease.keep)
-                            await self._manage(duties, address)
+                            await self._manage(duties, address, shared=lease is not None)
                     except* LeaseLost:
                         self.note("another machine manages the subscriptions now; following it")
         finally:
@@ -99,13 +99,21 @@ class HubDuties:
             self.delivery.cover(await self.manager.follow(address))
             await anyio.sleep(FOLLOW_SECONDS)
 
-    async def _manage(self, duties: anyio.abc.TaskGroup, address: str) -> None:
+    async def _manage(self, duties: anyio.abc.TaskGroup, address: str, *, shared: bool = False) -> None:
         """The manager's part: point the subscriptions at the hub, resync, reconcile; poll what Graph refuses."""
+        held = {kind: s.id for kind, s in self.manager.states.items() if s.id and s.state == "active"}
         active = await self.manager.sync(address)
         if "teams" in active:  # Teams no longer polled (poll_policy.py): the warning is over
             self.facts.warn(POLICY_KEY, None)
         self.delivery.cover(active)
-        await self.resync_all("startup")
+        # Machines sharing the hub: a subscription that stayed live (the one this machine held or followed)
+        # left no gap, since all it notified is in the hub and stored by its partition's owner. Reading it
+        # again from this machine's old watermark would store other machines' messages a second time.
+        kept = {kind for kind in active if shared and held.get(kind) == self.manager.states[kind].id}
+        for kind in sorted(kept):
+            await self.poller.mark_read(kind)
+        if set(self.kinds) - kept:
+            await self.resync_all("startup")
         uncovered = set(self.kinds) - active
         for kind in sorted(uncovered):
             self.note(f"{kind}: {self.manager.states[kind].error or 'not subscribed'}")
