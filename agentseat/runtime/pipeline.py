@@ -17,7 +17,6 @@ notification cannot carry are fetched by the runtime behind the callbacks.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import json
 import re
 from collections import Counter
@@ -241,13 +240,8 @@ async def check_tokens(
     return TokenCheck(kept, drops, report=report)
 
 
-def decrypt_items(items: list[Item], keyring: KeyRing, *,
-                  read_foreign: bool = False) -> tuple[list[Item], list[Drop]]:
-    """Decrypt every rich item (CPU bound: the caller runs this in a worker thread, once per POST).
-
-    `read_foreign` (an event hub several machines share): an item encrypted for a certificate
-    this machine does not hold is read from Graph instead of dropped (reason `foreign_certificate`).
-    """
+def decrypt_items(items: list[Item], keyring: KeyRing, read_foreign: bool = False) -> tuple[list[Item], list[Drop]]:
+    """Decrypt every rich item (CPU bound: the caller runs this in a worker thread, once per POST)."""
     kept: list[Item] = []
     drops: list[Drop] = []
     for item in items:
@@ -259,9 +253,8 @@ def decrypt_items(items: list[Item], keyring: KeyRing, *,
             resource = json.loads(keyring.decrypt(encrypted))
         except DecryptionError as exc:
             if read_foreign and exc.reason == "unknown_certificate":
-                # Each machine of the agent has its own certificate (its own `agentseat setup`), and Graph
-                # encrypts for the one the subscription names: the machine that made it. On a shared hub
-                # another machine owns some partitions, so it reads what the item names from Graph.
+                # A hub's items (`read_foreign`) are encrypted for the certificate of the machine that made the
+                # subscription; every machine has its own (its own `setup`): the others read the message from Graph.
                 kept.append(dataclasses.replace(item, fallback=FOREIGN_CERTIFICATE))
                 continue
             drops.append(Drop(f"decrypt_{exc.reason}", item.subscription.id))
@@ -428,8 +421,8 @@ class NotificationPipeline:
         items = self._within_fallback_budget(tokens.items, drops, result, lifecycle_endpoint)
         if any(item.rich for item in items):
             # One thread hop for the whole POST: RSA work per item is ~1 ms, a hop costs more.
-            items, decrypt_drops = await anyio.to_thread.run_sync(functools.partial(
-                decrypt_items, items, self._keyring, read_foreign=self.source == "eventhub"))
+            items, decrypt_drops = await anyio.to_thread.run_sync(decrypt_items, items, self._keyring,
+                                                                  self.source == "eventhub")
             drops += decrypt_drops
         plan = plan_actions(items, self._policy, source=self.source)
         result.accepted = len(items) - len(plan.drops)
