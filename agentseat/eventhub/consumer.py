@@ -58,11 +58,6 @@ _RETRY_FIRST, _RETRY_MAX = 1.0, 60.0
 #: A notification of a subscription this machine does not know asks Graph for the list at most this often:
 #: the sender may be a forger, and the list costs a Graph request.
 _RELEARN_SECONDS = 10.0
-#: Reads a batch may have queued before it waits for them. A fetch queue holds 100 (runtime/fetchq.py),
-#: and one that overflows asks for a resync of the kind, which on a hub several machines share would
-#: store the other machines' messages a second time. A machine that does not hold the subscription's
-#: certificate reads every message it is told of (runtime/pipeline.py, `decrypt_items`).
-_FETCH_BACKLOG = 50
 
 
 def event_body(event: EventData) -> bytes:
@@ -191,8 +186,11 @@ class EventHubConsumer:
             return
         for event in events:
             await self._process(context.partition_id, event_body(event))
-            for queue in self._fetches:  # back-pressure: a full fetch queue drops reads and resyncs instead
-                if queue.pending() >= _FETCH_BACKLOG:
+            for queue in self._fetches:
+                # Back-pressure: a fetch queue that overflows drops the read and asks for a resync of the kind,
+                # which on a hub several machines share stores the other machines' messages a second time.
+                # A machine without the subscription's certificate reads every message it is told of.
+                if queue.pending() * 2 >= queue.size:
                     await queue.caught_up()
         for queue in self._fetches:  # messages the batch only named are read and stored too
             await queue.caught_up()
