@@ -138,6 +138,7 @@ class EventHubConsumer:
         self.status = ConsumerStatus(fully_qualified_namespace(settings), eventhub_name(settings),
                                      settings.eventhub_consumer_group, store_kind(settings))
         self._client: EventHubConsumerClient | None = None
+        self._save_lock = anyio.Lock()
 
     @classmethod
     def for_runtime(cls, settings: Settings, pipeline: NotificationPipeline, inbox: Inbox,
@@ -268,8 +269,11 @@ class EventHubConsumer:
             state.offset = None if checkpoint.get("offset") is None else str(checkpoint["offset"])
 
     async def _save(self) -> None:
-        snapshot = json.dumps(self.status.snapshot())
-        await anyio.to_thread.run_sync(self._inbox.set_meta, META_KEY, snapshot)
+        # One write at a time, each of the state as it is when its turn comes: the SDK opens partitions
+        # concurrently, and worker threads may finish out of order (an older snapshot written last).
+        async with self._save_lock:
+            snapshot = json.dumps(self.status.snapshot())
+            await anyio.to_thread.run_sync(self._inbox.set_meta, META_KEY, snapshot)
 
     def describe(self) -> dict[str, Any]:
         return {**self.status.snapshot(), "counts": self.stats.public()}

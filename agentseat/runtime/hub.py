@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.abc
+import structlog
 
 from ..errors import ConfigError
 from ..eventhub.settings import notification_url
@@ -32,6 +33,8 @@ if TYPE_CHECKING:
     from .poller import Poller
 
 __all__ = ["FOLLOW_SECONDS", "HubDuties"]
+
+log = structlog.get_logger(__name__)
 
 #: A machine that does not manage the hub's subscriptions reads Graph's list this often (and when
 #: it reads a notification of a subscription it does not know: consumer.py).
@@ -114,6 +117,7 @@ class HubDuties:
             await self.poller.mark_read(kind)
         if set(self.kinds) - kept:
             await self.resync_all("startup")
+        log.info("eventhub_managing", active=sorted(active), marked_read=sorted(kept))
         uncovered = set(self.kinds) - active
         for kind in sorted(uncovered):
             self.note(f"{kind}: {self.manager.states[kind].error or 'not subscribed'}")

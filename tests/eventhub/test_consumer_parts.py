@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import anyio
 from azure.eventhub import EventData
 
 from agentseat.config import Settings
 from agentseat.eventhub.checkpoints import SqliteCheckpointStore
-from agentseat.eventhub.consumer import EventHubConsumer, event_body, is_validation_message
+from agentseat.eventhub.consumer import META_KEY, EventHubConsumer, event_body, is_validation_message
 from agentseat.runtime.fetchq import FetchQueue
 from agentseat.runtime.inbox import Inbox
 from agentseat.runtime.pipeline import ProcessResult
@@ -85,3 +86,21 @@ async def test_a_batch_naming_more_reads_than_a_fetch_queue_holds_waits_instead_
     assert sorted(reads) == sorted(f"m{i}{x}" for i in range(10) for x in "ab")
     assert overflows == [] and "fetch_dropped_queue_full.teams" not in counters
     assert partition.checkpointed_after == 20  # the checkpoint came after every read
+
+
+async def test_status_shows_every_partition_claimed_at_once(tmp_path: Path) -> None:
+    # The SDK opens partitions concurrently; each claim writes the status `agentseat status` reads.
+    settings = Settings(_env_file=None, state_dir=tmp_path, eventhub_namespace="ns", eventhub_name="hub")
+    with Inbox(tmp_path / "inbox.db") as inbox:
+        consumer = EventHubConsumer(settings, None, inbox, credential=None,  # type: ignore[arg-type]
+                                    store=SqliteCheckpointStore(tmp_path / "inbox.db"))
+        for _ in range(5):  # the race is between worker threads: a few rounds
+            async with anyio.create_task_group() as tg:
+                for partition in "0123":
+                    tg.start_soon(consumer._on_open, SimpleNamespace(partition_id=partition))
+            assert json.loads(inbox.get_meta(META_KEY) or "{}")["owned"] == ["0", "1", "2", "3"]
+            async with anyio.create_task_group() as tg:
+                for partition in "0123":
+                    tg.start_soon(consumer._on_close, SimpleNamespace(partition_id=partition), "SHUTDOWN")
+            assert json.loads(inbox.get_meta(META_KEY) or "{}")["owned"] == []
+        await consumer.aclose()

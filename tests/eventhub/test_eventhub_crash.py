@@ -61,6 +61,10 @@ def _inbox(state: Path) -> dict[str, Any]:
         return {"ids": ids, "hub": json.loads(inbox.get_meta(META_KEY) or "{}")}
 
 
+def _logged(log: Path, event: str) -> bool:
+    return log.exists() and event in log.read_text(errors="replace")
+
+
 def _owned(state: Path) -> set[str]:
     return set(_inbox(state)["hub"].get("owned", []))
 
@@ -138,13 +142,18 @@ async def test_two_setup_machines_lose_nothing_to_a_kill_9_and_duplicate_only_th
            "AGENTSEAT_CHECKPOINT_STORE": container,
            # Short intervals so the survivor takes over in seconds (the defaults bound it to ~70 s).
            "AGENTSEAT_EVENTHUB_BALANCE_SECONDS": "1", "AGENTSEAT_EVENTHUB_OWNERSHIP_SECONDS": "4"}
-    # a starts alone: it manages the subscriptions, made with its certificate, so it decrypts their
-    # notifications; b joins and follows, and reads from Graph what its partitions name (it cannot decrypt).
+    # a starts alone and makes the subscriptions, with its certificate: Graph encrypts for a, so only a
+    # decrypts; any other machine reads from Graph what its partitions name. a stops, and b starts alone
+    # and manages them (adopted, still encrypted for a). Then a comes back and follows.
     a = _spawn(sandbox, state_a, env, tmp_path / "a.log")
     b: subprocess.Popen[bytes] | None = None
     try:
-        await _until(lambda: _owned(state_a) == ALL, timeout=60)
+        await _until(lambda: _owned(state_a) == ALL and _logged(tmp_path / "a.log", "eventhub_managing"), timeout=60)
+        a.send_signal(signal.SIGINT)
+        a.wait(timeout=60)
         b = _spawn(sandbox, state_b, env, tmp_path / "b.log")
+        await _until(lambda: _owned(state_b) == ALL and _logged(tmp_path / "b.log", "eventhub_managing"), timeout=60)
+        a = _spawn(sandbox, state_a, env, tmp_path / "a2.log")
         await _until(lambda: len(_owned(state_a)) == 2 and len(_owned(state_b)) == 2, timeout=60)
         sent: list[str] = []
         halfway = anyio.Event()
@@ -152,7 +161,7 @@ async def test_two_setup_machines_lose_nothing_to_a_kill_9_and_duplicate_only_th
             tg.start_soon(_send, sandbox, [f"c{i}" for i in range(TOTAL)], sent, halfway)
             await halfway.wait()
             await _until(lambda: len(_inbox(state_b)["ids"]) > 0, timeout=60)  # b is working when it dies
-            b.send_signal(signal.SIGKILL)  # mid-stream, no goodbye
+            b.send_signal(signal.SIGKILL)  # the manager, mid-stream, no goodbye
             b.wait()
             killed_at = time.monotonic()
             # What b had stored and checkpointed when it died. a claims b's partitions only once their
@@ -163,6 +172,9 @@ async def test_two_setup_machines_lose_nothing_to_a_kill_9_and_duplicate_only_th
             inbox_b = _inbox(state_b)["ids"]
         await _until(lambda: _owned(state_a) == ALL, timeout=60)
         takeover = time.monotonic() - killed_at
+        # a manages now, its startup duties done: with the subscriptions live, no read of Graph from its old
+        # watermark (that would store again what b stored).
+        await _until(lambda: _logged(tmp_path / "a2.log", "eventhub_managing"), timeout=60)
         await _until(lambda: set(inbox_b) | set(_inbox(state_a)["ids"]) >= set(sent), timeout=120)
         inbox_a = _inbox(state_a)["ids"]
         assert len(sent) == TOTAL and set(inbox_a) | set(inbox_b) == set(sent)  # every message handled
@@ -180,6 +192,7 @@ async def test_two_setup_machines_lose_nothing_to_a_kill_9_and_duplicate_only_th
               f"{len(inbox_b)}, by the survivor {len(inbox_a)}; all 4 partitions on the survivor {takeover:.1f} s "
               "after the kill")
         assert duplicates <= in_window, sorted(duplicates - in_window)[:5]
+        assert len(sandbox.tenant.subscriptions) == 2  # adopted at each hand-over, never made twice
     finally:
         for proc in (a, b):
             if proc is not None and proc.poll() is None:
