@@ -26,7 +26,7 @@ from .settings import BlobStore, blob_store, eventhub_name, fully_qualified_name
 if TYPE_CHECKING:
     from azure.eventhub.aio import CheckpointStore
 
-__all__ = ["az_commands", "eventhub_checks"]
+__all__ = ["az_commands", "eventhub_checks", "probe_hub"]
 
 #: A connection that does not answer within this long is reported unreachable.
 _CONNECT_SECONDS = 30.0
@@ -111,15 +111,24 @@ async def eventhub_checks(settings: Settings, tokens: TokenProvider | None = Non
     return checks
 
 
-async def _hub_check(settings: Settings, credential: AgentCredential | None) -> Check:
+async def probe_hub(settings: Settings, tokens: TokenProvider, *, timeout: float = _CONNECT_SECONDS) -> Check:
+    """The "event hub" check alone, bounded by `timeout`: what `auto` asks before it prefers the hub
+    (runtime/transport_choice.py). As the agent, or with the SAS connection string when one is set."""
+    credential = None if settings.eventhub_connection_string is not None else AgentCredential(
+        tokens, principal=settings.azure_principal)
+    return await _hub_check(settings, credential, timeout=timeout)
+
+
+async def _hub_check(settings: Settings, credential: AgentCredential | None, *,
+                     timeout: float = _CONNECT_SECONDS) -> Check:
     client = consumer_client(settings, credential, None)
     try:
-        with anyio.fail_after(_CONNECT_SECONDS):
+        with anyio.fail_after(timeout):
             async with client:
                 props: dict[str, Any] = await client.get_eventhub_properties()
     except TimeoutError:
         return Check("event hub", "fail", f"no answer from {fully_qualified_namespace(settings)} within "
-                     f"{_CONNECT_SECONDS:g} s", "allow outbound TCP 5671 (AMQP over TLS) to the namespace, or check "
+                     f"{timeout:g} s", "allow outbound TCP 5671 (AMQP over TLS) to the namespace, or check "
                      "AGENTSEAT_EVENTHUB_ENDPOINT and AGENTSEAT_EVENTHUB_CA_BUNDLE")
     except Exception as exc:  # the SDK's errors: authentication, connection, not found
         text = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"

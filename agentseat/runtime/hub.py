@@ -5,8 +5,8 @@ checkpoint store) points the subscriptions at the hub, resyncs and reconciles, a
 lifecycle notifications; the others learn the subscriptions from Graph, only read the
 partitions they own, and hand the lifecycle notifications they read to the holder
 (eventhub/forward.py), which relays them to its own lifecycle gate once per lease renewal.
-When the holder stops, another takes the lease and its duties. runtime/app.py builds this with the parts it
-owns; this module owns only the order of the duties and the hand-over.
+When the holder stops, another takes the lease and its duties. runtime/app.py builds this
+with the parts it owns; this module owns only the order of the duties and the hand-over.
 """
 
 from __future__ import annotations
@@ -24,9 +24,11 @@ from ..eventhub.settings import notification_url
 from .poll_policy import POLICY_KEY
 
 if TYPE_CHECKING:
+    from ..channels.poller import ChannelPoller
     from ..config import Settings
     from ..eventhub.forward import LifecycleForwarder
     from ..identity.tokens import TokenProvider
+    from ..subscriptions.channels import ChannelSubscriptionManager
     from ..subscriptions.route import LifecycleRoute
     from ..subscriptions.manager import SubscriptionManager
     from ..tenant_facts import TenantFacts
@@ -67,6 +69,11 @@ class HubDuties:
     #: Where lifecycle events go: `forward` is set on it while this machine follows (None: act here, always).
     lifecycle: LifecycleRoute | None = None
     consumer: Any = None
+    #: Team channels: their subscriptions point at the hub too (subscriptions/channels.py); None: only polled.
+    channel_manager: ChannelSubscriptionManager | None = None
+    channels: ChannelPoller | None = None
+    maintain_channels: Callable[[], Awaitable[None]] | None = None  # their renewals, on the clock
+    managing: bool = False  # this machine holds the subscriptions (always, with the local checkpoint store)
 
     async def run(self) -> None:
         """Read the hub until cancelled, managing or following as the lease decides."""
@@ -77,10 +84,10 @@ class HubDuties:
         except ImportError as exc:
             raise ConfigError(f"--mode eventhub needs the Azure Event Hubs SDK ({exc.name} is missing)",
                               hint="pip install 'agentseat[eventhub]', or use --mode poll") from None
-        address, manager = notification_url(self.settings), self.manager
+        address = notification_url(self.settings)
         self.consumer = consumer = EventHubConsumer.for_runtime(
             self.settings, self.pipeline, self.inbox, self.tokens, fetches=self.fetches,
-            on_unknown=lambda: manager.follow(address))
+            on_unknown=lambda: self._learn(address))
         lease = consumer.lease()
         records = consumer.lifecycle_records() if self.lifecycle is not None else None
         # A follower's lifecycle events become records for the holder: written even after this machine took
@@ -100,6 +107,7 @@ class HubDuties:
                             follow.cancel_scope.cancel()
                     self._forward_to(None)  # the holder acts through its own gate
                     try:
+                        self.managing = True
                         async with anyio.create_task_group() as duties:
                             if lease is not None:
                                 duties.start_soon(lease.keep)
@@ -110,6 +118,7 @@ class HubDuties:
                                     every=lease.expiry / 3, counters=self.manager.counters))
                             await self._manage(duties, address)
                     except* LeaseLost:
+                        self.managing = False
                         self.note("another machine manages the subscriptions now; following it")
         finally:
             with anyio.CancelScope(shield=True):
@@ -124,8 +133,14 @@ class HubDuties:
         """Not the manager: learn the subscriptions the manager keeps, and read only the hub."""
         self.status.source, self.status.polling = "eventhub-follower", []
         while True:
-            self.delivery.cover(await self.manager.follow(address))
+            await self._learn(address)
             await anyio.sleep(FOLLOW_SECONDS)
+
+    async def _learn(self, address: str) -> None:
+        """Hold the subscriptions the managing machine keeps (chats and mail, and the joined channels')."""
+        self.delivery.cover(await self.manager.follow(address))
+        if self.channel_manager is not None and self.channels is not None and not self.managing:
+            await self.channel_manager.follow_joined(address, self.channels)
 
     async def _manage(self, duties: anyio.abc.TaskGroup, address: str) -> None:
         """The manager's part: point the subscriptions at the hub, resync, reconcile; poll what Graph refuses."""
@@ -134,6 +149,11 @@ class HubDuties:
             self.facts.warn(POLICY_KEY, None)
         self.delivery.cover(active)
         await self.resync_all("startup")
+        if self.channel_manager is not None and self.channels is not None:  # after the chats' startup read
+            await self.channel_manager.subscribe(address, self.channels)
+            if self.maintain_channels is not None:
+                duties.start_soon(self.maintain_channels)
+            duties.start_soon(self.channel_manager.keep_current, self.channels.joined)
         uncovered = set(self.kinds) - active
         for kind in sorted(uncovered):
             self.note(f"{kind}: {self.manager.states[kind].error or 'not subscribed'}")
