@@ -1,7 +1,8 @@
 """Two machines on one hub (Blob checkpoints on Azurite): a lifecycle notification that lands on the
 follower's partition is acted on by the lease holder only (eventhub/forward.py). The sandbox's control API
 makes Graph send it; the sandbox's request counters show the one PATCH or recreation it cost, and the
-machines' lifecycle counters show who forwarded and who acted."""
+machines' lifecycle counters show who forwarded and who acted. A team channel's subscription (on the hub
+too) goes to the holder's channel gate the same way."""
 
 from __future__ import annotations
 
@@ -11,8 +12,9 @@ import anyio
 
 from agentseat.sandbox.app import Sandbox
 from agentseat.sandbox.eventhubs.bridge import send_validation
+from tests.channels._sandbox import GRACE, make_team
 from tests.eventhub.test_eventhub_machines import machines, owned, start  # noqa: F401 (the fixture)
-from tests.runtime.test_runtime import Running, control, wait_for
+from tests.runtime.test_runtime import Running, control, upn, wait_for
 from tests.subscriptions._lifecycle import CREATE, PATCH, live, requests
 
 GET_ONE = "GET /subscriptions/{sub_id}"
@@ -104,4 +106,29 @@ async def test_a_lifecycle_event_the_follower_reads_is_acted_on_by_the_holder_on
         assert b.runtime.poller.counters.by_reason.get("missed", 0) == 0
         assert requests(sandbox, PATCH) == patches + 1
         assert len(sandbox.tenant.subscriptions) == 2
+        tg.cancel_scope.cancel()
+
+
+async def test_a_channel_subscriptions_lifecycle_event_on_the_follower_is_acted_on_by_the_holder(
+        sandbox: Sandbox, machines: tuple[dict[str, str], dict[str, str]]) -> None:  # noqa: F811
+    env_a, env_b = ({**env, "AGENTSEAT_GROUP_POLICY": "all"} for env in machines)
+    await make_team(sandbox, "Shared team", GRACE, upn(sandbox, "agent_user"))
+    async with anyio.create_task_group() as tg:
+        a = await start(tg, env_a)
+        await wait_for(lambda: a.runtime.status.source == "eventhub", timeout=60)  # a manages, channel included
+        b = await start(tg, env_b)
+        await wait_for(lambda: b.runtime.status.source == "eventhub-follower", timeout=60)
+        await wait_for(lambda: len(owned(a)) == 2 and len(owned(b)) == 2, timeout=60)
+        channels_a, channels_b = a.runtime.channel_manager, b.runtime.channel_manager
+        assert channels_a is not None and channels_b is not None
+        await wait_for(lambda: bool(channels_b.covered()), timeout=60)  # b learned the channel's subscription
+        (channel,) = [s for s in sandbox.tenant.subscriptions.values() if "/channels/" in s.resource]
+        patches = requests(sandbox, PATCH)
+
+        await on_follower(sandbox, b, "reauthorize", channel.id)
+        await wait_for(lambda: actions(b)["forwarded"] == 1, timeout=60)
+        await wait_for(lambda: channels_a.counters.actions["renewed"] == 1, timeout=60)  # the channel's gate, on a
+        await wait_for(lambda: requests(sandbox, PATCH) == patches + 1, timeout=60)
+        assert channels_b.counters.actions["renewed"] == 0 and actions(b)["renewed"] == 0
+        assert actions(a)["renewed"] == 0  # the chats' and mail's gate was not asked
         tg.cancel_scope.cancel()
