@@ -2,7 +2,8 @@
 follower's partition is acted on by the lease holder only (eventhub/forward.py). The sandbox's control API
 makes Graph send it; the sandbox's request counters show the one PATCH or recreation it cost, and the
 machines' lifecycle counters show who forwarded and who acted. A team channel's subscription (on the hub
-too) goes to the holder's channel gate the same way."""
+too) goes to the holder's channel gate the same way. One machine on the local store (always the holder)
+acts on what it reads itself, with nothing in between."""
 
 from __future__ import annotations
 
@@ -131,4 +132,22 @@ async def test_a_channel_subscriptions_lifecycle_event_on_the_follower_is_acted_
         await wait_for(lambda: requests(sandbox, PATCH) == patches + 1, timeout=60)
         assert channels_b.counters.actions["renewed"] == 0 and actions(b)["renewed"] == 0
         assert actions(a)["renewed"] == 0  # the chats' and mail's gate was not asked
+        tg.cancel_scope.cancel()
+
+
+async def test_one_machine_on_the_local_store_acts_on_lifecycle_events_itself(
+        sandbox: Sandbox, agent_env: dict[str, str]) -> None:
+    info = await control(sandbox, "GET", "/_sandbox/eventhubs")
+    env = {**agent_env, "AGENTSEAT_MODE": "eventhub", "AGENTSEAT_TUNNEL": "none",
+           "AGENTSEAT_EVENTHUB_NAMESPACE": info["namespace"], "AGENTSEAT_EVENTHUB_NAME": info["hubs"][0]["name"],
+           "AGENTSEAT_EVENTHUB_ENDPOINT": info["endpoint"]}  # AGENTSEAT_CHECKPOINT_STORE: local, the default
+    async with anyio.create_task_group() as tg:
+        alone = await start(tg, env)
+        await wait_for(lambda: alone.runtime.status.source == "eventhub", timeout=60)
+        await wait_for(lambda: len(owned(alone)) == len(info["hubs"][0]["partitions"]), timeout=60)
+        patches = requests(sandbox, PATCH)
+        await control(sandbox, "POST", f"/_sandbox/subscriptions/{live(sandbox, 'teams').id}/reauthorize")
+        await wait_for(lambda: actions(alone)["renewed"] == 1, timeout=60)
+        await wait_for(lambda: requests(sandbox, PATCH) == patches + 1, timeout=60)
+        assert actions(alone)["forwarded"] == 0 and actions(alone)["relayed"] == 0  # no store in between
         tg.cancel_scope.cancel()
