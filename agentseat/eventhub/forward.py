@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections import Counter
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -39,6 +38,7 @@ import structlog
 
 from ..graph.subscription import KnownSubscription
 from ..subscriptions.coalesce import Coalescer
+from ..subscriptions.lifecycle import LifecycleCounters
 
 if TYPE_CHECKING:
     from azure.eventhub.aio import CheckpointStore
@@ -131,7 +131,7 @@ class LifecycleForwarder:
     `actions`: `forwarded`, `forward_merged`, `forward_failed`; `dropped`: `forward_coalesced`).
     """
 
-    def __init__(self, records: LifecycleRecords, counters: Any, *,
+    def __init__(self, records: LifecycleRecords, counters: LifecycleCounters, *,
                  spacing: float = FORWARD_SPACING_SECONDS) -> None:
         self._records = records
         self._counters = counters
@@ -168,7 +168,7 @@ class LifecycleForwarder:
 
 
 async def relay(records: LifecycleRecords, known: Mapping[str, KnownSubscription], act: Act, *,
-                every: float, counters: Any) -> None:
+                every: float, counters: LifecycleCounters) -> None:
     """The holder's loop: take forwarded events now (what the last holder left) and every `every`
     seconds (the lease's renewal period), until cancelled. A store error waits for the next round."""
     while True:
