@@ -33,6 +33,7 @@ from ..runtime.pipeline import NotificationPipeline, ProcessResult
 from ..runtime.webhook import WebhookStats
 from .client import checkpoint_store, consumer_client, store_kind
 from .credential import AgentCredential
+from .forward import LifecycleRecords
 from .lease import Lease
 from .settings import eventhub_name, fully_qualified_namespace
 from .status import META_KEY
@@ -156,6 +157,12 @@ class EventHubConsumer:
             return None
         return Lease(self._store, self.status.namespace, self.status.hub, self.status.consumer_group,
                      expiry_seconds=self._settings.eventhub_ownership_seconds)
+
+    def lifecycle_records(self) -> LifecycleRecords | None:
+        """Where followers hand lifecycle events to the lease holder (forward.py); None for the local store."""
+        if self.status.store == "local":
+            return None
+        return LifecycleRecords(self._store, self.status.namespace, self.status.hub, self.status.consumer_group)
 
     # --- the receive loop ----------------------------------------------------------------
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:

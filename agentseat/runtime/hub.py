@@ -1,14 +1,17 @@
 """The runtime's duties in Event Hubs mode: read the hub; manage the subscriptions, or follow them.
 
 One machine per hub (the lease holder, eventhub/lease.py; always this one with the local
-checkpoint store) points the subscriptions at the hub, resyncs and reconciles; the others
-learn the subscriptions from Graph and only read the partitions they own. When the holder
-stops, another takes the lease and its duties. runtime/app.py builds this with the parts it
-owns; this module owns only the order of the duties and the hand-over.
+checkpoint store) points the subscriptions at the hub, resyncs and reconciles, and acts on
+lifecycle notifications; the others learn the subscriptions from Graph, only read the
+partitions they own, and hand the lifecycle notifications they read to the holder
+(eventhub/forward.py), which relays them to its own lifecycle gate once per lease renewal.
+When the holder stops, another takes the lease and its duties. runtime/app.py builds this
+with the parts it owns; this module owns only the order of the duties and the hand-over.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -24,8 +27,10 @@ from .poll_policy import POLICY_KEY
 if TYPE_CHECKING:
     from ..channels.poller import ChannelPoller
     from ..config import Settings
+    from ..eventhub.forward import LifecycleForwarder
     from ..identity.tokens import TokenProvider
     from ..subscriptions.channels import ChannelSubscriptionManager
+    from ..subscriptions.route import LifecycleRoute
     from ..subscriptions.manager import SubscriptionManager
     from ..tenant_facts import TenantFacts
     from .delivery_watch import DeliveryWatch
@@ -64,6 +69,8 @@ class HubDuties:
     reconcile: Callable[[], Awaitable[None]]
     #: Runs the subscription manager's renewals, on the runtime's clock, until cancelled.
     maintain: Callable[[], Awaitable[None]]
+    #: Where lifecycle events go: `forward` is set on it while this machine follows (None: act here, always).
+    lifecycle: LifecycleRoute | None = None
     consumer: Any = None
     #: Team channels: their subscriptions point at the hub too (subscriptions/channels.py); None: only polled.
     channel_manager: ChannelSubscriptionManager | None = None
@@ -75,6 +82,7 @@ class HubDuties:
         """Read the hub until cancelled, managing or following as the lease decides."""
         try:  # the Azure SDK is an extra: only this mode needs it
             from ..eventhub.consumer import EventHubConsumer
+            from ..eventhub.forward import LifecycleForwarder, relay
             from ..eventhub.lease import LeaseLost
         except ImportError as exc:
             raise ConfigError(f"--mode eventhub needs the Azure Event Hubs SDK ({exc.name} is missing)",
@@ -84,20 +92,33 @@ class HubDuties:
             self.settings, self.pipeline, self.inbox, self.tokens, fetches=self.fetches,
             on_unknown=lambda: self._learn(address))
         lease = consumer.lease()
+        records = consumer.lifecycle_records() if self.lifecycle is not None else None
+        # A follower's lifecycle events become records for the holder: written even after this machine took
+        # the lease meanwhile (its own relay then finds them), so the forwarder lives as long as the consumer.
+        forwarder = None if records is None else LifecycleForwarder(records, self.manager.counters)
         try:
             async with anyio.create_task_group() as tg:
+                if forwarder is not None:
+                    tg.start_soon(forwarder.run)
                 await tg.start(consumer.run)
                 while True:
                     if lease is not None:
+                        self._forward_to(forwarder)  # before any event is read: only the holder acts
                         async with anyio.create_task_group() as follow:
                             follow.start_soon(self._follow, address)
                             await lease.acquire()
                             follow.cancel_scope.cancel()
+                    self._forward_to(None)  # the holder acts through its own gate
                     try:
                         self.managing = True
                         async with anyio.create_task_group() as duties:
                             if lease is not None:
                                 duties.start_soon(lease.keep)
+                            if lease is not None and records is not None and self.lifecycle is not None:
+                                # What followers forwarded, now and at each renewal: one list each time.
+                                duties.start_soon(functools.partial(
+                                    relay, records, self.lifecycle.known, self.lifecycle.act,
+                                    every=lease.expiry / 3, counters=self.manager.counters))
                             await self._manage(duties, address, shared=lease is not None)
                     except* LeaseLost:
                         self.managing = False
@@ -105,6 +126,11 @@ class HubDuties:
         finally:
             with anyio.CancelScope(shield=True):
                 await consumer.aclose()  # after the consumer and the lease are done with the store
+
+    def _forward_to(self, forwarder: LifecycleForwarder | None) -> None:
+        """Lifecycle events this machine reads go to `forwarder` (following), or to its own gates (None)."""
+        if self.lifecycle is not None:
+            self.lifecycle.forward = None if forwarder is None else forwarder.offer
 
     async def _follow(self, address: str) -> None:
         """Not the manager: learn the subscriptions the manager keeps, and read only the hub."""
