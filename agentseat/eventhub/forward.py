@@ -39,6 +39,7 @@ import structlog
 from ..graph.subscription import KnownSubscription
 from ..subscriptions.coalesce import Coalescer
 from ..subscriptions.lifecycle import LifecycleCounters
+from .lease import ownership_record
 
 if TYPE_CHECKING:
     from azure.eventhub.aio import CheckpointStore
@@ -80,12 +81,7 @@ class LifecycleRecords:
         self._key = (namespace, hub, group + FORWARD_GROUP_SUFFIX)
 
     def _record(self, partition_id: str, owner: str, etag: str | None) -> dict[str, Any]:
-        namespace, hub, group = self._key
-        record: dict[str, Any] = {"fully_qualified_namespace": namespace, "eventhub_name": hub,
-                                  "consumer_group": group, "partition_id": partition_id, "owner_id": owner}
-        if etag:
-            record["etag"] = etag
-        return record
+        return ownership_record(self._key, partition_id, owner, etag)
 
     async def _rows(self) -> dict[str, dict[str, Any]]:
         return {str(r["partition_id"]).lower(): r for r in await self._store.list_ownership(*self._key)}
