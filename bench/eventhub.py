@@ -36,7 +36,7 @@ from typing import Any
 import anyio
 
 from . import azurite, idle, latency, throughput
-from .harness import Push, SandboxHost, Served, fresh_dir, free_port, machine, serve
+from .harness import Push, SandboxHost, Served, fresh_dir, free_port, loadavg, machine, serve
 from .loadgen import SendResult
 
 
@@ -347,6 +347,9 @@ async def main(argv: list[str]) -> int:
     async with SandboxHost(root) as host:
         await host.seed(chats=20, mails=2)
         await phase(host, QUICK if args.quick else FULL, root, out)
+    m = out["machine"]
+    print(f"agentseat Event Hubs benchmark ({out['profile']}) on {m['cpu']}, {m['cores']} cores, Python "
+          f"{m['python']}, commit {m['commit']}; load average {m['loadavg_start']} at start, {loadavg()} at end")
     print("\n".join(lines(out)).strip("\n"))
     if args.json:
         args.json.write_text(json.dumps(out, indent=1, default=str))

@@ -269,8 +269,8 @@ def table(r: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-#: Sections of BENCHMARKS.md written by other runs (`bench soak`, `bench attack`): kept as they are.
-KEPT_SECTIONS = ("## Soak", "## Attack")
+#: Sections of BENCHMARKS.md written by other runs (`bench eventhub`, `bench soak`, `bench attack`): kept as they are.
+KEPT_SECTIONS = ("## Event Hubs", "## Soak", "## Attack")
 
 
 def _kept(old: str) -> str:
