@@ -329,6 +329,11 @@ def lines(r: dict[str, Any]) -> list[str]:
                 f"{_fmt(_get(hour, 'framesOut'))} frames / {_fmt(_get(hour, 'bytesOut'))} B "
                 f"({_fmt(_get(eh, 'one', 'idle', 'amqp_connections'))} connections, "
                 f"{_fmt(_get(eh, 'one', 'idle', 'window', 'window_s'))} s window scaled)")
+    window = _get(eh, "one", "idle", "window")
+    if isinstance(window, dict) and window.get("routes"):  # what the runtime read while idle, and why
+        scale = 3600 / window["window_s"]
+        rows.append("     of which background reads: " + ", ".join(
+            f"{route} {n * scale:.0f}/h" for route, n in window["routes"].items()))
     return rows
 
 
