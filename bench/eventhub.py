@@ -52,7 +52,7 @@ class Windows:
 
 QUICK = Windows(latency_seconds=5, warmup_seconds=2, idle_seconds=65, step_seconds=2, bisect=0,
                 ladder_start=(100.0, 200.0))
-FULL = Windows(latency_seconds=60, warmup_seconds=10, idle_seconds=300, step_seconds=6, bisect=2,
+FULL = Windows(latency_seconds=60, warmup_seconds=10, idle_seconds=120, step_seconds=6, bisect=2,
                ladder_start=(50.0, 100.0))
 #: The pair balances every 2 s (ownership expires after 10 s) so the partitions split in seconds,
 #: not the defaults' half a minute; each balancing round is one Blob listing, outside the figures here.
