@@ -128,3 +128,56 @@ def summarize(runs: list[dict[str, float]]) -> dict[str, Any]:
         values = [r[key] for r in runs]
         out[key] = {"median": round(median(values), 3), "max": round(max(values), 3)}
     return out
+
+
+# --- `python -m bench.coldstart`: this figure alone, with the import floor, in one run ---------------------
+async def main(argv: list[str] | None = None) -> dict[str, Any]:
+    """Cold starts against one sandbox, the import floor beside them; `--importtime` also keeps
+    `-X importtime` of the first serve (in its log) and prints the costliest imports."""
+    import argparse
+    import json
+    import sys
+    import tempfile
+
+    from .harness import fresh_dir, import_seconds, quiet_logging
+    from .latency import webhook_env
+
+    parser = argparse.ArgumentParser(prog="python -m bench.coldstart")
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--importtime", action="store_true", help="profile the first serve's imports")
+    parser.add_argument("--dir", help="work directory (default: a temporary one)")
+    args = parser.parse_args(argv)
+    root = fresh_dir(Path(args.dir)) if args.dir else Path(tempfile.mkdtemp(prefix="agentseat-cold-"))
+    quiet_logging(root / "bench.log")
+    out: dict[str, Any] = {"import_s": import_seconds(3), "runs": []}
+    async with SandboxHost(root) as host:
+        for i in range(args.runs):
+            env = webhook_env(await host.provision(root / f"agent{i}"))
+            if args.importtime and i == 0:
+                env["PYTHONPROFILEIMPORTTIME"] = "1"
+            async with cold_serve(host, env, root / f"cold{i}", "serve") as (served, marks):
+                out["runs"].append(marks.as_dict())
+                if i == 0:
+                    out["first_run"] = marks.detail()
+                    if args.importtime:
+                        out["top_imports"] = top_imports(served.log_path)
+            await host.drop_subscriptions()
+    out.update(summarize(out["runs"]))
+    print(json.dumps(out, indent=1), file=sys.stdout)
+    return out
+
+
+def top_imports(log_path: Path, count: int = 25) -> list[tuple[str, float]]:
+    """The modules with the largest cumulative import time (ms) in a `-X importtime` log."""
+    costs: dict[str, float] = {}
+    for line in log_path.read_text(errors="replace").splitlines():
+        fields = line.removeprefix("import time:").split("|")
+        if not line.startswith("import time:") or len(fields) != 3 or not fields[1].strip().isdigit():
+            continue
+        name = fields[2].strip()
+        costs[name] = max(costs.get(name, 0.0), int(fields[1]) / 1000)
+    return sorted(costs.items(), key=lambda kv: -kv[1])[:count]
+
+
+if __name__ == "__main__":
+    anyio.run(main)
