@@ -130,7 +130,7 @@ class Runtime:
         # Rich items whose validation tokens fail are read from Graph instead, capped (issue 11).
         self.token_fallbacks = TokenFallbacks(facts=self.facts, on_capped=self._resync_soon)
         #: The Agent User's mailbox and Teams presence, each waited for on its own (readiness.py).
-        self.readiness = Readiness(self.graph, self.facts, on_ready=self._part_ready)
+        self.readiness = Readiness(self.graph, self.facts, on_ready=self._part_ready, hold=settings.mode != "poll")
         self._deferred: dict[str, str] = {}  # kind -> reason of a read put off until its part is ready
         self.status = RuntimeStatus(mode=settings.mode)
         self._tunnel_override = tunnel

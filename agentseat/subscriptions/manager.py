@@ -355,6 +355,8 @@ class SubscriptionManager:
 
     def _active(self, state: SubscriptionState) -> None:
         state.refusals, state.retry_at = 0, 0.0
+        if self._readiness is not None:  # Graph keeps it: its part of the Agent User is there
+            self._readiness.confirm(state.kind)
         if self._facts is not None:
             self._facts.warn(f"subscription.{state.kind}", None)
 
