@@ -131,38 +131,72 @@ def summarize(runs: list[dict[str, float]]) -> dict[str, Any]:
 
 
 # --- `python -m bench.coldstart`: this figure alone, with the import floor, in one run ---------------------
+#: The floor of issue 16's cold-start goal: Python, aiohttp and the mcp SDK's server side, nothing of ours.
+FLOOR_CODE = "import aiohttp, aiohttp.web, mcp_types, mcp.server, mcp.server.stdio, mcp.server.runner"
+#: What `serve` imports before it answers `initialize` (harness.import_seconds imports the same).
+SERVE_CODE = "import agentseat.cli, agentseat.tools.preflight, agentseat.tools.server, agentseat.runtime.app"
+
+
+def fresh_import_seconds(code: str, pythonpath: str, repeat: int = 5) -> float:
+    """Fastest wall time of a fresh interpreter running `code` with `pythonpath` first."""
+    import os
+    import subprocess
+    import sys
+
+    from .harness import child_env
+
+    env = {**os.environ, **child_env({"PYTHONPATH": pythonpath})}
+    best = float("inf")
+    for _ in range(repeat):
+        began = time.perf_counter()
+        subprocess.run([sys.executable, "-c", code], check=True, env=env, cwd=pythonpath)
+        best = min(best, time.perf_counter() - began)
+    return round(best, 3)
+
+
 async def main(argv: list[str] | None = None) -> dict[str, Any]:
-    """Cold starts against one sandbox, the import floor beside them; `--importtime` also keeps
-    `-X importtime` of the first serve (in its log) and prints the costliest imports."""
+    """Cold starts against one sandbox, the import floor measured beside them. `--baseline DIR`
+    alternates each run with a serve importing agentseat from DIR (another checkout), so a
+    change is compared with what it changed under the same load. `--importtime` keeps
+    `-X importtime` of the first serve in its log and prints the costliest imports."""
     import argparse
     import json
     import sys
     import tempfile
 
-    from .harness import fresh_dir, import_seconds, quiet_logging
+    from .harness import REPO, fresh_dir, loadavg, quiet_logging
     from .latency import webhook_env
 
     parser = argparse.ArgumentParser(prog="python -m bench.coldstart")
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--baseline", help="a checkout whose agentseat to compare with, run for run")
     parser.add_argument("--importtime", action="store_true", help="profile the first serve's imports")
     parser.add_argument("--dir", help="work directory (default: a temporary one)")
     args = parser.parse_args(argv)
     root = fresh_dir(Path(args.dir)) if args.dir else Path(tempfile.mkdtemp(prefix="agentseat-cold-"))
     quiet_logging(root / "bench.log")
-    out: dict[str, Any] = {"import_s": import_seconds(3), "runs": []}
+    trees = {"tree": str(REPO), **({"baseline": str(Path(args.baseline).resolve())} if args.baseline else {})}
+    out: dict[str, Any] = {"loadavg_start": loadavg(), "python_s": fresh_import_seconds("pass", str(REPO)),
+                           "import_floor_s": fresh_import_seconds(FLOOR_CODE, str(REPO)),
+                           "serve_imports_s": {name: fresh_import_seconds(SERVE_CODE, path) for name, path in trees.items()},
+                           "runs": {name: [] for name in trees}}
     async with SandboxHost(root) as host:
         for i in range(args.runs):
-            env = webhook_env(await host.provision(root / f"agent{i}"))
-            if args.importtime and i == 0:
-                env["PYTHONPROFILEIMPORTTIME"] = "1"
-            async with cold_serve(host, env, root / f"cold{i}", "serve") as (served, marks):
-                out["runs"].append(marks.as_dict())
-                if i == 0:
-                    out["first_run"] = marks.detail()
-                    if args.importtime:
-                        out["top_imports"] = top_imports(served.log_path)
-            await host.drop_subscriptions()
-    out.update(summarize(out["runs"]))
+            order = list(trees.items()) if i % 2 == 0 else list(reversed(trees.items()))
+            for name, path in order:
+                env = webhook_env(await host.provision(root / f"agent-{name}{i}")) | {"PYTHONPATH": path}
+                if args.importtime and i == 0:
+                    env["PYTHONPROFILEIMPORTTIME"] = "1"
+                async with cold_serve(host, env, root / f"cold-{name}{i}", "serve") as (served, marks):
+                    out["runs"][name].append(marks.as_dict())
+                    if i == 0:
+                        out[f"first_run_{name}"] = marks.detail()
+                        if args.importtime:
+                            out[f"top_imports_{name}"] = top_imports(served.log_path)
+                await host.drop_subscriptions()
+    out["summary"] = {name: summarize(runs) for name, runs in out["runs"].items()}
+    out["goal_s"] = round(max(1.5 * out["import_floor_s"], 1.0), 3)
+    out["loadavg_end"] = loadavg()
     print(json.dumps(out, indent=1), file=sys.stdout)
     return out
 

@@ -41,7 +41,7 @@ from ..errors import AgentSeatError, ConfigError, TunnelError
 from ..graph.client import GraphClient, ssl_context
 from ..graph.replication import ReplicationGrace
 from ..identity.keys import KeyStore
-from ..identity.tokens import AppOnlyTokens, TokenProvider
+from ..identity.tokens import TokenProvider
 from ..promises import Promises
 from ..record import Record
 from ..record.observe import observer as record_observer
@@ -70,6 +70,7 @@ from .poll_policy import POLICY_KEY
 from .poller import Poller
 from .token_fallback import TokenFallbacks
 from .verify import JwksCache
+from .sponsors import resolve_sponsors
 from .status import RuntimeStatus
 from .unlocked_keys import UnlockedKeys
 from .webhook import WebhookServer
@@ -77,6 +78,7 @@ from .webhook import WebhookServer
 log = structlog.get_logger(__name__)
 
 ALL_KINDS = frozenset({"teams", "mail"})
+STARTUP_LISTING_SECONDS = 10.0  # a channel listing this recent is current enough to subscribe from
 Sink = Callable[["Runtime"], Awaitable[None]]
 
 
@@ -167,21 +169,7 @@ class Runtime:
     # --- shared by every process -------------------------------------------------------
     async def resolve_sponsors(self) -> None:
         """Sponsors come from settings and from the Agent Identity in Graph; ids make matching exact."""
-        for name in list(self.policy.sponsor_names):
-            try:
-                user = await self.graph.get(f"/users/{name}", **{"$select": "id,userPrincipalName"})
-                self.policy.sponsor_ids.add(str(user["id"]).lower())
-            except AgentSeatError as exc:
-                log.warning("sponsor_lookup_failed", sponsor=name, error=exc.message)
-        if self.settings.agent_object_id:
-            try:
-                async with GraphClient(self.settings, AppOnlyTokens(self.tokens)) as app_graph:
-                    body = await app_graph.get(f"/servicePrincipals/{self.settings.agent_object_id}"
-                                               "/microsoft.graph.agentIdentity/sponsors")
-                for item in body.get("value", []):
-                    self.policy.sponsor_ids.add(str(item["id"]).lower())
-            except AgentSeatError as exc:
-                log.info("graph_sponsors_unavailable", error=exc.message)
+        await resolve_sponsors(self.settings, self.graph, self.tokens, self.policy)
 
     async def run(self, sinks: list[Sink] = (), *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Run sinks and, once elected, the owner's duties, until cancelled."""
@@ -406,7 +394,8 @@ class Runtime:
         if self.channel_manager is None:
             return
         try:
-            await self.channel_manager.refresh(await self.channels.joined(refresh=True))
+            # Current membership; the startup read listed it moments ago (GET /me/joinedTeams + each team's channels).
+            await self.channel_manager.refresh(await self.channels.joined(max_age=STARTUP_LISTING_SECONDS))
         except AgentSeatError as exc:  # teams not readable now: the channels are polled until the next listing
             log.warning("channel_list_failed", error=exc.message)
         await self.channel_manager.sync(url)
