@@ -31,17 +31,32 @@ LAZY = ("azure", "docx", "pypdf", "openpyxl", "pptx", "PIL", "lxml", "pyngrok", 
         "agentseat.eventhub.client", "agentseat.eventhub.consumer", "agentseat.tunnel.ngrok",
         "agentseat.identity.provision")
 
-#: `agentseat serve` as the CLI runs it, writing the names of every module it imported when it exits.
+#: Needed once the runtime runs (the first token), never before `initialize` is answered.
+AFTER_INITIALIZE = ("msal", "requests")
+
+#: `agentseat serve` as the CLI runs it. It notes the modules imported when the server is about to
+#: speak MCP (everything `initialize` waits for is loaded by then; the runtime has not started)
+#: and, at exit, every module the session imported.
 LAUNCHER = """
 import atexit, json, os, sys
-atexit.register(lambda: open(os.environ["IMPORTS_OUT"], "w").write(json.dumps(sorted(sys.modules))))
+import agentseat.tools.server as server
+seen = {}
+options = server.initialization_options
+def noting(srv):
+    seen.setdefault("before_initialize", sorted(sys.modules))
+    return options(srv)
+server.initialization_options = noting
+def dump():
+    seen["session"] = sorted(sys.modules)
+    open(os.environ["IMPORTS_OUT"], "w").write(json.dumps(seen))
+atexit.register(dump)
 from agentseat.cli import main
 sys.exit(main(["serve"]))
 """
 
 
-def _lazy_ones(modules: list[str]) -> list[str]:
-    return sorted(m for m in modules if any(m == name or m.startswith(name + ".") for name in LAZY))
+def _among(modules: list[str], names: tuple[str, ...]) -> list[str]:
+    return sorted(m for m in modules if any(m == name or m.startswith(name + ".") for name in names))
 
 
 async def test_serve_answers_and_pushes_without_the_lazy_modules(sandbox: Sandbox, agent_env: dict[str, str],
@@ -71,9 +86,11 @@ async def test_serve_answers_and_pushes_without_the_lazy_modules(sandbox: Sandbo
     assert init.capabilities.experimental and "claude/channel" in init.capabilities.experimental
     assert {"read_file", "write_file", "send_card", "status"} <= {t.name for t in tools}
     assert posted["message_id"] in pushed
-    modules = json.loads(out.read_text())
-    assert "agentseat.runtime.app" in modules and "agentseat.documents" in modules  # the path really ran
-    assert _lazy_ones(modules) == []
+    seen = json.loads(out.read_text())
+    early, session = seen["before_initialize"], seen["session"]
+    assert "agentseat.runtime.app" in early and "agentseat.documents" in early  # the path really ran
+    assert _among(session, LAZY) == []
+    assert _among(early, AFTER_INITIALIZE) == [] and "msal" in session  # loaded for the first token
 
 
 def test_the_lazy_modules_still_load_when_used() -> None:

@@ -21,16 +21,18 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
-import msal
-import requests
 import structlog
 
 from ..config import Settings
 from ..errors import TokenError
 from ..graph.replication import ReplicationGrace, backoff
+
+if TYPE_CHECKING:  # msal and requests load with the first token, after `initialize` (msal_http.py)
+    import msal
+    import requests
 
 log = structlog.get_logger(__name__)
 
@@ -52,25 +54,11 @@ _HINTS: dict[str, str] = {
 Credential = Callable[[], dict[str, Any]]
 
 
-class _PinnedSession(requests.Session):
-    """A requests session whose `verify` the environment cannot override.
-
-    requests lets REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE replace `Session.verify`
-    (`merge_environment_settings`), which would drop AGENTSEAT_CA_BUNDLE on hosts that
-    export those variables; proxies from the environment still apply.
-    """
-
-    def merge_environment_settings(self, url: Any, proxies: Any, stream: Any, verify: Any, cert: Any) -> Any:
-        merged = super().merge_environment_settings(url, proxies, stream, verify, cert)
-        merged["verify"] = self.verify
-        return merged
-
-
 def msal_http_client(settings: Settings) -> requests.Session:
     """The HTTP client msal uses: AGENTSEAT_CA_BUNDLE if set (the sandbox's CA), else system roots."""
-    session = _PinnedSession()
-    session.verify = str(settings.ca_bundle) if settings.ca_bundle else True
-    return session
+    from .msal_http import msal_http_client as pinned
+
+    return pinned(settings)
 
 
 def decode_jwt(token: str) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -139,6 +127,9 @@ class TokenChain:
         self._identity: msal.ConfidentialClientApplication | None = None
 
     def _app(self, client_id: str, credential: dict[str, Any], hop: str) -> msal.ConfidentialClientApplication:
+        import msal
+        import requests
+
         try:
             return msal.ConfidentialClientApplication(
                 client_id,
@@ -168,6 +159,8 @@ class TokenChain:
         self._blueprint = self._identity = None
 
     def _call(self, hop: str, fn: Callable[[], dict[str, Any]]) -> str:
+        import requests
+
         started = time.perf_counter()
         try:
             result = fn()
