@@ -63,7 +63,8 @@ def log_phases(log_path: Path, spawned_wall: float) -> dict[str, float]:
         return found
     for line in lines:
         stamp, _, rest = line.partition(" ")
-        event = rest.split("]", 1)[-1].split()[0] if "]" in rest else ""
+        words = rest.split("]", 1)[-1].split() if "]" in rest else []
+        event = words[0] if words else ""  # a continuation line (a debug dump) names no event
         if event not in PHASES:
             continue
         try:

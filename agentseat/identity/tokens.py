@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import base64
 import json
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -125,6 +126,9 @@ class TokenChain:
         self._authority = f"{settings.authority_host}/{settings.tenant_id}"
         self._blueprint: msal.ConfidentialClientApplication | None = None
         self._identity: msal.ConfidentialClientApplication | None = None
+        # Startup asks for the delegated and the app-only token at once (runtime/sponsors.py), from
+        # two threads: one hop 1 and one msal app of each kind serve both, not one per thread.
+        self._hop1_lock, self._identity_lock = threading.Lock(), threading.Lock()
 
     def _app(self, client_id: str, credential: dict[str, Any], hop: str) -> msal.ConfidentialClientApplication:
         import msal
@@ -178,16 +182,19 @@ class TokenChain:
 
     def hop1(self) -> str:
         """Blueprint → a token for the Agent Identity (`fmi_path`)."""
-        if self._blueprint is None:
-            self._blueprint = self._app(self._settings.blueprint_app_id, self._credential(), HOP1)
-        app = self._blueprint
-        return self._call(HOP1, lambda: app.acquire_token_for_client([EXCHANGE_SCOPE], fmi_path=self._settings.agent_id))
+        with self._hop1_lock:  # a second thread waits, then finds the token in msal's cache
+            if self._blueprint is None:
+                self._blueprint = self._app(self._settings.blueprint_app_id, self._credential(), HOP1)
+            app = self._blueprint
+            return self._call(HOP1, lambda: app.acquire_token_for_client([EXCHANGE_SCOPE],
+                                                                         fmi_path=self._settings.agent_id))
 
     def _identity_app(self) -> msal.ConfidentialClientApplication:
-        if self._identity is None:
-            # msal calls the assertion callable only when it needs the wire.
-            self._identity = self._app(self._settings.agent_id, {"client_assertion": self.hop1}, HOP2)
-        return self._identity
+        with self._identity_lock:
+            if self._identity is None:
+                # msal calls the assertion callable only when it needs the wire.
+                self._identity = self._app(self._settings.agent_id, {"client_assertion": self.hop1}, HOP2)
+            return self._identity
 
     def hop2(self, scope: str = EXCHANGE_SCOPE) -> dict[str, Any]:
         """The Agent Identity's own token: for the exchange, or app-only for a resource."""
