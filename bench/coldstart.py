@@ -179,7 +179,8 @@ async def main(argv: list[str] | None = None) -> dict[str, Any]:
     trees = {"tree": str(REPO), **({"baseline": str(Path(args.baseline).resolve())} if args.baseline else {})}
     out: dict[str, Any] = {"loadavg_start": loadavg(), "python_s": fresh_import_seconds("pass", str(REPO)),
                            "import_floor_s": fresh_import_seconds(FLOOR_CODE, str(REPO)),
-                           "serve_imports_s": {name: fresh_import_seconds(SERVE_CODE, path) for name, path in trees.items()},
+                           "serve_imports_s": {name: fresh_import_seconds(SERVE_CODE, path)
+                                               for name, path in trees.items()},
                            "runs": {name: [] for name in trees}}
     async with SandboxHost(root) as host:
         for i in range(args.runs):

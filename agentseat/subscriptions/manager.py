@@ -151,27 +151,27 @@ class SubscriptionManager:
         return {k for k, s in self.states.items() if s.state == "active"}
 
     async def sync(self, public_url: str) -> set[str]:
-        """Make every desired subscription point at `public_url` (or the Event Hubs address); returns the active kinds."""
+        """Make every desired subscription point at `public_url` (or the Event Hubs address); returns the active kinds.
+        The caller resyncs every kind once after it: that read covers the downtime and any recreation."""
         async with self._lock:
             self.url = public_url.rstrip("/")
             try:
-                live: list[dict[str, Any]] | None = [s async for page in self._graph.pages("/subscriptions")
-                                                     for s in page]
+                live: list[dict[str, Any]] | None = [s async for p in self._graph.pages("/subscriptions") for s in p]
             except GraphError as exc:
                 log.warning("subscriptions_list_failed", status=exc.status, code=exc.code)
                 live = None
-            for spec in self.specs:
-                if live is None:
-                    await self._keep_unlisted(spec)
-                else:
-                    await self._reconcile(spec, [s for s in live if spec.matches(str(s.get("resource", "")))])
+            # Each kind side by side: a POST waits for Graph to validate the URL, and the kinds share nothing.
+            async with anyio.create_task_group() as tg:
+                for spec in self.specs:
+                    if live is None:
+                        tg.start_soon(self._keep_unlisted, spec)
+                    else:
+                        tg.start_soon(self._reconcile, spec, [s for s in live if spec.matches(str(s.get("resource")))])
             self._save()
             if self._legacy and not any(self._is_legacy(s.client_state) for s in self.states.values() if s.id):
                 if remove_legacy_client_state(self._settings.state_dir):
                     log.info("legacy_client_state_removed")
             return self.active_kinds()
-        # The caller resyncs every kind once after `sync`: that one read covers the
-        # downtime before it and any recreation during it.
 
     async def follow(self, url: str) -> set[str]:
         """Hold the live subscriptions another process manages for `url`, changing nothing in Graph.
