@@ -330,7 +330,6 @@ class Runtime:
     async def _tunnel_loop(self, tunnel: Tunnel, port: int, *, fallback: bool) -> None:
         """Keep a public URL; while there is none (or Graph refuses a kind), poll instead."""
         assert self.manager is not None
-        await self._sponsors_resolved()  # events are about to flow: trust needs the sponsors
         backoff = 1.0
         while True:
             try:
@@ -346,6 +345,7 @@ class Runtime:
                 continue
             backoff = 1.0
             self.status.public_url = url
+            await self._sponsors_resolved()  # events are about to flow (the tunnel started meanwhile): trust needs them
             active = await self.manager.sync(url)
             if "teams" in active:  # Teams no longer polled (poll_policy.py): the warning is over
                 self.facts.warn(POLICY_KEY, None)
@@ -433,6 +433,7 @@ class Runtime:
         await self.poller.resync(kind, reason)
 
     async def _poll(self, kinds: set[str]) -> None:
+        await self._sponsors_resolved()  # what polling stores is judged by who the sponsors are
         self.status.source, self.status.polling = "poll", sorted(kinds)
         await self.poller.run(kinds)
 
