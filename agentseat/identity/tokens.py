@@ -129,6 +129,9 @@ class TokenChain:
         # Startup asks for the delegated and the app-only token at once (runtime/sponsors.py), from
         # two threads: one hop 1 and one msal app of each kind serve both, not one per thread.
         self._hop1_lock, self._identity_lock = threading.Lock(), threading.Lock()
+        #: msal's cache of discovery GETs (the authority's openid-configuration, kept a day; no tokens),
+        #: shared by both apps so hop 2's app does not fetch again what hop 1's just did.
+        self._http_cache: dict[str, Any] = {}
 
     def _app(self, client_id: str, credential: dict[str, Any], hop: str) -> msal.ConfidentialClientApplication:
         import msal
@@ -140,6 +143,7 @@ class TokenChain:
                 client_credential=credential,
                 authority=self._authority,
                 http_client=msal_http_client(self._settings),
+                http_cache=self._http_cache,
                 instance_discovery=False,
                 timeout=self._settings.graph_timeout_seconds,
             )

@@ -209,3 +209,11 @@ async def test_a_delegated_and_an_app_only_token_asked_at_once_share_hop_one(
         tg.start_soon(AppOnlyTokens(provider).get)
     assert control(sandbox, "GET", "/_sandbox/stats")["tokens"] == {"fmi_path": 1, "agent_identity": 1,
                                                                "agent_identity_app": 1, "user_fic": 1}
+
+
+async def test_the_authoritys_discovery_document_is_fetched_once_for_both_apps(
+        sandbox: Sandbox, agent_settings: Settings, logs: io.StringIO) -> None:
+    # Hop 1 (the Blueprint's app) and hops 2-3 (the Agent Identity's) each build an msal app; the
+    # second reuses the first's openid-configuration instead of asking the authority again.
+    await provider_for(agent_settings).get()
+    assert logs.getvalue().count("/v2.0/.well-known/openid-configuration") == 1
