@@ -151,7 +151,12 @@ def cmd_doctor(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def transport_checks(settings: Settings) -> Any:
-    """The transport's own doctor checks: Event Hubs in eventhub mode (its SDK is an extra)."""
+    """The transport's own doctor checks: Event Hubs in eventhub mode (its SDK is an extra); in auto
+    mode, which transport auto chooses and why (runtime/transport_choice.py)."""
+    if settings.mode == "auto":
+        from .runtime.transport_choice import auto_checks
+
+        return auto_checks
     if settings.mode != "eventhub":
         return None
     from .identity.doctor import Check

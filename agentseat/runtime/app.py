@@ -6,9 +6,10 @@ the poller, in the mode the settings ask for:
 
 - `poll`: the poller reads chats and mail at its intervals; no public endpoint.
 - `webhook`: notifications through the tunnel; the poller only reconciles.
-- `auto`: webhooks while a public URL validates and Graph accepts the
-  subscriptions; polling for whatever is not covered, switching back and forth
-  as the tunnel comes and goes.
+- `auto`: the event hub when one is configured and answers (runtime/transport_choice.py);
+  else webhooks while a public URL validates and Graph accepts the subscriptions,
+  polling for whatever is not covered, switching back and forth as the tunnel comes
+  and goes, and to the hub once it answers.
 - `eventhub`: Graph delivers to an Azure event hub the runtime reads outward
   (agentseat/eventhub); the same pipeline as webhooks, no public endpoint.
 
@@ -35,7 +36,7 @@ from ..channels.normalize import ChannelRef
 from ..channels.poller import ChannelPoller
 from ..clock import Clock
 from ..clock.scheduler import Timer, scheduled
-from ..clock.timers import Reconcile
+from ..clock.timers import Reconcile, maintained
 from ..config import Settings
 from ..errors import AgentSeatError, ConfigError, TunnelError
 from ..graph.client import GraphClient, ssl_context
@@ -69,6 +70,7 @@ from .pipeline import NotificationPipeline
 from .poll_policy import POLICY_KEY
 from .poller import Poller
 from .token_fallback import TokenFallbacks
+from .transport_choice import TransportChoice
 from .verify import JwksCache
 from .sponsors import resolve_sponsors
 from .status import RuntimeStatus
@@ -78,7 +80,6 @@ from .webhook import WebhookServer
 log = structlog.get_logger(__name__)
 
 ALL_KINDS = frozenset({"teams", "mail"})
-STARTUP_LISTING_SECONDS = 10.0  # a channel listing this recent is current enough to subscribe from
 Sink = Callable[["Runtime"], Awaitable[None]]
 
 
@@ -140,6 +141,7 @@ class Runtime:
         self.channel_manager: ChannelSubscriptionManager | None = None
         self.webhook: WebhookServer | None = None  # the owner's, while webhooks run
         self.hub: HubDuties | None = None  # the owner's, in eventhub mode (its consumer: `self.hub.consumer`)
+        self.transport: TransportChoice | None = None  # the owner's, in auto mode: what it chose and why
         self.fetches: dict[str, FetchQueue] = {}  # per-kind reads notifications ask for, while webhooks run
         self._sponsors_known: anyio.Event | None = None  # set once sponsors are resolved (or could not be)
         # --- memory and clock (issue 15): what the agent said, what it did, what it promised ---
@@ -217,16 +219,24 @@ class Runtime:
         await self.intake.run()
 
     async def _sources(self) -> None:
-        mode = self.settings.mode
-        if mode == "poll" or (mode == "auto" and self.settings.tunnel == "none" and self._tunnel_override is None):
-            await self._sponsors_resolved()
-            await self.readiness.usable("teams")  # its probe reads the chat list first: 1 per second
-            self.status.source, self.status.polling = "poll", sorted(ALL_KINDS)
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(self.channels.run)
-                await self.poller.run(set(ALL_KINDS))
-            return
-        await self._webhooks(fallback=mode == "auto", eventhub=mode == "eventhub")
+        mode, no_tunnel = self.settings.mode, self.settings.tunnel == "none" and self._tunnel_override is None
+        if mode == "auto":  # the hub if configured and answering, else as below (transport_choice.py)
+            self.transport = TransportChoice(self.settings, self.tokens, self.inbox, self.clock,
+                                             fallback="poll" if no_tunnel else "webhook", note=self._note)
+            await self.transport.run(fallback=self._poll_all if no_tunnel else functools.partial(
+                self._webhooks, fallback=True), hub=functools.partial(self._webhooks, fallback=False, eventhub=True))
+        elif mode == "poll":
+            await self._poll_all()
+        else:
+            await self._webhooks(fallback=False, eventhub=mode == "eventhub")
+
+    async def _poll_all(self) -> None:
+        await self._sponsors_resolved()
+        await self.readiness.usable("teams")  # its probe reads the chat list first: 1 per second
+        self.status.source, self.status.polling = "poll", sorted(ALL_KINDS)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(self.channels.run)
+            await self.poller.run(set(ALL_KINDS))
 
     async def _sponsors_resolved(self) -> None:
         if self._sponsors_known is not None:
@@ -261,8 +271,8 @@ class Runtime:
             "teams": FetchQueue("teams", functools.partial(self.poller.fetch_chat_message, source=source),
                                 counters=self.intake.counters, on_overflow=self.poller.resync_soon),
         }
-        self.fetches["channel"] = FetchQueue("channel", self.channels.fetch, counters=self.intake.counters,
-                                             on_overflow=self.channels.resync_soon)
+        self.fetches["channel"] = FetchQueue("channel", functools.partial(self.channels.fetch, source=source),
+                                             counters=self.intake.counters, on_overflow=self.channels.resync_soon)
         mail_fetches, chat_fetches = self.fetches["mail"], self.fetches["teams"]
         self.manager = manager = SubscriptionManager(
             settings, self.graph, self.inbox, certificate_b64=active.der_b64, certificate_id=active.sha1_thumbprint,
@@ -272,6 +282,7 @@ class Runtime:
         self.channel_manager = channel_manager = ChannelSubscriptionManager(
             settings, self.graph, self.inbox, certificate_b64=active.der_b64, certificate_id=active.sha1_thumbprint,
             on_resync=self.channels.on_resync, facts=self.facts,
+            endpoints=eventhub_endpoints if eventhub else webhook_endpoints,  # with a hub, channels deliver there too
         )
 
         async def on_mail_fetch(message_id: str, partial: dict[str, Any]) -> None:
@@ -306,11 +317,11 @@ class Runtime:
                     port = await tg.start(self.webhook.run)
                 tg.start_soon(mail_fetches.run)
                 tg.start_soon(chat_fetches.run)
-                tg.start_soon(self._lifecycle_worker)
+                tg.start_soon(manager.lifecycle.run)  # checked and coalesced (subscriptions/lifecycle.py)
                 tg.start_soon(self.fetches["channel"].run)
                 tg.start_soon(channel_manager.lifecycle.run)
-                # Channels no subscription covers (refused, over the cap, no public URL) are polled in auto mode,
-                # and always with a hub (channel subscriptions are not pointed at the hub yet).
+                # Channels no subscription covers (refused, over the cap, no public URL) are polled in auto mode
+                # and with a hub.
                 tg.start_soon(functools.partial(self.channels.run, self._covered_channels,
                                                 poll_uncovered=fallback or eventhub))
                 if tunnel is not None:  # with a hub, only its manager reconciles (runtime/hub.py)
@@ -329,7 +340,7 @@ class Runtime:
 
     async def _tunnel_loop(self, tunnel: Tunnel, port: int, *, fallback: bool) -> None:
         """Keep a public URL; while there is none (or Graph refuses a kind), poll instead."""
-        assert self.manager is not None
+        assert self.manager is not None and self.channel_manager is not None
         backoff = 1.0
         while True:
             try:
@@ -351,14 +362,15 @@ class Runtime:
                 self.facts.warn(POLICY_KEY, None)
             self.delivery.cover(active)
             await self._resync_all("startup" if self.status.source == "" else "url_changed")
-            await self._subscribe_channels(url)  # after the chats' startup read, which many channels must not delay
+            # After the chats' startup read, which many channels must not delay (subscriptions/channels.py).
+            await self.channel_manager.subscribe(url, self.channels)
             uncovered = set(ALL_KINDS) - active
             for kind in sorted(uncovered):
                 self._note(f"{kind}: {self.manager.states[kind].error or 'not subscribed'}")
             async with anyio.create_task_group() as tg:
-                tg.start_soon(self.manager.maintain)
+                tg.start_soon(maintained, self.clock, self.manager)  # renewals: the clock says when
                 if self.channel_manager is not None:
-                    tg.start_soon(self.channel_manager.maintain)
+                    tg.start_soon(maintained, self.clock, self.channel_manager, "renewals.channels")
                     tg.start_soon(self.channel_manager.keep_current, self.channels.joined)
                 self.status.source = "webhook" if not uncovered else "webhook+poll"
                 self.status.polling = sorted(uncovered) if fallback else []
@@ -378,7 +390,11 @@ class Runtime:
         self.hub = HubDuties(self.settings, pipeline, self.inbox, self.tokens, self.manager, self.poller,
                              self.delivery, self.facts, list(self.fetches.values()), self.status, ALL_KINDS,
                              resync_all=self._resync_all, note=self._note,
-                             reconcile=functools.partial(self._clock_serves, reconcile))
+                             reconcile=functools.partial(self._clock_serves, reconcile),
+                             maintain=functools.partial(maintained, self.clock, self.manager),
+                             channel_manager=self.channel_manager, channels=self.channels,
+                             maintain_channels=functools.partial(maintained, self.clock, self.channel_manager,
+                                                                 "renewals.channels"))
         await self.hub.run()
 
     async def _clock_serves(self, timer: Timer) -> None:
@@ -389,21 +405,8 @@ class Runtime:
         finally:
             self.clock.remove(timer)
 
-    async def _subscribe_channels(self, url: str) -> None:
-        """One subscription per joined channel, pointing at `url` (subscriptions/channels.py)."""
-        if self.channel_manager is None:
-            return
-        try:
-            # Current membership; the startup read listed it moments ago (GET /me/joinedTeams + each team's channels).
-            await self.channel_manager.refresh(await self.channels.joined(max_age=STARTUP_LISTING_SECONDS))
-        except AgentSeatError as exc:  # teams not readable now: the channels are polled until the next listing
-            log.warning("channel_list_failed", error=exc.message)
-        await self.channel_manager.sync(url)
-        # What was posted between the startup read and the subscriptions: one more read of every channel.
-        self.channels.resync_soon("channel", "subscribed")
-
     def _covered_channels(self) -> set[tuple[str, str]]:
-        if self.channel_manager is None or not self.status.public_url:
+        if self.channel_manager is None or not (self.status.public_url or self.hub is not None):
             return set()
         return self.channel_manager.covered()
 
@@ -437,12 +440,6 @@ class Runtime:
         self.status.source, self.status.polling = "poll", sorted(kinds)
         await self.poller.run(kinds)
 
-    async def _lifecycle_worker(self) -> None:
-        """Lifecycle events are checked and coalesced (subscriptions/lifecycle.py); counts in
-        `manager.counters`."""
-        assert self.manager is not None
-        await self.manager.lifecycle.run()
-
     def _note(self, text: str) -> None:
         log.info("runtime_note", note=text)
         self.status.notes = [*self.status.notes[-9:], text]
@@ -456,6 +453,7 @@ class Runtime:
         return {
             "role": self.status.role,
             "mode": self.status.mode,
+            "transport": self.transport.describe() if self.transport else None,  # auto: what it chose and why
             "source": self.status.source,
             "public_url": self.status.public_url,
             "polling": self.status.polling,

@@ -21,8 +21,10 @@ from ..eventhub.settings import notification_url
 from .poll_policy import POLICY_KEY
 
 if TYPE_CHECKING:
+    from ..channels.poller import ChannelPoller
     from ..config import Settings
     from ..identity.tokens import TokenProvider
+    from ..subscriptions.channels import ChannelSubscriptionManager
     from ..subscriptions.manager import SubscriptionManager
     from ..tenant_facts import TenantFacts
     from .delivery_watch import DeliveryWatch
@@ -57,7 +59,14 @@ class HubDuties:
     note: Callable[[str], None]
     #: Runs the reconcile on the runtime's clock until cancelled (the manager's duty only).
     reconcile: Callable[[], Awaitable[None]]
+    #: Runs the subscription manager's renewals, on the runtime's clock, until cancelled.
+    maintain: Callable[[], Awaitable[None]]
     consumer: Any = None
+    #: Team channels: their subscriptions point at the hub too (subscriptions/channels.py); None: only polled.
+    channel_manager: ChannelSubscriptionManager | None = None
+    channels: ChannelPoller | None = None
+    maintain_channels: Callable[[], Awaitable[None]] | None = None  # their renewals, on the clock
+    managing: bool = False  # this machine holds the subscriptions (always, with the local checkpoint store)
 
     async def run(self) -> None:
         """Read the hub until cancelled, managing or following as the lease decides."""
@@ -67,10 +76,10 @@ class HubDuties:
         except ImportError as exc:
             raise ConfigError(f"--mode eventhub needs the Azure Event Hubs SDK ({exc.name} is missing)",
                               hint="pip install 'agentseat[eventhub]', or use --mode poll") from None
-        address, manager = notification_url(self.settings), self.manager
+        address = notification_url(self.settings)
         self.consumer = consumer = EventHubConsumer.for_runtime(
             self.settings, self.pipeline, self.inbox, self.tokens, fetches=self.fetches,
-            on_unknown=lambda: manager.follow(address))
+            on_unknown=lambda: self._learn(address))
         lease = consumer.lease()
         try:
             async with anyio.create_task_group() as tg:
@@ -82,11 +91,13 @@ class HubDuties:
                             await lease.acquire()
                             follow.cancel_scope.cancel()
                     try:
+                        self.managing = True
                         async with anyio.create_task_group() as duties:
                             if lease is not None:
                                 duties.start_soon(lease.keep)
                             await self._manage(duties, address)
                     except* LeaseLost:
+                        self.managing = False
                         self.note("another machine manages the subscriptions now; following it")
         finally:
             with anyio.CancelScope(shield=True):
@@ -96,8 +107,14 @@ class HubDuties:
         """Not the manager: learn the subscriptions the manager keeps, and read only the hub."""
         self.status.source, self.status.polling = "eventhub-follower", []
         while True:
-            self.delivery.cover(await self.manager.follow(address))
+            await self._learn(address)
             await anyio.sleep(FOLLOW_SECONDS)
+
+    async def _learn(self, address: str) -> None:
+        """Hold the subscriptions the managing machine keeps (chats and mail, and the joined channels')."""
+        self.delivery.cover(await self.manager.follow(address))
+        if self.channel_manager is not None and self.channels is not None and not self.managing:
+            await self.channel_manager.follow_joined(address, self.channels)
 
     async def _manage(self, duties: anyio.abc.TaskGroup, address: str) -> None:
         """The manager's part: point the subscriptions at the hub, resync, reconcile; poll what Graph refuses."""
@@ -106,12 +123,17 @@ class HubDuties:
             self.facts.warn(POLICY_KEY, None)
         self.delivery.cover(active)
         await self.resync_all("startup")
+        if self.channel_manager is not None and self.channels is not None:  # after the chats' startup read
+            await self.channel_manager.subscribe(address, self.channels)
+            if self.maintain_channels is not None:
+                duties.start_soon(self.maintain_channels)
+            duties.start_soon(self.channel_manager.keep_current, self.channels.joined)
         uncovered = set(self.kinds) - active
         for kind in sorted(uncovered):
             self.note(f"{kind}: {self.manager.states[kind].error or 'not subscribed'}")
         self.status.source = "eventhub" if not uncovered else "eventhub+poll"
         self.status.polling = sorted(uncovered)
-        duties.start_soon(self.manager.maintain)
+        duties.start_soon(self.maintain)
         duties.start_soon(self.reconcile)
         if uncovered:
             duties.start_soon(self.poller.run, uncovered)

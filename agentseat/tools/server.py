@@ -184,7 +184,7 @@ def not_ready_tools(settings: Settings | None, failure: AgentSeatError) -> ToolB
     stand_in: Any = NoRuntime(settings)
     listed: list[Tool] = []
     for build in (lambda: teams.tools(stand_in), lambda: teams_actions.tools(stand_in),
-                  lambda: team_channels.tools(stand_in), lambda: downloads.tools(stand_in),
+                  lambda: cards.tools(stand_in), lambda: team_channels.tools(stand_in), lambda: downloads.tools(stand_in),
                   lambda: files.tools(stand_in), lambda: mail.tools(stand_in),
                   lambda: events.tools(stand_in, EventCursor(stand_in)), lambda: identity.tools(stand_in),
                   lambda: memory_tools(stand_in)):
