@@ -11,14 +11,14 @@ reintroduced anywhere on that path fails this test.
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 from pathlib import Path
 
+import anyio
 from mcp import ClientSession, StdioServerParameters
 from mcp.client.extension import NotificationBinding
 from mcp.client.stdio import stdio_client
-
-import anyio
 
 from agentseat.sandbox.app import Sandbox
 from agentseat.tools.channel import METHOD, ChannelParams
@@ -105,8 +105,6 @@ markdown_to_docx("# Title\\n\\nbody text", path)
 print(read_document(path, name="a.docx", mime=None, limits=ReadLimits()).markdown.strip().splitlines()[0])
 print(tunnel.NgrokTunnel.__module__, "pyngrok" in sys.modules)
 """
-    import subprocess
-
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                           env={"PYTHONPATH": PACKAGE_ROOT, "PATH": "/usr/bin:/bin"})
     assert done.stdout.splitlines()[-2:] == ["# Title", "agentseat.tunnel.ngrok True"]  # after structlog's line
