@@ -34,18 +34,35 @@ LAZY = ("azure", "docx", "pypdf", "openpyxl", "pptx", "PIL", "lxml", "pyngrok", 
 #: Needed once the runtime runs (the first token), never before `initialize` is answered.
 AFTER_INITIALIZE = ("msal", "requests")
 
-#: `agentseat serve` as the CLI runs it. It notes the modules imported when the server is about to
-#: speak MCP (everything `initialize` waits for is loaded by then; the runtime has not started)
-#: and, at exit, every module the session imported.
+#: `agentseat serve` as the CLI runs it. When the server is about to speak MCP (everything `initialize`
+#: waits for is loaded by then; the runtime has not started) it notes the modules imported and the
+#: garbage collector's state, and at exit every module the session imported.
 LAUNCHER = """
-import atexit, json, os, sys
-import agentseat.tools.server as server
+import atexit, gc, importlib.abc, importlib.util, json, os, sys
 seen = {}
-options = server.initialization_options
-def noting(srv):
-    seen.setdefault("before_initialize", sorted(sys.modules))
-    return options(srv)
-server.initialization_options = noting
+
+def noting(options):
+    def initialization_options(srv):
+        seen.setdefault("before_initialize", sorted(sys.modules))
+        seen.setdefault("gc", {"enabled": gc.isenabled(), "frozen": gc.get_freeze_count(),
+                               "full_collections": gc.get_stats()[2]["collections"]})
+        return options(srv)
+    return initialization_options
+
+class Hook(importlib.abc.MetaPathFinder):  # wraps tools/server.py's hook once serve imports it
+    def find_spec(self, name, path, target=None):
+        if name != "agentseat.tools.server":
+            return None
+        sys.meta_path.remove(self)
+        spec = importlib.util.find_spec(name)
+        run = spec.loader.exec_module
+        def exec_module(module):
+            run(module)
+            module.initialization_options = noting(module.initialization_options)
+        spec.loader.exec_module = exec_module
+        return spec
+
+sys.meta_path.insert(0, Hook())
 def dump():
     seen["session"] = sorted(sys.modules)
     open(os.environ["IMPORTS_OUT"], "w").write(json.dumps(seen))
@@ -91,6 +108,9 @@ async def test_serve_answers_and_pushes_without_the_lazy_modules(sandbox: Sandbo
     assert "agentseat.runtime.app" in early and "agentseat.documents" in early  # the path really ran
     assert _among(session, LAZY) == []
     assert _among(early, AFTER_INITIALIZE) == [] and "msal" in session  # loaded for the first token
+    # No full collection ran while serve imported (they only build long-lived objects); collection is
+    # back on once they are loaded, with what they built frozen out of its way.
+    assert seen["gc"]["full_collections"] == 0 and seen["gc"]["enabled"] and seen["gc"]["frozen"] > 10_000
 
 
 def test_the_lazy_modules_still_load_when_used() -> None:
