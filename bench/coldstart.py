@@ -184,6 +184,9 @@ async def main(argv: list[str] | None = None) -> dict[str, Any]:
                            "runs": {name: [] for name in trees}}
     async with SandboxHost(root) as host:
         for i in range(args.runs):
+            # The floor again beside each round, its fastest kept: load that comes and goes must not
+            # leave the floor measured in a busy moment and the runs in a quiet one, or the reverse.
+            out["import_floor_s"] = min(out["import_floor_s"], fresh_import_seconds(FLOOR_CODE, str(REPO), 2))
             order = list(trees.items()) if i % 2 == 0 else list(reversed(trees.items()))
             for name, path in order:
                 env = webhook_env(await host.provision(root / f"agent-{name}{i}")) | {"PYTHONPATH": path}
