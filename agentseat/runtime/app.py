@@ -48,7 +48,7 @@ from ..record import Record
 from ..record.observe import observer as record_observer
 from ..subscriptions.endpoints import eventhub_endpoints, webhook_endpoints
 from ..subscriptions.channels import ChannelSubscriptionManager
-from ..subscriptions.known import KnownUnion
+from ..subscriptions.route import LifecycleRoute
 from ..summary.daily import DailySummary, sponsor_mailer, summary_time
 from ..subscriptions.manager import SubscriptionManager
 from ..subscriptions.readiness import Readiness
@@ -64,7 +64,7 @@ from .intake import Intake
 from .lock import OwnerLock
 from .normalize import TrustPolicy
 from .permission_replies import PermissionReplies
-from ..graph.subscription import KnownSubscription, is_channel_kind
+from ..graph.subscription import is_channel_kind
 from ..tenant_facts import TenantFacts
 from .pipeline import NotificationPipeline
 from .poll_policy import POLICY_KEY
@@ -296,15 +296,13 @@ class Runtime:
         async def on_channel_fetch(ref: ChannelRef) -> None:
             self.fetches["channel"].offer(ref)
 
-        async def on_lifecycle(known: KnownSubscription, event: str) -> None:
-            # Never blocks or raises: a full queue is a counted drop and the POST still gets 202.
-            (channel_manager if known.id in channel_manager.known else manager).lifecycle.offer(known, event)
-
+        # Lifecycle events go to the gate holding the subscription (or, a hub's follower, to its manager).
+        route = LifecycleRoute(manager, channel_manager)
         pipeline = NotificationPipeline(
             settings=settings, inbox=self.inbox, keyring=ring,
             jwks=JwksCache(settings.jwks_url, session, ssl=ssl_context(settings)),
-            policy=self.policy, subscriptions=KnownUnion(manager.known, channel_manager.known),
-            on_lifecycle=on_lifecycle, on_mail_fetch=on_mail_fetch, on_chat_fetch=on_chat_fetch,
+            policy=self.policy, subscriptions=route.known,
+            on_lifecycle=route.offer, on_mail_fetch=on_mail_fetch, on_chat_fetch=on_chat_fetch,
             on_channel_fetch=on_channel_fetch, store=self.delivery.observing(self.intake.admit),
             fallbacks=self.token_fallbacks, source=source,
         )
@@ -328,7 +326,7 @@ class Runtime:
                     self.clock.add(reconcile)  # the clock says when to reconcile (one place owns time)
                 tg.start_soon(self.delivery.run)
                 if tunnel is None:
-                    await self._eventhub_loop(pipeline, reconcile)
+                    await self._eventhub_loop(pipeline, reconcile, route)
                 else:
                     await self._tunnel_loop(tunnel, port, fallback=fallback)
         finally:
@@ -383,7 +381,8 @@ class Runtime:
             self.delivery.cover(())
             self.status.public_url = ""
 
-    async def _eventhub_loop(self, pipeline: NotificationPipeline, reconcile: Reconcile) -> None:
+    async def _eventhub_loop(self, pipeline: NotificationPipeline, reconcile: Reconcile,
+                             route: LifecycleRoute) -> None:
         """Event Hubs mode (runtime/hub.py): read the hub; manage the subscriptions or follow them."""
         assert self.manager is not None
         await self._sponsors_resolved()  # events are about to flow: trust needs the sponsors
@@ -392,7 +391,7 @@ class Runtime:
                              resync_all=self._resync_all, note=self._note,
                              reconcile=functools.partial(self._clock_serves, reconcile),
                              maintain=functools.partial(maintained, self.clock, self.manager),
-                             channel_manager=self.channel_manager, channels=self.channels,
+                             channel_manager=self.channel_manager, channels=self.channels, lifecycle=route,
                              maintain_channels=functools.partial(maintained, self.clock, self.channel_manager,
                                                                  "renewals.channels"))
         await self.hub.run()
