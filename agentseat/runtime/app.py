@@ -232,6 +232,7 @@ class Runtime:
 
     async def _poll_all(self) -> None:
         await self._sponsors_resolved()
+        self.readiness.release()  # polling: no subscription will answer the readiness probes
         await self.readiness.usable("teams")  # its probe reads the chat list first: 1 per second
         self.status.source, self.status.polling = "poll", sorted(ALL_KINDS)
         async with anyio.create_task_group() as tg:
@@ -436,6 +437,7 @@ class Runtime:
 
     async def _poll(self, kinds: set[str]) -> None:
         await self._sponsors_resolved()  # what polling stores is judged by who the sponsors are
+        self.readiness.release()  # no subscription will answer the readiness probes meanwhile
         self.status.source, self.status.polling = "poll", sorted(kinds)
         await self.poller.run(kinds)
 

@@ -88,6 +88,11 @@ class Readiness:
             await anyio.sleep(max(0.0, self._probed_at[part] + CHAT_LIST_GAP_SECONDS - anyio.current_time()))
         return self.state[part] != "not_ready"
 
+    def release(self) -> None:
+        """Let held probes run now: the runtime polls instead of subscribing (no tunnel yet)."""
+        for event in self._go.values():
+            event.set()
+
     def not_ready(self, part: Part, answer: str) -> None:
         """Someone else (a subscription refusal) saw Graph say the part is not provisioned:
         a part thought ready is probed again; one already waited for keeps its schedule."""

@@ -36,3 +36,17 @@ async def test_a_webhook_startup_lists_the_chats_once_and_probes_nothing(sandbox
         assert requests(sandbox, CHAT_LIST) == 1  # the startup read alone, no probe before it
         assert requests(sandbox, MAIL_PROBE) == 0
         tg.cancel_scope.cancel()
+
+
+async def test_a_startup_that_polls_instead_probes_both_parts(sandbox: Sandbox, agent_env: dict[str, str]) -> None:
+    # auto mode without a tunnel polls: no subscription will answer, so the held probes run at once
+    # (not after HOLD_SECONDS) and the tenant facts say both parts are there.
+    settings = settings_from_env({**agent_env, "AGENTSEAT_MODE": "auto", "AGENTSEAT_TUNNEL": "none",
+                                  "AGENTSEAT_RECONCILE_SECONDS": "86400"})
+    running = Running(Runtime(settings))
+    async with anyio.create_task_group() as tg:
+        await tg.start(lambda task_status: running.runtime.run([running.sink], task_status=task_status))
+        facts = running.runtime.facts
+        await wait_for(lambda: facts.get("teams") == "ready" and facts.get("mailbox") == "ready", timeout=10)
+        assert requests(sandbox, MAIL_PROBE) == 1 and requests(sandbox, CREATE) == 0
+        tg.cancel_scope.cancel()
