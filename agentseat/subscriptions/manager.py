@@ -7,14 +7,10 @@ lifecycle notifications against Graph before acting on them (lifecycle.py
 queues and coalesces them). Every gap (downtime, `missed`, a recreation, a URL
 move) is handed to `on_resync` so the poller reads what the gap hid.
 
-A refusal is never final (refusals.py): a lifetime above the tenant's maximum is
-asked again at once with the maximum Graph names; a part of the Agent User that
-is not provisioned yet is waited for (readiness.py); anything else is asked again
-on a backoff. `status` shows why and when, as the tenant warning
-`subscription.<kind>`.
-
-Secrets live with the subscription state in the inbox's meta table (a 0600
-SQLite file); they never reach a log line, `status` or a repr.
+A refusal is never final (refusals.py): a too-long lifetime is asked again with the
+maximum Graph names, an unprovisioned part of the Agent User is waited for (readiness.py),
+anything else is retried on a backoff; `status` shows why and when (`subscription.<kind>`).
+Secrets live in the inbox's 0600 meta table, never in a log line, `status` or a repr.
 """
 
 from __future__ import annotations
