@@ -9,6 +9,7 @@
     python -m bench realistic ...    # Graph's documented delays: webhook vs entrabot polling
     python -m bench documents [--quick]   # docx and pdf read throughput alone
     python -m bench promises [--seconds S]   # the clock's idle cost with 1,000 pending promises
+    python -m bench eventhub [--quick]   # Event Hubs beside webhook: latency, throughput, idle (AMQP too)
     python -m bench floors           # this machine's floors alone (crypto, loopback, commit, pipe, imports)
 
 stdout: the table, then the last line, a JSON object with every figure (for
@@ -29,7 +30,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-_SUBCOMMANDS = ("soak", "attack", "realistic", "documents", "promises", "floors")
+_SUBCOMMANDS = ("soak", "attack", "realistic", "documents", "promises", "eventhub", "floors")
 
 
 def _dispatch(name: str, argv: list[str]) -> int:

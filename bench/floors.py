@@ -31,7 +31,6 @@ import datetime as dt
 import hashlib
 import hmac
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -60,13 +59,12 @@ from agentseat.runtime.crypto import KeyRing, encrypt_content
 from agentseat.runtime.verify import JwksCache, assess_tokens
 from agentseat.storage import connect, create_private, immediate
 
-from .harness import REPO, child_env, quiet_logging
+from .coldstart import FLOOR_CODE, fresh_import_seconds
+from .harness import REPO, quiet_logging
 
 TENANT = "9f4ebab6-520d-49c0-85cc-7b25c78d4a93"
 AUDIENCE = "925bff9f-f6e2-4a69-b858-f71ea2b9b6d0"
 KID = "bench-floor"
-#: What `serve` needs of aiohttp and the mcp SDK (agentseat/tools/server.py), nothing of agentseat.
-IMPORT_FLOOR_CODE = "import aiohttp, aiohttp.web, mcp_types, mcp.server, mcp.server.stdio, mcp.server.runner"
 #: Seconds of decrypting per setup (one thread, two threads, two processes).
 SCALING_SECONDS = 1.0
 PROCESS_LEAD_S = 4.0  # a spawned worker imports cryptography and agentseat's crypto before its first task
@@ -333,18 +331,10 @@ def pipe(samples: int, content_chars: int = 300) -> dict[str, Any]:
 
 # --- imports ------------------------------------------------------------------------------------------------
 def import_floor(repeat: int = 3) -> dict[str, Any]:
-    """Fastest fresh interpreter importing aiohttp and the mcp SDK; and a bare interpreter."""
-    def best(code: str) -> float:
-        fastest = float("inf")
-        for _ in range(repeat):
-            began = time.perf_counter()
-            subprocess.run([sys.executable, "-c", code], check=True, env={**os.environ, **child_env()},
-                           cwd=str(REPO))
-            fastest = min(fastest, time.perf_counter() - began)
-        return round(fastest, 3)
-
-    return {"import_s": best(IMPORT_FLOOR_CODE), "python_s": best("pass"), "code": IMPORT_FLOOR_CODE,
-            "repeat": repeat}
+    """Fastest fresh interpreter importing aiohttp and the mcp SDK (bench/coldstart.py's floor, the
+    same code and timing), and a bare interpreter beside it."""
+    return {"import_s": fresh_import_seconds(FLOOR_CODE, str(REPO), repeat),
+            "python_s": fresh_import_seconds("pass", str(REPO), repeat), "code": FLOOR_CODE, "repeat": repeat}
 
 
 # --- all of them ----------------------------------------------------------------------------------------------

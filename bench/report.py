@@ -10,7 +10,7 @@ import math
 from datetime import UTC, datetime
 from typing import Any
 
-from . import gates, promises, ratios
+from . import eventhub, gates, promises, ratios
 
 MODES = (("webhook", "webhook"), ("poll_entrabot_intervals", "poll at entrabot's intervals (5 s / 60 s)"),
          ("poll_defaults", "poll at our defaults"))
@@ -86,6 +86,7 @@ def figures(r: dict[str, Any]) -> dict[str, Any]:
     out["cold_start_restart_first_event_s"] = _get(cs, "restart", "first_event_s")
     out["import_s"] = _get(cs, "import_s")
     out["idle_rss_mb"] = _get(r, "rss", "idle", "VmRSS")
+    out.update(eventhub.figures(r))  # Event Hubs beside webhook (bench/eventhub.py), when the run has it
     # Issue 16: the floors of this run and the goals stated as ratios to them (bench/ratios.py).
     out.update(ratios.figures(r, out))
     # Issue 16, point 4: trust confirmation, access policy and the clock each have their line.
@@ -269,6 +270,7 @@ def table(r: dict[str, Any]) -> str:
         lines.append(f"   upload_file, {_fmt(f['upload_mb'])} MB through an upload session: {_fmt(f['upload_mb_per_s'])} MB/s, "
                      f"peak RSS {_fmt(f['upload_peak_rss_mb'])} MB ({_fmt(f['upload_rss_added_mb'])} MB above the "
                      "process's baseline)")
+    lines += eventhub.lines(r)  # Event Hubs beside webhook (bench/eventhub.py), when the run has it
     if r.get("floors"):
         lines += ["", *ratios.table_lines(f)]
     lines.append("")
@@ -278,8 +280,8 @@ def table(r: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-#: Sections of BENCHMARKS.md made by other runs (`bench realistic`, `soak`, `attack`): kept as they are.
-KEPT_SECTIONS = ("## Realistic", "## Soak", "## Attack")
+#: Sections of BENCHMARKS.md made by other runs (`bench realistic`, `eventhub`, `soak`, `attack`): kept.
+KEPT_SECTIONS = ("## Realistic", "## Event Hubs", "## Soak", "## Attack")
 
 
 def _kept(old: str) -> str:

@@ -11,7 +11,9 @@ Phases, each with a runtime of its own (a fresh agent state dir, `agentseat serv
 7. latency by kind of event (a DM, its edit, a channel mention) in one webhook runtime;
 8. document reading: docx and pdf text extraction throughput and peak memory (bench/documents.py);
 9. a large upload through `upload_file`'s code path: throughput and the memory it adds (bench/files.py);
-10. after 6: trust confirmation and access policy per item (bench/gates.py); at the end, the clock's
+10. Event Hubs beside webhook: latency, throughput with one and two consumer processes, idle Graph and
+   AMQP cost (bench/eventhub.py; `python -m bench eventhub` runs it alone).
+11. after 6: trust confirmation and access policy per item (bench/gates.py); at the end, the clock's
     idle cost with 1,000 pending promises (bench/promises.py).
 """
 
@@ -28,7 +30,8 @@ import anyio
 
 from agentseat.config import Settings
 
-from . import coldstart, documents, floors, gates, hotpath, idle, kinds, latency, profile, promises, throughput
+from . import coldstart, documents, eventhub, floors, gates, hotpath, idle, kinds, latency, profile, promises
+from . import throughput
 from . import files as files_bench
 from .harness import SandboxHost, fresh_dir, free_port, import_seconds, loadavg, machine, memory_mb, serve
 from .latency import poll_env, webhook_env
@@ -210,6 +213,8 @@ async def run(p: Profile, root: Path) -> dict[str, Any]:
         out["hotpath"] = await hotpath.measure(host, env, root, posts=p.hotpath_posts)
         say("trust confirmation and access policy, per item")  # issue 16, point 4
         out["gates"] = await gates.measure(host, env, root / "gates", posts=p.hotpath_posts)
+        # Event Hubs (issue 14): its own runtimes, after the others so its backlog of events disturbs none.
+        await eventhub.phase(host, eventhub.QUICK if p is QUICK else eventhub.FULL, root, out, say)
     say("documents: docx and pdf read throughput")
     out["documents"] = await anyio.to_thread.run_sync(documents.measure, root / "documents", p is QUICK)
     say("files: a large upload through an upload session")

@@ -42,13 +42,13 @@ from ..errors import AgentSeatError, ConfigError, TunnelError
 from ..graph.client import GraphClient, ssl_context
 from ..graph.replication import ReplicationGrace
 from ..identity.keys import KeyStore
-from ..identity.tokens import AppOnlyTokens, TokenProvider
+from ..identity.tokens import TokenProvider
 from ..promises import Promises
 from ..record import Record
 from ..record.observe import observer as record_observer
 from ..subscriptions.endpoints import eventhub_endpoints, webhook_endpoints
 from ..subscriptions.channels import ChannelSubscriptionManager
-from ..subscriptions.known import KnownUnion
+from ..subscriptions.route import LifecycleRoute
 from ..summary.daily import DailySummary, sponsor_mailer, summary_time
 from ..subscriptions.manager import SubscriptionManager
 from ..subscriptions.readiness import Readiness
@@ -64,7 +64,7 @@ from .intake import Intake
 from .lock import OwnerLock
 from .normalize import TrustPolicy
 from .permission_replies import PermissionReplies
-from ..graph.subscription import KnownSubscription, is_channel_kind
+from ..graph.subscription import is_channel_kind
 from ..tenant_facts import TenantFacts
 from .pipeline import NotificationPipeline
 from .poll_policy import POLICY_KEY
@@ -72,6 +72,7 @@ from .poller import Poller
 from .token_fallback import TokenFallbacks
 from .transport_choice import TransportChoice
 from .verify import JwksCache
+from .sponsors import resolve_sponsors
 from .status import RuntimeStatus
 from .unlocked_keys import UnlockedKeys
 from .webhook import WebhookServer
@@ -132,7 +133,7 @@ class Runtime:
         # Rich items whose validation tokens fail are read from Graph instead, capped (issue 11).
         self.token_fallbacks = TokenFallbacks(facts=self.facts, on_capped=self._resync_soon)
         #: The Agent User's mailbox and Teams presence, each waited for on its own (readiness.py).
-        self.readiness = Readiness(self.graph, self.facts, on_ready=self._part_ready)
+        self.readiness = Readiness(self.graph, self.facts, on_ready=self._part_ready, hold=settings.mode != "poll")
         self._deferred: dict[str, str] = {}  # kind -> reason of a read put off until its part is ready
         self.status = RuntimeStatus(mode=settings.mode)
         self._tunnel_override = tunnel
@@ -170,21 +171,7 @@ class Runtime:
     # --- shared by every process -------------------------------------------------------
     async def resolve_sponsors(self) -> None:
         """Sponsors come from settings and from the Agent Identity in Graph; ids make matching exact."""
-        for name in list(self.policy.sponsor_names):
-            try:
-                user = await self.graph.get(f"/users/{name}", **{"$select": "id,userPrincipalName"})
-                self.policy.sponsor_ids.add(str(user["id"]).lower())
-            except AgentSeatError as exc:
-                log.warning("sponsor_lookup_failed", sponsor=name, error=exc.message)
-        if self.settings.agent_object_id:
-            try:
-                async with GraphClient(self.settings, AppOnlyTokens(self.tokens)) as app_graph:
-                    body = await app_graph.get(f"/servicePrincipals/{self.settings.agent_object_id}"
-                                               "/microsoft.graph.agentIdentity/sponsors")
-                for item in body.get("value", []):
-                    self.policy.sponsor_ids.add(str(item["id"]).lower())
-            except AgentSeatError as exc:
-                log.info("graph_sponsors_unavailable", error=exc.message)
+        await resolve_sponsors(self.settings, self.graph, self.tokens, self.policy)
 
     async def run(self, sinks: list[Sink] = (), *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Run sinks and, once elected, the owner's duties, until cancelled."""
@@ -245,6 +232,7 @@ class Runtime:
 
     async def _poll_all(self) -> None:
         await self._sponsors_resolved()
+        self.readiness.release()  # polling: no subscription will answer the readiness probes
         await self.readiness.usable("teams")  # its probe reads the chat list first: 1 per second
         self.status.source, self.status.polling = "poll", sorted(ALL_KINDS)
         async with anyio.create_task_group() as tg:
@@ -309,15 +297,13 @@ class Runtime:
         async def on_channel_fetch(ref: ChannelRef) -> None:
             self.fetches["channel"].offer(ref)
 
-        async def on_lifecycle(known: KnownSubscription, event: str) -> None:
-            # Never blocks or raises: a full queue is a counted drop and the POST still gets 202.
-            (channel_manager if known.id in channel_manager.known else manager).lifecycle.offer(known, event)
-
+        # Lifecycle events go to the gate holding the subscription (or, a hub's follower, to its manager).
+        route = LifecycleRoute(manager, channel_manager)
         pipeline = NotificationPipeline(
             settings=settings, inbox=self.inbox, keyring=ring,
             jwks=JwksCache(settings.jwks_url, session, ssl=ssl_context(settings)),
-            policy=self.policy, subscriptions=KnownUnion(manager.known, channel_manager.known),
-            on_lifecycle=on_lifecycle, on_mail_fetch=on_mail_fetch, on_chat_fetch=on_chat_fetch,
+            policy=self.policy, subscriptions=route.known,
+            on_lifecycle=route.offer, on_mail_fetch=on_mail_fetch, on_chat_fetch=on_chat_fetch,
             on_channel_fetch=on_channel_fetch, store=self.delivery.observing(self.intake.admit),
             fallbacks=self.token_fallbacks, source=source,
         )
@@ -341,7 +327,7 @@ class Runtime:
                     self.clock.add(reconcile)  # the clock says when to reconcile (one place owns time)
                 tg.start_soon(self.delivery.run)
                 if tunnel is None:
-                    await self._eventhub_loop(pipeline, reconcile)
+                    await self._eventhub_loop(pipeline, reconcile, route)
                 else:
                     await self._tunnel_loop(tunnel, port, fallback=fallback)
         finally:
@@ -354,7 +340,6 @@ class Runtime:
     async def _tunnel_loop(self, tunnel: Tunnel, port: int, *, fallback: bool) -> None:
         """Keep a public URL; while there is none (or Graph refuses a kind), poll instead."""
         assert self.manager is not None and self.channel_manager is not None
-        await self._sponsors_resolved()  # events are about to flow: trust needs the sponsors
         backoff = 1.0
         while True:
             try:
@@ -370,6 +355,7 @@ class Runtime:
                 continue
             backoff = 1.0
             self.status.public_url = url
+            await self._sponsors_resolved()  # events are about to flow (the tunnel started meanwhile): trust needs them
             active = await self.manager.sync(url)
             if "teams" in active:  # Teams no longer polled (poll_policy.py): the warning is over
                 self.facts.warn(POLICY_KEY, None)
@@ -396,7 +382,8 @@ class Runtime:
             self.delivery.cover(())
             self.status.public_url = ""
 
-    async def _eventhub_loop(self, pipeline: NotificationPipeline, reconcile: Reconcile) -> None:
+    async def _eventhub_loop(self, pipeline: NotificationPipeline, reconcile: Reconcile,
+                             route: LifecycleRoute) -> None:
         """Event Hubs mode (runtime/hub.py): read the hub; manage the subscriptions or follow them."""
         assert self.manager is not None
         await self._sponsors_resolved()  # events are about to flow: trust needs the sponsors
@@ -405,7 +392,7 @@ class Runtime:
                              resync_all=self._resync_all, note=self._note,
                              reconcile=functools.partial(self._clock_serves, reconcile),
                              maintain=functools.partial(maintained, self.clock, self.manager),
-                             channel_manager=self.channel_manager, channels=self.channels,
+                             channel_manager=self.channel_manager, channels=self.channels, lifecycle=route,
                              maintain_channels=functools.partial(maintained, self.clock, self.channel_manager,
                                                                  "renewals.channels"))
         await self.hub.run()
@@ -449,6 +436,8 @@ class Runtime:
         await self.poller.resync(kind, reason)
 
     async def _poll(self, kinds: set[str]) -> None:
+        await self._sponsors_resolved()  # what polling stores is judged by who the sponsors are
+        self.readiness.release()  # no subscription will answer the readiness probes meanwhile
         self.status.source, self.status.polling = "poll", sorted(kinds)
         await self.poller.run(kinds)
 

@@ -57,6 +57,8 @@ log = structlog.get_logger(__name__)
 # Only a sender that knows the clientState gets this far, so retrying is no oracle.
 # Used for lifecycle items only: a change item falls back to a Graph read instead.
 _RETRYABLE_TOKEN_REASONS = frozenset({"unknown_kid"})
+#: `Item.fallback` of a hub item encrypted for another machine's certificate (`decrypt_items`).
+FOREIGN_CERTIFICATE = "foreign_certificate"
 _GUID = re.compile(r"^[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")
 # `resource` is an opaque relative path; Graph writes both `chats('x')/messages('y')`
 # and `chats/x/messages/y` forms (change-notifications-delivery-webhooks examples).
@@ -95,7 +97,8 @@ class Item:
     """An item that passed the checks so far; `resource` is the decrypted resource of a rich item.
 
     `fallback` (a `token_*` reason) marks a rich item whose validation tokens did not
-    verify: its content is never decrypted, the message it names is read from Graph.
+    verify: its content is never decrypted, the message it names is read from Graph. So is
+    a hub item encrypted for another machine's certificate (`FOREIGN_CERTIFICATE`).
     """
 
     notification: ChangeNotification
@@ -237,7 +240,7 @@ async def check_tokens(
     return TokenCheck(kept, drops, report=report)
 
 
-def decrypt_items(items: list[Item], keyring: KeyRing) -> tuple[list[Item], list[Drop]]:
+def decrypt_items(items: list[Item], keyring: KeyRing, read_foreign: bool = False) -> tuple[list[Item], list[Drop]]:
     """Decrypt every rich item (CPU bound: the caller runs this in a worker thread, once per POST)."""
     kept: list[Item] = []
     drops: list[Drop] = []
@@ -249,6 +252,11 @@ def decrypt_items(items: list[Item], keyring: KeyRing) -> tuple[list[Item], list
         try:
             resource = json.loads(keyring.decrypt(encrypted))
         except DecryptionError as exc:
+            if read_foreign and exc.reason == "unknown_certificate":
+                # A hub's items (`read_foreign`) are encrypted for the certificate of the machine that made the
+                # subscription; every machine has its own (its own `setup`): the others read the message from Graph.
+                kept.append(dataclasses.replace(item, fallback=FOREIGN_CERTIFICATE))
+                continue
             drops.append(Drop(f"decrypt_{exc.reason}", item.subscription.id))
             continue
         except ValueError:  # not UTF-8 or not JSON (UnicodeDecodeError is a ValueError)
@@ -414,7 +422,8 @@ class NotificationPipeline:
         items = self._within_fallback_budget(tokens.items, drops, result, lifecycle_endpoint)
         if any(item.rich for item in items):
             # One thread hop for the whole POST: RSA work per item is ~1 ms, a hop costs more.
-            items, decrypt_drops = await anyio.to_thread.run_sync(decrypt_items, items, self._keyring)
+            items, decrypt_drops = await anyio.to_thread.run_sync(decrypt_items, items, self._keyring,
+                                                                  self.source == "eventhub")
             drops += decrypt_drops
         plan = plan_actions(items, self._policy, source=self.source)
         result.accepted = len(items) - len(plan.drops)
