@@ -16,9 +16,10 @@ import anyio
 from agentseat.eventhub.client import ledger_container
 from agentseat.eventhub.ledger import PREFIX
 from agentseat.sandbox.app import Sandbox
+from tests.channels._sandbox import AGENT, GRACE, make_team, post
 from tests.conftest import settings_from_env
 from tests.eventhub.test_eventhub_machines import machines, owned, start, stored  # noqa: F401 (a fixture)
-from tests.runtime.test_runtime import Running, _dm, wait_for
+from tests.runtime.test_runtime import Running, _dm, upn, wait_for
 
 
 def _ledger(running: Running) -> dict:
@@ -79,4 +80,32 @@ async def test_the_managers_reconcile_skips_what_the_other_machine_stored(
         print(f"\nledger window: {len(lag)} keys on the follower, visible to the manager "
               f"{min(lag):.2f}-{max(lag):.2f} s (mean {mean(lag):.2f} s) after they arrived; "
               f"{_ledger(b)['flushes']} flushes")
+        tg.cancel_scope.cancel()
+
+
+def _channel_ids(running: Running) -> set[str]:
+    return {e.message_id for e in running.runtime.inbox.read(0, 10_000) if e.kind == "channel"}
+
+
+async def test_the_managers_channel_round_skips_posts_the_other_machine_stored(
+        sandbox: Sandbox, machines: tuple[dict[str, str], dict[str, str]]) -> None:  # noqa: F811
+    env_a, env_b = ({**env, "AGENTSEAT_GROUP_POLICY": "all"} for env in machines)
+    team = await make_team(sandbox, "Shared team", GRACE, upn(sandbox, "agent_user"))
+    async with anyio.create_task_group() as tg:
+        a = await start(tg, env_a)
+        await wait_for(lambda: a.runtime.status.source == "eventhub", timeout=60)
+        b = await start(tg, env_b)
+        await wait_for(lambda: b.runtime.status.source == "eventhub-follower", timeout=60)
+        await wait_for(lambda: len(owned(a)) == 2 and len(owned(b)) == 2, timeout=60)
+        assert b.runtime.channel_manager is not None
+        await wait_for(lambda: bool(b.runtime.channel_manager.covered()), timeout=60)
+        asked = {await post(sandbox, GRACE, team, f"@{AGENT} question {i}", mentions=[AGENT]) for i in range(8)}
+        await wait_for(lambda: _channel_ids(a) | _channel_ids(b) >= asked, timeout=90)
+        on_b = _channel_ids(b) & asked
+        assert on_b and not on_b & _channel_ids(a)
+        await wait_for(lambda: _flushed(b), timeout=30)
+        # The channels' full round (every reconcile interval, after a `missed`, after subscribing) on the manager.
+        await a.runtime.channels.resync("timer")
+        assert not _channel_ids(a) & _channel_ids(b) & asked
+        assert _ledger(a)["resync_skipped_other_machine"]["channel"] == len(on_b)
         tg.cancel_scope.cancel()
