@@ -42,7 +42,7 @@ from ..errors import AgentSeatError, ConfigError, TunnelError
 from ..graph.client import GraphClient, ssl_context
 from ..graph.replication import ReplicationGrace
 from ..identity.keys import KeyStore
-from ..identity.tokens import AppOnlyTokens, TokenProvider
+from ..identity.tokens import TokenProvider
 from ..promises import Promises
 from ..record import Record
 from ..record.observe import observer as record_observer
@@ -72,6 +72,7 @@ from .poller import Poller
 from .token_fallback import TokenFallbacks
 from .transport_choice import TransportChoice
 from .verify import JwksCache
+from .sponsors import resolve_sponsors
 from .status import RuntimeStatus
 from .unlocked_keys import UnlockedKeys
 from .webhook import WebhookServer
@@ -132,7 +133,7 @@ class Runtime:
         # Rich items whose validation tokens fail are read from Graph instead, capped (issue 11).
         self.token_fallbacks = TokenFallbacks(facts=self.facts, on_capped=self._resync_soon)
         #: The Agent User's mailbox and Teams presence, each waited for on its own (readiness.py).
-        self.readiness = Readiness(self.graph, self.facts, on_ready=self._part_ready)
+        self.readiness = Readiness(self.graph, self.facts, on_ready=self._part_ready, hold=settings.mode != "poll")
         self._deferred: dict[str, str] = {}  # kind -> reason of a read put off until its part is ready
         self.status = RuntimeStatus(mode=settings.mode)
         self._tunnel_override = tunnel
@@ -170,21 +171,7 @@ class Runtime:
     # --- shared by every process -------------------------------------------------------
     async def resolve_sponsors(self) -> None:
         """Sponsors come from settings and from the Agent Identity in Graph; ids make matching exact."""
-        for name in list(self.policy.sponsor_names):
-            try:
-                user = await self.graph.get(f"/users/{name}", **{"$select": "id,userPrincipalName"})
-                self.policy.sponsor_ids.add(str(user["id"]).lower())
-            except AgentSeatError as exc:
-                log.warning("sponsor_lookup_failed", sponsor=name, error=exc.message)
-        if self.settings.agent_object_id:
-            try:
-                async with GraphClient(self.settings, AppOnlyTokens(self.tokens)) as app_graph:
-                    body = await app_graph.get(f"/servicePrincipals/{self.settings.agent_object_id}"
-                                               "/microsoft.graph.agentIdentity/sponsors")
-                for item in body.get("value", []):
-                    self.policy.sponsor_ids.add(str(item["id"]).lower())
-            except AgentSeatError as exc:
-                log.info("graph_sponsors_unavailable", error=exc.message)
+        await resolve_sponsors(self.settings, self.graph, self.tokens, self.policy)
 
     async def run(self, sinks: list[Sink] = (), *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Run sinks and, once elected, the owner's duties, until cancelled."""
@@ -245,6 +232,7 @@ class Runtime:
 
     async def _poll_all(self) -> None:
         await self._sponsors_resolved()
+        self.readiness.release()  # polling: no subscription will answer the readiness probes
         await self.readiness.usable("teams")  # its probe reads the chat list first: 1 per second
         self.status.source, self.status.polling = "poll", sorted(ALL_KINDS)
         async with anyio.create_task_group() as tg:
@@ -352,7 +340,6 @@ class Runtime:
     async def _tunnel_loop(self, tunnel: Tunnel, port: int, *, fallback: bool) -> None:
         """Keep a public URL; while there is none (or Graph refuses a kind), poll instead."""
         assert self.manager is not None and self.channel_manager is not None
-        await self._sponsors_resolved()  # events are about to flow: trust needs the sponsors
         backoff = 1.0
         while True:
             try:
@@ -368,6 +355,7 @@ class Runtime:
                 continue
             backoff = 1.0
             self.status.public_url = url
+            await self._sponsors_resolved()  # events are about to flow (the tunnel started meanwhile): trust needs them
             active = await self.manager.sync(url)
             if "teams" in active:  # Teams no longer polled (poll_policy.py): the warning is over
                 self.facts.warn(POLICY_KEY, None)
@@ -448,6 +436,8 @@ class Runtime:
         await self.poller.resync(kind, reason)
 
     async def _poll(self, kinds: set[str]) -> None:
+        await self._sponsors_resolved()  # what polling stores is judged by who the sponsors are
+        self.readiness.release()  # no subscription will answer the readiness probes meanwhile
         self.status.source, self.status.polling = "poll", sorted(kinds)
         await self.poller.run(kinds)
 

@@ -46,6 +46,8 @@ if TYPE_CHECKING:
 log = structlog.get_logger(__name__)
 
 META_KEY = "subscriptions.channels"
+#: A listing of the joined channels this recent is current enough to subscribe from.
+LISTING_REUSE_SECONDS = 10.0
 Key = tuple[str, str]  # (team id, channel id)
 
 
@@ -90,7 +92,8 @@ class ChannelSubscriptionManager(SubscriptionManager):
     async def subscribe(self, url: str, channels: ChannelPoller) -> None:
         """One subscription per joined channel, pointing at `url` (the webhook's, or the event hub's address)."""
         try:
-            await self.refresh(await channels.joined(refresh=True))
+            # Current membership; the startup read listed it moments ago (GET /me/joinedTeams + each team's channels).
+            await self.refresh(await channels.joined(max_age=LISTING_REUSE_SECONDS))
         except AgentSeatError as exc:  # teams not readable now: the channels are polled until the next listing
             log.warning("channel_list_failed", error=exc.message)
         await self.sync(url)

@@ -7,14 +7,10 @@ lifecycle notifications against Graph before acting on them (lifecycle.py
 queues and coalesces them). Every gap (downtime, `missed`, a recreation, a URL
 move) is handed to `on_resync` so the poller reads what the gap hid.
 
-A refusal is never final (refusals.py): a lifetime above the tenant's maximum is
-asked again at once with the maximum Graph names; a part of the Agent User that
-is not provisioned yet is waited for (readiness.py); anything else is asked again
-on a backoff. `status` shows why and when, as the tenant warning
-`subscription.<kind>`.
-
-Secrets live with the subscription state in the inbox's meta table (a 0600
-SQLite file); they never reach a log line, `status` or a repr.
+A refusal is never final (refusals.py): a too-long lifetime is asked again with the
+maximum Graph names, an unprovisioned part of the Agent User is waited for (readiness.py),
+anything else is retried on a backoff; `status` shows why and when (`subscription.<kind>`).
+Secrets live in the inbox's 0600 meta table, never in a log line, `status` or a repr.
 """
 
 from __future__ import annotations
@@ -159,18 +155,18 @@ class SubscriptionManager:
         async with self._lock:
             self.url = public_url.rstrip("/")
             live = await self._list_live()
-            for spec in self.specs:
-                if live is None:
-                    await self._keep_unlisted(spec)
-                else:
-                    await self._reconcile(spec, [s for s in live if spec.matches(str(s.get("resource", "")))])
+            # Each kind side by side: a POST waits for Graph to validate the URL, and the kinds share nothing.
+            async with anyio.create_task_group() as tg:
+                for spec in self.specs:
+                    if live is None:
+                        tg.start_soon(self._keep_unlisted, spec)
+                    else:
+                        tg.start_soon(self._reconcile, spec, [s for s in live if spec.matches(str(s.get("resource")))])
             self._save()
             if self._legacy and not any(self._is_legacy(s.client_state) for s in self.states.values() if s.id):
                 if remove_legacy_client_state(self._settings.state_dir):
                     log.info("legacy_client_state_removed")
             return self.active_kinds()
-        # The caller resyncs every kind once after `sync`: that one read covers the
-        # downtime before it and any recreation during it.
 
     async def follow(self, url: str) -> set[str]:
         """Hold the live subscriptions another process manages for `url`, changing nothing in Graph.
@@ -353,6 +349,8 @@ class SubscriptionManager:
 
     def _active(self, state: SubscriptionState) -> None:
         state.refusals, state.retry_at = 0, 0.0
+        if self._readiness is not None:  # Graph keeps it: its part of the Agent User is there
+            self._readiness.confirm(state.kind)
         if self._facts is not None:
             self._facts.warn(f"subscription.{state.kind}", None)
 
