@@ -32,6 +32,7 @@ from typing import Any
 
 import anyio
 import structlog
+from azure.core.exceptions import ResourceNotFoundError
 
 from ..graph.times import parse_graph_time
 from ..runtime.events import Event
@@ -207,8 +208,11 @@ class Ledger:
 
     async def _download(self, name: str, limiter: anyio.CapacityLimiter) -> None:
         async with limiter:
-            stream = await self._container.download_blob(name)
-            body = json.loads(await stream.readall())
+            try:
+                stream = await self._container.download_blob(name)
+                body = json.loads(await stream.readall())
+            except ResourceNotFoundError:  # pruned since the listing: old, so no resync needs it
+                body = {}
         self._keys[name] = frozenset(str(k) for k in body.get("keys", []))
         self.counters["downloads"] += 1
 

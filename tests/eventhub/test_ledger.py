@@ -5,6 +5,7 @@ flushed since the oldest message read are downloaded, the manager prunes old blo
 from __future__ import annotations
 
 import json
+import socket
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -133,4 +134,22 @@ async def test_the_loop_batches_while_messages_flow_and_flushes_on_stop(azurite:
         for name in await _blobs(container):
             keys |= set(json.loads(await (await container.download_blob(name)).readall())["keys"])
         assert _dm(99).key in keys
+        await ledger.aclose()
+
+
+async def test_an_unreachable_container_never_fails_a_resync_nor_loses_the_position(tmp_path: Path) -> None:
+    from azure.eventhub.extensions.checkpointstoreblobaio._vendor.storage.blob.aio import ContainerClient
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    container = ContainerClient(f"http://127.0.0.1:{port}/devstoreaccount1?sv=x&sig=y", "checkpoints", retry_total=0)
+    with Inbox(tmp_path / "a.db") as inbox:
+        ledger = Ledger(container, inbox)
+        read = [_dm(1), _dm(2)]
+        assert await ledger.screen(read) == read  # stored as before the ledger: a duplicate, never a loss
+        assert ledger.counters["screen_failed"] == 1
+        inbox.append(read)
+        assert not await ledger.flush()
+        assert ledger.flushed_seq == 0 and ledger.counters["flush_failed"] == 1  # uploaded at the next flush
         await ledger.aclose()
