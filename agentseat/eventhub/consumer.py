@@ -208,7 +208,7 @@ class EventHubConsumer:
             await self._process(context.partition_id, event_body(event))
             for queue in self._fetches:
                 # Back-pressure: a fetch queue that overflows drops the read and asks for a resync of the kind,
-                # which on a hub several machines share stores the other machines' messages a second time.
+                # which reads all machines' messages from Graph (the ledger skips what the others flushed).
                 # A machine without the subscription's certificate reads every message it is told of.
                 if queue.pending() * 2 >= queue.size:
                     await queue.caught_up()

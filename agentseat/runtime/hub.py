@@ -5,7 +5,8 @@ checkpoint store) points the subscriptions at the hub, resyncs and reconciles, a
 lifecycle notifications; the others learn the subscriptions from Graph, only read the
 partitions they own, and hand the lifecycle notifications they read to the holder
 (eventhub/forward.py), which relays them to its own lifecycle gate once per lease renewal.
-When the holder stops, another takes the lease and its duties. runtime/app.py builds this
+When the holder stops, another takes the lease and its duties. Every machine shares the keys
+it stores, and every resync skips what another stored (eventhub/ledger.py). runtime/app.py builds this
 with the parts it owns; this module owns only the order of the duties and the hand-over.
 """
 
