@@ -76,6 +76,13 @@ def _machine(name: str) -> str:
     return name.removeprefix(PREFIX).partition("/")[0]
 
 
+def _received(event: Event) -> float:
+    try:
+        return datetime.fromisoformat(event.received_at).timestamp()
+    except ValueError:
+        return float("inf")  # kept: better shared than not
+
+
 def _oldest(events: Iterable[Event]) -> float | None:
     """The oldest creation time among `events`, None if one has none (then every blob counts)."""
     times: list[float] = []
@@ -152,10 +159,12 @@ class Ledger:
             return True
 
     def _unflushed(self) -> tuple[list[str], int]:
+        """The message keys stored since the last flush (none older than the retention: no resync reads
+        them), and the last seq read."""
         keys: list[str] = []
-        last = self.flushed_seq
+        last, oldest = self.flushed_seq, datetime.now(UTC).timestamp() - self.retention
         while events := self._inbox.read(last, _READ_CHUNK):
-            keys += [e.key for e in events if e.kind in _KINDS]
+            keys += [e.key for e in events if e.kind in _KINDS and _received(e) >= oldest]
             last = events[-1].seq
         return keys, last
 

@@ -22,7 +22,8 @@ from tests.eventhub.conftest import Azurite
 def _dm(n: int, *, created: datetime | None = None) -> Event:
     at = (created or datetime.now(UTC)).isoformat()
     return Event.teams(chat_id="19:chat", message_id=f"m{n}", sender_id="u1", sender_upn="", sender_name="",
-                       trust="colleague", text=f"text {n}", created_at=at, source="eventhub")
+                       trust="colleague", text=f"text {n}", created_at=at, source="eventhub",
+                       received_at=at if created else None)
 
 
 async def _container(azurite: Azurite, url: str | None = None) -> Any:
@@ -50,9 +51,9 @@ async def test_a_flush_uploads_every_key_stored_since_the_last_as_one_blob(azuri
         assert len(names) == 1 and names[0].startswith(f"{PREFIX}machine-a/")
         body = json.loads(await (await container.download_blob(names[0])).readall())
         assert body["keys"] == [e.key for e in inbox.read(0, 100)]
-        inbox.append([_dm(30)])
+        inbox.append([_dm(30), _dm(31, created=datetime.now(UTC) - timedelta(days=3))])
         assert await ledger.flush()
-        assert len(await _blobs(container)) == 2
+        assert len(await _blobs(container)) == 2  # without m31: older than the retention, no resync reads it
         assert ledger.counters["flushes"] == 2 and ledger.counters["keys_flushed"] == 31
         # The position survives a restart: a new ledger on this inbox uploads only what came after.
         again = Ledger(container, inbox)
