@@ -46,7 +46,7 @@ PREFIX = "agentseat-ledger/"
 #: A machine uploads what it stored at most this often: the window in which another machine's
 #: resync cannot see it yet.
 FLUSH_SECONDS = 5.0
-#: Blobs older than this are deleted by the manager: at least the longest resync window (runtime.hub
+#: Blobs older than this are deleted by the manager: at least the longest resync window (the consumer
 #: raises it to twice the reconcile interval).
 RETENTION_SECONDS = 2 * 86_400.0
 #: The manager prunes at most this often.
@@ -228,19 +228,21 @@ class Ledger:
     # --- pruning (the manager) ----------------------------------------------------------
     async def prune(self) -> int:
         """Delete every machine's blobs older than the retention; how many went."""
+        pruned = 0
         cutoff = time.time() - self.retention
         old = [blob.name async for blob in self._container.list_blobs(name_starts_with=PREFIX)
                if (at := _blob_time(blob.name)) is not None and at < cutoff]
-        for name in old:  # one DELETE each: Blob batches are not in every emulator
+        for name in old:  # one DELETE each: pruning runs hourly, on the manager only
             try:
                 await self._container.delete_blob(name)
             except Exception as exc:  # gone already (another manager), or refused: the next round
                 log.info("ledger_prune_skipped", error=type(exc).__name__)
                 continue
-            self.counters["pruned"] += 1
-        if old:
-            log.info("ledger_pruned", blobs=len(old))
-        return len(old)
+            pruned += 1
+        self.counters["pruned"] += pruned
+        if pruned:
+            log.info("ledger_pruned", blobs=pruned)
+        return pruned
 
     async def prune_every(self, seconds: float = PRUNE_SECONDS) -> None:
         """The manager's duty: prune now and every `seconds` until cancelled; a Blob error waits a round."""
