@@ -15,8 +15,10 @@ import anyio
 from agentseat.eventhub.client import ledger_container
 from agentseat.eventhub.ledger import PREFIX, Ledger
 from agentseat.runtime.inbox import Event, Inbox
+from agentseat.sandbox.app import Sandbox
 from tests.conftest import settings_from_env
 from tests.eventhub.conftest import Azurite
+from tests.eventhub.test_storage_oauth import credential
 
 
 def _dm(n: int, *, created: datetime | None = None) -> Event:
@@ -154,3 +156,19 @@ async def test_an_unreachable_container_never_fails_a_resync_nor_loses_the_posit
         assert not await ledger.flush()
         assert ledger.flushed_seq == 0 and ledger.counters["flush_failed"] == 1  # uploaded at the next flush
         await ledger.aclose()
+
+
+async def test_the_ledger_works_as_the_agent_on_a_plain_container_url(
+        sandbox: Sandbox, agent_env: dict[str, str], azurite_oauth: Azurite, tmp_path: Path) -> None:
+    url = await azurite_oauth.create_container("checkpoints")  # no SAS: the agent's Entra token authorizes
+    settings = settings_from_env({**agent_env, "AGENTSEAT_CHECKPOINT_STORE": url})
+    agent = credential(settings)
+    with Inbox(tmp_path / "a.db") as inbox_a, Inbox(tmp_path / "b.db") as inbox_b:
+        a, b = Ledger(ledger_container(settings, agent), inbox_a), Ledger(ledger_container(settings, agent), inbox_b)
+        inbox_b.append([_dm(1)])
+        assert await b.flush()
+        assert [e.message_id for e in await a.screen([_dm(1), _dm(2)])] == ["m2"]
+        assert await a.prune() == 0 and not a.counters["screen_failed"]
+        await a.aclose()
+        await b.aclose()
+    assert await azurite_oauth.tokens_accepted(3) >= 3  # the PUT, the listing and the download, as the agent
