@@ -80,6 +80,17 @@ async def test_the_managers_reconcile_skips_what_the_other_machine_stored(
         print(f"\nledger window: {len(lag)} keys on the follower, visible to the manager "
               f"{min(lag):.2f}-{max(lag):.2f} s (mean {mean(lag):.2f} s) after they arrived; "
               f"{_ledger(b)['flushes']} flushes")
+
+        # The window itself: a resync that reads right after new messages arrive, before the follower's next flush.
+        late = {f"late {i}" for i in range(6)}
+        for text in sorted(late):
+            await _dm(sandbox, "colleague1", text)
+        await wait_for(lambda: stored(a) | stored(b) >= late, timeout=60)
+        arrived = anyio.current_time()
+        await poller.resync("teams", "gap")
+        twice = stored(a) & stored(b) & late
+        print(f"a resync {anyio.current_time() - arrived:.2f} s after the last arrival, inside the follower's "
+              f"flush interval: {len(twice)} of the {len(stored(b) & late)} messages it stored were stored twice")
         tg.cancel_scope.cancel()
 
 
