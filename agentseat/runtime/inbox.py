@@ -449,6 +449,10 @@ class Inbox(ReadState):
     async def aclaim_next(self, group: str, claimant: str, limit: int = 50) -> list[Event]:
         return await self._run(self.claim_next, group, claimant, limit)
 
+    def wake(self) -> None:
+        """Wake same-process sinks; call it on the loop after an append made in a worker thread."""
+        self._wake()
+
     def _wake(self) -> None:
         waiters, self._waiters = self._waiters, set()
         for waiter in waiters:

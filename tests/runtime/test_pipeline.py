@@ -208,20 +208,22 @@ def test_decrypt_attaches_the_resource_or_names_the_failure(world: World) -> Non
     assert [d.reason for d in drops] == ["decrypt_not_json", "decrypt_not_json", "decrypt_unknown_certificate"]
 
 
-async def test_a_post_decrypts_in_one_worker_thread_call(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
-    hops: list[int] = []
+async def test_a_post_decrypts_plans_and_stores_in_one_worker_thread_call(world: World,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[str] = []
     real = anyio.to_thread.run_sync
 
     async def counting(func: Any, *args: Any, **kwargs: Any) -> Any:
-        if func is decrypt_items:
-            hops.append(len(args[0]))
+        calls.append(getattr(getattr(func, "func", func), "__name__", repr(func)))
         return await real(func, *args, **kwargs)
 
+    await world.jwks.get_key("k1")  # the JWKS fetch is not what this test counts
     monkeypatch.setattr(pipeline_module.anyio.to_thread, "run_sync", counting)
     items = [rich_chat_item(world.keys, chat_message(str(i))) for i in range(10)]
     result = await world.pipeline.process(body(items, [world.token()]), lifecycle_endpoint=False)
-    assert result.stored == 10
-    assert hops == [10]
+    assert result.stored == 10 and len(world.inbox.read(0)) == 10
+    assert calls == ["work_batch"]  # decrypt, plan and the one SQLite transaction: one hop for the POST
+    assert world.inbox.appends == 1
 
 
 # --- plan -------------------------------------------------------------------------------------
