@@ -101,6 +101,7 @@ async def measure(host: SandboxHost, env: dict[str, str], workdir: Path, *, post
                 hop.append(time.perf_counter() - began)
             results["thread_hop_us"] = round(median(hop) * 1e6, 1)
             results["log_line_us"] = round(log_line * 1e6, 1)
+            results["rsa_threads"] = await anyio.to_thread.run_sync(rsa_threads, cert.private_key)
             for batch in (1, 20):
                 steps: dict[str, list[float]] = {s: [] for s in STEPS}
                 for _, body in await bodies(posts, batch):
@@ -284,6 +285,55 @@ async def _variants(bodies: Any, batch: int, inbox: Inbox, pipeline: Notificatio
         now, fused = out[f"{path}_current"]["cpu_us_per_item"], out[f"{path}_one_hop"]["cpu_us_per_item"]
         out[f"{path}_cpu_saving"] = round(1 - fused / now, 3) if now else None
     return out
+
+
+def rsa_threads(private_key: Any, calls: int = 300) -> dict[str, Any]:
+    """Whether the pinned `cryptography` releases the GIL in RSA-OAEP decrypt, and what a second
+    thread adds (runtime/crypto.py keeps the figures; check again whenever the pin moves).
+
+    `turns`: with a 10-second switch interval, two threads that never release the GIL take one
+    turn each (1 switch); a call that releases it lets them alternate (tens to `calls`
+    switches). Counted, not timed, so a loaded machine cannot fake it. `speedup`: decrypts per
+    second of two threads over one, which needs an idle second core to show.
+    """
+    import sys
+
+    import cryptography
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import padding as asym_padding
+
+    oaep = asym_padding.OAEP(mgf=asym_padding.MGF1(algorithm=hashes.SHA1()), algorithm=hashes.SHA1(), label=None)
+    blob = private_key.public_key().encrypt(os.urandom(32), oaep)
+
+    def run(threads: int, record: list[int] | None = None) -> float:
+        barrier = threading.Barrier(threads)
+
+        def work(i: int) -> None:
+            barrier.wait()
+            for _ in range(calls):
+                private_key.decrypt(blob, oaep)
+                if record is not None:
+                    record.append(i)
+
+        workers = [threading.Thread(target=work, args=(i,)) for i in range(threads)]
+        began = time.perf_counter()
+        for t in workers:
+            t.start()
+        for t in workers:
+            t.join()
+        return threads * calls / (time.perf_counter() - began)
+
+    order: list[int] = []
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(10.0)
+    try:
+        run(2, order)
+    finally:
+        sys.setswitchinterval(interval)
+    one, two = max(run(1) for _ in range(3)), max(run(2) for _ in range(3))
+    return {"cryptography": cryptography.__version__, "turns": sum(a != b for a, b in zip(order, order[1:])),
+            "calls_per_thread": calls, "one_thread_per_s": round(one), "two_threads_per_s": round(two),
+            "speedup": round(two / one, 2), "cores": os.cpu_count()}
 
 
 def _drain(fd: int) -> None:
