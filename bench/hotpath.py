@@ -39,7 +39,7 @@ from agentseat.runtime.pipeline import (
     screen_items,
 )
 from agentseat.runtime.verify import JwksCache
-from agentseat.tools.channel import ChannelNotification, ChannelParams, envelope
+from agentseat.tools.channel import ChannelNotification, ChannelParams, ChannelSink, envelope
 
 from .harness import SandboxHost, quiet_logging, settings_from_env
 
@@ -160,11 +160,12 @@ async def _variants(bodies: Any, batch: int, inbox: Inbox, pipeline: Notificatio
     - webhook, current: `NotificationPipeline.process` (tokens on the loop; decrypt, then
       store, each in its own worker-thread call).
     - webhook, one hop: the same steps, decrypt + normalise + store in one worker-thread call.
-    - channel, current: what `ChannelSink` does per wake-up: `latest_seq` in a thread (inside
-      `Inbox.wait_for_new`), `aclaim_next`, build and serialise each push, one info log line
-      per event, `aack` (three worker-thread calls, two commits).
-    - channel, one hop: claim and acknowledge the previous batch in one transaction in one
-      worker-thread call (`claim_next(ack=...)`, as `ChannelSink` does now), one log line per batch.
+    - channel, current: `ChannelSink`'s loop with its own delivery and log line: since the fold,
+      a batch is claimed (acknowledging the previous one in the same transaction) in one
+      worker-thread call, and logged in one line; `wait_for_new` only when a claim came back empty.
+    - channel, one hop: the same steps written out inline (`claim_next(ack=...)`), the reference;
+      before the fold, "current" was three worker-thread calls (`latest_seq`, claim, ack), two
+      commits and one log line per event.
     - stdout, current: mcp's stdio transport (`anyio.wrap_file` write + flush: two hops per push).
     - stdout, one hop: `stdout_direct`, a non-blocking write on the loop (no hop at all).
     """
@@ -199,18 +200,22 @@ async def _variants(bodies: Any, batch: int, inbox: Inbox, pipeline: Notificatio
 
             await anyio.to_thread.run_sync(work)
 
+    async def serialise(params: dict[str, Any]) -> None:
+        ChannelNotification(params=ChannelParams(**params)).model_dump_json(by_alias=True, exclude_none=True)
+
     async def channel_current(events_total: int) -> None:
-        done = 0
+        # `ChannelSink.__call__`'s loop, step for step, with the sink's own delivery and log line.
+        sink = ChannelSink(batch=10, claimant="bench", group_policy="all")
+        sink.attach(serialise)
+        done, handled, position = 0, [], inbox.group_position("channel") or 0
         while done < events_total:
-            await anyio.to_thread.run_sync(inbox.latest_seq)
-            events = await anyio.to_thread.run_sync(inbox.claim_next, "channel", "bench", 10)
-            for event in events:
-                ChannelNotification(params=ChannelParams(**envelope(event))).model_dump_json(
-                    by_alias=True, exclude_none=True)
-                log.info("channel_pushed", seq=event.seq, kind=event.kind, trust=event.trust)
-            if has_ack:
-                await anyio.to_thread.run_sync(inbox.ack, "channel", [e.seq for e in events])
+            if not handled:
+                await inbox.wait_for_new(position)
+            events = await inbox.aclaim_next("channel", "bench", 10, ack=handled)
+            handled = await sink._deliver_batch(events)
+            position = max([position, *(e.seq for e in events)])
             done += len(events)
+        await inbox.aack("channel", handled)
 
     async def channel_one_hop(events_total: int) -> None:
         done, previous = 0, []
