@@ -141,8 +141,8 @@ class Inbox(ReadState):
     Groups: of the processes in a group (for example "push") exactly one gets each
     event. `ensure_group(group, start_seq)` creates a group once, to deliver events
     after start_seq; later calls change nothing, so a restarted server gets what it
-    missed. Claims outlive processes; delivery is at most once: a claimant that dies
-    between claim and push loses that batch (claim small batches, push them shielded).
+    missed. Claims outlive processes and count until acknowledged (`ack`, or the claimant's
+    next `claim_next(ack=...)`): a dead claimant's open claims are taken over, at least once.
     Cursors: `advance(sink, seq)` after handling events gives a lone sink at-least-once.
     Read state (`ReadState`): an event is unread until the agent acts on it; claims and
     cursors never change it, so a push that went nowhere leaves the event unread.
