@@ -12,6 +12,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import anyio
+import structlog
 
 from agentseat.runtime.inbox import Event, Inbox
 from agentseat.tools.channel import GROUP, ChannelSink
@@ -105,3 +106,21 @@ async def test_a_crash_after_the_pushes_and_before_the_acknowledging_claim_pushe
     # Taken over from the dead claimant and pushed again (the host dedupes), then the rest: none lost.
     assert received == ["0", "1", "2", "3", "4"]
     assert _open_claims(path) == []
+
+
+async def test_one_log_line_per_batch_with_counts_by_outcome_and_no_text(tmp_path: Path) -> None:
+    with Inbox(tmp_path / "inbox.db") as inbox:
+        sink = ChannelSink(batch=5, claimant="sink-a")  # group policy "mention": an unmentioned group line is kept
+        await sink.prepare(inbox)
+        group = Event.teams(chat_id="19:group@thread.v2", message_id="g", sender_id="u2", sender_upn="", sender_name="",
+                            trust="colleague", text="overheard", created_at="2026-11-27T10:00:00.000Z",
+                            source="webhook", chat_type="group", mentioned=False)
+        stored = inbox.append([_teams("0"), _teams("1"), group, _teams("3")])
+        with structlog.testing.capture_logs() as logs:
+            assert await _push_until(inbox, sink, 3) == ["0", "1", "3"]
+    lines = [e for e in logs if e["event"] == "channel_pushed"]
+    assert len(lines) == 1  # not one per event
+    [line] = lines
+    assert (line["count"], line["skipped"], line["failed"]) == (3, 1, 0)
+    assert (line["seq"], line["last_seq"]) == (stored[0].seq, stored[3].seq)
+    assert "hello" not in repr(logs) and "overheard" not in repr(logs)
