@@ -155,6 +155,10 @@ class Settings(BaseSettings):
     eventhub_balance_seconds: float = Field(default=10.0, ge=1.0, description="Load-balancing interval.")
     eventhub_ownership_seconds: float = Field(
         default=60.0, ge=3.0, description="Ownership expiry: a silent owner's partitions are free after this.")
+    # `auto` with a hub configured (runtime/transport_choice.py): while the hub does not answer, the
+    # webhook or poll fallback runs and the hub is probed again this often (one connection each).
+    eventhub_probe_seconds: float = Field(
+        default=300.0, ge=1.0, description="auto: how often an unreachable event hub is probed again.")
 
     # Polling. Teams asks apps to poll for changes rarely (teams-api-overview,
     # "Polling requirements"); the poll mode reads one chat list per interval plus the chats

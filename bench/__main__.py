@@ -9,6 +9,7 @@
     python -m bench realistic ...    # Graph's documented delays: webhook vs entrabot polling
     python -m bench documents [--quick]   # docx and pdf read throughput alone
     python -m bench promises [--seconds S]   # the clock's idle cost with 1,000 pending promises
+    python -m bench eventhub [--quick]   # Event Hubs beside webhook: latency, throughput, idle (AMQP too)
 
 stdout: the table, then the last line, a JSON object with every figure (for
 comparing commits). Progress goes to stderr; logs of the sandbox and the runtimes
@@ -28,7 +29,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-_SUBCOMMANDS = ("soak", "attack", "realistic", "documents", "promises")
+_SUBCOMMANDS = ("soak", "attack", "realistic", "documents", "promises", "eventhub")
 
 
 def _dispatch(name: str, argv: list[str]) -> int:

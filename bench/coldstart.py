@@ -63,7 +63,8 @@ def log_phases(log_path: Path, spawned_wall: float) -> dict[str, float]:
         return found
     for line in lines:
         stamp, _, rest = line.partition(" ")
-        event = rest.split("]", 1)[-1].split()[0] if "]" in rest else ""
+        words = rest.split("]", 1)[-1].split() if "]" in rest else []
+        event = words[0] if words else ""  # a continuation line (a debug dump) names no event
         if event not in PHASES:
             continue
         try:
@@ -128,3 +129,94 @@ def summarize(runs: list[dict[str, float]]) -> dict[str, Any]:
         values = [r[key] for r in runs]
         out[key] = {"median": round(median(values), 3), "max": round(max(values), 3)}
     return out
+
+
+# --- `python -m bench.coldstart`: this figure alone, with the import floor, in one run ---------------------
+#: The floor of issue 16's cold-start goal: Python, aiohttp and the mcp SDK's server side, nothing of ours.
+FLOOR_CODE = "import aiohttp, aiohttp.web, mcp_types, mcp.server, mcp.server.stdio, mcp.server.runner"
+#: What `serve` imports before it answers `initialize` (harness.import_seconds imports the same).
+SERVE_CODE = "import agentseat.cli, agentseat.tools.preflight, agentseat.tools.server, agentseat.runtime.app"
+
+
+def fresh_import_seconds(code: str, pythonpath: str, repeat: int = 5) -> float:
+    """Fastest wall time of a fresh interpreter running `code` with `pythonpath` first."""
+    import os
+    import subprocess
+    import sys
+
+    from .harness import child_env
+
+    env = {**os.environ, **child_env({"PYTHONPATH": pythonpath})}
+    best = float("inf")
+    for _ in range(repeat):
+        began = time.perf_counter()
+        subprocess.run([sys.executable, "-c", code], check=True, env=env, cwd=pythonpath)
+        best = min(best, time.perf_counter() - began)
+    return round(best, 3)
+
+
+async def main(argv: list[str] | None = None) -> dict[str, Any]:
+    """Cold starts against one sandbox, the import floor measured beside them. `--baseline DIR`
+    alternates each run with a serve importing agentseat from DIR (another checkout), so a
+    change is compared with what it changed under the same load. `--importtime` keeps
+    `-X importtime` of the first serve in its log and prints the costliest imports."""
+    import argparse
+    import json
+    import sys
+    import tempfile
+
+    from .harness import REPO, fresh_dir, loadavg, quiet_logging
+    from .latency import webhook_env
+
+    parser = argparse.ArgumentParser(prog="python -m bench.coldstart")
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--baseline", help="a checkout whose agentseat to compare with, run for run")
+    parser.add_argument("--importtime", action="store_true", help="profile the first serve's imports")
+    parser.add_argument("--dir", help="work directory (default: a temporary one)")
+    args = parser.parse_args(argv)
+    root = fresh_dir(Path(args.dir)) if args.dir else Path(tempfile.mkdtemp(prefix="agentseat-cold-"))
+    quiet_logging(root / "bench.log")
+    trees = {"tree": str(REPO), **({"baseline": str(Path(args.baseline).resolve())} if args.baseline else {})}
+    out: dict[str, Any] = {"loadavg_start": loadavg(), "python_s": fresh_import_seconds("pass", str(REPO)),
+                           "import_floor_s": fresh_import_seconds(FLOOR_CODE, str(REPO)),
+                           "serve_imports_s": {name: fresh_import_seconds(SERVE_CODE, path)
+                                               for name, path in trees.items()},
+                           "runs": {name: [] for name in trees}}
+    async with SandboxHost(root) as host:
+        for i in range(args.runs):
+            # The floor again beside each round, its fastest kept: load that comes and goes must not
+            # leave the floor measured in a busy moment and the runs in a quiet one, or the reverse.
+            out["import_floor_s"] = min(out["import_floor_s"], fresh_import_seconds(FLOOR_CODE, str(REPO), 2))
+            order = list(trees.items()) if i % 2 == 0 else list(reversed(trees.items()))
+            for name, path in order:
+                env = webhook_env(await host.provision(root / f"agent-{name}{i}")) | {"PYTHONPATH": path}
+                if args.importtime and i == 0:
+                    env["PYTHONPROFILEIMPORTTIME"] = "1"
+                async with cold_serve(host, env, root / f"cold-{name}{i}", "serve") as (served, marks):
+                    out["runs"][name].append(marks.as_dict())
+                    if i == 0:
+                        out[f"first_run_{name}"] = marks.detail()
+                        if args.importtime:
+                            out[f"top_imports_{name}"] = top_imports(served.log_path)
+                await host.drop_subscriptions()
+    out["summary"] = {name: summarize(runs) for name, runs in out["runs"].items()}
+    out["goal_s"] = round(max(1.5 * out["import_floor_s"], 1.0), 3)
+    out["loadavg_end"] = loadavg()
+    print(json.dumps(out, indent=1), file=sys.stdout)
+    return out
+
+
+def top_imports(log_path: Path, count: int = 25) -> list[tuple[str, float]]:
+    """The modules with the largest cumulative import time (ms) in a `-X importtime` log."""
+    costs: dict[str, float] = {}
+    for line in log_path.read_text(errors="replace").splitlines():
+        fields = line.removeprefix("import time:").split("|")
+        if not line.startswith("import time:") or len(fields) != 3 or not fields[1].strip().isdigit():
+            continue
+        name = fields[2].strip()
+        costs[name] = max(costs.get(name, 0.0), int(fields[1]) / 1000)
+    return sorted(costs.items(), key=lambda kv: -kv[1])[:count]
+
+
+if __name__ == "__main__":
+    anyio.run(main)

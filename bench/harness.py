@@ -246,6 +246,11 @@ class Served:
     pushes: list[Push] = field(default_factory=list)
     _changed: anyio.Event = field(default_factory=anyio.Event)
 
+    @property
+    def pids(self) -> list[int]:
+        """The process(es) taking the items (bench/throughput.py's `Consumer`)."""
+        return [self.pid] if self.pid else []
+
     def on_push(self, push: Push) -> None:
         self.pushes.append(push)
         self._changed.set()

@@ -10,6 +10,8 @@ import math
 from datetime import UTC, datetime
 from typing import Any
 
+from . import eventhub
+
 MODES = (("webhook", "webhook"), ("poll_entrabot_intervals", "poll at entrabot's intervals (5 s / 60 s)"),
          ("poll_defaults", "poll at our defaults"))
 
@@ -84,6 +86,7 @@ def figures(r: dict[str, Any]) -> dict[str, Any]:
     out["cold_start_restart_first_event_s"] = _get(cs, "restart", "first_event_s")
     out["import_s"] = _get(cs, "import_s")
     out["idle_rss_mb"] = _get(r, "rss", "idle", "VmRSS")
+    out.update(eventhub.figures(r))  # Event Hubs beside webhook (bench/eventhub.py), when the run has it
     return out
 
 
@@ -258,6 +261,7 @@ def table(r: dict[str, Any]) -> str:
         lines.append(f"   upload_file, {_fmt(f['upload_mb'])} MB through an upload session: {_fmt(f['upload_mb_per_s'])} MB/s, "
                      f"peak RSS {_fmt(f['upload_peak_rss_mb'])} MB ({_fmt(f['upload_rss_added_mb'])} MB above the "
                      "process's baseline)")
+    lines += eventhub.lines(r)  # Event Hubs beside webhook (bench/eventhub.py), when the run has it
     lines.append("")
     lines.append("goals")
     for what, goal, figure, ok in goals(f):
@@ -265,8 +269,8 @@ def table(r: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-#: Sections of BENCHMARKS.md written by other runs (`bench soak`, `bench attack`): kept as they are.
-KEPT_SECTIONS = ("## Soak", "## Attack")
+#: Sections of BENCHMARKS.md written by other runs (`bench eventhub`, `bench soak`, `bench attack`): kept as they are.
+KEPT_SECTIONS = ("## Event Hubs", "## Soak", "## Attack")
 
 
 def _kept(old: str) -> str:

@@ -9,7 +9,9 @@ Phases, each with a runtime of its own (a fresh agent state dir, `agentseat serv
 6. the hot path step by step, in-process;
 7. latency by kind of event (a DM, its edit, a channel mention) in one webhook runtime;
 8. document reading: docx and pdf text extraction throughput and peak memory (bench/documents.py);
-9. a large upload through `upload_file`'s code path: throughput and the memory it adds (bench/files.py).
+9. a large upload through `upload_file`'s code path: throughput and the memory it adds (bench/files.py);
+10. Event Hubs beside webhook: latency, throughput with one and two consumer processes, idle Graph and
+   AMQP cost (bench/eventhub.py; `python -m bench eventhub` runs it alone).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import anyio
 
 from agentseat.config import Settings
 
-from . import coldstart, documents, hotpath, idle, kinds, latency, profile, throughput
+from . import coldstart, documents, eventhub, hotpath, idle, kinds, latency, profile, throughput
 from . import files as files_bench
 from .harness import SandboxHost, fresh_dir, free_port, import_seconds, loadavg, machine, memory_mb, serve
 from .latency import poll_env, webhook_env
@@ -198,6 +200,8 @@ async def run(p: Profile, root: Path) -> dict[str, Any]:
         await kinds_phase(host, p, root, out)
         say("hot path, step by step")
         out["hotpath"] = await hotpath.measure(host, env, root, posts=p.hotpath_posts)
+        # Event Hubs (issue 14): its own runtimes, after the others so its backlog of events disturbs none.
+        await eventhub.phase(host, eventhub.QUICK if p is QUICK else eventhub.FULL, root, out, say)
     say("documents: docx and pdf read throughput")
     out["documents"] = await anyio.to_thread.run_sync(documents.measure, root / "documents", p is QUICK)
     say("files: a large upload through an upload session")

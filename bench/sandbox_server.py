@@ -13,6 +13,9 @@ the control API does not offer:
 - `GET  /_bench/sends`: message id -> [POST start, answer read] of its notification's delivery.
 - `GET|DELETE /_bench/subscriptions`: the live subscriptions; drop them all.
 - `POST /_bench/notifications`: genuine rich notification bodies (bench/loadgen.py).
+- `POST /_bench/eventhub/stage` then `POST /_bench/eventhub/publish`: take such bodies (in
+  chunks, under the request size limit), then publish them to the emulated Event Hub at a
+  steady rate, as Graph's Event Hubs delivery would (bench/eventhub.py).
 
 It runs in its own process so the bench's MCP client, the load generator and the
 sandbox never share a GIL: a timestamp taken in one is not delayed by the others.
@@ -46,6 +49,7 @@ class BenchSandbox(Sandbox):
     def __init__(self, state_dir: Path, options: SandboxOptions | None = None) -> None:
         super().__init__(state_dir, options)
         self.sends: dict[str, tuple[float, float]] = {}
+        self.staged: list[bytes] = []  # event bodies waiting for /_bench/eventhub/publish
         self._record_sends()
 
     def flush(self) -> None:
@@ -182,6 +186,43 @@ async def _notifications(request: web.Request) -> web.Response:
                               "posts": [{"ids": ids, "body": body.decode()} for ids, body in bodies]})
 
 
+async def _eventhub_stage(request: web.Request) -> web.Response:
+    """`{"bodies": [json text]}`: add bodies for the next publish run.
+
+    Graph's Event Hubs deliveries carry no `validationTokens` (change-notifications-delivery-event-hubs),
+    so they are taken off here.
+    """
+    sb = _sb(request)
+    for text in (await request.json())["bodies"]:
+        body = json.loads(text)
+        body.pop("validationTokens", None)
+        sb.staged.append(json.dumps(body).encode())
+    return web.json_response({"staged": len(sb.staged)})
+
+
+async def _eventhub_publish(request: web.Request) -> web.Response:
+    """`{"posts_per_s"}`: each staged body as one event on the first hub, paced open loop here.
+    Answers what bench/loadgen.py's `SendResult` holds."""
+    sb = _sb(request)
+    rate = float((await request.json())["posts_per_s"])
+    hub = next(iter(sb.eventhubs.namespace.hubs.values()))
+    bodies, sb.staged = sb.staged, []
+    times: list[float] = []
+    start = time.monotonic() + 0.02
+    last = start
+    for i, body in enumerate(bodies):
+        delay = start + i / rate - time.monotonic()
+        if delay > 0:
+            await anyio.sleep(delay)
+        elif i % 64 == 63:
+            await anyio.sleep(0)  # behind schedule: still let the AMQP links carry what is published
+        last = time.monotonic()
+        sb.eventhubs.publish_body(hub, body)
+        times.append(time.monotonic() - last)
+    return web.json_response({"posts": len(bodies), "ok": len(bodies), "send_seconds": max(last - start, 1e-6),
+                              "seconds": time.monotonic() - start, "answer_times": times})
+
+
 def _routes() -> list[web.RouteDef]:
     return [
         web.get("/_bench/clock", _clock),
@@ -192,6 +233,8 @@ def _routes() -> list[web.RouteDef]:
         web.get("/_bench/subscriptions", _subscriptions),
         web.delete("/_bench/subscriptions", _drop_subscriptions),
         web.post("/_bench/notifications", _notifications),
+        web.post("/_bench/eventhub/stage", _eventhub_stage),
+        web.post("/_bench/eventhub/publish", _eventhub_publish),
     ]
 
 

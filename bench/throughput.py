@@ -12,22 +12,49 @@ POST. A step passes when:
   last) >= 95 % of the target, so a backlog growing inside the runtime fails the step
   even when nothing is lost yet.
 The rate doubles until a step fails, then bisects. CPU (utime + stime from
-/proc/<pid>/stat, all threads) is taken over each step, from its first send to its
-last push; peak RSS is VmHWM from /proc/<pid>/status.
+/proc/<pid>/stat, all threads; every consumer process together) is taken over each step,
+from its first send to its last push; peak RSS is VmHWM from /proc/<pid>/status.
+
+The ladder is transport-neutral: `ladder` takes the webhook's URL (POSTs, as above) or
+any `Sender` that delivers the bodies some other way (bench/eventhub.py publishes them to
+the emulated Event Hub), and any `Consumer`: one `Served` runtime or several together.
 """
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import aiohttp
 import anyio
 
-from .harness import SandboxHost, Served, cpu_seconds, memory_mb
-from .loadgen import send_paced
+from .harness import Push, SandboxHost, Served, cpu_seconds, memory_mb
+from .loadgen import SendResult, send_paced
 
 DRAIN = 15.0  # seconds after the last send for the last push to arrive
+
+#: Delivers `bodies` (item ids, JSON bytes) at `posts_per_s`, open loop, and says how it went.
+Sender = Callable[[list[tuple[list[str], bytes]], float], Awaitable[SendResult]]
+
+
+class Consumer(Protocol):
+    """What a step watches: the runtime process(es) taking the items, and their pushes."""
+
+    @property
+    def pids(self) -> list[int]: ...
+
+    def received(self, ids: Iterable[str]) -> dict[str, Push]: ...
+
+    async def wait_for(self, ids: Iterable[str], timeout: float) -> bool: ...
+
+
+def _cpu(served: Consumer) -> float:
+    return sum(cpu_seconds(pid) for pid in served.pids)
+
+
+def _sandbox_cpu(host: SandboxHost) -> float:
+    return cpu_seconds(host.pid) if host.pid else 0.0
 
 
 @dataclass
@@ -41,20 +68,21 @@ class Step:
         return bool(self.result["passed"])
 
 
-async def step(host: SandboxHost, served: Served, url: str, http: aiohttp.ClientSession, *,
+async def step(host: SandboxHost, served: Consumer, send: Sender, *,
                batch: int, items_per_s: float, seconds: float) -> Step:
     posts_per_s = items_per_s / batch
     posts = max(2, round(posts_per_s * seconds))
     bodies = await host.notification_bodies(posts, batch)
     ids = [i for item_ids, _ in bodies for i in item_ids]
-    cpu0, began = cpu_seconds(served.pid), host.now()
-    sent = await send_paced(http, url, bodies, posts_per_s)
+    cpu0, sandbox0, began = _cpu(served), _sandbox_cpu(host), host.now()
+    sent = await send(bodies, posts_per_s)
     sent_done = host.now()
     arrived = await served.wait_for(ids, DRAIN)
     got = served.received(ids)
     last = max((p.at for p in got.values()), default=host.now())
     first = min((p.at for p in got.values()), default=began)
-    cpu = cpu_seconds(served.pid) - cpu0
+    cpu = _cpu(served) - cpu0
+    sandbox_cpu = _sandbox_cpu(host) - sandbox0
     wall = max(last - began, 1e-6)
     achieved = sent.achieved_posts_per_s * batch
     # The pace of the pushes themselves, first to last: a backlog growing inside the runtime
@@ -77,20 +105,31 @@ async def step(host: SandboxHost, served: Served, url: str, http: aiohttp.Client
         "push_lag_s": round(last - sent_done, 3),
         "cpu_cores": round(cpu / wall, 2),
         "cpu_ms_per_item": round(cpu * 1000 / max(len(got), 1), 3),
+        # The sender's side: near one core means the sandbox (Graph's part here), not the runtime, set the pace.
+        "sandbox_cpu_cores": round(sandbox_cpu / wall, 2),
         "passed": passed,
     })
 
 
-async def ladder(host: SandboxHost, served: Served, url: str, *, batch: int, start: float, seconds: float,
-                 bisect: int, cap: float) -> dict[str, Any]:
-    """Double from `start` until a step fails (or `cap`), then `bisect` times between pass and fail."""
+async def ladder(host: SandboxHost, served: Consumer, target: str | Sender, *, batch: int, start: float,
+                 seconds: float, bisect: int, cap: float) -> dict[str, Any]:
+    """Double from `start` until a step fails (or `cap`), then `bisect` times between pass and fail.
+
+    `target` is the webhook's URL (the bodies are POSTed there) or a `Sender`."""
     steps: list[Step] = []
     best: Step | None = None
     failed_at: float | None = None
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=256)) as http:
+        if isinstance(target, str):
+            url = target
+
+            async def send(bodies: list[tuple[list[str], bytes]], posts_per_s: float) -> SendResult:
+                return await send_paced(http, url, bodies, posts_per_s)
+        else:
+            send = target
         rate = start
         while rate <= cap:
-            s = await step(host, served, url, http, batch=batch, items_per_s=rate, seconds=seconds)
+            s = await step(host, served, send, batch=batch, items_per_s=rate, seconds=seconds)
             steps.append(s)
             await anyio.sleep(1.0)  # let the runtime settle between steps
             if not s.passed:
@@ -102,7 +141,7 @@ async def ladder(host: SandboxHost, served: Served, url: str, *, batch: int, sta
         for _ in range(bisect if failed_at else 0):
             assert failed_at is not None
             rate = (low + failed_at) / 2
-            s = await step(host, served, url, http, batch=batch, items_per_s=rate, seconds=seconds)
+            s = await step(host, served, send, batch=batch, items_per_s=rate, seconds=seconds)
             steps.append(s)
             await anyio.sleep(1.0)
             if s.passed:

@@ -72,6 +72,9 @@ def provision_agent(sandbox: Sandbox, state_dir: Path, **overrides: object) -> d
         # The access tests (tests/access/) set the policy they test, `pairing` (the default) first.
         "AGENTSEAT_INBOUND_POLICY": "tenant",
     }
+    # `auto` prefers a configured event hub (runtime/transport_choice.py): tests that want the sandbox's
+    # hub name it themselves (tests/eventhub/), the others run auto as webhooks or polling.
+    env = {k: v for k, v in env.items() if not k.startswith("AGENTSEAT_EVENTHUB_")}
     env |= {f"AGENTSEAT_{k.upper()}": str(v) for k, v in overrides.items()}
     state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     KeyStore(settings_from_env(env)).add(cert)

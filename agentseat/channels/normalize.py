@@ -91,7 +91,7 @@ def channel_message_event(message: dict[str, Any], policy: TrustPolicy, *, sourc
 
 
 def plan_item(resource: str | None, payload: dict[str, Any] | None, *, rich: bool, fallback: bool,
-              policy: TrustPolicy) -> Event | ChannelRef | str:
+              policy: TrustPolicy, source: Source = "webhook") -> Event | ChannelRef | str:
     """What one `created` item of a channel subscription asks for, by the chat rules: an unconfirmed
     Event from a rich item's decrypted `payload` (the intake confirms what needs trust), the message
     to read from Graph (a basic item, or a rich one whose validation tokens failed), "ignored" (a
@@ -104,7 +104,7 @@ def plan_item(resource: str | None, payload: dict[str, Any] | None, *, rich: boo
         # Graph's, and reading what it names would spend our budget for anyone (runtime/pipeline.py).
         return "basic_on_rich" if rich and not fallback else ref
     try:
-        event = channel_message_event(payload, policy, source="webhook", confirmed=False,
+        event = channel_message_event(payload, policy, source=source, confirmed=False,
                                       team_id=ref.team_id, channel_id=ref.channel_id)
     except (InboxError, AttributeError, TypeError, ValueError, KeyError):
         return "unusable"

@@ -81,9 +81,11 @@ class ChannelPoller:
         self._inbox.set_meta(_STATE_KEY, json.dumps(self._state))
 
     # --- membership --------------------------------------------------------------------
-    async def joined(self, *, refresh: bool = False) -> list[JoinedChannel]:
-        """The channels of the agent's teams, listed again when older than `channel_list_seconds`."""
-        stale = time.monotonic() - self._listed_at >= self._settings.channel_list_seconds
+    async def joined(self, *, refresh: bool = False, max_age: float | None = None) -> list[JoinedChannel]:
+        """The channels of the agent's teams, listed again when older than `channel_list_seconds`,
+        or than `max_age` seconds; `refresh` lists them again whatever their age."""
+        age = time.monotonic() - self._listed_at
+        stale = age >= self._settings.channel_list_seconds or (max_age is not None and age >= max_age)
         if self._joined is None or refresh or stale:
             found = await channel_graph.joined_channels(self._graph)
             for ch in found:

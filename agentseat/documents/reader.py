@@ -7,24 +7,26 @@ this through `anyio.to_thread.run_sync`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
+from importlib import import_module
 from pathlib import Path
 
 import structlog
 
 from ..errors import DocumentError
-from .docx_reader import read_docx
 from .model import DocumentText, ReadLimits
-from .pdf_reader import read_pdf
-from .pptx_reader import read_pptx
 from .sniff import sniff
 from .text_reader import read_text
-from .xlsx_reader import read_xlsx
 from .zipguard import check_package
 
 log = structlog.get_logger(__name__)
 
-_OFFICE = {"docx": read_docx, "xlsx": read_xlsx, "pptx": read_pptx}
+#: Each format's reader, imported on first use: python-docx, openpyxl, python-pptx and pypdf
+#: take about a quarter of a second to import, which `serve` must not pay before `initialize`.
+_READERS = {"docx": ".docx_reader:read_docx", "xlsx": ".xlsx_reader:read_xlsx", "pptx": ".pptx_reader:read_pptx",
+            "pdf": ".pdf_reader:read_pdf"}
+_OFFICE = frozenset({"docx", "xlsx", "pptx"})
 _LABELS = {"docx": "a Word document", "xlsx": "an Excel workbook", "pptx": "a PowerPoint presentation",
            "pdf": "a PDF", "image": "an image", "text": "a text file"}
 
@@ -36,9 +38,9 @@ def read_document(path: Path, *, name: str, mime: str | None, limits: ReadLimits
     try:
         if sniffed.kind in _OFFICE:
             check_package(path, limits)
-            result = _OFFICE[sniffed.kind](path, limits)
+            result = _reader(sniffed.kind)(path, limits)
         elif sniffed.kind == "pdf":
-            result = read_pdf(path, limits)
+            result = _reader("pdf")(path, limits)
         elif sniffed.kind == "image":
             result = _image(path, name, size, sniffed.mime or "application/octet-stream", limits)
         else:
@@ -59,6 +61,11 @@ def read_document(path: Path, *, name: str, mime: str | None, limits: ReadLimits
         result = replace(result, notes=[note, *result.notes])
     log.info("document_read", kind=result.kind, bytes=size, chars=len(result.markdown), truncated=result.truncated)
     return result
+
+
+def _reader(kind: str) -> Callable[[Path, ReadLimits], DocumentText]:
+    module, _, name = _READERS[kind].partition(":")
+    return getattr(import_module(module, __package__), name)  # type: ignore[no-any-return]
 
 
 def _size(path: Path, name: str, limits: ReadLimits) -> int:

@@ -37,10 +37,15 @@ def checkpoint_store(settings: Settings, inbox_path: Path, credential: AsyncToke
         return SqliteCheckpointStore(inbox_path)
     from azure.eventhub.extensions.checkpointstoreblobaio import BlobCheckpointStore
 
+    # The CA bundle that verifies Entra for the agent's chain (msal's `verify`) verifies Blob too: a
+    # corporate proxy's CA, or the sandbox CA for an Azurite on HTTPS. azure-core's `connection_verify`
+    # takes a path and then trusts only that file, as msal does; unset, the system's roots.
+    options: dict[str, Any] = {"connection_verify": str(settings.ca_bundle)} if settings.ca_bundle else {}
     if blob.sas:
         # An explicit credential would override the URL's SAS (Blob SDK), so none is passed.
-        return BlobCheckpointStore(f"{blob.account_url}?{blob.sas}", blob.container)
-    return BlobCheckpointStore(blob.account_url, blob.container, credential=credential)
+        return BlobCheckpointStore(f"{blob.account_url}?{blob.sas}", blob.container, **options)
+    # No SAS: the agent's Entra token (`https://storage.azure.com/.default`, the SDK's scope), over HTTPS only.
+    return BlobCheckpointStore(blob.account_url, blob.container, credential=credential, **options)
 
 
 def client_options(settings: Settings) -> dict[str, Any]:

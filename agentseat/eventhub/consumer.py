@@ -33,6 +33,7 @@ from ..runtime.pipeline import NotificationPipeline, ProcessResult
 from ..runtime.webhook import WebhookStats
 from .client import checkpoint_store, consumer_client, store_kind
 from .credential import AgentCredential
+from .forward import LifecycleRecords
 from .lease import Lease
 from .settings import eventhub_name, fully_qualified_namespace
 from .status import META_KEY
@@ -138,6 +139,7 @@ class EventHubConsumer:
         self.status = ConsumerStatus(fully_qualified_namespace(settings), eventhub_name(settings),
                                      settings.eventhub_consumer_group, store_kind(settings))
         self._client: EventHubConsumerClient | None = None
+        self._save_lock = anyio.Lock()
 
     @classmethod
     def for_runtime(cls, settings: Settings, pipeline: NotificationPipeline, inbox: Inbox,
@@ -155,6 +157,12 @@ class EventHubConsumer:
             return None
         return Lease(self._store, self.status.namespace, self.status.hub, self.status.consumer_group,
                      expiry_seconds=self._settings.eventhub_ownership_seconds)
+
+    def lifecycle_records(self) -> LifecycleRecords | None:
+        """Where followers hand lifecycle events to the lease holder (forward.py); None for the local store."""
+        if self.status.store == "local":
+            return None
+        return LifecycleRecords(self._store, self.status.namespace, self.status.hub, self.status.consumer_group)
 
     # --- the receive loop ----------------------------------------------------------------
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
@@ -186,6 +194,12 @@ class EventHubConsumer:
             return
         for event in events:
             await self._process(context.partition_id, event_body(event))
+            for queue in self._fetches:
+                # Back-pressure: a fetch queue that overflows drops the read and asks for a resync of the kind,
+                # which on a hub several machines share stores the other machines' messages a second time.
+                # A machine without the subscription's certificate reads every message it is told of.
+                if queue.pending() * 2 >= queue.size:
+                    await queue.caught_up()
         for queue in self._fetches:  # messages the batch only named are read and stored too
             await queue.caught_up()
         # Every event of the batch is stored (or dropped for good): only now may the hub forget them.
@@ -262,8 +276,11 @@ class EventHubConsumer:
             state.offset = None if checkpoint.get("offset") is None else str(checkpoint["offset"])
 
     async def _save(self) -> None:
-        snapshot = json.dumps(self.status.snapshot())
-        await anyio.to_thread.run_sync(self._inbox.set_meta, META_KEY, snapshot)
+        # One write at a time, each of the state as it is when its turn comes: the SDK opens partitions
+        # concurrently, and worker threads may finish out of order (an older snapshot written last).
+        async with self._save_lock:
+            snapshot = json.dumps(self.status.snapshot())
+            await anyio.to_thread.run_sync(self._inbox.set_meta, META_KEY, snapshot)
 
     def describe(self) -> dict[str, Any]:
         return {**self.status.snapshot(), "counts": self.stats.public()}

@@ -10,22 +10,23 @@ said plainly, with the `az` command that grants it: setup cannot grant Azure rol
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import anyio
-from azure.core.exceptions import AzureError, ClientAuthenticationError
+from azure.core.exceptions import AzureError, ClientAuthenticationError, HttpResponseError, ResourceNotFoundError
 
 from ..config import GRAPH_CHANGE_TRACKING_APP_ID, Settings
 from ..errors import AgentSeatError
 from ..identity.doctor import Check, credential_for
 from ..identity.tokens import TokenProvider
 from .client import checkpoint_store, consumer_client, store_kind
-from .credential import EVENTHUBS_SCOPE, AgentCredential
-from .settings import eventhub_name, fully_qualified_namespace
+from .credential import EVENTHUBS_SCOPE, STORAGE_SCOPE, AgentCredential
+from .settings import BlobStore, blob_store, eventhub_name, fully_qualified_namespace
 
 if TYPE_CHECKING:
     from azure.eventhub.aio import CheckpointStore
 
-__all__ = ["az_commands", "eventhub_checks"]
+__all__ = ["az_commands", "eventhub_checks", "probe_hub"]
 
 #: A connection that does not answer within this long is reported unreachable.
 _CONNECT_SECONDS = 30.0
@@ -53,12 +54,21 @@ def az_commands(settings: Settings) -> list[str]:
         # Graph's validation tokens (change-notifications-with-resource-data).
         f'az role assignment create --role "{SENDER_ROLE}" --assignee {GRAPH_CHANGE_TRACKING_APP_ID} --scope {scope}',
     ]
-    if store_kind(settings) == "blob":
+    blob = blob_store(settings.checkpoint_store)
+    if blob is not None:
+        account = _account_name(blob)
+        # The role on the container alone ("Assign an Azure role for access to blob data", scope: container).
         commands.append(f'az role assignment create --role "{BLOB_ROLE}" --assignee-object-id {who} '
                         f"--assignee-principal-type {kind} --scope "
-                        '"$(az storage account show -g <resource-group> -n <account> --query id -o tsv)"'
-                        "/blobServices/default/containers/<container>")
+                        f'"$(az storage account show -g <resource-group> -n {account} --query id -o tsv)"'
+                        f"/blobServices/default/containers/{blob.container}")
     return commands
+
+
+def _account_name(blob: BlobStore) -> str:
+    """The storage account of an Azure container URL, else a placeholder (an emulator or a custom host)."""
+    host = urlsplit(blob.account_url).hostname or ""
+    return host.split(".")[0] if host.endswith(".blob.core.windows.net") else "<account>"
 
 
 def _grant_hint(settings: Settings) -> str:
@@ -101,15 +111,24 @@ async def eventhub_checks(settings: Settings, tokens: TokenProvider | None = Non
     return checks
 
 
-async def _hub_check(settings: Settings, credential: AgentCredential | None) -> Check:
+async def probe_hub(settings: Settings, tokens: TokenProvider, *, timeout: float = _CONNECT_SECONDS) -> Check:
+    """The "event hub" check alone, bounded by `timeout`: what `auto` asks before it prefers the hub
+    (runtime/transport_choice.py). As the agent, or with the SAS connection string when one is set."""
+    credential = None if settings.eventhub_connection_string is not None else AgentCredential(
+        tokens, principal=settings.azure_principal)
+    return await _hub_check(settings, credential, timeout=timeout)
+
+
+async def _hub_check(settings: Settings, credential: AgentCredential | None, *,
+                     timeout: float = _CONNECT_SECONDS) -> Check:
     client = consumer_client(settings, credential, None)
     try:
-        with anyio.fail_after(_CONNECT_SECONDS):
+        with anyio.fail_after(timeout):
             async with client:
                 props: dict[str, Any] = await client.get_eventhub_properties()
     except TimeoutError:
         return Check("event hub", "fail", f"no answer from {fully_qualified_namespace(settings)} within "
-                     f"{_CONNECT_SECONDS:g} s", "allow outbound TCP 5671 (AMQP over TLS) to the namespace, or check "
+                     f"{timeout:g} s", "allow outbound TCP 5671 (AMQP over TLS) to the namespace, or check "
                      "AGENTSEAT_EVENTHUB_ENDPOINT and AGENTSEAT_EVENTHUB_CA_BUNDLE")
     except Exception as exc:  # the SDK's errors: authentication, connection, not found
         text = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"
@@ -126,16 +145,46 @@ async def _hub_check(settings: Settings, credential: AgentCredential | None) -> 
 async def _store_check(settings: Settings, credential: AgentCredential | None) -> Check:
     if store_kind(settings) == "local":
         return Check("checkpoint store", "ok", f"local: {settings.state_dir / 'inbox.db'} (one machine)")
+    blob = blob_store(settings.checkpoint_store)
+    assert blob is not None
+    as_agent = not blob.sas
+    if as_agent:
+        if credential is None:  # a SAS connection string for the hub, a plain URL for Blob: the token is needed
+            credential = AgentCredential(TokenProvider(settings, credential_for(settings)),
+                                         principal=settings.azure_principal)
+        try:
+            await credential.get_token(STORAGE_SCOPE)
+        except (ClientAuthenticationError, AgentSeatError) as exc:
+            return Check("checkpoint store", "fail", f"no token for {STORAGE_SCOPE}: "
+                         f"{str(getattr(exc, 'message', exc))[:300]}",
+                         "run the identity checks above first (hops), then `agentseat setup`")
     store: CheckpointStore = checkpoint_store(settings, settings.state_dir / "inbox.db", credential)
+    grant = f"grant the agent: {az_commands(settings)[-1]}" if as_agent else \
+        "make a new SAS for the container with read, write, list and delete, unexpired"
     try:
         with anyio.fail_after(_CONNECT_SECONDS):
             await store.list_ownership(fully_qualified_namespace(settings), eventhub_name(settings),
                                        settings.eventhub_consumer_group)
             await store.list_checkpoints(fully_qualified_namespace(settings), eventhub_name(settings),
                                          settings.eventhub_consumer_group)
+    except ResourceNotFoundError:
+        return Check("checkpoint store", "fail", f"the Blob container {blob.container} does not exist",
+                     f"create it: az storage container create --auth-mode login -n {blob.container} "
+                     f"--account-name {_account_name(blob)}")
+    except (ClientAuthenticationError, HttpResponseError) as exc:
+        status = getattr(exc, "status_code", None)
+        if isinstance(exc, ClientAuthenticationError) or status in (401, 403):
+            # Storage answers 403 (AuthorizationPermissionMismatch) to a valid token without a data role.
+            code = getattr(exc, "error_code", None) or status or type(exc).__name__
+            code = getattr(code, "value", code)  # the Storage SDK's StorageErrorCode enum: Storage's own code
+            who = f"the agent ({settings.azure_principal})" if as_agent else "the SAS"
+            return Check("checkpoint store", "fail", f"the Blob container refused {who}: {code}", grant)
+        return Check("checkpoint store", "fail", f"the Blob container is not readable: {type(exc).__name__} "
+                     f"{status or ''}".rstrip(), f"check the container URL; {grant}")
     except (TimeoutError, AzureError, AgentSeatError) as exc:
         return Check("checkpoint store", "fail", f"the Blob container is not readable: {type(exc).__name__}",
-                     f"check the container URL; grant the agent: {az_commands(settings)[-1]}")
+                     f"check the container URL, the network path and AGENTSEAT_CA_BUNDLE; {grant}")
     finally:
         await store.close()  # type: ignore[attr-defined]
-    return Check("checkpoint store", "ok", "the Blob container lists ownership and checkpoints")
+    via = f"as the agent ({settings.azure_principal}, Entra token)" if as_agent else "with the URL's SAS"
+    return Check("checkpoint store", "ok", f"the Blob container lists ownership and checkpoints {via}")

@@ -25,12 +25,23 @@ if TYPE_CHECKING:
     from anyio.abc import TaskStatus
     from azure.eventhub.aio import CheckpointStore
 
-__all__ = ["LEASE_GROUP_SUFFIX", "Lease", "LeaseLost"]
+__all__ = ["LEASE_GROUP_SUFFIX", "Lease", "LeaseLost", "ownership_record"]
 
 log = structlog.get_logger(__name__)
 
 LEASE_GROUP_SUFFIX = "$agentseat-lease"
 _PARTITION = "manager"
+
+
+def ownership_record(key: tuple[str, str, str], partition_id: str, owner: str, etag: str | None) -> dict[str, Any]:
+    """An ownership record for the store's claim_ownership: `key` is (namespace, hub, group);
+    with `etag`, the claim wins only if the record is unchanged since it was read."""
+    namespace, hub, group = key
+    record: dict[str, Any] = {"fully_qualified_namespace": namespace, "eventhub_name": hub,
+                              "consumer_group": group, "partition_id": partition_id, "owner_id": owner}
+    if etag:
+        record["etag"] = etag
+    return record
 
 
 class LeaseLost(Exception):
@@ -49,12 +60,7 @@ class Lease:
         self._etag: str | None = None
 
     def _record(self, owner: str, etag: str | None) -> dict[str, Any]:
-        namespace, hub, group = self._key
-        record: dict[str, Any] = {"fully_qualified_namespace": namespace, "eventhub_name": hub,
-                                  "consumer_group": group, "partition_id": _PARTITION, "owner_id": owner}
-        if etag:
-            record["etag"] = etag
-        return record
+        return ownership_record(self._key, _PARTITION, owner, etag)
 
     async def holder(self) -> tuple[str, float] | None:
         """(owner id, last renewal as epoch seconds) of the current record, or None."""

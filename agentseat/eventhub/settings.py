@@ -97,6 +97,11 @@ def blob_store(value: str) -> BlobStore | None:
     if parts.scheme == "http" and parts.hostname not in ("127.0.0.1", "localhost", "::1"):
         raise ConfigError("AGENTSEAT_CHECKPOINT_STORE uses plain http to a remote host",
                           hint="use the https:// container URL (plain http is for a local Azurite only)")
+    if parts.scheme == "http" and not parts.query:
+        # Without a SAS the agent's Entra token authorizes, and the Storage SDK sends tokens over HTTPS only.
+        raise ConfigError("AGENTSEAT_CHECKPOINT_STORE is a plain http URL without a SAS",
+                          hint="use https:// (the agent's token needs it; for Azurite, start it with --cert, --key "
+                          "and --oauth basic), or append a container SAS")
     return BlobStore(account, segments[-1], parts.query)
 
 

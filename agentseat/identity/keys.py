@@ -12,6 +12,7 @@ import base64
 import builtins
 import contextlib
 import datetime as dt
+import hashlib
 import os
 import re
 import secrets
@@ -42,6 +43,10 @@ _SHA1 = re.compile(r"[0-9A-F]{40}")
 _ENCRYPTED_PEM = b"-----BEGIN ENCRYPTED PRIVATE KEY-----"
 _SETUP_HINT = "run `agentseat setup` to create and register a certificate"
 _USERNAME = "key-passphrase:{}"  # keyring username of a key's passphrase, by SHA-1
+#: Keys this process decrypted, by the digests of the encrypted file and its passphrase: `serve`'s
+#: preflight and its runtime each load the key, and each derivation costs ~90 ms of a cold start.
+#: The same bytes with the same passphrase decrypt to the same key; anything else misses.
+_DECRYPTED: dict[tuple[bytes, bytes], rsa.RSAPrivateKey] = {}
 # These keep nothing (fail, null) or keep it in a file as mere base64 (keyrings.alt): python-ecosystem §5.
 _UNTRUSTED_KEYRING_MODULES = ("keyring.backends.fail", "keyring.backends.null", "keyrings.alt")
 # Mode and owner bits mean nothing on Windows, where %LOCALAPPDATA% is per-user by ACL.
@@ -287,6 +292,9 @@ class KeyStore:
         if not passphrase:
             raise KeyStoreError(f"no passphrase for {path}: no {entry} and AGENTSEAT_KEY_PASSPHRASE is not set",
                                 hint=f"set AGENTSEAT_KEY_PASSPHRASE to the key's passphrase, or {_SETUP_HINT}")
+        memo = (hashlib.sha256(data).digest(), hashlib.sha256(passphrase.encode("utf-8")).digest())
+        if (known := _DECRYPTED.get(memo)) is not None:
+            return known
         try:
             key = load_pem_private_key(data, password=passphrase.encode("utf-8"))
         except (ValueError, TypeError, UnsupportedAlgorithm):
@@ -296,6 +304,7 @@ class KeyStore:
                                 f"(AGENTSEAT_KEY_PASSPHRASE or the keyring entry), or {_SETUP_HINT}") from None
         if not isinstance(key, rsa.RSAPrivateKey):
             raise KeyStoreError(f"{path} does not hold an RSA key", hint=_SETUP_HINT)
+        _DECRYPTED[memo] = key
         return key
 
 

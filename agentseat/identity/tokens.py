@@ -18,19 +18,22 @@ from __future__ import annotations
 
 import base64
 import json
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
-import msal
-import requests
 import structlog
 
 from ..config import Settings
 from ..errors import TokenError
 from ..graph.replication import ReplicationGrace, backoff
+
+if TYPE_CHECKING:  # msal and requests load with the first token, after `initialize` (msal_http.py)
+    import msal
+    import requests
 
 log = structlog.get_logger(__name__)
 
@@ -52,25 +55,11 @@ _HINTS: dict[str, str] = {
 Credential = Callable[[], dict[str, Any]]
 
 
-class _PinnedSession(requests.Session):
-    """A requests session whose `verify` the environment cannot override.
-
-    requests lets REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE replace `Session.verify`
-    (`merge_environment_settings`), which would drop AGENTSEAT_CA_BUNDLE on hosts that
-    export those variables; proxies from the environment still apply.
-    """
-
-    def merge_environment_settings(self, url: Any, proxies: Any, stream: Any, verify: Any, cert: Any) -> Any:
-        merged = super().merge_environment_settings(url, proxies, stream, verify, cert)
-        merged["verify"] = self.verify
-        return merged
-
-
 def msal_http_client(settings: Settings) -> requests.Session:
     """The HTTP client msal uses: AGENTSEAT_CA_BUNDLE if set (the sandbox's CA), else system roots."""
-    session = _PinnedSession()
-    session.verify = str(settings.ca_bundle) if settings.ca_bundle else True
-    return session
+    from .msal_http import msal_http_client as pinned
+
+    return pinned(settings)
 
 
 def decode_jwt(token: str) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -137,14 +126,24 @@ class TokenChain:
         self._authority = f"{settings.authority_host}/{settings.tenant_id}"
         self._blueprint: msal.ConfidentialClientApplication | None = None
         self._identity: msal.ConfidentialClientApplication | None = None
+        # Startup asks for the delegated and the app-only token at once (runtime/sponsors.py), from
+        # two threads: one hop 1 and one msal app of each kind serve both, not one per thread.
+        self._hop1_lock, self._identity_lock = threading.Lock(), threading.Lock()
+        #: msal's cache of discovery GETs (the authority's openid-configuration, kept a day; no tokens),
+        #: shared by both apps so hop 2's app does not fetch again what hop 1's just did.
+        self._http_cache: dict[str, Any] = {}
 
     def _app(self, client_id: str, credential: dict[str, Any], hop: str) -> msal.ConfidentialClientApplication:
+        import msal
+        import requests
+
         try:
             return msal.ConfidentialClientApplication(
                 client_id,
                 client_credential=credential,
                 authority=self._authority,
                 http_client=msal_http_client(self._settings),
+                http_cache=self._http_cache,
                 instance_discovery=False,
                 timeout=self._settings.graph_timeout_seconds,
             )
@@ -168,6 +167,8 @@ class TokenChain:
         self._blueprint = self._identity = None
 
     def _call(self, hop: str, fn: Callable[[], dict[str, Any]]) -> str:
+        import requests
+
         started = time.perf_counter()
         try:
             result = fn()
@@ -185,16 +186,19 @@ class TokenChain:
 
     def hop1(self) -> str:
         """Blueprint → a token for the Agent Identity (`fmi_path`)."""
-        if self._blueprint is None:
-            self._blueprint = self._app(self._settings.blueprint_app_id, self._credential(), HOP1)
-        app = self._blueprint
-        return self._call(HOP1, lambda: app.acquire_token_for_client([EXCHANGE_SCOPE], fmi_path=self._settings.agent_id))
+        with self._hop1_lock:  # a second thread waits, then finds the token in msal's cache
+            if self._blueprint is None:
+                self._blueprint = self._app(self._settings.blueprint_app_id, self._credential(), HOP1)
+            app = self._blueprint
+            return self._call(HOP1, lambda: app.acquire_token_for_client([EXCHANGE_SCOPE],
+                                                                         fmi_path=self._settings.agent_id))
 
     def _identity_app(self) -> msal.ConfidentialClientApplication:
-        if self._identity is None:
-            # msal calls the assertion callable only when it needs the wire.
-            self._identity = self._app(self._settings.agent_id, {"client_assertion": self.hop1}, HOP2)
-        return self._identity
+        with self._identity_lock:
+            if self._identity is None:
+                # msal calls the assertion callable only when it needs the wire.
+                self._identity = self._app(self._settings.agent_id, {"client_assertion": self.hop1}, HOP2)
+            return self._identity
 
     def hop2(self, scope: str = EXCHANGE_SCOPE) -> dict[str, Any]:
         """The Agent Identity's own token: for the exchange, or app-only for a resource."""

@@ -6,9 +6,10 @@ the poller, in the mode the settings ask for:
 
 - `poll`: the poller reads chats and mail at its intervals; no public endpoint.
 - `webhook`: notifications through the tunnel; the poller only reconciles.
-- `auto`: webhooks while a public URL validates and Graph accepts the
-  subscriptions; polling for whatever is not covered, switching back and forth
-  as the tunnel comes and goes.
+- `auto`: the event hub when one is configured and answers (runtime/transport_choice.py);
+  else webhooks while a public URL validates and Graph accepts the subscriptions,
+  polling for whatever is not covered, switching back and forth as the tunnel comes
+  and goes, and to the hub once it answers.
 - `eventhub`: Graph delivers to an Azure event hub the runtime reads outward
   (agentseat/eventhub); the same pipeline as webhooks, no public endpoint.
 
@@ -35,19 +36,19 @@ from ..channels.normalize import ChannelRef
 from ..channels.poller import ChannelPoller
 from ..clock import Clock
 from ..clock.scheduler import Timer, scheduled
-from ..clock.timers import Reconcile
+from ..clock.timers import Reconcile, maintained
 from ..config import Settings
 from ..errors import AgentSeatError, ConfigError, TunnelError
 from ..graph.client import GraphClient, ssl_context
 from ..graph.replication import ReplicationGrace
 from ..identity.keys import KeyStore
-from ..identity.tokens import AppOnlyTokens, TokenProvider
+from ..identity.tokens import TokenProvider
 from ..promises import Promises
 from ..record import Record
 from ..record.observe import observer as record_observer
 from ..subscriptions.endpoints import eventhub_endpoints, webhook_endpoints
 from ..subscriptions.channels import ChannelSubscriptionManager
-from ..subscriptions.known import KnownUnion
+from ..subscriptions.route import LifecycleRoute
 from ..summary.daily import DailySummary, sponsor_mailer, summary_time
 from ..subscriptions.manager import SubscriptionManager
 from ..subscriptions.readiness import Readiness
@@ -63,13 +64,15 @@ from .intake import Intake
 from .lock import OwnerLock
 from .normalize import TrustPolicy
 from .permission_replies import PermissionReplies
-from ..graph.subscription import KnownSubscription, is_channel_kind
+from ..graph.subscription import is_channel_kind
 from ..tenant_facts import TenantFacts
 from .pipeline import NotificationPipeline
 from .poll_policy import POLICY_KEY
 from .poller import Poller
 from .token_fallback import TokenFallbacks
+from .transport_choice import TransportChoice
 from .verify import JwksCache
+from .sponsors import resolve_sponsors
 from .status import RuntimeStatus
 from .unlocked_keys import UnlockedKeys
 from .webhook import WebhookServer
@@ -130,7 +133,7 @@ class Runtime:
         # Rich items whose validation tokens fail are read from Graph instead, capped (issue 11).
         self.token_fallbacks = TokenFallbacks(facts=self.facts, on_capped=self._resync_soon)
         #: The Agent User's mailbox and Teams presence, each waited for on its own (readiness.py).
-        self.readiness = Readiness(self.graph, self.facts, on_ready=self._part_ready)
+        self.readiness = Readiness(self.graph, self.facts, on_ready=self._part_ready, hold=settings.mode != "poll")
         self._deferred: dict[str, str] = {}  # kind -> reason of a read put off until its part is ready
         self.status = RuntimeStatus(mode=settings.mode)
         self._tunnel_override = tunnel
@@ -138,6 +141,7 @@ class Runtime:
         self.channel_manager: ChannelSubscriptionManager | None = None
         self.webhook: WebhookServer | None = None  # the owner's, while webhooks run
         self.hub: HubDuties | None = None  # the owner's, in eventhub mode (its consumer: `self.hub.consumer`)
+        self.transport: TransportChoice | None = None  # the owner's, in auto mode: what it chose and why
         self.fetches: dict[str, FetchQueue] = {}  # per-kind reads notifications ask for, while webhooks run
         self._sponsors_known: anyio.Event | None = None  # set once sponsors are resolved (or could not be)
         # --- memory and clock (issue 15): what the agent said, what it did, what it promised ---
@@ -167,21 +171,7 @@ class Runtime:
     # --- shared by every process -------------------------------------------------------
     async def resolve_sponsors(self) -> None:
         """Sponsors come from settings and from the Agent Identity in Graph; ids make matching exact."""
-        for name in list(self.policy.sponsor_names):
-            try:
-                user = await self.graph.get(f"/users/{name}", **{"$select": "id,userPrincipalName"})
-                self.policy.sponsor_ids.add(str(user["id"]).lower())
-            except AgentSeatError as exc:
-                log.warning("sponsor_lookup_failed", sponsor=name, error=exc.message)
-        if self.settings.agent_object_id:
-            try:
-                async with GraphClient(self.settings, AppOnlyTokens(self.tokens)) as app_graph:
-                    body = await app_graph.get(f"/servicePrincipals/{self.settings.agent_object_id}"
-                                               "/microsoft.graph.agentIdentity/sponsors")
-                for item in body.get("value", []):
-                    self.policy.sponsor_ids.add(str(item["id"]).lower())
-            except AgentSeatError as exc:
-                log.info("graph_sponsors_unavailable", error=exc.message)
+        await resolve_sponsors(self.settings, self.graph, self.tokens, self.policy)
 
     async def run(self, sinks: list[Sink] = (), *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Run sinks and, once elected, the owner's duties, until cancelled."""
@@ -229,16 +219,25 @@ class Runtime:
         await self.intake.run()
 
     async def _sources(self) -> None:
-        mode = self.settings.mode
-        if mode == "poll" or (mode == "auto" and self.settings.tunnel == "none" and self._tunnel_override is None):
-            await self._sponsors_resolved()
-            await self.readiness.usable("teams")  # its probe reads the chat list first: 1 per second
-            self.status.source, self.status.polling = "poll", sorted(ALL_KINDS)
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(self.channels.run)
-                await self.poller.run(set(ALL_KINDS))
-            return
-        await self._webhooks(fallback=mode == "auto", eventhub=mode == "eventhub")
+        mode, no_tunnel = self.settings.mode, self.settings.tunnel == "none" and self._tunnel_override is None
+        if mode == "auto":  # the hub if configured and answering, else as below (transport_choice.py)
+            self.transport = TransportChoice(self.settings, self.tokens, self.inbox, self.clock,
+                                             fallback="poll" if no_tunnel else "webhook", note=self._note)
+            await self.transport.run(fallback=self._poll_all if no_tunnel else functools.partial(
+                self._webhooks, fallback=True), hub=functools.partial(self._webhooks, fallback=False, eventhub=True))
+        elif mode == "poll":
+            await self._poll_all()
+        else:
+            await self._webhooks(fallback=False, eventhub=mode == "eventhub")
+
+    async def _poll_all(self) -> None:
+        await self._sponsors_resolved()
+        self.readiness.release()  # polling: no subscription will answer the readiness probes
+        await self.readiness.usable("teams")  # its probe reads the chat list first: 1 per second
+        self.status.source, self.status.polling = "poll", sorted(ALL_KINDS)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(self.channels.run)
+            await self.poller.run(set(ALL_KINDS))
 
     async def _sponsors_resolved(self) -> None:
         if self._sponsors_known is not None:
@@ -273,8 +272,8 @@ class Runtime:
             "teams": FetchQueue("teams", functools.partial(self.poller.fetch_chat_message, source=source),
                                 counters=self.intake.counters, on_overflow=self.poller.resync_soon),
         }
-        self.fetches["channel"] = FetchQueue("channel", self.channels.fetch, counters=self.intake.counters,
-                                             on_overflow=self.channels.resync_soon)
+        self.fetches["channel"] = FetchQueue("channel", functools.partial(self.channels.fetch, source=source),
+                                             counters=self.intake.counters, on_overflow=self.channels.resync_soon)
         mail_fetches, chat_fetches = self.fetches["mail"], self.fetches["teams"]
         self.manager = manager = SubscriptionManager(
             settings, self.graph, self.inbox, certificate_b64=active.der_b64, certificate_id=active.sha1_thumbprint,
@@ -284,6 +283,7 @@ class Runtime:
         self.channel_manager = channel_manager = ChannelSubscriptionManager(
             settings, self.graph, self.inbox, certificate_b64=active.der_b64, certificate_id=active.sha1_thumbprint,
             on_resync=self.channels.on_resync, facts=self.facts,
+            endpoints=eventhub_endpoints if eventhub else webhook_endpoints,  # with a hub, channels deliver there too
         )
 
         async def on_mail_fetch(message_id: str, partial: dict[str, Any]) -> None:
@@ -297,15 +297,13 @@ class Runtime:
         async def on_channel_fetch(ref: ChannelRef) -> None:
             self.fetches["channel"].offer(ref)
 
-        async def on_lifecycle(known: KnownSubscription, event: str) -> None:
-            # Never blocks or raises: a full queue is a counted drop and the POST still gets 202.
-            (channel_manager if known.id in channel_manager.known else manager).lifecycle.offer(known, event)
-
+        # Lifecycle events go to the gate holding the subscription (or, a hub's follower, to its manager).
+        route = LifecycleRoute(manager, channel_manager)
         pipeline = NotificationPipeline(
             settings=settings, inbox=self.inbox, keyring=ring,
             jwks=JwksCache(settings.jwks_url, session, ssl=ssl_context(settings)),
-            policy=self.policy, subscriptions=KnownUnion(manager.known, channel_manager.known),
-            on_lifecycle=on_lifecycle, on_mail_fetch=on_mail_fetch, on_chat_fetch=on_chat_fetch,
+            policy=self.policy, subscriptions=route.known,
+            on_lifecycle=route.offer, on_mail_fetch=on_mail_fetch, on_chat_fetch=on_chat_fetch,
             on_channel_fetch=on_channel_fetch, store=self.delivery.observing(self.intake),
             fallbacks=self.token_fallbacks, source=source,
         )
@@ -318,18 +316,18 @@ class Runtime:
                     port = await tg.start(self.webhook.run)
                 tg.start_soon(mail_fetches.run)
                 tg.start_soon(chat_fetches.run)
-                tg.start_soon(self._lifecycle_worker)
+                tg.start_soon(manager.lifecycle.run)  # checked and coalesced (subscriptions/lifecycle.py)
                 tg.start_soon(self.fetches["channel"].run)
                 tg.start_soon(channel_manager.lifecycle.run)
-                # Channels no subscription covers (refused, over the cap, no public URL) are polled in auto mode,
-                # and always with a hub (channel subscriptions are not pointed at the hub yet).
+                # Channels no subscription covers (refused, over the cap, no public URL) are polled in auto mode
+                # and with a hub.
                 tg.start_soon(functools.partial(self.channels.run, self._covered_channels,
                                                 poll_uncovered=fallback or eventhub))
                 if tunnel is not None:  # with a hub, only its manager reconciles (runtime/hub.py)
                     self.clock.add(reconcile)  # the clock says when to reconcile (one place owns time)
                 tg.start_soon(self.delivery.run)
                 if tunnel is None:
-                    await self._eventhub_loop(pipeline, reconcile)
+                    await self._eventhub_loop(pipeline, reconcile, route)
                 else:
                     await self._tunnel_loop(tunnel, port, fallback=fallback)
         finally:
@@ -341,8 +339,7 @@ class Runtime:
 
     async def _tunnel_loop(self, tunnel: Tunnel, port: int, *, fallback: bool) -> None:
         """Keep a public URL; while there is none (or Graph refuses a kind), poll instead."""
-        assert self.manager is not None
-        await self._sponsors_resolved()  # events are about to flow: trust needs the sponsors
+        assert self.manager is not None and self.channel_manager is not None
         backoff = 1.0
         while True:
             try:
@@ -358,19 +355,21 @@ class Runtime:
                 continue
             backoff = 1.0
             self.status.public_url = url
+            await self._sponsors_resolved()  # events are about to flow (the tunnel started meanwhile): trust needs them
             active = await self.manager.sync(url)
             if "teams" in active:  # Teams no longer polled (poll_policy.py): the warning is over
                 self.facts.warn(POLICY_KEY, None)
             self.delivery.cover(active)
             await self._resync_all("startup" if self.status.source == "" else "url_changed")
-            await self._subscribe_channels(url)  # after the chats' startup read, which many channels must not delay
+            # After the chats' startup read, which many channels must not delay (subscriptions/channels.py).
+            await self.channel_manager.subscribe(url, self.channels)
             uncovered = set(ALL_KINDS) - active
             for kind in sorted(uncovered):
                 self._note(f"{kind}: {self.manager.states[kind].error or 'not subscribed'}")
             async with anyio.create_task_group() as tg:
-                tg.start_soon(self.manager.maintain)
+                tg.start_soon(maintained, self.clock, self.manager)  # renewals: the clock says when
                 if self.channel_manager is not None:
-                    tg.start_soon(self.channel_manager.maintain)
+                    tg.start_soon(maintained, self.clock, self.channel_manager, "renewals.channels")
                     tg.start_soon(self.channel_manager.keep_current, self.channels.joined)
                 self.status.source = "webhook" if not uncovered else "webhook+poll"
                 self.status.polling = sorted(uncovered) if fallback else []
@@ -383,14 +382,19 @@ class Runtime:
             self.delivery.cover(())
             self.status.public_url = ""
 
-    async def _eventhub_loop(self, pipeline: NotificationPipeline, reconcile: Reconcile) -> None:
+    async def _eventhub_loop(self, pipeline: NotificationPipeline, reconcile: Reconcile,
+                             route: LifecycleRoute) -> None:
         """Event Hubs mode (runtime/hub.py): read the hub; manage the subscriptions or follow them."""
         assert self.manager is not None
         await self._sponsors_resolved()  # events are about to flow: trust needs the sponsors
         self.hub = HubDuties(self.settings, pipeline, self.inbox, self.tokens, self.manager, self.poller,
                              self.delivery, self.facts, list(self.fetches.values()), self.status, ALL_KINDS,
                              resync_all=self._resync_all, note=self._note,
-                             reconcile=functools.partial(self._clock_serves, reconcile))
+                             reconcile=functools.partial(self._clock_serves, reconcile),
+                             maintain=functools.partial(maintained, self.clock, self.manager),
+                             channel_manager=self.channel_manager, channels=self.channels, lifecycle=route,
+                             maintain_channels=functools.partial(maintained, self.clock, self.channel_manager,
+                                                                 "renewals.channels"))
         await self.hub.run()
 
     async def _clock_serves(self, timer: Timer) -> None:
@@ -401,20 +405,8 @@ class Runtime:
         finally:
             self.clock.remove(timer)
 
-    async def _subscribe_channels(self, url: str) -> None:
-        """One subscription per joined channel, pointing at `url` (subscriptions/channels.py)."""
-        if self.channel_manager is None:
-            return
-        try:
-            await self.channel_manager.refresh(await self.channels.joined(refresh=True))
-        except AgentSeatError as exc:  # teams not readable now: the channels are polled until the next listing
-            log.warning("channel_list_failed", error=exc.message)
-        await self.channel_manager.sync(url)
-        # What was posted between the startup read and the subscriptions: one more read of every channel.
-        self.channels.resync_soon("channel", "subscribed")
-
     def _covered_channels(self) -> set[tuple[str, str]]:
-        if self.channel_manager is None or not self.status.public_url:
+        if self.channel_manager is None or not (self.status.public_url or self.hub is not None):
             return set()
         return self.channel_manager.covered()
 
@@ -444,14 +436,10 @@ class Runtime:
         await self.poller.resync(kind, reason)
 
     async def _poll(self, kinds: set[str]) -> None:
+        await self._sponsors_resolved()  # what polling stores is judged by who the sponsors are
+        self.readiness.release()  # no subscription will answer the readiness probes meanwhile
         self.status.source, self.status.polling = "poll", sorted(kinds)
         await self.poller.run(kinds)
-
-    async def _lifecycle_worker(self) -> None:
-        """Lifecycle events are checked and coalesced (subscriptions/lifecycle.py); counts in
-        `manager.counters`."""
-        assert self.manager is not None
-        await self.manager.lifecycle.run()
 
     def _note(self, text: str) -> None:
         log.info("runtime_note", note=text)
@@ -466,6 +454,7 @@ class Runtime:
         return {
             "role": self.status.role,
             "mode": self.status.mode,
+            "transport": self.transport.describe() if self.transport else None,  # auto: what it chose and why
             "source": self.status.source,
             "public_url": self.status.public_url,
             "polling": self.status.polling,

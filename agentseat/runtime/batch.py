@@ -143,7 +143,8 @@ def plan_actions(items: Iterable[Item], policy: TrustPolicy, *, source: Source =
             plan.ignored += 1
             continue
         if is_channel_kind(sub.kind):  # by the chat rules (channels/normalize.py, `plan_item`)
-            outcome = plan_item(n.resource, item.resource, rich=sub.rich, fallback=bool(item.fallback), policy=policy)
+            outcome = plan_item(n.resource, item.resource, rich=sub.rich, fallback=bool(item.fallback), policy=policy,
+                                source=source)
             if isinstance(outcome, Event):
                 plan.events.append(outcome)
             elif isinstance(outcome, ChannelRef):

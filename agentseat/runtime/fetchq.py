@@ -61,7 +61,7 @@ class FetchQueue:
 
     def __init__(self, kind: str, handler: Callable[..., Awaitable[Any]], *, counters: dict[str, int],
                  size: int = 100, rate: float = 4.0, burst: float = 4.0, on_overflow: Overflow | None = None) -> None:
-        self.kind = kind
+        self.kind, self.size = kind, size
         self._handler = handler
         self._send, self._recv = anyio.create_memory_object_stream[tuple[Hashable, ...]](size)
         self._queued: set[tuple[Hashable, ...]] = set()

@@ -257,6 +257,27 @@ class Poller:
             self._inbox.set_meta(_MAIL_KEY, json.dumps(self._mail))
             return stored
 
+    # --- catching up without reading ---------------------------------------------------------
+    async def mark_read(self, kind: str) -> None:
+        """Move `kind`'s watermarks to now without reading: what came before was delivered another way.
+
+        For a machine that takes over an event hub's subscriptions while they stayed live
+        (runtime/hub.py): every message since its old watermark reached the hub and was stored
+        by the machine that owned its partition, so reading from there would store it twice.
+        """
+        now = to_graph_time(datetime.now(UTC).timestamp())
+        if kind == "teams":
+            async with self._chat_lock:
+                self._chats["since"] = now
+                for state in self._chats["chats"].values():
+                    state["watermark"] = now  # the preview stays: an unchanged chat costs no read
+                self._inbox.set_meta(_CHATS_KEY, json.dumps(self._chats))
+        elif kind == "mail":
+            async with self._mail_lock:  # the delta link stays; the rounds skip mail received before `since`
+                self._mail["since"] = now
+                self._inbox.set_meta(_MAIL_KEY, json.dumps(self._mail))
+        log.info("poll_marked_read", kind=kind)
+
     async def fetch_mail(self, message_id: str, source: str = "webhook") -> int:
         """Read one message with its body (rich mail notifications never carry it)."""
         if (segment := _segment(message_id)) is None:

@@ -26,6 +26,7 @@ from .delivery_watch import META_KEY as DELIVERY_META, WINDOW_SECONDS, missed_in
 from .inbox import Inbox
 from .inbox_view import unread_line, unread_status
 from .lock import OwnerLock
+from .transport_choice import META_KEY as TRANSPORT_META, transport_line
 from ..clock.scheduler import scheduled
 from ..promises import Promises
 
@@ -94,6 +95,8 @@ def collect(settings: Settings) -> dict[str, Any]:
         }
         raw = inbox.get_meta("subscriptions")
         info["subscriptions"] = json.loads(raw) if raw else {}
+        raw = inbox.get_meta(TRANSPORT_META)  # what `auto` chose and why (transport_choice.py)
+        info["transport"] = json.loads(raw) if raw else None
         hub = inbox.get_meta(EVENTHUB_META)  # written by the Event Hubs consumer (eventhub/consumer.py)
         info["eventhub"] = json.loads(hub) if hub else None
         raw = inbox.get_meta("subscriptions.channels")  # one per joined team channel (subscriptions/channels.py)
@@ -140,6 +143,8 @@ def status(settings: Settings, out: TextIO | None = None) -> int:
     if inbox is None:
         print("inbox:          empty (no runtime has run in this state dir yet)", file=out)
         return 0
+    if line := transport_line(info.get("transport")):
+        print(f"transport:      {line}{'' if run['running'] else ' (last run)'}", file=out)
     print(f"inbox:          {inbox['events']} events ({inbox['teams']} teams, {inbox['mail']} mail)", file=out)
     listing = "; list them with `agentseat inbox`" if inbox["unread"]["unread"] else ""
     print(f"unread:         {unread_line(inbox['unread'])}{listing}", file=out)

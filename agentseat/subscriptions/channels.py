@@ -25,7 +25,7 @@ from __future__ import annotations
 import json
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import structlog
@@ -40,9 +40,14 @@ from .state import SubscriptionState
 from .refusals import LIFETIME_FACTS, within
 from .specs import SubscriptionSpec
 
+if TYPE_CHECKING:
+    from ..channels.poller import ChannelPoller
+
 log = structlog.get_logger(__name__)
 
 META_KEY = "subscriptions.channels"
+#: A listing of the joined channels this recent is current enough to subscribe from.
+LISTING_REUSE_SECONDS = 10.0
 Key = tuple[str, str]  # (team id, channel id)
 
 
@@ -83,6 +88,33 @@ class ChannelSubscriptionManager(SubscriptionManager):
         wanted = (held + [k for k in keys if k not in held])[:cap]
         await self.set_specs([channel_spec(self._settings, *k) for k in wanted])
         self.channels = {channel_kind(*k): k for k in wanted}
+
+    async def subscribe(self, url: str, channels: ChannelPoller) -> None:
+        """One subscription per joined channel, pointing at `url` (the webhook's, or the event hub's address)."""
+        try:
+            # Current membership; the startup read listed it moments ago (GET /me/joinedTeams + each team's channels).
+            await self.refresh(await channels.joined(max_age=LISTING_REUSE_SECONDS))
+        except AgentSeatError as exc:  # teams not readable now: the channels are polled until the next listing
+            log.warning("channel_list_failed", error=exc.message)
+        await self.sync(url)
+        # What was posted between the startup read and the subscriptions: one more read of every channel.
+        channels.resync_soon("channel", "subscribed")
+
+    async def follow_joined(self, url: str, channels: ChannelPoller) -> set[str]:
+        """A machine that does not manage the hub's subscriptions (runtime/hub.py): hold those the managing
+        machine keeps for the joined channels, so their notifications verify here, changing nothing in Graph."""
+        try:
+            joined = list(dict.fromkeys((c.team_id, c.channel_id) for c in await channels.joined()))
+        except AgentSeatError as exc:
+            log.warning("channel_list_failed", error=exc.message)
+            return self.active_kinds()
+        keys = joined[:self._settings.channel_subscriptions_max]  # the manager keeps no more than this
+        async with self._lock:
+            self.specs = [channel_spec(self._settings, *k) for k in keys]
+            for spec in self.specs:
+                self.states.setdefault(spec.kind, self._stored.pop(spec.kind, None) or SubscriptionState(spec.kind))
+            self.channels = {channel_kind(*k): k for k in keys}
+        return await self.follow(url)
 
     async def set_specs(self, specs: list[SubscriptionSpec]) -> None:
         async with self._lock:

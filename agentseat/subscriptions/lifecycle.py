@@ -54,6 +54,8 @@ class LifecycleCounters:
       `resync_coalesced`, `reauthorize_coalesced`, `reauthorize_rate_limited`.
     - `actions`: what they cost: `removal_checks`, `removal_check_failed`, `removal_confirmed`,
       `adopted`, `renewed`, `resyncs_teams`, `resyncs_mail`, `conflicts_unresolved`.
+    - With a hub shared by several machines (eventhub/forward.py): a follower's `forwarded`,
+      `forward_merged`, `forward_failed` and dropped `forward_coalesced`; the holder's `relayed`.
     """
 
     received: Counter[str] = field(default_factory=Counter)

@@ -7,21 +7,17 @@ lifecycle notifications against Graph before acting on them (lifecycle.py
 queues and coalesces them). Every gap (downtime, `missed`, a recreation, a URL
 move) is handed to `on_resync` so the poller reads what the gap hid.
 
-A refusal is never final (refusals.py): a lifetime above the tenant's maximum is
-asked again at once with the maximum Graph names; a part of the Agent User that
-is not provisioned yet is waited for (readiness.py); anything else is asked again
-on a backoff. `status` shows why and when, as the tenant warning
-`subscription.<kind>`.
-
-Secrets live with the subscription state in the inbox's meta table (a 0600
-SQLite file); they never reach a log line, `status` or a repr.
+A refusal is never final (refusals.py): a too-long lifetime is asked again with the
+maximum Graph names, an unprovisioned part of the Agent User is waited for (readiness.py),
+anything else is retried on a backoff; `status` shows why and when (`subscription.<kind>`).
+Secrets live in the inbox's 0600 meta table, never in a log line, `status` or a repr.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -36,9 +32,9 @@ from .endpoints import Endpoints, webhook_endpoints
 from .known import KnownView, new_client_state, read_legacy_client_state, remove_legacy_client_state
 from .lifecycle import LifecycleCounters, LifecycleGate
 from .refusals import BACKOFF_MAX_SECONDS, LIFETIME_FACTS, backoff_seconds, explain, max_minutes
-from .refusals import not_provisioned, within
+from .refusals import not_provisioned, refusal_warning, within
 from .specs import SubscriptionSpec, desired_specs, expiry
-from .state import SubscriptionState, dump_states, load_states
+from .state import SubscriptionState, describe_states, dump_states, load_states, next_check_seconds
 
 if TYPE_CHECKING:
     from ..tenant_facts import TenantFacts
@@ -59,7 +55,7 @@ _DUE_RETRY_SECONDS = 60.0
 RETRY_CREATE_SECONDS = 30.0
 #: Tenant fact: how mail is subscribed ("basic": without resource data, see specs.py).
 MAIL_PAYLOAD_FACT = "mail_subscription"
-#: `maintain` looks again after at most 300 s, and at least 5 s.
+#: The next upkeep is due after at most 300 s, and at least 5 s (the clock wakes for it: clock/timers.py).
 MAX_CHECK_SECONDS, MIN_CHECK_SECONDS = 300.0, 5.0
 
 
@@ -90,7 +86,11 @@ class SubscriptionManager:
         self.url = ""
         self._lock = anyio.Lock()
         self._patched_at: dict[str, float] = {}  # subscription id -> monotonic time of our last PATCH
-        self._poke: anyio.Event | None = None  # wakes `maintain` when a kind lost its subscription
+        self._upkeep_wanted = anyio.Event()  # the clock (or a lost subscription) asks `maintain` for a pass
+        self.upkeep_pending = False
+        self._next_check = datetime.now(UTC)  # absolute: the clock compares it with its own now
+        #: Called when the next due time moved (a pass ended, a refusal, a retry now): the clock looks again.
+        self.on_schedule_change: Callable[[], None] = lambda: None
         # Versions before per-subscription secrets shared one; their live subscriptions
         # keep verifying with it until `sync` replaces them.
         self._legacy = read_legacy_client_state(settings.state_dir)
@@ -154,24 +154,19 @@ class SubscriptionManager:
         """Make every desired subscription point at `public_url` (or the Event Hubs address); returns the active kinds."""
         async with self._lock:
             self.url = public_url.rstrip("/")
-            try:
-                live: list[dict[str, Any]] | None = [s async for page in self._graph.pages("/subscriptions")
-                                                     for s in page]
-            except GraphError as exc:
-                log.warning("subscriptions_list_failed", status=exc.status, code=exc.code)
-                live = None
-            for spec in self.specs:
-                if live is None:
-                    await self._keep_unlisted(spec)
-                else:
-                    await self._reconcile(spec, [s for s in live if spec.matches(str(s.get("resource", "")))])
+            live = await self._list_live()
+            # Each kind side by side: a POST waits for Graph to validate the URL, and the kinds share nothing.
+            async with anyio.create_task_group() as tg:
+                for spec in self.specs:
+                    if live is None:
+                        tg.start_soon(self._keep_unlisted, spec)
+                    else:
+                        tg.start_soon(self._reconcile, spec, [s for s in live if spec.matches(str(s.get("resource")))])
             self._save()
             if self._legacy and not any(self._is_legacy(s.client_state) for s in self.states.values() if s.id):
                 if remove_legacy_client_state(self._settings.state_dir):
                     log.info("legacy_client_state_removed")
             return self.active_kinds()
-        # The caller resyncs every kind once after `sync`: that one read covers the
-        # downtime before it and any recreation during it.
 
     async def follow(self, url: str) -> set[str]:
         """Hold the live subscriptions another process manages for `url`, changing nothing in Graph.
@@ -182,10 +177,7 @@ class SubscriptionManager:
         """
         async with self._lock:
             self.url = url.rstrip("/")
-            try:
-                live = [s async for page in self._graph.pages("/subscriptions") for s in page]
-            except GraphError as exc:
-                log.warning("subscriptions_list_failed", status=exc.status, code=exc.code)
+            if (live := await self._list_live()) is None:
                 return self.active_kinds()
             for spec in self.specs:
                 keep = next((s for s in live if spec.matches(str(s.get("resource", ""))) and self._points_here(s)
@@ -193,6 +185,14 @@ class SubscriptionManager:
                 if keep is not None and str(keep["id"]) != self.states[spec.kind].id:
                     self._take_over(spec, keep, self._secret_for(keep))
             return self.active_kinds()
+
+    async def _list_live(self) -> list[dict[str, Any]] | None:
+        """Graph's list of the agent's subscriptions, or None when it cannot be read."""
+        try:
+            return [s async for page in self._graph.pages("/subscriptions") for s in page]
+        except GraphError as exc:
+            log.warning("subscriptions_list_failed", status=exc.status, code=exc.code)
+            return None
 
     def _secret_for(self, live: dict[str, Any]) -> str:
         """The clientState of a live subscription, if it is one we can verify and may keep."""
@@ -311,10 +311,7 @@ class SubscriptionManager:
 
     async def _adopt(self, spec: SubscriptionSpec, *, reason: str, resync: bool) -> bool:
         """After a 409: find our subscription for `spec`'s resource and keep it alive."""
-        try:
-            live = [s async for page in self._graph.pages("/subscriptions") for s in page]
-        except GraphError as exc:
-            log.warning("subscriptions_list_failed", status=exc.status, code=exc.code)
+        if (live := await self._list_live()) is None:
             return False
         for candidate in (s for s in live if spec.matches(str(s.get("resource", "")))):
             secret = self._secret_for(candidate)
@@ -344,17 +341,16 @@ class SubscriptionManager:
         if part is not None and self._readiness is not None:
             self._readiness.not_ready(part, f"{exc.status} {exc.code}")  # it asks us again once ready
         if self._facts is not None:
-            at = datetime.fromtimestamp(state.retry_at, UTC).strftime("%H:%M:%S UTC")
-            self._facts.warn(f"subscription.{spec.kind}", f"{spec.kind} subscription refused: {state.error}; "
-                                                          f"retrying at {at} (attempt {state.refusals})")
-        if self._poke is not None:
-            self._poke.set()
+            self._facts.warn(f"subscription.{spec.kind}", refusal_warning(spec.kind, state))
+        self._reschedule()
         log.warning("subscription_refused", kind=spec.kind, status=exc.status, code=exc.code, why=state.error,
                     retry_in=round(wait))
         self._save()
 
     def _active(self, state: SubscriptionState) -> None:
         state.refusals, state.retry_at = 0, 0.0
+        if self._readiness is not None:  # Graph keeps it: its part of the Agent User is there
+            self._readiness.confirm(state.kind)
         if self._facts is not None:
             self._facts.warn(f"subscription.{state.kind}", None)
 
@@ -364,16 +360,14 @@ class SubscriptionManager:
         if state is None or state.state == "active":
             return
         state.retry_at = 0.0
-        if self._poke is not None:
-            self._poke.set()
+        self._reschedule()
 
     async def _delete(self, subscription_id: str) -> None:
         try:
             await self._graph.delete(f"/subscriptions/{subscription_id}")
-        except NotFoundError:
-            pass
         except GraphError as exc:
-            log.warning("subscription_delete_failed", subscription=subscription_id, status=exc.status)
+            if not isinstance(exc, NotFoundError):  # already gone is what we wanted
+                log.warning("subscription_delete_failed", subscription=subscription_id, status=exc.status)
 
     # --- renewal ------------------------------------------------------------------------
     def _spec(self, kind: str) -> SubscriptionSpec:
@@ -459,28 +453,37 @@ class SubscriptionManager:
 
     # --- upkeep --------------------------------------------------------------------------
     async def maintain(self) -> None:
-        """Renew whatever is due and retry what is missing, forever; the runtime cancels
-        it when the URL goes away."""
+        """Renew whatever is due and retry what is missing: one pass now, then one each time
+        `request_upkeep` asks (the clock, at `next_check_at`). The runtime cancels it when the
+        URL goes away. Nothing here sleeps: the clock owns time."""
         while True:
-            self._poke = poke = anyio.Event()
+            self._upkeep_wanted = anyio.Event()
             async with self._lock:
                 for spec in self.specs:
                     state = self.states[spec.kind]
                     if state.state == "active":
                         await self._renew_if_due(spec)
-                    elif self.url and self._retry_wait(spec.kind) <= 0:
+                    elif self.url and state.retry_at <= datetime.now(UTC).timestamp():
                         await self._create(spec, reason="retry")
-            with anyio.move_on_after(self._check_interval()):
-                await poke.wait()
+            self.upkeep_pending = False
+            self._reschedule()
+            await self._upkeep_wanted.wait()
 
-    def _retry_wait(self, kind: str) -> float:
-        return self.states[kind].retry_at - datetime.now(UTC).timestamp()
+    def request_upkeep(self) -> None:
+        """Ask `maintain` for a pass (it is due); `next_check_at` says nothing until it ran."""
+        self.upkeep_pending = True
+        self._upkeep_wanted.set()
 
-    def _check_interval(self) -> float:
-        now = datetime.now(UTC).timestamp()
-        waits = [(s.expires - now) / 4 if s.state == "active" else self._retry_wait(s.kind)
-                 for s in self.states.values()]
-        return min([MAX_CHECK_SECONDS, *(max(MIN_CHECK_SECONDS, w) for w in waits)])
+    def next_check_at(self) -> datetime:
+        """When the next renewal or retry is due (none: MAX_CHECK_SECONDS after the last look)."""
+        return self._next_check
+
+    def _reschedule(self) -> None:
+        now = datetime.now(UTC)
+        wait = next_check_seconds(self.states.values(), now.timestamp(), least=MIN_CHECK_SECONDS,
+                                  most=MAX_CHECK_SECONDS)
+        self._next_check = now + timedelta(seconds=wait)
+        self.on_schedule_change()
 
     async def drop_all(self) -> None:
         """Delete our subscriptions (used by teardown and when leaving webhook mode for good)."""
@@ -493,6 +496,4 @@ class SubscriptionManager:
             self._save()
 
     def status(self) -> dict[str, Any]:
-        return {k: {"state": s.state, "id": s.id, "expires": s.expires, "error": s.error,
-                    "minutes": self._spec(k).minutes, "rich": self._spec(k).rich,
-                    **({"retry_at": s.retry_at} if s.state == "refused" else {})} for k, s in self.states.items()}
+        return describe_states(self.states, self._spec)

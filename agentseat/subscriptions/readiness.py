@@ -11,6 +11,14 @@ backoff, so Teams works while the mailbox is still on its way. The tenant facts
 `readiness.teams`) says what Graph answered and when the next look is, and is
 cleared once the part is ready. When a part becomes ready, `on_ready` is told
 (the runtime then asks for the subscription again and reads what it missed).
+
+A runtime about to subscribe holds the first probes (`hold`): Graph creating a
+subscription on a part answers the same question (`confirm`), so a startup asks
+Graph nothing more. That matters for Teams: its probe lists the chats, and the
+startup read that follows the subscriptions would otherwise wait out the one
+request per second per user GET /me/chats allows. A held probe runs as soon as
+anyone needs its answer (`usable`), a refusal says the part is not there, or
+HOLD_SECONDS pass.
 """
 
 from __future__ import annotations
@@ -40,6 +48,8 @@ FIRST_RETRY_SECONDS, MAX_RETRY_SECONDS = 5.0, 300.0
 #: GET /me/chats allows one request per second per user (throttling-limits, Teams): the
 #: runtime's own chat reads start no sooner than this after the Teams probe.
 CHAT_LIST_GAP_SECONDS = 1.0
+#: A held first probe runs after this long at the latest (the subscriptions never came).
+HOLD_SECONDS = 30.0
 _LABELS: dict[Part, str] = {"mailbox": "mailbox", "teams": "Teams presence"}
 
 
@@ -47,7 +57,7 @@ class Readiness:
     """Tracks both parts; `run` waits for each until it is ready, and again if it stops being so."""
 
     def __init__(self, graph: Any, facts: Any, *, on_ready: Callable[[str], None] | None = None,
-                 first_retry: float | None = None, max_retry: float | None = None) -> None:
+                 first_retry: float | None = None, max_retry: float | None = None, hold: bool = False) -> None:
         self._graph = graph
         self._facts = facts
         self.on_ready = on_ready  # called with the subscription kind ("mail" | "teams")
@@ -57,6 +67,12 @@ class Readiness:
         self._wake: dict[Part, anyio.Event] = {part: anyio.Event() for part in KINDS}
         self._answered: dict[Part, anyio.Event] = {part: anyio.Event() for part in KINDS}
         self._probed_at: dict[Part, float] = {}  # anyio time each part's last probe ended
+        #: Set when a part's first probe may run; set from the start unless `hold`.
+        self._go: dict[Part, anyio.Event] = {part: anyio.Event() for part in KINDS}
+        self._confirmed: set[Part] = set()  # ready by Graph's answer elsewhere: the next probe is not needed
+        if not hold:
+            for event in self._go.values():
+                event.set()
 
     def ready(self, part: Part) -> bool:
         return self.state[part] == "ready"
@@ -65,19 +81,38 @@ class Readiness:
         """After the first probe of `kind`'s part: False if it is not provisioned yet (reading it
         now would only fail), else True; True too if no answer came within `timeout`."""
         part = next(p for p, k in KINDS.items() if k == kind)
+        self._go[part].set()  # someone needs the answer now: a held probe runs
         with anyio.move_on_after(timeout):
             await self._answered[part].wait()
         if part == "teams" and part in self._probed_at:
             await anyio.sleep(max(0.0, self._probed_at[part] + CHAT_LIST_GAP_SECONDS - anyio.current_time()))
         return self.state[part] != "not_ready"
 
+    def release(self) -> None:
+        """Let held probes run now: the runtime polls instead of subscribing (no tunnel yet)."""
+        for event in self._go.values():
+            event.set()
+
     def not_ready(self, part: Part, answer: str) -> None:
         """Someone else (a subscription refusal) saw Graph say the part is not provisioned:
         a part thought ready is probed again; one already waited for keeps its schedule."""
+        self._go[part].set()
+        self._confirmed.discard(part)
         if self.state[part] == "not_ready":
             return
         self._mark(part, False, answer, None)
         self._wake[part].set()
+
+    def confirm(self, kind: str) -> None:
+        """Graph holds a subscription of `kind` ("mail" | "teams"; it accepts one only on a part
+        that is provisioned): the part is ready, and a held or waiting probe need not ask."""
+        part = next((p for p, k in KINDS.items() if k == kind), None)
+        if part is None or self.state[part] == "ready":
+            return
+        self._confirmed.add(part)
+        self._mark(part, True, "", None)
+        self._answered[part].set()
+        self._go[part].set()
 
     async def probe(self, part: Part) -> tuple[bool | None, str]:
         """(True, "") when the part answers, (False, what Graph said) when it is not provisioned,
@@ -97,9 +132,15 @@ class Readiness:
 
     async def wait(self, part: Part) -> None:
         """Probe `part` until it answers, then watch for news that it stopped; until cancelled."""
+        with anyio.move_on_after(HOLD_SECONDS):
+            await self._go[part].wait()
         attempt = 0
         while True:
-            ok, answer = await self.probe(part)
+            if part in self._confirmed:
+                self._confirmed.discard(part)
+                ok, answer = True, ""
+            else:
+                ok, answer = await self.probe(part)
             attempt += 1
             delay = min(self._most, self._first * 2 ** min(attempt - 1, 20))
             if ok:

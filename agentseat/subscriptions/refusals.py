@@ -20,11 +20,13 @@ from __future__ import annotations
 
 import re
 from dataclasses import replace
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from ..errors import GraphError
 from ..graph.unprovisioned import Part, unprovisioned_part
 from .specs import SubscriptionSpec
+from .state import SubscriptionState
 
 __all__ = ["Part"]  # re-exported: readiness and the manager name the part
 
@@ -83,3 +85,9 @@ def explain(exc: GraphError) -> str:
     if exc.status == 409:
         return "a subscription for this resource already exists and could not be taken over"
     return f"Graph refused the subscription ({exc.status} {exc.code}): {exc.message}"
+
+
+def refusal_warning(kind: str, state: SubscriptionState) -> str:
+    """The tenant warning `status` shows for a refused kind: why, and when it is asked again."""
+    at = datetime.fromtimestamp(state.retry_at, UTC).strftime("%H:%M:%S UTC")
+    return f"{kind} subscription refused: {state.error}; retrying at {at} (attempt {state.refusals})"

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field, fields
+from typing import Any
 
 
 @dataclass
@@ -37,3 +39,17 @@ def load_states(raw: str | None, legacy_secret: str) -> dict[str, SubscriptionSt
 
 def dump_states(states: dict[str, SubscriptionState]) -> str:
     return json.dumps({k: asdict(v) for k, v in states.items()})
+
+
+def next_check_seconds(states: Iterable[SubscriptionState], now: float, *, least: float, most: float) -> float:
+    """Seconds until the next look: a quarter of an active subscription's remaining life
+    (renewal is due well before expiry), or a refused kind's retry time; within [least, most]."""
+    waits = [(s.expires - now) / 4 if s.state == "active" else s.retry_at - now for s in states]
+    return min([most, *(max(least, w) for w in waits)])
+
+
+def describe_states(states: dict[str, SubscriptionState], spec_of: Callable[[str], Any]) -> dict[str, Any]:
+    """What `status` shows of each kind's subscription (never its clientState)."""
+    return {k: {"state": s.state, "id": s.id, "expires": s.expires, "error": s.error,
+                "minutes": spec_of(k).minutes, "rich": spec_of(k).rich,
+                **({"retry_at": s.retry_at} if s.state == "refused" else {})} for k, s in states.items()}

@@ -86,6 +86,7 @@ class ToolBox:
         self._passing = False  # the failure lasts only while its cause does (see `pass_failure`)
         #: Told of every gate's refusal (a tool error starting "refused"): the audit log (issue 15).
         self.on_refusal: Callable[[str, str], None] | None = None
+        self._listing: list[types.Tool] | None = None
 
     @property
     def stopped(self) -> bool:
@@ -104,9 +105,13 @@ class ToolBox:
             self.failure, self._passing, self.headline = None, False, STOPPED
 
     def listing(self) -> list[types.Tool]:
-        return [types.Tool(name=t.name, description=t.description, input_schema=t.input_schema(),
-                           annotations=types.ToolAnnotations(read_only_hint=t.read_only))
-                for t in self.tools.values()]
+        """What `tools/list` answers, built on the first call and kept: pydantic's JSON schemas for
+        every tool take tens of milliseconds, and the tools never change while the server runs."""
+        if self._listing is None:
+            self._listing = [types.Tool(name=t.name, description=t.description, input_schema=t.input_schema(),
+                                        annotations=types.ToolAnnotations(read_only_hint=t.read_only))
+                             for t in self.tools.values()]
+        return self._listing
 
     async def call(self, name: str, arguments: dict[str, Any] | None) -> types.CallToolResult:
         """Every failure is a tool error whose message says what to do; nothing escapes as a crash."""
@@ -179,7 +184,7 @@ def not_ready_tools(settings: Settings | None, failure: AgentSeatError) -> ToolB
     stand_in: Any = NoRuntime(settings)
     listed: list[Tool] = []
     for build in (lambda: teams.tools(stand_in), lambda: teams_actions.tools(stand_in),
-                  lambda: team_channels.tools(stand_in), lambda: downloads.tools(stand_in),
+                  lambda: cards.tools(stand_in), lambda: team_channels.tools(stand_in), lambda: downloads.tools(stand_in),
                   lambda: files.tools(stand_in), lambda: mail.tools(stand_in),
                   lambda: events.tools(stand_in, EventCursor(stand_in)), lambda: identity.tools(stand_in),
                   lambda: memory_tools(stand_in)):

@@ -1,5 +1,5 @@
 """The agent's chain as azure-core's AsyncTokenCredential, against the sandbox's Entra over loopback HTTPS:
-tokens for Event Hubs from the Agent User (three hops) or the Agent Identity (two), errors as
+tokens for Event Hubs and Storage from the Agent User (three hops) or the Agent Identity (two), errors as
 ClientAuthenticationError with Entra's code, and no secret stored anywhere."""
 
 from __future__ import annotations
@@ -44,11 +44,20 @@ async def test_agent_identity_token_for_event_hubs_is_app_only(agent_settings: S
     assert token.expires_on == claims["exp"]
 
 
+async def test_agent_user_token_for_storage(agent_settings: Settings) -> None:
+    # What the Blob checkpoint store asks for: a v1.0 Storage token, delegated to the Agent User.
+    token = await AgentCredential(provider_for(agent_settings)).get_token(STORAGE_SCOPE)
+    claims = decode_jwt(token.token)[1]
+    assert (claims["aud"], claims["ver"], claims["scp"]) == ("https://storage.azure.com", "1.0", "user_impersonation")
+    assert claims["iss"] == f"https://sts.windows.net/{agent_settings.tenant_id}/"
+    assert claims["oid"] == agent_settings.agent_user_id and claims["appid"] == agent_settings.agent_id
+
+
 async def test_a_refused_resource_is_a_client_authentication_error_naming_entra_code(agent_settings: Settings) -> None:
-    # The sandbox's Entra issues no Storage tokens (yet): Entra's own refusal reaches the SDK.
+    # The sandbox's Entra knows no Key Vault: Entra's own refusal reaches the SDK.
     credential = AgentCredential(provider_for(agent_settings))
     with pytest.raises(ClientAuthenticationError) as caught:
-        await credential.get_token(STORAGE_SCOPE)
+        await credential.get_token("https://vault.azure.net/.default")
     assert "AADSTS500011" in str(caught.value.message)
 
 

@@ -1,10 +1,12 @@
 """`agentseat doctor` for Event Hubs: against the sandbox's emulated namespace over loopback TLS,
-as the agent (Entra) and with SAS; an unreachable endpoint and a refused key are explained."""
+as the agent (Entra) and with SAS; an unreachable endpoint and a refused key are explained. The Blob
+checkpoint store as the agent on Azurite (HTTPS, OAuth): passing, refused, and a missing container."""
 
 from __future__ import annotations
 
 import io
 import socket
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,6 +17,7 @@ from agentseat.eventhub.doctor import az_commands, eventhub_checks
 from agentseat.identity.doctor import doctor
 from agentseat.sandbox.app import Sandbox
 from tests.conftest import settings_from_env
+from tests.eventhub.conftest import Azurite, sandbox_tls, start_azurite
 from tests.runtime.test_runtime import control
 
 
@@ -43,6 +46,7 @@ def test_az_commands_grant_the_agent_receive_and_graph_send() -> None:
                     checkpoint_store="https://acct.blob.core.windows.net/ckpt", azure_principal="agent_identity",
                     agent_object_id="99999999-2222-3333-4444-555555555555")
     assert "Storage Blob Data Contributor" in az_commands(blob)[-1]
+    assert "-n acct --query id" in az_commands(blob)[-1] and az_commands(blob)[-1].endswith("/containers/ckpt")
     assert "--assignee-principal-type ServicePrincipal" in az_commands(blob)[0]
 
 
@@ -87,3 +91,37 @@ async def test_without_a_working_identity_the_hub_check_waits_for_the_fix(agent_
                                                                           hub: dict[str, Any]) -> None:
     checks = await eventhub_checks(settings_from_env(hub_env(agent_env, hub)), identity_ok=False)
     assert [(c.name, c.status) for c in checks] == [("event hub settings", "ok"), ("event hub", "skip")]
+
+
+async def test_the_blob_checkpoint_store_passes_with_the_agents_token(
+        agent_env: dict[str, str], hub: dict[str, Any], azurite_oauth: Azurite) -> None:
+    url = await azurite_oauth.create_container("checkpoints")
+    settings = settings_from_env(hub_env(agent_env, hub, checkpoint_store=url))
+    checks = {c.name: c for c in await eventhub_checks(settings)}
+    store = checks["checkpoint store"]
+    assert store.status == "ok" and "as the agent (agent_user, Entra token)" in store.detail, store.render()
+    assert await azurite_oauth.tokens_accepted(2) >= 2  # ownership and checkpoints, listed with the token
+
+
+async def test_a_refused_token_is_explained_with_the_storage_role_command(
+        sandbox: Sandbox, agent_env: dict[str, str], hub: dict[str, Any], tmp_path: Path) -> None:
+    # Azurite on HTTPS without --oauth takes no Bearer token: it answers 403, as Storage does to a
+    # valid token whose principal holds no data role on the container.
+    with start_azurite(tmp_path, tls=sandbox_tls(sandbox)) as refusing:
+        url = await refusing.create_container("checkpoints")
+        settings = settings_from_env(hub_env(agent_env, hub, checkpoint_store=url))
+        checks = {c.name: c for c in await eventhub_checks(settings)}
+    store = checks["checkpoint store"]
+    assert store.status == "fail" and "refused the agent (agent_user): AuthorizationFailure" in store.detail
+    assert 'az role assignment create --role "Storage Blob Data Contributor"' in store.fix
+    assert f"--assignee-object-id {settings.agent_user_id} --assignee-principal-type User" in store.fix
+
+
+async def test_a_missing_container_says_how_to_create_it(
+        agent_env: dict[str, str], hub: dict[str, Any], azurite_oauth: Azurite) -> None:
+    url = f"{azurite_oauth.account_url}/nothere"
+    settings = settings_from_env(hub_env(agent_env, hub, checkpoint_store=url))
+    checks = {c.name: c for c in await eventhub_checks(settings)}
+    store = checks["checkpoint store"]
+    assert store.status == "fail" and "nothere does not exist" in store.detail
+    assert "az storage container create --auth-mode login -n nothere" in store.fix

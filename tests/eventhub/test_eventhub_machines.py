@@ -72,6 +72,10 @@ async def test_two_machines_share_the_partitions_and_store_each_message_once(
         outer.cancel_scope.cancel()
 
 
+def stored(running: Running) -> set[str]:
+    return {e.text for e in running.runtime.inbox.read(0, 10_000)}
+
+
 async def test_the_follower_takes_over_the_lease_when_the_manager_stops(
         sandbox: Sandbox, machines: tuple[dict[str, str], dict[str, str]]) -> None:
     env_a, env_b = machines
@@ -81,8 +85,18 @@ async def test_the_follower_takes_over_the_lease_when_the_manager_stops(
             await wait_for(lambda: a.runtime.status.source == "eventhub", timeout=60)
             b = await start(outer, env_b)
             await wait_for(lambda: b.runtime.status.source == "eventhub-follower", timeout=60)
+            await wait_for(lambda: len(owned(a)) == 2 and len(owned(b)) == 2, timeout=60)
+            sent = {f"shared {i}" for i in range(8)}
+            for text in sorted(sent):
+                await _dm(sandbox, "colleague1", text)
+            await wait_for(lambda: stored(a) | stored(b) >= sent, timeout=60)
+            by_a = stored(a) & sent
+            assert by_a  # a stored its partitions' share
             inner.cancel_scope.cancel()  # the manager stops (its lease is released)
-        await wait_for(lambda: b.runtime.status.source == "eventhub", timeout=60)
+        await wait_for(lambda: b.runtime.status.source == "eventhub", timeout=60)  # after its startup duties
+        # The subscriptions stayed live, so all they notified is in the hub: b does not read Graph from its
+        # own old watermark, which would store what a stored a second time.
+        assert not stored(b) & by_a
         await wait_for(lambda: len(owned(b)) == 4, timeout=60)
         await _dm(sandbox, "sponsor", "to the new manager")
         await wait_for(lambda: any(e.text == "to the new manager" for e in b.events), timeout=60)

@@ -213,16 +213,48 @@ async def test_blob_checkpoints_on_azurite_with_a_sas_container_url(
     assert owners == set(last)
 
 
-async def test_channel_posts_are_polled_in_eventhub_mode(sandbox: Sandbox, env: dict[str, str]) -> None:
-    # Channel subscriptions are not pointed at the hub yet: the channel poller covers them meanwhile.
-    from tests.channels._sandbox import GRACE, make_team, post
+async def test_blob_checkpoints_as_the_agent_on_azurite_with_oauth(
+        sandbox: Sandbox, env: dict[str, str], azurite_oauth: Azurite) -> None:
+    # A plain container URL on HTTPS: the agent's Entra token for Storage authorizes, the sandbox CA
+    # (AGENTSEAT_CA_BUNDLE) verifies Azurite's certificate, and no key or SAS is stored anywhere.
+    url = await azurite_oauth.create_container("checkpoints")
+    assert url.startswith("https://127.0.0.1:") and url.endswith("/devstoreaccount1/checkpoints")
+    async with anyio.create_task_group() as tg:
+        running = await start(tg, {**env, "AGENTSEAT_CHECKPOINT_STORE": url})
+        await wait_for(lambda: running.runtime.status.source == "eventhub")
+        await control(sandbox, "POST", "/_sandbox/messages",
+                      {"from": upn(sandbox, "sponsor"), "to": upn(sandbox, "agent_user"), "text": "blob as the agent"})
+        await wait_for(lambda: len(running.events) >= 1, timeout=60)
+        last = await hub_last_sequences(sandbox)
+        await wait_for(lambda: caught_up(running, last), timeout=60)
+        assert [(e.source, e.text) for e in running.events] == [("eventhub", "blob as the agent")]
+        assert "https://storage.azure.com" in running.runtime.tokens._cache  # noqa: SLF001
+        tg.cancel_scope.cancel()
+    assert not checkpoints(Path(env["AGENTSEAT_STATE_DIR"])), "the local store was used instead of Blob"
+    assert sandbox.stats.tokens["user_fic_storage"] >= 1  # the Agent User's delegated Storage token
+    info = await control(sandbox, "GET", "/_sandbox/eventhubs")
+    async with azurite_oauth.key_store("checkpoints") as store:  # read back as the operator, with the account key
+        found = {c["partition_id"]: c["sequence_number"] for c in
+                 await store.list_checkpoints(info["namespace"], info["hubs"][0]["name"], "$Default")}
+    assert found == {p: s for p, s in last.items() if s >= 0}
+    assert await azurite_oauth.tokens_accepted() >= 1  # Azurite's Bearer authenticator let the agent in
+
+
+async def test_a_channel_mention_arrives_through_the_hub(sandbox: Sandbox, env: dict[str, str]) -> None:
+    # The joined channel's subscription points at the hub as the chats' do; the post comes from the hub.
+    from tests.channels._sandbox import AGENT, GRACE, make_team, post
 
     team = await make_team(sandbox, "Hub team", GRACE, upn(sandbox, "agent_user"))
     async with anyio.create_task_group() as tg:
         running = await start(tg, {**env, "AGENTSEAT_GROUP_POLICY": "all"})
-        await wait_for(lambda: running.runtime.status.source == "eventhub")
-        await post(sandbox, GRACE, team, "a channel post")
-        await wait_for(lambda: any(e.text == "a channel post" for e in running.events), timeout=60)
-        event = next(e for e in running.events if e.text == "a channel post")
-        assert event.kind == "channel" and event.source == "poll"
+        runtime = running.runtime
+        await wait_for(lambda: runtime.status.source == "eventhub")
+        assert runtime.channel_manager is not None
+        await wait_for(lambda: bool(runtime.channel_manager.covered()))  # subscribed: no longer polled
+        [sub] = [s for s in sandbox.tenant.subscriptions.values() if "/channels/" in s.resource]
+        assert sub.notification_url == sub.lifecycle_url == notification_url(runtime.settings)
+        asked = await post(sandbox, GRACE, team, f"@{AGENT} through the hub?", mentions=[AGENT])
+        await wait_for(lambda: any(e.message_id == asked for e in running.events), timeout=60)
+        event = next(e for e in running.events if e.message_id == asked)
+        assert (event.kind, event.source, event.mentioned) == ("channel", "eventhub", True)
         tg.cancel_scope.cancel()

@@ -90,9 +90,12 @@ def test_checkpoint_store_is_local_or_one_blob_container() -> None:
     store = blob_store("https://acct.blob.core.windows.net/checkpoints?sv=2024&sig=x")
     assert store is not None and store.account_url == "https://acct.blob.core.windows.net"
     assert store.container == "checkpoints" and store.sas == "sv=2024&sig=x"
-    azurite = blob_store("http://127.0.0.1:10000/devstoreaccount1/checkpoints")
+    azurite = blob_store("http://127.0.0.1:10000/devstoreaccount1/checkpoints?sv=2024&sig=x")
     assert azurite is not None and azurite.account_url == "http://127.0.0.1:10000/devstoreaccount1"
+    token = blob_store("https://127.0.0.1:10000/devstoreaccount1/checkpoints")  # Azurite on HTTPS, the agent's token
+    assert token is not None and token.account_url == "https://127.0.0.1:10000/devstoreaccount1" and not token.sas
     for bad in ("blob", "https://acct.blob.core.windows.net/", "https://acct.blob.core.windows.net/c/blob",
-                "http://storage.example.com/acct/c"):
+                "http://storage.example.com/acct/c?sig=x",
+                "http://127.0.0.1:10000/devstoreaccount1/checkpoints"):  # no SAS: a token, never over http
         with pytest.raises(ConfigError, match="AGENTSEAT_CHECKPOINT_STORE"):
             settings(checkpoint_store=bad)

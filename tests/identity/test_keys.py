@@ -332,6 +332,16 @@ def test_wrong_passphrase_from_setting_is_a_clear_error(tmp_path, no_keyring, ce
         make_store(tmp_path, passphrase="the wrong one").load()
 
 
+def test_a_key_is_decrypted_once_per_process_and_a_wrong_passphrase_still_fails(tmp_path, no_keyring, cert_a) -> None:
+    # serve's preflight and its runtime both load the key: the second load reuses the first's
+    # derivation (~90 ms of a cold start), but only for the same file and the same passphrase.
+    make_store(tmp_path, passphrase="the right one").add(cert_a)
+    first = make_store(tmp_path, passphrase="the right one").load().private_key
+    assert make_store(tmp_path, passphrase="the right one").load().private_key is first
+    with pytest.raises(KeyStoreError, match="wrong passphrase"):
+        make_store(tmp_path, passphrase="the wrong one").load()
+
+
 def test_missing_key_points_to_setup(store, cert_a, cert_b) -> None:
     with pytest.raises(KeyStoreError, match="agentseat setup"):
         store.load()

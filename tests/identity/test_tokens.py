@@ -196,3 +196,24 @@ async def test_app_only_tokens_read_the_agent_identitys_sponsors(sandbox: Sandbo
     assert [s["id"] for s in body["value"]] == [sandbox.role("sponsor")]
     exchange = decode_jwt(await provider.exchange_token())[1]
     assert exchange["aud"] == "api://AzureADTokenExchange" and exchange["sub"] == identity.app_id
+
+
+async def test_a_delegated_and_an_app_only_token_asked_at_once_share_hop_one(
+        sandbox: Sandbox, agent_settings: Settings) -> None:
+    # Startup asks for both together (runtime/sponsors.py beside the first Graph read): one
+    # hop 1 serves both threads; hop 2 is minted for each (the exchange and the app-only scope).
+    provider = provider_for(agent_settings)
+    control(sandbox, "DELETE", "/_sandbox/stats")
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(provider.get)
+        tg.start_soon(AppOnlyTokens(provider).get)
+    assert control(sandbox, "GET", "/_sandbox/stats")["tokens"] == {"fmi_path": 1, "agent_identity": 1,
+                                                               "agent_identity_app": 1, "user_fic": 1}
+
+
+async def test_the_authoritys_discovery_document_is_fetched_once_for_both_apps(
+        sandbox: Sandbox, agent_settings: Settings, logs: io.StringIO) -> None:
+    # Hop 1 (the Blueprint's app) and hops 2-3 (the Agent Identity's) each build an msal app; the
+    # second reuses the first's openid-configuration instead of asking the authority again.
+    await provider_for(agent_settings).get()
+    assert logs.getvalue().count("/v2.0/.well-known/openid-configuration") == 1

@@ -24,10 +24,46 @@ async def test_the_clock_runs_the_reconcile_when_its_time_comes(sandbox: Sandbox
         await wait_for(lambda: runtime.status.source == "webhook")
         await wait_for(lambda: any(t.name == "reconcile" for t in runtime.clock.timers))
         assert runtime.poller.counters.by_reason.get("timer", 0) == 0
-        scheduled = datetime.fromisoformat(runtime.describe()["scheduled"]["next_due"])
-        assert timedelta(minutes=59) < scheduled - datetime.now(UTC) <= timedelta(hours=1)
-        assert runtime.describe()["scheduled"]["reconcile"] == scheduled.isoformat()
+        await wait_for(lambda: any(t.name == "renewals" for t in runtime.clock.timers))
+        # The clock looks again once the first renewal pass is over; the stored time is then the earliest.
+        await wait_for(lambda: (runtime.clock.next_due or datetime.max.replace(tzinfo=UTC))
+                       < datetime.now(UTC) + timedelta(minutes=6))
+        shown = runtime.describe()["scheduled"]
+        reconcile = datetime.fromisoformat(shown["reconcile"])
+        assert timedelta(minutes=59) < reconcile - datetime.now(UTC) <= timedelta(hours=1)
+        # The subscriptions' renewals are the clock's too (at most 5 minutes to the next look).
+        renewals = datetime.fromisoformat(shown["renewals"])
+        assert renewals - datetime.now(UTC) <= timedelta(minutes=5)
+        # `status` recomputes "renewals" from now; the stored next due time came from the last tick.
+        timers = [datetime.fromisoformat(shown[t.name]) for t in runtime.clock.timers]  # channels' renewals too
+        assert abs(datetime.fromisoformat(shown["next_due"]) - min(timers)) < timedelta(seconds=30)
         moved = timedelta(hours=1, seconds=1)
         runtime.clock.wake()
         await wait_for(lambda: runtime.poller.counters.by_reason.get("timer", 0) >= 2)  # chats and mail, once each
+        tg.cancel_scope.cancel()
+
+
+async def test_the_clock_says_when_a_subscription_is_renewed(sandbox: Sandbox, agent_env: dict[str, str]) -> None:
+    moved = timedelta()
+
+    def now() -> datetime:
+        return datetime.now(UTC) + moved
+
+    async with anyio.create_task_group() as tg:
+        running = await start(tg, {**agent_env, "AGENTSEAT_MODE": "webhook"}, reconcile_seconds="3600")
+        runtime = running.runtime
+        runtime.clock.now = now
+        await wait_for(lambda: any(t.name == "renewals" for t in runtime.clock.timers))
+        manager = runtime.manager
+        assert manager is not None
+        state = manager.states["teams"]
+        # As after a suspend: the subscription is close to expiry and nothing slept until then.
+        state.expires = datetime.now(UTC).timestamp() + 60
+        await anyio.sleep(0.2)
+        assert state.expires < datetime.now(UTC).timestamp() + 120  # nothing renews it on its own
+        moved = timedelta(minutes=6)  # past the manager's next look (at most 5 minutes away)
+        runtime.clock.wake()
+        await wait_for(lambda: state.expires > datetime.now(UTC).timestamp() + 600)  # renewed by a PATCH
+        live = sandbox.tenant.subscriptions[state.id]
+        assert abs(live.expiration - state.expires) < 1
         tg.cancel_scope.cancel()

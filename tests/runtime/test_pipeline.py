@@ -394,3 +394,20 @@ async def test_hub_deliveries_carry_no_tokens_and_the_hub_vouches_for_them(world
     parsed, items, _ = screened(world, [rich_chat_item(world.keys)], [world.token(azp=new_id())])
     check = await check_tokens(parsed, items, jwks=world.jwks, settings=world.settings, source="eventhub")
     assert [i.fallback for i in check.items] == ["token_bad_caller"]
+
+
+async def test_a_hub_item_for_another_machines_certificate_is_read_from_graph(world: World) -> None:
+    # Machines sharing a hub each hold their own certificate (their own `setup`); Graph encrypts for the
+    # one on the subscription, which another machine made. The hub vouches for the sender: read it from Graph.
+    other = make_certificate(world.keys.evil)
+    foreign = change_item(resource_id="21", encrypted=encrypt_content(json.dumps(chat_message("21")).encode(),
+                                                                      other, "other-machine"))
+    world.replace_pipeline(source="eventhub")
+    result = await world.pipeline.process(body([foreign, rich_chat_item(world.keys, chat_message("22"))]),
+                                          lifecycle_endpoint=False)
+    assert (result.stored, result.fetches, dict(result.dropped)) == (1, 1, {})
+    assert world.calls.chat == [(CHAT_ID, "21")]
+    # Anyone can POST to a webhook: there, an item no key of ours opens stays a drop.
+    world.replace_pipeline()
+    result = await world.pipeline.process(body([foreign], [world.token()]), lifecycle_endpoint=False)
+    assert result.dropped == {"decrypt_unknown_certificate": 1} and world.calls.chat == [(CHAT_ID, "21")]

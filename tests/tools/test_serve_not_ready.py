@@ -41,7 +41,7 @@ async def _assert_not_ready(served: Served, problem: str, fix: str) -> dict[str,
     assert experimental.get("claude/channel") == {}
     assert set(experimental) <= {"claude/channel", "claude/channel/permission"}
     tools = {t.name for t in (await served.session.list_tools()).tools}
-    assert {"status", "whoami", "send_teams_message", "read_events"} <= tools
+    assert {"status", "whoami", "send_teams_message", "send_card", "read_events"} <= tools
     status = await served.call_json("status")
     whoami = await served.call_json("whoami")
     for view in (status, whoami):

@@ -70,6 +70,22 @@ def test_schemas_are_json_schema_objects_without_titles() -> None:
     assert tool.input_schema["additionalProperties"] is False and "title" not in tool.input_schema
 
 
+def test_the_listing_is_built_once() -> None:
+    # tools/list builds a pydantic JSON schema per tool: the first call pays for it, later ones reuse it.
+    schemas = 0
+
+    class Counted(EchoArgs):
+        @classmethod
+        def model_json_schema(cls, *args: Any, **kwargs: Any) -> dict[str, Any]:
+            nonlocal schemas
+            schemas += 1
+            return super().model_json_schema(*args, **kwargs)
+
+    box = ToolBox([Tool("echo", "Echo.", Counted, _echo), Tool("again", "Echo.", Counted, _echo)])
+    first = box.listing()
+    assert box.listing() == first and [t.name for t in first] == ["echo", "again"] and schemas == 2
+
+
 def _failing_box() -> ToolBox:
     return ToolBox([Tool("echo", "Echo.", EchoArgs, _echo)],
                    views={"status": lambda failure: {"ready": False, "problem": failure.message}})

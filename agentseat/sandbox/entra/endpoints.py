@@ -11,6 +11,7 @@ Learn: "agent user OAuth flow", "agent autonomous app OAuth flow"):
   delegated token, limited to the consented scopes.
 
 Ordinary apps (the provisioner) use `client_credentials` with a certificate.
+Besides Graph, hops 2 and 3 reach two Azure resources: Event Hubs and Storage (storage.py).
 Client authentication lives in `clients.py`, token minting in `tokens.py`.
 """
 
@@ -27,6 +28,7 @@ from aiohttp import web
 from . import replication, tokens
 from ..state import SANDBOX_KEY
 from .clients import ClientAuth, OAuthError, authenticate, missing, unknown_client, verify_user_credential
+from .storage import DELEGATED_SCOPE, is_storage, storage_app_token, storage_scope, storage_user_token
 from ..tenant import GRAPH_APP_ID, GRAPH_RESOURCE, TOKEN_EXCHANGE_AUDIENCE, App, User
 
 if TYPE_CHECKING:
@@ -143,6 +145,9 @@ def _resource_of(sb: SandboxState, scope: str) -> tuple[str, str]:
             return GRAPH, scope[len(prefix) :].lstrip("/")
     if low.startswith(EVENTHUBS_RESOURCE + "/"):
         return EVENTHUBS, scope[len(EVENTHUBS_RESOURCE) + 1 :].lstrip("/")
+    storage = storage_scope(scope)
+    if storage is not None:
+        return storage  # Storage's resource is its audience: storage.azure.com, or one account's Blob service
     if "/" not in scope and ":" not in scope:
         return GRAPH, scope
     resource = scope.rsplit("/", 1)[0]
@@ -224,6 +229,9 @@ def _client_credentials(sb: SandboxState, form: dict[str, str], client: ClientAu
         # Event Hubs access is Azure RBAC on the namespace, not app roles in the token.
         token, claims = tokens.app_token(sb, app_id=app.app_id, roles=[], aud=EVENTHUBS_RESOURCE)
         return "eventhubs", token, claims, {}
+    if is_storage(resource):
+        token, claims = storage_app_token(sb, app, resource)
+        return "storage", token, claims, {}
     token, claims = tokens.app_token(sb, app_id=app.app_id, roles=replication.visible_roles(sb, app))
     label = {"agentIdentity": "agent_identity_app", "provisioner": "provisioner"}.get(app.kind, "client_credentials")
     return label, token, claims, {}
@@ -262,6 +270,10 @@ def _user_fic(sb: SandboxState, form: dict[str, str], client: ClientAuth) -> Iss
     resource, perms = _requested(sb, form, user=True)
     if resource == EVENTHUBS:
         return _user_eventhubs(sb, identity, user, perms)
+    if is_storage(resource):
+        token, claims = storage_user_token(sb, identity, user, resource, perms)
+        return "user_fic_storage", token, claims, _user_extra(sb, identity, user,
+                                                              f"{resource.rstrip('/')}/{DELEGATED_SCOPE}")
     if resource != GRAPH:
         raise OAuthError(400, "invalid_scope", 70011, "The provided value for the input parameter 'scope' is not "
                          f"valid. The scope {form.get('scope', '')} is not valid.")
@@ -294,10 +306,14 @@ def _user_eventhubs(sb: SandboxState, identity: App, user: User, perms: list[str
                          f"valid. The scope {' '.join(perms)} is not valid.")
     token, claims = tokens.delegated_token(sb, user_id=user.id, app_id=identity.app_id,
                                            scopes=["user_impersonation"], aud=EVENTHUBS_RESOURCE)
-    extra = {"scope": f"{EVENTHUBS_RESOURCE}/user_impersonation openid profile",
-             "id_token": _id_token(sb, identity, user),
-             "client_info": _b64url(json.dumps({"uid": user.id, "utid": sb.tenant.tenant_id}).encode())}
-    return "user_fic_eventhubs", token, claims, extra
+    return "user_fic_eventhubs", token, claims, _user_extra(sb, identity, user,
+                                                            f"{EVENTHUBS_RESOURCE}/user_impersonation")
+
+
+def _user_extra(sb: SandboxState, identity: App, user: User, scope: str) -> dict[str, Any]:
+    """A delegated token response's fields besides the token: msal records the account from them."""
+    return {"scope": f"{scope} openid profile", "id_token": _id_token(sb, identity, user),
+            "client_info": _b64url(json.dumps({"uid": user.id, "utid": sb.tenant.tenant_id}).encode())}
 
 
 def _id_token(sb: SandboxState, client: App, user: User) -> str:

@@ -37,6 +37,8 @@ log = structlog.get_logger(__name__)
 
 #: Credit granted to clients' send links (requests and producer events).
 INBOUND_CREDIT = 100
+#: Seconds of silence after which the namespace drops a connection (advertised in `open`).
+IDLE_TIMEOUT = 120.0
 
 
 @dataclass
@@ -60,6 +62,10 @@ class AmqpConnection:
         self.transport = Transport(Transport.SERVER)
         # SASL ANONYMOUS: credentials travel by CBS put-token afterwards (protocol guide, "Claims-based authorization").
         self.transport.sasl().allowed_mechs("ANONYMOUS")
+        # The service's `open` advertises an idle time-out of 120 s (as the service's own traces show), so a
+        # client sends an empty frame when it has sent nothing for half of that (AMQP 1.0 part 2 §2.4.5,
+        # "Idle Time-Out Of A Connection"); a silent peer is dropped after it. An idle consumer's wire cost is this.
+        self.transport.idle_timeout = IDLE_TIMEOUT
         self.transport.bind(self.connection)
         self.collector = Collector()
         self.connection.collect(self.collector)

@@ -17,6 +17,7 @@ from proton import Message, symbol, timestamp
 from .namespace import EventHubsOptions, Namespace, load_namespace
 from .owners import Owners
 from .store import Hub, Partition, StoredEvent
+from .traffic import Traffic
 
 if TYPE_CHECKING:
     from ..state import SandboxState
@@ -32,6 +33,7 @@ class EventHubs:
         self.namespace: Namespace = load_namespace(sb.state_dir, self.options, self.now_ms())
         self.connections: set[AmqpConnection] = set()
         self.owners = Owners(self)
+        self.traffic = Traffic(self.now_ms)  # frames and bytes per connection (traffic.py)
         self.port = 0
         for hub in self.namespace.hubs.values():
             hub.listeners.append(self._wake)
@@ -119,4 +121,5 @@ class EventHubs:
             "namespaceConnectionString": ns.connection_string(self.endpoint),
             "hubs": hubs,
             "connections": len(self.connections),
+            "traffic": self.traffic.snapshot(),
         }

@@ -3,7 +3,8 @@
 The answer names the endpoint (`sb://localhost:PORT`, the SDK's `custom_endpoint_address`),
 the CA bundle that verifies its certificate, the SAS key name and connection strings
 (the namespace key is the sandbox's own throwaway secret), and per partition the
-last sequence number, offset and enqueued time.
+last sequence number, offset and enqueued time. `traffic` has the AMQP frames and bytes
+each way, per connection and in total since the sandbox started (traffic.py).
 """
 
 from __future__ import annotations

@@ -63,10 +63,11 @@ async def _serve(emulator: EventHubs, stream: ByteStream) -> None:
 
 
 async def pump(emulator: EventHubs, receive: Callable[[], Awaitable[bytes | None]],
-               send: Callable[[bytes], Awaitable[None]]) -> None:
+               send: Callable[[bytes], Awaitable[None]], *, transport: str = "amqps") -> None:
     """Run one AMQP connection over a byte transport (TLS socket or WebSocket) until either side ends it.
 
     `receive` returns None at the end of the input; `send` raises when the peer is gone.
+    Bytes each way are counted in the namespace's traffic (traffic.py), under `transport`.
     """
     wake = anyio.Event()
 
@@ -75,6 +76,7 @@ async def pump(emulator: EventHubs, receive: Callable[[], Awaitable[bytes | None
 
     conn = AmqpConnection(emulator, on_output=poke)
     emulator.connections.add(conn)
+    counted = emulator.traffic.open(transport, conn.transport)
     padder = FramePadder()
     done = anyio.Event()
 
@@ -86,6 +88,7 @@ async def pump(emulator: EventHubs, receive: Callable[[], Awaitable[bytes | None
                     conn.transport.close_tail()
                     conn.process()
                     return
+                counted.bytes_in += len(data)
                 view = memoryview(data)
                 while view:
                     # proton takes input only up to its capacity; the rest waits for it to make room.
@@ -119,6 +122,7 @@ async def pump(emulator: EventHubs, receive: Callable[[], Awaitable[bytes | None
                         await send(padded)
                     except _GONE:  # the peer vanished (kill -9): this connection is over, nothing else
                         break
+                    counted.bytes_out += len(padded)
                 continue
             deadline = conn.transport.tick(time.monotonic())
             wait = max(0.05, min(deadline - time.monotonic(), 5.0)) if deadline else 5.0
@@ -134,4 +138,5 @@ async def pump(emulator: EventHubs, receive: Callable[[], Awaitable[bytes | None
             tg.cancel_scope.cancel()
     finally:
         emulator.connections.discard(conn)
+        emulator.traffic.close(counted)
         log.info("eventhubs_connection_closed")

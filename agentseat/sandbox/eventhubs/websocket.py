@@ -41,7 +41,7 @@ async def amqp_websocket(request: web.Request) -> web.StreamResponse:
             raise ConnectionError("the WebSocket is closed")
         await ws.send_bytes(data)
 
-    await pump(sb.eventhubs, receive, send)
+    await pump(sb.eventhubs, receive, send, transport="websocket")
     await ws.close()
     return ws
 
