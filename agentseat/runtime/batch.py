@@ -33,7 +33,11 @@ from .events import Event, Source
 from .inbox import Inbox
 from .normalize import TrustPolicy, chat_change_event, chat_message_event
 
-__all__ = ["BatchStore", "InboxStore", "Item", "Plan", "Worked", "decrypt_items", "plan_actions", "work_batch"]
+__all__ = ["FOREIGN_CERTIFICATE", "BatchStore", "InboxStore", "Item", "Plan", "Worked", "decrypt_items", "plan_actions",
+           "work_batch"]
+
+#: `Item.fallback` of a hub item encrypted for another machine's certificate (`decrypt_items`).
+FOREIGN_CERTIFICATE = "foreign_certificate"
 
 # `resource` is an opaque relative path; Graph writes both `chats('x')/messages('y')`
 # and `chats/x/messages/y` forms (change-notifications-delivery-webhooks examples).
@@ -46,7 +50,8 @@ class Item:
     """An item that passed the checks so far; `resource` is the decrypted resource of a rich item.
 
     `fallback` (a `token_*` reason) marks a rich item whose validation tokens did not
-    verify: its content is never decrypted, the message it names is read from Graph.
+    verify: its content is never decrypted, the message it names is read from Graph. So is
+    a hub item encrypted for another machine's certificate (`FOREIGN_CERTIFICATE`).
     """
 
     notification: ChangeNotification
@@ -101,7 +106,7 @@ class InboxStore:
             self.inbox.wake()  # the append ran in the worker thread: wake same-process sinks here
         return written
 
-def decrypt_items(items: list[Item], keyring: KeyRing) -> tuple[list[Item], list[Drop]]:
+def decrypt_items(items: list[Item], keyring: KeyRing, read_foreign: bool = False) -> tuple[list[Item], list[Drop]]:
     """Decrypt every rich item (CPU bound: the caller runs this in a worker thread, once per POST)."""
     kept: list[Item] = []
     drops: list[Drop] = []
@@ -113,6 +118,11 @@ def decrypt_items(items: list[Item], keyring: KeyRing) -> tuple[list[Item], list
         try:
             resource = json.loads(keyring.decrypt(encrypted))
         except DecryptionError as exc:
+            if read_foreign and exc.reason == "unknown_certificate":
+                # A hub's items (`read_foreign`) are encrypted for the certificate of the machine that made the
+                # subscription; every machine has its own (its own `setup`): the others read the message from Graph.
+                kept.append(dataclasses.replace(item, fallback=FOREIGN_CERTIFICATE))
+                continue
             drops.append(Drop(f"decrypt_{exc.reason}", item.subscription.id))
             continue
         except ValueError:  # not UTF-8 or not JSON (UnicodeDecodeError is a ValueError)
@@ -230,6 +240,8 @@ class Worked:
 def work_batch(items: list[Item], keyring: KeyRing, policy: TrustPolicy, *, source: Source = "webhook",
                write: Callable[[list[Event]], Any] | None = None) -> Worked:
     """Decrypt, plan and (with `write`) store one POST's items: the body of its one worker-thread call."""
-    kept, drops = decrypt_items(items, keyring) if any(item.rich for item in items) else (items, [])
+    # A hub's items may be for another machine's certificate (read from Graph instead); a webhook's never are.
+    read_foreign = source == "eventhub"
+    kept, drops = decrypt_items(items, keyring, read_foreign) if any(item.rich for item in items) else (items, [])
     worked = Worked(kept, drops, plan_actions(kept, policy, source=source))
     return worked.store(write) if write is not None else worked

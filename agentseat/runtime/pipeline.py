@@ -34,7 +34,17 @@ from agentseat.errors import InboxError
 from agentseat.graph.models import ChangeNotificationCollection
 from agentseat.graph.subscription import KnownSubscription
 
-from .batch import BatchStore, InboxStore, Item, Plan, Worked, decrypt_items, plan_actions, work_batch
+from .batch import (
+    FOREIGN_CERTIFICATE,
+    BatchStore,
+    InboxStore,
+    Item,
+    Plan,
+    Worked,
+    decrypt_items,
+    plan_actions,
+    work_batch,
+)
 from .crypto import KeyRing
 from .droplog import Drop, DropLog, grouped
 from .events import Source
@@ -47,7 +57,7 @@ if TYPE_CHECKING:
     from agentseat.config import Settings
 
 __all__ = [
-    "BatchStore", "ChatFetchCallback", "Drop", "DropLog", "Item", "KnownSubscription", "LifecycleCallback",
+    "FOREIGN_CERTIFICATE", "BatchStore", "ChatFetchCallback", "Drop", "DropLog", "Item", "KnownSubscription", "LifecycleCallback",
     "MailFetchCallback", "NotificationPipeline", "Plan", "ProcessResult", "TokenCheck", "check_tokens",
     "decrypt_items", "parse_collection", "plan_actions", "screen_items",
 ]
