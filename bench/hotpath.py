@@ -11,6 +11,7 @@ half of the profile; `profile.py` samples the real process under load.
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import threading
@@ -38,7 +39,7 @@ from agentseat.runtime.pipeline import (
     screen_items,
 )
 from agentseat.runtime.verify import JwksCache
-from agentseat.tools.channel import ChannelNotification, ChannelParams, envelope
+from agentseat.tools.channel import ChannelNotification, ChannelParams, ChannelSink, envelope
 
 from .harness import SandboxHost, quiet_logging, settings_from_env
 
@@ -100,6 +101,7 @@ async def measure(host: SandboxHost, env: dict[str, str], workdir: Path, *, post
                 hop.append(time.perf_counter() - began)
             results["thread_hop_us"] = round(median(hop) * 1e6, 1)
             results["log_line_us"] = round(log_line * 1e6, 1)
+            results["rsa_threads"] = await anyio.to_thread.run_sync(rsa_threads, cert.private_key)
             for batch in (1, 20):
                 steps: dict[str, list[float]] = {s: [] for s in STEPS}
                 for _, body in await bodies(posts, batch):
@@ -158,11 +160,12 @@ async def _variants(bodies: Any, batch: int, inbox: Inbox, pipeline: Notificatio
     - webhook, current: `NotificationPipeline.process` (tokens on the loop; decrypt, then
       store, each in its own worker-thread call).
     - webhook, one hop: the same steps, decrypt + normalise + store in one worker-thread call.
-    - channel, current: what `ChannelSink` does per wake-up: `latest_seq` in a thread (inside
-      `Inbox.wait_for_new`), `aclaim_next`, build and serialise each push, one info log line
-      per event, `aack` (three worker-thread calls, two commits).
-    - channel, one hop: claim and acknowledge the previous batch in one transaction in one
-      worker-thread call, one log line per batch.
+    - channel, current: `ChannelSink`'s loop with its own delivery and log line: since the fold,
+      a batch is claimed (acknowledging the previous one in the same transaction) in one
+      worker-thread call, and logged in one line; `wait_for_new` only when a claim came back empty.
+    - channel, one hop: the same steps written out inline (`claim_next(ack=...)`), the reference;
+      before the fold, "current" was three worker-thread calls (`latest_seq`, claim, ack), two
+      commits and one log line per event.
     - stdout, current: mcp's stdio transport (`anyio.wrap_file` write + flush: two hops per push).
     - stdout, one hop: `stdout_direct`, a non-blocking write on the loop (no hop at all).
     """
@@ -170,6 +173,7 @@ async def _variants(bodies: Any, batch: int, inbox: Inbox, pipeline: Notificatio
 
     log = structlog.get_logger("bench.hotpath")
     has_ack = hasattr(inbox, "ack")
+    fused_ack = "ack" in inspect.signature(inbox.claim_next).parameters
     out: dict[str, Any] = {}
 
     samples: dict[str, list[tuple[float, float]]] = {}
@@ -196,25 +200,31 @@ async def _variants(bodies: Any, batch: int, inbox: Inbox, pipeline: Notificatio
 
             await anyio.to_thread.run_sync(work)
 
+    async def serialise(params: dict[str, Any]) -> None:
+        ChannelNotification(params=ChannelParams(**params)).model_dump_json(by_alias=True, exclude_none=True)
+
     async def channel_current(events_total: int) -> None:
-        done = 0
+        # `ChannelSink.__call__`'s loop, step for step, with the sink's own delivery and log line.
+        sink = ChannelSink(batch=10, claimant="bench", group_policy="all")
+        sink.attach(serialise)
+        done, handled, position = 0, [], inbox.group_position("channel") or 0
         while done < events_total:
-            await anyio.to_thread.run_sync(inbox.latest_seq)
-            events = await anyio.to_thread.run_sync(inbox.claim_next, "channel", "bench", 10)
-            for event in events:
-                ChannelNotification(params=ChannelParams(**envelope(event))).model_dump_json(
-                    by_alias=True, exclude_none=True)
-                log.info("channel_pushed", seq=event.seq, kind=event.kind, trust=event.trust)
-            if has_ack:
-                await anyio.to_thread.run_sync(inbox.ack, "channel", [e.seq for e in events])
+            if not handled:
+                await inbox.wait_for_new(position)
+            events = await inbox.aclaim_next("channel", "bench", 10, ack=handled)
+            handled = await sink._deliver_batch(events)
+            position = max([position, *(e.seq for e in events)])
             done += len(events)
+        await inbox.aack("channel", handled)
 
     async def channel_one_hop(events_total: int) -> None:
         done, previous = 0, []
 
         def claim(acked: list[int]) -> Any:
+            if fused_ack:
+                return inbox.claim_next("channel", "bench", 10, ack=acked)  # one transaction
             if has_ack and acked:
-                inbox.ack("channel", acked)  # bench approximation: the fused form is one transaction
+                inbox.ack("channel", acked)  # an older inbox: two transactions in the one hop
             return inbox.claim_next("channel", "bench", 10)
 
         while done < events_total:
@@ -280,6 +290,55 @@ async def _variants(bodies: Any, batch: int, inbox: Inbox, pipeline: Notificatio
         now, fused = out[f"{path}_current"]["cpu_us_per_item"], out[f"{path}_one_hop"]["cpu_us_per_item"]
         out[f"{path}_cpu_saving"] = round(1 - fused / now, 3) if now else None
     return out
+
+
+def rsa_threads(private_key: Any, calls: int = 300) -> dict[str, Any]:
+    """Whether the pinned `cryptography` releases the GIL in RSA-OAEP decrypt, and what a second
+    thread adds (runtime/crypto.py keeps the figures; check again whenever the pin moves).
+
+    `turns`: with a 10-second switch interval, two threads that never release the GIL take one
+    turn each (1 switch); a call that releases it lets them alternate (tens to `calls`
+    switches). Counted, not timed, so a loaded machine cannot fake it. `speedup`: decrypts per
+    second of two threads over one, which needs an idle second core to show.
+    """
+    import sys
+
+    import cryptography
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import padding as asym_padding
+
+    oaep = asym_padding.OAEP(mgf=asym_padding.MGF1(algorithm=hashes.SHA1()), algorithm=hashes.SHA1(), label=None)
+    blob = private_key.public_key().encrypt(os.urandom(32), oaep)
+
+    def run(threads: int, record: list[int] | None = None) -> float:
+        barrier = threading.Barrier(threads)
+
+        def work(i: int) -> None:
+            barrier.wait()
+            for _ in range(calls):
+                private_key.decrypt(blob, oaep)
+                if record is not None:
+                    record.append(i)
+
+        workers = [threading.Thread(target=work, args=(i,)) for i in range(threads)]
+        began = time.perf_counter()
+        for t in workers:
+            t.start()
+        for t in workers:
+            t.join()
+        return threads * calls / (time.perf_counter() - began)
+
+    order: list[int] = []
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(10.0)
+    try:
+        run(2, order)
+    finally:
+        sys.setswitchinterval(interval)
+    one, two = max(run(1) for _ in range(3)), max(run(2) for _ in range(3))
+    return {"cryptography": cryptography.__version__, "turns": sum(a != b for a, b in zip(order, order[1:])),
+            "calls_per_thread": calls, "one_thread_per_s": round(one), "two_threads_per_s": round(two),
+            "speedup": round(two / one, 2), "cores": os.cpu_count()}
 
 
 def _drain(fd: int) -> None:

@@ -39,7 +39,8 @@ CATEGORIES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("logging (structlog)", ("structlog/", "logging/", "agentseat/logging.py")),
     ("MCP push (mcp, pydantic, stdout)", ("mcp/", "mcp_types/", "tools/channel.py", "tools/server.py")),
     ("HTTP server (aiohttp)", ("aiohttp/", "runtime/webhook.py")),
-    ("parse, screen, normalise", ("runtime/pipeline.py", "runtime/normalize.py", "graph/models.py", "pydantic/")),
+    ("parse, screen, normalise", ("runtime/pipeline.py", "runtime/batch.py", "runtime/normalize.py",
+                                  "graph/models.py", "pydantic/")),
     ("event loop and thread hops", ("threading.py", "anyio/", "asyncio/", "selectors.py", "concurrent/")),
 )
 

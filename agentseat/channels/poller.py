@@ -73,6 +73,9 @@ class ChannelPoller:
         self._save()
         self._wanted: str | None = None  # the reason of the one pending full round
         self._wake = anyio.Event()
+        #: Set while machines share an event hub (runtime/hub.py): what a round read, less what another
+        #: machine stored (eventhub/ledger.py, which counts the skips).
+        self.screen: Store | None = None
         self.rounds = 0  # polling rounds, and what they stored (a notification's read counts in its fetch queue)
         self.events = 0
         self.errors = 0
@@ -135,7 +138,10 @@ class ChannelPoller:
             if event is not None:
                 events.append((at, event))
         events.sort(key=lambda pair: pair[0])  # conversation order
-        stored = await self._store([e for _, e in events]) if events else []
+        read = [e for _, e in events]
+        if read and self.screen is not None:
+            read = await self.screen(read)
+        stored = await self._store(read) if read else []
         self.events += len(stored)
         state["watermark"] = to_graph_time(newest)
         self._state["channels"][key] = state

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
     from ..config import Settings
 
-__all__ = ["checkpoint_store", "consumer_client", "store_kind"]
+__all__ = ["checkpoint_store", "consumer_client", "ledger_container", "store_kind"]
 
 
 def store_kind(settings: Settings) -> str:
@@ -46,6 +46,20 @@ def checkpoint_store(settings: Settings, inbox_path: Path, credential: AsyncToke
         return BlobCheckpointStore(f"{blob.account_url}?{blob.sas}", blob.container, **options)
     # No SAS: the agent's Entra token (`https://storage.azure.com/.default`, the SDK's scope), over HTTPS only.
     return BlobCheckpointStore(blob.account_url, blob.container, credential=credential, **options)
+
+
+def ledger_container(settings: Settings, credential: AsyncTokenCredential | None) -> Any:
+    """A ContainerClient (the one the checkpoint store extension vendors) on the Blob checkpoint container,
+    with the store's credential and CA, for the ledger (ledger.py); None for the local store."""
+    blob = blob_store(settings.checkpoint_store)
+    if blob is None:
+        return None
+    from azure.eventhub.extensions.checkpointstoreblobaio._vendor.storage.blob.aio import ContainerClient
+
+    options: dict[str, Any] = {"connection_verify": str(settings.ca_bundle)} if settings.ca_bundle else {}
+    if blob.sas:
+        return ContainerClient(f"{blob.account_url}?{blob.sas}", blob.container, **options)
+    return ContainerClient(blob.account_url, blob.container, credential=credential, **options)
 
 
 def client_options(settings: Settings) -> dict[str, Any]:

@@ -31,10 +31,11 @@ import structlog
 from ..runtime.fetchq import FetchQueue
 from ..runtime.pipeline import NotificationPipeline, ProcessResult
 from ..runtime.webhook import WebhookStats
-from .client import checkpoint_store, consumer_client, store_kind
+from .client import checkpoint_store, consumer_client, ledger_container, store_kind
 from .credential import AgentCredential
 from .forward import LifecycleRecords
 from .lease import Lease
+from .ledger import RETENTION_SECONDS, Ledger
 from .settings import eventhub_name, fully_qualified_namespace
 from .status import META_KEY
 
@@ -140,6 +141,7 @@ class EventHubConsumer:
                                      settings.eventhub_consumer_group, store_kind(settings))
         self._client: EventHubConsumerClient | None = None
         self._save_lock = anyio.Lock()
+        self._ledger: Ledger | None = None
 
     @classmethod
     def for_runtime(cls, settings: Settings, pipeline: NotificationPipeline, inbox: Inbox,
@@ -163,6 +165,16 @@ class EventHubConsumer:
         if self.status.store == "local":
             return None
         return LifecycleRecords(self._store, self.status.namespace, self.status.hub, self.status.consumer_group)
+
+    def ledger(self) -> Ledger | None:
+        """The keys this machine stores, shared with the others in the Blob container (ledger.py); None for
+        the local store. Kept as long as the longest resync window: two reconcile intervals, two days at least."""
+        container = ledger_container(self._settings, self._credential)
+        if container is None:
+            return None
+        self._ledger = Ledger(container, self._inbox,
+                              retention_seconds=max(RETENTION_SECONDS, 2 * self._settings.reconcile_seconds))
+        return self._ledger
 
     # --- the receive loop ----------------------------------------------------------------
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
@@ -196,7 +208,7 @@ class EventHubConsumer:
             await self._process(context.partition_id, event_body(event))
             for queue in self._fetches:
                 # Back-pressure: a fetch queue that overflows drops the read and asks for a resync of the kind,
-                # which on a hub several machines share stores the other machines' messages a second time.
+                # which reads all machines' messages from Graph (the ledger skips what the others flushed).
                 # A machine without the subscription's certificate reads every message it is told of.
                 if queue.pending() * 2 >= queue.size:
                     await queue.caught_up()
@@ -283,4 +295,5 @@ class EventHubConsumer:
             await anyio.to_thread.run_sync(self._inbox.set_meta, META_KEY, snapshot)
 
     def describe(self) -> dict[str, Any]:
-        return {**self.status.snapshot(), "counts": self.stats.public()}
+        ledger = {"ledger": self._ledger.snapshot()} if self._ledger is not None else {}
+        return {**self.status.snapshot(), "counts": self.stats.public(), **ledger}

@@ -304,7 +304,7 @@ class Runtime:
             jwks=JwksCache(settings.jwks_url, session, ssl=ssl_context(settings)),
             policy=self.policy, subscriptions=route.known,
             on_lifecycle=route.offer, on_mail_fetch=on_mail_fetch, on_chat_fetch=on_chat_fetch,
-            on_channel_fetch=on_channel_fetch, store=self.delivery.observing(self.intake.admit),
+            on_channel_fetch=on_channel_fetch, store=self.delivery.observing(self.intake),
             fallbacks=self.token_fallbacks, source=source,
         )
         tunnel = None if eventhub else self._tunnel()

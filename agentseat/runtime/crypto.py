@@ -116,6 +116,18 @@ def decrypt_content(encrypted: EncryptedContent | Mapping[str, Any], private_key
     if len(wrapped_key) != private_key.key_size // 8:
         raise DecryptionError("bad_key")
 
+    # The GIL, measured for the pin (check again whenever the pin moves: bench/hotpath.py,
+    # `rsa_threads`, in every `python -m bench` run). cryptography 50.0.2, CPython 3.11, 2 cores,
+    # 2026-12-07: this unwrap RELEASES the GIL (two threads with a 10 s switch interval took
+    # 58-526 turns in 2 x 300 calls, a GIL-holding control 1; on an idle moment two threads
+    # decrypted 6,001/s against 3,193/s for one, 1.88x); AES-CBC and HMAC of a
+    # notification (< 2 KB) hold it (1 turn) but cost tens of microseconds. The unwrap is about
+    # 295 us of CPU, so the pipeline's one worker-thread call (runtime/batch.py) already runs
+    # it beside the event loop, on the second core. A process pool was measured as well
+    # (CPU of our own process per item, the child's excluded): 93-191 us at batch 1 against
+    # ~35 us held by the GIL in the thread; 9-20 us at batch 20. It does not pay at batch 1,
+    # saves ~3% of an item's CPU at batch 20, and would put the private key in a second
+    # process: not used.
     try:
         key = private_key.decrypt(wrapped_key, _OAEP_SHA1)
     except ValueError:

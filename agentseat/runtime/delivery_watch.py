@@ -29,8 +29,8 @@ from __future__ import annotations
 import json
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Iterable
-from typing import Any
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import structlog
@@ -39,6 +39,9 @@ from ..graph.times import parse_graph_time
 from ..tenant_facts import TenantFacts
 from .events import Event
 from .inbox import Inbox
+
+if TYPE_CHECKING:
+    from .batch import BatchStore
 
 __all__ = ["ALLOWANCE_SECONDS", "COUNTED_REASONS", "DeliveryWatch", "META_KEY", "WARNING_KEY", "missed_in_window"]
 
@@ -56,7 +59,6 @@ THRESHOLD = 3
 #: may have been created before it.
 SKEW_SECONDS = 5.0
 _NOTIFIED_MAX = 4096
-Store = Callable[[list[Event]], Awaitable[list[Event]]]
 
 
 def missed_in_window(raw: str | None, now: float | None = None, window: float = WINDOW_SECONDS) -> int:
@@ -112,13 +114,9 @@ class DeliveryWatch:
             if self._missed:  # only then can a warning be up; otherwise no write per notification
                 self._evaluate()
 
-    def observing(self, store: Store) -> Store:
+    def observing(self, store: BatchStore) -> BatchStore:
         """`store` for the notification pipeline, noting every event a notification carried."""
-        async def observed(events: list[Event]) -> list[Event]:
-            for event in events:
-                self.notified(event.kind, event.key, _created(event))
-            return await store(events)
-        return observed
+        return _Observed(self, store)
 
     def found(self, events: list[Event], reason: str) -> None:
         """A resync stored these (new to the inbox); count those no notification delivered."""
@@ -212,3 +210,18 @@ def _created(event: Event) -> float | None:
         return parse_graph_time(event.created_at) if event.created_at else None
     except ValueError:
         return None
+
+
+class _Observed:
+    """A `BatchStore` that tells the watch of every event a notification carried (stored, deduped
+    or not). Noted on the loop after the worker's write: a reconcile's find is only counted
+    minutes later (`allowance`), and `notified` withdraws it."""
+
+    def __init__(self, watch: DeliveryWatch, store: BatchStore) -> None:
+        self._watch, self._store = watch, store
+        self.write = store.write
+
+    async def settle(self, events: list[Event], written: Any) -> list[Event]:
+        for event in events:
+            self._watch.notified(event.kind, event.key, _created(event))
+        return await self._store.settle(events, written)

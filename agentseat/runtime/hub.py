@@ -5,7 +5,8 @@ checkpoint store) points the subscriptions at the hub, resyncs and reconciles, a
 lifecycle notifications; the others learn the subscriptions from Graph, only read the
 partitions they own, and hand the lifecycle notifications they read to the holder
 (eventhub/forward.py), which relays them to its own lifecycle gate once per lease renewal.
-When the holder stops, another takes the lease and its duties. runtime/app.py builds this
+When the holder stops, another takes the lease and its duties. Every machine shares the keys
+it stores, and every resync skips what another stored (eventhub/ledger.py). runtime/app.py builds this
 with the parts it owns; this module owns only the order of the duties and the hand-over.
 """
 
@@ -96,8 +97,14 @@ class HubDuties:
         # A follower's lifecycle events become records for the holder: written even after this machine took
         # the lease meanwhile (its own relay then finds them), so the forwarder lives as long as the consumer.
         forwarder = None if records is None else LifecycleForwarder(records, self.manager.counters)
+        # Machines sharing the hub (a Blob store): each shares the keys it stores, and every resync here
+        # skips what another stored (eventhub/ledger.py); None with the local store (one machine).
+        ledger = consumer.ledger()
         try:
             async with anyio.create_task_group() as tg:
+                if ledger is not None:
+                    self._screen(ledger.screen)
+                    tg.start_soon(ledger.run)
                 if forwarder is not None:
                     tg.start_soon(forwarder.run)
                 await tg.start(consumer.run)
@@ -114,6 +121,8 @@ class HubDuties:
                         async with anyio.create_task_group() as duties:
                             if lease is not None:
                                 duties.start_soon(lease.keep)
+                            if ledger is not None:  # the manager deletes what no resync can read any more
+                                duties.start_soon(ledger.prune_every)
                             if lease is not None and records is not None and self.lifecycle is not None:
                                 # What followers forwarded, now and at each renewal: one list each time.
                                 duties.start_soon(functools.partial(
@@ -126,6 +135,15 @@ class HubDuties:
         finally:
             with anyio.CancelScope(shield=True):
                 await consumer.aclose()  # after the consumer and the lease are done with the store
+                if ledger is not None:  # after its last flush (its task's end)
+                    self._screen(None)
+                    await ledger.aclose()
+
+    def _screen(self, screen: Callable[[list[Any]], Awaitable[list[Any]]] | None) -> None:
+        """Resyncs of chats, mail and channels store what they read through `screen` (None: everything)."""
+        self.poller.screen = screen
+        if self.channels is not None:
+            self.channels.screen = screen
 
     def _forward_to(self, forwarder: LifecycleForwarder | None) -> None:
         """Lifecycle events this machine reads go to `forwarder` (following), or to its own gates (None)."""

@@ -12,6 +12,7 @@ in a worker thread, as a write may wait `busy_timeout` for another process's loc
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import socket
 import sqlite3
@@ -140,8 +141,8 @@ class Inbox(ReadState):
     Groups: of the processes in a group (for example "push") exactly one gets each
     event. `ensure_group(group, start_seq)` creates a group once, to deliver events
     after start_seq; later calls change nothing, so a restarted server gets what it
-    missed. Claims outlive processes; delivery is at most once: a claimant that dies
-    between claim and push loses that batch (claim small batches, push them shielded).
+    missed. Claims outlive processes and count until acknowledged (`ack`, or the claimant's
+    next `claim_next(ack=...)`): a dead claimant's open claims are taken over, at least once.
     Cursors: `advance(sink, seq)` after handling events gives a lone sink at-least-once.
     Read state (`ReadState`): an event is unread until the agent acts on it; claims and
     cursors never change it, so a push that went nowhere leaves the event unread.
@@ -353,7 +354,7 @@ class Inbox(ReadState):
         return rows[0][0] if rows else None
 
     def claim_next(self, group: str, claimant: str, limit: int = 50,
-                   alive: Callable[[str], bool] | None = None) -> list[Event]:
+                   alive: Callable[[str], bool] | None = None, *, ack: Iterable[int] = ()) -> list[Event]:
         """Claim, in seq order, up to `limit` events no live member of `group` holds.
 
         One BEGIN IMMEDIATE transaction: concurrent claimants in any process are
@@ -362,10 +363,15 @@ class Inbox(ReadState):
         dead claimant took but never acknowledged (it crashed between claim and
         push) are taken over first, so an event is never lost to a crash; the price
         is that an event pushed just before such a crash is pushed again.
+
+        `ack`: seqs of this claimant's previous batch, marked delivered in the same
+        transaction (one commit per batch instead of two; as `ack()` does).
         """
         _check_int("limit", limit, 1)
         alive = alive or claimant_alive
+        done = [(group, claimant, int(seq)) for seq in ack]
         with self._errors("claim"), self._tx() as conn:
+            conn.executemany("UPDATE claims SET done = 1 WHERE grp = ? AND claimant = ? AND seq = ?", done)
             rows = conn.execute("SELECT claimed_through FROM groups WHERE name = ?", (group,)).fetchall()
             if not rows:
                 raise InboxError(f"unknown claim group {group!r}", hint="call ensure_group() before claim_next()")
@@ -446,8 +452,12 @@ class Inbox(ReadState):
     async def arelease(self, group: str, claimant: str) -> int:
         return await self._run(self.release, group, claimant)
 
-    async def aclaim_next(self, group: str, claimant: str, limit: int = 50) -> list[Event]:
-        return await self._run(self.claim_next, group, claimant, limit)
+    async def aclaim_next(self, group: str, claimant: str, limit: int = 50, *, ack: Iterable[int] = ()) -> list[Event]:
+        return await self._run(functools.partial(self.claim_next, group, claimant, limit, ack=list(ack)))
+
+    def wake(self) -> None:
+        """Wake same-process sinks; call it on the loop after an append made in a worker thread."""
+        self._wake()
 
     def _wake(self) -> None:
         waiters, self._waiters = self._waiters, set()

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections import OrderedDict
+from dataclasses import dataclass, field
 from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -36,7 +37,7 @@ from .inbox import Inbox
 from .intake_store import PendingStore
 from .normalize import TrustPolicy, chat_change_event, chat_message_event
 
-__all__ = ["ChatReader", "Decision", "Gate", "Intake", "Interceptor", "TenantGate"]
+__all__ = ["ChatReader", "Decision", "Gate", "Intake", "Interceptor", "TenantGate", "Written"]
 
 log = structlog.get_logger(__name__)
 
@@ -63,7 +64,9 @@ class Gate(Protocol):
 
     def decide(self, event: Event) -> Decision:
         """allow: confirmed first, then stored; open: may be stored from the notification alone
-        (untrusted); hold: confirmed first, then handed to `hold`."""
+        (untrusted); hold: confirmed first, then handed to `hold`.
+
+        Also called in the notification pipeline's worker thread (`Intake.write`): it only reads."""
         ...
 
     async def hold(self, event: Event) -> None:
@@ -88,6 +91,18 @@ class TenantGate:
 
     async def hold(self, event: Event) -> None:  # never asked: decide() never holds
         log.warning("intake_hold_unsupported", key=event.key[:3 * _ID_CHARS])
+
+
+@dataclass
+class Written:
+    """What `Intake.write` did in the worker thread, for `Intake.settle` to account on the loop."""
+
+    already: list[str] = field(default_factory=list)  # keys stored before
+    queued: list[Event] = field(default_factory=list)  # unconfirmed events that need Graph's word
+    over: list[Event] = field(default_factory=list)  # of those, the ones the pending queue had no room for
+    added: int | None = None  # how many were new in intake.db (None: none were kept)
+    stored: list[Event] = field(default_factory=list)  # appended to the inbox, with seq
+    error: InboxError | None = None  # the inbox append failed (the pending rows were kept)
 
 
 class Intake:
@@ -161,8 +176,51 @@ class Intake:
                 continue
             to_store.append(event)
         if pending:
-            await self._queue(pending)
+            keep, over = self._room(pending)
+            self._queued(pending, over, await anyio.to_thread.run_sync(self._store.add, keep) if keep else None)
         return await self._append(to_store)
+
+    # --- the notification pipeline's store (`BatchStore`, runtime/batch.py) -------------------
+    def write(self, events: list[Event]) -> Written:
+        """`admit`'s SQLite work for unconfirmed events, in the pipeline's worker thread.
+
+        Routes as `admit` does (stored before: skipped; open: appended; else: kept pending)
+        and touches no loop state: `settle` does the bookkeeping. Confirmed events are left to
+        `settle`, which admits them (interceptors and holds await). Raises `InboxError` when
+        the reads or the pending store fail, before anything is appended.
+        """
+        batch = [e for e in events if not e.confirmed and e.key not in self._seen]
+        stored = self.inbox.stored_keys([e.key for e in batch]) if batch else set()
+        written = Written(already=[e.key for e in batch if e.key in stored])
+        to_store: list[Event] = []
+        for event in batch:
+            if event.key not in stored:
+                # Never an unconfirmed sponsor: the invariant `_append` checks holds by this rule.
+                open_ = self.gate.decide(event) == "open" and event.trust != "sponsor"
+                (to_store if open_ else written.queued).append(event)
+        if written.queued:
+            keep, written.over = self._room(written.queued)
+            written.added = self._store.add(keep) if keep else None
+        try:
+            written.stored = self.inbox.append(to_store) if to_store else []
+        except InboxError as exc:
+            written.error = exc  # raised by `settle`, after the pending rows are counted
+        return written
+
+    async def settle(self, events: list[Event], written: Written) -> list[Event]:
+        """`write`'s bookkeeping, on the loop; returns the events appended (with seq)."""
+        for key in written.already:
+            self._remember(key)
+            self._count("already_stored")
+        if written.queued:
+            self._queued(written.queued, written.over, written.added)
+        if written.error is not None:
+            raise written.error
+        if written.stored:
+            self._count("stored", len(written.stored))
+            self.inbox.wake()
+        confirmed = [e for e in events if e.confirmed]
+        return written.stored + (await self.admit(confirmed) if confirmed else [])
 
     async def release(self, events: Iterable[Event]) -> list[Event]:
         """Append events the access policy held and now releases, in order."""
@@ -203,17 +261,21 @@ class Intake:
                 self._remember(event.key)
         return stored
 
-    async def _queue(self, events: list[Event]) -> None:
+    def _room(self, events: list[Event]) -> tuple[list[Event], list[Event]]:
+        """The events the pending queue has room for, and those over its cap."""
         room = max(self._max_pending - self.counters["pending"], 0)
-        keep, over = events[:room], events[room:]
+        return events[:room], events[room:]
+
+    def _queued(self, events: list[Event], over: list[Event], added: int | None) -> None:
+        """Account for pending events kept (`added` new rows; None when none were kept) and those over the cap."""
         if over:
             self._count("dropped_confirm_queue_full", len(over))
             log.warning("intake_dropped", reason="confirm_queue_full", items=len(over))
             if self.on_overflow is not None:
                 for kind in sorted({e.kind for e in over}):
                     self.on_overflow(kind, "confirm_queue_full")  # a resync reads them from Graph instead
-        if keep:
-            self._count("pending", await anyio.to_thread.run_sync(self._store.add, keep))
+        if added is not None:
+            self._count("pending", added)
             if self._wakeup is not None:
                 self._wakeup.set()
         if self.counters["pending"] > self._backlog and self.on_overflow is not None:

@@ -1,10 +1,11 @@
 """The notification pipeline: from the body of a Graph POST to stored events and queued fetches.
 
 Steps, each a function testable alone: `parse_collection` -> `screen_items` ->
-`check_tokens` -> `decrypt_items` -> `plan_actions` -> store (one call of the `store`
-callback, the runtime's `Intake.admit`, which keeps claims Graph must confirm durably)
--> dispatch (callbacks). `NotificationPipeline.process` runs them in order and
-logs every drop once per (reason, subscription) per minute. Items whose clientState
+`check_tokens` on the event loop, then `decrypt_items` -> `plan_actions` -> store in one
+worker-thread call (`work_batch`, runtime/batch.py; the store is a `BatchStore`, the
+runtime's `Intake`, which keeps claims Graph must confirm durably), then dispatch
+(callbacks). `NotificationPipeline.process` runs them in order, logs one debug line per
+POST and every drop once per (reason, subscription) per minute. Items whose clientState
 matched but whose validation tokens did not verify are fetched from Graph instead of
 decrypted, within the budget of runtime/token_fallback.py.
 
@@ -17,7 +18,7 @@ notification cannot carry are fetched by the runtime behind the callbacks.
 from __future__ import annotations
 
 import dataclasses
-import json
+import functools
 import re
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Mapping
@@ -28,16 +29,27 @@ import anyio
 import structlog
 from pydantic import ValidationError
 
-from agentseat.channels.normalize import ChannelRef, plan_item
+from agentseat.channels.normalize import ChannelRef
 from agentseat.errors import InboxError
-from agentseat.graph.models import ChangeNotification, ChangeNotificationCollection
-from agentseat.graph.subscription import KnownSubscription, is_channel_kind
+from agentseat.graph.models import ChangeNotificationCollection
+from agentseat.graph.subscription import KnownSubscription
 
-from .crypto import DecryptionError, KeyRing
+from .batch import (
+    FOREIGN_CERTIFICATE,
+    BatchStore,
+    InboxStore,
+    Item,
+    Plan,
+    Worked,
+    decrypt_items,
+    plan_actions,
+    work_batch,
+)
+from .crypto import KeyRing
 from .droplog import Drop, DropLog, grouped
 from .events import Source
-from .inbox import Event, Inbox
-from .normalize import TrustPolicy, chat_change_event, chat_message_event
+from .inbox import Inbox
+from .normalize import TrustPolicy
 from .token_fallback import TokenFallbacks
 from .verify import JwksCache, TokenReport, VerificationError, assess_tokens, verify_notification_item
 
@@ -45,9 +57,9 @@ if TYPE_CHECKING:
     from agentseat.config import Settings
 
 __all__ = [
-    "ChatFetchCallback", "Drop", "DropLog", "Item", "KnownSubscription", "LifecycleCallback", "MailFetchCallback",
-    "NotificationPipeline", "Plan", "ProcessResult", "StoreCallback", "TokenCheck", "check_tokens", "decrypt_items",
-    "parse_collection", "plan_actions", "screen_items",
+    "FOREIGN_CERTIFICATE", "BatchStore", "ChatFetchCallback", "Drop", "DropLog", "Item", "KnownSubscription", "LifecycleCallback",
+    "MailFetchCallback", "NotificationPipeline", "Plan", "ProcessResult", "TokenCheck", "check_tokens",
+    "decrypt_items", "parse_collection", "plan_actions", "screen_items",
 ]
 
 log = structlog.get_logger(__name__)
@@ -57,20 +69,12 @@ log = structlog.get_logger(__name__)
 # Only a sender that knows the clientState gets this far, so retrying is no oracle.
 # Used for lifecycle items only: a change item falls back to a Graph read instead.
 _RETRYABLE_TOKEN_REASONS = frozenset({"unknown_kid"})
-#: `Item.fallback` of a hub item encrypted for another machine's certificate (`decrypt_items`).
-FOREIGN_CERTIFICATE = "foreign_certificate"
 _GUID = re.compile(r"^[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")
-# `resource` is an opaque relative path; Graph writes both `chats('x')/messages('y')`
-# and `chats/x/messages/y` forms (change-notifications-delivery-webhooks examples).
-_CHAT_IN_RESOURCE = re.compile(r"(?i)\bchats(?:\('([^']+)'\)|/([^/('?]+))")
-_MESSAGE_IN_RESOURCE = re.compile(r"(?i)\bmessages(?:\('([^']+)'\)|/([^/('?]+))")
 
 LifecycleCallback = Callable[[KnownSubscription, str], Awaitable[None]]
 MailFetchCallback = Callable[[str, dict[str, Any]], Awaitable[None]]
 ChatFetchCallback = Callable[[str, str], Awaitable[None]]
 ChannelFetchCallback = Callable[[ChannelRef], Awaitable[None]]
-#: Hands normalised events on (the runtime's `Intake.admit`); returns those appended to the inbox.
-StoreCallback = Callable[[list[Event]], Awaitable[list[Event]]]
 
 
 @dataclass
@@ -91,37 +95,6 @@ class ProcessResult:
     dropped: Counter[str] = field(default_factory=Counter)
     retry: bool = False
 
-
-@dataclass(frozen=True, slots=True)
-class Item:
-    """An item that passed the checks so far; `resource` is the decrypted resource of a rich item.
-
-    `fallback` (a `token_*` reason) marks a rich item whose validation tokens did not
-    verify: its content is never decrypted, the message it names is read from Graph. So is
-    a hub item encrypted for another machine's certificate (`FOREIGN_CERTIFICATE`).
-    """
-
-    notification: ChangeNotification
-    subscription: KnownSubscription
-    resource: dict[str, Any] | None = None
-    fallback: str | None = None
-
-    @property
-    def rich(self) -> bool:
-        return self.notification.encrypted_content is not None
-
-
-@dataclass
-class Plan:
-    """What the accepted items ask for: events to store, fetches and lifecycle reactions to queue."""
-
-    events: list[Event] = field(default_factory=list)
-    chat_fetches: list[tuple[str, str]] = field(default_factory=list)
-    mail_fetches: dict[str, dict[str, Any]] = field(default_factory=dict)
-    channel_fetches: list[ChannelRef] = field(default_factory=list)
-    lifecycle: list[tuple[KnownSubscription, str]] = field(default_factory=list)
-    ignored: int = 0
-    drops: list[Drop] = field(default_factory=list)
 
 
 # --- steps ---------------------------------------------------------------------------
@@ -240,115 +213,6 @@ async def check_tokens(
     return TokenCheck(kept, drops, report=report)
 
 
-def decrypt_items(items: list[Item], keyring: KeyRing, read_foreign: bool = False) -> tuple[list[Item], list[Drop]]:
-    """Decrypt every rich item (CPU bound: the caller runs this in a worker thread, once per POST)."""
-    kept: list[Item] = []
-    drops: list[Drop] = []
-    for item in items:
-        encrypted = item.notification.encrypted_content
-        if encrypted is None or item.fallback:  # a fallback item's content is never trusted, so never read
-            kept.append(item)
-            continue
-        try:
-            resource = json.loads(keyring.decrypt(encrypted))
-        except DecryptionError as exc:
-            if read_foreign and exc.reason == "unknown_certificate":
-                # A hub's items (`read_foreign`) are encrypted for the certificate of the machine that made the
-                # subscription; every machine has its own (its own `setup`): the others read the message from Graph.
-                kept.append(dataclasses.replace(item, fallback=FOREIGN_CERTIFICATE))
-                continue
-            drops.append(Drop(f"decrypt_{exc.reason}", item.subscription.id))
-            continue
-        except ValueError:  # not UTF-8 or not JSON (UnicodeDecodeError is a ValueError)
-            resource = None
-        if not isinstance(resource, dict):
-            drops.append(Drop("decrypt_not_json", item.subscription.id))
-            continue
-        kept.append(dataclasses.replace(item, resource=resource))
-    return kept, drops
-
-
-def _from_resource(pattern: re.Pattern[str], resource: str | None) -> str | None:
-    match = pattern.search(resource or "")
-    return (match.group(1) or match.group(2)) if match else None
-
-
-def plan_actions(items: Iterable[Item], policy: TrustPolicy, *, source: Source = "webhook") -> Plan:
-    """Normalise accepted items into events, fetches and lifecycle reactions (no I/O)."""
-    plan = Plan()
-    for item in items:
-        n, sub = item.notification, item.subscription
-        if n.lifecycle_event is not None:
-            plan.lifecycle.append((sub, n.lifecycle_event))
-            continue
-        change = n.change_type
-        if change not in ("created", "updated", "deleted") or (change != "created" and sub.kind != "teams"):
-            # Mail subscribes to `created` only (subscriptions/specs.py); anything else is not ours to act on.
-            plan.ignored += 1
-            continue
-        if is_channel_kind(sub.kind):  # by the chat rules (channels/normalize.py, `plan_item`)
-            outcome = plan_item(n.resource, item.resource, rich=sub.rich, fallback=bool(item.fallback), policy=policy,
-                                source=source)
-            if isinstance(outcome, Event):
-                plan.events.append(outcome)
-            elif isinstance(outcome, ChannelRef):
-                plan.channel_fetches.append(outcome)
-            elif outcome == "ignored":
-                plan.ignored += 1
-            else:
-                plan.drops.append(Drop(outcome, sub.id))
-            continue
-        data_id = n.resource_data.id if n.resource_data is not None else None
-        resource = item.resource
-        if change == "deleted":
-            # A deleted message has no resource data to carry, so the item names only its id
-            # (teams-changenotifications-chatmessage); what was deleted, and by whom, is read from Graph.
-            resource = None
-        elif resource is None and sub.rich and not item.fallback:
-            # Graph sends resource data on every item of a subscription made with
-            # includeResourceData (change-notifications-with-resource-data); an item
-            # without it is not Graph's, and fetching what it names would let anyone
-            # holding the clientState spend our Graph budget (issue 10, point 5).
-            # Token fallbacks are read from Graph too, but within their own budget.
-            plan.drops.append(Drop("basic_on_rich", sub.id))
-            continue
-        if sub.kind == "teams":
-            chat_id = _from_resource(_CHAT_IN_RESOURCE, n.resource)
-            if resource is None:
-                message_id = data_id or _from_resource(_MESSAGE_IN_RESOURCE, n.resource)
-                if not chat_id or not message_id:
-                    plan.drops.append(Drop("malformed", sub.id))
-                    continue
-                plan.chat_fetches.append((chat_id, message_id))
-                continue
-            in_payload = resource.get("chatId")
-            if in_payload is not None and not isinstance(in_payload, str):
-                plan.drops.append(Drop("unusable", sub.id))  # Graph writes ids as strings
-                continue
-            # `updated` carries the message as it is now: an edit (or a deletion) becomes its own
-            # event; one that is neither (a reaction) is nothing new.
-            normalise = chat_message_event if change == "created" else chat_change_event
-            try:
-                event = normalise(resource, policy, source=source, confirmed=False,
-                                  chat_id=in_payload or chat_id or None)
-            except (InboxError, AttributeError, TypeError, ValueError, KeyError):
-                # A chatMessage we cannot turn into a valid Event (odd types or dates).
-                plan.drops.append(Drop("unusable", sub.id))
-                continue
-            if event is None:  # system message, our own, deleted or without a sender
-                plan.ignored += 1
-            else:
-                plan.events.append(event)
-            continue
-        # Mail: a rich payload has only the $select-ed fields and never the body
-        # (outlook-change-notifications-overview), so the runtime fetches the message.
-        message_id = (resource or {}).get("id") or data_id or _from_resource(_MESSAGE_IN_RESOURCE, n.resource)
-        if not isinstance(message_id, str) or not message_id:
-            plan.drops.append(Drop("malformed", sub.id))
-            continue
-        plan.mail_fetches.setdefault(message_id, resource or {})
-    return plan
-
 
 # --- the pipeline --------------------------------------------------------------------
 
@@ -377,12 +241,12 @@ class NotificationPipeline:
         on_chat_fetch: ChatFetchCallback | None = None,
         on_channel_fetch: ChannelFetchCallback | None = None,
         drop_log: DropLog | None = None,
-        store: StoreCallback | None = None,
+        store: BatchStore | None = None,
         fallbacks: TokenFallbacks | None = None,
         source: Source = "webhook",
     ) -> None:
         self._settings, self._inbox, self._keyring, self._jwks = settings, inbox, keyring, jwks
-        self._store: StoreCallback = store or inbox.aappend
+        self._store: BatchStore = store or InboxStore(inbox)
         self._policy, self._subscriptions = policy, subscriptions
         self._on_lifecycle, self._on_mail_fetch, self._on_chat_fetch = on_lifecycle, on_mail_fetch, on_chat_fetch
         self._on_channel_fetch = on_channel_fetch
@@ -419,20 +283,17 @@ class NotificationPipeline:
             self._report(tokens.drops, result, lifecycle_endpoint, deferred=True)
             return result
         drops += tokens.drops
-        items = self._within_fallback_budget(tokens.items, drops, result, lifecycle_endpoint)
-        if any(item.rich for item in items):
-            # One thread hop for the whole POST: RSA work per item is ~1 ms, a hop costs more.
-            items, decrypt_drops = await anyio.to_thread.run_sync(decrypt_items, items, self._keyring,
-                                                                  self.source == "eventhub")
-            drops += decrypt_drops
-        plan = plan_actions(items, self._policy, source=self.source)
-        result.accepted = len(items) - len(plan.drops)
-        self._report(drops + plan.drops, result, lifecycle_endpoint)
+        worked = await self._work(self._within_fallback_budget(tokens.items, drops, result, lifecycle_endpoint))
+        plan = worked.plan
+        result.accepted = len(worked.items) - len(plan.drops)
+        self._report(drops + worked.drops + plan.drops, result, lifecycle_endpoint)
         result.ignored = plan.ignored
         if plan.events:
             try:
-                # One SQLite transaction per POST; pending confirmations are durable when it returns.
-                stored = await self._store(plan.events)
+                if worked.error is not None:
+                    raise worked.error
+                # Written in the worker: pending confirmations were durable before we got here.
+                stored = await self._store.settle(plan.events, worked.written)
             except InboxError as exc:
                 # Callbacks are skipped too: Graph redelivers the whole POST.
                 log.error("notification_store_failed", error=exc.message, events=len(plan.events))
@@ -440,10 +301,23 @@ class NotificationPipeline:
                 return result
             result.stored = len(stored)
         await self._dispatch(plan, result, lifecycle_endpoint)
+        # The one line per POST (a batch of up to 1,000 items), counts by outcome; never per item.
         log.debug("notification_processed", endpoint=_endpoint(lifecycle_endpoint), received=result.received,
                   accepted=result.accepted, stored=result.stored, fetches=result.fetches,
-                  lifecycle=result.lifecycle, ignored=result.ignored, dropped=sum(result.dropped.values()))
+                  lifecycle=result.lifecycle, ignored=result.ignored, fallbacks=result.fallbacks,
+                  dropped=dict(result.dropped))
         return result
+
+    async def _work(self, items: list[Item]) -> Worked:
+        """Decrypt, plan and store `items` with at most one worker-thread call for the POST."""
+        if any(item.rich for item in items):
+            # One call for all of it: RSA work is ~0.3 ms an item, and a hop costs about as much.
+            return await anyio.to_thread.run_sync(functools.partial(
+                work_batch, items, self._keyring, self._policy, source=self.source, write=self._store.write))
+        worked = work_batch(items, self._keyring, self._policy, source=self.source)  # nothing to decrypt
+        if worked.plan.events:
+            await anyio.to_thread.run_sync(worked.store, self._store.write)
+        return worked
 
     def _within_fallback_budget(self, items: list[Item], drops: list[Drop], result: ProcessResult,
                                 lifecycle_endpoint: bool) -> list[Item]:

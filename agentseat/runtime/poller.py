@@ -44,6 +44,8 @@ _CHATS_KEY, _MAIL_KEY = "poll.chats", "poll.mail"
 RESYNC_GAP_SECONDS = 1.0
 
 Store = Callable[[list[Event]], Awaitable[list[Event]]]
+#: What a resync read, less what another machine sharing the event hub stored (eventhub/ledger.py).
+Screen = Callable[[list[Event]], Awaitable[list[Event]]]
 #: (events a chat or mail round stored, the round's reason): what reconciles found (runtime/delivery_watch.py).
 Found = Callable[[list[Event], str], None]
 
@@ -60,6 +62,8 @@ class PollCounters:
     chat_interval: float = 0.0
     mail_interval: float = 0.0
     by_reason: dict[str, int] = field(default_factory=dict)
+    #: Messages a resync read that another machine on the shared hub had stored (its ledger): not stored here.
+    resync_skipped_other_machine: int = 0
 
 
 def _segment(value: str) -> str | None:
@@ -114,8 +118,14 @@ class Poller:
         self._facts = facts
         self.on_found = on_found
         self._lister = ChatLister(graph, self._chats, facts)
+        #: Set while machines share an event hub (runtime/hub.py): resync results go through it first.
+        self.screen: Screen | None = None
 
     async def _store(self, events: list[Event], reason: str | None = None) -> int:
+        if reason is not None and events and self.screen is not None:  # a resync round, not a notification's fetch
+            kept = await self.screen(events)
+            self.counters.resync_skipped_other_machine += len(events) - len(kept)
+            events = kept
         stored = await self._append(events) if events else []
         self.counters.events += len(stored)
         if reason is not None and stored and self.on_found is not None:

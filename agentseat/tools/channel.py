@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Literal
 
 import anyio
+import anyio.lowlevel
 import mcp_types as types
 import structlog
 
@@ -220,45 +221,70 @@ class ChannelSink:
         position = await self.prepare(inbox)
         log.info("channel_sink_started", claimant=self.claimant, position=position)
         await self._ready.wait()
+        handled: list[int] = []  # the last batch's seqs, pushed (or not for pushing) and not yet acknowledged
         try:
             while True:
                 self.position = position
-                await inbox.wait_for_new(position)
-                # Claim, push and acknowledge as one step a shutdown cannot split. A claim this
-                # process never acknowledges (it crashed, or a push failed) is taken over by
-                # the next claimant, so a crash can repeat an event but never lose one.
+                if not handled:  # a batch just pushed is followed by a claim at once: more may be waiting
+                    await inbox.wait_for_new(position)
+                # Claim and push as one step a shutdown cannot split. The claim acknowledges the
+                # batch before it in the same transaction (one commit a batch, not two), so a
+                # batch stays unacknowledged from its push to the next claim, made at once. A
+                # claim this process never acknowledges (it crashed, or a push failed) is taken
+                # over by the next claimant, so a crash can repeat an event but never lose one.
                 with anyio.CancelScope(shield=True):
-                    events = await inbox.aclaim_next(GROUP, self.claimant, self.batch)
-                    delivered = [event.seq for event in events if await self._deliver(event)]
-                    await inbox.aack(GROUP, delivered)
-                    if len(delivered) < len(events):
+                    events = await inbox.aclaim_next(GROUP, self.claimant, self.batch, ack=handled)
+                    handled = await self._deliver_batch(events)
+                    if len(handled) < len(events):  # a push failed: keep what went, give the rest back
+                        await inbox.aack(GROUP, handled)
                         await inbox.arelease(GROUP, self.claimant)
+                        handled = []
                 if events:
                     position = max(position, events[-1].seq)
                 else:  # another server claimed them; catch up with the group
                     position = await anyio.to_thread.run_sync(inbox.group_position, GROUP) or position
+                await anyio.lowlevel.checkpoint_if_cancelled()  # the claim above is shielded: stop here
         finally:
             with anyio.CancelScope(shield=True):
+                await inbox.aack(GROUP, handled)  # before the release, which would give them back
                 await inbox.arelease(GROUP, self.claimant)
 
-    async def _deliver(self, event: Event) -> bool:
-        """Push one event; False when the host could not take it (the claim is given back)."""
+    async def _deliver_batch(self, events: list[Event]) -> list[int]:
+        """Push a claimed batch in order; the seqs handled. One log line for the batch, counts by outcome."""
+        outcomes: dict[str, int] = dict.fromkeys(("pushed", "skipped", "unpushable", "failed"), 0)
+        handled: list[int] = []
+        pushed: list[int] = []
+        for event in events:
+            outcome = await self._deliver(event)
+            outcomes[outcome] += 1
+            if outcome != "failed":
+                handled.append(event.seq)
+            if outcome == "pushed":
+                pushed.append(event.seq)
+        if events:
+            # `seq` is the first pushed (bench/latency.py reads it), `last_seq` the last.
+            log.info("channel_pushed", count=outcomes["pushed"], seq=pushed[0] if pushed else None,
+                     last_seq=pushed[-1] if pushed else None, skipped=outcomes["skipped"],
+                     unpushable=outcomes["unpushable"], failed=outcomes["failed"])
+        return handled
+
+    async def _deliver(self, event: Event) -> str:
+        """Push one event: `pushed`, `skipped` (group policy), `unpushable` (its envelope failed) or
+        `failed` (the host could not take it: the claim is given back)."""
         assert self._push is not None
         if not pushes(event, self.group_policy):
             self.skipped += 1
-            log.info("channel_not_pushed", seq=event.seq, reason="group_policy", chat_type=event.chat_type)
-            return True  # handled: stored in the inbox, not for the agent's attention
+            return "skipped"  # handled: stored in the inbox, not for the agent's attention
         try:
             params = envelope(event)
         except Exception as exc:  # a bad event must not stop the channel for the ones after it
             log.warning("channel_envelope_failed", seq=event.seq, key=event.key, error=type(exc).__name__)
-            return True  # acknowledged as handled: retrying cannot make it pushable
+            return "unpushable"  # acknowledged as handled: retrying cannot make it pushable
         try:
             await self._push(params)
         except Exception as exc:
             log.warning("channel_push_failed", seq=event.seq, key=event.key, error=type(exc).__name__)
-            return False
+            return "failed"
         self.pushed += 1
         self.last_pushed_seq = event.seq
-        log.info("channel_pushed", seq=event.seq, kind=event.kind, trust=event.trust)
-        return True
+        return "pushed"

@@ -329,3 +329,23 @@ def test_claims_of_a_dead_claimant_are_taken_over_and_acked_ones_are_not(tmp_pat
         inbox.release("g", "b")  # "b" shuts down without pushing
         again = inbox.claim_next("g", "c", 10, alive={**alive, "b": True}.get)
         assert [e.text for e in again] == ["t1", "t2", "t3"]
+
+
+def test_a_claim_acknowledges_only_its_own_previous_batch_in_the_same_transaction(tmp_path) -> None:  # noqa: ANN001
+    from agentseat.runtime.inbox import Event, Inbox
+
+    with Inbox(tmp_path / "inbox.db") as inbox:
+        inbox.ensure_group("g", 0)
+        inbox.append([Event.teams(chat_id="c", message_id=str(i), sender_id="u", sender_upn="", sender_name="",
+                                  trust="colleague", text=f"t{i}", created_at="2026-01-01T00:00:00Z",
+                                  source="poll") for i in range(6)])
+        alive = {"a": True, "b": True}
+        mine = inbox.claim_next("g", "a", 2, alive=alive.get)
+        theirs = inbox.claim_next("g", "b", 2, alive=alive.get)
+        # "a" acknowledges its batch, and names one of "b"'s by mistake: only its own counts.
+        assert [e.text for e in inbox.claim_next("g", "a", 2, alive=alive.get,
+                                                 ack=[e.seq for e in mine] + [theirs[0].seq])] == ["t4", "t5"]
+        alive["a"] = alive["b"] = False
+        taken = inbox.claim_next("g", "c", 10, alive=alive.get)
+        # "a"'s first batch was acknowledged with its second claim; the rest is taken over.
+        assert [e.text for e in taken] == ["t2", "t3", "t4", "t5"]

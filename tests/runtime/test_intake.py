@@ -14,9 +14,10 @@ from typing import Any
 import anyio
 import pytest
 
-from agentseat.errors import GraphError
+from agentseat.errors import GraphError, InboxError
 from agentseat.runtime.inbox import Event, Inbox
 from agentseat.runtime.intake import Decision, Intake
+from agentseat.runtime.intake_store import PendingStore
 from agentseat.runtime.normalize import TrustPolicy
 from tests.runtime.test_runtime import wait_for
 
@@ -231,3 +232,37 @@ async def test_a_message_stored_by_an_earlier_process_is_not_routed_again(inbox:
     assert await again.admit([claim("m-1", confirmed=True), claim("m-2", confirmed=True)]) == []
     assert seen == [] and [e.message_id for e in gate.held] == ["m-2"]
     again.close()
+
+
+async def test_the_pipelines_worker_half_routes_as_admit_does(inbox: Inbox, tmp_path: Path) -> None:
+    """`write` (in a worker thread, as the notification pipeline calls it) then `settle` (on the loop)."""
+    overflow: list[tuple[str, str]] = []
+    intake = make_intake(inbox, tmp_path, Graph(), max_pending=1, on_overflow=lambda *a: overflow.append(a))
+    [before] = await intake.admit([claim("0", sender=COLLEAGUE)])
+    events = [claim("0", sender=COLLEAGUE), claim("1", sender=COLLEAGUE), claim("2"), claim("3"),
+              claim("4", sender=COLLEAGUE, confirmed=True)]
+    written = await anyio.to_thread.run_sync(intake.write, events)
+    # The worker's writes are durable before `settle` runs: "1" stored, sponsor "2" pending in intake.db.
+    assert [e.message_id for e in inbox.read(0)] == ["0", "1"]
+    assert [e.message_id for _, _, e in PendingStore(tmp_path / "intake.db").oldest()] == ["2"]
+    stored = await intake.settle(events, written)
+    assert [e.message_id for e in stored] == ["1", "4"]  # the confirmed one through `admit`
+    assert (intake.counters["already_stored"], intake.counters["pending"], intake.counters["stored"]) == (1, 1, 3)
+    assert intake.counters["dropped_confirm_queue_full"] == 1 and ("teams", "confirm_queue_full") in overflow
+    assert before.seq < stored[0].seq and inbox.count() == 3
+
+
+class FullDisk(Inbox):
+    def append(self, events: Any) -> list[Event]:
+        raise InboxError("inbox append failed: the disk is full", hint="free space")
+
+
+async def test_a_failed_append_in_the_worker_is_raised_by_settle_with_the_pending_row_counted(tmp_path: Path) -> None:
+    with FullDisk(tmp_path / "inbox.db", own_ids={AGENT}) as box:
+        intake = make_intake(box, tmp_path, Graph())
+        events = [claim("1", sender=COLLEAGUE), claim("2")]
+        written = await anyio.to_thread.run_sync(intake.write, events)
+        with pytest.raises(InboxError):
+            await intake.settle(events, written)
+        # The sponsor's claim was kept before the append failed: its confirmation still runs.
+        assert intake.counters["pending"] == 1 and intake.counters["stored"] == 0

@@ -27,6 +27,8 @@ from agentseat.runtime.pipeline import (
     plan_actions,
     screen_items,
 )
+from agentseat.runtime.intake import Intake
+from agentseat.runtime.intake_store import PendingStore
 from agentseat.runtime.verify import VerificationError
 
 from ._notify import (
@@ -35,6 +37,7 @@ from ._notify import (
     CERT_ID,
     CHAT_ID,
     CLIENT_STATE,
+    COLLEAGUE_ID,
     MAIL_CLIENT_STATE,
     MAIL_SUB,
     OTHER_TENANT,
@@ -208,20 +211,46 @@ def test_decrypt_attaches_the_resource_or_names_the_failure(world: World) -> Non
     assert [d.reason for d in drops] == ["decrypt_not_json", "decrypt_not_json", "decrypt_unknown_certificate"]
 
 
-async def test_a_post_decrypts_in_one_worker_thread_call(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
-    hops: list[int] = []
+async def test_a_post_decrypts_plans_and_stores_in_one_worker_thread_call(world: World,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[str] = []
     real = anyio.to_thread.run_sync
 
     async def counting(func: Any, *args: Any, **kwargs: Any) -> Any:
-        if func is decrypt_items:
-            hops.append(len(args[0]))
+        calls.append(getattr(getattr(func, "func", func), "__name__", repr(func)))
         return await real(func, *args, **kwargs)
 
+    await world.jwks.get_key("k1")  # the JWKS fetch is not what this test counts
     monkeypatch.setattr(pipeline_module.anyio.to_thread, "run_sync", counting)
     items = [rich_chat_item(world.keys, chat_message(str(i))) for i in range(10)]
     result = await world.pipeline.process(body(items, [world.token()]), lifecycle_endpoint=False)
-    assert result.stored == 10
-    assert hops == [10]
+    assert result.stored == 10 and len(world.inbox.read(0)) == 10
+    assert calls == ["work_batch"]  # decrypt, plan and the one SQLite transaction: one hop for the POST
+    assert world.inbox.appends == 1
+
+
+async def test_with_the_intake_as_store_the_post_still_takes_one_worker_thread_call(
+    world: World, monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    intake = Intake(world.inbox, tmp_path / "intake.db", policy=world.policy)
+    world.replace_pipeline(store=intake)
+    calls: list[str] = []
+    real = anyio.to_thread.run_sync
+
+    async def counting(func: Any, *args: Any, **kwargs: Any) -> Any:
+        calls.append(getattr(getattr(func, "func", func), "__name__", repr(func)))
+        return await real(func, *args, **kwargs)
+
+    await world.jwks.get_key("k1")
+    monkeypatch.setattr(pipeline_module.anyio.to_thread, "run_sync", counting)
+    items = [rich_chat_item(world.keys, chat_message("c1", sender_id=COLLEAGUE_ID)),
+             rich_chat_item(world.keys, chat_message("s1"))]  # the sponsor's claim waits for Graph's word
+    result = await world.pipeline.process(body(items, [world.token()]), lifecycle_endpoint=False)
+    assert calls == ["work_batch"]
+    assert result.stored == 1 and [e.message_id for e in world.inbox.read(0)] == ["c1"]
+    assert [e.message_id for _, _, e in PendingStore(tmp_path / "intake.db").oldest()] == ["s1"]
+    assert (intake.counters["stored"], intake.counters["pending"]) == (1, 1)
+    intake.close()
 
 
 # --- plan -------------------------------------------------------------------------------------
