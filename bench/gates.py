@@ -7,12 +7,12 @@ What they do not show is what each step costs the CPU per item, so this module r
 runtime's own `Intake` (runtime/intake.py) and `AccessPolicy` (access/policy.py) on events
 planned from genuine sandbox notifications:
 
-- `Intake.admit` of untrusted colleague events under `TenantGate` (stored from the
-  notification alone), and the same under `AccessPolicy` in `tenant` mode: the policy's
-  cost on the hot path is the difference;
+- the intake's store step of untrusted colleague events, as the pipeline's `BatchStore`
+  calls it (`Intake.write` in one worker-thread call, then `Intake.settle` on the loop), under
+  `TenantGate` (stored from the notification alone) and under `AccessPolicy` in `tenant` mode;
 - `AccessPolicy.decide` alone, per event, in `tenant` (open), `allowlist` (allowed, so
   confirmed with Graph first) and `pairing` (unknown sender: held) modes;
-- trust confirmation of sponsor events: `admit` (kept pending, durably) and the
+- trust confirmation of sponsor events: the same store step (kept pending, durably) and the
   confirmation worker (`Intake.run`) reading each message back and storing Graph's version.
   The reader answers from memory, so this is the CPU of confirming, not Graph's round trip
   (that is the latency phase's line); the intake's Graph rate limit is lifted for the run.
@@ -101,6 +101,11 @@ def _timed(samples: dict[str, list[tuple[float, float]]], label: str, items: int
     return Timer()
 
 
+async def _store(intake: Intake, event: Event) -> None:
+    """One POST's store step for one unconfirmed event, as runtime/batch.py's BatchStore does it."""
+    await intake.settle([event], await anyio.to_thread.run_sync(intake.write, [event]))
+
+
 async def measure(host: SandboxHost, env: dict[str, str], workdir: Path, *, posts: int) -> dict[str, Any]:
     settings = settings_from_env(env)
     workdir.mkdir(parents=True, exist_ok=True)
@@ -132,11 +137,11 @@ async def measure(host: SandboxHost, env: dict[str, str], workdir: Path, *, post
                 intake = plain if name == "plain" else gated
                 with _timed(samples, f"admit_{'tenant_gate' if name == 'plain' else 'access_policy'}", per):
                     for event in chunks[name]:
-                        await intake.admit([event])
+                        await _store(intake, event)
             chunk = sponsor[r * per:(r + 1) * per]
             with _timed(samples, "confirm_admit_pending", per):
                 for event in chunk:
-                    await confirming.admit([event])
+                    await _store(confirming, event)
             async with anyio.create_task_group() as tg:
                 with _timed(samples, "confirm_worker", per):
                     tg.start_soon(confirming.run)
@@ -154,7 +159,7 @@ async def measure(host: SandboxHost, env: dict[str, str], workdir: Path, *, post
                                    "wall_us_per_item": round(median(v[1] for v in values), 1)}
                            for label, values in samples.items()}
     # What the policy adds per item on the hot path is its decide() (a held sender also costs a
-    # hold, which is access, not delivery); the two admits cross-check it, within their noise.
+    # hold, which is access, not delivery); the two store steps cross-check it, within their noise.
     out["admit_difference_us_per_item"] = round(out["admit_access_policy"]["cpu_us_per_item"]
                                                 - out["admit_tenant_gate"]["cpu_us_per_item"], 1)
     out["confirmation_cpu_us_per_item"] = round(out["confirm_admit_pending"]["cpu_us_per_item"]
@@ -215,8 +220,8 @@ def lines(g: dict[str, Any]) -> list[str]:
     return [
         "   access policy, per item: decide() " + ", ".join(f"{m} {d.get(m)} us ({d.get(f'{m}_decision')})"
                                                           for m in MODES if m in d)
-        + f"; intake admit {cpu('admit_tenant_gate')} us CPU with the tenant gate, {cpu('admit_access_policy')} us "
-        "with AccessPolicy (tenant), for comparison",
+        + f"; intake store step {cpu('admit_tenant_gate')} us CPU with the tenant gate, "
+        f"{cpu('admit_access_policy')} us with AccessPolicy (tenant), for comparison",
         f"   trust confirmation, per sponsor item (Graph's GET answered from memory): "
         f"{g.get('confirmation_cpu_us_per_item')} us CPU = kept pending {cpu('confirm_admit_pending')} + "
         f"confirmed and stored {cpu('confirm_worker')} ({g.get('confirmed')} confirmed)",
