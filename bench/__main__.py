@@ -11,6 +11,7 @@
     python -m bench promises [--seconds S]   # the clock's idle cost with 1,000 pending promises
     python -m bench eventhub [--quick]   # Event Hubs beside webhook: latency, throughput, idle (AMQP too)
     python -m bench floors           # this machine's floors alone (crypto, loopback, commit, pipe, imports)
+    python -m bench hotpath [--batch B]   # cProfile of the webhook-to-push path, in-process (bench/hotpath.py)
 
 stdout: the table, then the last line, a JSON object with every figure (for
 comparing commits). Progress goes to stderr; logs of the sandbox and the runtimes
@@ -30,7 +31,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-_SUBCOMMANDS = ("soak", "attack", "realistic", "documents", "promises", "eventhub", "floors")
+_SUBCOMMANDS = ("soak", "attack", "realistic", "documents", "promises", "eventhub", "floors", "hotpath")
 
 
 def _dispatch(name: str, argv: list[str]) -> int:

@@ -360,3 +360,114 @@ def _info_logging_to_null() -> Any:
 
     configure("info", "console", stream=io.StringIO())
     return quiet_logging
+
+
+# --- `python -m bench hotpath`: the same path under cProfile ----------------------------------------
+async def profile_path(posts: int, batch: int, top: int) -> str:
+    """cProfile of `NotificationPipeline.process` and the channel sink's claim + push build for
+    `posts` POSTs of `batch` items, with worker-thread calls run inline so one profiler sees all
+    of it (the hop itself is `thread_hop_us` above). Returns pstats' top-`top` by own and by
+    cumulative time, with per-item microseconds."""
+    import cProfile
+    import io
+    import pstats
+    import tempfile
+
+    import agentseat.runtime.pipeline as pipeline_module
+
+    with tempfile.TemporaryDirectory(prefix="agentseat-hotpath-") as tmp:
+        root = Path(tmp)
+        async with SandboxHost(root) as host:
+            env = await host.provision(root / "agent")
+            settings = settings_from_env(env)
+            cert = KeyStore(settings).load(settings.cert_thumbprint)
+            ring = KeyRing()
+            ring.add(cert.private_key, certificate=cert.certificate, certificate_id=cert.sha1_thumbprint)
+            synthetic = {"id": str(uuid.uuid4()), "client_state": "bench-state", "der_b64": cert.der_b64,
+                         "certificate_id": cert.sha1_thumbprint}
+            all_bodies = await host.notification_bodies(posts + 1, batch, synthetic=synthetic)
+            sub_id = json.loads(all_bodies[0][1])["value"][0]["subscriptionId"]
+            known = {sub_id: KnownSubscription(sub_id, "teams", "bench-state")}
+            own = {settings.agent_user_id.lower(), settings.agent_user_upn.lower()} - {""}
+            policy = TrustPolicy(tenant_id=settings.tenant_id, own_ids=own,
+                                 domains={settings.agent_user_upn.rpartition("@")[2].lower()})
+            inbox = Inbox(root / "profile-inbox.db", own_ids=own)
+            inbox.ensure_group("channel", 0)
+
+            class Inline:
+                @staticmethod
+                async def run_sync(func: Any, *args: Any, **_: Any) -> Any:
+                    return func(*args)
+
+            class InlineAnyio:
+                to_thread = Inline
+
+                def __getattr__(self, name: str) -> Any:
+                    return getattr(anyio, name)
+
+            saved = pipeline_module.anyio
+            pipeline_module.anyio = InlineAnyio()  # type: ignore[assignment]
+            restore = _info_logging_to_null()
+            try:
+                async with aiohttp.ClientSession() as http:
+                    jwks = JwksCache(settings.jwks_url, http, ssl=ssl_context(settings))
+                    pipeline = NotificationPipeline(settings=settings, inbox=inbox, keyring=ring, jwks=jwks,
+                                                    policy=policy, subscriptions=known)
+                    await pipeline.process(all_bodies[0][1], lifecycle_endpoint=False)  # fetches the JWKS
+                    sink = ChannelSink(batch=10, claimant="bench", group_policy="all")
+
+                    async def serialise(params: dict[str, Any]) -> None:
+                        ChannelNotification(params=ChannelParams(**params)).model_dump_json(
+                            by_alias=True, exclude_none=True)
+
+                    sink.attach(serialise)
+                    handled = await sink._deliver_batch(inbox.claim_next("channel", "bench", 10))
+                    profiler = cProfile.Profile()
+                    cpu0 = time.process_time()
+                    profiler.enable()
+                    for _, body in all_bodies[1:]:
+                        await pipeline.process(body, lifecycle_endpoint=False)
+                        events = inbox.claim_next("channel", "bench", 10, ack=handled)
+                        handled = await sink._deliver_batch(events)
+                    profiler.disable()
+                    cpu = time.process_time() - cpu0
+            finally:
+                pipeline_module.anyio = saved  # type: ignore[assignment]
+                restore()
+                inbox.close()
+    items = posts * batch
+    out = io.StringIO()
+    out.write(f"batch {batch}: {posts} POSTs, CPU {cpu * 1e6 / items:.1f} us per item (profiled)\n")
+    for order in ("tottime", "cumulative"):
+        stats = pstats.Stats(profiler, stream=out)
+        stats.sort_stats(order)
+        out.write(f"\n--- by {order} (us per item = column / {items} items) ---\n")
+        stats.print_stats(top)
+    return out.getvalue()
+
+
+def main(argv: list[str]) -> int:
+    """`python -m bench hotpath [--posts N] [--batch B] [--top K]`: the cProfile of the hot path."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m bench hotpath", description=profile_path.__doc__.splitlines()[0])
+    parser.add_argument("--posts", type=int, default=400)
+    parser.add_argument("--batch", type=int, default=1)
+    parser.add_argument("--top", type=int, default=40)
+    parser.add_argument("--steps", action="store_true", help="run `measure` (the step table and variants) instead")
+    args = parser.parse_args(argv)
+    quiet_logging()
+    if args.steps:
+        print(json.dumps(anyio.run(_measure_alone, args.posts), indent=1))
+    else:
+        print(anyio.run(profile_path, args.posts, args.batch, args.top))
+    return 0
+
+
+async def _measure_alone(posts: int) -> dict[str, Any]:
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="agentseat-hotpath-") as tmp:
+        async with SandboxHost(Path(tmp)) as host:
+            env = await host.provision(Path(tmp) / "agent")
+            return await measure(host, env, Path(tmp), posts=posts)
