@@ -74,6 +74,12 @@ def _kind_filter(kind: str | None) -> tuple[str, tuple[str, ...]]:  # served by 
     return ("kind = ? AND", (kind,)) if kind is not None else ("", ())
 
 
+def _latest(conn: sqlite3.Connection, kind: str | None) -> int:
+    where, args = _kind_filter(kind)
+    rows = conn.execute(f"SELECT seq FROM events WHERE {where} seq > 0 ORDER BY seq DESC LIMIT 1", args).fetchall()
+    return rows[0][0] if rows else 0
+
+
 def _check_int(name: str, value: int, minimum: int) -> None:
     # SQLite reads a negative LIMIT as "no limit" and would store a str as a seq: refuse both.
     if not isinstance(value, int) or value < minimum:
@@ -162,6 +168,8 @@ class Inbox(ReadState):
         # Waiters in this process park on their own anyio.Event; appends on the loop set them.
         self._waiters: set[anyio.Event] = set()
         self._loop_thread: int | None = None
+        # Each group's claimed_through as this process's last claim left it (`claimed_through`).
+        self._claimed: dict[str, int] = {}
         with self._errors("open"):
             create_private(self.path)  # messages are private
             self._conn = self._connect()
@@ -291,9 +299,8 @@ class Inbox(ReadState):
 
     def latest_seq(self, kind: str | None = None) -> int:
         """The highest stored seq (of one kind), 0 when there is none."""
-        where, args = _kind_filter(kind)
-        rows = self._query(f"SELECT seq FROM events WHERE {where} seq > 0 ORDER BY seq DESC LIMIT 1", args)
-        return rows[0][0] if rows else 0
+        with self._errors("read"), self._lock:
+            return _latest(self._conn, kind)
 
     def count(self, kind: str | None = None) -> int:
         where, args = _kind_filter(kind)
@@ -395,10 +402,15 @@ class Inbox(ReadState):
                 conn.executemany("INSERT INTO claims(grp, seq, claimant, claimed_at) VALUES (?, ?, ?, ?)",
                                  [(group, e.seq, claimant, now) for e in events])
                 conn.execute("UPDATE groups SET claimed_through = ? WHERE name = ?", (events[-1].seq, group))
+            self._claimed[group] = events[-1].seq if events else rows[0][0]
         events = orphans + events
         if events:
             log.debug("events_claimed", group=group, claimant=claimant, first=events[0].seq, last=events[-1].seq)
         return events
+
+    def claimed_through(self, group: str) -> int | None:
+        """`group_position` as this process's last `claim_next` saw it (None before one), without I/O."""
+        return self._claimed.get(group)
 
     def ack(self, group: str, seqs: Iterable[int]) -> None:
         """Mark claimed events as delivered: nobody takes them over any more."""
@@ -482,7 +494,11 @@ class Inbox(ReadState):
                 self._waiters.add(waiter)
                 try:
                     version = self._data_version()  # taken before the read, so no commit slips between
-                    if await self._run(self.latest_seq, kind) > after_seq:
+                    # On the loop, as data_version: an indexed read, microseconds; a worker-thread
+                    # call would cost tens, twice an event at batch 1 (bench/hotpath.py).
+                    with self._errors("watch"):
+                        latest = _latest(self._watch, kind)
+                    if latest > after_seq:
                         return True
                     while not waiter.is_set():
                         with anyio.move_on_after(self._poll_interval):

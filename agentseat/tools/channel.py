@@ -241,8 +241,8 @@ class ChannelSink:
                         handled = []
                 if events:
                     position = max(position, events[-1].seq)
-                else:  # another server claimed them; catch up with the group
-                    position = await anyio.to_thread.run_sync(inbox.group_position, GROUP) or position
+                else:  # another server claimed them; catch up with the group (as the claim saw it)
+                    position = inbox.claimed_through(GROUP) or position
                 await anyio.lowlevel.checkpoint_if_cancelled()  # the claim above is shielded: stop here
         finally:
             with anyio.CancelScope(shield=True):

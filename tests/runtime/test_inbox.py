@@ -173,6 +173,25 @@ async def test_claimants_in_one_process_share_a_group_without_overlap(inbox: Inb
     assert sorted(got["a"] + got["b"]) == list(range(1, 31))
 
 
+def test_an_empty_claim_tells_where_the_group_stands(db: Path):
+    # Another claimant (here another connection, as another server would be) took everything:
+    # this one's empty claim still says how far the group got, so its sink catches up.
+    with Inbox(db) as here, Inbox(db) as there:
+        here.ensure_group("push", 0)
+        assert here.claimed_through("push") is None  # no claim yet
+        here.append([mail(str(i)) for i in range(3)])
+        assert [e.seq for e in there.claim_next("push", "w2")] == [1, 2, 3]
+        assert here.claim_next("push", "w1") == []
+        assert here.claimed_through("push") == 3 == here.group_position("push")
+
+
+async def test_wait_for_new_sees_an_existing_event_at_once(inbox: Inbox):
+    inbox.append([mail("a"), teams("c1", "b")])
+    assert await inbox.wait_for_new(1, timeout=30)
+    assert await inbox.wait_for_new(0, timeout=30, kind="mail")
+    assert not await inbox.wait_for_new(1, timeout=0.05, kind="mail")
+
+
 def test_claim_on_unknown_group_is_an_error(inbox: Inbox):
     with pytest.raises(InboxError, match="unknown claim group"):
         inbox.claim_next("nope", "w1")
