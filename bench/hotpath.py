@@ -41,6 +41,7 @@ from agentseat.runtime.pipeline import (
 from agentseat.runtime.verify import JwksCache
 from agentseat.tools.channel import ChannelNotification, ChannelParams, ChannelSink, envelope
 
+from . import sink_hops
 from .harness import SandboxHost, quiet_logging, settings_from_env
 
 STEPS = ("parse", "screen", "tokens", "decrypt", "normalise", "store", "claim", "push_build", "log_line")
@@ -102,6 +103,7 @@ async def measure(host: SandboxHost, env: dict[str, str], workdir: Path, *, post
             results["thread_hop_us"] = round(median(hop) * 1e6, 1)
             results["log_line_us"] = round(log_line * 1e6, 1)
             results["rsa_threads"] = await anyio.to_thread.run_sync(rsa_threads, cert.private_key)
+            results["channel_arrivals"] = await sink_hops.measure()
             for batch in (1, 20):
                 steps: dict[str, list[float]] = {s: [] for s in STEPS}
                 for _, body in await bodies(posts, batch):
