@@ -47,10 +47,11 @@ async def test_one_holder_at_a_time_and_renewals_keep_it(store: Any) -> None:
 
 
 async def test_a_silent_holder_loses_the_lease_after_its_expiry(store: Any) -> None:
-    a, b = lease(store, "a", expiry=1.0), lease(store, "b", expiry=1.0)
+    # An expiry long enough that b's first try lands inside it on a loaded machine (Azurite answers slowly).
+    a, b = lease(store, "a", expiry=4.0), lease(store, "b", expiry=4.0)
     assert await a.try_acquire()
     assert not await b.try_acquire()
-    await anyio.sleep(1.2)  # a stays silent past the expiry
+    await anyio.sleep(4.2)  # a stays silent past the expiry
     assert await b.try_acquire()
     with pytest.raises(LeaseLost):
         await a.renew()  # its etag is stale: it learns it lost
