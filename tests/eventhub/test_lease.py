@@ -4,33 +4,19 @@ holder whose renewal loses is told; a released lease is free at once."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import anyio
 import pytest
 
-from agentseat.eventhub.checkpoints import SqliteCheckpointStore
 from agentseat.eventhub.lease import Lease, LeaseLost
-from tests.eventhub.conftest import Azurite
 
 NS, HUB, GROUP = "ns.servicebus.windows.net", "graph", "$Default"
 
 
-@pytest.fixture(params=["sqlite", "blob"])
-async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Any]:
-    if request.param == "sqlite":
-        found: Any = SqliteCheckpointStore(tmp_path / "inbox.db")
-    else:
-        from azure.eventhub.extensions.checkpointstoreblobaio import BlobCheckpointStore
-
-        azurite: Azurite = request.getfixturevalue("azurite")
-        url = await azurite.container_sas_url("leases")
-        account, _, query = url.partition("?")
-        found = BlobCheckpointStore(f"{account.rsplit('/', 1)[0]}?{query}", "leases")
-    yield found
-    await found.close()
+@pytest.fixture
+def store(either_store: Any) -> Any:
+    return either_store
 
 
 def lease(store: Any, name: str, expiry: float = 30.0) -> Lease:
