@@ -6,9 +6,10 @@ verify, decrypt, confirm trust with Graph, normalise, store. The collections of 
 received batch are merged into one (`process_collection`), so the batch costs one
 worker-thread call and one inbox transaction, not one per event; an event that carries
 `validationTokens` (Graph's hub deliveries never do) is processed alone, as its tokens
-speak for its own items only. A partition's checkpoint advances only after every event of its batch has been
-stored (or dropped as unusable), including the messages a notification only names, which
-are read from Graph first: a crash before that re-reads them, and the inbox dedupes.
+speak for its own items only. A partition's checkpoint advances only after every event of
+its batch has been stored (or dropped as unusable), including the messages a notification
+only names, which are read from Graph first: a crash before that re-reads them, and the
+inbox dedupes.
 A batch the pipeline cannot store yet (`retry`, what a webhook answers 5xx for) is tried
 again on a backoff, holding that partition back, never skipped.
 
@@ -213,7 +214,7 @@ class EventHubConsumer:
             return
         partition = context.partition_id
         group: list[ChangeNotificationCollection] = []
-        room = self._room()
+        items, room = 0, self._room()
         for event in events:
             collection = self._screen(partition, event_body(event))
             if collection is None:
@@ -223,12 +224,13 @@ class EventHubConsumer:
                 # (Graph's hub deliveries carry none); so is one larger than the fetch queues' room.
                 await self._process_group(partition, group)
                 await self._process_group(partition, [collection])
-                group, room = [], self._room()
+                group, items, room = [], 0, self._room()
                 continue
-            if sum(len(c.value) for c in group) + len(collection.value) > room:
+            if items + len(collection.value) > room:
                 await self._process_group(partition, group)
-                group, room = [], self._room()
+                group, items, room = [], 0, self._room()
             group.append(collection)
+            items += len(collection.value)
         await self._process_group(partition, group)
         for queue in self._fetches:  # messages the batch only named are read and stored too
             await queue.caught_up()
