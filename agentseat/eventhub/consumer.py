@@ -1,11 +1,15 @@
 """Reads Graph's notifications from the event hub into the webhook's pipeline.
 
 Each event body is the notification collection Graph would POST to a webhook
-(change-notifications-delivery-event-hubs), so it goes through the same
-`NotificationPipeline.process`: verify, decrypt, confirm trust with Graph, normalise,
-store. A partition's checkpoint advances only after every event of its batch has been
-stored (or dropped as unusable), including the messages a notification only names, which
-are read from Graph first: a crash before that re-reads them, and the inbox dedupes.
+(change-notifications-delivery-event-hubs), so it goes through the same pipeline:
+verify, decrypt, confirm trust with Graph, normalise, store. The collections of one
+received batch are merged into one (`process_collection`), so the batch costs one
+worker-thread call and one inbox transaction, not one per event; an event that carries
+`validationTokens` (Graph's hub deliveries never do) is processed alone, as its tokens
+speak for its own items only. A partition's checkpoint advances only after every event of
+its batch has been stored (or dropped as unusable), including the messages a notification
+only names, which are read from Graph first: a crash before that re-reads them, and the
+inbox dedupes.
 A batch the pipeline cannot store yet (`retry`, what a webhook answers 5xx for) is tried
 again on a backoff, holding that partition back, never skipped.
 
@@ -29,7 +33,9 @@ import anyio
 import structlog
 
 from ..runtime.fetchq import FetchQueue
-from ..runtime.pipeline import NotificationPipeline, ProcessResult
+from ..graph.models import ChangeNotificationCollection
+from ..runtime.pipeline import NotificationPipeline, ProcessResult, parse_collection
+from ..runtime.verify import VerificationError
 from ..runtime.webhook import WebhookStats
 from .client import checkpoint_store, consumer_client, ledger_container, store_kind
 from .credential import AgentCredential
@@ -60,6 +66,8 @@ _RETRY_FIRST, _RETRY_MAX = 1.0, 60.0
 #: A notification of a subscription this machine does not know asks Graph for the list at most this often:
 #: the sender may be a forger, and the list costs a Graph request.
 _RELEARN_SECONDS = 10.0
+#: The most items one pipeline call takes when no fetch queue bounds it: a webhook POST holds up to 1,000.
+_MAX_GROUP_ITEMS = 1000
 
 
 def event_body(event: EventData) -> bytes:
@@ -204,14 +212,26 @@ class EventHubConsumer:
     async def _on_batch(self, context: PartitionContext, events: list[EventData]) -> None:
         if not events:
             return
+        partition = context.partition_id
+        group: list[ChangeNotificationCollection] = []
+        items, room = 0, self._room()
         for event in events:
-            await self._process(context.partition_id, event_body(event))
-            for queue in self._fetches:
-                # Back-pressure: a fetch queue that overflows drops the read and asks for a resync of the kind,
-                # which reads all machines' messages from Graph (the ledger skips what the others flushed).
-                # A machine without the subscription's certificate reads every message it is told of.
-                if queue.pending() * 2 >= queue.size:
-                    await queue.caught_up()
+            collection = self._screen(partition, event_body(event))
+            if collection is None:
+                continue
+            if collection.validation_tokens is not None or len(collection.value) > room:
+                # Tokens are checked for the collection that carried them, so it is processed alone
+                # (Graph's hub deliveries carry none); so is one larger than the fetch queues' room.
+                await self._process_group(partition, group)
+                await self._process_group(partition, [collection])
+                group, items, room = [], 0, self._room()
+                continue
+            if items + len(collection.value) > room:
+                await self._process_group(partition, group)
+                group, items, room = [], 0, self._room()
+            group.append(collection)
+            items += len(collection.value)
+        await self._process_group(partition, group)
         for queue in self._fetches:  # messages the batch only named are read and stored too
             await queue.caught_up()
         # Every event of the batch is stored (or dropped for good): only now may the hub forget them.
@@ -222,29 +242,62 @@ class EventHubConsumer:
         state.checkpointed_at = datetime.now(UTC).isoformat(timespec="seconds")
         await self._save()
 
-    async def _process(self, partition: str, body: bytes) -> None:
+    def _screen(self, partition: str, body: bytes) -> ChangeNotificationCollection | None:
+        """The event's collection, or None when it was counted here: too large, Graph's validation
+        message, or unreadable (what `NotificationPipeline.process` would drop it as)."""
         if len(body) > self._settings.webhook_max_body:
             self.stats.add(self._pipeline.reject("too_large"))
-            return
+            return None
         if is_validation_message(body):
             self.stats.handshakes += 1
             log.info("eventhub_validation_message", partition=partition)
+            return None
+        try:
+            return parse_collection(body)
+        except VerificationError as exc:
+            self.stats.add(self._pipeline.reject(exc.reason))
+            return None
+
+    def _room(self) -> int:
+        """How many items the next group may hold: each item queues at most one read, and a fetch
+        queue that overflows drops the read, so a group never holds more than the emptiest queue's room."""
+        return min((queue.size - queue.pending() for queue in self._fetches), default=_MAX_GROUP_ITEMS)
+
+    async def _process_group(self, partition: str, group: list[ChangeNotificationCollection]) -> None:
+        """Process the collections of several events as one: one worker-thread call and one inbox
+        transaction for all of them, instead of one each (the pipeline's per-POST cost)."""
+        if not group:
             return
+        merged = group[0] if len(group) == 1 else ChangeNotificationCollection.model_construct(
+            value=[notification for collection in group for notification in collection.value])
+        await self._process(partition, merged, events=len(group))
+        for queue in self._fetches:
+            # Back-pressure: a fetch queue that overflows drops the read and asks for a resync of the kind,
+            # which reads all machines' messages from Graph (the ledger skips what the others flushed).
+            # A machine without the subscription's certificate reads every message it is told of.
+            if queue.pending() * 2 >= queue.size:
+                await queue.caught_up()
+
+    async def _process(self, partition: str, collection: ChangeNotificationCollection, *, events: int) -> None:
         wait = _RETRY_FIRST
         while True:
             try:
-                result = await self._pipeline.process(body, lifecycle_endpoint=False)
-            except Exception as exc:  # a bug: hold the partition back rather than lose the event
+                result = await self._pipeline.process_collection(collection, lifecycle_endpoint=False)
+            except Exception as exc:  # a bug: hold the partition back rather than lose the events
                 log.error("eventhub_processing_failed", partition=partition, error=type(exc).__name__)
                 result = ProcessResult(retry=True)
             if result.dropped.get("unknown_subscription") and await self._relearn():
                 continue  # another machine made it: processed again, now known
             self.stats.add(result)
+            # The counters stay per event (a webhook's per POST): a group of events is that many posts.
+            self.stats.posts += events - 1
+            self.stats.failures += (events - 1) * int(result.retry)
             if not result.retry:
                 return
             # What a webhook answers 5xx for (the inbox is unwritable, a queue failed): Graph would
-            # redeliver; here the event stays in the hub, so it is processed again after a pause.
-            log.warning("eventhub_event_retry", partition=partition, wait=wait)
+            # redeliver; here the events stay in the hub, so they are processed again after a pause
+            # (all of the group: the inbox dedupes what was stored).
+            log.warning("eventhub_event_retry", partition=partition, wait=wait, events=events)
             await anyio.sleep(wait)
             wait = min(wait * 2, _RETRY_MAX)
 

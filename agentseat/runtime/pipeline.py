@@ -272,6 +272,12 @@ class NotificationPipeline:
             collection = parse_collection(body)
         except VerificationError as exc:
             return self.reject(exc.reason, lifecycle_endpoint=lifecycle_endpoint)
+        return await self.process_collection(collection, lifecycle_endpoint=lifecycle_endpoint)
+
+    async def process_collection(self, collection: ChangeNotificationCollection, *,
+                                 lifecycle_endpoint: bool) -> ProcessResult:
+        """`process` for a collection already parsed: the event hub merges the collections of one
+        received batch into one (eventhub/consumer.py), one worker call and one transaction for all."""
         result = ProcessResult(received=len(collection.value))
         items, drops = screen_items(collection, self._subscriptions, tenant_id=self._settings.tenant_id,
                                     lifecycle_endpoint=lifecycle_endpoint)

@@ -24,7 +24,7 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -164,3 +164,21 @@ def azurite_oauth(tmp_path: Path, sandbox: Sandbox) -> Iterator[Azurite]:
     """Azurite on HTTPS with `--oauth basic`: it takes the sandbox's Storage tokens."""
     with start_azurite(tmp_path, tls=sandbox_tls(sandbox), oauth=True) as found:
         yield found
+
+
+@pytest.fixture(params=["sqlite", "blob"])
+async def either_store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Any]:
+    """Each checkpoint store the runtime uses: its own SQLite one, and the SDK's Blob store on Azurite."""
+    from agentseat.eventhub.checkpoints import SqliteCheckpointStore
+
+    if request.param == "sqlite":
+        found: Any = SqliteCheckpointStore(tmp_path / "inbox.db")
+    else:
+        from azure.eventhub.extensions.checkpointstoreblobaio import BlobCheckpointStore
+
+        azurite: Azurite = request.getfixturevalue("azurite")
+        url = await azurite.container_sas_url("records")
+        account, _, query = url.partition("?")
+        found = BlobCheckpointStore(f"{account.rsplit('/', 1)[0]}?{query}", "records")
+    yield found
+    await found.close()

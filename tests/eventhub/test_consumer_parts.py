@@ -11,11 +11,13 @@ import anyio
 from azure.eventhub import EventData
 
 from agentseat.config import Settings
+from agentseat.graph.models import ChangeNotificationCollection
 from agentseat.eventhub.checkpoints import SqliteCheckpointStore
 from agentseat.eventhub.consumer import META_KEY, EventHubConsumer, event_body, is_validation_message
 from agentseat.runtime.fetchq import FetchQueue
 from agentseat.runtime.inbox import Inbox
 from agentseat.runtime.pipeline import ProcessResult
+from tests.runtime._notify import body, change_item
 
 VALIDATION = {"value": [{"subscriptionId": "NA", "subscriptionExpirationDateTime": "NA", "clientState": "NA",
                          "changeType": "Validation: Testing client application reachability for subscription "
@@ -44,8 +46,9 @@ class _Naming:
     def __init__(self, queue: FetchQueue) -> None:
         self.queue = queue
 
-    async def process(self, body: bytes, *, lifecycle_endpoint: bool) -> ProcessResult:
-        names = json.loads(body)["names"]
+    async def process_collection(self, collection: ChangeNotificationCollection, *,
+                                 lifecycle_endpoint: bool) -> ProcessResult:
+        names = [str(n.resource) for n in collection.value]
         for name in names:
             self.queue.offer(name)
         return ProcessResult(received=len(names), fetches=len(names))
@@ -77,7 +80,8 @@ async def test_a_batch_naming_more_reads_than_a_fetch_queue_holds_waits_instead_
         consumer = EventHubConsumer(settings, _Naming(queue), inbox, credential=None,  # type: ignore[arg-type]
                                     store=SqliteCheckpointStore(tmp_path / "inbox.db"), fetches=[queue])
         partition = _Partition(reads)
-        events = [EventData(json.dumps({"names": [f"m{i}a", f"m{i}b"]})) for i in range(10)]  # 20 reads
+        events = [EventData(body([change_item(resource=f"m{i}{x}") for x in "ab"]))
+                  for i in range(10)]  # 20 reads, more than the queue holds: the batch is processed in parts
         async with anyio.create_task_group() as tg:
             tg.start_soon(queue.run)
             await consumer._on_batch(partition, events)  # type: ignore[arg-type]

@@ -5,19 +5,15 @@ acted on; the records are invisible to the SDK's load balancing and to the manag
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import anyio
 import pytest
 
-from agentseat.eventhub.checkpoints import SqliteCheckpointStore
 from agentseat.eventhub.forward import LifecycleForwarder, LifecycleRecords, record_id
 from agentseat.eventhub.lease import Lease
 from agentseat.graph.subscription import KnownSubscription
 from agentseat.subscriptions.lifecycle import LifecycleCounters
-from tests.eventhub.conftest import Azurite
 
 NS, HUB, GROUP = "ns.servicebus.windows.net", "graph", "$Default"
 TEAMS = KnownSubscription("5d2f4c1e-0000-4000-8000-00000000000a", "teams", "secret-a")
@@ -26,19 +22,9 @@ CHANNEL = KnownSubscription("5d2f4c1e-0000-4000-8000-00000000000c", "channel:19:
                             "secret-c")
 
 
-@pytest.fixture(params=["sqlite", "blob"])
-async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Any]:
-    if request.param == "sqlite":
-        found: Any = SqliteCheckpointStore(tmp_path / "inbox.db")
-    else:
-        from azure.eventhub.extensions.checkpointstoreblobaio import BlobCheckpointStore
-
-        azurite: Azurite = request.getfixturevalue("azurite")
-        url = await azurite.container_sas_url("lifecycle")
-        account, _, query = url.partition("?")
-        found = BlobCheckpointStore(f"{account.rsplit('/', 1)[0]}?{query}", "lifecycle")
-    yield found
-    await found.close()
+@pytest.fixture
+def store(either_store: Any) -> Any:
+    return either_store
 
 
 def records(store: Any) -> LifecycleRecords:
