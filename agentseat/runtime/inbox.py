@@ -30,14 +30,12 @@ from agentseat.errors import InboxError
 from agentseat.storage import connect, create_private, immediate
 
 from .events import Event, Kind, Source, Trust, event_key
+from .inbox_schema import SCHEMA, SCHEMA_VERSION, upgrade
 from .readstate import Entry, ReadState
 
 __all__ = ["Entry", "Event", "Inbox", "Kind", "Source", "Trust", "event_key"]
 
 log = structlog.get_logger(__name__)
-
-_SCHEMA_VERSION = 4
-
 
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat()
@@ -86,59 +84,6 @@ def _check_int(name: str, value: int, minimum: int) -> None:
         raise InboxError(f"{name} must be an int >= {minimum}, not {value!r}", hint="a bug in the caller")
 
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS events(
-    seq INTEGER PRIMARY KEY AUTOINCREMENT, key TEXT NOT NULL UNIQUE, kind TEXT NOT NULL, chat_id TEXT,
-    message_id TEXT NOT NULL, sender_id TEXT NOT NULL, sender_upn TEXT NOT NULL, sender_name TEXT NOT NULL,
-    trust TEXT NOT NULL, text TEXT NOT NULL, subject TEXT, created_at TEXT NOT NULL, received_at TEXT NOT NULL,
-    source TEXT NOT NULL, confirmed INTEGER NOT NULL DEFAULT 0, read_at TEXT, chat_type TEXT NOT NULL DEFAULT '',
-    mentioned INTEGER NOT NULL DEFAULT 0, attachments TEXT NOT NULL DEFAULT '', team_id TEXT NOT NULL DEFAULT '',
-    thread_id TEXT NOT NULL DEFAULT '');
-CREATE INDEX IF NOT EXISTS events_kind_seq ON events(kind, seq);
-CREATE INDEX IF NOT EXISTS events_unread ON events(seq) WHERE read_at IS NULL;
-CREATE TABLE IF NOT EXISTS cursors(sink TEXT PRIMARY KEY, seq INTEGER NOT NULL) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS groups(name TEXT PRIMARY KEY, start_seq INTEGER NOT NULL,
-    claimed_through INTEGER NOT NULL, created_at TEXT NOT NULL) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS claims(grp TEXT NOT NULL, seq INTEGER NOT NULL, claimant TEXT NOT NULL,
-    claimed_at TEXT NOT NULL, done INTEGER NOT NULL DEFAULT 0, PRIMARY KEY(grp, seq)) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS claims_open ON claims(grp, done, claimant);
-CREATE TABLE IF NOT EXISTS meta(k TEXT PRIMARY KEY, v TEXT NOT NULL) WITHOUT ROWID;
-"""
-
-
-def _upgrade(conn: sqlite3.Connection) -> None:
-    """Add to an inbox written by an earlier agentseat the columns `_SCHEMA` now has.
-
-    `CREATE TABLE IF NOT EXISTS` leaves an existing table as it is, so without this
-    the index on `claims.done` fails and the runtime cannot open its inbox at all.
-    Claims made before `done` existed were pushed under that version's at-most-once
-    rule: they count as done, or the first claim after the upgrade would take them
-    over from their dead claimants and push the whole history again.
-    """
-    columns = {row[1] for row in conn.execute("PRAGMA table_info(claims)").fetchall()}
-    if columns and "done" not in columns:
-        conn.execute("ALTER TABLE claims ADD COLUMN done INTEGER NOT NULL DEFAULT 0")
-        conn.execute("UPDATE claims SET done = 1")
-        log.info("inbox_upgraded", added="claims.done")
-    columns = {row[1] for row in conn.execute("PRAGMA table_info(events)").fetchall()}
-    if columns and "confirmed" not in columns:
-        # Schema 1 had no read state: a push counted as delivered, so what it holds counts as
-        # read, or the first session after the upgrade would be handed the whole history.
-        # Only polled events were read from Graph; webhook events came from notifications.
-        conn.execute("ALTER TABLE events ADD COLUMN confirmed INTEGER NOT NULL DEFAULT 0")
-        conn.execute("ALTER TABLE events ADD COLUMN read_at TEXT")
-        conn.execute("UPDATE events SET confirmed = (source = 'poll'), read_at = ?", (_now(),))
-        log.info("inbox_upgraded", added="events.confirmed,events.read_at")
-    if columns and "chat_type" not in columns:
-        # Schema 2 did not know chat types or mentions: "" and 0 read as "push it", as it was pushed then.
-        conn.execute("ALTER TABLE events ADD COLUMN chat_type TEXT NOT NULL DEFAULT ''")
-        conn.execute("ALTER TABLE events ADD COLUMN mentioned INTEGER NOT NULL DEFAULT 0")
-        log.info("inbox_upgraded", added="events.chat_type,events.mentioned")
-    if columns and "attachments" not in columns:
-        # Schema 3 had no attachments or channels: its events had neither.
-        for column in ("attachments", "team_id", "thread_id"):
-            conn.execute(f"ALTER TABLE events ADD COLUMN {column} TEXT NOT NULL DEFAULT ''")
-        log.info("inbox_upgraded", added="events.attachments,events.team_id,events.thread_id")
 
 
 class Inbox(ReadState):
@@ -194,13 +139,13 @@ class Inbox(ReadState):
     def _init_schema(self) -> None:
         with self._tx() as conn:
             version = conn.execute("PRAGMA user_version").fetchall()[0][0]
-            if version > _SCHEMA_VERSION:
+            if version > SCHEMA_VERSION:
                 raise InboxError(f"the inbox at {self.path} was written by a newer agentseat",
                                  hint="upgrade agentseat, or move the file aside to start a new inbox")
-            _upgrade(conn)
-            for statement in filter(str.strip, _SCHEMA.split(";")):
+            upgrade(conn)
+            for statement in filter(str.strip, SCHEMA.split(";")):
                 conn.execute(statement)
-            conn.execute(f"PRAGMA user_version = {_SCHEMA_VERSION}")
+            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     def close(self) -> None:
         with self._lock:
