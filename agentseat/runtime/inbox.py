@@ -37,8 +37,10 @@ __all__ = ["Entry", "Event", "Inbox", "Kind", "Source", "Trust", "event_key"]
 
 log = structlog.get_logger(__name__)
 
+
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat()
+
 
 _T = TypeVar("_T")
 
