@@ -130,7 +130,27 @@ def cmd_setup(args: argparse.Namespace, settings: Settings) -> int:
                              hint="run --rotate-key, --retire-old or --license without --grant")
     options = SetupOptions(dry_run=args.dry_run, grant_only=args.grant, license_sku=args.license or "",
                            rotate_key=args.rotate_key, retire_old=args.retire_old, wait_seconds=args.wait)
-    return anyio.run(setup, settings, options)
+    code = anyio.run(setup, settings, options)
+    if code == 0 and not args.dry_run:
+        _azure_roles_to_grant(_settings(args))  # read again: setup wrote the agent's ids
+    return code
+
+
+def _azure_roles_to_grant(settings: Settings) -> None:
+    """With an event hub configured, the Azure roles setup cannot grant, as `az` commands to run."""
+    from .runtime.transport_choice import hub_configured
+
+    if settings.mode not in ("auto", "eventhub") or not hub_configured(settings):
+        return
+    try:
+        from .eventhub.doctor import az_commands
+    except ImportError:
+        print("Event Hubs is configured but its SDK is not installed: pip install 'agentseat[eventhub]'")
+        return
+    print("Event Hubs: setup cannot grant Azure roles. Run these once (an Azure admin may have to), "
+          "then `agentseat doctor`:")
+    for command in az_commands(settings):
+        print(f"  {command}")
 
 
 def cmd_teardown(args: argparse.Namespace, settings: Settings) -> int:

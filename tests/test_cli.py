@@ -41,6 +41,11 @@ def test_setup_then_doctor_pass_from_nothing_and_a_second_setup_changes_nothing(
     assert run(sandbox, state, "setup") == 0
     out = capsys.readouterr().out
     assert "agentseat setup: tenant" in out and "applied 4 change(s)" in out
+    # The sandbox names an event hub: setup cannot grant Azure roles, so it prints them with the new ids.
+    assert "setup cannot grant Azure roles" in out
+    receiver = next(line for line in out.splitlines() if "Azure Event Hubs Data Receiver" in line)
+    assert "<agent-user-object-id>" not in receiver and "--assignee-principal-type User" in receiver
+    assert "0bf30f3b-4a52-48df-9a82-234910c4a086" in out  # Graph's Change Tracking app sends
     assert run(sandbox, state, "doctor") == 0
     out = capsys.readouterr().out
     for name in ("settings", "key", "certificate", "hop 1", "hop 2", "hop 3", "graph", "scopes"):
@@ -48,7 +53,7 @@ def test_setup_then_doctor_pass_from_nothing_and_a_second_setup_changes_nothing(
     assert out.rstrip().endswith("all checks passed")
     assert run(sandbox, state, "setup") == 0
     out = capsys.readouterr().out
-    assert out.rstrip().endswith("no changes") and "\n  + " not in out
+    assert "\nno changes\n" in out and "\n  + " not in out
 
 
 def test_setup_dry_run_prints_the_plan_on_stdout_and_changes_nothing(
