@@ -59,9 +59,9 @@ async def test_kill_9_in_eventhub_mode_loses_nothing_and_duplicates_nothing(
         await wait_for(lambda: sorted({t for t, _ in _stored(state)}) == sorted(sent), timeout=120)
         stored = _stored(state)
         assert sum(stored.values()) == 40  # each message once, whichever path stored it
-        assert stored[("e0", "eventhub")] == 1  # before the kill, through the hub
-        # What the first run stored before the kill came through the hub; after the restart the startup
-        # resync and the hub race for the rest (Graph lists the same messages), and the inbox keeps one.
+        # Most came through the hub. Which path stores a given message is a race the inbox settles: on a
+        # loaded machine the first run's startup resync can still be reading when e0 arrives, and after
+        # the restart its startup resync and the hub race for the rest (Graph lists the same messages).
         assert sum(n for (_, source), n in stored.items() if source == "eventhub") >= 10
         assert _live_subscriptions(sandbox) == 2  # the restart kept its subscriptions
         assert all(s.notification_url.startswith("EventHub:https://") for s in sandbox.tenant.subscriptions.values())

@@ -87,7 +87,7 @@ async def test_setup_gives_up_after_wait_saying_what_is_missing_and_a_rerun_resu
     await post_control(sandbox, "POST", "/_sandbox/behaviour", {"replication_delay_seconds": 0})
     rerun = _cli(sandbox, state, "setup")
     assert rerun.returncode == 0, rerun.stderr
-    assert rerun.stdout.rstrip().endswith("no changes") and "✓ the agent signs in" in rerun.stderr
+    assert "\nno changes\n" in rerun.stdout and "✓ the agent signs in" in rerun.stderr
     assert "still missing" not in _cli(sandbox, state, "status").stdout
 
 
