@@ -66,14 +66,19 @@ def _log_line_seconds(samples: int = 2000) -> float:
     return took
 
 
-async def measure(host: SandboxHost, env: dict[str, str], workdir: Path, *, posts: int) -> dict[str, Any]:
-    """Per-step medians in microseconds, per POST and per item, for batches of 1 and 20."""
-    settings = settings_from_env(env)
+def _agent_keys(settings: Any) -> tuple[Any, KeyRing, dict[str, str]]:
+    """The agent's certificate, its key ring, and a synthetic subscription encrypting for it."""
     cert = KeyStore(settings).load(settings.cert_thumbprint)
     ring = KeyRing()
     ring.add(cert.private_key, certificate=cert.certificate, certificate_id=cert.sha1_thumbprint)
-    synthetic = {"id": str(uuid.uuid4()), "client_state": "bench-state", "der_b64": cert.der_b64,
-                 "certificate_id": cert.sha1_thumbprint}
+    return cert, ring, {"id": str(uuid.uuid4()), "client_state": "bench-state", "der_b64": cert.der_b64,
+                        "certificate_id": cert.sha1_thumbprint}
+
+
+async def measure(host: SandboxHost, env: dict[str, str], workdir: Path, *, posts: int) -> dict[str, Any]:
+    """Per-step medians in microseconds, per POST and per item, for batches of 1 and 20."""
+    settings = settings_from_env(env)
+    cert, ring, synthetic = _agent_keys(settings)
 
     async def bodies(posts: int, batch: int) -> list[tuple[list[str], bytes]]:
         return await host.notification_bodies(posts, batch, synthetic=synthetic)
@@ -382,11 +387,7 @@ async def profile_path(posts: int, batch: int, top: int) -> str:
         async with SandboxHost(root) as host:
             env = await host.provision(root / "agent")
             settings = settings_from_env(env)
-            cert = KeyStore(settings).load(settings.cert_thumbprint)
-            ring = KeyRing()
-            ring.add(cert.private_key, certificate=cert.certificate, certificate_id=cert.sha1_thumbprint)
-            synthetic = {"id": str(uuid.uuid4()), "client_state": "bench-state", "der_b64": cert.der_b64,
-                         "certificate_id": cert.sha1_thumbprint}
+            cert, ring, synthetic = _agent_keys(settings)
             all_bodies = await host.notification_bodies(posts + 1, batch, synthetic=synthetic)
             sub_id = json.loads(all_bodies[0][1])["value"][0]["subscriptionId"]
             known = {sub_id: KnownSubscription(sub_id, "teams", "bench-state")}
