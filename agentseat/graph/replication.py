@@ -141,5 +141,15 @@ class ReplicationGrace:
             return REPLICATION_AADSTS[code]
         return None
 
+    def outlasted(self, resource: str, code: str | None) -> bool:
+        """A replication-kind token error for a resource that never worked while the window was open.
+
+        The window may close while the first attempt is still under way (a slow token
+        endpoint, a loaded machine); the error is then final, but it is still the one
+        the grace was waiting out, and the message should say so.
+        """
+        return (code in REPLICATION_AADSTS and self.grace_seconds > 0 and not self._open()
+                and f"token {resource}" not in self._succeeded)
+
     def _open(self) -> bool:
         return self.remaining() > 0

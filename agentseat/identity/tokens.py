@@ -298,13 +298,15 @@ class TokenProvider:
             except TokenError as exc:
                 grace = self._replication
                 reason = grace.token_reason(resource, exc.code) if grace is not None else None
-                if reason is None or grace is None:
+                if grace is None:
                     raise
                 attempt += 1
                 wait = backoff(attempt)
-                if wait > grace.remaining():
+                if (reason is None and grace.outlasted(resource, exc.code)) or (reason and wait > grace.remaining()):
                     raise TokenError(f"{exc.message} (still, after the {grace.grace_seconds:g} s replication grace)",
                                      hop=exc.hop, code=exc.code, hint=exc.hint) from exc
+                if reason is None:
+                    raise
                 log.warning("token_replication_wait", hop=exc.hop, code=exc.code, reason=reason,
                             wait=round(wait, 3), attempt=attempt, window_left=round(grace.remaining(), 1))
                 await anyio.sleep(wait)
