@@ -45,6 +45,7 @@ from .batch import (
     plan_actions,
     work_batch,
 )
+from .coalesce import ThreadCoalescer
 from .crypto import KeyRing
 from .droplog import Drop, DropLog, grouped
 from .events import Source
@@ -253,6 +254,7 @@ class NotificationPipeline:
         self._drop_log = drop_log or DropLog()
         self.fallbacks = fallbacks or TokenFallbacks()
         self._fallback_log = DropLog()  # its own windows: a fallback line never hides a drop line
+        self._worker = ThreadCoalescer()
         #: The transport the bodies come by ("webhook", or "eventhub": the same collection read from a hub).
         self.source: Source = source
 
@@ -318,11 +320,12 @@ class NotificationPipeline:
         """Decrypt, plan and store `items` with at most one worker-thread call for the POST."""
         if any(item.rich for item in items):
             # One call for all of it: RSA work is ~0.3 ms an item, and a hop costs about as much.
-            return await anyio.to_thread.run_sync(functools.partial(
+            # POSTs that arrive while it runs share the next hop (runtime/coalesce.py).
+            return await self._worker.run(functools.partial(
                 work_batch, items, self._keyring, self._policy, source=self.source, write=self._store.write))
         worked = work_batch(items, self._keyring, self._policy, source=self.source)  # nothing to decrypt
         if worked.plan.events:
-            await anyio.to_thread.run_sync(worked.store, self._store.write)
+            await self._worker.run(functools.partial(worked.store, self._store.write))
         return worked
 
     def _within_fallback_budget(self, items: list[Item], drops: list[Drop], result: ProcessResult,

@@ -261,6 +261,10 @@ class ChannelSink:
                 handled.append(event.seq)
             if outcome == "pushed":
                 pushed.append(event.seq)
+        if pushed:
+            # Let the MCP writer put the batch on the pipe before the bookkeeping below: the
+            # host's latency should not include our log line (bench/latency.py, in_runtime_ms).
+            await anyio.sleep(0)
         if events:
             # `seq` is the first pushed (bench/latency.py reads it), `last_seq` the last.
             log.info("channel_pushed", count=outcomes["pushed"], seq=pushed[0] if pushed else None,

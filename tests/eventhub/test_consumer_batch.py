@@ -77,7 +77,7 @@ async def test_a_batch_of_events_is_stored_in_one_worker_call_before_its_checkpo
     events = [EventData(json.dumps(VALIDATION)), *_events(world, 5), EventData(b'{"value": ')]
     await consumer._on_batch(partition, events)  # type: ignore[arg-type]
     await consumer.aclose()
-    assert calls.count("work_batch") == 1  # decrypt, plan and store of all five events: one hop
+    assert calls.count("_run_all") == 1  # decrypt, plan and store of all five events: one hop
     assert world.inbox.appends == 1  # and one SQLite transaction
     assert partition.stored_at_checkpoint == 10  # the checkpoint came after all ten were stored
     stats = consumer.stats  # counted per event, as a webhook counts per POST

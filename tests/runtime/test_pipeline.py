@@ -225,7 +225,7 @@ async def test_a_post_decrypts_plans_and_stores_in_one_worker_thread_call(world:
     items = [rich_chat_item(world.keys, chat_message(str(i))) for i in range(10)]
     result = await world.pipeline.process(body(items, [world.token()]), lifecycle_endpoint=False)
     assert result.stored == 10 and len(world.inbox.read(0)) == 10
-    assert calls == ["work_batch"]  # decrypt, plan and the one SQLite transaction: one hop for the POST
+    assert calls == ["_run_all"]  # decrypt, plan and the one SQLite transaction: one hop for the POST
     assert world.inbox.appends == 1
 
 
@@ -246,7 +246,7 @@ async def test_with_the_intake_as_store_the_post_still_takes_one_worker_thread_c
     items = [rich_chat_item(world.keys, chat_message("c1", sender_id=COLLEAGUE_ID)),
              rich_chat_item(world.keys, chat_message("s1"))]  # the sponsor's claim waits for Graph's word
     result = await world.pipeline.process(body(items, [world.token()]), lifecycle_endpoint=False)
-    assert calls == ["work_batch"]
+    assert calls == ["_run_all"]
     assert result.stored == 1 and [e.message_id for e in world.inbox.read(0)] == ["c1"]
     assert [e.message_id for _, _, e in PendingStore(tmp_path / "intake.db").oldest()] == ["s1"]
     assert (intake.counters["stored"], intake.counters["pending"]) == (1, 1)
