@@ -231,6 +231,9 @@ class Push:
     message_id: str
     chat_id: str
     kind: str
+    #: sandbox time the client's stdio transport had read and parsed the push's line (before the
+    #: session's dispatch): the end of "pipe write + parse", the floor bench/floors.py measures.
+    parsed_at: float = 0.0
 
 
 @dataclass
@@ -304,22 +307,48 @@ async def serve(env: dict[str, str], workdir: Path, name: str, now: Callable[[],
     state = env.get("AGENTSEAT_STATE_DIR")
     served = Served(spawned_at=now(), log_path=log_path, state_dir=Path(state) if state else None)
 
+    parsed: dict[str, float] = {}  # message id -> when the transport handed its push over
+
     async def on_channel(p: ChannelParams) -> None:
         meta = p.meta or {}
-        served.on_push(Push(now(), meta.get("message_id", ""), meta.get("chat_id", ""), meta.get("kind", "")))
+        mid = meta.get("message_id", "")
+        served.on_push(Push(now(), mid, meta.get("chat_id", ""), meta.get("kind", ""), parsed.pop(mid, 0.0)))
 
     binding = NotificationBinding(method=METHOD, params_type=ChannelParams, handler=on_channel)
     with log_path.open("a") as errlog:
         served.spawned_at = now()
-        async with stdio_client(params, errlog=errlog) as (read, write):
-            async with ClientSession(read, write, notification_bindings=[binding]) as session:
-                with anyio.fail_after(BOUND):
-                    await session.initialize()
-                served.session, served.initialized_at = session, now()
-                if initialized is not None:
-                    await initialized()
-                served.pid = _child_pid(os.getpid(), "agentseat.cli serve") or 0
-                yield served
+        async with stdio_client(params, errlog=errlog) as (transport, write), anyio.create_task_group() as relay:
+            read = _stamping(transport, parsed, now, relay)
+            try:
+                async with ClientSession(read, write, notification_bindings=[binding]) as session:
+                    with anyio.fail_after(BOUND):
+                        await session.initialize()
+                    served.session, served.initialized_at = session, now()
+                    if initialized is not None:
+                        await initialized()
+                    served.pid = _child_pid(os.getpid(), "agentseat.cli serve") or 0
+                    yield served
+            finally:
+                relay.cancel_scope.cancel()  # the transport ends only after stdio_client's own exit
+
+
+def _stamping(transport: Any, parsed: dict[str, float], now: Callable[[], float],
+              tg: anyio.abc.TaskGroup) -> Any:
+    """The transport's read stream, relayed, noting when each channel push came out of it."""
+    send, receive = anyio.create_memory_object_stream[Any](0)
+
+    async def relay() -> None:
+        async with send, transport:
+            async for message in transport:
+                inner = getattr(message, "message", None)
+                root = getattr(inner, "root", inner)  # a RootModel in mcp 1.x, the message itself in 2.x
+                params = getattr(root, "params", None)
+                if getattr(root, "method", None) == METHOD and isinstance(params, dict):
+                    parsed[str((params.get("meta") or {}).get("message_id", ""))] = now()
+                await send.send(message)
+
+    tg.start_soon(relay)
+    return receive
 
 
 # --- process and machine facts -----------------------------------------------------------------------------

@@ -165,10 +165,11 @@ def table(r: dict[str, Any]) -> str:
     queue = _get(lat, "webhook", "graph_queue_ms", default={})
     lines.append(f"   {'  of which emulated Graph queue':46} {_fmt(_get(queue, 'p50')):>9} {_fmt(_get(queue, 'p95')):>9} "
                  f"{_fmt(_get(queue, 'p99')):>9}")
-    lines.append(f"   {'  of which our own overhead':46} {_fmt(_get(own, 'p50')):>9} {_fmt(_get(own, 'p95')):>9} "
-                 f"{_fmt(_get(own, 'p99')):>9}")
+    lines.append(f"   {'  of which our own overhead (to the parse)':46} {_fmt(_get(own, 'p50')):>9} "
+                 f"{_fmt(_get(own, 'p95')):>9} {_fmt(_get(own, 'p99')):>9}")
     for key, label in (("in_runtime_ms", "    in the runtime (to its channel_pushed line)"),
-                       ("pipe_and_client_ms", "    stdout pipe and the client's parse")):
+                       ("client_dispatch_ms", "  then the client session's dispatch (host's)"),
+                       ("own_overhead_to_handler_ms", "  POST start to the client's handler")):
         part = _get(lat, "webhook", key, default={})
         if part:
             lines.append(f"   {label:46} {_fmt(_get(part, 'p50')):>9} {_fmt(_get(part, 'p95')):>9} "

@@ -117,6 +117,7 @@ class Inbox(ReadState):
         self._loop_thread: int | None = None
         # Each group's claimed_through as this process's last claim left it (`claimed_through`).
         self._claimed: dict[str, int] = {}
+        self._loop_conn: sqlite3.Connection | None = None  # `claim_now`'s, opened at its first use
         with self._errors("open"):
             create_private(self.path)  # messages are private
             self._conn = self._connect()
@@ -130,10 +131,10 @@ class Inbox(ReadState):
                 raise
         log.debug("inbox_opened", path=str(self.path))
 
-    def _connect(self) -> sqlite3.Connection:
+    def _connect(self, busy_timeout: float | None = None) -> sqlite3.Connection:
         # A power cut may lose the last commits (storage.connect); reconciliation polls fetch
         # them again, and dedupe by key makes that safe.
-        conn, mode = connect(self.path, busy_timeout=self._busy_timeout)
+        conn, mode = connect(self.path, busy_timeout=self._busy_timeout if busy_timeout is None else busy_timeout)
         if mode != "wal":
             log.warning("inbox_not_wal", journal_mode=mode, path=str(self.path))
         return conn
@@ -153,6 +154,8 @@ class Inbox(ReadState):
         with self._lock:
             self._conn.close()
             self._watch.close()
+            if self._loop_conn is not None:
+                self._loop_conn.close()
 
     def __enter__(self) -> Inbox:
         return self
@@ -322,35 +325,67 @@ class Inbox(ReadState):
         transaction (one commit per batch instead of two; as `ack()` does).
         """
         _check_int("limit", limit, 1)
-        alive = alive or claimant_alive
-        done = [(group, claimant, int(seq)) for seq in ack]
         with self._errors("claim"), self._tx() as conn:
-            conn.executemany("UPDATE claims SET done = 1 WHERE grp = ? AND claimant = ? AND seq = ?", done)
-            rows = conn.execute("SELECT claimed_through FROM groups WHERE name = ?", (group,)).fetchall()
-            if not rows:
-                raise InboxError(f"unknown claim group {group!r}", hint="call ensure_group() before claim_next()")
-            now = _now()
-            holders = [r[0] for r in conn.execute(
-                "SELECT DISTINCT claimant FROM claims WHERE grp = ? AND done = 0 AND claimant != ?", (group, claimant))]
-            dead = [h for h in holders if not alive(h)]
-            orphans = [Event.from_row(r) for r in conn.execute(
-                f"SELECT {_COLUMNS} FROM events WHERE seq IN (SELECT seq FROM claims WHERE grp = ? AND done = 0 "
-                f"AND claimant IN ({', '.join('?' * len(dead))})) ORDER BY seq LIMIT ?",
-                (group, *dead, limit)).fetchall()] if dead else []
-            if orphans:
-                conn.executemany("UPDATE claims SET claimant = ?, claimed_at = ? WHERE grp = ? AND seq = ?",
-                                 [(claimant, now, group, e.seq) for e in orphans])
-                log.info("claims_taken_over", group=group, claimant=claimant, count=len(orphans))
-            events = [Event.from_row(r) for r in conn.execute(
-                f"SELECT {_COLUMNS} FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
-                (rows[0][0], limit - len(orphans))).fetchall()] if len(orphans) < limit else []
-            if events:
-                # The primary key (grp, seq) makes a double claim fail loudly even if this logic were wrong.
-                conn.executemany("INSERT INTO claims(grp, seq, claimant, claimed_at) VALUES (?, ?, ?, ?)",
-                                 [(group, e.seq, claimant, now) for e in events])
-                conn.execute("UPDATE groups SET claimed_through = ? WHERE name = ?", (events[-1].seq, group))
-            self._claimed[group] = events[-1].seq if events else rows[0][0]
-        events = orphans + events
+            events = self._claim_in(conn, group, claimant, limit, alive or claimant_alive, ack)
+        return self._claimed_events(group, claimant, events)
+
+    def claim_now(self, group: str, claimant: str, limit: int = 50, *, ack: Iterable[int] = ()) -> list[Event] | None:
+        """`claim_next` on the event loop, or None when it would have to wait (then use `aclaim_next`).
+
+        A claim is an indexed read and a few small writes, less than a worker-thread hop
+        costs in latency (bench/hotpath.py), so the loop makes it itself on a connection of
+        its own that never waits: no busy timeout, and no WAL checkpoint (a commit past the
+        checkpoint size would fsync on the loop), which the worker connection's commits run.
+        Another writer holding the lock, in this process or another, means None.
+        """
+        _check_int("limit", limit, 1)
+        if self._loop_conn is None:
+            with self._errors("open"):
+                self._loop_conn = self._connect(busy_timeout=0.0)
+                self._loop_conn.execute("PRAGMA wal_autocheckpoint = 0")
+        try:
+            with immediate(self._loop_conn) as conn:
+                events = self._claim_in(conn, group, claimant, limit, claimant_alive, ack)
+        except sqlite3.OperationalError as exc:
+            if getattr(exc, "sqlite_errorcode", 0) & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+                return None
+            raise self._inbox_error("claim", exc) from exc
+        except sqlite3.Error as exc:
+            raise self._inbox_error("claim", exc) from exc
+        return self._claimed_events(group, claimant, events)
+
+    def _claim_in(self, conn: sqlite3.Connection, group: str, claimant: str, limit: int,
+                  alive: Callable[[str], bool], ack: Iterable[int]) -> list[Event]:
+        """The claim inside an open write transaction: orphans taken over first, then new events."""
+        done = [(group, claimant, int(seq)) for seq in ack]
+        conn.executemany("UPDATE claims SET done = 1 WHERE grp = ? AND claimant = ? AND seq = ?", done)
+        rows = conn.execute("SELECT claimed_through FROM groups WHERE name = ?", (group,)).fetchall()
+        if not rows:
+            raise InboxError(f"unknown claim group {group!r}", hint="call ensure_group() before claim_next()")
+        now = _now()
+        holders = [r[0] for r in conn.execute(
+            "SELECT DISTINCT claimant FROM claims WHERE grp = ? AND done = 0 AND claimant != ?", (group, claimant))]
+        dead = [h for h in holders if not alive(h)]
+        orphans = [Event.from_row(r) for r in conn.execute(
+            f"SELECT {_COLUMNS} FROM events WHERE seq IN (SELECT seq FROM claims WHERE grp = ? AND done = 0 "
+            f"AND claimant IN ({', '.join('?' * len(dead))})) ORDER BY seq LIMIT ?",
+            (group, *dead, limit)).fetchall()] if dead else []
+        if orphans:
+            conn.executemany("UPDATE claims SET claimant = ?, claimed_at = ? WHERE grp = ? AND seq = ?",
+                             [(claimant, now, group, e.seq) for e in orphans])
+            log.info("claims_taken_over", group=group, claimant=claimant, count=len(orphans))
+        events = [Event.from_row(r) for r in conn.execute(
+            f"SELECT {_COLUMNS} FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
+            (rows[0][0], limit - len(orphans))).fetchall()] if len(orphans) < limit else []
+        if events:
+            # The primary key (grp, seq) makes a double claim fail loudly even if this logic were wrong.
+            conn.executemany("INSERT INTO claims(grp, seq, claimant, claimed_at) VALUES (?, ?, ?, ?)",
+                             [(group, e.seq, claimant, now) for e in events])
+            conn.execute("UPDATE groups SET claimed_through = ? WHERE name = ?", (events[-1].seq, group))
+        self._claimed[group] = events[-1].seq if events else rows[0][0]
+        return orphans + events
+
+    def _claimed_events(self, group: str, claimant: str, events: list[Event]) -> list[Event]:
         if events:
             log.debug("events_claimed", group=group, claimant=claimant, first=events[0].seq, last=events[-1].seq)
         return events

@@ -308,6 +308,10 @@ class NotificationPipeline:
                 result.retry = True
                 return result
             result.stored = len(stored)
+            if stored:
+                # The sinks were just woken: let them push before Graph gets its answer. Graph
+                # waits up to 3 s for it; the agent is the one that notices a few hundred us.
+                await anyio.sleep(0)
         await self._dispatch(plan, result, lifecycle_endpoint)
         # The one line per POST (a batch of up to 1,000 items), counts by outcome; never per item.
         log.debug("notification_processed", endpoint=_endpoint(lifecycle_endpoint), received=result.received,

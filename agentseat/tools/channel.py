@@ -233,7 +233,9 @@ class ChannelSink:
                 # claim this process never acknowledges (it crashed, or a push failed) is taken
                 # over by the next claimant, so a crash can repeat an event but never lose one.
                 with anyio.CancelScope(shield=True):
-                    events = await inbox.aclaim_next(GROUP, self.claimant, self.batch, ack=handled)
+                    events = inbox.claim_now(GROUP, self.claimant, self.batch, ack=handled)
+                    if events is None:  # another writer holds the lock: wait for it in a worker thread
+                        events = await inbox.aclaim_next(GROUP, self.claimant, self.batch, ack=handled)
                     handled = await self._deliver_batch(events)
                     if len(handled) < len(events):  # a push failed: keep what went, give the rest back
                         await inbox.aack(GROUP, handled)

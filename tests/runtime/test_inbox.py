@@ -368,3 +368,32 @@ def test_a_claim_acknowledges_only_its_own_previous_batch_in_the_same_transactio
         taken = inbox.claim_next("g", "c", 10, alive=alive.get)
         # "a"'s first batch was acknowledged with its second claim; the rest is taken over.
         assert [e.text for e in taken] == ["t2", "t3", "t4", "t5"]
+
+
+def test_a_claim_on_the_loop_shares_the_groups_order_with_worker_thread_claims(db: Path):
+    with Inbox(db) as inbox:
+        inbox.ensure_group("push", 0)
+        inbox.append([mail(str(i)) for i in range(5)])
+        first = inbox.claim_now("push", "w1", 2)
+        assert first is not None and [e.seq for e in first] == [1, 2]
+        assert [e.seq for e in inbox.claim_next("push", "w2", 2)] == [3, 4]  # the other connection sees it
+        later = inbox.claim_now("push", "w1", 5, ack=[e.seq for e in first])
+        assert later is not None and [e.seq for e in later] == [5]
+        assert inbox.claimed_through("push") == 5
+        done = sqlite3.connect(db).execute("SELECT seq FROM claims WHERE done = 1 ORDER BY seq").fetchall()
+        assert done == [(1,), (2,)]  # acknowledged in the same transaction
+
+
+def test_a_claim_on_the_loop_never_waits_for_another_writer(db: Path):
+    with Inbox(db, busy_timeout=30.0) as inbox:
+        inbox.ensure_group("push", 0)
+        inbox.append([mail("a")])
+        other = sqlite3.connect(db, isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")  # another process mid-write holds the lock
+        try:
+            assert inbox.claim_now("push", "w1") is None  # at once, not after the 30 s busy timeout
+        finally:
+            other.execute("ROLLBACK")
+            other.close()
+        again = inbox.claim_now("push", "w1")
+        assert again is not None and [e.message_id for e in again] == ["a"]

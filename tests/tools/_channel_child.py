@@ -22,10 +22,10 @@ from agentseat.tools.channel import ChannelSink
 
 
 class DiesBeforeAck(Inbox):
-    def claim_next(self, *args: Any, ack: Any = (), **kwargs: Any) -> Any:
+    def _claim_in(self, conn: Any, group: str, claimant: str, limit: int, alive: Any, ack: Any) -> Any:
         if list(ack):
             os.kill(os.getpid(), signal.SIGKILL)  # the acknowledging claim never commits
-        return super().claim_next(*args, ack=ack, **kwargs)
+        return super()._claim_in(conn, group, claimant, limit, alive, ack)
 
 
 async def main(db: str) -> None:

@@ -43,9 +43,10 @@ class RecordingInbox(Inbox):
         self.acks.append(list(seqs))
         super().ack(group, seqs)
 
-    def claim_next(self, *args: Any, ack: Any = (), **kwargs: Any) -> list[Event]:
+    def _claim_in(self, conn: Any, group: str, claimant: str, limit: int, alive: Any, ack: Any) -> list[Event]:
+        # Both claim paths (on the loop, in a worker thread) run this inside their transaction.
         self.claims.append(list(ack))
-        return super().claim_next(*args, ack=ack, **kwargs)
+        return super()._claim_in(conn, group, claimant, limit, alive, ack)
 
 
 async def _push_until(inbox: Inbox, sink: ChannelSink, want: int) -> list[str]:
