@@ -56,10 +56,10 @@ class Profile:
 
 
 QUICK = Profile("quick", latency_seconds=5, warmup_seconds=2, idle_seconds=6, webhook_idle_seconds=5,
-                step_seconds=2, bisect=2, hotpath_posts=24, extra_cold_starts=0, restart=False, profile_seconds=0,
+                step_seconds=2, bisect=3, hotpath_posts=24, extra_cold_starts=0, restart=False, profile_seconds=0,
                 import_repeat=1, ladder_start=(100.0, 200.0), kind_rounds=5)
 FULL = Profile("full", latency_seconds=60, warmup_seconds=10, idle_seconds=120, webhook_idle_seconds=60,
-               step_seconds=6, bisect=2, hotpath_posts=200, extra_cold_starts=4, restart=True, profile_seconds=10)
+               step_seconds=6, bisect=3, hotpath_posts=200, extra_cold_starts=4, restart=True, profile_seconds=10)
 
 #: The clock's line (issue 16, point 4): its idle cost with this many promises pending, over a window.
 CLOCK_PROMISES = 1000
