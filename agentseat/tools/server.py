@@ -36,7 +36,7 @@ from .permission import CAPABILITY as PERMISSION_CAPABILITY
 from .permission import REQUEST_METHOD as PERMISSION_REQUEST
 from .permission import PermissionRelay
 from .preflight import RESTART, NoRuntime, fix_of
-from .stdout import batched_writes, claimed_stdout
+from .stdout import WireStream, claimed_stdout
 
 if TYPE_CHECKING:
     from ..config import Settings
@@ -290,13 +290,13 @@ async def _speak(server: Server[Any], *, beside: Callable[[], Awaitable[None]] |
     # notifications/initialized never arrive, and the channel is dead (python-ecosystem §2).
     options = initialization_options(server)
     with claimed_stdout() as wire:
-        async with (stdio_server(stdout=wire) as (read, sdk_write),  # type: ignore[arg-type]
-                    batched_writes(wire) as write, server.lifespan(server) as state):
+        async with stdio_server(stdout=wire) as (read, sdk_write), server.lifespan(server) as state:  # type: ignore[arg-type]
             await sdk_write.aclose()  # ours writes instead (tools/stdout.py); the SDK's writer ends at once
+            write = WireStream(wire)
             async with anyio.create_task_group() as tg:
                 if beside is not None:
                     tg.start_soon(beside)
-                await serve_loop(server, read, write, lifespan_state=state, init_options=options)
+                await serve_loop(server, read, write, lifespan_state=state, init_options=options)  # type: ignore[arg-type]
                 log.info("mcp_stdin_closed")
                 tg.cancel_scope.cancel()
 

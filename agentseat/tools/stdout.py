@@ -7,31 +7,31 @@ private, non-blocking copy of fd 1 and writes to it directly, waiting for the
 pipe only when the host reads slowly. fd 1 itself points at stderr while we
 serve, so a stray `print` or a child process can never corrupt the wire.
 
-The SDK's write stream is also a rendezvous (no buffer): each message waits for
-its writer task, two trips round the event loop per push, and a channel sink
-pushing a batch waited that long for every event (bench/throughput.py, batch 20).
-`batched_writes` gives the server a buffered stream instead, and its one writer
-puts whatever is waiting on the pipe in one write, serialised as the SDK does.
+The SDK's write stream is also a rendezvous (no buffer) with a writer task: each
+message waits for that task, and the task runs only after whatever the loop had
+queued before it (the rest of a webhook POST, say). `WireStream` is the server's
+write stream instead: the sender that finds the pipe idle writes its message at once,
+and messages sent while a write is under way are queued and go out together in the
+next one, serialised as the SDK does.
 """
 
 from __future__ import annotations
 
 import os
 import sys
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 import anyio
 import structlog
 
 if TYPE_CHECKING:
-    from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
     from mcp.shared.message import SessionMessage
 
 log = structlog.get_logger(__name__)
 
-#: Messages the server may have waiting for the pipe; past it, senders wait (the host reads slowly).
+#: Messages that may wait for the pipe behind a write under way; past it, senders wait.
 WRITE_BUFFER = 512
 
 
@@ -72,34 +72,68 @@ def claimed_stdout() -> Iterator[PipeWriter]:
         os.close(private)
 
 
-@asynccontextmanager
-async def batched_writes(wire: PipeWriter) -> AsyncIterator[MemoryObjectSendStream[SessionMessage]]:
-    """The server's write stream: buffered, and written by one task, everything waiting at once.
+class WireStream:
+    """The MCP server's write stream (what `serve_loop` sends on), written straight to `wire`.
 
-    On leaving, what is still buffered is written first. A host that went away (a broken
-    pipe) fails the senders from then on (`BrokenResourceError`), as the SDK's writer would.
+    `send` writes when no write is under way, and otherwise queues; the writing sender then
+    writes the queue too before it returns, so nothing waits for a task switch. Past
+    `WRITE_BUFFER` queued messages a sender waits (the host reads slowly). A write, once
+    begun, is never cut short by a cancellation: half a message would corrupt the wire.
+    A host gone (a broken pipe) fails every later send with `BrokenResourceError`.
     """
-    send, receive = anyio.create_memory_object_stream["SessionMessage"](WRITE_BUFFER)
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(_write_all, wire, receive)
-        async with send:
-            yield send
 
+    def __init__(self, wire: PipeWriter) -> None:
+        self._wire = wire
+        self._queued: list[str] = []
+        self._writing = False
+        self._drained = anyio.Event()
+        self._broken = False
+        self._closed = False
 
-async def _write_all(wire: PipeWriter, receive: MemoryObjectReceiveStream[SessionMessage]) -> None:
-    async with receive:
-        async for first in receive:
-            lines = [_line(first)]
-            while True:
-                try:
-                    lines.append(_line(receive.receive_nowait()))
-                except (anyio.WouldBlock, anyio.EndOfStream):
-                    break
-            try:
-                await wire.write("".join(lines))
-            except OSError as exc:  # the host closed its end: nothing more can reach it
-                log.info("mcp_stdout_closed", error=type(exc).__name__)
+    async def send(self, message: SessionMessage) -> None:
+        if self._closed:
+            raise anyio.ClosedResourceError
+        if self._broken:
+            raise anyio.BrokenResourceError
+        line = _line(message)
+        if self._writing:
+            while len(self._queued) >= WRITE_BUFFER and self._writing:
+                await self._drained.wait()
+            if self._writing:
+                self._queued.append(line)
                 return
+        await self._write(line)
+
+    async def _write(self, data: str) -> None:
+        self._writing = True
+        try:
+            with anyio.CancelScope(shield=True):
+                while True:
+                    await self._wire.write(data)
+                    if not self._queued:
+                        break
+                    data, self._queued = "".join(self._queued), []
+        except OSError as exc:  # the host closed its end: nothing more can reach it
+            self._broken = True
+            self._queued = []
+            log.info("mcp_stdout_closed", error=type(exc).__name__)
+            raise anyio.BrokenResourceError from exc
+        finally:
+            self._writing = False
+            drained, self._drained = self._drained, anyio.Event()
+            drained.set()
+
+    async def aclose(self) -> None:
+        self._closed = True
+
+    def close(self) -> None:
+        self._closed = True
+
+    async def __aenter__(self) -> WireStream:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
 
 
 def _line(message: SessionMessage) -> str:
