@@ -339,11 +339,11 @@ class Inbox(ReadState):
         Another writer holding the lock, in this process or another, means None.
         """
         _check_int("limit", limit, 1)
-        if self._loop_conn is None:
-            with self._errors("open"):
-                self._loop_conn = self._connect(busy_timeout=0.0)
-                self._loop_conn.execute("PRAGMA wal_autocheckpoint = 0")
         try:
+            if self._loop_conn is None:
+                conn = self._connect(busy_timeout=0.0)
+                conn.execute("PRAGMA wal_autocheckpoint = 0")
+                self._loop_conn = conn
             with immediate(self._loop_conn) as conn:
                 events = self._claim_in(conn, group, claimant, limit, claimant_alive, ack)
         except sqlite3.OperationalError as exc:

@@ -125,3 +125,53 @@ async def test_one_log_line_per_batch_with_counts_by_outcome_and_no_text(tmp_pat
     assert (line["count"], line["skipped"], line["failed"]) == (3, 1, 0)
     assert (line["seq"], line["last_seq"]) == (stored[0].seq, stored[3].seq)
     assert "hello" not in repr(logs) and "overheard" not in repr(logs)
+
+
+class ThreadClaimCounter(Inbox):
+    """A real inbox that counts the claims made through a worker thread (`claim_next`)."""
+
+    thread_claims = 0
+
+    def claim_next(self, *args: Any, **kwargs: Any) -> list[Event]:
+        self.thread_claims += 1
+        return super().claim_next(*args, **kwargs)
+
+
+async def test_an_uncontended_sink_claims_on_the_loop_without_a_worker_thread(tmp_path: Path) -> None:
+    with ThreadClaimCounter(tmp_path / "inbox.db") as inbox:
+        sink = ChannelSink(batch=3, claimant="sink-a")
+        await sink.prepare(inbox)
+        inbox.append([_teams(str(n)) for n in range(7)])
+        assert await _push_until(inbox, sink, 7) == [str(n) for n in range(7)]
+        assert inbox.thread_claims == 0
+
+
+async def test_a_sink_that_finds_the_inbox_locked_claims_in_a_worker_thread_instead(tmp_path: Path) -> None:
+    path = tmp_path / "inbox.db"
+    other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    received: list[str] = []
+    with ThreadClaimCounter(path, busy_timeout=30.0) as inbox:
+        sink = ChannelSink(batch=3, claimant="sink-a")
+        await sink.prepare(inbox)
+        inbox.append([_teams(str(n)) for n in range(4)])
+        async with anyio.create_task_group() as tg:
+
+            async def release_soon() -> None:
+                await anyio.sleep(0.3)
+                other.execute("ROLLBACK")
+
+            async def push(params: dict[str, Any]) -> None:
+                received.append(params["meta"]["message_id"])
+                if len(received) == 3:  # another process starts a write before the next claim
+                    other.execute("BEGIN IMMEDIATE")
+                    tg.start_soon(release_soon)
+
+            sink.attach(push)
+            tg.start_soon(sink, SimpleNamespace(inbox=inbox))
+            with anyio.fail_after(30):
+                while len(received) < 4:
+                    await anyio.sleep(0.01)
+            tg.cancel_scope.cancel()
+    other.close()
+    assert received == ["0", "1", "2", "3"]
+    assert inbox.thread_claims == 1  # the locked claim waited in a worker thread, not on the loop
