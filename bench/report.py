@@ -282,7 +282,7 @@ def table(r: dict[str, Any]) -> str:
 
 
 #: Sections of BENCHMARKS.md made by other runs (`bench realistic`, `eventhub`, `soak`, `attack`): kept.
-KEPT_SECTIONS = ("## Realistic", "## Event Hubs", "## Soak", "## Attack")
+KEPT_SECTIONS = ("## Quick run", "## Realistic", "## Event Hubs", "## Soak", "## Attack")
 
 
 def _kept(old: str) -> str:
@@ -326,7 +326,7 @@ def markdown(r: dict[str, Any], *, keep_from: str = "") -> str:
 
 NOTES = """## How the figures are made, and what they do not say
 
-Run `python -m bench` (full, about 15 minutes) or `python -m bench --quick` (under 2 minutes,
+Run `python -m bench` (full, about 15 minutes) or `python -m bench --quick` (about 7 minutes,
 same figures from shorter windows); `--markdown BENCHMARKS.md` rewrites this file, `--json`
 keeps every summary. The last line of the output is one JSON object with every figure.
 Three processes: the sandbox (`bench/sandbox_server.py`: agentseat's sandbox plus a few
