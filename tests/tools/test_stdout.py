@@ -3,9 +3,11 @@ never cut in half, and refused once the host has gone."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
+from collections.abc import Iterator
 
 import anyio
 import pytest
@@ -20,10 +22,15 @@ def _message(n: int, size: int = 10) -> SessionMessage:
                                               params={"content": "x" * size, "meta": {"n": str(n)}}))
 
 
-def _pipe() -> tuple[int, int]:
+@pytest.fixture
+def pipe() -> Iterator[tuple[int, int]]:
+    """A pipe whose write end is non-blocking, as the wire's copy of fd 1 is."""
     read, write = os.pipe()
     os.set_blocking(write, False)
-    return read, write
+    yield read, write
+    for fd in (read, write):
+        with contextlib.suppress(OSError):
+            os.close(fd)
 
 
 def _read_lines(fd: int, count: int, *, after: float = 0.0) -> list[dict]:
@@ -38,68 +45,51 @@ def _read_lines(fd: int, count: int, *, after: float = 0.0) -> list[dict]:
     return [json.loads(line) for line in data.decode().splitlines()]
 
 
-async def test_a_message_reaches_the_pipe_before_send_returns() -> None:
-    read, write = _pipe()
-    try:
-        await WireStream(PipeWriter(write)).send(_message(1))  # no writer task had to run
-        assert [m["params"]["meta"]["n"] for m in _read_lines(read, 1)] == ["1"]
-    finally:
-        os.close(read)
-        os.close(write)
+async def test_a_message_reaches_the_pipe_before_send_returns(pipe: tuple[int, int]) -> None:
+    read, write = pipe
+    await WireStream(PipeWriter(write)).send(_message(1))  # no writer task had to run
+    assert [m["params"]["meta"]["n"] for m in _read_lines(read, 1)] == ["1"]
 
 
-async def test_messages_sent_during_a_slow_write_follow_it_whole_and_in_order() -> None:
-    read, write = _pipe()
+async def test_messages_sent_during_a_slow_write_follow_it_whole_and_in_order(pipe: tuple[int, int]) -> None:
+    read, write = pipe
     wire = WireStream(PipeWriter(write))
-    received: list[dict] = []
-    try:
-        async with anyio.create_task_group() as tg:
-            # More than the pipe holds: the first write waits for the reader, which starts late.
-            tg.start_soon(wire.send, _message(0, size=200_000))
-            await anyio.wait_all_tasks_blocked()
-            for n in range(1, 6):
-                with anyio.fail_after(1):
-                    await wire.send(_message(n))  # queued behind the write under way: no waiting
-            received = await anyio.to_thread.run_sync(_read_lines, read, 6)
-        assert [m["params"]["meta"]["n"] for m in received] == [str(n) for n in range(6)]
-    finally:
-        os.close(read)
-        os.close(write)
+    async with anyio.create_task_group() as tg:
+        # More than the pipe holds: the first write waits for the reader.
+        tg.start_soon(wire.send, _message(0, size=200_000))
+        await anyio.wait_all_tasks_blocked()
+        for n in range(1, 6):
+            with anyio.fail_after(1):
+                await wire.send(_message(n))  # queued behind the write under way: no waiting
+        received = await anyio.to_thread.run_sync(_read_lines, read, 6)
+    assert [m["params"]["meta"]["n"] for m in received] == [str(n) for n in range(6)]
 
 
-async def test_a_cancelled_sender_never_leaves_half_a_message_on_the_wire() -> None:
-    read, write = _pipe()
+async def test_a_cancelled_sender_never_leaves_half_a_message_on_the_wire(pipe: tuple[int, int]) -> None:
+    read, write = pipe
     wire = WireStream(PipeWriter(write))
-    try:
-        async with anyio.create_task_group() as tg:
-            reader = tg.start_soon  # the reader starts only after the sender's deadline passed
-            lines: list[list[dict]] = []
+    lines: list[dict] = []
 
-            async def read_late() -> None:
-                lines.append(await anyio.to_thread.run_sync(lambda: _read_lines(read, 2, after=0.3)))
+    async def read_late() -> None:  # starts reading only after the sender's deadline passed
+        lines.extend(await anyio.to_thread.run_sync(lambda: _read_lines(read, 2, after=0.3)))
 
-            reader(read_late)
-            with anyio.move_on_after(0.1):
-                await wire.send(_message(0, size=200_000))  # blocked on the full pipe past the deadline
-            await wire.send(_message(1))
-        assert [m["params"]["meta"]["n"] for m in lines[0]] == ["0", "1"]  # both whole
-        assert len(lines[0][0]["params"]["content"]) == 200_000
-    finally:
-        os.close(write)
-        os.close(read)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(read_late)
+        with anyio.move_on_after(0.1):
+            await wire.send(_message(0, size=200_000))  # blocked on the full pipe past the deadline
+        await wire.send(_message(1))
+    assert [m["params"]["meta"]["n"] for m in lines] == ["0", "1"]  # both whole
+    assert len(lines[0]["params"]["content"]) == 200_000
 
 
-async def test_after_the_host_goes_every_send_is_refused() -> None:
-    read, write = _pipe()
+async def test_after_the_host_goes_every_send_is_refused(pipe: tuple[int, int]) -> None:
+    read, write = pipe
     wire = WireStream(PipeWriter(write))
     os.close(read)
-    try:
-        with pytest.raises(anyio.BrokenResourceError):
-            await wire.send(_message(1))
-        with pytest.raises(anyio.BrokenResourceError):
-            await wire.send(_message(2))
-    finally:
-        os.close(write)
+    with pytest.raises(anyio.BrokenResourceError):
+        await wire.send(_message(1))
+    with pytest.raises(anyio.BrokenResourceError):
+        await wire.send(_message(2))
     await wire.aclose()
     with pytest.raises(anyio.ClosedResourceError):
         await wire.send(_message(3))
