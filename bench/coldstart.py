@@ -155,6 +155,13 @@ def fresh_import_seconds(code: str, pythonpath: str, repeat: int = 5) -> float:
     return round(best, 3)
 
 
+#: Seconds between two cold starts. Each start reads the agent's chats (GET /me/chats, 1 a second
+#: per user) and the DM's chat (1 a second per chat; Teams limits in sandbox/graph/throttle.py):
+#: a start within a second of the last one waits out a 429, which is the bench's pace of
+#: restarts, not the agent's start.
+REST_BETWEEN_STARTS = 2.0
+
+
 async def main(argv: list[str] | None = None) -> dict[str, Any]:
     """Cold starts against one sandbox, the import floor measured beside them. `--baseline DIR`
     alternates each run with a serve importing agentseat from DIR (another checkout), so a
@@ -189,6 +196,7 @@ async def main(argv: list[str] | None = None) -> dict[str, Any]:
             out["import_floor_s"] = min(out["import_floor_s"], fresh_import_seconds(FLOOR_CODE, str(REPO), 2))
             order = list(trees.items()) if i % 2 == 0 else list(reversed(trees.items()))
             for name, path in order:
+                await anyio.sleep(REST_BETWEEN_STARTS)
                 env = webhook_env(await host.provision(root / f"agent-{name}{i}")) | {"PYTHONPATH": path}
                 if args.importtime and i == 0:
                     env["PYTHONPROFILEIMPORTTIME"] = "1"

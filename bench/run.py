@@ -139,6 +139,7 @@ async def cold_start_phase(host: SandboxHost, p: Profile, root: Path, out: dict[
     env: dict[str, str] = {}
     for i in range(p.extra_cold_starts):
         say(f"cold start {i + 2} of {p.extra_cold_starts + 1}")
+        await anyio.sleep(coldstart.REST_BETWEEN_STARTS)
         env = webhook_env(await host.provision(root / f"agent-cold{i}"), free_port())
         async with coldstart.cold_serve(host, env, root / f"cold{i}", "serve") as (_, marks):
             out["cold_start"]["runs"].append(marks.as_dict())
@@ -146,6 +147,7 @@ async def cold_start_phase(host: SandboxHost, p: Profile, root: Path, out: dict[
             await host.drop_subscriptions()
     if p.restart and env:
         say("restart: same state, same URL, subscriptions adopted")
+        await anyio.sleep(coldstart.REST_BETWEEN_STARTS)
         async with coldstart.cold_serve(host, env, root / f"cold{p.extra_cold_starts - 1}", "restart",
                                         subscriptions=0) as (_, marks):
             out["cold_start"]["restart"] = {k: v for k, v in marks.as_dict().items() if k != "subscriptions_s"}

@@ -26,6 +26,9 @@ import anyio.lowlevel
 
 _T = TypeVar("_T")
 
+#: Calls one worker-thread call runs at most.
+MAX_CALLS = 32
+
 
 class _Call(Generic[_T]):
     __slots__ = ("done", "error", "func", "taken", "value")
@@ -79,7 +82,10 @@ class ThreadCoalescer:
 
     async def _lead(self) -> None:
         self._leading += 1
-        calls, self._pending = self._pending, []
+        # At most MAX_CALLS a hop: under overload the queue can hold hundreds of POSTs, and one
+        # leader taking them all would hold every decrypted item at once (memory) and answer
+        # none of them until the last is stored (Graph's 3 s).
+        calls, self._pending = self._pending[:MAX_CALLS], self._pending[MAX_CALLS:]
         for call in calls:
             call.taken = True
         try:

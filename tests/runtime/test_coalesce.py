@@ -84,3 +84,29 @@ async def test_with_two_lanes_a_second_call_runs_beside_a_slow_one() -> None:
         assert await coalescer.run(lambda: "beside") == "beside"  # did not wait for the slow one
         release.set()
     assert coalescer.hops == 2
+
+
+async def test_one_worker_call_runs_at_most_max_calls() -> None:
+    from agentseat.runtime.coalesce import MAX_CALLS
+
+    coalescer = ThreadCoalescer(lanes=1)
+    release, started = threading.Event(), threading.Event()
+
+    def first() -> None:
+        started.set()
+        release.wait(10)
+
+    results: list[int] = []
+
+    async def call(n: int) -> None:
+        results.append(await coalescer.run(lambda: n))
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(coalescer.run, first)
+        await anyio.to_thread.run_sync(started.wait, 10)
+        for n in range(2 * MAX_CALLS + 1):
+            tg.start_soon(call, n)
+        await anyio.wait_all_tasks_blocked()
+        release.set()
+    assert sorted(results) == list(range(2 * MAX_CALLS + 1))
+    assert coalescer.hops == 1 + 3  # the queue went in three hops, none over MAX_CALLS

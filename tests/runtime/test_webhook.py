@@ -413,3 +413,35 @@ async def test_body_announced_too_large_is_dropped_without_reading_it(world: Wor
     assert received.startswith(b"HTTP/1.1 202")
     assert dropped_reasons(logs) == ["too_large"]
 
+
+
+async def test_at_most_max_posts_in_process_at_once_and_the_rest_wait_their_turn(
+        world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    from agentseat.runtime import webhook
+
+    monkeypatch.setattr(webhook, "MAX_POSTS_IN_PROCESS", 2)
+    busy, most = 0, 0
+    real = world.pipeline.process
+
+    async def watched(body_: bytes, **kwargs: Any) -> Any:
+        nonlocal busy, most
+        busy += 1
+        most = max(most, busy)
+        try:
+            await anyio.sleep(0.05)  # long enough for the other POSTs to arrive meanwhile
+            return await real(body_, **kwargs)
+        finally:
+            busy -= 1
+
+    monkeypatch.setattr(world.pipeline, "process", watched)
+    items = [rich_chat_item(world.keys, chat_message(str(1_700_000_000_000 + i), sender_id=COLLEAGUE_ID))
+             for i in range(6)]
+    statuses: list[int] = []
+    async with serving(world) as (base, _):
+        async with anyio.create_task_group() as tg:
+            for item in items:
+                async def one(item: dict[str, Any] = item) -> None:
+                    statuses.append((await post(world, f"{base}/notifications", body([item], [world.token()])))[0])
+                tg.start_soon(one)
+    assert statuses == [202] * 6 and world.inbox.count() == 6  # all taken, none lost
+    assert most == 2
