@@ -234,6 +234,18 @@ async def test_garbage_token_is_rejected(jwks: JwksCache) -> None:
     assert await reason_of("eyJhbGciOiJSUzI1NiJ9.e30.sig", jwks) == "malformed_token"  # a str, not a list
 
 
+async def test_a_header_that_is_not_strict_base64url_json_is_malformed_before_any_key_lookup(
+        jwks: JwksCache, rsa_keys: dict[str, RSAPrivateKey]) -> None:
+    good = mint(rsa_keys["k1"])
+    header, payload, signature = good.split(".")
+    for token in (f"{header}!!.{payload}.{signature}",  # not the base64url alphabet
+                  f"{header}.{payload}.{signature}.extra",  # a fourth segment
+                  f"WzFd.{payload}.{signature}",  # JSON, but a list ([1]), not an object
+                  f"{header[:-3]}.{payload}.{signature}"):  # cut: no longer JSON
+        assert await reason_of([token], jwks) == "malformed_token", token
+    await validate([good], jwks)  # the same key's untouched token still verifies
+
+
 async def test_unsigned_alg_none_token_is_rejected(jwks: JwksCache) -> None:
     token = handmade({"alg": "none", "kid": "k1", "typ": "JWT"}, claims())
     assert await reason_of([token], jwks) == "bad_alg"
