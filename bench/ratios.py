@@ -191,7 +191,8 @@ def markdown_lines(f: dict[str, Any], run: str) -> list[str]:
     """The "Floors and ratios" section of BENCHMARKS.md."""
     lines = ["## Floors and ratios", "", f"From {run}. The floors (bench/floors.py, medians):", ""]
     lines += [f"- {line}" for line in floor_lines(f)]
-    lines += ["", *goal_table(f), "", HOW]
+    lines += ["", *goal_table(f), "", HOW, "",
+              "The quick run's figures, what changed and why a goal still misses are in \"Quick run\" below."]
     return lines
 
 
