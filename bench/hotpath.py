@@ -75,6 +75,17 @@ def _agent_keys(settings: Any) -> tuple[Any, KeyRing, dict[str, str]]:
                         "certificate_id": cert.sha1_thumbprint}
 
 
+def _target(settings: Any, first_body: bytes, inbox_path: Path) -> tuple[dict[str, KnownSubscription], TrustPolicy, Inbox]:
+    """The subscription the bodies name, the agent's trust policy and an inbox with the channel's group."""
+    sub_id = json.loads(first_body)["value"][0]["subscriptionId"]
+    own = {settings.agent_user_id.lower(), settings.agent_user_upn.lower()} - {""}
+    policy = TrustPolicy(tenant_id=settings.tenant_id, own_ids=own,
+                         domains={settings.agent_user_upn.rpartition("@")[2].lower()})
+    inbox = Inbox(inbox_path, own_ids=own)
+    inbox.ensure_group("channel", 0)
+    return {sub_id: KnownSubscription(sub_id, "teams", "bench-state")}, policy, inbox
+
+
 async def measure(host: SandboxHost, env: dict[str, str], workdir: Path, *, posts: int) -> dict[str, Any]:
     """Per-step medians in microseconds, per POST and per item, for batches of 1 and 20."""
     settings = settings_from_env(env)
@@ -84,13 +95,7 @@ async def measure(host: SandboxHost, env: dict[str, str], workdir: Path, *, post
         return await host.notification_bodies(posts, batch, synthetic=synthetic)
 
     first = (await bodies(1, 1))[0][1]
-    sub_id = json.loads(first)["value"][0]["subscriptionId"]
-    known = {sub_id: KnownSubscription(sub_id, "teams", "bench-state")}
-    own = {settings.agent_user_id.lower(), settings.agent_user_upn.lower()} - {""}
-    policy = TrustPolicy(tenant_id=settings.tenant_id, own_ids=own,
-                         domains={settings.agent_user_upn.rpartition("@")[2].lower()})
-    inbox = Inbox(workdir / "hotpath-inbox.db", own_ids=own)
-    inbox.ensure_group("channel", 0)
+    known, policy, inbox = _target(settings, first, workdir / "hotpath-inbox.db")
     results: dict[str, Any] = {}
     log_line = _log_line_seconds()
     try:
@@ -389,13 +394,7 @@ async def profile_path(posts: int, batch: int, top: int) -> str:
             settings = settings_from_env(env)
             cert, ring, synthetic = _agent_keys(settings)
             all_bodies = await host.notification_bodies(posts + 1, batch, synthetic=synthetic)
-            sub_id = json.loads(all_bodies[0][1])["value"][0]["subscriptionId"]
-            known = {sub_id: KnownSubscription(sub_id, "teams", "bench-state")}
-            own = {settings.agent_user_id.lower(), settings.agent_user_upn.lower()} - {""}
-            policy = TrustPolicy(tenant_id=settings.tenant_id, own_ids=own,
-                                 domains={settings.agent_user_upn.rpartition("@")[2].lower()})
-            inbox = Inbox(root / "profile-inbox.db", own_ids=own)
-            inbox.ensure_group("channel", 0)
+            known, policy, inbox = _target(settings, all_bodies[0][1], root / "profile-inbox.db")
 
             class Inline:
                 @staticmethod
