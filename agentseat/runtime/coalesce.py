@@ -8,8 +8,8 @@ its own (its own transaction, its own outcome or exception), so one POST's failu
 never touches another's. This is group commit, minus the shared commit.
 
 Up to `lanes` tasks lead at once, each in its own worker thread: a leader runs the
-calls pending when it starts, its own among them, then hands over, so no task works
-for others past its own call. Two lanes keep both cores busy: RSA releases the GIL
+oldest pending calls (at most `MAX_CALLS`), then hands over; a caller whose call is
+still pending leads the next hop when a lane is free, so calls run in arrival order. Two lanes keep both cores busy: RSA releases the GIL
 (cryptography 50, measured by bench/floors.py), so one thread decrypts while the
 other parses, normalises and stores. A call once
 queued is never abandoned: like `anyio.to_thread.run_sync` it finishes even when its
