@@ -20,15 +20,13 @@ from agentseat.eventhub import consumer as consumer_module
 from agentseat.eventhub.checkpoints import SqliteCheckpointStore
 from agentseat.eventhub.consumer import EventHubConsumer
 from agentseat.runtime import pipeline as pipeline_module
-from tests.runtime._notify import Keys, World, body, chat_message, make_keys, make_world, rich_chat_item
+from tests.runtime._notify import Keys, World, body, chat_message, keys, make_world, rich_chat_item
 
 VALIDATION = {"value": [{"subscriptionId": "NA", "subscriptionExpirationDateTime": "NA", "clientState": "NA",
                          "changeType": "Validation: Testing client application reachability", "resource": "NA"}]}
 
 
-@pytest.fixture(scope="module")
-def keys() -> Keys:
-    return make_keys()
+__all__ = ["keys"]  # the fixture, shared with tests/runtime
 
 
 @pytest.fixture

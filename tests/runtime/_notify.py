@@ -22,6 +22,7 @@ from typing import Any
 import aiohttp
 import anyio
 import jwt
+import pytest
 from aiohttp import web
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
@@ -82,6 +83,12 @@ def make_keys() -> Keys:
 
     encryption = new()
     return Keys(encryption, make_certificate(encryption), new(), new())
+
+
+@pytest.fixture(scope="module")
+def keys() -> Keys:
+    """The agent's key and Graph's signing key: RSA generation is slow, so once per module."""
+    return make_keys()
 
 
 # --- tokens -----------------------------------------------------------------------------

@@ -7,13 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from ._notify import Keys, World, make_keys, make_world
+from ._notify import Keys, World, keys, make_world
 
-
-@pytest.fixture(scope="module")
-def keys() -> Keys:
-    """The agent's key and Graph's signing key: RSA generation is slow, so once per module."""
-    return make_keys()
+__all__ = ["keys", "world"]  # keys: the fixture, defined beside the World it feeds
 
 
 @pytest.fixture
