@@ -5,7 +5,11 @@ report.py already draws from that run (own overhead p99 from the webhook latency
 zero-loss throughput and CPU per item from the throughput ladder, the median cold start to
 the first pushed event). Each goal is stated with both figures and their ratio:
 
-- own overhead p99 <= 3 x (crypto + loopback + commit + pipe);
+- own overhead p99 <= 3 x (crypto + loopback + commit + pipe), the four measured at the
+  latency run's pace (one notification's worth every 1/10 s, bench/floors.py `paced`): the p99
+  comes from messages that arrive alone, to a machine idle in between, where each of the four
+  costs several times its hot median. The hot sum and the ratio to it are shown beside;
+  a run without the paced floors is judged against the hot sum;
 - zero-loss throughput at batch 1 >= 50 % of the one-core crypto-bound rate (1 / crypto),
   which is CPU per item <= 2 x the crypto;
 - at batch 20 >= 80 % of it;
@@ -63,10 +67,16 @@ def figures(r: dict[str, Any], f: dict[str, Any]) -> dict[str, Any]:
     }
     parts = [out[k] for k in ("floor_crypto_us", "floor_loopback_us", "floor_commit_us", "floor_pipe_us")]
     out["floor_overhead_us"] = round(sum(parts), 1) if not any(math.isnan(p) for p in parts) else math.nan
+    for part in ("loopback", "crypto", "commit", "pipe", "sum"):
+        out[f"floor_paced_{part}_us"] = _get(fl, "paced", f"{part}_us")
+    out["floor_paced_period_s"] = _get(fl, "paced", "period_s")
+    paced = out["floor_paced_sum_us"]
+    out["floor_own_overhead_us"] = out["floor_overhead_us"] if math.isnan(paced) else paced
     crypto = out["floor_crypto_us"]
     out["floor_crypto_bound_items_per_s"] = round(1e6 / crypto) if crypto and not math.isnan(crypto) else math.nan
-    out["ratio_own_overhead_p99_vs_floor"] = _div(_num(f.get("own_overhead_p99_ms")) * 1000,
-                                                  out["floor_overhead_us"], 2)
+    own_us = _num(f.get("own_overhead_p99_ms")) * 1000
+    out["ratio_own_overhead_p99_vs_floor"] = _div(own_us, out["floor_own_overhead_us"], 2)
+    out["ratio_own_overhead_p99_vs_hot_floor"] = _div(own_us, out["floor_overhead_us"], 2)
     for batch in ("batch1", "batch20"):
         # The ladder's next step, which failed: the zero-loss rate lies between the two.
         out[f"throughput_{batch}_first_failing_items_per_s"] = _get(r, "throughput", batch, "first_failing_items_per_s")
@@ -118,12 +128,16 @@ def _judge(value: float, ok: bool) -> bool | None:
 def goals(f: dict[str, Any]) -> list[FloorGoal]:
     """The four goals of issue 16 against the floors of the same run; `f` holds `figures`' keys
     and report.py's (own overhead, throughput, cold start)."""
-    own_ms, floor_us = _num(f.get("own_overhead_p99_ms")), f["floor_overhead_us"]
+    own_ms, floor_us = _num(f.get("own_overhead_p99_ms")), f["floor_own_overhead_us"]
     ratio = f["ratio_own_overhead_p99_vs_floor"]
+    at_pace = not math.isnan(f["floor_paced_sum_us"])
+    hot = (f"; {_fmt(f['ratio_own_overhead_p99_vs_hot_floor'], 'x', 2)} the hot floor "
+           f"{_fmt(f['floor_overhead_us'] / 1000, ' ms')}") if at_pace else ""
     rows = [FloorGoal(
-        "own overhead p99 vs crypto + loopback + commit + pipe", f"<= {OVERHEAD_FACTOR:g}x",
+        "own overhead p99 vs crypto + loopback + commit + pipe" + (" at the run's pace" if at_pace else ""),
+        f"<= {OVERHEAD_FACTOR:g}x",
         f"{_fmt(own_ms, ' ms')} vs floor {_fmt(floor_us / 1000, ' ms')} "
-        f"(budget {_fmt(floor_us * OVERHEAD_FACTOR / 1000, ' ms')})",
+        f"(budget {_fmt(floor_us * OVERHEAD_FACTOR / 1000, ' ms')}){hot}",
         f"{_fmt(ratio, 'x', 2)}", _judge(ratio, ratio <= OVERHEAD_FACTOR))]
     bound = f["floor_crypto_bound_items_per_s"]
     for batch, share in (("batch1", BATCH1_SHARE), ("batch20", BATCH20_SHARE)):
@@ -172,6 +186,10 @@ def floor_lines(f: dict[str, Any]) -> list[str]:
         f"SQLite commit (WAL, NORMAL) {_fmt(f['floor_commit_us'], ' us', 1)}; "
         f"pipe write + JSON parse {_fmt(f['floor_pipe_us'], ' us', 1)}",
         f"sum (crypto + loopback + commit + pipe) {_fmt(f['floor_overhead_us'], ' us', 1)}",
+        f"the same four at the latency run's pace (one each {_fmt(f['floor_paced_period_s'], ' s')}): round trip "
+        f"{_fmt(f['floor_paced_loopback_us'], ' us', 1)}, crypto {_fmt(f['floor_paced_crypto_us'], ' us', 1)}, "
+        f"commit {_fmt(f['floor_paced_commit_us'], ' us', 1)}, pipe {_fmt(f['floor_paced_pipe_us'], ' us', 1)}; "
+        f"sum {_fmt(f['floor_paced_sum_us'], ' us', 1)}",
         f"import floor (fresh Python + aiohttp + mcp SDK) {_fmt(f['floor_import_s'], ' s')}; "
         f"bare interpreter {_fmt(f['floor_python_s'], ' s')}",
     ]
@@ -203,7 +221,10 @@ each call verifies one RS256 signature) on a genuine rich item (2048-bit key, a 
 about 1.2 KB), beside the same four operations on `cryptography` alone; one aiohttp round trip
 on 127.0.0.1 over a kept-alive connection (a 2 KB POST answered 202); one `BEGIN IMMEDIATE`,
 `INSERT`, `COMMIT` in the inbox's mode (WAL, synchronous NORMAL, agentseat/storage.py); one
-MCP-push-sized line written to a child's stdin and `json.loads`-ed there, one way; and a fresh
+MCP-push-sized line written to a child's stdin and `json.loads`-ed there, one way; the same
+four again, one of each every 1/10 s (the latency run's pace), for the own-overhead goal: its
+p99 comes from messages that each arrive to an idle machine, where every step runs cold and
+costs several times its hot median (the round trip about 10x on the VM below); and a fresh
 interpreter importing aiohttp and the mcp SDK's server side, best of a few. The crypto-bound
 rate is 1 / crypto: one core doing nothing else. The zero-loss rates come from a ladder that
 doubles, then bisects three times, so the true rate lies between the highest passing step and

@@ -201,6 +201,7 @@ async def run(p: Profile, root: Path) -> dict[str, Any]:
     out["cold_start"]["import_s"] = import_seconds(p.import_repeat)
     say("floors: crypto, loopback, commit, pipe, imports")  # issue 16: the goals are ratios to these
     out["floors"] = await floors.measure(root / "floors", samples=floors.SAMPLES[p.name],
+                                         paced_samples=floors.PACED_SAMPLES[p.name],
                                          import_repeat=max(p.import_repeat, 2))
     async with SandboxHost(root) as host:
         await host.seed(chats=20, mails=2)

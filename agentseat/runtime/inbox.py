@@ -27,6 +27,7 @@ import anyio
 import structlog
 
 from agentseat.errors import InboxError
+from agentseat.logging import debug_on
 from agentseat.storage import connect, create_private, immediate
 
 from .events import Event, Kind, Source, Trust, event_key
@@ -210,24 +211,37 @@ class Inbox(ReadState):
         Duplicates (within the batch or already stored) and the agent's own messages
         are skipped. All or nothing: on any error nothing of the batch is stored.
         """
+        return self.insert(events)[0]
+
+    def insert(self, events: Iterable[Event]) -> tuple[list[Event], list[str]]:
+        """`append`, also returning the keys it skipped as stored already (duplicates, not own messages).
+
+        The unique key decides, inside the one transaction: a caller need not ask `stored_keys`
+        first for events it would store anyway.
+        """
         batch = list(events)
         if not all(isinstance(e, Event) for e in batch):
             raise InboxError("append() takes Event objects only", hint="a bug in the caller; nothing was stored")
         stored: list[Event] = []
+        duplicates: list[str] = []
         with self._errors("append"), self._tx() as conn:
             for event in batch:
                 if event.sender_id.lower() in self._own or event.sender_upn.lower() in self._own:
-                    log.debug("own_event_dropped", key=event.key)
+                    if debug_on(__name__):
+                        log.debug("own_event_dropped", key=event.key)
                     continue
                 values = [getattr(event, name) for name in _FIELDS[1:]]
                 cur = conn.execute(_INSERT, values)  # OR IGNORE: a known key is a duplicate, not an error
                 if cur.rowcount == 1:
-                    stored.append(dataclasses.replace(event, seq=cur.lastrowid))
+                    stored.append(event.with_seq(cur.lastrowid))
+                else:
+                    duplicates.append(event.key)
         if stored:
-            log.debug("events_appended", count=len(stored), last_seq=stored[-1].seq)
+            if debug_on(__name__):
+                log.debug("events_appended", count=len(stored), last_seq=stored[-1].seq)
             if threading.get_ident() == self._loop_thread:
                 self._wake()
-        return stored
+        return stored, duplicates
 
     def stored_keys(self, keys: Iterable[str]) -> set[str]:
         """Which of `keys` are stored already (a re-read message need not be routed again)."""
@@ -386,7 +400,7 @@ class Inbox(ReadState):
         return orphans + events
 
     def _claimed_events(self, group: str, claimant: str, events: list[Event]) -> list[Event]:
-        if events:
+        if events and debug_on(__name__):
             log.debug("events_claimed", group=group, claimant=claimant, first=events[0].seq, last=events[-1].seq)
         return events
 

@@ -31,6 +31,7 @@ from pydantic import ValidationError
 
 from agentseat.channels.normalize import ChannelRef
 from agentseat.errors import InboxError
+from agentseat.logging import debug_on
 from agentseat.graph.models import ChangeNotificationCollection
 from agentseat.graph.subscription import KnownSubscription
 
@@ -314,10 +315,11 @@ class NotificationPipeline:
                 await anyio.sleep(0)
         await self._dispatch(plan, result, lifecycle_endpoint)
         # The one line per POST (a batch of up to 1,000 items), counts by outcome; never per item.
-        log.debug("notification_processed", endpoint=_endpoint(lifecycle_endpoint), received=result.received,
-                  accepted=result.accepted, stored=result.stored, fetches=result.fetches,
-                  lifecycle=result.lifecycle, ignored=result.ignored, fallbacks=result.fallbacks,
-                  dropped=dict(result.dropped))
+        if debug_on(__name__):
+            log.debug("notification_processed", endpoint=_endpoint(lifecycle_endpoint), received=result.received,
+                      accepted=result.accepted, stored=result.stored, fetches=result.fetches,
+                      lifecycle=result.lifecycle, ignored=result.ignored, fallbacks=result.fallbacks,
+                      dropped=dict(result.dropped))
         return result
 
     async def _work(self, items: list[Item]) -> Worked:

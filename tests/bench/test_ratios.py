@@ -53,6 +53,21 @@ def test_each_goal_passes_and_misses_at_its_bound() -> None:
     assert verdicts == {"own": "MISS", "batch 1": "MISS", "batch 20": "PASS", "cold": "MISS"}
 
 
+def test_own_overhead_is_judged_against_the_floors_at_the_runs_pace() -> None:
+    paced = {"loopback_us": 900.0, "crypto_us": 800.0, "commit_us": 200.0, "pipe_us": 100.0, "sum_us": 2000.0,
+             "period_s": 0.1}
+    r = {"floors": {**_floors(), "paced": paced}}
+    f, verdicts = _judged(r, _figures(own_overhead_p99_ms=5.5))
+    assert f["floor_own_overhead_us"] == 2000.0 and f["floor_overhead_us"] == 500.0
+    assert f["ratio_own_overhead_p99_vs_floor"] == 2.75  # 5,500 us / 2,000 us: within 3x
+    assert f["ratio_own_overhead_p99_vs_hot_floor"] == 11.0  # and shown against the hot sum too
+    assert verdicts["own"] == "PASS"
+    assert ratios.figures(r, _figures(own_overhead_p99_ms=6.5))["floor_goal_own_overhead_p99"] == "MISS"
+    own = ratios.goals(f)[0]
+    assert "at the run's pace" in own.what and "11x the hot floor 0.5 ms" in own.measured
+    assert any("at the latency run's pace" in line and "sum 2000 us" in line for line in ratios.floor_lines(f))
+
+
 def test_cold_start_budget_is_never_under_one_second() -> None:
     f, verdicts = _judged({"floors": _floors(import_s=0.4)}, _figures(cold_start_first_event_s=0.95))
     assert f["cold_start_budget_s"] == 1.0  # 1.5 x 0.4 s = 0.6 s, so the 1 s bound holds
@@ -85,12 +100,16 @@ def test_report_states_each_goal_with_both_figures() -> None:
 async def test_floors_are_measured_on_a_genuine_item(tmp_path: Path) -> None:
     """The crypto floor runs the runtime's decrypt and token check on a real item (they raise if it
     did not verify), and every floor comes back as a measured, positive figure."""
-    got = await floors.measure(tmp_path, samples=5, import_repeat=1)
+    got = await floors.measure(tmp_path, samples=5, paced_samples=3, import_repeat=1)
     for value in (got["crypto_us"], got["crypto"]["raw_us"], got["loopback"]["round_trip_us"],
                   got["commit"]["commit_us"], got["pipe"]["write_and_parse_us"], got["imports"]["import_s"]):
         assert value > 0
     assert got["commit"]["journal_mode"] == "wal"
     assert got["crypto"]["rsa_bits"] == 2048
+    paced = got["paced"]  # the same four, one of each per period
+    assert all(paced[f"{part}_us"] > 0 for part in ("loopback", "crypto", "commit", "pipe"))
+    assert paced["sum_us"] == round(sum(paced[f"{part}_us"] for part in ("loopback", "crypto", "commit", "pipe")), 1)
+    assert (paced["samples"], paced["period_s"]) == (3, floors.PACE_S)
     assert got["crypto_bound_items_per_s"] == round(1e6 / got["crypto_us"])
     for setup in ("one_thread", "two_threads", "two_processes"):  # every worker decrypted, in its own process too
         assert got["parallel_decrypt"][f"{setup}_per_s"] > 0 and got["parallel_decrypt"][f"{setup}_cores"] > 0

@@ -231,11 +231,11 @@ class CountingInbox(Inbox):
         self.appends = 0
         self.disk_full = False
 
-    def append(self, events: Any) -> list[Event]:
+    def insert(self, events: Any) -> tuple[list[Event], list[str]]:  # under append, and the intake's path
         if self.disk_full:
             raise InboxError("inbox append failed: the disk is full", hint="free space")
         self.appends += 1
-        return super().append(events)
+        return super().insert(events)
 
 
 @dataclass

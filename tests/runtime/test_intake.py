@@ -253,7 +253,7 @@ async def test_the_pipelines_worker_half_routes_as_admit_does(inbox: Inbox, tmp_
 
 
 class FullDisk(Inbox):
-    def append(self, events: Any) -> list[Event]:
+    def insert(self, events: Any) -> tuple[list[Event], list[str]]:
         raise InboxError("inbox append failed: the disk is full", hint="free space")
 
 
