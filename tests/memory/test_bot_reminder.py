@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from agentseat.sandbox.app import Sandbox
-from tests.runtime.test_runtime import upn
+from tests.runtime.test_runtime import upn, wait_for
 from tests.test_bot import HANDLER, bot_in_process, runs, wait_agent_messages
 from tests.tools._mcp import post_dm
 
@@ -37,6 +37,8 @@ async def test_a_reminder_runs_the_handler_and_the_answer_goes_to_its_chat(
         promise = runtime.promises.add(posted["chat_id"], "follow up with Ada", datetime.now(UTC) - timedelta(seconds=1))
         runtime.clock.wake()
         replies = await wait_agent_messages(sandbox, posted["chat_id"], 2)
+        # The sandbox holds the reply before Graph's answer reaches the client that records it.
+        await wait_for(lambda: len(runtime.record.query(chat_id=posted["chat_id"])) == 2)
         recorded = runtime.record.query(chat_id=posted["chat_id"])
     assert replies[1]["text"] == "echo: follow up with Ada"
     [run] = [r for r in runs(tmp_path) if r["phase"] == "start" and r["message_id"] == promise.id]
