@@ -156,9 +156,11 @@ class Settings(BaseSettings):
     eventhub_ownership_seconds: float = Field(
         default=60.0, ge=3.0, description="Ownership expiry: a silent owner's partitions are free after this.")
     # `auto` with a hub configured (runtime/transport_choice.py): while the hub does not answer, the
-    # webhook or poll fallback runs and the hub is probed again this often (one connection each).
+    # webhook or poll fallback runs and the hub is probed again this often (one connection each); on the
+    # hub, the same probes decide when polling runs beside it (a hub that stopped answering).
     eventhub_probe_seconds: float = Field(
-        default=300.0, ge=1.0, description="auto: how often an unreachable event hub is probed again.")
+        default=300.0, ge=1.0, description="auto: how often the event hub is probed (again while it does not "
+        "answer; while auto reads it, a probe that finds it down starts polling until one finds it back).")
 
     # Polling. Teams asks apps to poll for changes rarely (teams-api-overview,
     # "Polling requirements"); the poll mode reads one chat list per interval plus the chats

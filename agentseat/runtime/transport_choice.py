@@ -8,6 +8,12 @@ to do in `status` and the log, and probes again every `eventhub_probe_seconds` o
 clock; once the hub answers, the fallback stops and the hub takes over (the subscriptions move
 to it: the manager replaces those naming another URL).
 
+On the hub, it keeps probing on the same clock. A hub that stops answering (a laptop moved onto
+a network that blocks 5671, an Azure outage) keeps what Graph delivers for later, but nothing
+reaches the agent meanwhile; so while a probe finds it down, `outage` (polling) runs beside the
+hub, and stops once a probe finds it back. The subscriptions stay on the hub throughout, and the
+backlog the consumer then reads is stored once (the inbox's keys; the poll already stored most).
+
 It owns the decision, its reason and its record: `status` (in-process, `describe()["transport"]`)
 and `agentseat status` (the inbox's `transport` meta key) show it, and `doctor` words the same
 decision from its own checks (`doctor_check`). The runtime (app.py) supplies what to run.
@@ -23,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 import structlog
+from anyio.abc import TaskStatus
 
 from ..clock.scheduler import Now, Timer
 from ..eventhub.settings import eventhub_name, fully_qualified_namespace
@@ -126,8 +133,9 @@ class TransportChoice:
         self.choice: Choice | None = None
         self.probes = 0
 
-    async def run(self, *, fallback: Run, hub: Run) -> None:
-        """Until cancelled: `hub` once the hub answers; `fallback` until then (or for good, with no hub)."""
+    async def run(self, *, fallback: Run, hub: Run, outage: Run | None = None) -> None:
+        """Until cancelled: `hub` once the hub answers; `fallback` until then (or for good, with no hub);
+        `outage` beside the hub while probes find it down."""
         if not hub_configured(self._settings):
             await self._record(Choice(self.fallback, _NO_HUB))
             await fallback()
@@ -149,9 +157,53 @@ class TransportChoice:
                 self._clock.remove(timer)
             log.info("transport_switched", to="eventhub", fallback=self.fallback)
             self._note(f"the event hub answers now: switching from {self.fallback} to eventhub")
-        await hub()
+        if outage is None:
+            await hub()
+        else:
+            await self._on_hub(hub, outage)
 
-    async def _probe(self) -> Check | None:
+    async def _on_hub(self, hub: Run, outage: Run) -> None:
+        """`hub` until cancelled; beside it, `outage` from a probe that finds the hub down to one that finds it back."""
+        timer = HubProbe(self._settings.eventhub_probe_seconds, self._clock.now)
+        self._clock.add(timer)
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(self._until_returns, hub, tg.cancel_scope)
+                covering: anyio.CancelScope | None = None
+                while True:
+                    await timer.wait()
+                    failed = await self._probe(fallback="poll")
+                    if failed is not None:
+                        at = timer.next_at(self._clock.now())
+                        choice = Choice("eventhub", f"the event hub does not answer ({failed.detail}); polling "
+                                        "until it does", failed.fix,
+                                        next_probe=None if at is None else at.isoformat(timespec="seconds"))
+                        if covering is None:
+                            self._note(f"the event hub stopped answering ({failed.detail}): polling until it "
+                                       "answers again")
+                            log.warning("transport_outage", reason=failed.detail, fix=failed.fix)
+                            covering = await tg.start(self._cover, outage)
+                        await self._record(choice)
+                    elif covering is not None:
+                        covering.cancel()
+                        covering = None
+                        self._note("the event hub answers again: polling stopped")
+                        log.info("transport_outage_over")
+        finally:
+            self._clock.remove(timer)
+
+    @staticmethod
+    async def _until_returns(run: Run, scope: anyio.CancelScope) -> None:
+        await run()
+        scope.cancel()  # the hub's duty ended: so do the probes
+
+    @staticmethod
+    async def _cover(outage: Run, *, task_status: TaskStatus[anyio.CancelScope]) -> None:
+        with anyio.CancelScope() as scope:
+            task_status.started(scope)
+            await outage()
+
+    async def _probe(self, *, fallback: str | None = None) -> Check | None:
         """Probe the hub and record the choice if it answers; else the failed check (logged, with the fix)."""
         self.probes += 1
         check = await probe(self._settings, self._tokens)
@@ -159,9 +211,10 @@ class TransportChoice:
             await self._record(Choice("eventhub", f"the event hub answered: {check.detail}"))
             return None
         # A warning for each new reason; the same reason again, every few minutes, is only noted.
-        again = self.choice is not None and self.choice.reason.endswith(f"({check.detail})")
-        (log.info if again else log.warning)("eventhub_unreachable", fallback=self.fallback, reason=check.detail,
-                                             fix=check.fix, probe_again_seconds=self._settings.eventhub_probe_seconds)
+        again = self.choice is not None and f"({check.detail})" in self.choice.reason
+        (log.info if again else log.warning)("eventhub_unreachable", fallback=fallback or self.fallback,
+                                             reason=check.detail, fix=check.fix,
+                                             probe_again_seconds=self._settings.eventhub_probe_seconds)
         return check
 
     async def _record_fallback(self, timer: HubProbe, failed: Check) -> None:

@@ -182,3 +182,46 @@ async def test_auto_without_a_tunnel_polls_until_the_hub_answers(sandbox: Sandbo
         await wait_for(lambda: any(e.text == "pushed" for e in running.events), timeout=60)
         assert next(e for e in running.events if e.text == "pushed").source == "eventhub"
         tg.cancel_scope.cancel()
+
+
+async def test_auto_polls_while_the_hub_it_reads_stops_answering(sandbox: Sandbox, agent_env: dict[str, str],
+                                                                  hub: dict[str, Any]) -> None:
+    port, target = closed_port(), int(hub["endpoint"].rsplit(":", 1)[1])
+    env = {**auto_env(agent_env, hub, f"sb://127.0.0.1:{port}"), "AGENTSEAT_CHAT_POLL_SECONDS": "5"}
+    with capture_logs() as logs:
+        async with anyio.create_task_group() as tg:
+            path = anyio.CancelScope()  # the network path to the hub: cancelled, it drops every connection
+
+            async def reachable(*, task_status: anyio.abc.TaskStatus[None]) -> None:
+                with path:
+                    await forward(port, target, task_status=task_status)
+
+            await tg.start(reachable)
+            running = await start(tg, env)
+            runtime = running.runtime
+            await wait_for(lambda: runtime.status.source == "eventhub", timeout=60)
+            assert runtime.status.polling == []
+
+            path.cancel()  # the hub stops answering: the next probe finds it down and polling starts
+            await wait_for(lambda: runtime.status.source == "eventhub+poll", timeout=60)
+            assert runtime.status.polling == ["mail", "teams"]
+            chosen = runtime.describe()["transport"]
+            assert chosen["transport"] == "eventhub" and "polling until it does" in chosen["reason"]
+            assert chosen["fix"] and chosen["next_probe"]
+            assert any("the event hub stopped answering" in note for note in runtime.status.notes)
+            await dm(sandbox, "while the hub is unreachable")
+            await wait_for(lambda: any(e.text == "while the hub is unreachable" for e in running.events), timeout=60)
+            assert next(e for e in running.events if e.text == "while the hub is unreachable").source == "poll"
+
+            path = anyio.CancelScope()
+            await tg.start(reachable)  # back: the next probe stops the polling, and the hub delivers again
+            await wait_for(lambda: runtime.status.source == "eventhub", timeout=60)
+            assert runtime.status.polling == []
+            assert "answered" in runtime.describe()["transport"]["reason"]
+            await dm(sandbox, "through the hub again")
+            await wait_for(lambda: any(e.text == "through the hub again" for e in running.events), timeout=60)
+            assert next(e for e in running.events if e.text == "through the hub again").source == "eventhub"
+            assert [e.text for e in running.events].count("while the hub is unreachable") == 1
+            tg.cancel_scope.cancel()
+    assert [entry["event"] for entry in logs].count("transport_outage") == 1
+    assert any(entry["event"] == "transport_outage_over" for entry in logs)
