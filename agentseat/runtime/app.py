@@ -225,7 +225,7 @@ class Runtime:
                                              fallback="poll" if no_tunnel else "webhook", note=self._note)
             await self.transport.run(fallback=self._poll_all if no_tunnel else functools.partial(
                 self._webhooks, fallback=True), hub=functools.partial(self._webhooks, fallback=False, eventhub=True),
-                outage=self._poll_hub_outage)
+                outage=self._hub_outage)
         elif mode == "poll":
             await self._poll_all()
         else:
@@ -239,24 +239,6 @@ class Runtime:
         async with anyio.create_task_group() as tg:
             tg.start_soon(self.channels.run)
             await self.poller.run(set(ALL_KINDS))
-
-    async def _poll_hub_outage(self) -> None:
-        """auto, while the hub it reads does not answer: poll what the hub covers, until cancelled.
-
-        Only the machine managing the subscriptions polls (always this one with the local checkpoint
-        store): its resyncs skip what the others stored (eventhub/ledger.py), a follower's would not.
-        """
-        if self.hub is None or not self.hub.managing:
-            await anyio.sleep_forever()
-        before = self.status.source, self.status.polling
-        kinds = set(ALL_KINDS) - set(before[1])  # the manager already polls what Graph refused (runtime/hub.py)
-        self.status.source, self.status.polling = "eventhub+poll", sorted(ALL_KINDS)
-        try:
-            await self.poller.run(kinds)
-        finally:
-            self.status.source, self.status.polling = before
-            if "teams" in kinds:  # Teams is no longer polled: its policy warning is over (poll_policy.py)
-                self.facts.warn(POLICY_KEY, None)
 
     async def _sponsors_resolved(self) -> None:
         if self._sponsors_known is not None:
@@ -415,6 +397,10 @@ class Runtime:
                              maintain_channels=functools.partial(maintained, self.clock, self.channel_manager,
                                                                  "renewals.channels"))
         await self.hub.run()
+
+    async def _hub_outage(self) -> None:
+        """auto, while the hub it reads does not answer: the hub's duties poll (runtime/hub.py)."""
+        await (self.hub.poll_outage() if self.hub is not None else anyio.sleep_forever())
 
     async def _clock_serves(self, timer: Timer) -> None:
         """The clock serves `timer` until this task is cancelled (the hub's manager duty ends)."""

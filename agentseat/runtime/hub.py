@@ -7,7 +7,8 @@ partitions they own, and hand the lifecycle notifications they read to the holde
 (eventhub/forward.py), which relays them to its own lifecycle gate once per lease renewal.
 When the holder stops, another takes the lease and its duties. Every machine shares the keys
 it stores, and every resync skips what another stored (eventhub/ledger.py). runtime/app.py builds this
-with the parts it owns; this module owns only the order of the duties and the hand-over.
+with the parts it owns; this module owns only the order of the duties and the hand-over, and
+(for `auto`, runtime/transport_choice.py) the polling while the hub does not answer.
 """
 
 from __future__ import annotations
@@ -138,6 +139,24 @@ class HubDuties:
                 if ledger is not None:  # after its last flush (its task's end)
                     self._screen(None)
                     await ledger.aclose()
+
+    async def poll_outage(self) -> None:
+        """`auto` while the hub does not answer (runtime/transport_choice.py): poll what it covers, until cancelled.
+
+        Only the machine managing the subscriptions polls (always this one with the local checkpoint
+        store): its resyncs skip what the others stored (eventhub/ledger.py), a follower's would not.
+        """
+        if not self.managing:
+            await anyio.sleep_forever()
+        before = self.status.source, self.status.polling
+        kinds = set(self.kinds) - set(before[1])  # what Graph refused is polled already (`_manage`)
+        self.status.source, self.status.polling = "eventhub+poll", sorted(self.kinds)
+        try:
+            await self.poller.run(kinds)
+        finally:
+            self.status.source, self.status.polling = before
+            if "teams" in kinds:  # Teams is no longer polled: its policy warning is over (poll_policy.py)
+                self.facts.warn(POLICY_KEY, None)
 
     def _screen(self, screen: Callable[[list[Any]], Awaitable[list[Any]]] | None) -> None:
         """Resyncs of chats, mail and channels store what they read through `screen` (None: everything)."""
