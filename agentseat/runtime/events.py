@@ -217,6 +217,8 @@ class Event:
 
 
 _FIELDS = tuple(f.name for f in dataclasses.fields(Event))
+#: The events table's columns in `Event` order: the SELECT list `Event.from_row` reads.
+COLUMNS = ", ".join(_FIELDS)
 _TEXT_FIELDS = tuple(name for name in _FIELDS[1:] if name not in ("confirmed", "mentioned"))
 
 def attachments_json(items: list[dict[str, Any]]) -> str:

@@ -1,8 +1,8 @@
 """The durable inbox: a SQLite event log in the state dir.
 
 It owns the `Event` contract, deduplication by event key, the `seq` order,
-per-sink cursors, atomic claims for a shared push group, read state (the
-queries live in `readstate.py`), and wake-ups for sinks waiting on new events. It does not parse notifications, decide trust,
+per-sink cursors, atomic claims for a shared push group (the claim rules live in
+`inbox_claims.py`), read state (the queries live in `readstate.py`), and wake-ups for sinks waiting on new events. It does not parse notifications, decide trust,
 or deliver anything: producers hand it normalised Events, sinks read them.
 
 Sync methods are the core, each one short transaction; the `a*` wrappers run them
@@ -14,7 +14,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import os
-import socket
 import sqlite3
 import threading
 from collections.abc import Callable, Iterable, Iterator
@@ -30,11 +29,12 @@ from agentseat.errors import InboxError
 from agentseat.logging import debug_on
 from agentseat.storage import connect, create_private, immediate
 
-from .events import Event, Kind, Source, Trust, event_key
+from .events import COLUMNS, Event, Kind, Source, Trust, event_key
+from .inbox_claims import RELEASED, claim_in, claimant_alive
 from .inbox_schema import SCHEMA, SCHEMA_VERSION, upgrade
 from .readstate import Entry, ReadState
 
-__all__ = ["Entry", "Event", "Inbox", "Kind", "Source", "Trust", "event_key"]
+__all__ = ["Entry", "Event", "Inbox", "Kind", "Source", "Trust", "claimant_alive", "event_key"]
 
 log = structlog.get_logger(__name__)
 
@@ -47,28 +47,7 @@ _T = TypeVar("_T")
 
 
 _FIELDS = tuple(f.name for f in dataclasses.fields(Event))
-_COLUMNS = ", ".join(_FIELDS)
 _INSERT = f"INSERT OR IGNORE INTO events({', '.join(_FIELDS[1:])}) VALUES ({', '.join('?' * (len(_FIELDS) - 1))})"
-
-
-RELEASED = "released"
-
-
-def claimant_alive(claimant: str) -> bool:
-    """Whether a `host:pid[:...]` claimant still runs. The inbox is local to one
-    machine, so a claimant from this host whose pid is gone has died."""
-    host, _, rest = claimant.partition(":")
-    if claimant == RELEASED:
-        return False
-    if host != socket.gethostname():
-        return True  # cannot tell; never steal from a live process
-    try:
-        os.kill(int(rest.split(":")[0]), 0)
-    except ProcessLookupError:
-        return False
-    except (ValueError, PermissionError, OverflowError):
-        return True
-    return True
 
 
 def _kind_filter(kind: str | None) -> tuple[str, tuple[str, ...]]:  # served by the index (kind, seq)
@@ -257,7 +236,7 @@ class Inbox(ReadState):
         """Events with seq > since_seq, in seq order, at most `limit`, optionally of one kind."""
         _check_int("limit", limit, 1)
         where, args = _kind_filter(kind)
-        rows = self._query(f"SELECT {_COLUMNS} FROM events WHERE {where} seq > ? ORDER BY seq LIMIT ?",
+        rows = self._query(f"SELECT {COLUMNS} FROM events WHERE {where} seq > ? ORDER BY seq LIMIT ?",
                            (*args, since_seq, limit))
         return [Event.from_row(r) for r in rows]
 
@@ -271,7 +250,7 @@ class Inbox(ReadState):
         return self._query(f"SELECT count(*) FROM events WHERE {where} seq > 0", args)[0][0]
 
     def last_event(self) -> Event | None:
-        rows = self._query(f"SELECT {_COLUMNS} FROM events ORDER BY seq DESC LIMIT 1")
+        rows = self._query(f"SELECT {COLUMNS} FROM events ORDER BY seq DESC LIMIT 1")
         return Event.from_row(rows[0]) if rows else None
 
     # --- the interaction record's inbound half (agentseat/record/history.py) ---
@@ -291,7 +270,7 @@ class Inbox(ReadState):
         if since:
             where.append("created_at >= ?")
             args.append(since)
-        rows = self._query(f"SELECT {_COLUMNS} FROM events WHERE {' AND '.join(where)} "
+        rows = self._query(f"SELECT {COLUMNS} FROM events WHERE {' AND '.join(where)} "
                            "ORDER BY created_at DESC, seq DESC LIMIT ?", (*args, limit))
         return [Event.from_row(r) for r in rows]
 
@@ -378,34 +357,9 @@ class Inbox(ReadState):
 
     def _claim_in(self, conn: sqlite3.Connection, group: str, claimant: str, limit: int,
                   alive: Callable[[str], bool], ack: Iterable[int]) -> list[Event]:
-        """The claim inside an open write transaction: orphans taken over first, then new events."""
-        done = [(group, claimant, int(seq)) for seq in ack]
-        conn.executemany("UPDATE claims SET done = 1 WHERE grp = ? AND claimant = ? AND seq = ?", done)
-        rows = conn.execute("SELECT claimed_through FROM groups WHERE name = ?", (group,)).fetchall()
-        if not rows:
-            raise InboxError(f"unknown claim group {group!r}", hint="call ensure_group() before claim_next()")
-        now = _now()
-        holders = [r[0] for r in conn.execute(
-            "SELECT DISTINCT claimant FROM claims WHERE grp = ? AND done = 0 AND claimant != ?", (group, claimant))]
-        dead = [h for h in holders if not alive(h)]
-        orphans = [Event.from_row(r) for r in conn.execute(
-            f"SELECT {_COLUMNS} FROM events WHERE seq IN (SELECT seq FROM claims WHERE grp = ? AND done = 0 "
-            f"AND claimant IN ({', '.join('?' * len(dead))})) ORDER BY seq LIMIT ?",
-            (group, *dead, limit)).fetchall()] if dead else []
-        if orphans:
-            conn.executemany("UPDATE claims SET claimant = ?, claimed_at = ? WHERE grp = ? AND seq = ?",
-                             [(claimant, now, group, e.seq) for e in orphans])
-            log.info("claims_taken_over", group=group, claimant=claimant, count=len(orphans))
-        events = [Event.from_row(r) for r in conn.execute(
-            f"SELECT {_COLUMNS} FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
-            (rows[0][0], limit - len(orphans))).fetchall()] if len(orphans) < limit else []
-        if events:
-            # The primary key (grp, seq) makes a double claim fail loudly even if this logic were wrong.
-            conn.executemany("INSERT INTO claims(grp, seq, claimant, claimed_at) VALUES (?, ?, ?, ?)",
-                             [(group, e.seq, claimant, now) for e in events])
-            conn.execute("UPDATE groups SET claimed_through = ? WHERE name = ?", (events[-1].seq, group))
-        self._claimed[group] = events[-1].seq if events else rows[0][0]
-        return orphans + events
+        """The claim inside an open write transaction (inbox_claims.py); remembers the group's position."""
+        events, self._claimed[group] = claim_in(conn, group, claimant, limit, alive, ack)
+        return events
 
     def _claimed_events(self, group: str, claimant: str, events: list[Event]) -> list[Event]:
         if events and debug_on(__name__):

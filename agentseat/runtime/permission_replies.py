@@ -24,7 +24,7 @@ import anyio
 import structlog
 
 from ..errors import AgentSeatError
-from .inbox import claimant_alive
+from .inbox_claims import claimant_alive
 from .permissions import ATTEMPT, TTL_SECONDS, PermissionStore, Request, parse_reply
 
 if TYPE_CHECKING:

@@ -11,7 +11,6 @@ beyond the column and its index.
 
 from __future__ import annotations
 
-import dataclasses
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
@@ -24,12 +23,11 @@ import structlog
 
 from agentseat.errors import InboxError
 
-from .events import Event
+from .events import COLUMNS, Event
 
 log = structlog.get_logger(__name__)
 
 _T = TypeVar("_T")
-_COLUMNS = ", ".join(f.name for f in dataclasses.fields(Event))
 #: Seqs or ids per statement: well under SQLite's bound-variable limit on every build.
 _CHUNK = 500
 #: Served by the partial index events_unread (seq order, unread rows only).
@@ -94,7 +92,7 @@ class ReadState:
         _check_int("limit", limit, 1)
         _check_int("after_seq", after_seq, 0)
         where, args = _kind(kind)
-        rows = self._query(f"SELECT {_COLUMNS} FROM events WHERE {where} {_UNREAD} AND seq > ? ORDER BY seq LIMIT ?",
+        rows = self._query(f"SELECT {COLUMNS} FROM events WHERE {where} {_UNREAD} AND seq > ? ORDER BY seq LIMIT ?",
                            (*args, after_seq, limit))
         return [Event.from_row(r) for r in rows]
 
@@ -108,7 +106,7 @@ class ReadState:
         _check_int("after_seq", after_seq, 0)
         where, args = _kind(kind)
         with self._errors("take_unread"), self._tx() as conn:
-            rows = conn.execute(f"SELECT {_COLUMNS} FROM events WHERE {where} {_UNREAD} AND seq > ? "
+            rows = conn.execute(f"SELECT {COLUMNS} FROM events WHERE {where} {_UNREAD} AND seq > ? "
                                 "ORDER BY seq LIMIT ?", (*args, after_seq, limit)).fetchall()
             events = [Event.from_row(r) for r in rows]
             if events:
@@ -180,7 +178,7 @@ class ReadState:
         where = "kind = ? AND" if kind is not None else ""
         args = (kind,) if kind is not None else ()
         order = "DESC" if newest else ""
-        rows = self._query(f"SELECT {_COLUMNS}, read_at FROM events WHERE {where} seq > ? ORDER BY seq {order} "
+        rows = self._query(f"SELECT {COLUMNS}, read_at FROM events WHERE {where} seq > ? ORDER BY seq {order} "
                            "LIMIT ?", (*args, since_seq, limit))
         found = [Entry(Event.from_row(r), r["read_at"]) for r in rows]
         return found[::-1] if newest else found
