@@ -2,7 +2,8 @@
 
 It owns the `Event` contract, deduplication by event key, the `seq` order,
 per-sink cursors, atomic claims for a shared push group (the claim rules live in
-`inbox_claims.py`), read state (the queries live in `readstate.py`), and wake-ups for sinks waiting on new events. It does not parse notifications, decide trust,
+`inbox_claims.py`), read state (the queries live in `readstate.py`), and wake-ups
+for sinks waiting on new events. It does not parse notifications, decide trust,
 or deliver anything: producers hand it normalised Events, sinks read them.
 
 Sync methods are the core, each one short transaction; the `a*` wrappers run them

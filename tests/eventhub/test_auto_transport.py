@@ -76,6 +76,14 @@ async def forward(port: int, target: int, *, task_status: anyio.abc.TaskStatus[N
     await listener.serve(handle)
 
 
+def read_to_the_end(info: dict[str, Any], runtime: Runtime) -> bool:
+    """Every partition of the hub checkpointed by the runtime's consumer at its last event."""
+    assert runtime.hub is not None and runtime.hub.consumer is not None
+    seen = runtime.hub.consumer.status.partitions
+    return all(p["id"] in seen and seen[p["id"]].sequence_number == p["lastSequenceNumber"]
+               for p in info["hubs"][0]["partitions"] if p["lastSequenceNumber"] >= 0)
+
+
 async def test_auto_reads_a_configured_hub_that_answers(sandbox: Sandbox, agent_env: dict[str, str],
                                                         hub: dict[str, Any], capsys: pytest.CaptureFixture[str]) -> None:
     env = auto_env(agent_env, hub, hub["endpoint"])
@@ -221,6 +229,11 @@ async def test_auto_polls_while_the_hub_it_reads_stops_answering(sandbox: Sandbo
             await dm(sandbox, "through the hub again")
             await wait_for(lambda: any(e.text == "through the hub again" for e in running.events), timeout=60)
             assert next(e for e in running.events if e.text == "through the hub again").source == "eventhub"
+            # The hub kept the outage DM's notification; once the consumer has read every partition to its
+            # end, that notification has met the polled copy, and the DM is still there once.
+            with anyio.fail_after(60):
+                while not read_to_the_end(await control(sandbox, "GET", "/_sandbox/eventhubs"), runtime):
+                    await anyio.sleep(0.2)
             assert [e.text for e in running.events].count("while the hub is unreachable") == 1
             tg.cancel_scope.cancel()
     assert [entry["event"] for entry in logs].count("transport_outage") == 1
