@@ -121,6 +121,12 @@ class Settings(BaseSettings):
     webhook_host: str = "127.0.0.1"
     webhook_port: int = Field(default=0, ge=0, le=65535, description="0 picks a free port.")
     webhook_max_body: int = Field(default=1_048_576, ge=1024)
+    intake_processes: int = Field(
+        default=1, ge=1, le=16, description="Processes that take Graph's POSTs, the runtime included: above 1, "
+        "intake processes accept on the webhook's socket and verify, decrypt and store with their own GIL "
+        "(agentseat/intake_workers). Pays at high rates of small POSTs on a machine with cores to spare; "
+        "each costs its own memory."
+    )
     notification_audience: str = Field(
         default="", description="Expected `aud` of validation tokens; defaults to agent_id. The docs do not say "
         "which one Graph uses: tokens for the Blueprint or none at all make the runtime read the message from "

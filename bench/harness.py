@@ -212,6 +212,17 @@ class SandboxHost:
         return env
 
 
+def children(pid: int) -> list[int]:
+    """The live child processes of `pid` (Linux /proc; none elsewhere)."""
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*/children"):
+        try:
+            found += [int(p) for p in task.read_text().split()]
+        except OSError:
+            continue  # the thread ended meanwhile
+    return found
+
+
 def settings_from_env(env: dict[str, str]) -> Any:
     from agentseat.config import Settings
 
@@ -251,8 +262,9 @@ class Served:
 
     @property
     def pids(self) -> list[int]:
-        """The process(es) taking the items (bench/throughput.py's `Consumer`)."""
-        return [self.pid] if self.pid else []
+        """The process(es) taking the items (bench/throughput.py's `Consumer`): `serve` and the
+        intake processes it started (AGENTSEAT_INTAKE_PROCESSES), whose CPU is the item's too."""
+        return [self.pid, *children(self.pid)] if self.pid else []
 
     def on_push(self, push: Push) -> None:
         self.pushes.append(push)

@@ -101,6 +101,17 @@ class AccessPolicy:
     def close(self) -> None:
         self.store.close()
 
+    def snapshot(self) -> dict[str, Any]:
+        """What `decide` reads, for an intake process's copy of the gate (agentseat/intake_workers)."""
+        return {"extra": sorted(self._extra), "aliases": {k: sorted(v) for k, v in sorted(self._aliases.items())},
+                "approved": sorted(self._approved)}
+
+    def adopt(self, snapshot: dict[str, Any]) -> None:
+        """Decide as the policy that took `snapshot` does (its `--allow`, resolved names and approvals)."""
+        self._extra = set(snapshot["extra"])
+        self._aliases = {k: set(v) for k, v in snapshot["aliases"].items()}
+        self._approved = set(snapshot["approved"])
+
     # --- the Gate ---------------------------------------------------------------------------------
     def allows(self, event: Event) -> bool:
         """A sponsor, or someone allowed by the settings, a sponsor's approval or `--allow`."""

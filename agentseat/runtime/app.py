@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import functools
 import os
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -35,14 +34,15 @@ from ..audit.observe import observer as audit_observer
 from ..channels.normalize import ChannelRef
 from ..channels.poller import ChannelPoller
 from ..clock import Clock
-from ..clock.scheduler import Timer, scheduled
+from ..clock.scheduler import Timer
 from ..clock.timers import Reconcile, maintained
 from ..config import Settings
-from ..errors import AgentSeatError, ConfigError, TunnelError
+from ..errors import ConfigError, TunnelError
 from ..graph.client import GraphClient, ssl_context
 from ..graph.replication import ReplicationGrace
 from ..identity.keys import KeyStore
 from ..identity.tokens import TokenProvider
+from ..intake_workers import IntakeWorkers, Lent
 from ..promises import Promises
 from ..record import Record
 from ..record.observe import observer as record_observer
@@ -55,11 +55,11 @@ from ..subscriptions.readiness import Readiness
 from ..tunnel import LoopbackTunnel, make_tunnel
 from ..tunnel.base import Tunnel
 from .delivery_watch import DeliveryWatch
+from .describe import describe
 from .events import event_key
 from .fetchq import FetchQueue
 from .hub import HubDuties
 from .inbox import Inbox
-from .inbox_view import unread_status
 from .intake import Intake
 from .lock import OwnerLock
 from .normalize import TrustPolicy
@@ -140,6 +140,7 @@ class Runtime:
         self.manager: SubscriptionManager | None = None
         self.channel_manager: ChannelSubscriptionManager | None = None
         self.webhook: WebhookServer | None = None  # the owner's, while webhooks run
+        self.intake_workers: IntakeWorkers | None = None  # AGENTSEAT_INTAKE_PROCESSES > 1, while webhooks run
         self.hub: HubDuties | None = None  # the owner's, in eventhub mode (its consumer: `self.hub.consumer`)
         self.transport: TransportChoice | None = None  # the owner's, in auto mode: what it chose and why
         self.fetches: dict[str, FetchQueue] = {}  # per-kind reads notifications ask for, while webhooks run
@@ -244,6 +245,10 @@ class Runtime:
         if self._sponsors_known is not None:
             await self._sponsors_known.wait()
 
+    async def _after_sponsors(self, duty: Callable[[], Awaitable[None]]) -> None:
+        await self._sponsors_resolved()
+        await duty()
+
     async def sponsors_known(self) -> None:
         """Wait until the sponsors are resolved (or could not be): whom to ask depends on it."""
         await self._sponsors_resolved()
@@ -313,8 +318,14 @@ class Runtime:
         try:
             async with anyio.create_task_group() as tg:
                 if tunnel is not None:
-                    self.webhook = WebhookServer(settings, pipeline)
-                    port = await tg.start(self.webhook.run)
+                    workers = self.intake_workers = None if settings.intake_processes < 2 else IntakeWorkers(Lent(
+                        settings, ring, self.policy, self.access, route.known, pipeline, self.inbox, self.intake,
+                        self.delivery, route.offer, on_mail_fetch, on_chat_fetch, on_channel_fetch,
+                        self._resync_soon, self.facts), settings.intake_processes - 1)
+                    self.webhook = WebhookServer(settings, pipeline, **({"health": workers.health} if workers else {}))
+                    port = await tg.start(functools.partial(self.webhook.run, share=workers is not None))
+                    if workers is not None:  # once trust is decided as here: they judge senders too
+                        tg.start_soon(self._after_sponsors, functools.partial(workers.run, self.webhook))
                 tg.start_soon(mail_fetches.run)
                 tg.start_soon(chat_fetches.run)
                 tg.start_soon(manager.lifecycle.run)  # checked and coalesced (subscriptions/lifecycle.py)
@@ -451,43 +462,5 @@ class Runtime:
         self.status.notes = [*self.status.notes[-9:], text]
 
     def describe(self) -> dict[str, Any]:
-        """What `status` shows: mode, subscriptions, last event, counts, unread events."""
-        last = self.inbox.last_event()
-        unread = unread_status(self.inbox.unread_summary())
-        if unread["unread"]:  # what the model should do about them, where it reads the count
-            unread["next"] = "read_events returns them (and marks them read); mark_read marks handled ones"
-        return {
-            "role": self.status.role,
-            "mode": self.status.mode,
-            "transport": self.transport.describe() if self.transport else None,  # auto: what it chose and why
-            "source": self.status.source,
-            "public_url": self.status.public_url,
-            "polling": self.status.polling,
-            "subscriptions": {**(self.manager.status() if self.manager else {}),
-                              **(self.channel_manager.status() if self.channel_manager else {})},
-            # Event Hubs mode: the partitions this process owns, their last checkpoints, counts.
-            "eventhub": self.hub.consumer.describe() if self.hub and self.hub.consumer else None,
-            "events": {"total": self.inbox.count(), "teams": self.inbox.count("teams"), "mail": self.inbox.count("mail")},
-            "last_event": None if last is None else {"kind": last.kind, "at": last.received_at, "seq": last.seq},
-            "unread": unread,
-            # Messages dropped because Graph did not confirm them (a forged claim) are counted here.
-            "intake": dict(self.intake.counters),
-            "access": self.access.summary(),  # the inbound policy, pending codes, held messages
-            # Lifecycle events received, dropped (forged, coalesced, rate-limited) and acted on.
-            "lifecycle": self.manager.counters.snapshot() if self.manager else {},
-            "poller": vars(self.poller.counters),
-            "channel_poller": {"rounds": self.channels.rounds, "events": self.channels.events,
-                               "errors": self.channels.errors},
-            "notifications": self.token_fallbacks.snapshot(),  # validation tokens: verified, fallbacks, capped
-            # Messages reconciles found that no notification delivered (a silent webhook failure).
-            "missed_notifications": self.delivery.missed_notifications,
-            "delivery": self.delivery.snapshot(),
-            "token_refreshes": self.tokens.refreshes,
-            "notes": self.status.notes,
-            # What the tenant was seen to do (token audience, lifetimes, $orderby, ...) and warnings.
-            "tenant": self.facts.snapshot(),
-            # What the clock will raise next (issue 15); wakeups: times the owner's clock woke.
-            "scheduled": scheduled(self.promises, extra=self.clock.timer_times()) | (
-                {"clock_wakeups": self.clock.wakeups} if self.status.role == "owner" else {}),
-        }
-
+        """What `status` shows: mode, subscriptions, last event, counts, unread events (runtime/describe.py)."""
+        return describe(self)

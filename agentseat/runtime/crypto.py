@@ -215,6 +215,16 @@ class KeyRing:
     def __len__(self) -> int:
         return len({id(key) for key in (*self._by_id.values(), *self._by_thumbprint.values())})
 
+    def entries(self) -> list[tuple[RSAPrivateKey, list[str], list[str]]]:
+        """Each key once, with the certificate ids and thumbprints it is found by (an intake
+        process gets its ring this way: agentseat/intake_workers/wire.py)."""
+        keys: dict[int, tuple[RSAPrivateKey, list[str], list[str]]] = {}
+        for certificate_id, key in self._by_id.items():
+            keys.setdefault(id(key), (key, [], []))[1].append(certificate_id)
+        for thumbprint, key in self._by_thumbprint.items():
+            keys.setdefault(id(key), (key, [], []))[2].append(thumbprint)
+        return list(keys.values())
+
     def find(self, certificate_id: str | None, thumbprint: str | None) -> RSAPrivateKey | None:
         """The key for a notification's `encryptionCertificateId` / `encryptionCertificateThumbprint`.
 

@@ -114,6 +114,14 @@ class DeliveryWatch:
             if self._missed:  # only then can a warning be up; otherwise no write per notification
                 self._evaluate()
 
+    def notified_at(self, kind: str, key: str, created_at: str | None) -> None:
+        """`notified`, with Graph's creation time as the event carries it (an intake process's note)."""
+        try:
+            created = parse_graph_time(created_at) if created_at else None
+        except ValueError:
+            created = None
+        self.notified(kind, key, created)
+
     def observing(self, store: BatchStore) -> BatchStore:
         """`store` for the notification pipeline, noting every event a notification carried."""
         return _Observed(self, store)

@@ -227,6 +227,11 @@ class Intake:
         confirmed = [e for e in events if e.confirmed]
         return written.stored + (await self.admit(confirmed) if confirmed else [])
 
+    def note_pending(self, added: int) -> None:
+        """Another process (an intake process, agentseat/intake_workers) kept `added` pending rows in
+        `intake.db`: count them and wake `run` to confirm them."""
+        self._queued([], [], added)
+
     async def release(self, events: Iterable[Event]) -> list[Event]:
         """Append events the access policy held and now releases, in order."""
         stored = await self._append(list(events))

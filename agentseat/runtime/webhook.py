@@ -17,10 +17,12 @@ from __future__ import annotations
 
 import logging
 import re
+import socket
 import traceback
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import unquote_plus
 
 import aiohttp
@@ -29,14 +31,14 @@ import structlog
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
-from .pipeline import NotificationPipeline, ProcessResult
+from .pipeline import ProcessResult
 
 if TYPE_CHECKING:
     from anyio.abc import TaskStatus
 
     from agentseat.config import Settings
 
-__all__ = ["MAX_VALIDATION_TOKEN_CHARS", "WebhookServer", "WebhookStats", "validation_token"]
+__all__ = ["MAX_VALIDATION_TOKEN_CHARS", "Processor", "WebhookServer", "WebhookStats", "bind", "validation_token"]
 
 log = structlog.get_logger(__name__)
 
@@ -60,6 +62,18 @@ _SHUTDOWN_GRACE = 5.0
 # descriptors) until Graph's deliveries could no longer connect. Above the idle time
 # of common HTTP clients (aiohttp's 15 s), so a reused connection is rarely closed under one.
 _IDLE_TIMEOUT = 30.0
+
+
+class Processor(Protocol):
+    """What handles the bodies: the `NotificationPipeline`, or an intake process's forwarding wrapper."""
+
+    async def process(self, body: bytes, *, lifecycle_endpoint: bool) -> ProcessResult: ...
+
+    def reject(self, reason: str, *, lifecycle_endpoint: bool = False) -> ProcessResult: ...
+
+
+#: The body of GET /health: this process's counts, or every intake process's together.
+Health = Callable[["WebhookStats"], Awaitable[dict[str, Any]]]
 
 
 class HandshakeError(ValueError):
@@ -149,8 +163,9 @@ class _ServerLog(logging.LoggerAdapter):  # type: ignore[type-arg]
         super().exception(msg, *args, exc_info=exc_info, **kwargs)
 
 
-_PIPELINE = web.AppKey("pipeline", NotificationPipeline)
+_PIPELINE = web.AppKey("pipeline", Processor)
 _STATS = web.AppKey("stats", WebhookStats)
+_HEALTH = web.AppKey("health", Health)
 _MAX_BODY = web.AppKey("max_body", int)
 _SLOTS = web.AppKey("slots", anyio.Semaphore)
 
@@ -249,10 +264,32 @@ async def _lifecycle(request: web.Request) -> web.Response:
     return await _receive(request, lifecycle_endpoint=True)
 
 
+async def own_health(stats: WebhookStats) -> dict[str, Any]:
+    return {"ok": not stats.failing, "counts": stats.public()}
+
+
 async def _health(request: web.Request) -> web.Response:
-    stats = request.app[_STATS]
-    body: dict[str, Any] = {"ok": not stats.failing, "counts": stats.public()}
+    body = await request.app[_HEALTH](request.app[_STATS])
     return web.json_response(body, headers={"Cache-Control": "no-store"})
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A listening socket that intake processes can inherit and accept on beside this one.
+
+    One socket shared (not SO_REUSEPORT): every platform's kernel hands each connection to one
+    accepting process, and a busy process accepts less, so the load balances itself."""
+    family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
+                                                         flags=socket.AI_PASSIVE)[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(1024)
+        sock.setblocking(False)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
 
 
 class WebhookServer:
@@ -263,11 +300,14 @@ class WebhookServer:
     cancelled; shutdown gives in-flight POSTs a few seconds to commit.
     """
 
-    def __init__(self, settings: Settings, pipeline: NotificationPipeline) -> None:
+    def __init__(self, settings: Settings, pipeline: Processor, *, health: Health = own_health) -> None:
         self._settings = settings
         self._pipeline = pipeline
+        self._health = health
         self.stats = WebhookStats()
         self.port: int | None = None
+        #: The listening socket when `run` was asked to share it (intake processes accept on it too).
+        self.socket: socket.socket | None = None
 
     def build_app(self) -> web.Application:
         # client_max_size only guards request.read()/post(), which no handler calls;
@@ -277,20 +317,26 @@ class WebhookServer:
         app[_STATS] = self.stats
         app[_MAX_BODY] = self._settings.webhook_max_body
         app[_SLOTS] = anyio.Semaphore(MAX_POSTS_IN_PROCESS)
+        app[_HEALTH] = self._health
         app.router.add_post("/notifications", _notifications)
         app.router.add_post("/lifecycle", _lifecycle)
         app.router.add_get("/health", _health)
         return app
 
-    async def run(self, *, task_status: TaskStatus[int] = anyio.TASK_STATUS_IGNORED) -> None:
-        """Serve until cancelled."""
+    async def run(self, *, sock: socket.socket | None = None, share: bool = False,
+                  task_status: TaskStatus[int] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Serve until cancelled: on `sock` (an intake process's inherited one), on a socket of its
+        own that `self.socket` shares (`share`), or on the host and port of the settings."""
         # access_log=None: an access line would record the handshake token in the URL.
         runner = web.AppRunner(self.build_app(), access_log=None, handle_signals=False,
                                shutdown_timeout=_SHUTDOWN_GRACE, keepalive_timeout=_IDLE_TIMEOUT,
                                logger=_ServerLog(lambda: self.stats.add(self._pipeline.reject("bad_http"))))
         await runner.setup()
         try:
-            site = web.TCPSite(runner, self._settings.webhook_host, self._settings.webhook_port)
+            if sock is None and share:
+                sock = self.socket = bind(self._settings.webhook_host, self._settings.webhook_port)
+            site: web.BaseSite = (web.SockSite(runner, sock) if sock is not None else
+                                  web.TCPSite(runner, self._settings.webhook_host, self._settings.webhook_port))
             await site.start()
             self.port = int(runner.addresses[0][1])
             log.info("webhook_listening", host=self._settings.webhook_host, port=self.port)
