@@ -10,7 +10,7 @@
     python -m bench documents [--quick]   # docx and pdf read throughput alone
     python -m bench promises [--seconds S]   # the clock's idle cost with 1,000 pending promises
     python -m bench eventhub [--quick]   # Event Hubs beside webhook: latency, throughput, idle (AMQP too)
-    python -m bench floors           # this machine's floors alone (crypto, loopback, commit, pipe, imports)
+    python -m bench floors           # this machine's floors alone, measured once (crypto, loopback, commit, pipe, imports)
     python -m bench hotpath [--batch B]   # cProfile of the webhook-to-push path, in-process (bench/hotpath.py)
 
 stdout: the table, then the last line, a JSON object with every figure (for
@@ -96,7 +96,8 @@ def main(argv: list[str] | None = None) -> int:
         args.json.write_text(json.dumps(results, indent=1))
     print(json.dumps({"profile": results["profile"], "machine": results["machine"], **results["figures"],
                       "details": {k: results.get(k) for k in ("latency", "throughput", "idle", "cold_start", "rss",
-                                                               "hotpath", "pyspy", "floors", "gates", "clock")}},
+                                                               "hotpath", "pyspy", "floors", "floors_start",
+                                                               "floors_end", "gates", "clock")}},
                      separators=(",", ":")))
     return 0
 

@@ -24,8 +24,9 @@ What one notification cannot cost less than, whatever the runtime does:
   (what `serve` needs of them), best of a few; and a bare interpreter for comparison.
 
 Every figure is the median of its samples, in microseconds (import: seconds). The
-crypto-bound rate is 1 / crypto: one core doing nothing but the crypto. `python -m bench
-floors` prints them alone.
+crypto-bound rate is 1 / crypto: one core doing nothing but the crypto. A benchmark run
+measures them at its start and again at its end (bench/run.py) and is judged against the mean
+of the two (bench/ratios.py); `python -m bench floors` measures them once and prints them alone.
 """
 
 from __future__ import annotations
