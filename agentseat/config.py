@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from functools import cached_property
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Literal, get_args
 from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
@@ -32,6 +32,7 @@ Mode = Literal["auto", "webhook", "poll", "eventhub"]
 AzurePrincipal = Literal["agent_user", "agent_identity"]
 InboundPolicy = Literal["sponsors", "allowlist", "pairing", "tenant"]
 TunnelKind = Literal["ngrok", "static", "loopback", "none"]
+EventHubTransport = Literal["amqp", "websocket"]
 
 
 def default_state_dir() -> Path:
@@ -140,7 +141,7 @@ class Settings(BaseSettings):
     renew_fraction: float = Field(default=0.5, gt=0, lt=1, description="Renew when this much lifetime is left.")
 
     # Event Hubs delivery (agentseat/eventhub; change-notifications-delivery-event-hubs): Graph sends
-    # notifications to a hub the runtime reads outward over AMQP/TLS, with no public endpoint.
+    # notifications to a hub the runtime reads outward over AMQP (TLS or WebSockets), with no public endpoint.
     eventhub_namespace: str = Field(
         default="", description="Event Hubs namespace: `<name>.servicebus.windows.net` (or just `<name>`).")
     eventhub_name: str = Field(default="", description="The event hub Graph delivers to.")
@@ -150,6 +151,11 @@ class Settings(BaseSettings):
     eventhub_endpoint: str = Field(
         default="", description="Custom endpoint `sb://host:port` (private endpoints, the sandbox's emulator).")
     eventhub_ca_bundle: Path | None = Field(default=None, description="CA bundle (PEM) for that endpoint's TLS.")
+    # Event Hubs takes AMQP over TLS on 5671 and AMQP over WebSockets on 443 ("AMQP 1.0 in Azure Service
+    # Bus and Event Hubs protocol guide"); firewalls that let only HTTPS out block the first.
+    eventhub_transport: EventHubTransport = Field(
+        default="amqp", description="`amqp` (AMQP over TLS, outbound TCP 5671) or `websocket` (AMQP over "
+        "WebSockets, outbound TCP 443, for networks that block 5671). A custom endpoint's own port is used either way.")
     checkpoint_store: str = Field(
         default="local", description="`local` (checkpoints in the inbox database, one machine) or a Blob "
         "container URL `https://<account>.blob.core.windows.net/<container>[?SAS]` (several machines).")
@@ -233,6 +239,18 @@ class Settings(BaseSettings):
         except (ZoneInfoNotFoundError, ValueError):
             raise ValueError(f"{value!r} is not an IANA time zone (for example Europe/Berlin)") from None
         return value
+
+    @field_validator("eventhub_transport", mode="before")
+    @classmethod
+    def _known_transport(cls, value: object) -> object:
+        # A ConfigError, as the other event hub settings raise (eventhub/settings.py), so a typo reads as one
+        # line with its fix rather than pydantic's literal_error.
+        name = value.strip().lower() if isinstance(value, str) else value
+        if name not in get_args(EventHubTransport):
+            raise ConfigError(f"AGENTSEAT_EVENTHUB_TRANSPORT must be `amqp` or `websocket`, not {str(value)[:40]!r}",
+                              hint="use `amqp` (AMQP over TLS, port 5671, the default) or `websocket` (AMQP over "
+                              "WebSockets, port 443) where a firewall blocks 5671")
+        return name
 
     @field_validator("sponsors", "allow", "file_deny_sites", mode="before")
     @classmethod

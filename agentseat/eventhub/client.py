@@ -1,9 +1,10 @@
 """Builds the azure-eventhub consumer client and the checkpoint store from settings.
 
 It owns the connection choices the SDK needs spelled out: the custom endpoint address
-(the SDK ignores a port in the namespace and dials 5671), the AMQP transport over TLS, the
-CA bundle for a private endpoint, SAS or the agent's credential, and the load-balancing
-intervals. It does not read events (consumer.py does).
+(the SDK ignores a port in the namespace and dials 5671, or 443 over WebSockets), the
+transport (AMQP over TLS, or AMQP over WebSockets where 5671 is blocked), the CA bundle for
+a private endpoint, SAS or the agent's credential, and the load-balancing intervals. It
+does not read events (consumer.py does).
 """
 
 from __future__ import annotations
@@ -22,7 +23,15 @@ if TYPE_CHECKING:
 
     from ..config import Settings
 
-__all__ = ["checkpoint_store", "consumer_client", "ledger_container", "store_kind"]
+__all__ = ["checkpoint_store", "client_options", "consumer_client", "ledger_container", "store_kind",
+           "transport_port"]
+
+#: AGENTSEAT_EVENTHUB_TRANSPORT: the SDK's transport, and the port Azure serves it on ("AMQP 1.0 in
+#: Azure Service Bus and Event Hubs protocol guide": AMQP over TLS on 5671, over WebSockets on 443).
+_TRANSPORTS: dict[str, tuple[TransportType, int]] = {
+    "amqp": (TransportType.Amqp, 5671),
+    "websocket": (TransportType.AmqpOverWebsocket, 443),
+}
 
 
 def store_kind(settings: Settings) -> str:
@@ -62,11 +71,18 @@ def ledger_container(settings: Settings, credential: AsyncTokenCredential | None
     return ContainerClient(blob.account_url, blob.container, credential=credential, **options)
 
 
+def transport_port(settings: Settings) -> int:
+    """The outbound TCP port the chosen transport needs to Azure: 5671, or 443 over WebSockets."""
+    return _TRANSPORTS[settings.eventhub_transport][1]
+
+
 def client_options(settings: Settings) -> dict[str, Any]:
     """Keyword arguments both client constructors take."""
     options: dict[str, Any] = {
-        # The SDK's default transport may be WebSocket here; AMQP over TLS on 5671 (or the endpoint's port).
-        "transport_type": TransportType.Amqp,
+        # Always named: with a custom endpoint the SDK's default is WebSocket, without one AMQP over TLS.
+        # Over WebSockets the SDK dials wss://<endpoint host>:<its port, else 443>/$servicebus/websocket
+        # (azure-eventhub _configuration.py, _pyamqp/aio/_connection_async.py); over TLS, its port, else 5671.
+        "transport_type": _TRANSPORTS[settings.eventhub_transport][0],
         "load_balancing_interval": settings.eventhub_balance_seconds,
         "partition_ownership_expiration_interval": settings.eventhub_ownership_seconds,
     }

@@ -19,7 +19,7 @@ from ..config import GRAPH_CHANGE_TRACKING_APP_ID, Settings
 from ..errors import AgentSeatError
 from ..identity.doctor import Check, credential_for
 from ..identity.tokens import TokenProvider
-from .client import checkpoint_store, consumer_client, store_kind
+from .client import checkpoint_store, consumer_client, store_kind, transport_port
 from .credential import EVENTHUBS_SCOPE, STORAGE_SCOPE, AgentCredential
 from .settings import BlobStore, blob_store, eventhub_name, fully_qualified_namespace
 
@@ -71,6 +71,14 @@ def _account_name(blob: BlobStore) -> str:
     return host.split(".")[0] if host.endswith(".blob.core.windows.net") else "<account>"
 
 
+def _network_hint(settings: Settings) -> str:
+    """Which port to open; over TLS, also the WebSocket transport that needs only 443."""
+    if settings.eventhub_transport == "websocket":
+        return f"allow outbound TCP {transport_port(settings)} (AMQP over WebSockets) to the namespace"
+    return (f"allow outbound TCP {transport_port(settings)} (AMQP over TLS) to the namespace, or set "
+            "AGENTSEAT_EVENTHUB_TRANSPORT=websocket (AMQP over WebSockets, port 443)")
+
+
 def _grant_hint(settings: Settings) -> str:
     return "grant the role, then run doctor again: " + az_commands(settings)[0]
 
@@ -82,6 +90,7 @@ async def eventhub_checks(settings: Settings, tokens: TokenProvider | None = Non
     namespace, hub = fully_qualified_namespace(settings), eventhub_name(settings)
     via = "SAS connection string" if settings.eventhub_connection_string else f"the agent ({settings.azure_principal})"
     where = f" via {settings.eventhub_endpoint}" if settings.eventhub_endpoint else ""
+    where += " over WebSockets" if settings.eventhub_transport == "websocket" else ""
     checks = [Check("event hub settings", "ok" if namespace and hub else "fail",
                     f"{namespace or '?'}/{hub or '?'}, consumer group {settings.eventhub_consumer_group}, "
                     f"as {via}{where}, checkpoints {store_kind(settings)}",
@@ -128,18 +137,38 @@ async def _hub_check(settings: Settings, credential: AgentCredential | None, *,
                 props: dict[str, Any] = await client.get_eventhub_properties()
     except TimeoutError:
         return Check("event hub", "fail", f"no answer from {fully_qualified_namespace(settings)} within "
-                     f"{timeout:g} s", "allow outbound TCP 5671 (AMQP over TLS) to the namespace, or check "
-                     "AGENTSEAT_EVENTHUB_ENDPOINT and AGENTSEAT_EVENTHUB_CA_BUNDLE")
+                     f"{timeout:g} s", f"{_network_hint(settings)}; or check AGENTSEAT_EVENTHUB_ENDPOINT and "
+                     "AGENTSEAT_EVENTHUB_CA_BUNDLE")
     except Exception as exc:  # the SDK's errors: authentication, connection, not found
         text = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"
-        refused = any(word in text.lower() for word in ("unauthorized", "authentication", "401", "forbidden"))
+        unreachable = _no_connection(exc)
+        refused = not unreachable and any(
+            word in text.lower() for word in ("unauthorized", "authentication", "401", "forbidden"))
         if refused:
             return Check("event hub", "fail", f"the namespace refused the agent: {text}", _grant_hint(settings))
-        return Check("event hub", "fail", f"cannot read the hub: {text}",
-                     "check the namespace and hub names, outbound TCP 5671, AGENTSEAT_EVENTHUB_ENDPOINT and the CA")
+        return Check("event hub", "fail", f"cannot {'reach' if unreachable else 'read'} the hub: {text}",
+                     "check the namespace and hub names, AGENTSEAT_EVENTHUB_ENDPOINT and the CA; "
+                     + _network_hint(settings))
     partitions = list(props.get("partition_ids") or [])
     return Check("event hub", "ok", f"reachable; {len(partitions)} partitions; the hub's properties read as the "
                  f"agent (the Listen right the {RECEIVER_ROLE} role grants)")
+
+
+def _no_connection(exc: BaseException) -> bool:
+    """Whether the SDK's error comes from a connection that was never made (an OSError beneath it).
+
+    Over WebSockets to a custom endpoint the SDK reports a refused TCP connect as an AuthenticationError
+    (azure-eventhub _pyamqp/aio/_transport_async.py, WebSocketTransportAsync.connect): not a refusal
+    by the namespace, so not a missing role.
+    """
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, OSError):
+            return True
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return False
 
 
 async def _store_check(settings: Settings, credential: AgentCredential | None) -> Check:

@@ -75,6 +75,37 @@ def test_the_custom_endpoint_and_its_ca_reach_the_sdk(tmp_path: Path) -> None:
     assert "connection_verify" not in client_options(settings(ca_bundle=ca))
 
 
+def test_the_transport_setting_picks_the_sdk_transport(monkeypatch: pytest.MonkeyPatch) -> None:
+    from azure.eventhub import TransportType
+
+    assert client_options(settings())["transport_type"] == TransportType.Amqp  # AMQP over TLS, 5671, by default
+    monkeypatch.setenv("AGENTSEAT_EVENTHUB_TRANSPORT", "WebSocket")  # read from the environment, any case
+    s = settings(eventhub_endpoint="sb://private.example.com")
+    assert s.eventhub_transport == "websocket"
+    assert client_options(s)["transport_type"] == TransportType.AmqpOverWebsocket
+    assert client_options(s)["custom_endpoint_address"] == "sb://private.example.com"  # the SDK dials 443 on it
+
+
+def test_an_unknown_transport_is_a_config_error_naming_both_values(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AGENTSEAT_EVENTHUB_TRANSPORT", "wss")
+    with pytest.raises(ConfigError) as caught:
+        settings()
+    assert caught.value.message == "AGENTSEAT_EVENTHUB_TRANSPORT must be `amqp` or `websocket`, not 'wss'"
+    assert "443" in (caught.value.hint or "") and "5671" in (caught.value.hint or "")
+
+
+def test_the_cli_reports_an_unknown_transport_in_one_line_with_the_config_exit_code(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    from agentseat.cli import main
+
+    monkeypatch.setenv("AGENTSEAT_CONFIG_FILE", str(tmp_path / "absent.env"))
+    monkeypatch.setenv("AGENTSEAT_EVENTHUB_TRANSPORT", "https")
+    assert main(["--state-dir", str(tmp_path), "status"]) == ConfigError.exit_code
+    err = capsys.readouterr().err.splitlines()
+    assert err[0] == "agentseat: AGENTSEAT_EVENTHUB_TRANSPORT must be `amqp` or `websocket`, not 'https'"
+    assert err[1].startswith("  hint: ") and "Traceback" not in "\n".join(err)
+
+
 def test_a_missing_ca_bundle_file_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="EVENTHUB_CA_BUNDLE"):
         settings(eventhub_ca_bundle=tmp_path / "absent.pem")
