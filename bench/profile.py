@@ -16,11 +16,10 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import anyio
 
 from .harness import SandboxHost, Served, cpu_seconds
-from .loadgen import send_paced
+from .rawsender import send_paced_raw
 
 
 def py_spy() -> str | None:
@@ -124,9 +123,9 @@ async def sample(host: SandboxHost, served: Served, url: str, workdir: Path, *, 
     command = [tool, "record", "--pid", str(served.pid), "--duration", str(int(seconds)), "--rate", "200",
                "--format", "raw", "--threads", "--nonblocking", "--output", str(out), *(["--gil"] if gil else [])]
     cpu0 = cpu_seconds(served.pid)
-    async with aiohttp.ClientSession() as http, anyio.create_task_group() as tg:
+    async with anyio.create_task_group() as tg:
         spy = await anyio.open_process(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        tg.start_soon(lambda: send_paced(http, url, bodies, posts_per_s))
+        tg.start_soon(lambda: send_paced_raw(url, bodies, posts_per_s))
         await spy.wait()
         error = (await spy.stderr.receive()).decode(errors="replace") if spy.returncode and spy.stderr else ""
     await served.wait_for(ids, 15)

@@ -64,7 +64,7 @@ def figures(r: dict[str, Any]) -> dict[str, Any]:
     for key in ("mb", "mb_per_s", "peak_rss_mb", "rss_added_mb"):
         out[f"upload_{key}"] = _get(r, "files", "upload", key)
     tp = r.get("throughput", {})
-    for batch in ("batch1", "batch20"):
+    for batch in THROUGHPUTS:
         out[f"throughput_{batch}_items_per_s"] = _get(tp, batch, "max_zero_loss_items_per_s")
         out[f"throughput_{batch}_cpu_cores"] = _get(tp, batch, "at_max", "cpu_cores")
         out[f"throughput_{batch}_cpu_ms_per_item"] = _get(tp, batch, "at_max", "cpu_ms_per_item")
@@ -131,6 +131,12 @@ def goals(f: dict[str, Any]) -> list[tuple[str, str, str, bool]]:
         ("peak RSS under load", "< 150 MB", f"{f['peak_rss_mb']} MB", met(f["peak_rss_mb"], f["peak_rss_mb"] < 150)),
     ]
     return rows
+
+
+#: The throughput ladders: batches of 1 and 20, and batches of 1 with two processes taking POSTs
+#: (AGENTSEAT_INTAKE_PROCESSES=2; its CPU is every process's).
+THROUGHPUTS = ("batch1", "batch20", "batch1_two_processes")
+THROUGHPUT_LABELS = {"batch1": "batch1", "batch20": "batch20", "batch1_two_processes": "batch1, 2 processes"}
 
 
 def _best_throughput(f: dict[str, Any]) -> float:
@@ -206,14 +212,20 @@ def table(r: dict[str, Any]) -> str:
                      f"{_fmt(f['latency_ratio_channel_mention_vs_dm_p50'])}x")
     lines.append("")
     lines.append("2. throughput, encrypted rich notifications, zero loss")
-    for batch in ("batch1", "batch20"):
+    for batch in THROUGHPUTS:
         at = _get(r, "throughput", batch, "at_max", default={})
+        if not at and batch not in ("batch1", "batch20"):
+            continue  # a run before it was measured, or a one-core machine
         capped = " (generator cap reached)" if f[f"throughput_{batch}_capped"] else ""
-        lines.append(f"   {batch:8} {_fmt(f[f'throughput_{batch}_items_per_s']):>7} items/s{capped}  "
+        lines.append(f"   {THROUGHPUT_LABELS[batch]:8} {_fmt(f[f'throughput_{batch}_items_per_s']):>7} items/s{capped}  "
                      f"cpu {_fmt(_get(at, 'cpu_cores'))} cores, {_fmt(_get(at, 'cpu_ms_per_item'))} ms/item, "
                      f"answer p99 {_fmt(_get(at, 'answer_ms', 'p99'))} ms; first failing "
                      f"{_fmt(_get(r, 'throughput', batch, 'first_failing_items_per_s', default='-'))} items/s")
     lines.append(f"   peak RSS (VmHWM) {_fmt(f['peak_rss_mb'])} MB")
+    by_process = _get(r, "throughput", "batch1_two_processes", "rss_mb_by_process", default=[])
+    if by_process:
+        lines.append("   with 2 processes, peak RSS (VmHWM) by process: "
+                     + ", ".join(f"{_fmt(_get(p, 'VmHWM'))} MB" for p in by_process) + " (the runtime first)")
     hp = r.get("hotpath", {})
     if hp:
         for batch in ("batch1", "batch20"):

@@ -22,6 +22,7 @@ the report shows how far the machine drifted during the run.
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from dataclasses import dataclass
@@ -63,6 +64,10 @@ QUICK = Profile("quick", latency_seconds=5, warmup_seconds=2, idle_seconds=6, we
                 import_repeat=1, ladder_start=(100.0, 200.0), kind_rounds=5)
 FULL = Profile("full", latency_seconds=60, warmup_seconds=10, idle_seconds=120, webhook_idle_seconds=60,
                step_seconds=6, bisect=3, hotpath_posts=200, extra_cold_starts=4, restart=True, profile_seconds=10)
+
+#: Batch 1 is measured again with this many processes taking POSTs (throughput["batch1_two_processes"]).
+INTAKE_PROCESSES = 2
+TWO_PROCESSES = "batch1_two_processes"
 
 #: The clock's line (issue 16, point 4): its idle cost with this many promises pending, over a window.
 CLOCK_PROMISES = 1000
@@ -207,7 +212,30 @@ async def throughput_phase(host: SandboxHost, p: Profile, root: Path, out: dict[
                     out["pyspy"][f"batch{batch}{'_gil' if gil else ''}"] = await profile.sample(
                         host, served, url, root, items_per_s=rate, batch=batch, seconds=p.profile_seconds, gil=gil)
     await host.drop_subscriptions()
+    if (os.cpu_count() or 1) >= 2:  # issue 16, point 2: does a second process pay for itself at batch 1?
+        say(f"throughput: batches of 1, {INTAKE_PROCESSES} intake processes")
+        out["throughput"][TWO_PROCESSES] = await _two_processes_ladder(host, p, root)
     return env
+
+
+async def _two_processes_ladder(host: SandboxHost, p: Profile, root: Path) -> dict[str, Any]:
+    """The batch-1 ladder again, with AGENTSEAT_INTAKE_PROCESSES=2: CPU counts every process."""
+    port = free_port()
+    env = webhook_env(await host.provision(root / "agent-throughput-x2"), port)
+    env["AGENTSEAT_INTAKE_PROCESSES"] = str(INTAKE_PROCESSES)
+    try:
+        async with serve(env, root / "throughput-x2", "serve", host.now) as served:
+            await _wait_subscriptions(host)
+            await _warm(host, served, p.warmup_seconds)
+            result = await throughput.ladder(host, served, f"http://127.0.0.1:{port}/notifications", batch=1,
+                                             start=p.ladder_start[0], seconds=p.step_seconds, bisect=p.bisect,
+                                             cap=3200.0)
+            result["processes"] = len(served.pids)
+            # Each process's own figures: the intake process's memory is what the setting costs.
+            result["rss_mb_by_process"] = [memory_mb(pid) for pid in served.pids]
+            return result
+    finally:
+        await host.drop_subscriptions()
 
 
 async def kinds_phase(host: SandboxHost, p: Profile, root: Path, out: dict[str, Any]) -> None:

@@ -1,7 +1,7 @@
 """Figure 2: the highest sustained rate of encrypted rich notifications taken with zero loss.
 
-The load generator (bench/loadgen.py) POSTs genuine notifications straight to the
-runtime's webhook, open loop, at a ladder of rates; batches of 1 and of 20 items per
+The load generator POSTs genuine notifications (bench/loadgen.py builds them, bench/rawsender.py
+sends them) straight to the runtime's webhook, open loop, at a ladder of rates; batches of 1 and of 20 items per
 POST. A step passes when:
 - every POST is answered 2xx within Graph's 3-second timeout (a later answer is a
   failed delivery to Graph, retried and counted against the endpoint),
@@ -26,11 +26,11 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-import aiohttp
 import anyio
 
 from .harness import Push, SandboxHost, Served, cpu_seconds, memory_mb
-from .loadgen import SendResult, send_paced
+from .loadgen import SendResult
+from .rawsender import send_paced_raw
 
 DRAIN = 15.0  # seconds after the last send for the last push to arrive
 
@@ -119,35 +119,35 @@ async def ladder(host: SandboxHost, served: Consumer, target: str | Sender, *, b
     steps: list[Step] = []
     best: Step | None = None
     failed_at: float | None = None
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=256)) as http:
-        if isinstance(target, str):
-            url = target
+    if isinstance(target, str):
+        url = target
 
-            async def send(bodies: list[tuple[list[str], bytes]], posts_per_s: float) -> SendResult:
-                return await send_paced(http, url, bodies, posts_per_s)
+        async def send(bodies: list[tuple[list[str], bytes]], posts_per_s: float) -> SendResult:
+            # The lean sender: aiohttp's client took as much CPU as the runtime (bench/rawsender.py).
+            return await send_paced_raw(url, bodies, posts_per_s)
+    else:
+        send = target
+    rate = start
+    while rate <= cap:
+        s = await step(host, served, send, batch=batch, items_per_s=rate, seconds=seconds)
+        steps.append(s)
+        await anyio.sleep(1.0)  # let the runtime settle between steps
+        if not s.passed:
+            failed_at = rate
+            break
+        best = s
+        rate *= 2
+    low = best.items_per_s if best else 0.0
+    for _ in range(bisect if failed_at else 0):
+        assert failed_at is not None
+        rate = (low + failed_at) / 2
+        s = await step(host, served, send, batch=batch, items_per_s=rate, seconds=seconds)
+        steps.append(s)
+        await anyio.sleep(1.0)
+        if s.passed:
+            best, low = s, rate
         else:
-            send = target
-        rate = start
-        while rate <= cap:
-            s = await step(host, served, send, batch=batch, items_per_s=rate, seconds=seconds)
-            steps.append(s)
-            await anyio.sleep(1.0)  # let the runtime settle between steps
-            if not s.passed:
-                failed_at = rate
-                break
-            best = s
-            rate *= 2
-        low = best.items_per_s if best else 0.0
-        for _ in range(bisect if failed_at else 0):
-            assert failed_at is not None
-            rate = (low + failed_at) / 2
-            s = await step(host, served, send, batch=batch, items_per_s=rate, seconds=seconds)
-            steps.append(s)
-            await anyio.sleep(1.0)
-            if s.passed:
-                best, low = s, rate
-            else:
-                failed_at = rate
+            failed_at = rate
     return {
         "max_zero_loss_items_per_s": round(best.items_per_s, 1) if best else 0.0,
         "first_failing_items_per_s": round(failed_at, 1) if failed_at else None,

@@ -103,9 +103,13 @@ class IntakeWorkers:
                       fix="set AGENTSEAT_INTAKE_PROCESSES=1; this process takes every POST meanwhile")
             return
         self._webhook = webhook
-        async with anyio.create_task_group() as tg:
-            for child in self._children:
-                tg.start_soon(self._keep, child, webhook.socket)
+        try:
+            async with anyio.create_task_group() as tg:
+                for child in self._children:
+                    tg.start_soon(self._keep, child, webhook.socket)
+        finally:  # how the POSTs were shared out (the kernel decides, connection by connection)
+            log.info("intake_processes_stopped", runtime_posts=webhook.stats.posts,
+                     process_posts=[c.stats.get("public", {}).get("posts", 0) for c in self._children])
 
     async def health(self, own: WebhookStats) -> dict[str, Any]:
         """GET /health for every process that takes POSTs: their counts added up."""
