@@ -166,6 +166,7 @@ async def serve(control: socket.socket, listener: socket.socket) -> None:
         on_channel_fetch=on_channel_fetch, store=_ReportingStore(intake, notes),
         fallbacks=TokenFallbacks(facts=_FactsByWire(note),  # type: ignore[arg-type]
                                  on_capped=lambda kind, reason: note({"t": "resync", "kind": kind, "reason": reason})),
+        yield_to_sinks=False,
     )
     forwarding = _Forwarding(pipeline, wire)
 

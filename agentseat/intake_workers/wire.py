@@ -53,7 +53,7 @@ class Wire:
     def __init__(self, stream: SocketStream) -> None:
         self._stream = stream
         self._reader = BufferedByteReceiveStream(stream)
-        self._send_lock = anyio.Lock()  # several tasks send; anyio allows one writer at a time
+        self._send_lock = anyio.Lock(fast_acquire=True)  # several tasks send; anyio allows one writer at a time
         self._ids = 0
         self._waiting: dict[int, tuple[anyio.Event, list[dict[str, Any]]]] = {}
 

@@ -314,6 +314,9 @@ class Runtime:
             fallbacks=self.token_fallbacks, source=source,
         )
         tunnel = None if eventhub else self._tunnel()
+        if eventhub and settings.intake_processes > 1:
+            self._note("AGENTSEAT_INTAKE_PROCESSES is for webhook delivery; the hub's partitions are shared out by "
+                       "the Event Hubs client instead (one process reads here)")
         reconcile = Reconcile(self.poller, settings.reconcile_seconds, self.clock.now)
         try:
             async with anyio.create_task_group() as tg:

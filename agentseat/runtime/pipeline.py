@@ -246,6 +246,7 @@ class NotificationPipeline:
         store: BatchStore | None = None,
         fallbacks: TokenFallbacks | None = None,
         source: Source = "webhook",
+        yield_to_sinks: bool = True,
     ) -> None:
         self._settings, self._inbox, self._keyring, self._jwks = settings, inbox, keyring, jwks
         self._store: BatchStore = store or InboxStore(inbox)
@@ -258,6 +259,9 @@ class NotificationPipeline:
         self._worker = ThreadCoalescer()
         #: The transport the bodies come by ("webhook", or "eventhub": the same collection read from a hub).
         self.source: Source = source
+        #: Yield once after a store so this process's sinks push before Graph's answer; an intake
+        #: process has no sinks (agentseat/intake_workers), and the turn would be wasted.
+        self._yield_to_sinks = yield_to_sinks
 
     def reject(self, reason: str, *, lifecycle_endpoint: bool = False) -> ProcessResult:
         """Record a body dropped before parsing (too large, wrong content type, unreadable)."""
@@ -309,7 +313,7 @@ class NotificationPipeline:
                 result.retry = True
                 return result
             result.stored = len(stored)
-            if stored:
+            if stored and self._yield_to_sinks:
                 # The sinks were just woken: let them push before Graph gets its answer. Graph
                 # waits up to 3 s for it; the agent is the one that notices a few hundred us.
                 await anyio.sleep(0)
