@@ -1,7 +1,7 @@
 """`python -m bench`: run the benchmarks, print a table, and end with one JSON line.
 
-    python -m bench                  # full run (~15 minutes)
-    python -m bench --quick          # about 7 minutes, same figures, shorter windows
+    python -m bench                  # full run (~25 minutes on a 2-core VM)
+    python -m bench --quick          # about 10 minutes, same figures, shorter windows
     python -m bench --markdown BENCHMARKS.md   # also write the figures there
     python -m bench --from-json r.json --markdown BENCHMARKS.md   # re-render a saved run
     python -m bench soak ...         # bench/soak.py, when present
@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     if argv and argv[0] in _SUBCOMMANDS:
         return _dispatch(argv[0], argv[1:])
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="short windows: the whole run in about 7 minutes")
+    parser.add_argument("--quick", action="store_true", help="short windows: the whole run in about 10 minutes")
     parser.add_argument("--workdir", type=Path, help="keep state and logs here (default: a fresh temp dir)")
     parser.add_argument("--markdown", type=Path, help="also write the figures to this file (e.g. BENCHMARKS.md)")
     parser.add_argument("--json", type=Path, help="also write the full results (every sample summary) here")

@@ -338,7 +338,7 @@ def markdown(r: dict[str, Any], *, keep_from: str = "") -> str:
 
 NOTES = """## How the figures are made, and what they do not say
 
-Run `python -m bench` (full, about 15 minutes) or `python -m bench --quick` (about 7 minutes,
+Run `python -m bench` (full, about 25 minutes on a 2-core VM) or `python -m bench --quick` (about 10 minutes,
 same figures from shorter windows); `--markdown BENCHMARKS.md` rewrites this file, `--json`
 keeps every summary. The last line of the output is one JSON object with every figure.
 Three processes: the sandbox (`bench/sandbox_server.py`: agentseat's sandbox plus a few
