@@ -21,7 +21,7 @@ from __future__ import annotations
 import functools
 import os
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import anyio
@@ -42,7 +42,6 @@ from ..graph.client import GraphClient, ssl_context
 from ..graph.replication import ReplicationGrace
 from ..identity.keys import KeyStore
 from ..identity.tokens import TokenProvider
-from ..intake_workers import IntakeWorkers, Lent
 from ..promises import Promises
 from ..record import Record
 from ..record.observe import observer as record_observer
@@ -76,6 +75,9 @@ from .sponsors import resolve_sponsors
 from .status import RuntimeStatus
 from .unlocked_keys import UnlockedKeys
 from .webhook import WebhookServer
+
+if TYPE_CHECKING:
+    from ..intake_workers import IntakeWorkers
 
 log = structlog.get_logger(__name__)
 
@@ -321,6 +323,8 @@ class Runtime:
         try:
             async with anyio.create_task_group() as tg:
                 if tunnel is not None:
+                    if settings.intake_processes > 1:  # imported only then: `serve` starts without it
+                        from ..intake_workers import IntakeWorkers, Lent
                     workers = self.intake_workers = None if settings.intake_processes < 2 else IntakeWorkers(Lent(
                         settings, ring, self.policy, self.access, route.known, pipeline, self.inbox, self.intake,
                         self.delivery, route.offer, on_mail_fetch, on_chat_fetch, on_channel_fetch,
