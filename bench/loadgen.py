@@ -14,8 +14,9 @@ from __future__ import annotations
 import itertools
 import json
 import re
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import aiohttp
 import anyio
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
 #: Graph's delivery timeout: a 2xx later than this counts as a failed attempt
 #: (change-notifications-delivery-webhooks, "HTTP codes and retry logic").
 GRAPH_TIMEOUT = 3.0
+_Item = TypeVar("_Item")
 _ids = itertools.count(int(4e12))  # message ids far above the sandbox's epoch-ms ids: never a duplicate
 _MESSAGE_ID = re.compile(rb"messages\('([^']+)'\)")
 
@@ -104,23 +106,18 @@ class SendResult:
                 "max": round(max(ms), 1) if ms else float("nan")}
 
 
-async def send_paced(session: aiohttp.ClientSession, url: str, bodies: list[tuple[list[str], bytes]],
-                     posts_per_s: float, *, max_in_flight: int = 256) -> SendResult:
-    """POST `bodies` at a steady `posts_per_s`, open loop: a slow answer delays no later send
-    unless `max_in_flight` answers are outstanding (then the schedule slips, and the
-    achieved rate shows it)."""
+async def pace(items: list[_Item], posts_per_s: float, post: Callable[[_Item], Awaitable[int]], *,
+               max_in_flight: int = 256) -> SendResult:
+    """`post` each item at a steady `posts_per_s`, open loop: a slow answer delays no later send
+    unless `max_in_flight` answers are outstanding (then the schedule slips, and the achieved
+    rate shows it). `post` returns the HTTP status, 0 for a connection error."""
     result = SendResult(target_posts_per_s=posts_per_s)
     limiter = anyio.Semaphore(max_in_flight)
-    headers = {"Content-Type": "application/json; charset=utf-8"}
 
-    async def one(body: bytes) -> None:
+    async def one(item: _Item) -> None:
         began = anyio.current_time()
         try:
-            async with session.post(url, data=body, headers=headers) as resp:
-                await resp.read()
-                status = resp.status
-        except (aiohttp.ClientError, OSError):
-            status = 0
+            status = await post(item)
         finally:
             limiter.release()
         took = anyio.current_time() - began
@@ -134,14 +131,30 @@ async def send_paced(session: aiohttp.ClientSession, url: str, bodies: list[tupl
     start = anyio.current_time() + 0.02
     last_send = start
     async with anyio.create_task_group() as tg:
-        for i, (_, body) in enumerate(bodies):
+        for i, item in enumerate(items):
             delay = start + i / posts_per_s - anyio.current_time()
             if delay > 0:
                 await anyio.sleep(delay)
             await limiter.acquire()
             last_send = anyio.current_time()
             result.posts += 1
-            tg.start_soon(one, body)
+            tg.start_soon(one, item)
     result.send_seconds = max(last_send - start, 1e-6)
     result.seconds = anyio.current_time() - start
     return result
+
+
+async def send_paced(session: aiohttp.ClientSession, url: str, bodies: list[tuple[list[str], bytes]],
+                     posts_per_s: float, *, max_in_flight: int = 256) -> SendResult:
+    """POST `bodies` with aiohttp's client at a steady `posts_per_s`, open loop (`pace`)."""
+    headers = {"Content-Type": "application/json; charset=utf-8"}
+
+    async def post(body: bytes) -> int:
+        try:
+            async with session.post(url, data=body, headers=headers) as resp:
+                await resp.read()
+                return resp.status
+        except (aiohttp.ClientError, OSError):
+            return 0
+
+    return await pace([body for _, body in bodies], posts_per_s, post, max_in_flight=max_in_flight)

@@ -17,9 +17,7 @@ from __future__ import annotations
 import asyncio
 from urllib.parse import urlsplit
 
-import anyio
-
-from .loadgen import GRAPH_TIMEOUT, SendResult
+from .loadgen import SendResult, pace
 
 __all__ = ["send_paced_raw"]
 
@@ -74,7 +72,7 @@ class _Answer(asyncio.Protocol):
 
 async def send_paced_raw(url: str, bodies: list[tuple[list[str], bytes]], posts_per_s: float, *,
                          max_in_flight: int = 256) -> SendResult:
-    """POST `bodies` to `url` at a steady `posts_per_s`, open loop (as bench/loadgen.py's `send_paced`)."""
+    """POST `bodies` to `url` at a steady `posts_per_s`, open loop (bench/loadgen.py's `pace`)."""
     parts = urlsplit(url)
     host, port = parts.hostname or "127.0.0.1", parts.port or 80
     head = (f"POST {parts.path or '/'} HTTP/1.1\r\nHost: {host}:{port}\r\n"
@@ -83,47 +81,22 @@ async def send_paced_raw(url: str, bodies: list[tuple[list[str], bytes]], posts_
     loop = asyncio.get_running_loop()
     idle: list[_Answer] = []
     opened: list[_Answer] = []
-    result = SendResult(target_posts_per_s=posts_per_s)
-    limiter = anyio.Semaphore(max_in_flight)
 
-    async def one(request: bytes) -> None:
-        began = anyio.current_time()
-        status = 0
+    async def post(request: bytes) -> int:
         try:
             conn = idle.pop() if idle else None
             if conn is None:
                 _, conn = await loop.create_connection(_Answer, host, port)
                 opened.append(conn)
             status = await conn.ask(request)
-            if not conn.closed:
-                idle.append(conn)
         except OSError:
-            status = 0
-        finally:
-            limiter.release()
-        took = anyio.current_time() - began
-        result.answer_times.append(took)
-        if 200 <= status < 300:
-            result.ok += 1
-            result.over_timeout += took > GRAPH_TIMEOUT
-        else:
-            result.failed += 1
+            return 0
+        if not conn.closed:
+            idle.append(conn)
+        return status
 
-    start = anyio.current_time() + 0.02
-    last_send = start
     try:
-        async with anyio.create_task_group() as tg:
-            for i, request in enumerate(requests):
-                delay = start + i / posts_per_s - anyio.current_time()
-                if delay > 0:
-                    await anyio.sleep(delay)
-                await limiter.acquire()
-                last_send = anyio.current_time()
-                result.posts += 1
-                tg.start_soon(one, request)
+        return await pace(requests, posts_per_s, post, max_in_flight=max_in_flight)
     finally:
         for conn in opened:
             conn.close()
-    result.send_seconds = max(last_send - start, 1e-6)
-    result.seconds = anyio.current_time() - start
-    return result

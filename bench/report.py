@@ -361,8 +361,10 @@ MCP host. All times are on the sandbox clock, which the bench reads exactly.
    POST: the worst case, since the runtime remembers verified tokens). A rate passes when
    every POST is answered 2xx within Graph's 3-second timeout, the generator kept its
    schedule, and every item reached the MCP client with the pushes keeping pace (their
-   rate from first push to last >= 95 % of the target). CPU is the runtime
-   process's utime + stime over the step, in cores; peak RSS is its VmHWM.
+   rate from first push to last >= 95 % of the target). The sender writes pre-built
+   requests on keep-alive sockets (bench/rawsender.py), so it takes little of the machine's
+   CPU. CPU is the runtime process's utime + stime over the step (with its intake processes
+   for the "2 processes" line), in cores; peak RSS is its VmHWM.
 3. **Idle cost** counts every Graph request and token request the sandbox sees. Webhook
    mode polls nothing; its cost is Graph's: the emulated Graph sends
    `reauthorizationRequired` for each subscription every 15 minutes (the docs' illustrative
