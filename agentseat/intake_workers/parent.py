@@ -57,7 +57,7 @@ MAX_BACKOFF = 60.0
 STEADY_SECONDS = 60.0  # a process that ran this long starts again at once when it exits
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Lent:
     """What the runtime lends its intake processes (runtime/app.py builds it)."""
 

@@ -326,9 +326,11 @@ class Runtime:
                     if settings.intake_processes > 1:  # imported only then: `serve` starts without it
                         from ..intake_workers import IntakeWorkers, Lent
                     workers = self.intake_workers = None if settings.intake_processes < 2 else IntakeWorkers(Lent(
-                        settings, ring, self.policy, self.access, route.known, pipeline, self.inbox, self.intake,
-                        self.delivery, route.offer, on_mail_fetch, on_chat_fetch, on_channel_fetch,
-                        self._resync_soon, self.facts), settings.intake_processes - 1)
+                        settings=settings, ring=ring, policy=self.policy, access=self.access, known=route.known,
+                        pipeline=pipeline, inbox=self.inbox, intake=self.intake, delivery=self.delivery,
+                        on_lifecycle=route.offer, on_mail_fetch=on_mail_fetch, on_chat_fetch=on_chat_fetch,
+                        on_channel_fetch=on_channel_fetch, resync=self._resync_soon, facts=self.facts),
+                        settings.intake_processes - 1)
                     self.webhook = WebhookServer(settings, pipeline, **({"health": workers.health} if workers else {}))
                     port = await tg.start(functools.partial(self.webhook.run, share=workers is not None))
                     if workers is not None:  # once trust is decided as here: they judge senders too

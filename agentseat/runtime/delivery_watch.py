@@ -116,11 +116,7 @@ class DeliveryWatch:
 
     def notified_at(self, kind: str, key: str, created_at: str | None) -> None:
         """`notified`, with Graph's creation time as the event carries it (an intake process's note)."""
-        try:
-            created = parse_graph_time(created_at) if created_at else None
-        except ValueError:
-            created = None
-        self.notified(kind, key, created)
+        self.notified(kind, key, _created_time(created_at))
 
     def observing(self, store: BatchStore) -> BatchStore:
         """`store` for the notification pipeline, noting every event a notification carried."""
@@ -214,8 +210,12 @@ class DeliveryWatch:
 
 
 def _created(event: Event) -> float | None:
+    return _created_time(event.created_at)
+
+
+def _created_time(created_at: str | None) -> float | None:
     try:
-        return parse_graph_time(event.created_at) if event.created_at else None
+        return parse_graph_time(created_at) if created_at else None
     except ValueError:
         return None
 

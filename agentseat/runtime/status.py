@@ -166,8 +166,8 @@ def status(settings: Settings, out: TextIO | None = None) -> int:
         print(f"event hub:      {line}", file=out)
     if channel_subs := info.get("channel_subscriptions"):
         active = sum(1 for sub in channel_subs.values() if sub.get("state") == "active")
-        print(f"channels:       {active} of {len(channel_subs)} channel subscriptions active "
-              "(in auto mode the rest are polled)", file=out)
+        channels = f"channels:       {active} of {len(channel_subs)} channel subscriptions active"
+        print(f"{channels} (in auto mode the rest are polled)", file=out)
     plan = info.get("scheduled") or {}
     print(f"scheduled:      next due {plan.get('next_due') or 'nothing'}", file=out)
     for item in plan.get("promises", []):

@@ -77,9 +77,11 @@ async def beside(world: World) -> AsyncIterator[Beside]:
     async def on_channel_fetch(ref: Any) -> None:
         raise AssertionError("no channel in these tests")
 
-    lent = Lent(settings, world.keyring, world.policy, access, known, pipeline, inbox, intake, DeliveryWatch(inbox),
-                calls.on_lifecycle, calls.on_mail_fetch, calls.on_chat_fetch, on_channel_fetch,
-                lambda kind, reason: resyncs.append((kind, reason)), TenantFacts(settings.state_dir))
+    lent = Lent(settings=settings, ring=world.keyring, policy=world.policy, access=access, known=known,
+                pipeline=pipeline, inbox=inbox, intake=intake, delivery=DeliveryWatch(inbox),
+                on_lifecycle=calls.on_lifecycle, on_mail_fetch=calls.on_mail_fetch, on_chat_fetch=calls.on_chat_fetch,
+                on_channel_fetch=on_channel_fetch, resync=lambda kind, reason: resyncs.append((kind, reason)),
+                facts=TenantFacts(settings.state_dir))
     webhook = WebhookServer(settings, pipeline)
     webhook.socket = bind("127.0.0.1", 0)  # shared, but only the intake process accepts on it
     workers = IntakeWorkers(lent, 1)
